@@ -1,0 +1,982 @@
+//! The prescription check: one pure function, used by the clinician programmer before
+//! it sends a prescription and by the implant before it accepts one.
+//!
+//! [`check`] returns **every** finding, not the first: a clinician fixing a
+//! prescription should see all that is wrong at once. Each [`Finding`] has a
+//! [`Severity`] — [`Severity::Hard`] rejects the prescription, [`Severity::Soft`] needs
+//! an explicit clinician confirmation — and prints as a sentence a clinician can act
+//! on, naming the value, the limit and the limit's source.
+//!
+//! Daily doses are judged on the **heaviest day** of the schedule (basal plus periodic
+//! boluses), rounded up, and, for the patient bolus, by the predictive rule of
+//! DOMAIN.md §7: the heaviest day plus every allowed patient bolus must stay within the
+//! hard daily limit.
+
+use core::fmt;
+
+use heapless::Vec;
+
+use crate::dose::{Admixture, mass_in};
+use crate::drug::{DrugId, Increase, Library, TitrationRule};
+use crate::quantity::{
+    Concentration, Duration, Flow, MS_PER_DAY, Mass, MassRate, Rounding, Volume, mul_div,
+};
+use crate::schedule::Schedule;
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Needs an explicit clinician confirmation.
+    Soft,
+    /// Rejects the prescription.
+    Hard,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Soft => "soft",
+            Severity::Hard => "hard",
+        })
+    }
+}
+
+/// The pump's physical limits relevant to a prescription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceLimits {
+    /// Reservoir capacity.
+    pub capacity: Volume,
+    /// Lowest programmable flow.
+    pub min_flow: Flow,
+    /// Highest flow (basal plus any bolus).
+    pub max_flow: Flow,
+}
+
+impl DeviceLimits {
+    /// A SynchroMed-class peristaltic pump of the given capacity: 0.048–24 mL/day
+    /// (DOMAIN.md §2; the upper figure is marked "check" there).
+    pub const fn synchromed_class(capacity: Volume) -> Self {
+        DeviceLimits {
+            capacity,
+            min_flow: Flow::from_raw(48_000),
+            max_flow: Flow::from_raw(24_000_000),
+        }
+    }
+}
+
+/// Patient-activated bolus settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatientBolus {
+    /// Volume of one bolus.
+    pub volume: Volume,
+    /// Time over which one bolus is delivered.
+    pub duration: Duration,
+    /// Shortest time between the starts of two boluses.
+    pub lockout: Duration,
+    /// Most boluses in any rolling 24 h.
+    pub max_per_day: u8,
+}
+
+/// A prescription: what the reservoir holds and how it is delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prescription {
+    /// Drugs and concentrations in the reservoir.
+    pub contents: Admixture,
+    /// Basal schedule and periodic boluses.
+    pub schedule: Schedule,
+    /// Patient bolus, if allowed.
+    pub patient_bolus: Option<PatientBolus>,
+    /// Volume in the reservoir after the fill.
+    pub reservoir_volume: Volume,
+}
+
+impl Prescription {
+    /// The heaviest day's dose of `drug` (basal plus periodic boluses), rounded up.
+    pub fn max_daily_dose(&self, drug: DrugId) -> Option<MassRate> {
+        let conc = self.contents.concentration_of(drug);
+        let mass = mass_in(conc, self.schedule.max_day_total(), Rounding::Up).ok()?;
+        Some(MassRate::from_raw(mass.raw()))
+    }
+
+    /// The dose of `drug` in one patient bolus, rounded up (zero without one).
+    pub fn patient_bolus_dose(&self, drug: DrugId) -> Option<Mass> {
+        let Some(pb) = self.patient_bolus else {
+            return Some(Mass::ZERO);
+        };
+        mass_in(
+            self.contents.concentration_of(drug),
+            pb.volume,
+            Rounding::Up,
+        )
+        .ok()
+    }
+}
+
+/// The prescription in force before this one, for titration checks.
+#[derive(Debug, Clone, Copy)]
+pub struct Previous<'a> {
+    /// The earlier prescription.
+    pub prescription: &'a Prescription,
+    /// How long ago its last dose change took effect.
+    pub elapsed: Duration,
+}
+
+/// What a prescription is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The effective drug library (with clinic tightenings).
+    pub library: &'a Library,
+    /// The pump's limits.
+    pub device: DeviceLimits,
+    /// The prescription in force, if any.
+    pub previous: Option<Previous<'a>>,
+    /// The patient has not been taking opioids (patient-bolus opioids are riskier).
+    pub opioid_naive: bool,
+}
+
+/// One thing wrong with a prescription, typed, with the values involved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issue {
+    /// Concentration above the drug's hard maximum.
+    ConcentrationAboveMax {
+        /// Drug.
+        drug: DrugId,
+        /// Prescribed value.
+        value: Concentration,
+        /// Limit.
+        limit: Concentration,
+        /// Limit's source.
+        source: &'static str,
+    },
+    /// A drug (other than saline) at zero concentration.
+    ZeroConcentration {
+        /// Drug.
+        drug: DrugId,
+    },
+    /// Heaviest-day dose above the hard maximum daily dose.
+    DailyDoseAboveMax {
+        /// Drug.
+        drug: DrugId,
+        /// Heaviest-day dose.
+        value: MassRate,
+        /// Limit.
+        limit: MassRate,
+        /// Limit's source.
+        source: &'static str,
+    },
+    /// Heaviest day plus every allowed patient bolus above the hard maximum (the
+    /// predictive rule).
+    DailyDoseWithBolusesAboveMax {
+        /// Drug.
+        drug: DrugId,
+        /// Heaviest day plus all patient boluses.
+        value: MassRate,
+        /// Limit.
+        limit: MassRate,
+        /// Limit's source.
+        source: &'static str,
+    },
+    /// Above the recommended (soft) maximum daily dose.
+    DailyDoseAboveRecommended {
+        /// Drug.
+        drug: DrugId,
+        /// Heaviest day plus all patient boluses.
+        value: MassRate,
+        /// Recommended maximum.
+        limit: MassRate,
+        /// Its source.
+        source: &'static str,
+    },
+    /// A first prescription of a drug above its usual starting range.
+    StartAboveUsual {
+        /// Drug.
+        drug: DrugId,
+        /// Prescribed daily dose.
+        value: MassRate,
+        /// Top of the usual starting range.
+        usual_max: MassRate,
+        /// Its source.
+        source: &'static str,
+    },
+    /// A step increase above the titration rule.
+    IncreaseTooLarge {
+        /// Drug.
+        drug: DrugId,
+        /// Daily dose before.
+        from: MassRate,
+        /// Daily dose after.
+        to: MassRate,
+        /// Allowed increase.
+        max: Increase,
+        /// Rule's source.
+        source: &'static str,
+    },
+    /// An increase sooner than the titration rule allows.
+    IncreaseTooSoon {
+        /// Drug.
+        drug: DrugId,
+        /// Time since the last change.
+        elapsed: Duration,
+        /// Shortest allowed interval.
+        min_interval: Duration,
+        /// Rule's source.
+        source: &'static str,
+    },
+    /// A flow below the pump's lowest programmable flow.
+    FlowBelowPumpMin {
+        /// The flow.
+        flow: Flow,
+        /// Pump minimum.
+        min: Flow,
+    },
+    /// A flow (basal plus bolus) above the pump's highest flow.
+    FlowAbovePumpMax {
+        /// The flow.
+        flow: Flow,
+        /// Pump maximum.
+        max: Flow,
+    },
+    /// Reservoir volume above capacity.
+    ReservoirAboveCapacity {
+        /// Volume.
+        volume: Volume,
+        /// Capacity.
+        capacity: Volume,
+    },
+    /// A patient bolus of zero volume, duration or count.
+    PatientBolusEmpty,
+    /// Lockout shorter than the bolus duration: boluses could overlap.
+    LockoutShorterThanBolus {
+        /// Lockout.
+        lockout: Duration,
+        /// Bolus duration.
+        duration: Duration,
+    },
+    /// More boluses per 24 h than the lockout lets happen.
+    BolusCountExceedsLockout {
+        /// Configured maximum.
+        max_per_day: u8,
+        /// Most the lockout allows.
+        possible: u64,
+    },
+    /// An opioid patient bolus for an opioid-naive patient.
+    OpioidBolusForNaivePatient {
+        /// The opioid.
+        drug: DrugId,
+    },
+    /// A drug not approved for implanted pumps.
+    OffLabelDrug {
+        /// Drug.
+        drug: DrugId,
+    },
+    /// More than one active drug in the reservoir.
+    OffLabelMixture {
+        /// How many active drugs.
+        count: usize,
+    },
+    /// A computation overflowed: values far outside any clinical range.
+    OutOfRange,
+}
+
+/// A finding: an issue and how serious it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finding {
+    /// Hard or soft.
+    pub severity: Severity,
+    /// What is wrong.
+    pub issue: Issue,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.issue, f)
+    }
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Issue::ConcentrationAboveMax {
+                drug,
+                value,
+                limit,
+                source,
+            } => write!(
+                f,
+                "{drug} {value} exceeds the hard limit {limit} ({source})"
+            ),
+            Issue::ZeroConcentration { drug } => write!(
+                f,
+                "{drug} is listed at zero concentration; give its concentration or remove it"
+            ),
+            Issue::DailyDoseAboveMax {
+                drug,
+                value,
+                limit,
+                source,
+            } => {
+                write!(
+                    f,
+                    "{drug} {value} exceeds the hard limit {limit} ({source})"
+                )
+            }
+            Issue::DailyDoseWithBolusesAboveMax {
+                drug,
+                value,
+                limit,
+                source,
+            } => write!(
+                f,
+                "{drug} {value} with every allowed patient bolus exceeds the hard limit {limit} \
+                 ({source}); lower the bolus dose or count"
+            ),
+            Issue::DailyDoseAboveRecommended {
+                drug,
+                value,
+                limit,
+                source,
+            } => write!(
+                f,
+                "{drug} {value} is above the recommended maximum {limit} ({source}); confirm to proceed"
+            ),
+            Issue::StartAboveUsual {
+                drug,
+                value,
+                usual_max,
+                source,
+            } => write!(
+                f,
+                "{drug} {value} as a first dose is above the usual starting dose of at most \
+                 {usual_max} ({source}); confirm to proceed"
+            ),
+            Issue::IncreaseTooLarge {
+                drug,
+                from,
+                to,
+                max,
+                source,
+            } => write!(
+                f,
+                "{drug} increase from {from} to {to} is larger than the allowed step of {max} ({source})"
+            ),
+            Issue::IncreaseTooSoon {
+                drug,
+                elapsed,
+                min_interval,
+                source,
+            } => write!(
+                f,
+                "{drug} increase {elapsed} after the last change; increases need at least \
+                 {min_interval} between them ({source})"
+            ),
+            Issue::FlowBelowPumpMin { flow, min } => write!(
+                f,
+                "flow {flow} is below the pump's lowest programmable flow {min}"
+            ),
+            Issue::FlowAbovePumpMax { flow, max } => {
+                write!(f, "flow {flow} is above the pump's highest flow {max}")
+            }
+            Issue::ReservoirAboveCapacity { volume, capacity } => write!(
+                f,
+                "reservoir volume {volume} exceeds the pump's capacity {capacity}"
+            ),
+            Issue::PatientBolusEmpty => f.write_str(
+                "the patient bolus needs a volume, a duration and a count per 24 h above zero",
+            ),
+            Issue::LockoutShorterThanBolus { lockout, duration } => write!(
+                f,
+                "patient bolus lockout {lockout} is shorter than the bolus duration {duration}; \
+                 boluses could overlap"
+            ),
+            Issue::BolusCountExceedsLockout {
+                max_per_day,
+                possible,
+            } => write!(
+                f,
+                "{max_per_day} patient boluses per 24 h cannot happen with this lockout (at most \
+                 {possible}); align the count and the lockout"
+            ),
+            Issue::OpioidBolusForNaivePatient { drug } => write!(
+                f,
+                "patient bolus of {drug} for an opioid-naive patient risks respiratory \
+                 depression; confirm to proceed"
+            ),
+            Issue::OffLabelDrug { drug } => write!(
+                f,
+                "{drug} is not approved for implanted pumps (off-label); confirm to proceed"
+            ),
+            Issue::OffLabelMixture { count } => write!(
+                f,
+                "a mixture of {count} drugs is off-label and roughly doubles pump failure; \
+                 confirm to proceed"
+            ),
+            Issue::OutOfRange => {
+                f.write_str("values are far outside any clinical range and cannot be computed")
+            }
+        }
+    }
+}
+
+/// The most findings one check reports; past that, [`Findings::truncated`] is set.
+pub const MAX_FINDINGS: usize = 40;
+
+/// Every finding of a check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Findings {
+    items: Vec<Finding, MAX_FINDINGS>,
+    /// More findings than [`MAX_FINDINGS`] existed; treat as a hard rejection.
+    pub truncated: bool,
+}
+
+impl Findings {
+    fn push(&mut self, severity: Severity, issue: Issue) {
+        if self.items.push(Finding { severity, issue }).is_err() {
+            self.truncated = true;
+        }
+    }
+    /// The findings, in check order.
+    pub fn iter(&self) -> impl Iterator<Item = &Finding> {
+        self.items.iter()
+    }
+    /// How many findings.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+    /// No findings at all.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty() && !self.truncated
+    }
+    /// The most serious severity, or `None` when clean.
+    pub fn worst(&self) -> Option<Severity> {
+        if self.truncated {
+            return Some(Severity::Hard);
+        }
+        self.items.iter().map(|f| f.severity).max()
+    }
+    /// Whether the prescription may be applied: no hard findings, and soft ones only
+    /// if the clinician confirmed them.
+    pub fn acceptable(&self, soft_confirmed: bool) -> bool {
+        match self.worst() {
+            None => true,
+            Some(Severity::Soft) => soft_confirmed,
+            Some(Severity::Hard) => false,
+        }
+    }
+}
+
+fn rate(mass: u64) -> MassRate {
+    MassRate::from_raw(mass)
+}
+
+/// Checks `rx` against the library, the device and the previous prescription, and
+/// returns every finding.
+pub fn check(rx: &Prescription, ctx: &Context<'_>) -> Findings {
+    let mut out = Findings::default();
+    check_device(rx, ctx, &mut out);
+    check_patient_bolus(rx, ctx, &mut out);
+    let active = rx.contents.active().count();
+    if active > 1 {
+        out.push(Severity::Soft, Issue::OffLabelMixture { count: active });
+    }
+    for c in rx.contents.active() {
+        check_drug(rx, ctx, c.drug, c.concentration, &mut out);
+    }
+    out
+}
+
+fn check_device(rx: &Prescription, ctx: &Context<'_>, out: &mut Findings) {
+    let dev = ctx.device;
+    if rx.reservoir_volume > dev.capacity {
+        out.push(
+            Severity::Hard,
+            Issue::ReservoirAboveCapacity {
+                volume: rx.reservoir_volume,
+                capacity: dev.capacity,
+            },
+        );
+    }
+    let (lo, hi) = rx.schedule.basal_range();
+    if lo < dev.min_flow {
+        out.push(
+            Severity::Hard,
+            Issue::FlowBelowPumpMin {
+                flow: lo,
+                min: dev.min_flow,
+            },
+        );
+    }
+    if hi > dev.max_flow {
+        out.push(
+            Severity::Hard,
+            Issue::FlowAbovePumpMax {
+                flow: hi,
+                max: dev.max_flow,
+            },
+        );
+    }
+    let bolus_rates = rx
+        .schedule
+        .boluses()
+        .iter()
+        .map(|b| (b.volume, b.duration))
+        .chain(rx.patient_bolus.map(|p| (p.volume, p.duration)));
+    for (volume, duration) in bolus_rates {
+        let Ok(r) = mul_div(volume.raw(), MS_PER_DAY, duration.ms(), Rounding::Up) else {
+            continue; // zero duration: reported by the schedule or patient-bolus checks
+        };
+        let total = hi.saturating_add(Flow::from_raw(r));
+        if total > dev.max_flow {
+            out.push(
+                Severity::Hard,
+                Issue::FlowAbovePumpMax {
+                    flow: total,
+                    max: dev.max_flow,
+                },
+            );
+        }
+    }
+}
+
+fn check_patient_bolus(rx: &Prescription, ctx: &Context<'_>, out: &mut Findings) {
+    let Some(pb) = rx.patient_bolus else {
+        return;
+    };
+    if pb.volume.is_zero() || pb.duration.is_zero() || pb.max_per_day == 0 {
+        out.push(Severity::Hard, Issue::PatientBolusEmpty);
+        return;
+    }
+    if pb.lockout < pb.duration {
+        out.push(
+            Severity::Hard,
+            Issue::LockoutShorterThanBolus {
+                lockout: pb.lockout,
+                duration: pb.duration,
+            },
+        );
+    }
+    // In a rolling 24 h window, starts at least `lockout` apart: at most ⌊24h/lockout⌋ + 1
+    // when the lockout divides the window and the first start is at its very beginning.
+    let possible = MS_PER_DAY
+        .checked_div(pb.lockout.ms())
+        .map_or(u64::MAX, |n| n.saturating_add(1));
+    if u64::from(pb.max_per_day) > possible {
+        out.push(
+            Severity::Soft,
+            Issue::BolusCountExceedsLockout {
+                max_per_day: pb.max_per_day,
+                possible,
+            },
+        );
+    }
+    if ctx.opioid_naive {
+        for c in rx.contents.active() {
+            if c.drug.class().is_opioid() {
+                out.push(
+                    Severity::Soft,
+                    Issue::OpioidBolusForNaivePatient { drug: c.drug },
+                );
+            }
+        }
+    }
+}
+
+fn check_drug(
+    rx: &Prescription,
+    ctx: &Context<'_>,
+    drug: DrugId,
+    conc: Concentration,
+    out: &mut Findings,
+) {
+    let info = ctx.library.get(drug);
+    if !info.approved_for_pump {
+        out.push(Severity::Soft, Issue::OffLabelDrug { drug });
+    }
+    if conc.is_zero() {
+        out.push(Severity::Hard, Issue::ZeroConcentration { drug });
+    }
+    if let Some(max) = info.max_concentration {
+        if conc > max.value {
+            out.push(
+                Severity::Hard,
+                Issue::ConcentrationAboveMax {
+                    drug,
+                    value: conc,
+                    limit: max.value,
+                    source: max.source,
+                },
+            );
+        }
+    }
+    let (Some(day), Some(bolus)) = (rx.max_daily_dose(drug), rx.patient_bolus_dose(drug)) else {
+        out.push(Severity::Hard, Issue::OutOfRange);
+        return;
+    };
+    let count = rx.patient_bolus.map_or(0, |p| u64::from(p.max_per_day));
+    let with_boluses = rate(day.raw().saturating_add(bolus.raw().saturating_mul(count)));
+    if let Some(max) = info.max_daily_dose {
+        let (value, limit, source) = (day, max.value, max.source);
+        if day > limit {
+            out.push(
+                Severity::Hard,
+                Issue::DailyDoseAboveMax {
+                    drug,
+                    value,
+                    limit,
+                    source,
+                },
+            );
+        } else if with_boluses > limit {
+            let value = with_boluses;
+            out.push(
+                Severity::Hard,
+                Issue::DailyDoseWithBolusesAboveMax {
+                    drug,
+                    value,
+                    limit,
+                    source,
+                },
+            );
+        }
+    }
+    if let Some(rec) = info.recommended_max_daily_dose {
+        let hard_exceeded = info.max_daily_dose.is_some_and(|m| with_boluses > m.value);
+        if with_boluses > rec.value && !hard_exceeded {
+            out.push(
+                Severity::Soft,
+                Issue::DailyDoseAboveRecommended {
+                    drug,
+                    value: with_boluses,
+                    limit: rec.value,
+                    source: rec.source,
+                },
+            );
+        }
+    }
+    let before = ctx.previous.and_then(|p| {
+        let old = p.prescription;
+        old.contents
+            .active()
+            .any(|c| c.drug == drug)
+            .then(|| old.max_daily_dose(drug).map(|d| (d, p.elapsed)))
+            .flatten()
+    });
+    match before {
+        None => {
+            if let Some(usual) = info.usual_start {
+                if day > usual.value.1 {
+                    out.push(
+                        Severity::Soft,
+                        Issue::StartAboveUsual {
+                            drug,
+                            value: day,
+                            usual_max: usual.value.1,
+                            source: usual.source,
+                        },
+                    );
+                }
+            }
+        }
+        Some((from, elapsed)) if day > from => {
+            let hard = info
+                .titration_hard
+                .and_then(|r| titration(drug, from, day, elapsed, &r));
+            let soft = info
+                .titration_soft
+                .and_then(|r| titration(drug, from, day, elapsed, &r));
+            for issue in hard.iter().flatten().flatten() {
+                out.push(Severity::Hard, *issue);
+            }
+            // A soft rule repeats only what the hard rule has not already refused.
+            for (i, issue) in soft.iter().flatten().enumerate() {
+                let refused = hard.is_some_and(|h| h.get(i).is_some_and(Option::is_some));
+                if let (Some(issue), false) = (issue, refused) {
+                    out.push(Severity::Soft, *issue);
+                }
+            }
+        }
+        Some(_) => {}
+    }
+}
+
+/// The step and interval findings of one titration rule, `None` where it is kept.
+fn titration(
+    drug: DrugId,
+    from: MassRate,
+    to: MassRate,
+    elapsed: Duration,
+    rule: &TitrationRule,
+) -> Option<[Option<Issue>; 2]> {
+    let increase = to.saturating_sub(from);
+    let too_large = match rule.max_increase {
+        Increase::Absolute(max) => increase > max,
+        Increase::Percent(p) => {
+            u128::from(increase.raw()).saturating_mul(100)
+                > u128::from(from.raw()).saturating_mul(u128::from(p))
+        }
+    };
+    let source = rule.source;
+    let step = too_large.then_some(Issue::IncreaseTooLarge {
+        drug,
+        from,
+        to,
+        max: rule.max_increase,
+        source,
+    });
+    let min_interval = rule.min_interval;
+    let soon = (elapsed < min_interval).then_some(Issue::IncreaseTooSoon {
+        drug,
+        elapsed,
+        min_interval,
+        source,
+    });
+    (step.is_some() || soon.is_some()).then_some([step, soon])
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    extern crate std;
+    use super::*;
+    use crate::dose::Component;
+    use std::string::{String, ToString};
+    use std::vec::Vec as StdVec;
+
+    fn q<T: core::str::FromStr>(s: &str) -> T
+    where
+        T::Err: core::fmt::Debug,
+    {
+        s.parse().unwrap()
+    }
+
+    fn rx(drugs: &[(DrugId, &str)], flow: &str) -> Prescription {
+        let parts: StdVec<Component> = drugs
+            .iter()
+            .map(|(d, c)| Component {
+                drug: *d,
+                concentration: q(c),
+            })
+            .collect();
+        Prescription {
+            contents: Admixture::new(&parts).unwrap(),
+            schedule: Schedule::continuous(q(flow)),
+            patient_bolus: None,
+            reservoir_volume: q("20 mL"),
+        }
+    }
+
+    fn ctx(lib: &Library) -> Context<'_> {
+        Context {
+            library: lib,
+            device: DeviceLimits::synchromed_class(q("20 mL")),
+            previous: None,
+            opioid_naive: false,
+        }
+    }
+
+    fn messages(f: &Findings) -> StdVec<(Severity, String)> {
+        f.iter().map(|x| (x.severity, x.to_string())).collect()
+    }
+
+    #[test]
+    fn morphine_22_mg_per_day_is_rejected_by_the_hard_limit_rx_006() {
+        let lib = Library::new();
+        // 20 mg/mL × 1.1 mL/day = 22 mg/day.
+        let p = rx(&[(DrugId::Morphine, "20 mg/mL")], "1.1 mL/day");
+        let f = check(&p, &ctx(&lib));
+        assert_eq!(f.worst(), Some(Severity::Hard));
+        let m = messages(&f);
+        assert!(
+            m.contains(&(
+                Severity::Hard,
+                "morphine 22 mg/day exceeds the hard limit 15 mg/day (PACC 2017, check)".into()
+            )),
+            "{m:?}"
+        );
+        assert!(!f.acceptable(true));
+    }
+
+    #[test]
+    fn a_usual_baclofen_prescription_is_clean_rx_006() {
+        let lib = Library::new();
+        // 2000 mcg/mL × 0.1 mL/day = 200 mcg/day, the top of the usual start.
+        let p = rx(&[(DrugId::Baclofen, "2000 mcg/mL")], "0.1 mL/day");
+        let f = check(&p, &ctx(&lib));
+        assert!(f.is_empty(), "{:?}", messages(&f));
+        assert!(f.acceptable(false));
+    }
+
+    #[test]
+    fn concentration_and_device_limits_rx_006() {
+        let lib = Library::new();
+        let mut p = rx(&[(DrugId::Ziconotide, "200 mcg/mL")], "0.01 mL/day");
+        p.reservoir_volume = q("40 mL");
+        let f = check(&p, &ctx(&lib));
+        let m = messages(&f);
+        assert!(
+            m.iter().any(|(s, t)| *s == Severity::Hard
+                && t == "ziconotide 200 mcg/mL exceeds the hard limit 100 mcg/mL (Prialt label)"),
+            "{m:?}"
+        );
+        assert!(
+            m.iter()
+                .any(|(_, t)| t.contains("below the pump's lowest programmable flow 0.048 mL/day"))
+        );
+        assert!(
+            m.iter()
+                .any(|(_, t)| t == "reservoir volume 40 mL exceeds the pump's capacity 20 mL")
+        );
+        let fast = rx(&[(DrugId::Baclofen, "50 mcg/mL")], "25 mL/day");
+        assert!(
+            messages(&check(&fast, &ctx(&lib)))
+                .iter()
+                .any(|(_, t)| t.contains("above the pump's highest flow 24 mL/day"))
+        );
+    }
+
+    #[test]
+    fn admixture_limits_apply_per_drug_and_flag_off_label_rx_006() {
+        let lib = Library::new();
+        // 0.5 mL/day: morphine 10 mg/mL → 5 mg/day; bupivacaine 40 mg/mL → 20 mg/day but
+        // 40 mg/mL exceeds 30 mg/mL.
+        let p = rx(
+            &[
+                (DrugId::Morphine, "10 mg/mL"),
+                (DrugId::Bupivacaine, "40 mg/mL"),
+            ],
+            "0.5 mL/day",
+        );
+        let m = messages(&check(&p, &ctx(&lib)));
+        assert!(m.contains(&(Severity::Soft, "a mixture of 2 drugs is off-label and roughly doubles pump failure; confirm to proceed".into())), "{m:?}");
+        assert!(
+            m.contains(&(
+                Severity::Soft,
+                "bupivacaine is not approved for implanted pumps (off-label); confirm to proceed"
+                    .into()
+            ))
+        );
+        assert!(m.contains(&(
+            Severity::Hard,
+            "bupivacaine 40 mg/mL exceeds the hard limit 30 mg/mL (PACC 2017, check)".into()
+        )));
+        assert!(m.iter().any(|(s, t)| *s == Severity::Soft
+            && t.starts_with("bupivacaine 20 mg/day is above the recommended maximum 15 mg/day")));
+        assert!(m.iter().any(
+            |(s, t)| *s == Severity::Soft && t.starts_with("morphine 5 mg/day as a first dose")
+        ));
+    }
+
+    #[test]
+    fn patient_bolus_predictive_rule_and_opioid_naive_rx_007() {
+        let lib = Library::new();
+        // Morphine 10 mg/mL at 1.2 mL/day = 12 mg/day; 4 boluses of 0.1 mL = 4 mg → 16 mg > 15.
+        let mut p = rx(&[(DrugId::Morphine, "10 mg/mL")], "1.2 mL/day");
+        p.patient_bolus = Some(PatientBolus {
+            volume: q("0.1 mL"),
+            duration: q("10 min"),
+            lockout: q("4 h"),
+            max_per_day: 4,
+        });
+        let mut c = ctx(&lib);
+        c.opioid_naive = true;
+        let m = messages(&check(&p, &c));
+        assert!(m.contains(&(Severity::Hard, "morphine 16 mg/day with every allowed patient bolus exceeds the hard limit 15 mg/day (PACC 2017, check); lower the bolus dose or count".into())), "{m:?}");
+        assert!(m.iter().any(|(s, t)| *s == Severity::Soft
+            && t.starts_with("patient bolus of morphine for an opioid-naive patient")));
+        // Three boluses keep it at 15 mg/day: allowed by the hard rule.
+        p.patient_bolus = Some(PatientBolus {
+            max_per_day: 3,
+            ..p.patient_bolus.unwrap()
+        });
+        let f = check(&p, &ctx(&lib));
+        assert!(
+            f.iter().all(|x| x.severity == Severity::Soft),
+            "{:?}",
+            messages(&f)
+        );
+    }
+
+    #[test]
+    fn patient_bolus_settings_consistency_rx_007() {
+        let lib = Library::new();
+        let mut p = rx(&[(DrugId::Baclofen, "500 mcg/mL")], "0.2 mL/day");
+        p.patient_bolus = Some(PatientBolus {
+            volume: q("20 uL"),
+            duration: q("30 min"),
+            lockout: q("10 min"),
+            max_per_day: 200,
+        });
+        let m = messages(&check(&p, &ctx(&lib)));
+        assert!(m.contains(&(Severity::Hard, "patient bolus lockout 10 min is shorter than the bolus duration 30 min; boluses could overlap".into())), "{m:?}");
+        assert!(m.contains(&(Severity::Soft, "200 patient boluses per 24 h cannot happen with this lockout (at most 145); align the count and the lockout".into())));
+        p.patient_bolus = Some(PatientBolus {
+            volume: Volume::ZERO,
+            duration: q("30 min"),
+            lockout: q("1 h"),
+            max_per_day: 2,
+        });
+        assert!(
+            messages(&check(&p, &ctx(&lib)))
+                .iter()
+                .any(|(s, _)| *s == Severity::Hard)
+        );
+    }
+
+    #[test]
+    fn ziconotide_titration_follows_the_label_rx_008() {
+        let lib = Library::new();
+        // From 2.4 to 4.8 mcg/day after 3 days: within the label (≤ 2.4, ≥ 56 h) but
+        // faster than PACC (≤ 0.5 weekly) → soft only.
+        let old = rx(&[(DrugId::Ziconotide, "25 mcg/mL")], "0.096 mL/day");
+        assert_eq!(
+            old.max_daily_dose(DrugId::Ziconotide),
+            Some(q("2.4 mcg/day"))
+        );
+        let new = rx(&[(DrugId::Ziconotide, "25 mcg/mL")], "0.192 mL/day");
+        let mut c = ctx(&lib);
+        c.previous = Some(Previous {
+            prescription: &old,
+            elapsed: Duration::from_days(3),
+        });
+        let f = check(&new, &c);
+        assert_eq!(f.worst(), Some(Severity::Soft), "{:?}", messages(&f));
+        let m = messages(&f);
+        assert!(m.iter().any(|(_, t)| t == "ziconotide increase from 2.4 mcg/day to 4.8 mcg/day is larger than the allowed step of 0.5 mcg/day (PACC 2017)"), "{m:?}");
+        // To 7.2 mcg/day (+4.8) one day later: both label rules broken → hard.
+        let big = rx(&[(DrugId::Ziconotide, "25 mcg/mL")], "0.288 mL/day");
+        c.previous = Some(Previous {
+            prescription: &old,
+            elapsed: Duration::from_days(1),
+        });
+        let m = messages(&check(&big, &c));
+        assert!(m.contains(&(Severity::Hard, "ziconotide increase from 2.4 mcg/day to 7.2 mcg/day is larger than the allowed step of 2.4 mcg/day (Prialt label)".into())), "{m:?}");
+        assert!(m.contains(&(Severity::Hard, "ziconotide increase 1 d after the last change; increases need at least 56 h between them (Prialt label)".into())));
+        // The soft rules do not repeat what the hard ones refused.
+        assert_eq!(m.iter().filter(|(_, t)| t.contains("increase")).count(), 2);
+        // A decrease is never a titration finding.
+        c.previous = Some(Previous {
+            prescription: &big,
+            elapsed: Duration::ZERO,
+        });
+        assert!(check(&old, &c).is_empty());
+    }
+
+    #[test]
+    fn baclofen_percent_titration_is_soft_rx_008() {
+        let lib = Library::new();
+        let old = rx(&[(DrugId::Baclofen, "2000 mcg/mL")], "0.25 mL/day"); // 500 mcg/day
+        let new = rx(&[(DrugId::Baclofen, "2000 mcg/mL")], "0.35 mL/day"); // 700: +40 %
+        let mut c = ctx(&lib);
+        c.previous = Some(Previous {
+            prescription: &old,
+            elapsed: Duration::from_days(2),
+        });
+        let f = check(&new, &c);
+        assert_eq!(f.worst(), Some(Severity::Soft));
+        assert!(f.iter().any(|x| {
+            x.to_string()
+                .contains("larger than the allowed step of 30 %")
+        }));
+        let ok = rx(&[(DrugId::Baclofen, "2000 mcg/mL")], "0.3 mL/day"); // +20 %
+        assert!(check(&ok, &c).is_empty());
+    }
+}

@@ -1,0 +1,627 @@
+//! The drug library: every drug thecal knows, each limit with its source.
+//!
+//! The library is data. Hard limits (maximum concentration, maximum daily dose) reject a
+//! prescription; soft limits (usual starting range, recommended maximum, cautious
+//! titration) ask the clinician to confirm. A clinic may **tighten** any limit with
+//! [`Library::tighten`], never loosen a hard one: the tightened value must be at or
+//! below the library's own.
+//!
+//! Values marked `, check` at the end of their source were recalled from the literature rather
+//! than read in a primary document (DOMAIN.md §4); they are kept as data with that
+//! mark so that a reviewer can find and confirm them.
+//!
+//! Limits are looked up by [`DrugId`], a typed enum, never by an index.
+
+use core::fmt;
+
+use crate::quantity::{Concentration, Duration, MassRate};
+
+/// The drugs thecal knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DrugId {
+    /// Morphine (Infumorph).
+    Morphine,
+    /// Hydromorphone.
+    Hydromorphone,
+    /// Fentanyl.
+    Fentanyl,
+    /// Sufentanil.
+    Sufentanil,
+    /// Bupivacaine.
+    Bupivacaine,
+    /// Clonidine.
+    Clonidine,
+    /// Ziconotide (Prialt).
+    Ziconotide,
+    /// Baclofen (Lioresal Intrathecal, Gablofen).
+    Baclofen,
+    /// Preservative-free 0.9 % sodium chloride, a diluent and rinse.
+    Saline,
+}
+
+impl DrugId {
+    /// Every drug, in library order.
+    pub const ALL: [DrugId; 9] = [
+        DrugId::Morphine,
+        DrugId::Hydromorphone,
+        DrugId::Fentanyl,
+        DrugId::Sufentanil,
+        DrugId::Bupivacaine,
+        DrugId::Clonidine,
+        DrugId::Ziconotide,
+        DrugId::Baclofen,
+        DrugId::Saline,
+    ];
+
+    /// The lower-case generic name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DrugId::Morphine => "morphine",
+            DrugId::Hydromorphone => "hydromorphone",
+            DrugId::Fentanyl => "fentanyl",
+            DrugId::Sufentanil => "sufentanil",
+            DrugId::Bupivacaine => "bupivacaine",
+            DrugId::Clonidine => "clonidine",
+            DrugId::Ziconotide => "ziconotide",
+            DrugId::Baclofen => "baclofen",
+            DrugId::Saline => "saline",
+        }
+    }
+
+    /// Looks a drug up by generic name (case-insensitive).
+    pub fn from_name(name: &str) -> Option<DrugId> {
+        let name = name.trim();
+        DrugId::ALL
+            .into_iter()
+            .find(|d| d.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The drug's pharmacological class.
+    pub const fn class(self) -> DrugClass {
+        match self {
+            DrugId::Morphine | DrugId::Hydromorphone | DrugId::Fentanyl | DrugId::Sufentanil => {
+                DrugClass::Opioid
+            }
+            DrugId::Bupivacaine => DrugClass::LocalAnaesthetic,
+            DrugId::Clonidine => DrugClass::Alpha2Agonist,
+            DrugId::Ziconotide => DrugClass::CalciumChannelBlocker,
+            DrugId::Baclofen => DrugClass::GabaBAgonist,
+            DrugId::Saline => DrugClass::Diluent,
+        }
+    }
+
+    /// The library entry (unmodified by any clinic).
+    pub const fn info(self) -> &'static DrugInfo {
+        match self {
+            DrugId::Morphine => &MORPHINE,
+            DrugId::Hydromorphone => &HYDROMORPHONE,
+            DrugId::Fentanyl => &FENTANYL,
+            DrugId::Sufentanil => &SUFENTANIL,
+            DrugId::Bupivacaine => &BUPIVACAINE,
+            DrugId::Clonidine => &CLONIDINE,
+            DrugId::Ziconotide => &ZICONOTIDE,
+            DrugId::Baclofen => &BACLOFEN,
+            DrugId::Saline => &SALINE,
+        }
+    }
+
+    /// Whether stopping this drug abruptly is itself dangerous (baclofen withdrawal,
+    /// DOMAIN.md §4), so that a stop needs an explicit warning.
+    pub const fn withdrawal_dangerous(self) -> bool {
+        matches!(self, DrugId::Baclofen | DrugId::Clonidine) || self.class().is_opioid()
+    }
+}
+
+impl fmt::Display for DrugId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Pharmacological class, for class-wide rules (e.g. opioid patient boluses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrugClass {
+    /// Opioid agonists.
+    Opioid,
+    /// Local anaesthetics.
+    LocalAnaesthetic,
+    /// Alpha-2 adrenergic agonists.
+    Alpha2Agonist,
+    /// N-type calcium channel blockers.
+    CalciumChannelBlocker,
+    /// GABA-B agonists.
+    GabaBAgonist,
+    /// A diluent without drug.
+    Diluent,
+}
+
+impl DrugClass {
+    /// Whether this is an opioid.
+    pub const fn is_opioid(self) -> bool {
+        matches!(self, DrugClass::Opioid)
+    }
+}
+
+/// A value with the document it comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sourced<T> {
+    /// The value.
+    pub value: T,
+    /// Where the value comes from, e.g. `PACC 2017`; `(check)` marks a recalled value.
+    pub source: &'static str,
+}
+
+const fn src<T>(value: T, source: &'static str) -> Sourced<T> {
+    Sourced { value, source }
+}
+
+/// How large one dose increase may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Increase {
+    /// At most this much more per day.
+    Absolute(MassRate),
+    /// At most this percentage of the previous daily dose.
+    Percent(u8),
+}
+
+impl fmt::Display for Increase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Increase::Absolute(r) => write!(f, "{r}"),
+            Increase::Percent(p) => write!(f, "{p} %"),
+        }
+    }
+}
+
+/// A titration rule: the largest increase per change and the shortest interval
+/// between changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TitrationRule {
+    /// Largest allowed increase per change.
+    pub max_increase: Increase,
+    /// Shortest time between two increases.
+    pub min_interval: Duration,
+    /// Where the rule comes from.
+    pub source: &'static str,
+}
+
+/// Drug stability in the reservoir, which bounds the time between refills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stability {
+    /// First refill of a new pump (e.g. ziconotide adsorbs to a new reservoir).
+    pub first_refill: Option<Duration>,
+    /// Later refills, when the drug is diluted.
+    pub diluted: Duration,
+    /// Later refills, undiluted.
+    pub undiluted: Duration,
+    /// Where the figures come from.
+    pub source: &'static str,
+}
+
+impl Stability {
+    /// The longest allowed time until the next refill.
+    pub const fn limit(&self, diluted: bool, first_refill_of_new_pump: bool) -> Duration {
+        match (first_refill_of_new_pump, self.first_refill) {
+            (true, Some(d)) => d,
+            _ if diluted => self.diluted,
+            _ => self.undiluted,
+        }
+    }
+}
+
+/// A drug's library entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrugInfo {
+    /// Which drug.
+    pub id: DrugId,
+    /// Hard: highest concentration in the reservoir.
+    pub max_concentration: Option<Sourced<Concentration>>,
+    /// Hard: highest daily dose.
+    pub max_daily_dose: Option<Sourced<MassRate>>,
+    /// Soft: a daily dose above this needs confirmation.
+    pub recommended_max_daily_dose: Option<Sourced<MassRate>>,
+    /// Soft: the usual starting daily dose range (low, high).
+    pub usual_start: Option<Sourced<(MassRate, MassRate)>>,
+    /// Hard titration rule (a label limit).
+    pub titration_hard: Option<TitrationRule>,
+    /// Soft titration rule (a guideline).
+    pub titration_soft: Option<TitrationRule>,
+    /// Stability between refills.
+    pub stability: Option<Stability>,
+    /// Approved for use in an implanted intrathecal pump (others are off-label).
+    pub approved_for_pump: bool,
+    /// Commercial strengths.
+    pub strengths: &'static [Concentration],
+}
+
+const PACC: &str = "PACC 2017, check";
+const GUIDE_STEP: &str = "usual practice: 10-30 % per change, once per 24 h, check";
+
+const fn mcg_day(n: u32) -> MassRate {
+    MassRate::from_mcg_per_day(n)
+}
+const fn mg_day(n: u32) -> MassRate {
+    MassRate::from_mg_per_day(n)
+}
+const fn ng_day(n: u64) -> MassRate {
+    MassRate::from_raw(n)
+}
+const fn mcg_ml(n: u32) -> Concentration {
+    Concentration::from_mcg_per_ml(n)
+}
+const fn mg_ml(n: u32) -> Concentration {
+    Concentration::from_mg_per_ml(n)
+}
+
+const PERCENT_30_DAILY: TitrationRule = TitrationRule {
+    max_increase: Increase::Percent(30),
+    min_interval: Duration::from_hours(24),
+    source: GUIDE_STEP,
+};
+
+const fn opioid(
+    id: DrugId,
+    max_conc: Concentration,
+    max_daily: MassRate,
+    start: (MassRate, MassRate),
+    approved: bool,
+    strengths: &'static [Concentration],
+) -> DrugInfo {
+    DrugInfo {
+        id,
+        max_concentration: Some(src(max_conc, PACC)),
+        max_daily_dose: Some(src(max_daily, PACC)),
+        recommended_max_daily_dose: None,
+        usual_start: Some(src(start, PACC)),
+        titration_hard: None,
+        titration_soft: Some(PERCENT_30_DAILY),
+        stability: None,
+        approved_for_pump: approved,
+        strengths,
+    }
+}
+
+const MORPHINE: DrugInfo = opioid(
+    DrugId::Morphine,
+    mg_ml(20),
+    mg_day(15),
+    (ng_day(100_000), ng_day(500_000)),
+    true,
+    &[mg_ml(10), mg_ml(25)],
+);
+const HYDROMORPHONE: DrugInfo = opioid(
+    DrugId::Hydromorphone,
+    mg_ml(15),
+    mg_day(10),
+    (ng_day(10_000), ng_day(150_000)),
+    false,
+    &[mg_ml(10)],
+);
+const FENTANYL: DrugInfo = opioid(
+    DrugId::Fentanyl,
+    mg_ml(10),
+    mcg_day(1000),
+    (mcg_day(25), mcg_day(75)),
+    false,
+    &[mcg_ml(50)],
+);
+const SUFENTANIL: DrugInfo = opioid(
+    DrugId::Sufentanil,
+    mg_ml(5),
+    mcg_day(500),
+    (mcg_day(10), mcg_day(20)),
+    false,
+    &[mcg_ml(50)],
+);
+const BUPIVACAINE: DrugInfo = DrugInfo {
+    id: DrugId::Bupivacaine,
+    max_concentration: Some(src(mg_ml(30), PACC)),
+    max_daily_dose: Some(src(
+        mg_day(20),
+        "PACC 2017: 15-20 mg/day, upper bound, check",
+    )),
+    recommended_max_daily_dose: Some(src(
+        mg_day(15),
+        "PACC 2017: 15-20 mg/day, lower bound, check",
+    )),
+    usual_start: Some(src((ng_day(10_000), mg_day(4)), PACC)),
+    titration_hard: None,
+    titration_soft: Some(PERCENT_30_DAILY),
+    stability: None,
+    approved_for_pump: false,
+    strengths: &[
+        Concentration::from_raw(2_500_000),
+        mg_ml(5),
+        Concentration::from_raw(7_500_000),
+    ],
+};
+const CLONIDINE: DrugInfo = DrugInfo {
+    id: DrugId::Clonidine,
+    max_concentration: Some(src(mcg_ml(1000), PACC)),
+    max_daily_dose: Some(src(mcg_day(600), PACC)),
+    recommended_max_daily_dose: None,
+    usual_start: Some(src((mcg_day(20), mcg_day(100)), PACC)),
+    titration_hard: None,
+    titration_soft: Some(PERCENT_30_DAILY),
+    stability: None,
+    approved_for_pump: false,
+    strengths: &[mcg_ml(100), mcg_ml(500)],
+};
+const ZICONOTIDE: DrugInfo = DrugInfo {
+    id: DrugId::Ziconotide,
+    max_concentration: Some(src(mcg_ml(100), "Prialt label")),
+    max_daily_dose: Some(src(ng_day(19_200), "Prialt label")),
+    recommended_max_daily_dose: None,
+    usual_start: Some(src((ng_day(500), ng_day(1_200)), "PACC 2017")),
+    titration_hard: Some(TitrationRule {
+        max_increase: Increase::Absolute(ng_day(2_400)),
+        // "no more than 2-3 times per week": the more permissive three times a week.
+        min_interval: Duration::from_hours(56),
+        source: "Prialt label",
+    }),
+    titration_soft: Some(TitrationRule {
+        max_increase: Increase::Absolute(ng_day(500)),
+        min_interval: Duration::from_days(7),
+        source: "PACC 2017",
+    }),
+    stability: Some(Stability {
+        first_refill: Some(Duration::from_days(14)),
+        diluted: Duration::from_days(40),
+        undiluted: Duration::from_days(84),
+        source: "Prialt label",
+    }),
+    approved_for_pump: true,
+    strengths: &[mcg_ml(25), mcg_ml(100)],
+};
+const BACLOFEN: DrugInfo = DrugInfo {
+    id: DrugId::Baclofen,
+    max_concentration: Some(src(
+        mcg_ml(2000),
+        "Lioresal Intrathecal label: strongest ampoule",
+    )),
+    max_daily_dose: Some(src(
+        mcg_day(2000),
+        "Lioresal Intrathecal label: 12-2003 mcg/day studied, check",
+    )),
+    recommended_max_daily_dose: Some(src(
+        mcg_day(1000),
+        "Lioresal Intrathecal label: limited experience above 1000 mcg/day, check",
+    )),
+    usual_start: Some(src(
+        (mcg_day(100), mcg_day(200)),
+        "label: twice the effective screening dose of 50-100 mcg",
+    )),
+    titration_hard: None,
+    titration_soft: Some(TitrationRule {
+        max_increase: Increase::Percent(30),
+        min_interval: Duration::from_hours(24),
+        source: "Lioresal Intrathecal label: 10-30 % once per 24 h, check",
+    }),
+    stability: None,
+    approved_for_pump: true,
+    strengths: &[mcg_ml(50), mcg_ml(500), mcg_ml(2000)],
+};
+const SALINE: DrugInfo = DrugInfo {
+    id: DrugId::Saline,
+    max_concentration: None,
+    max_daily_dose: None,
+    recommended_max_daily_dose: None,
+    usual_start: None,
+    titration_hard: None,
+    titration_soft: None,
+    stability: None,
+    approved_for_pump: true,
+    strengths: &[],
+};
+
+/// A limit a clinic may tighten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tightening {
+    /// A lower maximum concentration.
+    MaxConcentration(Concentration),
+    /// A lower maximum daily dose.
+    MaxDailyDose(MassRate),
+}
+
+/// Why a clinic limit was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TightenError {
+    /// The value is above the library's hard limit: a clinic may not loosen it.
+    WouldLoosen {
+        /// The drug.
+        drug: DrugId,
+        /// The library's hard limit, as text-ready quantity.
+        limit: Tightening,
+    },
+    /// The drug has no such limit (saline).
+    NoSuchLimit(DrugId),
+}
+
+impl fmt::Display for TightenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TightenError::WouldLoosen { drug, limit } => match limit {
+                Tightening::MaxConcentration(c) => write!(
+                    f,
+                    "{drug}: a clinic limit may only tighten the hard maximum concentration of {c}"
+                ),
+                Tightening::MaxDailyDose(r) => write!(
+                    f,
+                    "{drug}: a clinic limit may only tighten the hard maximum daily dose of {r}"
+                ),
+            },
+            TightenError::NoSuchLimit(drug) => write!(f, "{drug} has no dose limits to tighten"),
+        }
+    }
+}
+
+const CLINIC: &str = "clinic limit";
+
+/// The effective library: the built-in entries with any clinic tightenings applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Library {
+    entries: [DrugInfo; 9],
+}
+
+impl Default for Library {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Library {
+    /// The built-in library.
+    pub const fn new() -> Self {
+        Library {
+            entries: [
+                MORPHINE,
+                HYDROMORPHONE,
+                FENTANYL,
+                SUFENTANIL,
+                BUPIVACAINE,
+                CLONIDINE,
+                ZICONOTIDE,
+                BACLOFEN,
+                SALINE,
+            ],
+        }
+    }
+
+    /// The effective entry for `drug`.
+    pub fn get(&self, drug: DrugId) -> &DrugInfo {
+        self.entries
+            .iter()
+            .find(|e| e.id == drug)
+            .unwrap_or(drug.info())
+    }
+
+    /// Tightens one limit of `drug`. The new value must be at or below the built-in
+    /// hard limit; it replaces any earlier clinic value (which may itself be raised
+    /// again, up to the built-in limit).
+    ///
+    /// # Errors
+    /// [`TightenError::WouldLoosen`] above the built-in limit,
+    /// [`TightenError::NoSuchLimit`] for a drug without that limit.
+    pub fn tighten(&mut self, drug: DrugId, limit: Tightening) -> Result<(), TightenError> {
+        let builtin = drug.info();
+        let entry = self
+            .entries
+            .iter_mut()
+            .find(|e| e.id == drug)
+            .ok_or(TightenError::NoSuchLimit(drug))?;
+        match limit {
+            Tightening::MaxConcentration(c) => {
+                let hard = builtin
+                    .max_concentration
+                    .ok_or(TightenError::NoSuchLimit(drug))?;
+                if c > hard.value {
+                    return Err(TightenError::WouldLoosen {
+                        drug,
+                        limit: Tightening::MaxConcentration(hard.value),
+                    });
+                }
+                entry.max_concentration = Some(src(c, CLINIC));
+            }
+            Tightening::MaxDailyDose(r) => {
+                let hard = builtin
+                    .max_daily_dose
+                    .ok_or(TightenError::NoSuchLimit(drug))?;
+                if r > hard.value {
+                    return Err(TightenError::WouldLoosen {
+                        drug,
+                        limit: Tightening::MaxDailyDose(hard.value),
+                    });
+                }
+                entry.max_daily_dose = Some(src(r, CLINIC));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    extern crate std;
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn library_holds_pacc_and_label_limits_with_sources_rx_002() {
+        let lib = Library::new();
+        let m = lib.get(DrugId::Morphine);
+        assert_eq!(
+            m.max_daily_dose.unwrap().value,
+            MassRate::from_mg_per_day(15)
+        );
+        assert!(m.max_daily_dose.unwrap().source.contains("PACC 2017"));
+        let z = lib.get(DrugId::Ziconotide);
+        assert_eq!(z.max_daily_dose.unwrap().value.to_string(), "19.2 mcg/day");
+        assert_eq!(z.max_concentration.unwrap().value.to_string(), "100 mcg/mL");
+        let stab = z.stability.unwrap();
+        assert_eq!(stab.limit(false, true), Duration::from_days(14));
+        assert_eq!(stab.limit(true, false), Duration::from_days(40));
+        assert_eq!(stab.limit(false, false), Duration::from_days(84));
+        assert_eq!(
+            z.titration_hard.unwrap().max_increase,
+            Increase::Absolute(MassRate::from_raw(2_400))
+        );
+        for d in DrugId::ALL {
+            let info = lib.get(d);
+            assert_eq!(info.id, d);
+            if d != DrugId::Saline {
+                assert!(
+                    info.max_concentration.is_some() && info.max_daily_dose.is_some(),
+                    "{d}"
+                );
+                assert!(!info.strengths.is_empty(), "{d}");
+            }
+        }
+        assert!(lib.get(DrugId::Baclofen).approved_for_pump);
+        assert!(!lib.get(DrugId::Hydromorphone).approved_for_pump);
+        assert_eq!(DrugId::from_name("Baclofen"), Some(DrugId::Baclofen));
+        assert_eq!(DrugId::from_name("aspirin"), None);
+    }
+
+    #[test]
+    fn clinic_may_tighten_but_never_loosen_rx_002() {
+        let mut lib = Library::new();
+        lib.tighten(
+            DrugId::Morphine,
+            Tightening::MaxDailyDose(MassRate::from_mg_per_day(10)),
+        )
+        .unwrap();
+        assert_eq!(
+            lib.get(DrugId::Morphine).max_daily_dose.unwrap().value,
+            MassRate::from_mg_per_day(10)
+        );
+        let err = lib
+            .tighten(
+                DrugId::Morphine,
+                Tightening::MaxDailyDose(MassRate::from_mg_per_day(16)),
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("hard maximum daily dose of 15 mg/day"),
+            "{err}"
+        );
+        // Raising a clinic value back up to the built-in limit is allowed.
+        lib.tighten(
+            DrugId::Morphine,
+            Tightening::MaxDailyDose(MassRate::from_mg_per_day(15)),
+        )
+        .unwrap();
+        let err = lib
+            .tighten(
+                DrugId::Ziconotide,
+                Tightening::MaxConcentration(Concentration::from_mcg_per_ml(101)),
+            )
+            .unwrap_err();
+        assert!(matches!(err, TightenError::WouldLoosen { .. }));
+        assert_eq!(
+            lib.tighten(DrugId::Saline, Tightening::MaxDailyDose(MassRate::ZERO)),
+            Err(TightenError::NoSuchLimit(DrugId::Saline))
+        );
+    }
+}

@@ -1,0 +1,42 @@
+//! # thecal-rx: the dosing arithmetic and drug library of thecal
+//!
+//! Everything in intrathecal therapy that is arithmetic rather than hardware lives
+//! here, so that the clinician programmer and the implant compute the same numbers
+//! with the same code:
+//!
+//! - [`quantity`]: integer newtypes in one canonical unit per quantity (nL, ng, ng/mL,
+//!   nL/day, ng/day, ms), with checked arithmetic and clinical-unit parsing/printing;
+//! - [`drug`]: the drug library, each limit with its source, and clinic tightening;
+//! - [`dose`]: dose ↔ flow conversions and admixtures;
+//! - [`schedule`]: flex (step) schedules and periodic boluses, daily totals and the
+//!   ideal cumulative volume at any instant;
+//! - [`check`]: the one prescription check used by programmer and implant alike;
+//! - [`refill`]: refill planning and reconciliation;
+//! - [`constant_rate`]: gas-driven constant-rate pumps (concentration for a target
+//!   dose, flow under temperature and pressure).
+//!
+//! This crate never allocates, never panics, never reads a clock and never uses
+//! floating point for a dose: time comes in as arguments, every quantity is an
+//! integer and every operation that could overflow is checked and returns an error.
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::float_arithmetic
+)]
+
+pub mod check;
+pub mod constant_rate;
+pub mod dose;
+pub mod drug;
+pub mod quantity;
+pub mod refill;
+pub mod schedule;
+
+pub use quantity::{
+    Concentration, Duration, Flow, Instant, Mass, MassRate, ParseError, QuantityError, Volume,
+};

@@ -1,0 +1,463 @@
+//! Refill planning and reconciliation.
+//!
+//! **Planning** (DOMAIN.md §5): from the volume after a refill, the schedule and the
+//! patient-bolus allowance — assuming *every* allowed patient bolus is used, spread
+//! evenly over the day — find the instant the low-reservoir alarm will sound and the
+//! instant the reservoir is empty. The refill-by instant is the earliest of the low
+//! alarm, the drug's stability limit and the clinic's maximum interval, and the plan
+//! says which one limits.
+//!
+//! **Reconciliation**: at refill the residual volume is aspirated and compared with the
+//! pump's expected residual. A difference beyond the threshold — by default 5 % of
+//! capacity, i.e. 1 mL for a 20 mL pump and 2 mL for a 40 mL pump (DOMAIN.md §5) — is
+//! flagged with its likely causes.
+
+use core::fmt;
+
+use crate::quantity::{Duration, Flow, MS_PER_DAY, QuantityError, Rounding, Volume};
+use crate::schedule::{LocalTime, Schedule};
+
+/// What limits the refill date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitedBy {
+    /// The low-reservoir alarm.
+    Volume,
+    /// The drug's stability in the reservoir.
+    Stability,
+    /// The clinic's maximum interval.
+    Clinic,
+}
+
+impl LimitedBy {
+    /// `volume`, `stability` or `clinic`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LimitedBy::Volume => "volume",
+            LimitedBy::Stability => "stability",
+            LimitedBy::Clinic => "clinic",
+        }
+    }
+}
+
+/// The inputs of a refill plan.
+#[derive(Debug, Clone, Copy)]
+pub struct RefillInput<'a> {
+    /// Reservoir capacity.
+    pub capacity: Volume,
+    /// Volume in the reservoir after the refill.
+    pub volume: Volume,
+    /// Delivery schedule.
+    pub schedule: &'a Schedule,
+    /// Local time of the refill.
+    pub start: LocalTime,
+    /// Patient bolus: volume of one bolus and most per 24 h.
+    pub patient_bolus: Option<(Volume, u8)>,
+    /// Low-reservoir alarm threshold.
+    pub low_alarm: Volume,
+    /// Stability limit of the drug in the reservoir.
+    pub stability: Option<Duration>,
+    /// The clinic's maximum refill interval.
+    pub clinic_max: Option<Duration>,
+}
+
+/// A refill plan; times are measured from the refill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefillPlan {
+    /// Until the low-reservoir alarm (`None`: never, no delivery).
+    pub to_low_alarm: Option<Duration>,
+    /// Until the reservoir is empty (`None`: never).
+    pub to_empty: Option<Duration>,
+    /// Until the refill is due.
+    pub refill_by: Duration,
+    /// What sets the refill date.
+    pub limited_by: LimitedBy,
+    /// The patient-bolus allowance assumed, as a flow.
+    pub bolus_allowance: Flow,
+}
+
+/// Why a plan or reconciliation could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefillError {
+    /// A volume above the reservoir capacity.
+    AboveCapacity {
+        /// What was named (e.g. "volume after refill").
+        what: &'static str,
+        /// The volume.
+        volume: Volume,
+        /// The capacity.
+        capacity: Volume,
+    },
+    /// The low-alarm threshold is not below the capacity.
+    AlarmAboveCapacity {
+        /// Threshold.
+        low_alarm: Volume,
+        /// Capacity.
+        capacity: Volume,
+    },
+    /// Nothing is delivered and neither a stability nor a clinic limit applies.
+    NoLimit,
+    /// Arithmetic overflow.
+    Quantity(QuantityError),
+}
+
+impl From<QuantityError> for RefillError {
+    fn from(e: QuantityError) -> Self {
+        RefillError::Quantity(e)
+    }
+}
+
+impl fmt::Display for RefillError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RefillError::AboveCapacity {
+                what,
+                volume,
+                capacity,
+            } => write!(
+                f,
+                "{what} {volume} exceeds the reservoir capacity {capacity}"
+            ),
+            RefillError::AlarmAboveCapacity {
+                low_alarm,
+                capacity,
+            } => write!(
+                f,
+                "low-reservoir alarm {low_alarm} must be below the capacity {capacity}"
+            ),
+            RefillError::NoLimit => f.write_str(
+                "the schedule delivers nothing and no stability or clinic limit applies, so no \
+                 refill date follows; give a clinic maximum interval",
+            ),
+            RefillError::Quantity(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The patient-bolus allowance as a continuous flow: volume × count per day.
+///
+/// # Errors
+/// Overflow.
+pub fn bolus_allowance(patient_bolus: Option<(Volume, u8)>) -> Result<Flow, QuantityError> {
+    match patient_bolus {
+        Some((v, n)) => v.checked_mul(u64::from(n)).map(|v| Flow::from_raw(v.raw())),
+        None => Ok(Flow::ZERO),
+    }
+}
+
+/// Plans the next refill.
+///
+/// # Errors
+/// See [`RefillError`].
+pub fn plan(input: &RefillInput<'_>) -> Result<RefillPlan, RefillError> {
+    if input.volume > input.capacity {
+        return Err(RefillError::AboveCapacity {
+            what: "volume after refill",
+            volume: input.volume,
+            capacity: input.capacity,
+        });
+    }
+    if input.low_alarm >= input.capacity {
+        return Err(RefillError::AlarmAboveCapacity {
+            low_alarm: input.low_alarm,
+            capacity: input.capacity,
+        });
+    }
+    let extra = bolus_allowance(input.patient_bolus)?;
+    let usable = input.volume.saturating_sub(input.low_alarm);
+    let to_low = input.schedule.time_to_consume(input.start, usable, extra);
+    let to_empty = input
+        .schedule
+        .time_to_consume(input.start, input.volume, extra);
+    let candidates = [
+        (to_low, LimitedBy::Volume),
+        (input.stability, LimitedBy::Stability),
+        (input.clinic_max, LimitedBy::Clinic),
+    ];
+    // The earliest limit; on a tie the order above (volume first) decides.
+    let (refill_by, limited_by) = candidates
+        .into_iter()
+        .filter_map(|(d, why)| d.map(|d| (d, why)))
+        .min_by_key(|(d, _)| *d)
+        .ok_or(RefillError::NoLimit)?;
+    Ok(RefillPlan {
+        to_low_alarm: to_low,
+        to_empty,
+        refill_by,
+        limited_by,
+        bolus_allowance: extra,
+    })
+}
+
+/// The residual volume expected at `at`, from `volume` at `start`, after the schedule
+/// and `boluses_given` (patient boluses actually delivered); never below zero.
+pub fn expected_residual(
+    volume: Volume,
+    schedule: &Schedule,
+    start: LocalTime,
+    at: LocalTime,
+    boluses_given: Volume,
+) -> Volume {
+    volume
+        .saturating_sub(schedule.volume_between(start, at))
+        .saturating_sub(boluses_given)
+}
+
+/// The default reconciliation threshold: 5 % of capacity (1 mL for 20 mL, 2 mL for 40 mL).
+pub fn default_threshold(capacity: Volume) -> Volume {
+    capacity
+        .scale(5, 100, Rounding::Nearest)
+        .unwrap_or(capacity)
+}
+
+/// The sign of a reconciliation discrepancy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Less came back than expected: more left the reservoir than the pump counted.
+    LessThanExpected,
+    /// More came back than expected: less left the reservoir than the pump counted.
+    MoreThanExpected,
+}
+
+impl Direction {
+    /// The likely causes, most common first.
+    pub const fn causes(self) -> &'static str {
+        match self {
+            Direction::LessThanExpected => {
+                "possible over-delivery, a leak in the pump or catheter, drug diversion, or an \
+                 earlier pocket fill (drug that never reached the reservoir)"
+            }
+            Direction::MoreThanExpected => {
+                "possible under-delivery (catheter occlusion or kink, tip granuloma, motor \
+                 stall), an incomplete earlier aspiration, or a wrong volume or reservoir size \
+                 entered at the last refill"
+            }
+        }
+    }
+}
+
+/// The result of comparing aspirated with expected residual volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconciliation {
+    /// Capacity of the pump.
+    pub capacity: Volume,
+    /// Expected residual.
+    pub expected: Volume,
+    /// Aspirated residual.
+    pub aspirated: Volume,
+    /// `aspirated − expected`, in nL.
+    pub discrepancy_nl: i64,
+    /// The threshold applied.
+    pub threshold: Volume,
+    /// Whether the discrepancy exceeds the threshold.
+    pub flagged: bool,
+}
+
+impl Reconciliation {
+    /// The direction of the discrepancy, `None` when exactly as expected.
+    pub fn direction(&self) -> Option<Direction> {
+        match self.discrepancy_nl {
+            d if d < 0 => Some(Direction::LessThanExpected),
+            d if d > 0 => Some(Direction::MoreThanExpected),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Reconciliation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let diff = Volume::from_raw(self.discrepancy_nl.unsigned_abs());
+        let (aspirated, expected, threshold) = (self.aspirated, self.expected, self.threshold);
+        match (self.direction(), self.flagged) {
+            (None, _) => write!(f, "aspirated {aspirated} matches the expected {expected}"),
+            (Some(_), false) => write!(
+                f,
+                "aspirated {aspirated} is within {threshold} of the expected {expected} \
+                 (difference {diff})"
+            ),
+            (Some(dir), true) => {
+                let word = match dir {
+                    Direction::LessThanExpected => "less",
+                    Direction::MoreThanExpected => "more",
+                };
+                write!(
+                    f,
+                    "aspirated {aspirated} is {diff} {word} than the expected {expected}, beyond \
+                     the {threshold} allowed for a {} pump: {}; investigate before refilling",
+                    self.capacity,
+                    dir.causes()
+                )
+            }
+        }
+    }
+}
+
+/// Compares the aspirated residual with the expected one.
+///
+/// # Errors
+/// [`RefillError::AboveCapacity`] when either volume exceeds the capacity.
+pub fn reconcile(
+    capacity: Volume,
+    expected: Volume,
+    aspirated: Volume,
+    threshold: Option<Volume>,
+) -> Result<Reconciliation, RefillError> {
+    for (what, volume) in [
+        ("expected residual", expected),
+        ("aspirated volume", aspirated),
+    ] {
+        if volume > capacity {
+            return Err(RefillError::AboveCapacity {
+                what,
+                volume,
+                capacity,
+            });
+        }
+    }
+    let threshold = threshold.unwrap_or_else(|| default_threshold(capacity));
+    let discrepancy_nl = aspirated.signed_diff(expected)?;
+    let flagged = discrepancy_nl.unsigned_abs() > threshold.raw();
+    Ok(Reconciliation {
+        capacity,
+        expected,
+        aspirated,
+        discrepancy_nl,
+        threshold,
+        flagged,
+    })
+}
+
+/// Whole days in a duration, for display.
+pub const fn days(d: Duration) -> u64 {
+    d.ms() / MS_PER_DAY
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
+    extern crate std;
+    use super::*;
+    use std::string::ToString;
+
+    fn q<T: core::str::FromStr>(s: &str) -> T
+    where
+        T::Err: core::fmt::Debug,
+    {
+        s.parse().unwrap()
+    }
+    const MONDAY: LocalTime = LocalTime(1_799_020_800_000);
+
+    fn input(schedule: &Schedule) -> RefillInput<'_> {
+        RefillInput {
+            capacity: q("40 mL"),
+            volume: q("40 mL"),
+            schedule,
+            start: MONDAY,
+            patient_bolus: None,
+            low_alarm: q("2 mL"),
+            stability: None,
+            clinic_max: None,
+        }
+    }
+
+    #[test]
+    fn baclofen_40_ml_refill_rx_009() {
+        // 40 mL of baclofen 2000 mcg/mL at 0.25 mL/day (500 mcg/day):
+        // low alarm at 2 mL after 38 / 0.25 = 152 days; empty after 160 days.
+        let s = Schedule::continuous(q("0.25 mL/day"));
+        let p = plan(&input(&s)).unwrap();
+        assert_eq!(p.to_low_alarm, Some(Duration::from_days(152)));
+        assert_eq!(p.to_empty, Some(Duration::from_days(160)));
+        assert_eq!(p.refill_by, Duration::from_days(152));
+        assert_eq!(p.limited_by, LimitedBy::Volume);
+        // A clinic maximum of 90 days limits instead.
+        let mut i = input(&s);
+        i.clinic_max = Some(Duration::from_days(90));
+        assert_eq!(plan(&i).unwrap().limited_by, LimitedBy::Clinic);
+    }
+
+    #[test]
+    fn patient_bolus_allowance_brings_the_refill_forward_rx_009() {
+        // 4 × 20 uL per day adds 0.08 mL/day: 38 / 0.33 = 115.15 days.
+        let s = Schedule::continuous(q("0.25 mL/day"));
+        let mut i = input(&s);
+        i.patient_bolus = Some((q("20 uL"), 4));
+        let p = plan(&i).unwrap();
+        assert_eq!(p.bolus_allowance, q("0.08 mL/day"));
+        let expect_ms = (38_000_000u128 * 86_400_000).div_ceil(330_000) as u64;
+        assert_eq!(p.to_low_alarm, Some(Duration::from_ms(expect_ms)));
+        assert_eq!(p.to_low_alarm.unwrap().whole_hours(), 2763);
+    }
+
+    #[test]
+    fn ziconotide_stability_limits_the_refill_rx_009() {
+        let s = Schedule::continuous(q("0.048 mL/day"));
+        let mut i = input(&s);
+        i.volume = q("20 mL");
+        i.stability = Some(
+            crate::drug::DrugId::Ziconotide
+                .info()
+                .stability
+                .unwrap()
+                .limit(true, false),
+        );
+        let p = plan(&i).unwrap();
+        assert_eq!(p.refill_by, Duration::from_days(40));
+        assert_eq!(p.limited_by, LimitedBy::Stability);
+    }
+
+    #[test]
+    fn refill_plan_rejects_bad_input_rx_009() {
+        let s = Schedule::continuous(Flow::ZERO);
+        let mut i = input(&s);
+        assert_eq!(plan(&i), Err(RefillError::NoLimit));
+        i.volume = q("41 mL");
+        let e = plan(&i).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "volume after refill 41 mL exceeds the reservoir capacity 40 mL"
+        );
+    }
+
+    #[test]
+    fn expected_residual_after_a_month_rx_009() {
+        let s = Schedule::continuous(q("0.5 mL/day"));
+        let at = MONDAY.saturating_add(Duration::from_days(30));
+        assert_eq!(
+            expected_residual(q("20 mL"), &s, MONDAY, at, q("0.2 mL")),
+            q("4.8 mL")
+        );
+        assert_eq!(
+            expected_residual(q("2 mL"), &s, MONDAY, at, Volume::ZERO),
+            Volume::ZERO
+        );
+    }
+
+    #[test]
+    fn reconciliation_flags_by_pump_size_rx_010() {
+        // 20 mL pump: 1.6 mL less than expected → flagged (threshold 1 mL).
+        let r = reconcile(q("20 mL"), q("4.5 mL"), q("2.9 mL"), None).unwrap();
+        assert_eq!(r.discrepancy_nl, -1_600_000);
+        assert_eq!(r.threshold, q("1 mL"));
+        assert!(r.flagged);
+        let msg = r.to_string();
+        assert!(
+            msg.starts_with("aspirated 2.9 mL is 1.6 mL less than the expected 4.5 mL"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("pocket fill") && msg.contains("diversion"),
+            "{msg}"
+        );
+        // The same 1.6 mL on a 40 mL pump is within its 2 mL threshold.
+        let r = reconcile(q("40 mL"), q("4.5 mL"), q("2.9 mL"), None).unwrap();
+        assert_eq!(r.threshold, q("2 mL"));
+        assert!(!r.flagged);
+        // 40 mL pump: 2.5 mL more than expected → flagged, under-delivery causes.
+        let r = reconcile(q("40 mL"), q("3 mL"), q("5.5 mL"), None).unwrap();
+        assert!(r.flagged && r.to_string().contains("occlusion"));
+        // A configured threshold overrides; exactly at the threshold is not flagged.
+        let r = reconcile(q("20 mL"), q("4 mL"), q("3.5 mL"), Some(q("0.5 mL"))).unwrap();
+        assert!(!r.flagged);
+        assert!(reconcile(q("20 mL"), q("4 mL"), q("21 mL"), None).is_err());
+    }
+}
