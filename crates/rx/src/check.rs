@@ -43,6 +43,7 @@ impl fmt::Display for Severity {
 
 /// The pump's physical limits relevant to a prescription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct DeviceLimits {
     /// Reservoir capacity.
     pub capacity: Volume,
@@ -66,6 +67,7 @@ impl DeviceLimits {
 
 /// Patient-activated bolus settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PatientBolus {
     /// Volume of one bolus.
     pub volume: Volume,
@@ -79,6 +81,7 @@ pub struct PatientBolus {
 
 /// A prescription: what the reservoir holds and how it is delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Prescription {
     /// Drugs and concentrations in the reservoir.
     pub contents: Admixture,

@@ -59,6 +59,7 @@ pub const MAX_DRUGS: usize = 4;
 
 /// One drug of a reservoir's contents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Component {
     /// The drug.
     pub drug: DrugId,
@@ -92,6 +93,7 @@ impl fmt::Display for AdmixtureError {
 /// The contents of a reservoir: up to four drugs, each with its concentration. Saline
 /// may stand alone (a rinse or a catheter fill) and is otherwise implied as diluent.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Admixture {
     components: Vec<Component, MAX_DRUGS>,
 }

@@ -18,6 +18,7 @@ use crate::quantity::{Concentration, Duration, MassRate};
 
 /// The drugs thecal knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum DrugId {
     /// Morphine (Infumorph).
     Morphine,

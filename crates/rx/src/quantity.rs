@@ -397,6 +397,7 @@ macro_rules! quantity {
     ($(#[$doc:meta])* $name:ident, $kind:expr, $unit:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
         pub struct $name(u64);
 
         impl $name {
@@ -633,6 +634,7 @@ impl Duration {
 /// implant: since its first power-on). Never goes backwards; wall-clock changes do
 /// not move it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Instant(u64);
 
 impl Instant {

@@ -29,6 +29,7 @@ const MS_PER_WEEK: u64 = 7 * MS_PER_DAY;
 
 /// Local wall time: milliseconds since 1970-01-01 00:00 local time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct LocalTime(pub u64);
 
 impl LocalTime {
@@ -48,6 +49,7 @@ impl LocalTime {
 
 /// A set of weekdays, bit 0 = Monday.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Weekdays(pub u8);
 
 impl Weekdays {
@@ -62,6 +64,7 @@ impl Weekdays {
 /// One step of a day profile: from `start_minute` (after local midnight) until the next
 /// step, deliver `flow`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Step {
     /// Minute of the day the step starts, 0–1439.
     pub start_minute: u16,
@@ -71,6 +74,7 @@ pub struct Step {
 
 /// A periodic (scheduled) bolus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PeriodicBolus {
     /// Minute of the day it starts, 0–1439.
     pub start_minute: u16,
@@ -147,6 +151,7 @@ impl From<QuantityError> for ScheduleError {
 
 /// A day's basal profile of up to 24 steps.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct DayProfile {
     steps: Vec<Step, MAX_STEPS>,
 }
@@ -251,6 +256,7 @@ fn exact_to_volume(exact: u128) -> Volume {
 
 /// A complete delivery schedule: basal profile(s) and periodic boluses.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Schedule {
     /// One profile (every day) or seven (Monday first).
     profiles: Vec<DayProfile, 7>,

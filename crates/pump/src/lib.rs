@@ -1,0 +1,40 @@
+//! # thecal-pump: the therapy core of an implanted intrathecal pump
+//!
+//! The firmware logic of a programmable intrathecal pump, written so that it could run
+//! unchanged on the implant's microcontroller and is driven, deterministically, by the
+//! simulator and the tests. It never reads a clock, a sensor or a radio: inputs arrive
+//! through `handle_*` calls with an explicit monotonic `now`, outputs leave through
+//! `poll_*` calls (see [`core::Pump`] for the call order).
+//!
+//! | module | owns | must never |
+//! |---|---|---|
+//! | [`profile`] | hardware profiles as data, presets | hold state |
+//! | [`command`] | commands, roles, the capability table | act on the pump |
+//! | [`event`] | the events written to the log | — |
+//! | [`limiter`] | the independent dose limiter (rolling 1 h / 24 h) | be switched off or reset by a command or a clock change |
+//! | [`fluid`] | the fluid path: FIFO of segments in pump path and catheter | lose or create drug mass |
+//! | [`alarm`] | alarm kinds, priorities, texts, repeat schedule | silence a critical alarm whose cause persists |
+//! | [`battery`] | energy accounting, ERI/EOS | — |
+//! | [`persist`] | A/B slot records with sequence number and CRC | return a torn or stale record |
+//! | [`log`] | the hash-chained event log | let an altered entry verify |
+//! | [`core`] | the state machine that ties them together | panic, allocate, read a clock |
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::float_arithmetic
+)]
+
+pub mod alarm;
+pub mod battery;
+pub mod command;
+pub mod event;
+pub mod fluid;
+pub mod limiter;
+pub mod log;
+pub mod persist;
+pub mod profile;
