@@ -1,1 +1,76 @@
-fn main() {}
+//! `thecal`: the one binary of the thecal intrathecal drug-delivery system.
+//!
+//! Subcommands: `calc` (dosing arithmetic, refill planning, prescription checks). Human
+//! output by default, `--json` for machines. Bad input gives a one-line error naming
+//! the argument and what is accepted, with exit status 2 — never a panic or backtrace.
+
+mod calc;
+mod rxfile;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// thecal: an open intrathecal drug-delivery system.
+#[derive(Debug, Parser)]
+#[command(name = "thecal", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Dosing arithmetic: dose, rate, refill planning, reconciliation, prescription checks.
+    Calc(calc::CalcArgs),
+}
+
+/// Renders a clap error as one line: what was wrong, with the argument it concerns.
+fn one_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let mut parts = Vec::new();
+    for line in rendered.lines() {
+        let t = line.trim();
+        if t.starts_with("Usage:") || t.starts_with("For more information") {
+            break;
+        }
+        if !t.is_empty() {
+            parts.push(t.to_string());
+        }
+    }
+    parts.join(" ")
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || matches!(
+                    e.kind(),
+                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                )
+            {
+                let _ = e.print();
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                };
+            }
+            eprintln!("{}", one_line(&e));
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Calc(args) => calc::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}

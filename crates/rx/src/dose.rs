@@ -78,6 +78,8 @@ pub enum AdmixtureError {
     Empty,
 }
 
+impl core::error::Error for AdmixtureError {}
+
 impl fmt::Display for AdmixtureError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

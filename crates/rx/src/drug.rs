@@ -438,6 +438,8 @@ pub enum TightenError {
     NoSuchLimit(DrugId),
 }
 
+impl core::error::Error for TightenError {}
+
 impl fmt::Display for TightenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

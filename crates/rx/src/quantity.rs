@@ -49,6 +49,8 @@ pub enum QuantityError {
     DivideByZero,
 }
 
+impl core::error::Error for QuantityError {}
+
 impl fmt::Display for QuantityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -177,6 +179,8 @@ pub struct ParseError {
     /// What kind of quantity was expected.
     pub expected: Kind,
 }
+
+impl core::error::Error for ParseError {}
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

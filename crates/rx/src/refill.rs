@@ -106,6 +106,8 @@ impl From<QuantityError> for RefillError {
     }
 }
 
+impl core::error::Error for RefillError {}
+
 impl fmt::Display for RefillError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -109,6 +109,8 @@ pub enum ScheduleError {
     Overflow,
 }
 
+impl core::error::Error for ScheduleError {}
+
 impl fmt::Display for ScheduleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

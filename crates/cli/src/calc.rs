@@ -1,0 +1,391 @@
+//! `thecal calc`: the dosing arithmetic of thecal-rx on the command line.
+
+use std::process::ExitCode;
+
+use chrono::{NaiveDateTime, Timelike};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use thecal_rx::check::{self, Context, Previous, Severity};
+use thecal_rx::dose;
+use thecal_rx::drug::DrugId;
+use thecal_rx::refill::{self, RefillInput};
+use thecal_rx::schedule::{LocalTime, Schedule};
+use thecal_rx::{Concentration, Duration, Flow, MassRate, Volume};
+
+use crate::rxfile;
+
+/// Arguments of `thecal calc`.
+#[derive(Debug, Args)]
+pub struct CalcArgs {
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: CalcCommand,
+}
+
+fn parse_drug(s: &str) -> Result<DrugId, String> {
+    rxfile::drug("", s).map_err(|e| e.message)
+}
+
+#[derive(Debug, Subcommand)]
+enum CalcCommand {
+    /// Daily dose from concentration and rate.
+    Dose {
+        /// Drug name (morphine, hydromorphone, fentanyl, sufentanil, bupivacaine, clonidine, ziconotide, baclofen, saline).
+        #[arg(long, value_parser = parse_drug)]
+        drug: DrugId,
+        /// Concentration, e.g. 25mcg/mL or 10 mg/mL.
+        #[arg(long, allow_hyphen_values = true)]
+        conc: Concentration,
+        /// Rate, e.g. 0.048mL/day.
+        #[arg(long, allow_hyphen_values = true)]
+        rate: Flow,
+    },
+    /// Rate needed for a daily dose at a concentration.
+    Rate {
+        /// Drug name.
+        #[arg(long, value_parser = parse_drug)]
+        drug: DrugId,
+        /// Concentration, e.g. 2000mcg/mL.
+        #[arg(long, allow_hyphen_values = true)]
+        conc: Concentration,
+        /// Daily dose, e.g. 500mcg/day.
+        #[arg(long, allow_hyphen_values = true)]
+        dose: MassRate,
+    },
+    /// When the low-reservoir alarm sounds, when the reservoir empties, and the refill-by date.
+    Refill(RefillArgs),
+    /// Compare the aspirated residual volume with the expected one.
+    Reconcile {
+        /// Reservoir capacity, e.g. 20mL.
+        #[arg(long, allow_hyphen_values = true)]
+        capacity: Volume,
+        /// Expected residual volume.
+        #[arg(long, allow_hyphen_values = true)]
+        expected: Volume,
+        /// Aspirated residual volume.
+        #[arg(long, allow_hyphen_values = true)]
+        aspirated: Volume,
+        /// Flag threshold (default: 5 % of capacity: 1 mL for 20 mL, 2 mL for 40 mL).
+        #[arg(long, allow_hyphen_values = true)]
+        threshold: Option<Volume>,
+    },
+    /// Check a prescription file (TOML); exit 0 clean, 1 soft findings only, 2 any hard.
+    Check {
+        /// The prescription file.
+        file: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RefillArgs {
+    /// Reservoir capacity, e.g. 40mL.
+    #[arg(long, allow_hyphen_values = true)]
+    capacity: Volume,
+    /// Volume in the reservoir after the refill.
+    #[arg(long, allow_hyphen_values = true)]
+    volume: Volume,
+    /// Continuous rate, e.g. 0.25mL/day.
+    #[arg(long, allow_hyphen_values = true)]
+    rate: Flow,
+    /// Low-reservoir alarm threshold.
+    #[arg(long, default_value = "2 mL", allow_hyphen_values = true)]
+    low_alarm: Volume,
+    /// Patient bolus volume (every allowed bolus is assumed used).
+    #[arg(long, requires = "ptm_per_day", allow_hyphen_values = true)]
+    ptm_dose: Option<Volume>,
+    /// Patient boluses allowed per 24 h.
+    #[arg(long, requires = "ptm_dose")]
+    ptm_per_day: Option<u8>,
+    /// Drug in the reservoir (applies its stability limit).
+    #[arg(long, value_parser = parse_drug)]
+    drug: Option<DrugId>,
+    /// The drug is diluted (shorter stability for ziconotide).
+    #[arg(long, requires = "drug")]
+    diluted: bool,
+    /// This is the first refill of a new pump.
+    #[arg(long, requires = "drug")]
+    first_refill: bool,
+    /// The clinic's longest refill interval, e.g. 180d.
+    #[arg(long, allow_hyphen_values = true)]
+    clinic_max: Option<Duration>,
+    /// Refill time, local, e.g. 2027-01-04T09:00 (default: now).
+    #[arg(long, value_parser = parse_start)]
+    start: Option<NaiveDateTime>,
+}
+
+fn parse_start(s: &str) -> Result<NaiveDateTime, String> {
+    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s.trim(), f).ok())
+        .ok_or_else(|| "expected a local date-time such as 2027-01-04T09:00".to_string())
+}
+
+/// Runs `thecal calc`; `Err` is a one-line message for exit status 2.
+pub fn run(args: CalcArgs) -> Result<ExitCode, String> {
+    let json = args.json;
+    match args.command {
+        CalcCommand::Dose { drug, conc, rate } => {
+            let d = dose::daily_dose(conc, rate).map_err(|e| e.to_string())?;
+            let mut notes = limit_notes(drug, conc, d);
+            if drug == DrugId::Saline && !conc.is_zero() {
+                notes.push("saline carries no drug".into());
+            }
+            emit(
+                json,
+                json!({
+                    "drug": drug.name(),
+                    "concentration_ng_per_ml": conc.raw(),
+                    "rate_nl_per_day": rate.raw(),
+                    "daily_dose_ng": d.raw(),
+                    "daily_dose": d.to_string(),
+                    "notes": notes,
+                }),
+                &format!("{drug} {conc} at {rate} = {d}"),
+                &notes,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CalcCommand::Rate {
+            drug,
+            conc,
+            dose: target,
+        } => {
+            if conc.is_zero() {
+                return Err(
+                    "--conc: a concentration above zero is needed to compute a rate".into(),
+                );
+            }
+            let f = dose::flow_for_dose(conc, target).map_err(|e| e.to_string())?;
+            let mut notes = limit_notes(drug, conc, target);
+            let dev = thecal_rx::check::DeviceLimits::synchromed_class(Volume::from_ml(40));
+            if f < dev.min_flow {
+                notes.push(format!(
+                    "{f} is below a SynchroMed-class pump's lowest rate {}; dilute the drug",
+                    dev.min_flow
+                ));
+            }
+            if f > dev.max_flow {
+                notes.push(format!(
+                    "{f} is above a SynchroMed-class pump's highest rate {}",
+                    dev.max_flow
+                ));
+            }
+            emit(
+                json,
+                json!({
+                    "drug": drug.name(),
+                    "concentration_ng_per_ml": conc.raw(),
+                    "daily_dose_ng": target.raw(),
+                    "rate_nl_per_day": f.raw(),
+                    "rate": f.to_string(),
+                    "notes": notes,
+                }),
+                &format!("{drug} {target} at {conc} needs {f}"),
+                &notes,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CalcCommand::Refill(r) => refill_cmd(json, r),
+        CalcCommand::Reconcile {
+            capacity,
+            expected,
+            aspirated,
+            threshold,
+        } => {
+            let r = refill::reconcile(capacity, expected, aspirated, threshold)
+                .map_err(|e| e.to_string())?;
+            let message = r.to_string();
+            emit(
+                json,
+                json!({
+                    "capacity_nl": capacity.raw(),
+                    "expected_nl": expected.raw(),
+                    "aspirated_nl": aspirated.raw(),
+                    "discrepancy_nl": r.discrepancy_nl,
+                    "threshold_nl": r.threshold.raw(),
+                    "flagged": r.flagged,
+                    "message": message,
+                }),
+                &format!("{}{message}", if r.flagged { "FLAGGED: " } else { "ok: " }),
+                &[],
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CalcCommand::Check { file } => check_cmd(json, &file),
+    }
+}
+
+/// Notes when a dose or concentration is beyond the library's limits.
+fn limit_notes(drug: DrugId, conc: Concentration, d: MassRate) -> Vec<String> {
+    let info = drug.info();
+    let mut notes = Vec::new();
+    if let Some(max) = info.max_concentration.filter(|m| conc > m.value) {
+        notes.push(format!(
+            "{conc} exceeds the hard limit {} ({})",
+            max.value, max.source
+        ));
+    }
+    if let Some(max) = info.max_daily_dose.filter(|m| d > m.value) {
+        notes.push(format!(
+            "{d} exceeds the hard limit {} ({})",
+            max.value, max.source
+        ));
+    }
+    notes
+}
+
+fn emit(json: bool, value: Value, human: &str, notes: &[String]) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    } else {
+        println!("{human}");
+        for n in notes {
+            println!("note: {n}");
+        }
+    }
+}
+
+fn hours(d: Option<Duration>) -> Value {
+    d.map_or(Value::Null, |d| json!(d.whole_hours()))
+}
+
+fn refill_cmd(json: bool, r: RefillArgs) -> Result<ExitCode, String> {
+    let start = r.start.unwrap_or_else(|| {
+        chrono::Local::now()
+            .naive_local()
+            .with_nanosecond(0)
+            .unwrap_or_default()
+    });
+    let start_ms = u64::try_from(start.and_utc().timestamp_millis())
+        .map_err(|_| "--start: dates before 1970 are not supported".to_string())?;
+    let schedule = Schedule::continuous(r.rate);
+    let stability = r
+        .drug
+        .and_then(|d| d.info().stability)
+        .map(|s| s.limit(r.diluted, r.first_refill));
+    let input = RefillInput {
+        capacity: r.capacity,
+        volume: r.volume,
+        schedule: &schedule,
+        start: LocalTime(start_ms),
+        patient_bolus: r.ptm_dose.zip(r.ptm_per_day),
+        low_alarm: r.low_alarm,
+        stability,
+        clinic_max: r.clinic_max,
+    };
+    let plan = refill::plan(&input).map_err(|e| e.to_string())?;
+    let at = |d: Duration| {
+        let ms = i64::try_from(d.ms()).unwrap_or(i64::MAX);
+        start
+            .checked_add_signed(chrono::TimeDelta::milliseconds(ms))
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
+    };
+    let refill_by = at(plan.refill_by).ok_or("the refill date is beyond the calendar")?;
+    let mut human = format!(
+        "refill by {refill_by} (limited by {})",
+        plan.limited_by.as_str()
+    );
+    match plan.to_low_alarm {
+        Some(d) => human.push_str(&format!(
+            "\nlow-reservoir alarm ({}) after {} h ({} days), at {}",
+            r.low_alarm,
+            d.whole_hours(),
+            d.whole_days(),
+            at(d).unwrap_or_default()
+        )),
+        None => human.push_str("\nthe low-reservoir alarm never sounds at this rate"),
+    }
+    if let Some(d) = plan.to_empty {
+        human.push_str(&format!(
+            "\nempty after {} h ({} days), at {}",
+            d.whole_hours(),
+            d.whole_days(),
+            at(d).unwrap_or_default()
+        ));
+    }
+    if !plan.bolus_allowance.is_zero() {
+        human.push_str(&format!(
+            "\nassumes every allowed patient bolus is used ({})",
+            plan.bolus_allowance
+        ));
+    }
+    emit(
+        json,
+        json!({
+            "hours_to_low_alarm": hours(plan.to_low_alarm),
+            "hours_to_empty": hours(plan.to_empty),
+            "refill_by": refill_by,
+            "limited_by": plan.limited_by.as_str(),
+            "bolus_allowance_nl_per_day": plan.bolus_allowance.raw(),
+            "start": start.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        }),
+        &human,
+        &[],
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_cmd(json: bool, path: &std::path::Path) -> Result<ExitCode, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = rxfile::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let ctx = Context {
+        library: &file.library,
+        device: file.device,
+        previous: file.previous.as_ref().map(|(p, elapsed)| Previous {
+            prescription: p,
+            elapsed: *elapsed,
+        }),
+        opioid_naive: file.opioid_naive,
+    };
+    let findings = check::check(&file.prescription, &ctx);
+    let list: Vec<Value> = findings
+        .iter()
+        .map(|f| json!({"severity": f.severity.to_string(), "message": f.to_string()}))
+        .collect();
+    let worst = findings.worst();
+    let code = match worst {
+        None => 0,
+        Some(Severity::Soft) => 1,
+        Some(Severity::Hard) => 2,
+    };
+    if json {
+        emit(
+            true,
+            json!({
+                "findings": list,
+                "truncated": findings.truncated,
+                "worst": worst.map(|w| w.to_string()),
+            }),
+            "",
+            &[],
+        );
+    } else {
+        for f in findings.iter() {
+            let tag = match f.severity {
+                Severity::Hard => "HARD",
+                Severity::Soft => "soft",
+            };
+            println!("{tag}  {f}");
+        }
+        println!(
+            "{}",
+            match worst {
+                None => "no findings: the prescription is within every limit".to_string(),
+                Some(Severity::Soft) => format!(
+                    "{} finding(s), soft only: the clinician must confirm each before programming",
+                    findings.len()
+                ),
+                Some(Severity::Hard) => format!(
+                    "{} finding(s), at least one hard: the prescription is rejected",
+                    findings.len()
+                ),
+            }
+        );
+    }
+    Ok(ExitCode::from(code))
+}

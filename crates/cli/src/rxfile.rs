@@ -1,0 +1,470 @@
+//! The prescription file format (TOML) read by `thecal calc check`.
+//!
+//! Every quantity is written in clinical units (`"0.5 mL/day"`, `"2000 mcg/mL"`) and
+//! parsed by thecal-rx, so that a file says exactly what a clinician would write. The
+//! format is documented with an example in the README and `examples/`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use thecal_rx::check::{DeviceLimits, PatientBolus, Prescription};
+use thecal_rx::dose::{Admixture, Component};
+use thecal_rx::drug::{DrugId, Library, Tightening};
+use thecal_rx::schedule::{DayProfile, PeriodicBolus, Schedule, Step, Weekdays};
+use thecal_rx::{Duration, Volume};
+
+/// A problem in a prescription file, with the field it is in.
+#[derive(Debug)]
+pub struct FileError {
+    /// Dotted path of the field, e.g. `drug[0].concentration`.
+    pub field: String,
+    /// What was wrong and what is allowed.
+    pub message: String,
+}
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+fn err(field: impl Into<String>, message: impl std::fmt::Display) -> FileError {
+    FileError {
+        field: field.into(),
+        message: message.to_string(),
+    }
+}
+
+/// Parses a clinical quantity, naming the field on error.
+pub fn quantity<T>(field: &str, text: &str) -> Result<T, FileError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e| err(field, format!("'{text}': {e}")))
+}
+
+/// Parses a drug name, listing the known drugs on error.
+pub fn drug(field: &str, name: &str) -> Result<DrugId, FileError> {
+    DrugId::from_name(name).ok_or_else(|| {
+        let known: Vec<&str> = DrugId::ALL.iter().map(|d| d.name()).collect();
+        err(
+            field,
+            format!("unknown drug '{name}'; known drugs: {}", known.join(", ")),
+        )
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PumpSpec {
+    model: Option<String>,
+    capacity: Option<String>,
+    min_rate: Option<String>,
+    max_rate: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PatientSpec {
+    #[serde(default)]
+    opioid_naive: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrugSpec {
+    name: String,
+    concentration: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepSpec {
+    start: String,
+    rate: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BasalSpec {
+    rate: Option<String>,
+    steps: Option<Vec<StepSpec>>,
+    weekly: Option<BTreeMap<String, Vec<StepSpec>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BolusSpec {
+    start: String,
+    volume: String,
+    duration: String,
+    days: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatientBolusSpec {
+    volume: String,
+    duration: String,
+    lockout: String,
+    max_per_day: u8,
+}
+
+/// The part shared by a prescription and the previous one.
+struct RxSpec {
+    drug: Vec<DrugSpec>,
+    basal: BasalSpec,
+    periodic_bolus: Vec<BolusSpec>,
+    patient_bolus: Option<PatientBolusSpec>,
+    reservoir_volume: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviousSpec {
+    elapsed: String,
+    drug: Vec<DrugSpec>,
+    basal: BasalSpec,
+    #[serde(default)]
+    periodic_bolus: Vec<BolusSpec>,
+    patient_bolus: Option<PatientBolusSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClinicLimitSpec {
+    drug: String,
+    max_concentration: Option<String>,
+    max_daily_dose: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSpec {
+    pump: PumpSpec,
+    #[serde(default)]
+    patient: PatientSpec,
+    drug: Vec<DrugSpec>,
+    basal: BasalSpec,
+    #[serde(default)]
+    periodic_bolus: Vec<BolusSpec>,
+    patient_bolus: Option<PatientBolusSpec>,
+    reservoir_volume: Option<String>,
+    previous: Option<PreviousSpec>,
+    #[serde(default)]
+    clinic_limit: Vec<ClinicLimitSpec>,
+}
+
+/// A prescription file, read and checked for form (not yet for clinical limits).
+#[derive(Debug)]
+pub struct PrescriptionFile {
+    /// The pump's limits.
+    pub device: DeviceLimits,
+    /// The prescription.
+    pub prescription: Prescription,
+    /// The previous prescription and how long ago it took effect.
+    pub previous: Option<(Prescription, Duration)>,
+    /// The patient has not been taking opioids.
+    pub opioid_naive: bool,
+    /// The library with the clinic's tightenings.
+    pub library: Library,
+}
+
+/// The pump models a file may name.
+pub const MODELS: &str = "synchromed-20, synchromed-40, prometra-20, prometra-40, external";
+
+fn device(spec: &PumpSpec) -> Result<DeviceLimits, FileError> {
+    let mut dev = match spec.model.as_deref() {
+        None => DeviceLimits::synchromed_class(Volume::from_ml(40)),
+        Some(m) => match m.to_ascii_lowercase().as_str() {
+            "synchromed-20" => DeviceLimits::synchromed_class(Volume::from_ml(20)),
+            "synchromed-40" => DeviceLimits::synchromed_class(Volume::from_ml(40)),
+            "prometra-20" | "prometra-40" | "external" => {
+                let (cap, min, max) = match m {
+                    "prometra-20" => (20, 20_000, 28_800_000),
+                    "prometra-40" => (40, 20_000, 28_800_000),
+                    _ => (100, 24_000, 240_000_000),
+                };
+                DeviceLimits {
+                    capacity: Volume::from_ml(cap),
+                    min_flow: thecal_rx::Flow::from_raw(min),
+                    max_flow: thecal_rx::Flow::from_raw(max),
+                }
+            }
+            _ => {
+                return Err(err(
+                    "pump.model",
+                    format!("unknown model '{m}'; known: {MODELS}"),
+                ));
+            }
+        },
+    };
+    if spec.model.is_none() && spec.capacity.is_none() {
+        return Err(err(
+            "pump",
+            format!("give a model ({MODELS}) or a capacity"),
+        ));
+    }
+    if let Some(c) = &spec.capacity {
+        dev.capacity = quantity("pump.capacity", c)?;
+    }
+    if let Some(r) = &spec.min_rate {
+        dev.min_flow = quantity("pump.min_rate", r)?;
+    }
+    if let Some(r) = &spec.max_rate {
+        dev.max_flow = quantity("pump.max_rate", r)?;
+    }
+    Ok(dev)
+}
+
+/// Parses `HH:MM` into minutes after midnight.
+pub fn clock_minute(field: &str, text: &str) -> Result<u16, FileError> {
+    let bad = || {
+        err(
+            field,
+            format!("'{text}' is not a time of day; write HH:MM from 00:00 to 23:59"),
+        )
+    };
+    let (h, m) = text.trim().split_once(':').ok_or_else(bad)?;
+    let h: u16 = h.parse().map_err(|_| bad())?;
+    let m: u16 = m.parse().map_err(|_| bad())?;
+    if h > 23 || m > 59 {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+fn weekday(field: &str, name: &str) -> Result<u8, FileError> {
+    let lower = name.trim().to_ascii_lowercase();
+    DAY_NAMES
+        .iter()
+        .position(|d| lower.starts_with(d))
+        .map(|i| i as u8)
+        .ok_or_else(|| {
+            err(
+                field,
+                format!("'{name}' is not a weekday; write mon, tue, … sun"),
+            )
+        })
+}
+
+fn profile(field: &str, steps: &[StepSpec]) -> Result<DayProfile, FileError> {
+    let mut out = Vec::new();
+    for (i, s) in steps.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        out.push(Step {
+            start_minute: clock_minute(&format!("{f}.start"), &s.start)?,
+            flow: quantity(&format!("{f}.rate"), &s.rate)?,
+        });
+    }
+    DayProfile::new(&out).map_err(|e| err(field, e))
+}
+
+fn schedule(field: &str, spec: &RxSpec) -> Result<Schedule, FileError> {
+    let b = &spec.basal;
+    let basal = format!("{field}basal");
+    let mut sched = match (&b.rate, &b.steps, &b.weekly) {
+        (Some(r), None, None) => Schedule::continuous(quantity(&format!("{basal}.rate"), r)?),
+        (None, Some(steps), None) => Schedule::daily(profile(&format!("{basal}.steps"), steps)?),
+        (None, None, Some(week)) => {
+            let mut days: Vec<Option<DayProfile>> = vec![None; 7];
+            for (name, steps) in week {
+                let f = format!("{basal}.weekly.{name}");
+                let d = weekday(&f, name)?;
+                days[usize::from(d)] = Some(profile(&f, steps)?);
+            }
+            let mut all = Vec::new();
+            for (i, d) in days.into_iter().enumerate() {
+                all.push(d.ok_or_else(|| {
+                    err(
+                        format!("{basal}.weekly"),
+                        format!("missing {}; give all seven days", DAY_NAMES[i]),
+                    )
+                })?);
+            }
+            let arr: [DayProfile; 7] =
+                all.try_into().map_err(|_| err(&basal, "need seven days"))?;
+            Schedule::weekly(arr)
+        }
+        _ => {
+            return Err(err(
+                basal,
+                "give exactly one of `rate` (continuous), `steps` (flex, every day) or `weekly` (flex per weekday)",
+            ));
+        }
+    };
+    for (i, pb) in spec.periodic_bolus.iter().enumerate() {
+        let f = format!("{field}periodic_bolus[{i}]");
+        let days = match &pb.days {
+            None => Weekdays::ALL,
+            Some(list) => {
+                let mut mask = 0u8;
+                for d in list {
+                    mask |= 1 << weekday(&format!("{f}.days"), d)?;
+                }
+                Weekdays(mask)
+            }
+        };
+        sched
+            .add_bolus(PeriodicBolus {
+                start_minute: clock_minute(&format!("{f}.start"), &pb.start)?,
+                volume: quantity(&format!("{f}.volume"), &pb.volume)?,
+                duration: quantity(&format!("{f}.duration"), &pb.duration)?,
+                days,
+            })
+            .map_err(|e| err(&f, e))?;
+    }
+    Ok(sched)
+}
+
+fn build_prescription(
+    field: &str,
+    spec: &RxSpec,
+    default_volume: Volume,
+) -> Result<Prescription, FileError> {
+    let mut parts = Vec::new();
+    for (i, d) in spec.drug.iter().enumerate() {
+        let f = format!("{field}drug[{i}]");
+        parts.push(Component {
+            drug: drug(&format!("{f}.name"), &d.name)?,
+            concentration: quantity(&format!("{f}.concentration"), &d.concentration)?,
+        });
+    }
+    let contents = Admixture::new(&parts).map_err(|e| err(format!("{field}drug"), e))?;
+    let patient_bolus = match &spec.patient_bolus {
+        None => None,
+        Some(p) => {
+            let f = format!("{field}patient_bolus");
+            Some(PatientBolus {
+                volume: quantity(&format!("{f}.volume"), &p.volume)?,
+                duration: quantity(&format!("{f}.duration"), &p.duration)?,
+                lockout: quantity(&format!("{f}.lockout"), &p.lockout)?,
+                max_per_day: p.max_per_day,
+            })
+        }
+    };
+    let reservoir_volume = match &spec.reservoir_volume {
+        Some(v) => quantity(&format!("{field}reservoir_volume"), v)?,
+        None => default_volume,
+    };
+    Ok(Prescription {
+        contents,
+        schedule: schedule(field, spec)?,
+        patient_bolus,
+        reservoir_volume,
+    })
+}
+
+/// Reads a prescription file's text.
+///
+/// # Errors
+/// A [`FileError`] naming the field and what is allowed.
+pub fn parse(text: &str) -> Result<PrescriptionFile, FileError> {
+    let spec: FileSpec = toml::from_str(text).map_err(|e| {
+        let one_line = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        err("", one_line)
+    })?;
+    let device = device(&spec.pump)?;
+    let rx = RxSpec {
+        drug: spec.drug,
+        basal: spec.basal,
+        periodic_bolus: spec.periodic_bolus,
+        patient_bolus: spec.patient_bolus,
+        reservoir_volume: spec.reservoir_volume,
+    };
+    let prescription = build_prescription("", &rx, device.capacity)?;
+    let previous = match spec.previous {
+        None => None,
+        Some(p) => {
+            let old = RxSpec {
+                drug: p.drug,
+                basal: p.basal,
+                periodic_bolus: p.periodic_bolus,
+                patient_bolus: p.patient_bolus,
+                reservoir_volume: None,
+            };
+            Some((
+                build_prescription("previous.", &old, device.capacity)?,
+                quantity("previous.elapsed", &p.elapsed)?,
+            ))
+        }
+    };
+    let mut library = Library::new();
+    for (i, c) in spec.clinic_limit.iter().enumerate() {
+        let f = format!("clinic_limit[{i}]");
+        let d = drug(&format!("{f}.drug"), &c.drug)?;
+        if let Some(v) = &c.max_concentration {
+            let v = quantity(&format!("{f}.max_concentration"), v)?;
+            library
+                .tighten(d, Tightening::MaxConcentration(v))
+                .map_err(|e| err(&f, e))?;
+        }
+        if let Some(v) = &c.max_daily_dose {
+            let v = quantity(&format!("{f}.max_daily_dose"), v)?;
+            library
+                .tighten(d, Tightening::MaxDailyDose(v))
+                .map_err(|e| err(&f, e))?;
+        }
+    }
+    Ok(PrescriptionFile {
+        device,
+        prescription,
+        previous,
+        opioid_naive: spec.patient.opioid_naive,
+        library,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_parses_rx_012() {
+        let text = include_str!("../../../examples/prescription.toml");
+        let f = parse(text).unwrap();
+        assert_eq!(f.prescription.contents.components().len(), 1);
+        assert!(f.previous.is_some());
+    }
+
+    #[test]
+    fn errors_name_the_field_and_what_is_allowed_rx_012() {
+        let base = "[pump]\nmodel = \"synchromed-40\"\n[basal]\nrate = \"0.5 mL/day\"\n";
+        let e = parse(&format!(
+            "{base}[[drug]]\nname = \"aspirin\"\nconcentration = \"1 mg/mL\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("drug[0].name: unknown drug 'aspirin'; known drugs: morphine"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{base}[[drug]]\nname = \"morphine\"\nconcentration = \"1 mg/day\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("drug[0].concentration: '1 mg/day': that is a dose rate"),
+            "{e}"
+        );
+        let e = parse("[pump]\nmodel = \"x\"\n[basal]\nrate=\"1 mL/day\"\n[[drug]]\nname=\"morphine\"\nconcentration=\"1 mg/mL\"\n").unwrap_err();
+        assert!(e.to_string().contains("unknown model 'x'"), "{e}");
+        let e = parse(&format!("{base}bogus = 1\n")).unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        assert!(clock_minute("s", "24:00").is_err());
+        assert_eq!(clock_minute("s", "06:30").unwrap(), 390);
+    }
+}

@@ -1,0 +1,391 @@
+//! `thecal calc` as a user runs it: every subcommand, human and JSON output, bad input.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn thecal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_thecal"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .expect("run thecal")
+}
+
+fn json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = thecal(&all);
+    assert!(
+        out.status.success() || out.status.code() == Some(1),
+        "{out:?}"
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+fn stderr_line(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        text.trim_end().lines().count(),
+        1,
+        "one line expected: {text:?}"
+    );
+    assert!(
+        !text.contains("panicked") && !text.contains("backtrace"),
+        "{text}"
+    );
+    text.trim_end().to_string()
+}
+
+#[test]
+fn dose_ziconotide_lowest_rate_rx_003_rx_012() {
+    let v = json(&[
+        "calc",
+        "dose",
+        "--drug",
+        "ziconotide",
+        "--conc",
+        "25mcg/mL",
+        "--rate",
+        "0.048mL/day",
+    ]);
+    assert_eq!(v["daily_dose_ng"], 1200);
+    let out = thecal(&[
+        "calc",
+        "dose",
+        "--drug",
+        "ziconotide",
+        "--conc",
+        "25mcg/mL",
+        "--rate",
+        "0.048mL/day",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ziconotide 25 mcg/mL at 0.048 mL/day = 1.2 mcg/day"
+    );
+}
+
+#[test]
+fn dose_above_the_hard_limit_carries_a_note_rx_012() {
+    let v = json(&[
+        "calc",
+        "dose",
+        "--drug",
+        "morphine",
+        "--conc",
+        "20 mg/mL",
+        "--rate",
+        "1.1 mL/day",
+    ]);
+    assert_eq!(v["daily_dose_ng"], 22_000_000);
+    assert_eq!(
+        v["notes"][0],
+        "22 mg/day exceeds the hard limit 15 mg/day (PACC 2017, check)"
+    );
+}
+
+#[test]
+fn rate_baclofen_rx_003_rx_012() {
+    let v = json(&[
+        "calc",
+        "rate",
+        "--drug",
+        "baclofen",
+        "--conc",
+        "2000mcg/mL",
+        "--dose",
+        "500mcg/day",
+    ]);
+    assert_eq!(v["rate_nl_per_day"], 250_000);
+    let v = json(&[
+        "calc",
+        "rate",
+        "--drug",
+        "ziconotide",
+        "--conc",
+        "100mcg/mL",
+        "--dose",
+        "1mcg/day",
+    ]);
+    assert!(
+        v["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("below a SynchroMed-class pump's lowest rate")
+    );
+}
+
+#[test]
+fn refill_baclofen_40_ml_rx_009_rx_012() {
+    let v = json(&[
+        "calc",
+        "refill",
+        "--capacity",
+        "40mL",
+        "--volume",
+        "40mL",
+        "--rate",
+        "0.25mL/day",
+        "--start",
+        "2027-01-04T09:00",
+    ]);
+    assert_eq!(v["hours_to_low_alarm"], 152 * 24);
+    assert_eq!(v["hours_to_empty"], 160 * 24);
+    assert_eq!(v["refill_by"], "2027-06-05T09:00:00");
+    assert_eq!(v["limited_by"], "volume");
+}
+
+#[test]
+fn refill_with_patient_boluses_and_ziconotide_stability_rx_009_rx_012() {
+    let v = json(&[
+        "calc",
+        "refill",
+        "--capacity",
+        "40mL",
+        "--volume",
+        "40mL",
+        "--rate",
+        "0.25mL/day",
+        "--low-alarm",
+        "3mL",
+        "--ptm-dose",
+        "20uL",
+        "--ptm-per-day",
+        "4",
+        "--drug",
+        "ziconotide",
+        "--diluted",
+        "--start",
+        "2027-01-04T09:00",
+    ]);
+    // 37 mL at 0.33 mL/day = 112.12 days = 2690.9 h.
+    assert_eq!(v["hours_to_low_alarm"], 2690);
+    assert_eq!(v["refill_by"], "2027-02-13T09:00:00");
+    assert_eq!(v["limited_by"], "stability");
+    let v = json(&[
+        "calc",
+        "refill",
+        "--capacity",
+        "20mL",
+        "--volume",
+        "20mL",
+        "--rate",
+        "0.1mL/day",
+        "--clinic-max",
+        "90d",
+        "--start",
+        "2027-01-04T09:00",
+    ]);
+    assert_eq!(v["limited_by"], "clinic");
+    assert_eq!(v["refill_by"], "2027-04-04T09:00:00");
+}
+
+#[test]
+fn reconcile_flags_by_pump_size_rx_010_rx_012() {
+    let v = json(&[
+        "calc",
+        "reconcile",
+        "--capacity",
+        "20mL",
+        "--expected",
+        "4.5mL",
+        "--aspirated",
+        "2.9mL",
+    ]);
+    assert_eq!(v["discrepancy_nl"], -1_600_000);
+    assert_eq!(v["flagged"], true);
+    assert!(v["message"].as_str().unwrap().contains("pocket fill"));
+    let v = json(&[
+        "calc",
+        "reconcile",
+        "--capacity",
+        "40mL",
+        "--expected",
+        "4.5mL",
+        "--aspirated",
+        "2.9mL",
+    ]);
+    assert_eq!(v["flagged"], false);
+}
+
+#[test]
+fn check_exit_status_follows_the_worst_finding_rx_006_rx_012() {
+    let clean = thecal(&["calc", "check", "examples/prescription.toml"]);
+    assert_eq!(clean.status.code(), Some(0), "{clean:?}");
+    let bad = thecal(&["calc", "check", "examples/morphine-too-high.toml", "--json"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&bad.stdout).unwrap();
+    let findings = v["findings"].as_array().unwrap();
+    let has = |sev: &str, text: &str| {
+        findings
+            .iter()
+            .any(|f| f["severity"] == sev && f["message"].as_str().unwrap().contains(text))
+    };
+    assert!(
+        has(
+            "hard",
+            "morphine 22 mg/day exceeds the hard limit 15 mg/day"
+        ),
+        "{v}"
+    );
+    assert!(has("soft", "opioid-naive"));
+    assert!(has("soft", "mixture of 2 drugs"));
+    assert!(
+        has(
+            "hard",
+            "bupivacaine 11 mg/day with every allowed patient bolus"
+        ) || has("soft", "bupivacaine")
+    );
+    // A soft-only file exits 1.
+    let dir = std::env::temp_dir().join(format!("thecal-soft-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let soft = dir.join("soft.toml");
+    std::fs::write(
+        &soft,
+        "[pump]\nmodel = \"synchromed-20\"\n[[drug]]\nname = \"hydromorphone\"\nconcentration = \"2 mg/mL\"\n[basal]\nrate = \"0.05 mL/day\"\n",
+    )
+    .unwrap();
+    let out = thecal(&["calc", "check", soft.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not approved for implanted pumps"));
+}
+
+#[test]
+fn bad_input_is_one_line_with_exit_2_rx_012() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "calc",
+                "dose",
+                "--drug",
+                "ziconotide",
+                "--conc",
+                "25 mcg/mL/x",
+                "--rate",
+                "0.048mL/day",
+            ],
+            "--conc",
+        ),
+        (
+            &[
+                "calc", "dose", "--drug", "aspirin", "--conc", "1mg/mL", "--rate", "1mL/day",
+            ],
+            "known drugs: morphine",
+        ),
+        (
+            &[
+                "calc", "dose", "--drug", "morphine", "--conc", "-1mg/mL", "--rate", "1mL/day",
+            ],
+            "negative",
+        ),
+        (
+            &[
+                "calc", "dose", "--drug", "morphine", "--conc", "1mg/mL", "--rate", "",
+            ],
+            "empty value",
+        ),
+        (
+            &[
+                "calc", "dose", "--drug", "morphine", "--conc", "1mg/mL", "--rate", "1 mL",
+            ],
+            "that is a volume",
+        ),
+        (
+            &[
+                "calc",
+                "dose",
+                "--drug",
+                "morphine",
+                "--conc",
+                "99999999999999999999 mg/mL",
+                "--rate",
+                "1mL/day",
+            ],
+            "too large",
+        ),
+        (
+            &[
+                "calc", "rate", "--drug", "morphine", "--conc", "0 mg/mL", "--dose", "1mg/day",
+            ],
+            "above zero",
+        ),
+        (
+            &[
+                "calc",
+                "refill",
+                "--capacity",
+                "20mL",
+                "--volume",
+                "25mL",
+                "--rate",
+                "1mL/day",
+            ],
+            "exceeds the reservoir capacity 20 mL",
+        ),
+        (
+            &[
+                "calc",
+                "refill",
+                "--capacity",
+                "20mL",
+                "--volume",
+                "20mL",
+                "--rate",
+                "1mL/day",
+                "--start",
+                "tomorrow",
+            ],
+            "2027-01-04T09:00",
+        ),
+        (
+            &[
+                "calc",
+                "refill",
+                "--capacity",
+                "20mL",
+                "--volume",
+                "20mL",
+                "--rate",
+                "0mL/day",
+            ],
+            "clinic maximum",
+        ),
+        (
+            &[
+                "calc",
+                "reconcile",
+                "--capacity",
+                "20mL",
+                "--expected",
+                "4.5mL",
+                "--aspirated",
+                "0.0000001mL",
+            ],
+            "resolution of a volume is 1 nL",
+        ),
+        (
+            &[
+                "calc",
+                "reconcile",
+                "--capacity",
+                "20mL",
+                "--expected",
+                "4.5mL",
+            ],
+            "--aspirated",
+        ),
+        (&["calc", "check", "no/such/file.toml"], "no/such/file.toml"),
+        (&["calc", "check", "Cargo.toml"], "Cargo.toml"),
+        (&["calc", "frobnicate"], "frobnicate"),
+    ];
+    for (args, needle) in cases {
+        let out = thecal(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let line = stderr_line(&out);
+        assert!(
+            line.starts_with("error:") && line.contains(needle),
+            "{args:?}: {line}"
+        );
+    }
+}
