@@ -434,6 +434,36 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn refill_time_is_monotone_in_volume_and_in_rate_rx_009(
+            rate_nl in 1_000u64..5_000_000,
+            faster in 1u64..1_000_000,
+            volume_ul in 3_000u32..40_000,
+            more_ul in 1u32..5_000,
+            ptm_ul in 0u32..50,
+            ptm_n in 0u8..8,
+        ) {
+            let slow = Schedule::continuous(Flow::from_raw(rate_nl));
+            let fast = Schedule::continuous(Flow::from_raw(rate_nl + faster));
+            let at = |s: &Schedule, v: u32| {
+                let mut i = input(s);
+                i.volume = Volume::from_ul(v.min(40_000));
+                i.patient_bolus = Some((Volume::from_ul(ptm_ul), ptm_n));
+                plan(&i).unwrap()
+            };
+            let base = at(&slow, volume_ul);
+            let bigger = at(&slow, volume_ul + more_ul);
+            let quicker = at(&fast, volume_ul);
+            // More volume never runs low sooner; a higher rate never runs low later.
+            proptest::prop_assert!(base.to_low_alarm <= bigger.to_low_alarm);
+            proptest::prop_assert!(base.to_empty <= bigger.to_empty);
+            proptest::prop_assert!(quicker.to_low_alarm <= base.to_low_alarm);
+            proptest::prop_assert!(quicker.to_empty <= base.to_empty);
+            proptest::prop_assert!(base.to_low_alarm <= base.to_empty);
+        }
+    }
+
     #[test]
     fn reconciliation_flags_by_pump_size_rx_010() {
         // 20 mL pump: 1.6 mL less than expected → flagged (threshold 1 mL).
