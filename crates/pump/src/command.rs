@@ -1,6 +1,23 @@
-//! Commands, roles and the capability table.
+//! Commands, roles, the capability table, and the pump's answers.
+//!
+//! Commands arrive as a typed enum together with the sender's [`Role`], which the
+//! telemetry layer establishes by authentication. Before a command reaches the therapy
+//! logic it is checked against [`allowed`], an explicit table: a patient remote can
+//! never program, stop, set the clock or enrol; an emergency responder can read and
+//! *reduce* a dose, never increase it. Denials are typed ([`Refusal::NotPermitted`]).
+//!
+//! This module owns the vocabulary only; it never acts on the pump.
+
+use core::fmt;
 
 use serde::{Deserialize, Serialize};
+use thecal_rx::check::{Finding, Prescription};
+use thecal_rx::dose::Admixture;
+use thecal_rx::refill::Reconciliation;
+use thecal_rx::{Duration, Instant, Volume};
+
+use crate::alarm::{AlarmKind, Priority};
+use crate::limiter::Veto;
 
 /// Who sent a command. The telemetry layer authenticates the sender and names its role;
 /// the core checks every command against the role's capabilities.
@@ -12,4 +29,533 @@ pub enum Role {
     PatientRemote,
     /// An emergency responder: read-only status and a dose reduction, never an increase.
     Emergency,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Clinician => "clinician",
+            Role::PatientRemote => "patient remote",
+            Role::Emergency => "emergency",
+        })
+    }
+}
+
+/// Why delivery was stopped (logged with the stop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopReason {
+    /// Planned: explant, replacement, catheter revision.
+    Procedure,
+    /// Suspected overdose or adverse effect.
+    AdverseEffect,
+    /// End of therapy decided by the clinician.
+    EndOfTherapy,
+    /// Any other reason the clinician records.
+    Other,
+}
+
+impl StopReason {
+    /// A stable code for the log.
+    pub const fn code(self) -> u8 {
+        match self {
+            StopReason::Procedure => 1,
+            StopReason::AdverseEffect => 2,
+            StopReason::EndOfTherapy => 3,
+            StopReason::Other => 4,
+        }
+    }
+}
+
+/// How to handle the old fluid in the dead volume after a concentration change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BridgeChoice {
+    /// Keep the drug mass rate at the catheter tip continuous: push the old fluid at the
+    /// rate that gives the prescribed dose, switch to the new rate when the new fluid
+    /// reaches the tip. The default.
+    Automatic,
+    /// Push the old fluid out as a bolus over this duration, then run the new rate.
+    Bolus(Duration),
+    /// Run the new rate at once (the clinician accepts the transient dose change).
+    None,
+}
+
+/// A command to the pump.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Read the pump's status.
+    Interrogate,
+    /// Replace the program atomically (never leaves the pump stopped in between).
+    Program {
+        /// The new prescription (its contents must equal the reservoir's).
+        prescription: Prescription,
+        /// The clinician confirmed every soft finding.
+        confirm_soft: bool,
+    },
+    /// Record a refill: the residual was aspirated and `added` of `contents` injected.
+    Refill {
+        /// Residual volume aspirated.
+        aspirated: Volume,
+        /// Volume injected into the reservoir.
+        added: Volume,
+        /// What was injected.
+        contents: Admixture,
+        /// Keep each drug's daily dose by scaling the flows for the new concentration.
+        keep_dose: bool,
+        /// Old fluid in the dead volume.
+        bridge: BridgeChoice,
+        /// The clinician confirmed soft findings and a flagged reconciliation.
+        confirm: bool,
+    },
+    /// A clinician bolus on top of the basal.
+    ClinicianBolus {
+        /// Volume.
+        volume: Volume,
+        /// Duration.
+        duration: Duration,
+    },
+    /// Fill an empty (saline or CSF) catheter with drug: the pump computes the volume
+    /// from its fluid path, so no volume is typed in.
+    PrimingBolus {
+        /// Duration.
+        duration: Duration,
+    },
+    /// A patient bolus request; retries carry the same `request_id` and are answered
+    /// from memory, never delivered twice.
+    PatientBolus {
+        /// Idempotency key chosen by the remote.
+        request_id: u32,
+    },
+    /// Cancel the bolus under way (a patient remote may cancel only a patient bolus).
+    CancelBolus,
+    /// Stop delivery (clinician only, with a reason). Stopping is not safe: baclofen
+    /// withdrawal can kill; a stopped pump sounds a reminder.
+    Stop {
+        /// Why.
+        reason: StopReason,
+    },
+    /// Resume delivery after a stop.
+    Resume,
+    /// Set the wall clock: UTC time now and the local offset.
+    SetClock {
+        /// UTC milliseconds since 1970.
+        utc_ms: u64,
+        /// Local offset from UTC, minutes (−720 to +840).
+        offset_minutes: i16,
+    },
+    /// Acknowledge an alarm (silences its tone; a critical alarm re-arms while its
+    /// cause persists).
+    Acknowledge(AlarmKind),
+    /// Valve pumps: shut the valve before an MRI scan (`true`) or reset it after (`false`).
+    MriMode(bool),
+    /// Reduce every basal flow by this percentage (1–50). Never an increase.
+    ReduceDose {
+        /// Percentage.
+        percent: u8,
+    },
+    /// Set alarm thresholds.
+    AlarmSettings {
+        /// Low-reservoir alarm volume.
+        low_reservoir: Volume,
+        /// Low-reservoir alarm when fewer than this many days of therapy remain (0: off).
+        low_reservoir_days: u16,
+        /// Reminder after the pump has been stopped this long.
+        stopped_reminder: Duration,
+    },
+}
+
+/// A command's kind without its payload: what the capability table and the log use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CommandKind {
+    /// [`Command::Interrogate`].
+    Interrogate,
+    /// [`Command::Program`].
+    Program,
+    /// [`Command::Refill`].
+    Refill,
+    /// [`Command::ClinicianBolus`].
+    ClinicianBolus,
+    /// [`Command::PrimingBolus`].
+    PrimingBolus,
+    /// [`Command::PatientBolus`].
+    PatientBolus,
+    /// [`Command::CancelBolus`].
+    CancelBolus,
+    /// [`Command::Stop`].
+    Stop,
+    /// [`Command::Resume`].
+    Resume,
+    /// [`Command::SetClock`].
+    SetClock,
+    /// [`Command::Acknowledge`].
+    Acknowledge,
+    /// [`Command::MriMode`].
+    MriMode,
+    /// [`Command::ReduceDose`].
+    ReduceDose,
+    /// [`Command::AlarmSettings`].
+    AlarmSettings,
+}
+
+impl CommandKind {
+    /// Every kind.
+    pub const ALL: [CommandKind; 14] = [
+        CommandKind::Interrogate,
+        CommandKind::Program,
+        CommandKind::Refill,
+        CommandKind::ClinicianBolus,
+        CommandKind::PrimingBolus,
+        CommandKind::PatientBolus,
+        CommandKind::CancelBolus,
+        CommandKind::Stop,
+        CommandKind::Resume,
+        CommandKind::SetClock,
+        CommandKind::Acknowledge,
+        CommandKind::MriMode,
+        CommandKind::ReduceDose,
+        CommandKind::AlarmSettings,
+    ];
+
+    /// A stable code for the log.
+    pub const fn code(self) -> u8 {
+        match self {
+            CommandKind::Interrogate => 1,
+            CommandKind::Program => 2,
+            CommandKind::Refill => 3,
+            CommandKind::ClinicianBolus => 4,
+            CommandKind::PrimingBolus => 5,
+            CommandKind::PatientBolus => 6,
+            CommandKind::CancelBolus => 7,
+            CommandKind::Stop => 8,
+            CommandKind::Resume => 9,
+            CommandKind::SetClock => 10,
+            CommandKind::Acknowledge => 11,
+            CommandKind::MriMode => 12,
+            CommandKind::ReduceDose => 13,
+            CommandKind::AlarmSettings => 14,
+        }
+    }
+
+    /// A short name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            CommandKind::Interrogate => "interrogate",
+            CommandKind::Program => "program",
+            CommandKind::Refill => "refill",
+            CommandKind::ClinicianBolus => "clinician bolus",
+            CommandKind::PrimingBolus => "priming bolus",
+            CommandKind::PatientBolus => "patient bolus",
+            CommandKind::CancelBolus => "cancel bolus",
+            CommandKind::Stop => "stop",
+            CommandKind::Resume => "resume",
+            CommandKind::SetClock => "set clock",
+            CommandKind::Acknowledge => "acknowledge alarm",
+            CommandKind::MriMode => "MRI mode",
+            CommandKind::ReduceDose => "reduce dose",
+            CommandKind::AlarmSettings => "alarm settings",
+        }
+    }
+}
+
+impl Command {
+    /// The command's kind.
+    pub const fn kind(&self) -> CommandKind {
+        match self {
+            Command::Interrogate => CommandKind::Interrogate,
+            Command::Program { .. } => CommandKind::Program,
+            Command::Refill { .. } => CommandKind::Refill,
+            Command::ClinicianBolus { .. } => CommandKind::ClinicianBolus,
+            Command::PrimingBolus { .. } => CommandKind::PrimingBolus,
+            Command::PatientBolus { .. } => CommandKind::PatientBolus,
+            Command::CancelBolus => CommandKind::CancelBolus,
+            Command::Stop { .. } => CommandKind::Stop,
+            Command::Resume => CommandKind::Resume,
+            Command::SetClock { .. } => CommandKind::SetClock,
+            Command::Acknowledge(_) => CommandKind::Acknowledge,
+            Command::MriMode(_) => CommandKind::MriMode,
+            Command::ReduceDose { .. } => CommandKind::ReduceDose,
+            Command::AlarmSettings { .. } => CommandKind::AlarmSettings,
+        }
+    }
+}
+
+/// The capability table: whether `role` may send a command of `kind`.
+///
+/// | command | clinician | patient remote | emergency |
+/// |---|---|---|---|
+/// | interrogate | yes | yes | yes |
+/// | program, refill, clinician/priming bolus, stop, resume, set clock, MRI mode, alarm settings | yes | no | no |
+/// | patient bolus | yes | yes | no |
+/// | cancel bolus | yes | own patient bolus | no |
+/// | acknowledge alarm | yes | yes | yes |
+/// | reduce dose | yes | no | yes |
+pub const fn allowed(role: Role, kind: CommandKind) -> bool {
+    match role {
+        Role::Clinician => true,
+        Role::PatientRemote => matches!(
+            kind,
+            CommandKind::Interrogate
+                | CommandKind::PatientBolus
+                | CommandKind::CancelBolus
+                | CommandKind::Acknowledge
+        ),
+        Role::Emergency => matches!(
+            kind,
+            CommandKind::Interrogate | CommandKind::Acknowledge | CommandKind::ReduceDose
+        ),
+    }
+}
+
+/// The therapy state, as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mode {
+    /// Delivering the program.
+    Running,
+    /// Stopped by a clinician.
+    Stopped {
+        /// Why.
+        reason: StopReason,
+        /// Since when.
+        since: Instant,
+    },
+    /// Valve shut for MRI (valve pumps), until a clinician resets it.
+    MriSuspended,
+    /// End of service: the battery is exhausted; delivery has stopped.
+    EndOfService,
+    /// A self-test or invariant check failed: no delivery, a high-priority alarm.
+    Fault {
+        /// Which check failed.
+        code: FaultCode,
+    },
+}
+
+/// A failed self-test or invariant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultCode {
+    /// No valid persisted record at start, or a record failed its CRC.
+    Memory,
+    /// The program failed the prescription check's hard rules.
+    Program,
+    /// The limiter has no limit for a drug in the program.
+    Limiter,
+    /// The fluid path no longer holds exactly the dead volume.
+    FluidPath,
+    /// The reservoir estimate is above capacity.
+    Reservoir,
+    /// The wall clock is outside 2020–2100.
+    Clock,
+    /// An arithmetic overflow in delivery accounting.
+    Arithmetic,
+}
+
+impl FaultCode {
+    /// A stable code for the log.
+    pub const fn code(self) -> u8 {
+        match self {
+            FaultCode::Memory => 1,
+            FaultCode::Program => 2,
+            FaultCode::Limiter => 3,
+            FaultCode::FluidPath => 4,
+            FaultCode::Reservoir => 5,
+            FaultCode::Clock => 6,
+            FaultCode::Arithmetic => 7,
+        }
+    }
+}
+
+/// Why a command was refused; every variant says what would be accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The role may not send this command.
+    NotPermitted {
+        /// Sender's role.
+        role: Role,
+        /// The command.
+        kind: CommandKind,
+    },
+    /// The prescription has hard findings, or soft ones not confirmed.
+    Prescription {
+        /// Hard findings were present (else: soft ones need confirmation).
+        hard: bool,
+        /// The findings (as many as fit).
+        findings: heapless::Vec<Finding, 8>,
+    },
+    /// The refill reconciliation is flagged and was not confirmed.
+    Reconciliation(Reconciliation),
+    /// A volume above the reservoir capacity.
+    AboveCapacity {
+        /// Volume.
+        volume: Volume,
+        /// Capacity.
+        capacity: Volume,
+    },
+    /// The prescription's contents differ from what the reservoir holds (use a refill).
+    ContentsMismatch,
+    /// The program has no patient bolus.
+    NoPatientBolus,
+    /// Within the lockout after the last patient bolus.
+    Lockout {
+        /// When a bolus is next allowed.
+        until: Instant,
+    },
+    /// The most patient boluses per 24 h have been given.
+    DailyCount {
+        /// Boluses allowed per 24 h.
+        max: u8,
+        /// When the oldest leaves the window.
+        until: Instant,
+    },
+    /// The limiter predicts the bolus would exceed a limit.
+    Limiter(Veto),
+    /// A bolus is already under way.
+    BolusInProgress,
+    /// No bolus to cancel (or not one this role may cancel).
+    NoBolus,
+    /// Delivery is not running (stopped, MRI, end of service, fault).
+    NotRunning(Mode),
+    /// Not stopped, so nothing to resume.
+    NotStopped,
+    /// The reservoir cannot supply the bolus.
+    ReservoirLow,
+    /// A value out of range; the text says what is allowed.
+    Invalid(&'static str),
+    /// The alarm is not active.
+    AlarmNotActive(AlarmKind),
+}
+
+impl Refusal {
+    /// A stable code for the log.
+    pub const fn code(&self) -> u8 {
+        match self {
+            Refusal::NotPermitted { .. } => 1,
+            Refusal::Prescription { .. } => 2,
+            Refusal::Reconciliation(_) => 3,
+            Refusal::AboveCapacity { .. } => 4,
+            Refusal::ContentsMismatch => 5,
+            Refusal::NoPatientBolus => 6,
+            Refusal::Lockout { .. } => 7,
+            Refusal::DailyCount { .. } => 8,
+            Refusal::Limiter(_) => 9,
+            Refusal::BolusInProgress => 10,
+            Refusal::NoBolus => 11,
+            Refusal::NotRunning(_) => 12,
+            Refusal::NotStopped => 13,
+            Refusal::ReservoirLow => 14,
+            Refusal::Invalid(_) => 15,
+            Refusal::AlarmNotActive(_) => 16,
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NotPermitted { role, kind } => {
+                write!(f, "a {role} may not send '{}'", kind.name())
+            }
+            Refusal::Prescription {
+                hard: true,
+                findings,
+            } => {
+                f.write_str("rejected by the prescription check")?;
+                for x in findings {
+                    write!(f, "; {x}")?;
+                }
+                Ok(())
+            }
+            Refusal::Prescription {
+                hard: false,
+                findings,
+            } => {
+                f.write_str("needs clinician confirmation")?;
+                for x in findings {
+                    write!(f, "; {x}")?;
+                }
+                Ok(())
+            }
+            Refusal::Reconciliation(r) => write!(f, "{r}; confirm to proceed"),
+            Refusal::AboveCapacity { volume, capacity } => {
+                write!(f, "{volume} exceeds the reservoir capacity {capacity}")
+            }
+            Refusal::ContentsMismatch => f.write_str(
+                "the prescription's drugs and concentrations differ from the reservoir's; \
+                 change them with a refill",
+            ),
+            Refusal::NoPatientBolus => f.write_str("the program has no patient bolus"),
+            Refusal::Lockout { until } => {
+                write!(
+                    f,
+                    "too soon after the last bolus; the next is allowed at {until}"
+                )
+            }
+            Refusal::DailyCount { max, until } => write!(
+                f,
+                "the {max} boluses allowed in 24 h have been given; the next is allowed at {until}"
+            ),
+            Refusal::Limiter(v) => write!(f, "refused by the dose limiter: {v}"),
+            Refusal::BolusInProgress => f.write_str("a bolus is already under way"),
+            Refusal::NoBolus => f.write_str("no bolus under way that this sender may cancel"),
+            Refusal::NotRunning(m) => write!(f, "delivery is not running ({m:?})"),
+            Refusal::NotStopped => f.write_str("the pump is not stopped"),
+            Refusal::ReservoirLow => f.write_str("the reservoir cannot supply this bolus"),
+            Refusal::Invalid(what) => f.write_str(what),
+            Refusal::AlarmNotActive(k) => write!(f, "alarm {} is not active", k.name()),
+        }
+    }
+}
+
+/// An active alarm as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveAlarm {
+    /// Which.
+    pub kind: AlarmKind,
+    /// Its priority.
+    pub priority: Priority,
+    /// Acknowledged.
+    pub acknowledged: bool,
+}
+
+/// The pump's status, as read by interrogation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Therapy state.
+    pub mode: Mode,
+    /// Program version (increments with every accepted program or refill).
+    pub program_version: u32,
+    /// Expected reservoir volume.
+    pub reservoir: Volume,
+    /// Total volume delivered by completed strokes.
+    pub delivered: Volume,
+    /// Volume not delivered because of stalls, vetoes or an empty reservoir.
+    pub missed: Volume,
+    /// Active alarms.
+    pub alarms: heapless::Vec<ActiveAlarm, 10>,
+    /// Remaining battery life at the present draw.
+    pub battery_life: Option<Duration>,
+    /// When the low-reservoir alarm is expected, assuming every allowed patient bolus is
+    /// used (the patient remote shows this as the next refill date).
+    pub next_refill: Option<Instant>,
+    /// The wall clock is set.
+    pub clock_set: bool,
+    /// A bolus is under way.
+    pub bolus_active: bool,
+    /// Automatic bridging after a concentration change is under way.
+    pub bridging: bool,
+}
+
+/// The pump's answer to a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// Done.
+    Accepted,
+    /// A bolus was accepted and will end at about `ends_at`.
+    BolusAccepted {
+        /// Volume of the bolus.
+        volume: Volume,
+        /// Expected end.
+        ends_at: Instant,
+    },
+    /// The status.
+    Status(Status),
+    /// Refused, with the reason.
+    Refused(Refusal),
 }

@@ -1,1 +1,973 @@
-//! (under construction)
+//! The fluid path (PUMP-013): what is in the pump's internal path and the catheter, and
+//! so what reaches the patient (DESIGN.md principle 5: delivered dose is what reaches
+//! the CSF).
+//!
+//! **Owns** the "dead volume" as a FIFO of [`Segment`]s, tip first, each with its volume,
+//! its contents and the drug **mass** it holds per drug. Fluid already in the path
+//! reaches the patient before any new fluid: a push of volume `v` adds `v` of the
+//! incoming fluid at the pump end and takes `v` from the tip. This is what makes a
+//! concentration change reach the patient one dead volume late (bridging) and a
+//! saline-filled catheter deliver no drug until it is primed.
+//!
+//! **Must never** lose or create drug mass. Segments hold masses, not concentrations,
+//! and every transfer is in whole nanograms:
+//!
+//! - *in*: a run of consecutive pushes of the same contents adds, per drug,
+//!   `mass_in(c, run volume)` rounded to nearest **once for the whole run**: each push
+//!   adds `mass_in(c, run + v) − mass_in(c, run)`. Rounding each push alone would let
+//!   small strokes drift (1 nL strokes at 500 mcg/mL, 0.5 ng each, would count 1 ng
+//!   each: double the truth). A run's first push adds exactly `mass_in(c, v)`.
+//! - *out*: taking `v` of a segment of volume `V` and mass `M` takes `⌊M·v/V⌋`; the
+//!   remainder stays in the segment and leaves with its last nanolitre.
+//!
+//! So mass in = mass out + mass in the path, exactly, per drug, forever; and the path
+//! volume always equals the dead volume.
+//!
+//! **Capacity.** At most [`MAX_SEGMENTS`] segments. A push of the contents of the newest
+//! segment extends it. When a new segment finds the path full, the two adjacent
+//! segments with the smallest combined volume are merged: volumes and masses add (mass
+//! is conserved), so their concentrations average by volume and the merged segment's
+//! contents become [`Contents::Mixed`]. This blurs a concentration step by at most the
+//! smaller pair's volume; it needs more than 16 changes of contents within one dead
+//! volume, which a prescription does not make.
+//!
+//! # Size
+//! `size_of::<FluidPath>()` is 2 552 bytes on a 64-bit host: 16 segments of 152 bytes
+//! (an [`Admixture`] of up to four drugs, eight masses, a volume), the contents of the
+//! current run and the dead volume. The whole state derives `serde`.
+
+use core::fmt;
+
+use heapless::{Deque, Vec};
+use serde::{Deserialize, Serialize};
+use thecal_rx::dose::{Admixture, mass_in};
+use thecal_rx::drug::DrugId;
+use thecal_rx::quantity::{NL_PER_ML, Rounding, mul_div};
+use thecal_rx::{Concentration, Mass, Volume};
+
+/// The most segments the path holds.
+pub const MAX_SEGMENTS: usize = 16;
+
+/// The number of active (non-saline) drugs in the library: the most a merged segment
+/// or a [`TipDelivery`] can name.
+pub const ACTIVE_DRUGS: usize = 8;
+
+/// The active drugs, in library order: index `i` of a mass array is `ACTIVE[i]`.
+const ACTIVE: [DrugId; ACTIVE_DRUGS] = [
+    DrugId::Morphine,
+    DrugId::Hydromorphone,
+    DrugId::Fentanyl,
+    DrugId::Sufentanil,
+    DrugId::Bupivacaine,
+    DrugId::Clonidine,
+    DrugId::Ziconotide,
+    DrugId::Baclofen,
+];
+
+/// Where `drug`'s mass is kept; `None` for saline, which carries no dose.
+const fn active_index(drug: DrugId) -> Option<usize> {
+    match drug {
+        DrugId::Morphine => Some(0),
+        DrugId::Hydromorphone => Some(1),
+        DrugId::Fentanyl => Some(2),
+        DrugId::Sufentanil => Some(3),
+        DrugId::Bupivacaine => Some(4),
+        DrugId::Clonidine => Some(5),
+        DrugId::Ziconotide => Some(6),
+        DrugId::Baclofen => Some(7),
+        DrugId::Saline => None,
+    }
+}
+
+/// Drug mass per active drug, indexed as [`ACTIVE`].
+type Masses = [Mass; ACTIVE_DRUGS];
+
+const NO_MASS: Masses = [Mass::ZERO; ACTIVE_DRUGS];
+
+/// What a push could not do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FluidError {
+    /// A drug mass (entering, in the path or leaving) would not fit the 64-bit count.
+    MassOverflow(DrugId),
+    /// The volume of a run of pushes of one fluid would not fit the 64-bit count.
+    VolumeOverflow,
+}
+
+impl fmt::Display for FluidError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FluidError::MassOverflow(d) => write!(
+                f,
+                "{d}: this volume would carry more drug than can be counted (at most {}); \
+                 push a smaller volume",
+                Mass::MAX
+            ),
+            FluidError::VolumeOverflow => write!(
+                f,
+                "this volume is too large to count (at most {} of one fluid in a row); \
+                 push a smaller volume",
+                Volume::MAX
+            ),
+        }
+    }
+}
+
+/// What a segment is made of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Contents {
+    /// One fluid, exactly as it left the reservoir.
+    Fluid(Admixture),
+    /// Two or more fluids merged when the path ran out of segments; only the masses
+    /// say what it holds.
+    Mixed,
+}
+
+impl Contents {
+    /// Whether this is exactly the fluid `fluid` (the same drugs at the same
+    /// concentrations, in any order).
+    pub fn is(&self, fluid: &Admixture) -> bool {
+        match self {
+            Contents::Fluid(own) => same_contents(own, fluid),
+            Contents::Mixed => false,
+        }
+    }
+}
+
+/// A stretch of fluid in the path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    volume: Volume,
+    contents: Contents,
+    masses: Masses,
+}
+
+impl Segment {
+    /// The segment's volume (never zero).
+    pub const fn volume(&self) -> Volume {
+        self.volume
+    }
+
+    /// What the segment is made of.
+    pub const fn contents(&self) -> &Contents {
+        &self.contents
+    }
+
+    /// The mass of `drug` it holds (zero for saline).
+    pub fn mass(&self, drug: DrugId) -> Mass {
+        active_index(drug)
+            .and_then(|i| self.masses.get(i).copied())
+            .unwrap_or(Mass::ZERO)
+    }
+
+    /// The concentration of `drug`: the prescribed one for a single fluid; for a mixed
+    /// segment its mass over its volume, rounded to nearest.
+    pub fn concentration(&self, drug: DrugId) -> Concentration {
+        match &self.contents {
+            Contents::Fluid(a) => a.concentration_of(drug),
+            Contents::Mixed => mul_div(
+                self.mass(drug).ng(),
+                NL_PER_ML,
+                self.volume.nl(),
+                Rounding::Nearest,
+            )
+            .map_or(Concentration::ZERO, Concentration::from_raw),
+        }
+    }
+
+    /// Two adjacent segments as one: volumes and masses add.
+    fn merged(self, newer: Segment) -> Segment {
+        let contents = match (&self.contents, &newer.contents) {
+            (Contents::Fluid(a), Contents::Fluid(b)) if same_contents(a, b) => self.contents,
+            _ => Contents::Mixed,
+        };
+        Segment {
+            // Cannot saturate: the sums are bounded by the path totals, which fit.
+            volume: self.volume.saturating_add(newer.volume),
+            contents,
+            masses: add_saturating(&self.masses, &newer.masses),
+        }
+    }
+}
+
+/// What left the catheter tip during one push.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TipDelivery {
+    volume: Volume,
+    masses: Vec<(DrugId, Mass), ACTIVE_DRUGS>,
+}
+
+impl TipDelivery {
+    fn new(volume: Volume, masses: &Masses) -> Self {
+        let mut out = Vec::new();
+        for (drug, mass) in ACTIVE.iter().zip(masses) {
+            if !mass.is_zero() {
+                // Cannot fail: at most ACTIVE_DRUGS entries.
+                let _ = out.push((*drug, *mass));
+            }
+        }
+        TipDelivery {
+            volume,
+            masses: out,
+        }
+    }
+
+    /// The volume that left the tip (the volume pushed).
+    pub const fn volume(&self) -> Volume {
+        self.volume
+    }
+
+    /// Each drug that left the tip with its mass, in library order; drugs with zero mass
+    /// and saline are left out. This is what the limiter checks and records.
+    pub fn masses(&self) -> &[(DrugId, Mass)] {
+        &self.masses
+    }
+
+    /// The mass of `drug` that left the tip.
+    pub fn mass_of(&self, drug: DrugId) -> Mass {
+        self.masses
+            .iter()
+            .find(|(d, _)| *d == drug)
+            .map_or(Mass::ZERO, |(_, m)| *m)
+    }
+
+    /// Whether no drug left the tip (saline, or nothing pushed).
+    pub fn is_drug_free(&self) -> bool {
+        self.masses.is_empty()
+    }
+}
+
+/// The current run of pushes of one fluid, for rounding the run's mass once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Run {
+    contents: Admixture,
+    pushed: Volume,
+}
+
+/// A push worked out without changing anything.
+struct Plan {
+    delivered: TipDelivery,
+    /// Segments that leave whole, from the tip.
+    whole: usize,
+    /// Volume and masses taken from the segment after them.
+    partial: Option<(Volume, Masses)>,
+    /// The part of the new fluid that stays in the path, at the pump end.
+    kept: Option<(Volume, Masses)>,
+    run: Run,
+}
+
+/// The pump's internal fluid path plus the catheter. See the [module
+/// documentation](self).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FluidPath {
+    dead_volume: Volume,
+    /// Tip at the front, pump end at the back.
+    segments: Deque<Segment, MAX_SEGMENTS>,
+    run: Option<Run>,
+}
+
+impl FluidPath {
+    /// A path of `dead_volume` full of `initial` (e.g. saline for a new catheter, or
+    /// the drug for a primed one). A zero dead volume holds nothing: every push leaves
+    /// at once.
+    ///
+    /// # Errors
+    /// [`FluidError::MassOverflow`] when the dead volume would hold more drug than can
+    /// be counted.
+    pub fn new(dead_volume: Volume, initial: &Admixture) -> Result<Self, FluidError> {
+        let mut path = FluidPath {
+            dead_volume,
+            segments: Deque::new(),
+            run: None,
+        };
+        path.refill_path(initial)?;
+        Ok(path)
+    }
+
+    /// A path full of saline (no drug), as in a new catheter. Cannot fail: saline
+    /// carries no mass that could overflow.
+    pub fn saline(dead_volume: Volume) -> Self {
+        let saline = Admixture::single(DrugId::Saline, Concentration::ZERO);
+        let mut path = FluidPath {
+            dead_volume,
+            segments: Deque::new(),
+            run: None,
+        };
+        let _ = path.refill_path(&saline);
+        path
+    }
+
+    /// The volume the segments hold (equal to the dead volume while intact).
+    pub fn held_volume(&self) -> Volume {
+        self.segments
+            .iter()
+            .fold(Volume::ZERO, |acc, s| acc.saturating_add(s.volume))
+    }
+
+    /// Replaces everything in the path with `contents` (a catheter revision, an
+    /// aspiration and re-fill). The old fluid is gone, not delivered: read
+    /// [`FluidPath::mass_in_path`] first to account for it.
+    ///
+    /// # Errors
+    /// [`FluidError::MassOverflow`]; the path is then unchanged.
+    pub fn refill_path(&mut self, contents: &Admixture) -> Result<(), FluidError> {
+        let masses = added_mass(contents, Volume::ZERO, self.dead_volume)?;
+        self.segments.clear();
+        if !self.dead_volume.is_zero() {
+            // Cannot fail: the deque was just cleared.
+            let _ = self.segments.push_back(Segment {
+                volume: self.dead_volume,
+                contents: Contents::Fluid(contents.clone()),
+                masses,
+            });
+        }
+        self.run = None;
+        Ok(())
+    }
+
+    /// Pushes `volume` of `incoming` fluid in at the pump end; the same volume leaves at
+    /// the tip, oldest fluid first.
+    ///
+    /// # Errors
+    /// [`FluidError`] when a mass or volume would not fit its count; the path is then
+    /// unchanged.
+    pub fn push(
+        &mut self,
+        volume: Volume,
+        incoming: &Admixture,
+    ) -> Result<TipDelivery, FluidError> {
+        let Some(plan) = self.plan(volume, incoming)? else {
+            return Ok(TipDelivery::default());
+        };
+        for _ in 0..plan.whole {
+            let _ = self.segments.pop_front();
+        }
+        if let Some((taken_volume, taken)) = plan.partial {
+            if let Some(front) = self.segments.front_mut() {
+                // Cannot underflow: the plan took less than the segment holds.
+                front.volume = front.volume.saturating_sub(taken_volume);
+                front.masses = sub_saturating(&front.masses, &taken);
+            }
+        }
+        if let Some((kept_volume, kept)) = plan.kept {
+            self.append(incoming, kept_volume, &kept);
+        }
+        self.run = Some(plan.run);
+        Ok(plan.delivered)
+    }
+
+    /// What [`FluidPath::push`] would deliver, without changing anything.
+    ///
+    /// # Errors
+    /// As [`FluidPath::push`].
+    pub fn peek(&self, volume: Volume, incoming: &Admixture) -> Result<TipDelivery, FluidError> {
+        Ok(self
+            .plan(volume, incoming)?
+            .map(|p| p.delivered)
+            .unwrap_or_default())
+    }
+
+    /// The contents of the segment at the tip; `None` for a zero dead volume (the
+    /// fluid at the tip is then whatever is pushed).
+    pub fn tip_contents(&self) -> Option<&Contents> {
+        self.segments.front().map(Segment::contents)
+    }
+
+    /// The concentration of `drug` at the tip (see [`Segment::concentration`]); zero for
+    /// a zero dead volume.
+    pub fn tip_concentration(&self, drug: DrugId) -> Concentration {
+        self.segments
+            .front()
+            .map_or(Concentration::ZERO, |s| s.concentration(drug))
+    }
+
+    /// How much must be pushed before fluid with exactly `contents` reaches the tip:
+    /// zero if it is at the tip, the whole dead volume if none of it is in the path.
+    /// Fluid merged into a [`Contents::Mixed`] segment no longer counts as present.
+    pub fn volume_until(&self, contents: &Admixture) -> Volume {
+        let mut ahead = Volume::ZERO;
+        for seg in &self.segments {
+            if seg.contents.is(contents) {
+                return ahead;
+            }
+            // Cannot saturate: the volumes add up to the dead volume.
+            ahead = ahead.saturating_add(seg.volume);
+        }
+        self.dead_volume
+    }
+
+    /// The mass of `drug` in the whole path (zero for saline).
+    pub fn mass_in_path(&self, drug: DrugId) -> Mass {
+        active_index(drug).map_or(Mass::ZERO, |i| self.total(i))
+    }
+
+    /// The segments, tip first.
+    pub fn segments(&self) -> impl Iterator<Item = &Segment> {
+        self.segments.iter()
+    }
+
+    /// The dead volume: pump path plus catheter. The segments always add up to it.
+    pub const fn dead_volume(&self) -> Volume {
+        self.dead_volume
+    }
+
+    /// Works out a push; `None` for a zero volume, which changes nothing.
+    fn plan(&self, volume: Volume, incoming: &Admixture) -> Result<Option<Plan>, FluidError> {
+        if volume.is_zero() {
+            return Ok(None);
+        }
+        let before = match &self.run {
+            Some(run) if same_contents(&run.contents, incoming) => run.pushed,
+            _ => Volume::ZERO,
+        };
+        let after = before
+            .checked_add(volume)
+            .map_err(|_| FluidError::VolumeOverflow)?;
+        let added = added_mass(incoming, before, after)?;
+        // Every drug's total in the path stays countable, so no later sum can overflow.
+        for (i, (drug, mass)) in ACTIVE.iter().zip(&added).enumerate() {
+            self.total(i)
+                .checked_add(*mass)
+                .map_err(|_| FluidError::MassOverflow(*drug))?;
+        }
+
+        let mut out = NO_MASS;
+        let mut remaining = volume;
+        let mut whole = 0usize;
+        let mut partial = None;
+        for seg in &self.segments {
+            if remaining.is_zero() {
+                break;
+            }
+            if remaining >= seg.volume {
+                out = add_checked(&out, &seg.masses)?;
+                remaining = remaining.saturating_sub(seg.volume);
+                whole = whole.saturating_add(1);
+            } else {
+                let taken = share(&seg.masses, remaining, seg.volume);
+                out = add_checked(&out, &taken)?;
+                partial = Some((remaining, taken));
+                remaining = Volume::ZERO;
+            }
+        }
+        // Pushing more than the dead volume: the excess of the new fluid leaves at once.
+        let taken_new = share(&added, remaining, volume);
+        out = add_checked(&out, &taken_new)?;
+        let kept_volume = volume.saturating_sub(remaining);
+        let kept =
+            (!kept_volume.is_zero()).then(|| (kept_volume, sub_saturating(&added, &taken_new)));
+        Ok(Some(Plan {
+            delivered: TipDelivery::new(volume, &out),
+            whole,
+            partial,
+            kept,
+            run: Run {
+                contents: incoming.clone(),
+                pushed: after,
+            },
+        }))
+    }
+
+    /// Adds new fluid at the pump end, extending the newest segment if it is the same
+    /// fluid, merging two segments first if the path is full.
+    fn append(&mut self, incoming: &Admixture, volume: Volume, masses: &Masses) {
+        if let Some(back) = self.segments.back_mut() {
+            if back.contents.is(incoming) {
+                // Cannot saturate: bounded by the dead volume and the checked totals.
+                back.volume = back.volume.saturating_add(volume);
+                back.masses = add_saturating(&back.masses, masses);
+                return;
+            }
+        }
+        if self.segments.is_full() {
+            self.merge_smallest_pair();
+        }
+        // Cannot fail: the merge made room.
+        let _ = self.segments.push_back(Segment {
+            volume,
+            contents: Contents::Fluid(incoming.clone()),
+            masses: *masses,
+        });
+    }
+
+    /// Merges the two adjacent segments with the smallest combined volume (the tip-most
+    /// pair on a tie).
+    fn merge_smallest_pair(&mut self) {
+        let mut best: Option<(usize, Volume)> = None;
+        let pairs = self.segments.iter().zip(self.segments.iter().skip(1));
+        for (i, (a, b)) in pairs.enumerate() {
+            let combined = a.volume.saturating_add(b.volume);
+            if best.is_none_or(|(_, v)| combined < v) {
+                best = Some((i, combined));
+            }
+        }
+        let Some((at, _)) = best else {
+            return;
+        };
+        let mut rebuilt: Deque<Segment, MAX_SEGMENTS> = Deque::new();
+        let mut held: Option<Segment> = None;
+        let mut i = 0usize;
+        while let Some(seg) = self.segments.pop_front() {
+            let seg = match held.take() {
+                Some(older) => older.merged(seg),
+                None if i == at => {
+                    held = Some(seg);
+                    i = i.saturating_add(1);
+                    continue;
+                }
+                None => seg,
+            };
+            // Cannot fail: no more segments than before.
+            let _ = rebuilt.push_back(seg);
+            i = i.saturating_add(1);
+        }
+        self.segments = rebuilt;
+    }
+
+    /// The total mass of active drug `i` in the path.
+    fn total(&self, i: usize) -> Mass {
+        self.segments
+            .iter()
+            .filter_map(|s| s.masses.get(i))
+            .fold(Mass::ZERO, |sum, m| sum.saturating_add(*m))
+    }
+}
+
+/// Whether two admixtures hold the same drugs at the same concentrations, in any order.
+fn same_contents(a: &Admixture, b: &Admixture) -> bool {
+    a.components().len() == b.components().len()
+        && a.components().iter().all(|c| b.components().contains(c))
+}
+
+/// The mass a run of `fluid` adds between run volumes `before` and `after`:
+/// `mass_in(c, after) − mass_in(c, before)` per drug, each rounded to nearest.
+fn added_mass(fluid: &Admixture, before: Volume, after: Volume) -> Result<Masses, FluidError> {
+    let mut masses = NO_MASS;
+    for c in fluid.active() {
+        let overflow = FluidError::MassOverflow(c.drug);
+        let upto = |v| mass_in(c.concentration, v, Rounding::Nearest).map_err(|_| overflow);
+        // Rounding is monotonic, so the difference is never negative.
+        let added = upto(after)?.saturating_sub(upto(before)?);
+        if let Some(slot) = active_index(c.drug).and_then(|i| masses.get_mut(i)) {
+            *slot = added;
+        }
+    }
+    Ok(masses)
+}
+
+/// `⌊m · part / whole⌋` per drug: the share of a segment's mass that leaves with `part`
+/// of its volume. Rounding down keeps the remainder in the path, so nothing is lost.
+fn share(masses: &Masses, part: Volume, whole: Volume) -> Masses {
+    let mut out = NO_MASS;
+    for (o, m) in out.iter_mut().zip(masses) {
+        // part ≤ whole: cannot overflow. A zero `whole` only comes with a zero `part`,
+        // and then nothing leaves.
+        *o = m
+            .scale(part.nl(), whole.nl(), Rounding::Down)
+            .unwrap_or(Mass::ZERO);
+    }
+    out
+}
+
+fn add_checked(a: &Masses, b: &Masses) -> Result<Masses, FluidError> {
+    let mut out = NO_MASS;
+    for (((o, x), y), drug) in out.iter_mut().zip(a).zip(b).zip(ACTIVE) {
+        *o = x
+            .checked_add(*y)
+            .map_err(|_| FluidError::MassOverflow(drug))?;
+    }
+    Ok(out)
+}
+
+fn add_saturating(a: &Masses, b: &Masses) -> Masses {
+    let mut out = NO_MASS;
+    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
+        *o = x.saturating_add(*y);
+    }
+    out
+}
+
+fn sub_saturating(a: &Masses, b: &Masses) -> Masses {
+    let mut out = NO_MASS;
+    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
+        *o = x.saturating_sub(*y);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing
+    )]
+    extern crate std;
+    use super::*;
+    use proptest::prelude::*;
+    use std::string::ToString;
+    use std::vec::Vec as StdVec;
+    use thecal_rx::dose::Component;
+
+    fn ml(s: &str) -> Volume {
+        s.parse().unwrap()
+    }
+    fn mass(s: &str) -> Mass {
+        s.parse().unwrap()
+    }
+    fn one(drug: DrugId, conc: &str) -> Admixture {
+        Admixture::single(drug, conc.parse().unwrap())
+    }
+    fn saline() -> Admixture {
+        Admixture::single(DrugId::Saline, Concentration::ZERO)
+    }
+    fn mix(parts: &[(DrugId, &str)]) -> Admixture {
+        let parts: StdVec<Component> = parts
+            .iter()
+            .map(|(drug, c)| Component {
+                drug: *drug,
+                concentration: c.parse().unwrap(),
+            })
+            .collect();
+        Admixture::new(&parts).unwrap()
+    }
+    fn path_volume(p: &FluidPath) -> Volume {
+        p.segments()
+            .fold(Volume::ZERO, |v, s| v.checked_add(s.volume()).unwrap())
+    }
+
+    #[test]
+    fn old_fluid_reaches_the_tip_before_a_new_concentration_pump_013() {
+        let old = one(DrugId::Baclofen, "500 mcg/mL");
+        let new = one(DrugId::Baclofen, "2000 mcg/mL");
+        let mut path = FluidPath::new(ml("0.2 mL"), &old).unwrap();
+        assert_eq!(path.mass_in_path(DrugId::Baclofen), mass("100 mcg"));
+        assert_eq!(path.volume_until(&new), ml("0.2 mL"));
+        assert_eq!(path.volume_until(&old), Volume::ZERO);
+
+        // Part way: 0.05 mL of old fluid leaves, 0.15 mL of it still to go.
+        let mut partway = path.clone();
+        let d = partway.push(ml("0.05 mL"), &new).unwrap();
+        assert_eq!(d.masses(), &[(DrugId::Baclofen, mass("25 mcg"))]);
+        assert_eq!(partway.volume_until(&new), ml("0.15 mL"));
+
+        // One dead volume pushed: exactly the 100 mcg of old fluid leaves.
+        let d = path.push(ml("0.2 mL"), &new).unwrap();
+        assert_eq!(d.volume(), ml("0.2 mL"));
+        assert_eq!(d.masses(), &[(DrugId::Baclofen, mass("100 mcg"))]);
+        assert_eq!(path.volume_until(&new), Volume::ZERO);
+        assert_eq!(
+            path.tip_concentration(DrugId::Baclofen),
+            "2000 mcg/mL".parse().unwrap()
+        );
+        assert_eq!(path.tip_contents(), Some(&Contents::Fluid(new.clone())));
+        // Then the new concentration: 0.1 mL carries 200 mcg.
+        let d = path.push(ml("0.1 mL"), &new).unwrap();
+        assert_eq!(d.mass_of(DrugId::Baclofen), mass("200 mcg"));
+        assert_eq!(path.segments().count(), 1);
+        assert_eq!(path_volume(&path), ml("0.2 mL"));
+    }
+
+    #[test]
+    fn a_saline_filled_catheter_delivers_no_drug_until_primed_pump_013() {
+        let drug = one(DrugId::Baclofen, "2000 mcg/mL");
+        let mut path = FluidPath::new(ml("0.2 mL"), &saline()).unwrap();
+        assert_eq!(path.mass_in_path(DrugId::Baclofen), Mass::ZERO);
+        // Twenty strokes of 10 uL push the 0.2 mL of saline out: no drug at all.
+        for stroke in 0..20 {
+            let d = path.push(ml("0.01 mL"), &drug).unwrap();
+            assert!(d.is_drug_free(), "stroke {stroke}: {d:?}");
+            assert_eq!(d.volume(), ml("0.01 mL"));
+        }
+        assert_eq!(path.volume_until(&drug), Volume::ZERO);
+        // The 21st delivers drug: 10 uL × 2000 mcg/mL = 20 mcg.
+        let d = path.push(ml("0.01 mL"), &drug).unwrap();
+        assert_eq!(d.masses(), &[(DrugId::Baclofen, mass("20 mcg"))]);
+    }
+
+    #[test]
+    fn admixture_segments_carry_each_drug_pump_013() {
+        let morphine = one(DrugId::Morphine, "10 mg/mL");
+        let both = mix(&[
+            (DrugId::Morphine, "10 mg/mL"),
+            (DrugId::Bupivacaine, "15 mg/mL"),
+        ]);
+        let mut path = FluidPath::new(ml("0.1 mL"), &morphine).unwrap();
+        // 0.1 mL of morphine alone (1 mg), then 0.05 mL of the admixture.
+        let d = path.push(ml("0.15 mL"), &both).unwrap();
+        assert_eq!(
+            d.masses(),
+            &[
+                (DrugId::Morphine, mass("1.5 mg")),
+                (DrugId::Bupivacaine, mass("0.75 mg")),
+            ]
+        );
+        assert_eq!(path.mass_in_path(DrugId::Morphine), mass("1 mg"));
+        assert_eq!(path.mass_in_path(DrugId::Bupivacaine), mass("1.5 mg"));
+        // The same drugs listed in another order are the same fluid: one segment.
+        let reordered = mix(&[
+            (DrugId::Bupivacaine, "15 mg/mL"),
+            (DrugId::Morphine, "10 mg/mL"),
+        ]);
+        path.push(ml("0.01 mL"), &reordered).unwrap();
+        assert_eq!(path.segments().count(), 1);
+        assert_eq!(path.volume_until(&reordered), Volume::ZERO);
+        assert_eq!(path.mass_in_path(DrugId::Saline), Mass::ZERO);
+    }
+
+    #[test]
+    fn merging_past_sixteen_segments_conserves_mass_pump_013() {
+        let mut path = FluidPath::new(ml("1 mL"), &saline()).unwrap();
+        let mut added = [0u64; 2];
+        let mut delivered = [0u64; 2];
+        let drugs = [DrugId::Baclofen, DrugId::Morphine];
+        for i in 1..=40u32 {
+            // Every push a different fluid, so every push would start a new segment.
+            let fluid = if i % 2 == 0 {
+                Admixture::single(DrugId::Baclofen, Concentration::from_mcg_per_ml(i * 100))
+            } else {
+                Admixture::single(
+                    DrugId::Morphine,
+                    Concentration::from_raw(333_333 * u64::from(i)),
+                )
+            };
+            let v = Volume::from_nl(10_000 + u64::from(i) * 1_234);
+            for c in fluid.components() {
+                let j = drugs.iter().position(|d| *d == c.drug).unwrap();
+                added[j] += mass_in(c.concentration, v, Rounding::Nearest).unwrap().ng();
+            }
+            let d = path.push(v, &fluid).unwrap();
+            for (j, drug) in drugs.iter().enumerate() {
+                delivered[j] += d.mass_of(*drug).ng();
+            }
+            assert!(path.segments().count() <= MAX_SEGMENTS);
+            assert_eq!(path_volume(&path), ml("1 mL"));
+        }
+        assert_eq!(path.segments().count(), MAX_SEGMENTS);
+        for (j, drug) in drugs.iter().enumerate() {
+            assert_eq!(
+                added[j],
+                delivered[j] + path.mass_in_path(*drug).ng(),
+                "{drug}"
+            );
+        }
+        // A merged segment reports its volume-averaged concentration.
+        let merged = path
+            .segments()
+            .find(|s| *s.contents() == Contents::Mixed)
+            .unwrap();
+        let expected = mul_div(
+            merged.mass(DrugId::Baclofen).ng(),
+            NL_PER_ML,
+            merged.volume().nl(),
+            Rounding::Nearest,
+        )
+        .unwrap();
+        assert_eq!(merged.concentration(DrugId::Baclofen).ng_per_ml(), expected);
+    }
+
+    #[test]
+    fn zero_dead_volume_delivers_every_push_at_once_pump_013() {
+        let drug = one(DrugId::Baclofen, "2000 mcg/mL");
+        let mut path = FluidPath::new(Volume::ZERO, &saline()).unwrap();
+        let d = path.push(ml("0.01 mL"), &drug).unwrap();
+        assert_eq!(d.masses(), &[(DrugId::Baclofen, mass("20 mcg"))]);
+        assert_eq!(path.segments().count(), 0);
+        assert_eq!(path.tip_contents(), None);
+        assert_eq!(path.volume_until(&drug), Volume::ZERO);
+        assert_eq!(path.mass_in_path(DrugId::Baclofen), Mass::ZERO);
+    }
+
+    #[test]
+    fn small_strokes_do_not_accumulate_rounding_pump_013() {
+        // 500 mcg/mL is 0.5 ng per nL: ten 1-nL strokes carry 5 ng, not 10.
+        let drug = one(DrugId::Baclofen, "500 mcg/mL");
+        let mut path = FluidPath::new(Volume::ZERO, &saline()).unwrap();
+        let got: StdVec<u64> = (0..10)
+            .map(|_| {
+                path.push(Volume::from_nl(1), &drug)
+                    .unwrap()
+                    .mass_of(DrugId::Baclofen)
+                    .ng()
+            })
+            .collect();
+        assert_eq!(got, [1, 0, 1, 0, 1, 0, 1, 0, 1, 0]);
+    }
+
+    #[test]
+    fn partial_takes_round_down_and_keep_the_remainder_pump_013() {
+        // 3 nL at 333 334 ng/mL hold 1 ng (1.000002 rounded).
+        let drug = Admixture::single(DrugId::Morphine, Concentration::from_raw(333_334));
+        let mut path = FluidPath::new(Volume::from_nl(3), &drug).unwrap();
+        assert_eq!(path.mass_in_path(DrugId::Morphine), Mass::from_raw(1));
+        let out: StdVec<u64> = (0..3)
+            .map(|_| {
+                path.push(Volume::from_nl(1), &saline())
+                    .unwrap()
+                    .mass_of(DrugId::Morphine)
+                    .ng()
+            })
+            .collect();
+        // ⌊1·1/3⌋ = 0, ⌊1·1/2⌋ = 0, then the last nanolitre takes the remainder.
+        assert_eq!(out, [0, 0, 1]);
+        assert_eq!(path.mass_in_path(DrugId::Morphine), Mass::ZERO);
+    }
+
+    #[test]
+    fn an_uncountable_push_is_refused_and_changes_nothing_pump_013() {
+        let drug = one(DrugId::Baclofen, "2000 mcg/mL");
+        let mut path = FluidPath::new(ml("0.2 mL"), &saline()).unwrap();
+        let before = path.clone();
+        let err = path.push(Volume::MAX, &drug).unwrap_err();
+        assert_eq!(err, FluidError::MassOverflow(DrugId::Baclofen));
+        assert_eq!(path.peek(Volume::MAX, &drug), Err(err));
+        assert_eq!(path, before);
+        assert!(
+            err.to_string()
+                .starts_with("baclofen: this volume would carry more drug"),
+            "{err}"
+        );
+        assert_eq!(
+            FluidPath::new(Volume::MAX, &drug),
+            Err(FluidError::MassOverflow(DrugId::Baclofen))
+        );
+        // A zero push changes nothing and delivers nothing.
+        assert_eq!(path.push(Volume::ZERO, &drug), Ok(TipDelivery::default()));
+        assert_eq!(path, before);
+    }
+
+    #[test]
+    fn refilling_the_path_replaces_its_contents_pump_013() {
+        let drug = one(DrugId::Baclofen, "2000 mcg/mL");
+        let mut path = FluidPath::new(ml("0.2 mL"), &saline()).unwrap();
+        path.push(ml("0.1 mL"), &drug).unwrap();
+        assert_eq!(path.segments().count(), 2);
+        path.refill_path(&drug).unwrap();
+        assert_eq!(path.segments().count(), 1);
+        assert_eq!(path.mass_in_path(DrugId::Baclofen), mass("400 mcg"));
+        assert_eq!(path.volume_until(&saline()), ml("0.2 mL"));
+        assert_eq!(path.dead_volume(), ml("0.2 mL"));
+    }
+
+    #[test]
+    fn the_state_survives_a_serde_round_trip_pump_013() {
+        let mut path = FluidPath::new(ml("0.2 mL"), &saline()).unwrap();
+        path.push(ml("0.05 mL"), &one(DrugId::Baclofen, "2000 mcg/mL"))
+            .unwrap();
+        path.push(
+            ml("0.01 mL"),
+            &mix(&[
+                (DrugId::Morphine, "10 mg/mL"),
+                (DrugId::Bupivacaine, "15 mg/mL"),
+            ]),
+        )
+        .unwrap();
+        let mut buf = [0u8; 4096];
+        let bytes = postcard::to_slice(&path, &mut buf).unwrap();
+        let back: FluidPath = postcard::from_bytes(bytes).unwrap();
+        assert_eq!(back, path);
+        std::println!(
+            "size_of::<FluidPath>() = {} bytes, size_of::<Segment>() = {} bytes; \
+             postcard encoding {} bytes (3 segments)",
+            core::mem::size_of::<FluidPath>(),
+            core::mem::size_of::<Segment>(),
+            bytes.len()
+        );
+    }
+
+    fn palette() -> StdVec<Admixture> {
+        std::vec![
+            saline(),
+            one(DrugId::Baclofen, "500 mcg/mL"),
+            one(DrugId::Baclofen, "2000 mcg/mL"),
+            mix(&[
+                (DrugId::Morphine, "10 mg/mL"),
+                (DrugId::Bupivacaine, "15 mg/mL"),
+            ]),
+            mix(&[
+                (DrugId::Hydromorphone, "10 mg/mL"),
+                (DrugId::Clonidine, "1 mg/mL"),
+                (DrugId::Fentanyl, "50 mcg/mL"),
+                (DrugId::Sufentanil, "50 mcg/mL"),
+            ]),
+            one(DrugId::Ziconotide, "25 mcg/mL"),
+        ]
+    }
+
+    /// A palette entry, or a baclofen fluid of any concentration (to force merges).
+    fn contents() -> impl Strategy<Value = Admixture> {
+        prop_oneof![
+            3 => (0usize..6).prop_map(|i| palette()[i].clone()),
+            1 => (1u64..=50_000_000).prop_map(|c| Admixture::single(
+                DrugId::Baclofen,
+                Concentration::from_raw(c)
+            )),
+        ]
+    }
+
+    fn volume() -> impl Strategy<Value = Volume> {
+        prop_oneof![
+            2 => 0u64..=10,
+            4 => 0u64..=20_000,
+            2 => 0u64..=5_000_000,
+            1 => 0u64..=1_000_000_000_000,
+        ]
+        .prop_map(Volume::from_nl)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn mass_is_conserved_and_peek_matches_push_pump_013(
+            dead in prop_oneof![Just(0u64), 1u64..=1_000, 1u64..=2_000_000],
+            initial in contents(),
+            steps in proptest::collection::vec((volume(), contents()), 1..120),
+        ) {
+            let dead = Volume::from_nl(dead);
+            let mut path = FluidPath::new(dead, &initial).unwrap();
+            // Reference accounting, in 128 bits: in (initial + pushed) and out.
+            let mut mass_in_total = [0u128; ACTIVE_DRUGS];
+            let mut mass_out = [0u128; ACTIVE_DRUGS];
+            for (i, d) in ACTIVE.iter().enumerate() {
+                mass_in_total[i] = u128::from(path.mass_in_path(*d).ng());
+            }
+            let mut run: Option<(Admixture, u64)> = None;
+            for (v, fluid) in steps {
+                let peeked = path.peek(v, &fluid);
+                let before = path.clone();
+                let pushed = path.push(v, &fluid);
+                prop_assert_eq!(&peeked, &pushed);
+                let Ok(delivered) = pushed else {
+                    prop_assert_eq!(&path, &before);
+                    continue;
+                };
+                prop_assert_eq!(delivered.volume(), v);
+                if !v.is_zero() {
+                    // Mass in: the run of identical pushes is rounded once.
+                    let start = match &run {
+                        Some((a, pushed)) if *a == fluid => *pushed,
+                        _ => 0,
+                    };
+                    let end = start + v.nl();
+                    for c in fluid.active() {
+                        let upto = |nl| mass_in(c.concentration, Volume::from_nl(nl), Rounding::Nearest)
+                            .unwrap().ng();
+                        let i = active_index(c.drug).unwrap();
+                        mass_in_total[i] += u128::from(upto(end) - upto(start));
+                    }
+                    run = Some((fluid.clone(), end));
+                }
+                for (drug, m) in delivered.masses() {
+                    prop_assert!(!m.is_zero() && *drug != DrugId::Saline);
+                    mass_out[active_index(*drug).unwrap()] += u128::from(m.ng());
+                }
+                for (i, d) in ACTIVE.iter().enumerate() {
+                    let in_path = u128::from(path.mass_in_path(*d).ng());
+                    prop_assert_eq!(mass_in_total[i], mass_out[i] + in_path, "{}", d);
+                }
+                prop_assert_eq!(path_volume(&path), dead);
+                prop_assert!(path.segments().count() <= MAX_SEGMENTS);
+                prop_assert!(path.segments().all(|s| !s.volume().is_zero()));
+            }
+        }
+    }
+}

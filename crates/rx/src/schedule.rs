@@ -308,6 +308,30 @@ impl Schedule {
             .map_err(|_| ScheduleError::TooManyBoluses)
     }
 
+    /// The same schedule with every flow and periodic-bolus volume scaled by
+    /// `num / den` (rounded to nearest): used to keep the dose when the concentration
+    /// changes (new flow = old flow × old concentration / new concentration).
+    ///
+    /// # Errors
+    /// [`ScheduleError::Overflow`] on overflow or a zero denominator.
+    pub fn scaled(&self, num: u64, den: u64) -> Result<Schedule, ScheduleError> {
+        let mut out = self.clone();
+        for p in &mut out.profiles {
+            for s in &mut p.steps {
+                s.flow = s.flow.scale(num, den, Rounding::Nearest)?;
+            }
+        }
+        for b in &mut out.boluses {
+            b.volume = b.volume.scale(num, den, Rounding::Nearest)?;
+        }
+        Ok(out)
+    }
+
+    /// The mean daily volume over a week.
+    pub fn mean_daily(&self) -> Volume {
+        exact_to_volume(self.week_exact().checked_div(7).unwrap_or(0))
+    }
+
     /// The periodic boluses.
     pub fn boluses(&self) -> &[PeriodicBolus] {
         &self.boluses
@@ -672,6 +696,20 @@ mod tests {
             days: Weekdays::ALL,
         };
         assert_eq!(s.add_bolus(b), Err(ScheduleError::BolusDuration));
+    }
+
+    #[test]
+    fn scaling_keeps_the_dose_for_a_new_concentration_rx_005() {
+        // Baclofen 500 → 2000 mcg/mL: 1 mL/day becomes 0.25 mL/day.
+        let s = Schedule::continuous(flow("1 mL/day"))
+            .scaled(500, 2000)
+            .unwrap();
+        assert_eq!(s.flow_at(MONDAY), flow("0.25 mL/day"));
+        assert_eq!(s.mean_daily(), "0.25 mL".parse().unwrap());
+        assert_eq!(
+            Schedule::continuous(flow("1 mL/day")).scaled(1, 0),
+            Err(ScheduleError::Overflow)
+        );
     }
 
     #[test]

@@ -1,0 +1,1839 @@
+//! The pump's therapy core: one deterministic state machine, sans-IO.
+//!
+//! # Call order
+//!
+//! The core never reads a clock, a sensor or a radio, and never sleeps. The firmware
+//! (or the simulator, or a test) drives it like this:
+//!
+//! 1. At power-on: [`Pump::restore`] with the bytes of slots A and B (or [`Pump::new`]
+//!    for a factory-fresh pump). The core runs its self-test.
+//! 2. Feed every input as it happens, each with the monotonic time `now`:
+//!    [`Pump::handle_timeout`] when the time returned by [`Pump::poll_timeout`] is
+//!    reached, [`Pump::handle_stroke_done`] when the motor reports a stroke,
+//!    [`Pump::handle_battery`], [`Pump::handle_magnet`], [`Pump::handle_radio`], and
+//!    [`Pump::handle_command`] for each authenticated command.
+//! 3. After every input, drain [`Pump::poll_action`] until it returns `None`, carrying
+//!    out each action **in order**: a `Persist` is always queued before the `Stroke`
+//!    it accounts for, so a power cut can lose a stroke but never repeat one. A command
+//!    response should be sent only after the actions queued with it are done.
+//! 4. Sleep until [`Pump::poll_timeout`] (or the next input). The core asks to be woken
+//!    only when a stroke is due, an alarm tone is due, or a timer of its own expires —
+//!    never on a fixed tick.
+//!
+//! `now` must not go backwards within one power cycle; across a restart a monotonic
+//! counter that restarted lower is absorbed by an offset, so delivery history, lockouts
+//! and the limiter's windows never move backwards.
+//!
+//! # Delivery
+//!
+//! The program's ideal cumulative volume (basal schedule by local time plus any bolus
+//! overlay) accrues into a *credit*; a stroke is due when the credit reaches the
+//! stroke's threshold, and the core computes exactly when that will be. With no
+//! faults and no limits, delivered volume therefore stays within one stroke of the
+//! ideal at every instant. Volume that cannot be delivered (stall, limiter veto, empty
+//! reservoir) is counted as *missed* and never made up later as a bolus.
+//!
+//! While the old fluid of a concentration change is still in the dead volume, the
+//! threshold is scaled by the ratio of the drug mass a stroke pushes out at the tip to
+//! the mass it takes from the reservoir (automatic bridging): the drug mass rate at
+//! the tip stays what the program prescribes.
+
+use heapless::{Deque, Vec};
+use serde::{Deserialize, Serialize};
+use thecal_rx::check::{self, Context, Finding, Prescription, Previous, Severity};
+use thecal_rx::dose::{Admixture, mass_in};
+use thecal_rx::drug::{DrugId, Library};
+use thecal_rx::quantity::{MS_PER_DAY, MS_PER_HOUR, Rounding, mul_div};
+use thecal_rx::refill;
+use thecal_rx::schedule::{LocalTime, Schedule};
+use thecal_rx::{Duration, Flow, Instant, Mass, Volume};
+
+use crate::alarm::{AlarmKind, Alarms, Sound};
+use crate::battery::{Battery, BatteryReading, BatteryState};
+use crate::command::{
+    ActiveAlarm, BridgeChoice, Command, CommandKind, FaultCode, Mode, Refusal, Response, Role,
+    Status, StopReason, allowed,
+};
+use crate::event::Event;
+use crate::fluid::FluidPath;
+use crate::limiter::{Limiter, Limits};
+use crate::log::{LogChain, LogEntry};
+use crate::persist::{self, Persister, Restored, Slot};
+use crate::profile::{HardwareProfile, Mechanism};
+
+/// Largest encoded persistent record, bytes.
+pub const RECORD_CAPACITY: usize = 8192;
+/// Most patient boluses per 24 h the pump tracks.
+pub const MAX_PATIENT_BOLUSES_PER_DAY: usize = 48;
+/// Safety margin of the prescription-derived limiter limits over the planned maximum:
+/// 10 % (stroke quantisation, the limiter's one-bin over-count) plus two strokes.
+pub const LIMIT_MARGIN_PERCENT: u64 = 10;
+/// Bridging never speeds the pump up beyond this factor of the scheduled flow.
+pub const MAX_BRIDGE_FACTOR: u64 = 8;
+/// Retry back-off after a stalled stroke: first retry, doubling up to the cap.
+pub const STALL_RETRY_FIRST: Duration = Duration::from_minutes(1);
+/// Longest retry back-off after a stalled stroke.
+pub const STALL_RETRY_MAX: Duration = Duration::from_minutes(60);
+const ACTION_CAPACITY: usize = 32;
+
+/// What the firmware must do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// Move one stroke (pulse); report the result with [`Pump::handle_stroke_done`].
+    Stroke,
+    /// Sound an alarm tone.
+    Alarm(Sound),
+    /// Write these bytes into this slot (the whole slot; a power cut may tear it).
+    Persist {
+        /// Which slot.
+        slot: Slot,
+        /// The record.
+        bytes: &'a [u8],
+    },
+    /// Append to the event log.
+    Log(LogEntry),
+    /// Append to the fault log.
+    FaultLog(LogEntry),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pending {
+    Stroke,
+    Alarm(Sound),
+    Persist,
+    Log(LogEntry),
+    FaultLog(LogEntry),
+}
+
+/// Kinds of bolus overlay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BolusKind {
+    /// Given by a clinician.
+    Clinician,
+    /// Fills an empty catheter with drug.
+    Priming,
+    /// Pushes old fluid out after a concentration change.
+    Bridge,
+    /// Requested by the patient.
+    Patient,
+}
+
+impl BolusKind {
+    const fn code(self) -> u8 {
+        match self {
+            BolusKind::Clinician => 1,
+            BolusKind::Priming => 2,
+            BolusKind::Bridge => 3,
+            BolusKind::Patient => 4,
+        }
+    }
+}
+
+/// A bolus overlay: `volume` spread evenly over `[start, start + duration)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bolus {
+    /// Kind.
+    pub kind: BolusKind,
+    /// Volume.
+    pub volume: Volume,
+    /// Start.
+    pub start: Instant,
+    /// Duration.
+    pub duration: Duration,
+}
+
+impl Bolus {
+    fn end(&self) -> Instant {
+        self.start.saturating_add(self.duration)
+    }
+    /// Exact volume of the overlay within `[a, b)`, in nL·ms/day.
+    fn exact_between(&self, a: Instant, b: Instant) -> u128 {
+        let lo = a.max(self.start).ms();
+        let hi = b.min(self.end()).ms();
+        let overlap = hi.saturating_sub(lo);
+        u128::from(self.volume.raw())
+            .saturating_mul(u128::from(MS_PER_DAY))
+            .saturating_mul(u128::from(overlap))
+            .checked_div(u128::from(self.duration.ms()))
+            .unwrap_or(0)
+    }
+}
+
+/// The wall clock as set by the clinician.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WallClock {
+    /// Monotonic time at which it was set.
+    pub set_at: Instant,
+    /// UTC ms since 1970 at that time.
+    pub utc_ms: u64,
+    /// Local offset, minutes.
+    pub offset_minutes: i16,
+}
+
+impl WallClock {
+    /// Local time at monotonic `t`.
+    pub fn local(&self, t: Instant) -> LocalTime {
+        let utc = self
+            .utc_ms
+            .saturating_add(t.saturating_since(self.set_at).ms());
+        let offset = i64::from(self.offset_minutes).saturating_mul(60_000);
+        LocalTime(utc.saturating_add_signed(offset))
+    }
+    /// UTC ms at monotonic `t`.
+    pub fn utc(&self, t: Instant) -> u64 {
+        self.utc_ms
+            .saturating_add(t.saturating_since(self.set_at).ms())
+    }
+}
+
+/// Alarm thresholds set by the clinician.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlarmSettings {
+    /// Low-reservoir alarm volume (DOMAIN.md §5: e.g. 2–3 mL).
+    pub low_reservoir: Volume,
+    /// Low-reservoir alarm when fewer days of therapy remain (0: off).
+    pub low_reservoir_days: u16,
+    /// Stopped-pump reminder delay.
+    pub stopped_reminder: Duration,
+}
+
+impl Default for AlarmSettings {
+    fn default() -> Self {
+        AlarmSettings {
+            low_reservoir: Volume::from_ml(2),
+            low_reservoir_days: 7,
+            stopped_reminder: Duration::from_minutes(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Stall {
+    since: Instant,
+    attempts: u32,
+    retry_at: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum PatientOutcome {
+    Accepted { volume: Volume, ends_at: Instant },
+    Refused,
+}
+
+/// A clinician bolus raises the prescription-derived limiter limits by its own drug mass
+/// for 24 h (never above the library's hard limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Allowance {
+    volume: Volume,
+    until: Instant,
+}
+
+/// Everything the core persists: the A/B record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct State {
+    program: Prescription,
+    program_version: u32,
+    program_since: Instant,
+    mode: Mode,
+    clock: Option<WallClock>,
+    reservoir: Volume,
+    held_total: Volume,
+    delivered: Volume,
+    missed_exact: u128,
+    ideal_exact: u128,
+    credit_exact: u128,
+    accounted_to: Instant,
+    fluid: FluidPath,
+    limiter: Limiter,
+    alarms: Alarms,
+    battery: Battery,
+    bolus: Option<Bolus>,
+    patient_starts: Deque<Instant, MAX_PATIENT_BOLUSES_PER_DAY>,
+    patient_requests: Deque<(u32, PatientOutcome), 8>,
+    bridging: bool,
+    allowance: Option<Allowance>,
+    stall: Option<Stall>,
+    vetoed: bool,
+    settings: AlarmSettings,
+    events: LogChain,
+    faults: LogChain,
+    last_seen: Instant,
+    mono_offset: u64,
+    strokes: u64,
+}
+
+/// The pump's therapy core. See the [module docs](self) for the call order.
+#[derive(Debug)]
+pub struct Pump {
+    profile: HardwareProfile,
+    library: Library,
+    s: State,
+    pending: Deque<Pending, ACTION_CAPACITY>,
+    persist_queued: bool,
+    persister: Persister,
+    buf: [u8; RECORD_CAPACITY],
+    stroke_in_flight: bool,
+    next_stroke: Option<Instant>,
+    dropped_actions: u32,
+}
+
+const E_PER_NL: u128 = MS_PER_DAY as u128;
+
+fn e(v: Volume) -> u128 {
+    u128::from(v.raw()).saturating_mul(E_PER_NL)
+}
+
+fn nl(exact: u128) -> Volume {
+    Volume::from_raw(u64::try_from(exact.checked_div(E_PER_NL).unwrap_or(0)).unwrap_or(u64::MAX))
+}
+
+impl Pump {
+    /// A factory-fresh pump: filled with saline, stopped, no drug, clock not set.
+    pub fn new(profile: HardwareProfile, now: Instant) -> Self {
+        let saline = Admixture::single(DrugId::Saline, thecal_rx::Concentration::ZERO);
+        let program = Prescription {
+            contents: saline.clone(),
+            schedule: Schedule::continuous(profile.min_flow),
+            patient_bolus: None,
+            reservoir_volume: Volume::ZERO,
+        };
+        let s = State {
+            program,
+            program_version: 0,
+            program_since: now,
+            mode: Mode::Stopped {
+                reason: StopReason::Procedure,
+                since: now,
+            },
+            clock: None,
+            reservoir: Volume::ZERO,
+            held_total: Volume::ZERO,
+            delivered: Volume::ZERO,
+            missed_exact: 0,
+            ideal_exact: 0,
+            credit_exact: 0,
+            accounted_to: now,
+            fluid: FluidPath::saline(profile.dead_volume()),
+            limiter: Limiter::new(),
+            alarms: Alarms::new(),
+            battery: Battery::new(&profile, now),
+            bolus: None,
+            patient_starts: Deque::new(),
+            patient_requests: Deque::new(),
+            bridging: false,
+            allowance: None,
+            stall: None,
+            vetoed: false,
+            settings: AlarmSettings::default(),
+            events: LogChain::new(),
+            faults: LogChain::new(),
+            last_seen: now,
+            mono_offset: 0,
+            strokes: 0,
+        };
+        let mut pump = Pump::from_state(profile, s, Persister::new());
+        pump.log(now, Event::PowerOn { restored_seq: 0 });
+        pump.mark_dirty();
+        pump.self_test(now);
+        pump.schedule_next(now);
+        pump
+    }
+
+    fn from_state(profile: HardwareProfile, s: State, persister: Persister) -> Self {
+        Pump {
+            profile,
+            library: Library::new(),
+            s,
+            pending: Deque::new(),
+            persist_queued: false,
+            persister,
+            buf: [0; RECORD_CAPACITY],
+            stroke_in_flight: false,
+            next_stroke: None,
+            dropped_actions: 0,
+        }
+    }
+
+    /// Restores at power-on from the bytes of slots A and B: the newest valid record
+    /// wins. A blank memory (both slots unreadable and all 0x00 or 0xFF) gives a
+    /// factory-fresh pump; an unreadable non-blank memory gives a pump in the fault
+    /// state with a memory alarm.
+    pub fn restore(profile: HardwareProfile, slot_a: &[u8], slot_b: &[u8], now: Instant) -> Self {
+        let restored = persist::restore::<State>(slot_a, slot_b);
+        let memory_fault = restored.memory_fault();
+        let persister = Persister::after(&restored);
+        match restored {
+            Restored::Found { seq, value, .. } => {
+                let mut s = value;
+                // A monotonic counter that restarted lower must never move history back.
+                let hw = now.ms().saturating_add(s.mono_offset);
+                if hw < s.last_seen.ms() {
+                    s.mono_offset = s
+                        .mono_offset
+                        .saturating_add(s.last_seen.ms().saturating_sub(hw));
+                }
+                let mut pump = Pump::from_state(profile, s, persister);
+                let now = pump.t(now);
+                // Time spent powered off is not owed: no catch-up after a restart.
+                pump.s.accounted_to = now;
+                pump.s.credit_exact = 0;
+                pump.log(now, Event::PowerOn { restored_seq: seq });
+                if memory_fault {
+                    pump.log(
+                        now,
+                        Event::Fault {
+                            code: FaultCode::Memory.code(),
+                        },
+                    );
+                }
+                pump.mark_dirty();
+                pump.self_test(now);
+                pump.schedule_next(now);
+                pump
+            }
+            Restored::Empty { .. } if blank(slot_a) && blank(slot_b) => Pump::new(profile, now),
+            Restored::Empty { .. } => {
+                let mut pump = Pump::new(profile, now);
+                pump.enter_fault(now, FaultCode::Memory);
+                pump
+            }
+        }
+    }
+
+    /// The monotonic time adjusted by the restart offset.
+    fn t(&mut self, now: Instant) -> Instant {
+        let t = Instant::from_ms(now.ms().saturating_add(self.s.mono_offset)).max(self.s.last_seen);
+        self.s.last_seen = t;
+        t
+    }
+
+    // ----- inputs -------------------------------------------------------------------
+
+    /// The time from [`Pump::poll_timeout`] was reached.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.t(now);
+        self.wake(now);
+        self.finish(now);
+    }
+
+    /// The motor finished a stroke: `ok` false means it stalled (e.g. in an MRI field,
+    /// or a valve that stayed shut).
+    pub fn handle_stroke_done(&mut self, now: Instant, ok: bool) {
+        let now = self.t(now);
+        self.wake(now);
+        if self.stroke_in_flight {
+            self.stroke_in_flight = false;
+            if ok {
+                self.stroke_succeeded(now);
+            } else {
+                self.stroke_stalled(now);
+            }
+        }
+        self.finish(now);
+    }
+
+    /// A battery measurement.
+    pub fn handle_battery(&mut self, now: Instant, reading: BatteryReading) {
+        let now = self.t(now);
+        self.wake(now);
+        self.s.battery.handle_reading(now, reading);
+        self.battery_check(now);
+        self.finish(now);
+    }
+
+    /// The radio was on for `ms` milliseconds (counted against the battery).
+    pub fn handle_radio(&mut self, now: Instant, ms: u64) {
+        let now = self.t(now);
+        self.s.battery.advance(now);
+        self.s
+            .battery
+            .add_radio_ms(u32::try_from(ms).unwrap_or(u32::MAX));
+        self.wake(now);
+        self.finish(now);
+    }
+
+    /// A magnet or MRI field was detected (`true`) or went away.
+    pub fn handle_magnet(&mut self, now: Instant, on: bool) {
+        let now = self.t(now);
+        self.wake(now);
+        if on {
+            if self.s.alarms.raise(AlarmKind::MagnetMri, now) {
+                self.log(now, Event::AlarmRaised(AlarmKind::MagnetMri));
+            }
+        } else if self.s.alarms.clear(AlarmKind::MagnetMri, now) {
+            self.log(now, Event::AlarmCleared(AlarmKind::MagnetMri));
+        }
+        self.finish(now);
+    }
+
+    /// An authenticated command from `role` (`key_id` names the sender's key for the
+    /// log; 0 for a local test).
+    pub fn handle_command(
+        &mut self,
+        now: Instant,
+        role: Role,
+        key_id: u32,
+        cmd: &Command,
+    ) -> Response {
+        let now = self.t(now);
+        self.wake(now);
+        let kind = cmd.kind();
+        let response = if allowed(role, kind) {
+            self.execute(now, role, cmd)
+        } else {
+            Response::Refused(Refusal::NotPermitted { role, kind })
+        };
+        match &response {
+            Response::Refused(r) => {
+                let code = r.code();
+                self.log(
+                    now,
+                    Event::CommandRefused {
+                        role,
+                        code: kind.code(),
+                        reason: code,
+                        key_id,
+                    },
+                )
+            }
+            _ if kind != CommandKind::Interrogate => self.log(
+                now,
+                Event::CommandAccepted {
+                    role,
+                    code: kind.code(),
+                    key_id,
+                },
+            ),
+            _ => {}
+        }
+        self.finish(now);
+        response
+    }
+
+    // ----- outputs ------------------------------------------------------------------
+
+    /// The next action to carry out, in order; `None` when there is nothing to do.
+    pub fn poll_action(&mut self) -> Option<Action<'_>> {
+        let next = self.pending.pop_front()?;
+        Some(match next {
+            Pending::Stroke => Action::Stroke,
+            Pending::Alarm(s) => Action::Alarm(s),
+            Pending::Log(e) => Action::Log(e),
+            Pending::FaultLog(e) => Action::FaultLog(e),
+            Pending::Persist => {
+                self.persist_queued = false;
+                match self.persister.next(&self.s, &mut self.buf) {
+                    Ok((slot, len)) => Action::Persist {
+                        slot,
+                        bytes: self.buf.get(..len).unwrap_or(&[]),
+                    },
+                    // An unencodable state cannot be saved: keep running on the last good
+                    // record and say so through the memory alarm.
+                    Err(_) => {
+                        let _ = self
+                            .s
+                            .alarms
+                            .raise(AlarmKind::MemoryFault, self.s.last_seen);
+                        return self.poll_action();
+                    }
+                }
+            }
+        })
+    }
+
+    /// When the core next needs [`Pump::handle_timeout`]; `None`: only on an input.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut best: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                best = Some(best.map_or(t, |b| b.min(t)));
+            }
+        };
+        if !self.stroke_in_flight {
+            consider(self.next_stroke);
+        }
+        consider(self.s.stall.map(|s| s.retry_at));
+        consider(self.s.alarms.next_due());
+        if let Mode::Stopped { since, .. } = self.s.mode {
+            if !self.s.alarms.is_active(AlarmKind::StoppedReminder) {
+                consider(Some(since.saturating_add(self.s.settings.stopped_reminder)));
+            }
+        }
+        consider(self.s.battery.next_check(self.s.last_seen));
+        if self.s.vetoed {
+            consider(self.s.limiter.next_release(self.s.last_seen));
+        }
+        consider(self.s.allowance.map(|a| a.until));
+        best.map(|t| t.max(self.s.last_seen))
+    }
+
+    /// The pump's status.
+    pub fn status(&self) -> Status {
+        let mut alarms = Vec::new();
+        for (kind, priority, acknowledged) in self.s.alarms.active() {
+            let _ = alarms.push(ActiveAlarm {
+                kind,
+                priority,
+                acknowledged,
+            });
+        }
+        Status {
+            mode: self.s.mode,
+            program_version: self.s.program_version,
+            reservoir: self.s.reservoir,
+            delivered: self.s.delivered,
+            missed: nl(self.s.missed_exact),
+            alarms,
+            battery_life: self.s.battery.projected_life(self.s.last_seen),
+            next_refill: self.next_refill(),
+            clock_set: self.s.clock.is_some(),
+            bolus_active: self.s.bolus.is_some(),
+            bridging: self.s.bridging,
+        }
+    }
+
+    /// The hardware profile.
+    pub fn profile(&self) -> &HardwareProfile {
+        &self.profile
+    }
+    /// The program in force.
+    pub fn program(&self) -> &Prescription {
+        &self.s.program
+    }
+    /// The fluid path.
+    pub fn fluid(&self) -> &FluidPath {
+        &self.s.fluid
+    }
+    /// The limiter.
+    pub fn limiter(&self) -> &Limiter {
+        &self.s.limiter
+    }
+    /// The alarms.
+    pub fn alarms(&self) -> &Alarms {
+        &self.s.alarms
+    }
+    /// The battery.
+    pub fn battery(&self) -> &Battery {
+        &self.s.battery
+    }
+    /// The wall clock, if set.
+    pub fn clock(&self) -> Option<WallClock> {
+        self.s.clock
+    }
+    /// The ideal volume of the program so far (what perfect delivery would have given).
+    pub fn ideal_delivered(&self) -> Volume {
+        nl(self.s.ideal_exact)
+    }
+    /// Volume commanded in strokes that completed (or are in flight).
+    pub fn delivered(&self) -> Volume {
+        self.s.delivered
+    }
+    /// Everything ever put in the reservoir.
+    pub fn held_total(&self) -> Volume {
+        self.s.held_total
+    }
+    /// Strokes commanded since manufacture.
+    pub fn strokes(&self) -> u64 {
+        self.s.strokes
+    }
+    /// Actions lost because the queue was full (0 when the caller drains it).
+    pub fn dropped_actions(&self) -> u32 {
+        self.dropped_actions
+    }
+
+    // ----- internals: waking and accounting -----------------------------------------
+
+    /// Common work of every input: energy, accrual, bolus end, timers, invariants.
+    fn wake(&mut self, now: Instant) {
+        self.s.battery.advance(now);
+        self.s.battery.add_wakes(1);
+        self.accrue(now);
+        if let Some(b) = self.s.bolus {
+            if now >= b.end() {
+                self.end_bolus(now, b);
+            }
+        }
+        if let Some(a) = self.s.allowance {
+            if now >= a.until {
+                self.s.allowance = None;
+                self.update_limits();
+            }
+        }
+        if self.s.bridging
+            && self
+                .s
+                .fluid
+                .volume_until(&self.s.program.contents)
+                .is_zero()
+        {
+            self.s.bridging = false;
+            self.s.credit_exact = self.s.credit_exact.min(e(self.profile.stroke_volume));
+        }
+        if let Mode::Stopped { since, .. } = self.s.mode {
+            if now >= since.saturating_add(self.s.settings.stopped_reminder) {
+                self.raise(now, AlarmKind::StoppedReminder);
+            }
+        }
+        if self.s.vetoed && self.s.limiter.next_release(now).is_none_or(|r| r <= now) {
+            // Windows moved on: let the next stroke try again.
+            self.s.vetoed = false;
+        }
+        self.battery_check(now);
+        self.invariants(now);
+    }
+
+    /// After every input: strokes, stall retries, alarm tones, the next wake time.
+    fn finish(&mut self, now: Instant) {
+        if let Some(stall) = self.s.stall {
+            if now >= stall.retry_at && !self.stroke_in_flight && self.running() {
+                self.issue_stroke(now, true);
+            }
+        }
+        if !self.stroke_in_flight && self.s.stall.is_none() && self.deliverable() {
+            let threshold = self.threshold();
+            if self.s.credit_exact >= threshold && self.min_interval_passed(now) {
+                self.issue_stroke(now, false);
+            }
+        }
+        while let Some(sound) = self.s.alarms.poll_sound(now) {
+            self.push(Pending::Alarm(sound));
+        }
+        self.schedule_next(now);
+    }
+
+    fn running(&self) -> bool {
+        matches!(self.s.mode, Mode::Running)
+    }
+
+    /// Whether a stroke may be issued now (apart from the credit).
+    fn deliverable(&self) -> bool {
+        self.running()
+            && !self.s.vetoed
+            && self.s.reservoir >= self.profile.stroke_volume
+            && self.s.program.contents.active().next().is_some()
+    }
+
+    fn min_interval_passed(&self, now: Instant) -> bool {
+        // The last stroke's time is the last accrual at which a stroke was issued;
+        // `next_stroke` already respects the interval, so only guard bursts here.
+        let _ = now;
+        true
+    }
+
+    /// Flow of the basal program at `t` (no overlays).
+    fn basal_flow(&self, t: Instant) -> Flow {
+        match self.s.clock {
+            Some(c) => self.s.program.schedule.flow_at(c.local(t)),
+            None => Flow::from_raw(self.s.program.schedule.mean_daily().raw()),
+        }
+    }
+
+    /// Exact ideal volume of the basal program within `[a, b)`, nL·ms/day.
+    fn basal_exact(&self, a: Instant, b: Instant) -> u128 {
+        match self.s.clock {
+            Some(c) => {
+                let sched = &self.s.program.schedule;
+                sched
+                    .cumulative_exact(c.local(b))
+                    .saturating_sub(sched.cumulative_exact(c.local(a)))
+            }
+            None => u128::from(self.s.program.schedule.mean_daily().raw())
+                .saturating_mul(u128::from(b.saturating_since(a).ms())),
+        }
+    }
+
+    fn ideal_exact_between(&self, a: Instant, b: Instant) -> u128 {
+        let overlay = self.s.bolus.map_or(0, |bo| bo.exact_between(a, b));
+        self.basal_exact(a, b).saturating_add(overlay)
+    }
+
+    /// Accrues the program's ideal volume up to `now` into the credit.
+    fn accrue(&mut self, now: Instant) {
+        let from = self.s.accounted_to;
+        if now <= from {
+            return;
+        }
+        if self.running() {
+            let add = self.ideal_exact_between(from, now);
+            self.s.ideal_exact = self.s.ideal_exact.saturating_add(add);
+            self.s.credit_exact = self.s.credit_exact.saturating_add(add);
+            // What cannot be delivered now is missed, never owed as a later bolus.
+            let blocked = self.s.stall.is_some() || !self.deliverable();
+            let cap = self.threshold();
+            if blocked && self.s.credit_exact > cap {
+                let missed = self.s.credit_exact.saturating_sub(cap);
+                self.s.missed_exact = self.s.missed_exact.saturating_add(missed);
+                self.s.credit_exact = cap;
+                if self.s.reservoir < self.profile.stroke_volume {
+                    self.raise(now, AlarmKind::EmptyReservoir);
+                }
+            }
+        }
+        self.s.accounted_to = now;
+    }
+
+    /// The credit (nL·ms/day) at which the next stroke is due.
+    fn threshold(&self) -> u128 {
+        let stroke = self.profile.stroke_volume;
+        if !self.s.bridging {
+            return e(stroke);
+        }
+        let Some(primary) = self.s.program.contents.active().next().copied() else {
+            return e(stroke);
+        };
+        let at_reservoir =
+            mass_in(primary.concentration, stroke, Rounding::Nearest).unwrap_or(Mass::ZERO);
+        let at_tip = self
+            .s
+            .fluid
+            .peek(stroke, &self.s.program.contents)
+            .map_or(at_reservoir, |d| d.mass_of(primary.drug));
+        if at_reservoir.is_zero() {
+            return e(stroke);
+        }
+        let scaled = u128::from(stroke.raw())
+            .saturating_mul(E_PER_NL)
+            .saturating_mul(u128::from(at_tip.raw()))
+            .checked_div(u128::from(at_reservoir.raw()))
+            .unwrap_or(0);
+        let floor = e(stroke)
+            .checked_div(u128::from(MAX_BRIDGE_FACTOR))
+            .unwrap_or(0);
+        scaled.max(floor)
+    }
+
+    /// Computes when the credit will reach the threshold.
+    fn schedule_next(&mut self, now: Instant) {
+        self.next_stroke = None;
+        if self.stroke_in_flight || self.s.stall.is_some() || !self.deliverable() {
+            return;
+        }
+        let threshold = self.threshold();
+        let mut credit = self.s.credit_exact;
+        let mut t = now;
+        for _ in 0..64 {
+            if credit >= threshold {
+                self.next_stroke = Some(t.max(now));
+                return;
+            }
+            let flow = self.flow_at(t);
+            let change = self.next_change(t);
+            let need = threshold.saturating_sub(credit);
+            if !flow.is_zero() {
+                let dt = need.div_ceil(u128::from(flow.raw()));
+                let at =
+                    Instant::from_ms(t.ms().saturating_add(u64::try_from(dt).unwrap_or(u64::MAX)));
+                if change.is_none_or(|c| at <= c) {
+                    // Rates are rounded; confirm against the exact integral.
+                    let mut at = at;
+                    let mut guard = 0u32;
+                    while credit.saturating_add(self.ideal_exact_between(t, at)) < threshold
+                        && guard < 1000
+                    {
+                        at = at.saturating_add(Duration::from_ms(1));
+                        guard = guard.saturating_add(1);
+                    }
+                    self.next_stroke = Some(at.max(now));
+                    return;
+                }
+            }
+            let Some(c) = change else {
+                return; // zero flow for ever: nothing to schedule
+            };
+            credit = credit.saturating_add(self.ideal_exact_between(t, c));
+            t = c;
+        }
+        // Many changes ahead: wake at the last one reached and compute again.
+        self.next_stroke = Some(t);
+    }
+
+    /// Total ideal flow (basal plus overlay) at `t`.
+    fn flow_at(&self, t: Instant) -> Flow {
+        let mut f = self.basal_flow(t);
+        if let Some(b) = self.s.bolus {
+            if t >= b.start && t < b.end() {
+                let rate = mul_div(b.volume.raw(), MS_PER_DAY, b.duration.ms(), Rounding::Down)
+                    .unwrap_or(0);
+                f = f.saturating_add(Flow::from_raw(rate));
+            }
+        }
+        f
+    }
+
+    /// The next instant after `t` at which the flow may change.
+    fn next_change(&self, t: Instant) -> Option<Instant> {
+        let mut best: Option<Instant> = None;
+        let mut consider = |c: Instant| {
+            if c > t {
+                best = Some(best.map_or(c, |b: Instant| b.min(c)));
+            }
+        };
+        if let Some(c) = self.s.clock {
+            if self.schedule_varies() {
+                let local = c.local(t);
+                let next = self.s.program.schedule.next_change_after(local);
+                consider(t.saturating_add(Duration::from_ms(next.0.saturating_sub(local.0))));
+            }
+        }
+        if let Some(b) = self.s.bolus {
+            consider(b.start);
+            consider(b.end());
+        }
+        best
+    }
+
+    fn schedule_varies(&self) -> bool {
+        let sched = &self.s.program.schedule;
+        let (lo, hi) = sched.basal_range();
+        lo != hi || !sched.boluses().is_empty()
+    }
+
+    // ----- strokes -------------------------------------------------------------------
+
+    /// Issues one stroke: limiter, pre-accounting, persist, then the stroke itself.
+    fn issue_stroke(&mut self, now: Instant, retry: bool) {
+        let stroke = self.profile.stroke_volume;
+        if self.s.reservoir < stroke {
+            self.raise(now, AlarmKind::EmptyReservoir);
+            return;
+        }
+        let contents = self.s.program.contents.clone();
+        let delivery = match self.s.fluid.peek(stroke, &contents) {
+            Ok(d) => d,
+            Err(_) => return self.enter_fault(now, FaultCode::FluidPath),
+        };
+        if let Err(veto) = self.s.limiter.check(now, delivery.masses()) {
+            if !self.s.vetoed {
+                self.s.vetoed = true;
+                self.log(
+                    now,
+                    Event::LimiterVeto {
+                        drug: veto.drug,
+                        window_hours: veto.window.hours(),
+                        would_be: veto.would_be,
+                        limit: veto.limit,
+                    },
+                );
+                self.raise(now, AlarmKind::LimiterVeto);
+            }
+            return;
+        }
+        if !retry {
+            let threshold = self.threshold();
+            self.s.credit_exact = self.s.credit_exact.saturating_sub(threshold);
+        }
+        // Count the stroke before it happens (write-ahead): a power cut after the
+        // record and before the stroke loses one stroke; it can never repeat one.
+        let _ = self.s.limiter.record(now, delivery.masses());
+        self.s.reservoir = self.s.reservoir.saturating_sub(stroke);
+        self.s.delivered = self.s.delivered.saturating_add(stroke);
+        self.s.strokes = self.s.strokes.saturating_add(1);
+        self.s.battery.add_strokes(1);
+        self.stroke_in_flight = true;
+        self.mark_dirty();
+        self.push(Pending::Stroke);
+        self.after_volume_change(now);
+    }
+
+    fn stroke_succeeded(&mut self, now: Instant) {
+        let stroke = self.profile.stroke_volume;
+        let contents = self.s.program.contents.clone();
+        if self.s.fluid.push(stroke, &contents).is_err() {
+            return self.enter_fault(now, FaultCode::FluidPath);
+        }
+        if let Some(stall) = self.s.stall.take() {
+            let _ = stall;
+            // Delivery resumed by itself; report what was missed meanwhile.
+            let missed = nl(self.s.missed_exact);
+            self.log(now, Event::MotorRecovered { missed });
+            self.clear(now, AlarmKind::MotorStall);
+            self.s.credit_exact = 0;
+        }
+        if self.s.alarms.is_active(AlarmKind::LimiterVeto) && !self.s.vetoed {
+            self.clear(now, AlarmKind::LimiterVeto);
+        }
+        self.mark_dirty();
+    }
+
+    fn stroke_stalled(&mut self, now: Instant) {
+        let stroke = self.profile.stroke_volume;
+        // The fluid did not move: give the volume back. The limiter keeps its count
+        // (conservative).
+        self.s.reservoir = self.s.reservoir.saturating_add(stroke);
+        self.s.delivered = self.s.delivered.saturating_sub(stroke);
+        let attempts = self.s.stall.map_or(0, |s| s.attempts).saturating_add(1);
+        let since = self.s.stall.map_or(now, |s| s.since);
+        let backoff = STALL_RETRY_FIRST
+            .ms()
+            .saturating_mul(1u64 << attempts.saturating_sub(1).min(6))
+            .min(STALL_RETRY_MAX.ms());
+        if self.s.stall.is_none() {
+            self.log(
+                now,
+                Event::MotorStall {
+                    missed: nl(self.s.missed_exact),
+                },
+            );
+            self.raise(now, AlarmKind::MotorStall);
+        }
+        self.s.stall = Some(Stall {
+            since,
+            attempts,
+            retry_at: now.saturating_add(Duration::from_ms(backoff)),
+        });
+        self.mark_dirty();
+    }
+
+    /// Reservoir alarms after the volume changed.
+    fn after_volume_change(&mut self, now: Instant) {
+        let threshold = self.low_threshold();
+        if self.s.reservoir <= threshold && self.s.program.contents.active().next().is_some() {
+            self.raise(now, AlarmKind::LowReservoir);
+        }
+        if self.s.reservoir < self.profile.stroke_volume && self.running() {
+            self.raise(now, AlarmKind::EmptyReservoir);
+        }
+    }
+
+    /// The low-reservoir threshold: the set volume or the volume of the set number of
+    /// days at the program's mean daily volume plus every allowed patient bolus,
+    /// whichever is larger.
+    fn low_threshold(&self) -> Volume {
+        let daily = self.daily_use();
+        let by_days = daily
+            .checked_mul(u64::from(self.s.settings.low_reservoir_days))
+            .unwrap_or(Volume::MAX);
+        self.s.settings.low_reservoir.max(by_days)
+    }
+
+    fn daily_use(&self) -> Volume {
+        let pb = self
+            .s
+            .program
+            .patient_bolus
+            .map(|p| (p.volume, p.max_per_day));
+        let allowance = refill::bolus_allowance(pb).unwrap_or(Flow::ZERO);
+        self.s
+            .program
+            .schedule
+            .mean_daily()
+            .saturating_add(Volume::from_raw(allowance.raw()))
+    }
+
+    /// When the low-reservoir alarm is expected (every allowed patient bolus used).
+    fn next_refill(&self) -> Option<Instant> {
+        if !self.running() {
+            return None;
+        }
+        let usable = self.s.reservoir.saturating_sub(self.low_threshold());
+        let daily = self.daily_use();
+        if daily.is_zero() {
+            return None;
+        }
+        let ms = mul_div(usable.raw(), MS_PER_DAY, daily.raw(), Rounding::Down).ok()?;
+        Some(self.s.last_seen.saturating_add(Duration::from_ms(ms)))
+    }
+
+    fn end_bolus(&mut self, now: Instant, b: Bolus) {
+        self.s.bolus = None;
+        self.log(
+            now,
+            Event::BolusEnded {
+                kind: b.kind.code(),
+                delivered: b.volume,
+            },
+        );
+        self.mark_dirty();
+    }
+
+    // ----- health -------------------------------------------------------------------
+
+    fn battery_check(&mut self, now: Instant) {
+        match self.s.battery.update(now) {
+            Some(BatteryState::ElectiveReplacement) => {
+                self.raise(now, AlarmKind::ElectiveReplacement)
+            }
+            Some(BatteryState::EndOfService) => {
+                self.raise(now, AlarmKind::EndOfService);
+                self.s.mode = Mode::EndOfService;
+                self.s.bolus = None;
+                self.mark_dirty();
+            }
+            _ => {}
+        }
+    }
+
+    /// The self-test at start.
+    fn self_test(&mut self, now: Instant) {
+        if let Some(code) = self.program_fault() {
+            return self.enter_fault(now, code);
+        }
+        if let Some(c) = self.s.clock {
+            if !clock_sane(c.utc(now)) {
+                return self.enter_fault(now, FaultCode::Clock);
+            }
+        }
+        self.invariants(now);
+        if self.s.clock.is_none()
+            && self.schedule_varies()
+            && self.s.program.contents.active().next().is_some()
+        {
+            self.raise(now, AlarmKind::ClockNotSet);
+        }
+    }
+
+    /// Checks of the program against the library and the limiter.
+    fn program_fault(&self) -> Option<FaultCode> {
+        self.s.program.contents.active().next()?;
+        let ctx = Context {
+            library: &self.library,
+            device: self.profile.device_limits(),
+            previous: None,
+            opioid_naive: false,
+        };
+        let findings = check::check(&self.s.program, &ctx);
+        if findings
+            .iter()
+            .any(|f| f.severity == Severity::Hard && is_program_limit(f))
+        {
+            return Some(FaultCode::Program);
+        }
+        for c in self.s.program.contents.active() {
+            if self.s.limiter.limits(c.drug).is_none() {
+                return Some(FaultCode::Limiter);
+            }
+        }
+        None
+    }
+
+    /// The cheap invariants checked on every wake.
+    fn invariants(&mut self, now: Instant) {
+        if matches!(self.s.mode, Mode::Fault { .. }) {
+            return;
+        }
+        if self.s.fluid.held_volume() != self.profile.dead_volume() {
+            return self.enter_fault(now, FaultCode::FluidPath);
+        }
+        if self.s.reservoir > self.profile.reservoir_capacity {
+            return self.enter_fault(now, FaultCode::Reservoir);
+        }
+        if self.s.delivered > self.s.held_total {
+            self.enter_fault(now, FaultCode::Reservoir);
+        }
+    }
+
+    /// The safe state: no delivery, a high-priority alarm, status and logs still
+    /// readable, a new program or refill by a clinician may clear it.
+    fn enter_fault(&mut self, now: Instant, code: FaultCode) {
+        if matches!(self.s.mode, Mode::Fault { .. }) {
+            return;
+        }
+        self.s.mode = Mode::Fault { code };
+        self.s.bolus = None;
+        self.next_stroke = None;
+        self.log(now, Event::Fault { code: code.code() });
+        self.raise(now, AlarmKind::MemoryFault);
+        self.mark_dirty();
+    }
+
+    fn raise(&mut self, now: Instant, kind: AlarmKind) {
+        if self.s.alarms.raise(kind, now) {
+            self.log(now, Event::AlarmRaised(kind));
+            self.mark_dirty();
+        }
+    }
+
+    fn clear(&mut self, now: Instant, kind: AlarmKind) {
+        if self.s.alarms.clear(kind, now) {
+            self.log(now, Event::AlarmCleared(kind));
+            self.mark_dirty();
+        }
+    }
+
+    // ----- limits ---------------------------------------------------------------------
+
+    /// Sets the limiter's limits for every drug of the program: the lower of the
+    /// library's hard daily limit and the program's own planned maximum (heaviest day
+    /// plus every allowed patient bolus, plus any clinician-bolus allowance) with the
+    /// margin; the hourly limit from the heaviest hour likewise.
+    fn update_limits(&mut self) {
+        let program = &self.s.program;
+        let stroke = self.profile.stroke_volume;
+        let pb = program.patient_bolus;
+        let allowance = self.s.allowance.map_or(Volume::ZERO, |a| a.volume);
+        let ptm_day = pb.map_or(Volume::ZERO, |p| {
+            p.volume
+                .checked_mul(u64::from(p.max_per_day))
+                .unwrap_or(Volume::MAX)
+        });
+        let day_volume = program
+            .schedule
+            .max_day_total()
+            .saturating_add(ptm_day)
+            .saturating_add(allowance);
+        let (_, max_flow) = program.schedule.basal_range();
+        let hour_basal = max_flow
+            .volume_over(Duration::from_hours(1), Rounding::Up)
+            .unwrap_or(Volume::MAX);
+        let periodic = program
+            .schedule
+            .boluses()
+            .iter()
+            .map(|b| b.volume)
+            .max()
+            .unwrap_or(Volume::ZERO);
+        let ptm_hour = pb.map_or(Volume::ZERO, |p| {
+            let n = MS_PER_HOUR
+                .checked_div(p.lockout.ms().max(1))
+                .unwrap_or(0)
+                .saturating_add(1);
+            p.volume
+                .checked_mul(n.min(u64::from(p.max_per_day)))
+                .unwrap_or(Volume::MAX)
+        });
+        let hour_volume = hour_basal
+            .saturating_add(periodic)
+            .saturating_add(ptm_hour)
+            .saturating_add(allowance);
+        let with_margin = |v: Volume| {
+            v.scale(
+                100u64.saturating_add(LIMIT_MARGIN_PERCENT),
+                100,
+                Rounding::Up,
+            )
+            .unwrap_or(Volume::MAX)
+            .saturating_add(stroke.checked_mul(2).unwrap_or(Volume::MAX))
+        };
+        let comps: Vec<_, 4> = program.contents.active().copied().collect();
+        for c in comps {
+            let day = mass_in(c.concentration, with_margin(day_volume), Rounding::Up)
+                .unwrap_or(Mass::MAX);
+            let hour = mass_in(c.concentration, with_margin(hour_volume), Rounding::Up)
+                .unwrap_or(Mass::MAX);
+            let hard = self
+                .library
+                .get(c.drug)
+                .max_daily_dose
+                .map_or(Mass::MAX, |m| Mass::from_raw(m.value.raw()));
+            let limits = Limits {
+                per_hour: Some(hour.min(hard)),
+                per_day: day.min(hard),
+            };
+            let _ = self.s.limiter.set_limits(c.drug, limits);
+        }
+    }
+
+    // ----- commands -------------------------------------------------------------------
+
+    fn execute(&mut self, now: Instant, role: Role, cmd: &Command) -> Response {
+        use Response::{Accepted, Refused};
+        let faulted = matches!(self.s.mode, Mode::Fault { .. });
+        match cmd {
+            Command::Interrogate => Response::Status(self.status()),
+            Command::Program {
+                prescription,
+                confirm_soft,
+            } => self.apply_program(now, prescription, *confirm_soft),
+            Command::Refill {
+                aspirated,
+                added,
+                contents,
+                keep_dose,
+                bridge,
+                confirm,
+            } => self.refill(
+                now, *aspirated, *added, contents, *keep_dose, *bridge, *confirm,
+            ),
+            Command::ClinicianBolus { volume, duration } => {
+                self.start_bolus(now, BolusKind::Clinician, *volume, *duration)
+            }
+            Command::PrimingBolus { duration } => {
+                let volume = self.s.fluid.volume_until(&self.s.program.contents);
+                if volume.is_zero() {
+                    return Refused(Refusal::Invalid(
+                        "the catheter already holds the drug; no priming is needed",
+                    ));
+                }
+                self.start_bolus(now, BolusKind::Priming, volume, *duration)
+            }
+            Command::PatientBolus { request_id } => self.patient_bolus(now, *request_id),
+            Command::CancelBolus => match self.s.bolus {
+                Some(b) if role == Role::Clinician || b.kind == BolusKind::Patient => {
+                    self.end_bolus(
+                        now,
+                        Bolus {
+                            duration: now.saturating_since(b.start),
+                            ..b
+                        },
+                    );
+                    Accepted
+                }
+                _ => Refused(Refusal::NoBolus),
+            },
+            Command::Stop { reason } => {
+                if faulted {
+                    return Refused(Refusal::NotRunning(self.s.mode));
+                }
+                self.s.mode = Mode::Stopped {
+                    reason: *reason,
+                    since: now,
+                };
+                self.s.bolus = None;
+                self.log(
+                    now,
+                    Event::Stopped {
+                        reason: reason.code(),
+                    },
+                );
+                self.mark_dirty();
+                Accepted
+            }
+            Command::Resume => match self.s.mode {
+                Mode::Stopped { .. } => {
+                    if let Some(code) = self.program_fault() {
+                        self.enter_fault(now, code);
+                        return Refused(Refusal::NotRunning(self.s.mode));
+                    }
+                    self.s.mode = Mode::Running;
+                    self.s.credit_exact = 0;
+                    self.clear(now, AlarmKind::StoppedReminder);
+                    self.log(now, Event::Resumed);
+                    self.mark_dirty();
+                    Accepted
+                }
+                _ => Refused(Refusal::NotStopped),
+            },
+            Command::SetClock {
+                utc_ms,
+                offset_minutes,
+            } => {
+                if !clock_sane(*utc_ms) {
+                    return Refused(Refusal::Invalid(
+                        "the UTC time must lie between 2020 and 2100",
+                    ));
+                }
+                if !(-720..=840).contains(offset_minutes) {
+                    return Refused(Refusal::Invalid(
+                        "the UTC offset must lie between -12:00 and +14:00",
+                    ));
+                }
+                let old = self.s.clock.map_or(0, |c| c.utc(now));
+                self.s.clock = Some(WallClock {
+                    set_at: now,
+                    utc_ms: *utc_ms,
+                    offset_minutes: *offset_minutes,
+                });
+                self.log(
+                    now,
+                    Event::ClockSet {
+                        old_utc_ms: old,
+                        new_utc_ms: *utc_ms,
+                    },
+                );
+                self.clear(now, AlarmKind::ClockNotSet);
+                self.mark_dirty();
+                Accepted
+            }
+            Command::Acknowledge(kind) => match self.s.alarms.acknowledge(*kind, now) {
+                Ok(()) => {
+                    self.log(now, Event::AlarmAcknowledged(*kind));
+                    self.mark_dirty();
+                    Accepted
+                }
+                Err(_) => Refused(Refusal::AlarmNotActive(*kind)),
+            },
+            Command::MriMode(on) => {
+                if self.profile.mechanism != Mechanism::Valve {
+                    return Refused(Refusal::Invalid(
+                        "MRI mode is for valve pumps; a peristaltic pump stalls in the field and resumes by itself",
+                    ));
+                }
+                match (on, self.s.mode) {
+                    (true, Mode::Running) => {
+                        self.s.mode = Mode::MriSuspended;
+                        self.s.bolus = None;
+                        self.raise(now, AlarmKind::MagnetMri);
+                    }
+                    (false, Mode::MriSuspended) => {
+                        self.s.mode = Mode::Running;
+                        self.s.credit_exact = 0;
+                        self.clear(now, AlarmKind::MagnetMri);
+                    }
+                    _ => {
+                        return Refused(Refusal::Invalid(
+                            "MRI mode is entered from running and left from MRI mode",
+                        ));
+                    }
+                }
+                self.mark_dirty();
+                Accepted
+            }
+            Command::ReduceDose { percent } => {
+                if !(1..=50).contains(percent) {
+                    return Refused(Refusal::Invalid("a dose reduction is 1 to 50 percent"));
+                }
+                let keep = 100u64.saturating_sub(u64::from(*percent));
+                match self.s.program.schedule.scaled(keep, 100) {
+                    Ok(schedule) => {
+                        self.s.program.schedule = schedule;
+                        self.s.program_version = self.s.program_version.saturating_add(1);
+                        self.log(
+                            now,
+                            Event::ProgramChanged {
+                                version: self.s.program_version,
+                            },
+                        );
+                        self.update_limits();
+                        self.mark_dirty();
+                        Accepted
+                    }
+                    Err(_) => Refused(Refusal::Invalid("the reduced schedule cannot be computed")),
+                }
+            }
+            Command::AlarmSettings {
+                low_reservoir,
+                low_reservoir_days,
+                stopped_reminder,
+            } => {
+                if *low_reservoir >= self.profile.reservoir_capacity {
+                    return Refused(Refusal::Invalid(
+                        "the low-reservoir volume must be below the capacity",
+                    ));
+                }
+                if stopped_reminder.is_zero() || *stopped_reminder > Duration::from_hours(24) {
+                    return Refused(Refusal::Invalid(
+                        "the stopped-pump reminder is 1 ms to 24 h",
+                    ));
+                }
+                if *low_reservoir_days > 90 {
+                    return Refused(Refusal::Invalid("the low-reservoir days are 0 to 90"));
+                }
+                self.s.settings = AlarmSettings {
+                    low_reservoir: *low_reservoir,
+                    low_reservoir_days: *low_reservoir_days,
+                    stopped_reminder: *stopped_reminder,
+                };
+                self.after_volume_change(now);
+                self.mark_dirty();
+                Accepted
+            }
+        }
+    }
+
+    /// Runs the prescription check against the program in force.
+    fn check_program(&self, now: Instant, rx: &Prescription, confirm: bool) -> Result<(), Refusal> {
+        let previous = self.s.program.contents.active().next().map(|_| Previous {
+            prescription: &self.s.program,
+            elapsed: now.saturating_since(self.s.program_since),
+        });
+        let ctx = Context {
+            library: &self.library,
+            device: self.profile.device_limits(),
+            previous,
+            opioid_naive: false,
+        };
+        let findings = check::check(rx, &ctx);
+        let mut listed: Vec<Finding, 8> = Vec::new();
+        for f in findings.iter() {
+            let _ = listed.push(*f);
+        }
+        match findings.worst() {
+            Some(Severity::Hard) => Err(Refusal::Prescription {
+                hard: true,
+                findings: listed,
+            }),
+            Some(Severity::Soft) if !confirm => Err(Refusal::Prescription {
+                hard: false,
+                findings: listed,
+            }),
+            _ => {
+                if rx
+                    .patient_bolus
+                    .is_some_and(|p| usize::from(p.max_per_day) > MAX_PATIENT_BOLUSES_PER_DAY)
+                {
+                    return Err(Refusal::Invalid(
+                        "the pump supports at most 48 patient boluses per 24 h",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn apply_program(&mut self, now: Instant, rx: &Prescription, confirm: bool) -> Response {
+        if rx.contents != self.s.program.contents {
+            return Response::Refused(Refusal::ContentsMismatch);
+        }
+        if let Err(r) = self.check_program(now, rx, confirm) {
+            return Response::Refused(r);
+        }
+        let mut rx = rx.clone();
+        rx.reservoir_volume = self.s.reservoir;
+        self.install(now, rx);
+        Response::Accepted
+    }
+
+    /// Replaces the program in one step; the mode is untouched (a running pump never
+    /// stops in between; a faulted one may recover).
+    fn install(&mut self, now: Instant, rx: Prescription) {
+        self.s.program = rx;
+        self.s.program_since = now;
+        self.s.program_version = self.s.program_version.saturating_add(1);
+        self.update_limits();
+        if let Mode::Fault { .. } = self.s.mode {
+            if self.program_fault().is_none() {
+                self.s.mode = Mode::Stopped {
+                    reason: StopReason::Other,
+                    since: now,
+                };
+                self.clear(now, AlarmKind::MemoryFault);
+            }
+        }
+        if self.s.clock.is_none() && self.schedule_varies() {
+            self.raise(now, AlarmKind::ClockNotSet);
+        }
+        self.log(
+            now,
+            Event::ProgramChanged {
+                version: self.s.program_version,
+            },
+        );
+        self.mark_dirty();
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn refill(
+        &mut self,
+        now: Instant,
+        aspirated: Volume,
+        added: Volume,
+        contents: &Admixture,
+        keep_dose: bool,
+        bridge: BridgeChoice,
+        confirm: bool,
+    ) -> Response {
+        use Response::Refused;
+        let capacity = self.profile.reservoir_capacity;
+        if added > capacity {
+            return Refused(Refusal::AboveCapacity {
+                volume: added,
+                capacity,
+            });
+        }
+        let expected = self.s.reservoir;
+        let rec = match refill::reconcile(capacity, expected, aspirated, None) {
+            Ok(r) => r,
+            Err(_) => {
+                return Refused(Refusal::AboveCapacity {
+                    volume: aspirated,
+                    capacity,
+                });
+            }
+        };
+        if rec.flagged && !confirm {
+            return Refused(Refusal::Reconciliation(rec));
+        }
+        let mut rx = self.s.program.clone();
+        let old_primary = rx.contents.active().next().copied();
+        let new_primary = contents.active().next().copied();
+        if keep_dose {
+            if let (Some(o), Some(n)) = (old_primary, new_primary) {
+                if o.drug == n.drug
+                    && o.concentration != n.concentration
+                    && !n.concentration.is_zero()
+                {
+                    match rx
+                        .schedule
+                        .scaled(o.concentration.raw(), n.concentration.raw())
+                    {
+                        Ok(s) => rx.schedule = s,
+                        Err(_) => {
+                            return Refused(Refusal::Invalid(
+                                "the flows for the new concentration cannot be computed",
+                            ));
+                        }
+                    }
+                    if let Some(pb) = rx.patient_bolus.as_mut() {
+                        pb.volume = pb
+                            .volume
+                            .scale(
+                                o.concentration.raw(),
+                                n.concentration.raw(),
+                                Rounding::Nearest,
+                            )
+                            .unwrap_or(pb.volume);
+                    }
+                }
+            }
+        }
+        rx.contents = contents.clone();
+        rx.reservoir_volume = added;
+        if contents.active().next().is_some() {
+            if let Err(r) = self.check_program(now, &rx, confirm) {
+                return Refused(r);
+            }
+        }
+        self.log(
+            now,
+            Event::Refill {
+                added,
+                aspirated,
+                expected,
+                flagged: rec.flagged,
+            },
+        );
+        self.s.reservoir = added;
+        self.s.held_total = self.s.held_total.saturating_add(added);
+        self.install(now, rx);
+        self.clear(now, AlarmKind::EmptyReservoir);
+        self.clear(now, AlarmKind::LowReservoir);
+        let old_fluid = self.s.fluid.volume_until(contents);
+        self.s.bridging = false;
+        if !old_fluid.is_zero() && old_primary.is_some() {
+            match bridge {
+                BridgeChoice::Automatic => self.s.bridging = true,
+                BridgeChoice::Bolus(duration) => {
+                    if !duration.is_zero() {
+                        self.s.bolus = Some(Bolus {
+                            kind: BolusKind::Bridge,
+                            volume: old_fluid,
+                            start: now,
+                            duration,
+                        });
+                        self.s.allowance = Some(Allowance {
+                            volume: old_fluid,
+                            until: now.saturating_add(Duration::from_days(1)),
+                        });
+                        self.update_limits();
+                    }
+                }
+                BridgeChoice::None => {}
+            }
+        }
+        self.after_volume_change(now);
+        Response::Accepted
+    }
+
+    fn start_bolus(
+        &mut self,
+        now: Instant,
+        kind: BolusKind,
+        volume: Volume,
+        duration: Duration,
+    ) -> Response {
+        use Response::Refused;
+        if !self.running() {
+            return Refused(Refusal::NotRunning(self.s.mode));
+        }
+        if self.s.bolus.is_some() {
+            return Refused(Refusal::BolusInProgress);
+        }
+        if volume.is_zero() || duration.is_zero() {
+            return Refused(Refusal::Invalid(
+                "a bolus needs a volume and a duration above zero",
+            ));
+        }
+        let rate =
+            mul_div(volume.raw(), MS_PER_DAY, duration.ms(), Rounding::Up).unwrap_or(u64::MAX);
+        let (_, basal_max) = self.s.program.schedule.basal_range();
+        if Flow::from_raw(rate).saturating_add(basal_max) > self.profile.max_flow {
+            return Refused(Refusal::Invalid(
+                "the bolus is faster than the pump's highest flow; lengthen it",
+            ));
+        }
+        let basal = self.basal_during(now, duration);
+        if self.s.reservoir < volume.saturating_add(basal) {
+            return Refused(Refusal::ReservoirLow);
+        }
+        // Predictive rule: delivered in the window + this bolus + the basal meanwhile.
+        let allowance = if kind == BolusKind::Priming {
+            None
+        } else {
+            Some(Allowance {
+                volume,
+                until: now.saturating_add(Duration::from_days(1)),
+            })
+        };
+        let saved = self.s.allowance;
+        if kind != BolusKind::Patient && allowance.is_some() {
+            self.s.allowance = allowance.map(|a| Allowance {
+                volume: a
+                    .volume
+                    .saturating_add(saved.map_or(Volume::ZERO, |s| s.volume)),
+                ..a
+            });
+            self.update_limits();
+        }
+        if let Err(r) = self.predict(now, volume.saturating_add(basal)) {
+            self.s.allowance = saved;
+            self.update_limits();
+            return Refused(r);
+        }
+        let bolus = Bolus {
+            kind,
+            volume,
+            start: now,
+            duration,
+        };
+        self.s.bolus = Some(bolus);
+        self.log(
+            now,
+            Event::BolusStarted {
+                kind: kind.code(),
+                volume,
+            },
+        );
+        self.mark_dirty();
+        Response::BolusAccepted {
+            volume,
+            ends_at: bolus.end(),
+        }
+    }
+
+    fn basal_during(&self, now: Instant, duration: Duration) -> Volume {
+        nl(self.basal_exact(now, now.saturating_add(duration)))
+    }
+
+    /// The limiter's predictive check for pushing `volume` more.
+    fn predict(&self, now: Instant, volume: Volume) -> Result<(), Refusal> {
+        let d = self
+            .s
+            .fluid
+            .peek(volume, &self.s.program.contents)
+            .map_err(|_| Refusal::Invalid("the fluid path cannot predict this volume"))?;
+        self.s
+            .limiter
+            .check(now, d.masses())
+            .map_err(Refusal::Limiter)
+    }
+
+    fn patient_bolus(&mut self, now: Instant, request_id: u32) -> Response {
+        if let Some((_, outcome)) = self
+            .s
+            .patient_requests
+            .iter()
+            .find(|(id, _)| *id == request_id)
+        {
+            // A retry: answer as before, never deliver twice.
+            return match *outcome {
+                PatientOutcome::Accepted { volume, ends_at } => {
+                    Response::BolusAccepted { volume, ends_at }
+                }
+                PatientOutcome::Refused => Response::Refused(Refusal::Invalid(
+                    "this request was refused before; send a new request",
+                )),
+            };
+        }
+        let response = self.patient_bolus_new(now);
+        let outcome = match &response {
+            Response::BolusAccepted { volume, ends_at } => PatientOutcome::Accepted {
+                volume: *volume,
+                ends_at: *ends_at,
+            },
+            _ => PatientOutcome::Refused,
+        };
+        if self.s.patient_requests.is_full() {
+            let _ = self.s.patient_requests.pop_front();
+        }
+        let _ = self.s.patient_requests.push_back((request_id, outcome));
+        self.mark_dirty();
+        response
+    }
+
+    fn patient_bolus_new(&mut self, now: Instant) -> Response {
+        use Response::Refused;
+        let Some(pb) = self.s.program.patient_bolus else {
+            return Refused(Refusal::NoPatientBolus);
+        };
+        if !self.running() {
+            return Refused(Refusal::NotRunning(self.s.mode));
+        }
+        if self.s.bolus.is_some() {
+            return Refused(Refusal::BolusInProgress);
+        }
+        let day = Duration::from_days(1);
+        while self
+            .s
+            .patient_starts
+            .front()
+            .is_some_and(|t| now.saturating_since(*t) >= day)
+        {
+            let _ = self.s.patient_starts.pop_front();
+        }
+        if let Some(last) = self.s.patient_starts.back() {
+            let until = last.saturating_add(pb.lockout);
+            if now < until {
+                return Refused(Refusal::Lockout { until });
+            }
+        }
+        if self.s.patient_starts.len() >= usize::from(pb.max_per_day) {
+            let until = self
+                .s
+                .patient_starts
+                .front()
+                .map_or(now, |t| t.saturating_add(day));
+            return Refused(Refusal::DailyCount {
+                max: pb.max_per_day,
+                until,
+            });
+        }
+        let response = self.start_bolus(now, BolusKind::Patient, pb.volume, pb.duration);
+        if matches!(response, Response::BolusAccepted { .. }) {
+            if self.s.patient_starts.is_full() {
+                let _ = self.s.patient_starts.pop_front();
+            }
+            let _ = self.s.patient_starts.push_back(now);
+        }
+        response
+    }
+
+    // ----- plumbing -------------------------------------------------------------------
+
+    fn push(&mut self, p: Pending) {
+        if self.pending.push_back(p).is_err() {
+            self.dropped_actions = self.dropped_actions.saturating_add(1);
+        }
+    }
+
+    fn mark_dirty(&mut self) {
+        if !self.persist_queued {
+            self.persist_queued = true;
+            self.push(Pending::Persist);
+        }
+    }
+
+    fn log(&mut self, now: Instant, event: Event) {
+        if let Ok(entry) = self.s.events.append(now, event) {
+            self.push(Pending::Log(entry));
+        }
+        if event.is_fault() {
+            if let Ok(entry) = self.s.faults.append(now, event) {
+                self.push(Pending::FaultLog(entry));
+            }
+        }
+    }
+}
+
+/// Whether `utc_ms` lies between 2020-01-01 and 2100-01-01.
+fn clock_sane(utc_ms: u64) -> bool {
+    (1_577_836_800_000..4_102_444_800_000).contains(&utc_ms)
+}
+
+/// Findings that make a stored program unsafe to run (limits, not confirmations).
+fn is_program_limit(f: &Finding) -> bool {
+    use thecal_rx::check::Issue;
+    matches!(
+        f.issue,
+        Issue::ConcentrationAboveMax { .. }
+            | Issue::DailyDoseAboveMax { .. }
+            | Issue::DailyDoseWithBolusesAboveMax { .. }
+            | Issue::FlowAbovePumpMax { .. }
+            | Issue::ZeroConcentration { .. }
+            | Issue::OutOfRange
+    )
+}
+
+/// A slot that was never written (all 0x00 or all 0xFF).
+fn blank(slot: &[u8]) -> bool {
+    slot.iter().all(|b| *b == 0) || slot.iter().all(|b| *b == 0xff)
+}
