@@ -255,6 +255,9 @@ struct State {
     stall: Option<Stall>,
     vetoed: bool,
     settings: AlarmSettings,
+    /// The program in force is a clinician's prescription (a titration baseline), not
+    /// the placeholder installed by the first fill of a drug-free pump.
+    baseline: bool,
     events: LogChain,
     faults: LogChain,
     last_seen: Instant,
@@ -325,6 +328,7 @@ impl Pump {
             stall: None,
             vetoed: false,
             settings: AlarmSettings::default(),
+            baseline: false,
             events: LogChain::new(),
             faults: LogChain::new(),
             last_seen: now,
@@ -1248,10 +1252,19 @@ impl Pump {
                 self.start_bolus(now, BolusKind::Clinician, *volume, *duration)
             }
             Command::PrimingBolus { duration } => {
-                let volume = self.s.fluid.volume_until(&self.s.program.contents);
-                if volume.is_zero() {
+                let to_fill = self.s.fluid.volume_until(&self.s.program.contents);
+                if to_fill.is_zero() {
                     return Refused(Refusal::Invalid(
                         "the catheter already holds the drug; no priming is needed",
+                    ));
+                }
+                // The basal keeps running during the priming: the bolus is what the
+                // basal leaves to fill, so the drug reaches the tip as the priming ends
+                // (never early at bolus speed). The volume is computed, never typed in.
+                let volume = to_fill.saturating_sub(self.basal_during(now, *duration));
+                if volume.is_zero() {
+                    return Refused(Refusal::Invalid(
+                        "the basal alone fills the catheter within this duration; shorten it",
                     ));
                 }
                 self.start_bolus(now, BolusKind::Priming, volume, *duration)
@@ -1422,7 +1435,7 @@ impl Pump {
 
     /// Runs the prescription check against the program in force.
     fn check_program(&self, now: Instant, rx: &Prescription, confirm: bool) -> Result<(), Refusal> {
-        let previous = self.s.program.contents.active().next().map(|_| Previous {
+        let previous = self.s.baseline.then_some(Previous {
             prescription: &self.s.program,
             elapsed: now.saturating_since(self.s.program_since),
         });
@@ -1470,6 +1483,7 @@ impl Pump {
         let mut rx = rx.clone();
         rx.reservoir_volume = self.s.reservoir;
         self.install(now, rx);
+        self.s.baseline = true;
         Response::Accepted
     }
 
@@ -1584,7 +1598,11 @@ impl Pump {
         );
         self.s.reservoir = added;
         self.s.held_total = self.s.held_total.saturating_add(added);
+        // A first fill of a drug-free pump installs a placeholder, not a baseline; a
+        // refill of the same drugs keeps the prescription (and its baseline).
+        let keep_baseline = self.s.baseline && old_primary.is_some();
         self.install(now, rx);
+        self.s.baseline = keep_baseline;
         self.clear(now, AlarmKind::EmptyReservoir);
         self.clear(now, AlarmKind::LowReservoir);
         let old_fluid = self.s.fluid.volume_until(contents);
@@ -1747,9 +1765,6 @@ impl Pump {
         };
         if !self.running() {
             return Refused(Refusal::NotRunning(self.s.mode));
-        }
-        if self.s.bolus.is_some() {
-            return Refused(Refusal::BolusInProgress);
         }
         let day = Duration::from_days(1);
         while self

@@ -1,0 +1,224 @@
+//! A test rig that plays the firmware around the core: it keeps the two persistence
+//! slots, moves the motor, keeps the logs, and drives time by the core's own
+//! `poll_timeout`, exactly as the documented call order says.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::arithmetic_side_effects)]
+
+use thecal_pump::alarm::Sound;
+use thecal_pump::command::{BridgeChoice, Command, Response, Role};
+use thecal_pump::core::{Action, Pump};
+use thecal_pump::log::LogEntry;
+use thecal_pump::persist::Slot;
+use thecal_pump::profile::HardwareProfile;
+use thecal_rx::check::{PatientBolus, Prescription};
+use thecal_rx::dose::Admixture;
+use thecal_rx::drug::DrugId;
+use thecal_rx::schedule::Schedule;
+use thecal_rx::{Duration, Instant, Mass, Volume};
+
+/// 2027-01-04 00:00 UTC, a Monday.
+pub const MONDAY_UTC_MS: u64 = 1_799_020_800_000;
+
+pub fn q<T: std::str::FromStr>(s: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    s.parse().unwrap()
+}
+
+/// One persistence write as the hardware saw it.
+#[derive(Clone)]
+pub struct Write {
+    pub slot: Slot,
+    pub bytes: Vec<u8>,
+}
+
+pub struct Rig {
+    pub profile: HardwareProfile,
+    pub pump: Pump,
+    pub now: Instant,
+    pub slot_a: Vec<u8>,
+    pub slot_b: Vec<u8>,
+    pub writes: Vec<Write>,
+    pub record_writes: bool,
+    pub events: Vec<LogEntry>,
+    pub faults: Vec<LogEntry>,
+    pub sounds: Vec<(Instant, Sound)>,
+    /// Strokes the motor really moved.
+    pub strokes_moved: u64,
+    /// Every completed stroke: (time, drug masses that left the catheter tip).
+    pub tip: Vec<(Instant, Vec<(DrugId, Mass)>)>,
+    /// The motor stalls while this is set.
+    pub stall: bool,
+    /// Calls into the core (each is a wake-up).
+    pub wakes: u64,
+}
+
+impl Rig {
+    pub fn new(profile: HardwareProfile) -> Self {
+        let pump = Pump::new(profile, Instant::ZERO);
+        let mut rig = Rig {
+            profile,
+            pump,
+            now: Instant::ZERO,
+            slot_a: vec![0xff; 8192],
+            slot_b: vec![0xff; 8192],
+            writes: Vec::new(),
+            record_writes: false,
+            events: Vec::new(),
+            faults: Vec::new(),
+            sounds: Vec::new(),
+            strokes_moved: 0,
+            tip: Vec::new(),
+            stall: false,
+            wakes: 1,
+        };
+        rig.drain();
+        rig
+    }
+
+    /// Carries out every pending action, in order.
+    pub fn drain(&mut self) {
+        loop {
+            let mut stroke = false;
+            match self.pump.poll_action() {
+                None => break,
+                Some(Action::Stroke) => stroke = true,
+                Some(Action::Persist { slot, bytes }) => {
+                    let target = match slot {
+                        Slot::A => &mut self.slot_a,
+                        Slot::B => &mut self.slot_b,
+                    };
+                    target.fill(0xff);
+                    target[..bytes.len()].copy_from_slice(bytes);
+                    if self.record_writes {
+                        self.writes.push(Write {
+                            slot,
+                            bytes: bytes.to_vec(),
+                        });
+                    }
+                }
+                Some(Action::Log(e)) => self.events.push(e),
+                Some(Action::FaultLog(e)) => self.faults.push(e),
+                Some(Action::Alarm(s)) => self.sounds.push((self.now, s)),
+            }
+            if stroke {
+                let ok = !self.stall;
+                if ok {
+                    let contents = self.pump.program().contents.clone();
+                    let d = self
+                        .pump
+                        .fluid()
+                        .peek(self.profile.stroke_volume, &contents)
+                        .unwrap();
+                    self.tip.push((self.now, d.masses().to_vec()));
+                    self.strokes_moved += 1;
+                }
+                self.wakes += 1;
+                self.pump.handle_stroke_done(self.now, ok);
+            }
+        }
+    }
+
+    /// Runs the core until `until`, waking only when it asks to.
+    pub fn run_until(&mut self, until: Instant) {
+        while let Some(t) = self.pump.poll_timeout() {
+            if t > until {
+                break;
+            }
+            assert!(
+                t >= self.now,
+                "poll_timeout went backwards: {t:?} < {:?}",
+                self.now
+            );
+            self.now = t;
+            self.wakes += 1;
+            self.pump.handle_timeout(t);
+            self.drain();
+        }
+        self.now = until;
+    }
+
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now.saturating_add(d);
+        self.run_until(until);
+    }
+
+    pub fn cmd_as(&mut self, role: Role, cmd: Command) -> Response {
+        self.wakes += 1;
+        let r = self.pump.handle_command(self.now, role, 7, &cmd);
+        self.drain();
+        r
+    }
+
+    pub fn cmd(&mut self, cmd: Command) -> Response {
+        self.cmd_as(Role::Clinician, cmd)
+    }
+
+    pub fn ok(&mut self, cmd: Command) {
+        let r = self.cmd(cmd.clone());
+        assert!(
+            matches!(r, Response::Accepted | Response::BolusAccepted { .. }),
+            "{cmd:?} refused: {}",
+            match &r {
+                Response::Refused(x) => x.to_string(),
+                _ => format!("{r:?}"),
+            }
+        );
+    }
+
+    /// Power cut now and restart from the slots.
+    pub fn restart(&mut self) {
+        self.pump = Pump::restore(self.profile, &self.slot_a, &self.slot_b, self.now);
+        self.wakes += 1;
+        self.drain();
+    }
+
+    /// Tip mass of `drug` delivered in `[a, b)`.
+    pub fn tip_mass(&self, drug: DrugId, a: Instant, b: Instant) -> u64 {
+        self.tip
+            .iter()
+            .filter(|(t, _)| *t >= a && *t < b)
+            .flat_map(|(_, m)| m.iter())
+            .filter(|(d, _)| *d == drug)
+            .map(|(_, m)| m.raw())
+            .sum()
+    }
+
+    pub fn set_clock(&mut self) {
+        self.ok(Command::SetClock {
+            utc_ms: MONDAY_UTC_MS,
+            offset_minutes: 0,
+        });
+    }
+
+    /// Fills the reservoir with `drug` at `conc` and starts `schedule`.
+    pub fn start(
+        &mut self,
+        drug: DrugId,
+        conc: &str,
+        fill: &str,
+        schedule: Schedule,
+        pb: Option<PatientBolus>,
+    ) {
+        let contents = Admixture::single(drug, q(conc));
+        self.ok(Command::Refill {
+            aspirated: Volume::ZERO,
+            added: q(fill),
+            contents: contents.clone(),
+            keep_dose: false,
+            bridge: BridgeChoice::None,
+            confirm: true,
+        });
+        self.ok(Command::Program {
+            prescription: Prescription {
+                contents,
+                schedule,
+                patient_bolus: pb,
+                reservoir_volume: q(fill),
+            },
+            confirm_soft: true,
+        });
+        self.ok(Command::Resume);
+    }
+}
