@@ -210,6 +210,8 @@ impl Default for AlarmSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Stall {
     since: Instant,
+    /// The missed-volume counter when the stall began.
+    missed_before: u128,
     attempts: u32,
     retry_at: Instant,
 }
@@ -226,6 +228,22 @@ enum PatientOutcome {
 struct Allowance {
     volume: Volume,
     until: Instant,
+}
+
+/// The limits in force before a program change, kept for 24 h.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Transition {
+    until: Instant,
+    limits: Vec<(DrugId, Limits), 4>,
+}
+
+impl Transition {
+    fn get(&self, drug: DrugId) -> Option<Limits> {
+        self.limits
+            .iter()
+            .find(|(d, _)| *d == drug)
+            .map(|(_, l)| *l)
+    }
 }
 
 /// Everything the core persists: the A/B record.
@@ -253,7 +271,12 @@ struct State {
     bridging: bool,
     allowance: Option<Allowance>,
     stall: Option<Stall>,
-    vetoed: bool,
+    /// While the limiter vetoes delivery: when the vetoed stroke will fit again.
+    veto_retry: Option<Instant>,
+    /// For 24 h after a program change, the limits of the program before it, so that
+    /// deliveries made under the old program do not block the new one (a dose decrease
+    /// must never stop baclofen for a day).
+    transition: Option<Transition>,
     settings: AlarmSettings,
     /// The program in force is a clinician's prescription (a titration baseline), not
     /// the placeholder installed by the first fill of a drug-free pump.
@@ -326,7 +349,8 @@ impl Pump {
             bridging: false,
             allowance: None,
             stall: None,
-            vetoed: false,
+            veto_retry: None,
+            transition: None,
             settings: AlarmSettings::default(),
             baseline: false,
             events: LogChain::new(),
@@ -422,9 +446,12 @@ impl Pump {
 
     /// The motor finished a stroke: `ok` false means it stalled (e.g. in an MRI field,
     /// or a valve that stayed shut).
+    ///
+    /// The controller stays awake through a stroke (its energy is in the stroke's), so
+    /// this report is not counted as a separate wake-up.
     pub fn handle_stroke_done(&mut self, now: Instant, ok: bool) {
         let now = self.t(now);
-        self.wake(now);
+        self.wake_without_energy(now);
         if self.stroke_in_flight {
             self.stroke_in_flight = false;
             if ok {
@@ -511,7 +538,7 @@ impl Pump {
             _ => {}
         }
         self.finish(now);
-        response
+        self.response_to_hardware(response)
     }
 
     // ----- outputs ------------------------------------------------------------------
@@ -556,7 +583,9 @@ impl Pump {
         if !self.stroke_in_flight {
             consider(self.next_stroke);
         }
-        consider(self.s.stall.map(|s| s.retry_at));
+        if self.running() {
+            consider(self.s.stall.map(|s| s.retry_at));
+        }
         consider(self.s.alarms.next_due());
         if let Mode::Stopped { since, .. } = self.s.mode {
             if !self.s.alarms.is_active(AlarmKind::StoppedReminder) {
@@ -564,11 +593,49 @@ impl Pump {
             }
         }
         consider(self.s.battery.next_check(self.s.last_seen));
-        if self.s.vetoed {
-            consider(self.s.limiter.next_release(self.s.last_seen));
-        }
+        consider(self.s.veto_retry);
+        consider(self.s.transition.as_ref().map(|t| t.until));
         consider(self.s.allowance.map(|a| a.until));
-        best.map(|t| t.max(self.s.last_seen))
+        best.map(|t| self.to_hardware(t.max(self.s.last_seen)))
+    }
+
+    /// Converts the core's timeline (which absorbs a hardware counter that restarted
+    /// lower) back to the hardware's.
+    fn to_hardware(&self, t: Instant) -> Instant {
+        Instant::from_ms(t.ms().saturating_sub(self.s.mono_offset))
+    }
+
+    /// Every instant in a response, converted to hardware time.
+    fn response_to_hardware(&self, r: Response) -> Response {
+        let hw = |t: Instant| self.to_hardware(t);
+        match r {
+            Response::BolusAccepted { volume, ends_at } => Response::BolusAccepted {
+                volume,
+                ends_at: hw(ends_at),
+            },
+            Response::Refused(Refusal::Lockout { until }) => {
+                Response::Refused(Refusal::Lockout { until: hw(until) })
+            }
+            Response::Refused(Refusal::DailyCount { max, until }) => {
+                Response::Refused(Refusal::DailyCount {
+                    max,
+                    until: hw(until),
+                })
+            }
+            // `status()` already speaks hardware time.
+            other => other,
+        }
+    }
+
+    fn status_to_hardware(&self, mut s: Status) -> Status {
+        s.next_refill = s.next_refill.map(|t| self.to_hardware(t));
+        if let Mode::Stopped { reason, since } = s.mode {
+            s.mode = Mode::Stopped {
+                reason,
+                since: self.to_hardware(since),
+            };
+        }
+        s
     }
 
     /// The pump's status.
@@ -581,7 +648,7 @@ impl Pump {
                 acknowledged,
             });
         }
-        Status {
+        self.status_to_hardware(Status {
             mode: self.s.mode,
             program_version: self.s.program_version,
             reservoir: self.s.reservoir,
@@ -593,7 +660,7 @@ impl Pump {
             clock_set: self.s.clock.is_some(),
             bolus_active: self.s.bolus.is_some(),
             bridging: self.s.bridging,
-        }
+        })
     }
 
     /// The hardware profile.
@@ -651,6 +718,11 @@ impl Pump {
     fn wake(&mut self, now: Instant) {
         self.s.battery.advance(now);
         self.s.battery.add_wakes(1);
+        self.wake_without_energy(now);
+    }
+
+    fn wake_without_energy(&mut self, now: Instant) {
+        self.s.battery.advance(now);
         self.accrue(now);
         if let Some(b) = self.s.bolus {
             if now >= b.end() {
@@ -678,9 +750,13 @@ impl Pump {
                 self.raise(now, AlarmKind::StoppedReminder);
             }
         }
-        if self.s.vetoed && self.s.limiter.next_release(now).is_none_or(|r| r <= now) {
-            // Windows moved on: let the next stroke try again.
-            self.s.vetoed = false;
+        if self.s.veto_retry.is_some_and(|r| now >= r) {
+            // The window moved on: let the next stroke try again.
+            self.s.veto_retry = None;
+        }
+        if self.s.transition.as_ref().is_some_and(|t| now >= t.until) {
+            self.s.transition = None;
+            self.update_limits();
         }
         self.battery_check(now);
         self.invariants(now);
@@ -712,7 +788,7 @@ impl Pump {
     /// Whether a stroke may be issued now (apart from the credit).
     fn deliverable(&self) -> bool {
         self.running()
-            && !self.s.vetoed
+            && self.s.veto_retry.is_none()
             && self.s.reservoir >= self.profile.stroke_volume
             && self.s.program.contents.active().next().is_some()
     }
@@ -907,8 +983,17 @@ impl Pump {
             Err(_) => return self.enter_fault(now, FaultCode::FluidPath),
         };
         if let Err(veto) = self.s.limiter.check(now, delivery.masses()) {
-            if !self.s.vetoed {
-                self.s.vetoed = true;
+            let retry = self
+                .s
+                .limiter
+                .retry_at(now, &veto)
+                .or_else(|| self.s.limiter.next_release(now))
+                .unwrap_or(now.saturating_add(Duration::from_hours(1)))
+                .max(now.saturating_add(Duration::from_ms(1)));
+            let first = self.s.veto_retry.is_none();
+            self.s.veto_retry = Some(retry);
+            self.mark_dirty();
+            if first {
                 self.log(
                     now,
                     Event::LimiterVeto {
@@ -946,17 +1031,18 @@ impl Pump {
             return self.enter_fault(now, FaultCode::FluidPath);
         }
         if let Some(stall) = self.s.stall.take() {
-            let _ = stall;
-            // Delivery resumed by itself; report what was missed meanwhile.
-            let missed = nl(self.s.missed_exact);
+            // Delivery resumed by itself; report what was missed during the stall.
+            let missed = nl(self.s.missed_exact.saturating_sub(stall.missed_before));
             self.log(now, Event::MotorRecovered { missed });
             self.clear(now, AlarmKind::MotorStall);
             self.s.credit_exact = 0;
         }
-        if self.s.alarms.is_active(AlarmKind::LimiterVeto) && !self.s.vetoed {
+        if self.s.alarms.is_active(AlarmKind::LimiterVeto) && self.s.veto_retry.is_none() {
             self.clear(now, AlarmKind::LimiterVeto);
         }
-        self.mark_dirty();
+        // No record here: the stroke was counted before it moved, and the fluid path's
+        // step rides with the next record (a cut in between only delays tip accounting
+        // by one stroke; the limiter already counted it).
     }
 
     fn stroke_stalled(&mut self, now: Instant) {
@@ -967,6 +1053,10 @@ impl Pump {
         self.s.delivered = self.s.delivered.saturating_sub(stroke);
         let attempts = self.s.stall.map_or(0, |s| s.attempts).saturating_add(1);
         let since = self.s.stall.map_or(now, |s| s.since);
+        let missed_before = self
+            .s
+            .stall
+            .map_or(self.s.missed_exact, |s| s.missed_before);
         let backoff = STALL_RETRY_FIRST
             .ms()
             .saturating_mul(1u64 << attempts.saturating_sub(1).min(6))
@@ -982,6 +1072,7 @@ impl Pump {
         }
         self.s.stall = Some(Stall {
             since,
+            missed_before,
             attempts,
             retry_at: now.saturating_add(Duration::from_ms(backoff)),
         });
@@ -1219,10 +1310,17 @@ impl Pump {
                 .get(c.drug)
                 .max_daily_dose
                 .map_or(Mass::MAX, |m| Mass::from_raw(m.value.raw()));
-            let limits = Limits {
-                per_hour: Some(hour.min(hard)),
-                per_day: day.min(hard),
+            let mut limits = Limits {
+                per_hour: Some(hour),
+                per_day: day,
             };
+            if let Some(old) = self.s.transition.as_ref().and_then(|t| t.get(c.drug)) {
+                limits.per_day = limits.per_day.max(old.per_day);
+                limits.per_hour = limits.per_hour.max(old.per_hour);
+            }
+            // Never above the library's hard limit, whatever the program or transition.
+            limits.per_day = limits.per_day.min(hard);
+            limits.per_hour = limits.per_hour.map(|h| h.min(hard));
             let _ = self.s.limiter.set_limits(c.drug, limits);
         }
     }
@@ -1490,6 +1588,31 @@ impl Pump {
     /// Replaces the program in one step; the mode is untouched (a running pump never
     /// stops in between; a faulted one may recover).
     fn install(&mut self, now: Instant, rx: Prescription) {
+        // Keep the outgoing limits for a day (merged with any transition under way).
+        let mut old = self
+            .s
+            .transition
+            .take()
+            .filter(|t| now < t.until)
+            .map(|t| t.limits)
+            .unwrap_or_default();
+        for c in self.s.program.contents.active() {
+            if let Some(l) = self.s.limiter.limits(c.drug) {
+                match old.iter_mut().find(|(d, _)| *d == c.drug) {
+                    Some((_, o)) => {
+                        o.per_day = o.per_day.max(l.per_day);
+                        o.per_hour = o.per_hour.max(l.per_hour);
+                    }
+                    None => {
+                        let _ = old.push((c.drug, l));
+                    }
+                }
+            }
+        }
+        self.s.transition = (!old.is_empty()).then(|| Transition {
+            until: now.saturating_add(Duration::from_days(1)),
+            limits: old,
+        });
         self.s.program = rx;
         self.s.program_since = now;
         self.s.program_version = self.s.program_version.saturating_add(1);
@@ -1817,7 +1940,11 @@ impl Pump {
         }
     }
 
+    /// Appends to the hash-chained logs. The chain heads are persisted state: an entry
+    /// that reaches the log must be followed by a record holding its head, or a restart
+    /// would reuse its sequence number.
     fn log(&mut self, now: Instant, event: Event) {
+        self.mark_dirty();
         if let Ok(entry) = self.s.events.append(now, event) {
             self.push(Pending::Log(entry));
         }

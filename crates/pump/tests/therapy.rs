@@ -736,3 +736,32 @@ fn new_pump_without_a_set_clock_warns_for_a_flex_schedule_pump_020() {
     assert!(!rig.pump.alarms().is_active(AlarmKind::ClockNotSet));
     let _ = Volume::ZERO;
 }
+
+#[test]
+fn a_hardware_counter_that_restarts_at_zero_changes_nothing_for_the_patient_pump_023_pump_001() {
+    let mut rig = Rig::new(HardwareProfile::synchromed_class(20));
+    rig.start(
+        DrugId::Baclofen,
+        "2000 mcg/mL",
+        "20 mL",
+        Schedule::continuous(q("0.5 mL/day")),
+        None,
+    );
+    rig.run_for(days(1));
+    let before = rig.pump.delivered();
+    // Power cut; the new power cycle's counter starts again at zero.
+    rig.now = Instant::ZERO;
+    rig.restart();
+    let first = rig.pump.poll_timeout().unwrap();
+    assert!(
+        first.ms() < 60_000,
+        "the first stroke is due within a minute, not at {first:?}"
+    );
+    rig.run_for(days(1));
+    let day = rig.pump.delivered().raw() - before.raw();
+    assert!(
+        day.abs_diff(500_000) <= STROKE_NL,
+        "{day} nL in the day after the restart"
+    );
+    assert!(!rig.pump.alarms().is_active(AlarmKind::LimiterVeto));
+}

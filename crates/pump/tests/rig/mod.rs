@@ -7,6 +7,7 @@
 use thecal_pump::alarm::Sound;
 use thecal_pump::command::{BridgeChoice, Command, Response, Role};
 use thecal_pump::core::{Action, Pump};
+use thecal_pump::limiter::Limits;
 use thecal_pump::log::LogEntry;
 use thecal_pump::persist::Slot;
 use thecal_pump::profile::HardwareProfile;
@@ -31,6 +32,8 @@ where
 pub struct Write {
     pub slot: Slot,
     pub bytes: Vec<u8>,
+    /// Strokes the motor had moved when this write was made.
+    pub moved: u64,
 }
 
 pub struct Rig {
@@ -48,6 +51,8 @@ pub struct Rig {
     pub strokes_moved: u64,
     /// Every completed stroke: (time, drug masses that left the catheter tip).
     pub tip: Vec<(Instant, Vec<(DrugId, Mass)>)>,
+    /// The limiter's limits for the program's first drug at each completed stroke.
+    pub limits: Vec<Option<Limits>>,
     /// The motor stalls while this is set.
     pub stall: bool,
     /// Calls into the core (each is a wake-up).
@@ -70,6 +75,7 @@ impl Rig {
             sounds: Vec::new(),
             strokes_moved: 0,
             tip: Vec::new(),
+            limits: Vec::new(),
             stall: false,
             wakes: 1,
         };
@@ -95,6 +101,7 @@ impl Rig {
                         self.writes.push(Write {
                             slot,
                             bytes: bytes.to_vec(),
+                            moved: self.strokes_moved,
                         });
                     }
                 }
@@ -112,6 +119,9 @@ impl Rig {
                         .peek(self.profile.stroke_volume, &contents)
                         .unwrap();
                     self.tip.push((self.now, d.masses().to_vec()));
+                    let first = contents.active().next().map(|c| c.drug);
+                    self.limits
+                        .push(first.and_then(|dr| self.pump.limiter().limits(dr)));
                     self.strokes_moved += 1;
                 }
                 self.wakes += 1;
@@ -122,10 +132,18 @@ impl Rig {
 
     /// Runs the core until `until`, waking only when it asks to.
     pub fn run_until(&mut self, until: Instant) {
+        let mut same = 0u32;
         while let Some(t) = self.pump.poll_timeout() {
             if t > until {
                 break;
             }
+            // A core that keeps asking for the same instant without progress is livelocked.
+            same = if t == self.now { same + 1 } else { 0 };
+            assert!(
+                same < 64,
+                "livelock: poll_timeout keeps returning {t:?}; status {:?}",
+                self.pump.status()
+            );
             assert!(
                 t >= self.now,
                 "poll_timeout went backwards: {t:?} < {:?}",

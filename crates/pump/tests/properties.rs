@@ -1,0 +1,429 @@
+//! Invariants of the therapy core over random sequences of commands, refills, stalls,
+//! clock changes and restarts, and the exhaustive power-cut test.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing
+)]
+
+mod rig;
+
+use proptest::prelude::*;
+use rig::{Rig, q};
+use thecal_pump::command::{BridgeChoice, Command, Mode, Response, Role, StopReason};
+use thecal_pump::core::Pump;
+use thecal_pump::persist::Slot;
+use thecal_pump::profile::HardwareProfile;
+use thecal_rx::check::{PatientBolus, Prescription};
+use thecal_rx::dose::Admixture;
+use thecal_rx::drug::DrugId;
+use thecal_rx::schedule::{DayProfile, Schedule, Step};
+use thecal_rx::{Concentration, Duration, Flow, Instant, Volume};
+
+const STROKE_NL: u64 = 250;
+const CONCS: [u32; 3] = [500, 1000, 2000];
+
+#[derive(Debug, Clone)]
+enum Op {
+    Advance(u64),
+    PatientBolus(u32),
+    ClinicianBolus {
+        ul: u32,
+        minutes: u64,
+    },
+    Refill {
+        conc: usize,
+        keep_dose: bool,
+        bridge: u8,
+    },
+    Program {
+        flow_ul: u32,
+        flex: bool,
+    },
+    Stall(bool),
+    SetClock {
+        offset_hours: i64,
+    },
+    Restart,
+    Stop,
+    Resume,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (1u64..3 * 24 * 60).prop_map(Op::Advance),
+        2 => (0u32..6).prop_map(Op::PatientBolus),
+        1 => (1u32..400, 1u64..180).prop_map(|(ul, minutes)| Op::ClinicianBolus { ul, minutes }),
+        1 => (0usize..3, any::<bool>(), 0u8..3).prop_map(|(conc, keep_dose, bridge)| Op::Refill { conc, keep_dose, bridge }),
+        1 => (50u32..1000, any::<bool>()).prop_map(|(flow_ul, flex)| Op::Program { flow_ul, flex }),
+        1 => any::<bool>().prop_map(Op::Stall),
+        1 => (-48i64..48).prop_map(|offset_hours| Op::SetClock { offset_hours }),
+        1 => Just(Op::Restart),
+        1 => Just(Op::Stop),
+        1 => Just(Op::Resume),
+    ]
+}
+
+fn ptm() -> PatientBolus {
+    PatientBolus {
+        volume: q("20 uL"),
+        duration: q("15 min"),
+        lockout: q("2 h"),
+        max_per_day: 4,
+    }
+}
+
+fn schedule(flow_ul: u32, flex: bool) -> Schedule {
+    let f = Flow::from_ul_per_day(flow_ul);
+    if flex {
+        let half = Flow::from_ul_per_day(flow_ul / 2);
+        Schedule::daily(
+            DayProfile::new(&[
+                Step {
+                    start_minute: 0,
+                    flow: half,
+                },
+                Step {
+                    start_minute: 6 * 60,
+                    flow: f,
+                },
+                Step {
+                    start_minute: 20 * 60,
+                    flow: half,
+                },
+            ])
+            .unwrap(),
+        )
+    } else {
+        Schedule::continuous(f)
+    }
+}
+
+fn apply(rig: &mut Rig, op: &Op) {
+    match *op {
+        Op::Advance(minutes) => rig.run_for(Duration::from_minutes(minutes)),
+        Op::PatientBolus(id) => {
+            let _ = rig.cmd_as(
+                Role::PatientRemote,
+                Command::PatientBolus { request_id: id },
+            );
+        }
+        Op::ClinicianBolus { ul, minutes } => {
+            let _ = rig.cmd(Command::ClinicianBolus {
+                volume: Volume::from_ul(ul),
+                duration: Duration::from_minutes(minutes),
+            });
+        }
+        Op::Refill {
+            conc,
+            keep_dose,
+            bridge,
+        } => {
+            let residual = rig.pump.status().reservoir;
+            let bridge = match bridge {
+                0 => BridgeChoice::Automatic,
+                1 => BridgeChoice::Bolus(Duration::from_hours(1)),
+                _ => BridgeChoice::None,
+            };
+            let _ = rig.cmd(Command::Refill {
+                aspirated: residual,
+                added: q("20 mL"),
+                contents: Admixture::single(
+                    DrugId::Baclofen,
+                    Concentration::from_mcg_per_ml(CONCS[conc]),
+                ),
+                keep_dose,
+                bridge,
+                confirm: true,
+            });
+        }
+        Op::Program { flow_ul, flex } => {
+            let mut rx = rig.pump.program().clone();
+            rx.schedule = schedule(flow_ul, flex);
+            let _ = rig.cmd(Command::Program {
+                prescription: rx,
+                confirm_soft: true,
+            });
+        }
+        Op::Stall(on) => rig.stall = on,
+        Op::SetClock { offset_hours } => {
+            let utc = (rig::MONDAY_UTC_MS as i64 + offset_hours * 3_600_000) as u64;
+            let _ = rig.cmd(Command::SetClock {
+                utc_ms: utc,
+                offset_minutes: 60,
+            });
+        }
+        Op::Restart => rig.restart(),
+        Op::Stop => {
+            let _ = rig.cmd(Command::Stop {
+                reason: StopReason::Other,
+            });
+        }
+        Op::Resume => {
+            let _ = rig.cmd(Command::Resume);
+        }
+    }
+}
+
+/// Largest tip mass in any window `(t − w, t]` ending at a stroke, against the limit in
+/// force at that stroke.
+fn check_windows(
+    rig: &Rig,
+    w: Duration,
+    limit_of: impl Fn(usize) -> Option<u64>,
+) -> Result<(), String> {
+    let mass: Vec<u64> = rig
+        .tip
+        .iter()
+        .map(|(_, m)| {
+            m.iter()
+                .filter(|(d, _)| *d == DrugId::Baclofen)
+                .map(|(_, x)| x.raw())
+                .sum()
+        })
+        .collect();
+    let mut lo = 0usize;
+    let mut sum = 0u64;
+    for i in 0..rig.tip.len() {
+        sum += mass[i];
+        while rig.tip[i].0.ms() - rig.tip[lo].0.ms() >= w.ms() {
+            sum -= mass[lo];
+            lo += 1;
+        }
+        if let Some(limit) = limit_of(i) {
+            if sum > limit {
+                return Err(format!(
+                    "window ending at stroke {i} ({:?}) holds {sum} ng > limit {limit}",
+                    rig.tip[i].0
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn limiter_never_exceeded_and_delivery_never_exceeds_the_reservoir_pump_015_pump_014(
+        ops in proptest::collection::vec(op(), 1..30),
+    ) {
+        let mut rig = Rig::new(HardwareProfile::synchromed_class(20));
+        rig.set_clock();
+        rig.start(DrugId::Baclofen, "2000 mcg/mL", "20 mL", Schedule::continuous(q("0.6 mL/day")), Some(ptm()));
+        for op in &ops {
+            apply(&mut rig, op);
+            prop_assert!(rig.pump.delivered() <= rig.pump.held_total());
+            prop_assert!(rig.strokes_moved * STROKE_NL <= rig.pump.held_total().raw());
+            if !matches!(rig.pump.status().mode, Mode::Fault { .. }) {
+                prop_assert_eq!(rig.pump.fluid().held_volume(), rig.profile.dead_volume());
+            }
+        }
+        rig.run_for(Duration::from_hours(2));
+        // The library's hard limit (2000 mcg/day) and the limits in force at each stroke.
+        check_windows(&rig, Duration::from_days(1), |_| Some(2_000_000)).map_err(TestCaseError::fail)?;
+        check_windows(&rig, Duration::from_days(1), |i| rig.limits[i].map(|l| l.per_day.raw())).map_err(TestCaseError::fail)?;
+        check_windows(&rig, Duration::from_hours(1), |i| rig.limits[i].and_then(|l| l.per_hour).map(|m| m.raw())).map_err(TestCaseError::fail)?;
+        prop_assert_eq!(rig.pump.dropped_actions(), 0);
+        prop_assert!(thecal_pump::log::verify(rig.events.iter(), None).is_ok());
+    }
+
+    #[test]
+    fn without_faults_or_limits_delivery_stays_within_one_stroke_of_ideal_pump_011(
+        ops in proptest::collection::vec(
+            prop_oneof![
+                6 => (1u64..2 * 24 * 60).prop_map(Op::Advance),
+                2 => (0u32..6).prop_map(Op::PatientBolus),
+                1 => (1u32..60, 5u64..120).prop_map(|(ul, minutes)| Op::ClinicianBolus { ul, minutes }),
+                1 => (50u32..400, any::<bool>()).prop_map(|(flow_ul, flex)| Op::Program { flow_ul, flex }),
+                1 => (-48i64..48).prop_map(|offset_hours| Op::SetClock { offset_hours }),
+            ],
+            1..25,
+        ),
+    ) {
+        let mut rig = Rig::new(HardwareProfile::synchromed_class(40));
+        rig.set_clock();
+        rig.start(DrugId::Baclofen, "2000 mcg/mL", "40 mL", Schedule::continuous(q("0.3 mL/day")), Some(ptm()));
+        for op in &ops {
+            apply(&mut rig, op);
+            let ideal = rig.pump.ideal_delivered().raw();
+            let delivered = rig.pump.delivered().raw();
+            prop_assert!(delivered <= ideal + 1, "delivered {} > ideal {}", delivered, ideal);
+            prop_assert!(ideal - delivered <= STROKE_NL, "ideal {} − delivered {} > one stroke after {:?}", ideal, delivered, op);
+        }
+        prop_assert_eq!(rig.pump.status().missed, Volume::ZERO);
+    }
+}
+
+/// Restores a pump from slots built from `writes`, the last one torn after `cut` bytes.
+fn slots_after(
+    base: &(Vec<u8>, Vec<u8>),
+    writes: &[rig::Write],
+    cut: Option<usize>,
+) -> (Vec<u8>, Vec<u8>) {
+    let (mut a, mut b) = base.clone();
+    for (i, w) in writes.iter().enumerate() {
+        let target = match w.slot {
+            Slot::A => &mut a,
+            Slot::B => &mut b,
+        };
+        let last = i + 1 == writes.len();
+        let n = match cut {
+            Some(c) if last => c.min(w.bytes.len()),
+            _ => w.bytes.len(),
+        };
+        // Flash writes the record over the old bytes; a cut leaves the rest as it was.
+        target[..n].copy_from_slice(&w.bytes[..n]);
+    }
+    (a, b)
+}
+
+#[test]
+fn power_cut_at_every_write_of_a_refill_and_reprogram_restores_old_or_new_pump_023() {
+    let profile = HardwareProfile::synchromed_class(20);
+    let mut rig = Rig::new(profile);
+    rig.set_clock();
+    rig.start(
+        DrugId::Baclofen,
+        "500 mcg/mL",
+        "20 mL",
+        Schedule::continuous(q("1 mL/day")),
+        Some(ptm()),
+    );
+    rig.run_for(Duration::from_days(2));
+    let base = (rig.slot_a.clone(), rig.slot_b.clone());
+    let old = rig.pump.status();
+    rig.record_writes = true;
+    // The sequence: refill with 2000 mcg/mL keeping the dose (automatic bridging), run an
+    // hour, reprogram, run another hour.
+    let residual = rig.pump.status().reservoir;
+    rig.ok(Command::Refill {
+        aspirated: residual,
+        added: q("20 mL"),
+        contents: Admixture::single(DrugId::Baclofen, q("2000 mcg/mL")),
+        keep_dose: true,
+        bridge: BridgeChoice::Automatic,
+        confirm: false,
+    });
+    let after_refill = rig.pump.status();
+    rig.run_for(Duration::from_hours(1));
+    let mut rx: Prescription = rig.pump.program().clone();
+    rx.schedule = Schedule::continuous(q("0.3 mL/day"));
+    rig.ok(Command::Program {
+        prescription: rx,
+        confirm_soft: true,
+    });
+    let after_program = rig.pump.status();
+    rig.run_for(Duration::from_hours(1));
+    let writes = rig.writes.clone();
+    assert!(writes.len() > 20, "{} writes", writes.len());
+    let versions = [
+        old.program_version,
+        after_refill.program_version,
+        after_program.program_version,
+    ];
+    let mut restores = 0;
+    for k in 0..writes.len() {
+        let len = writes[k].bytes.len();
+        let complete = slots_after(&base, &writes[..=k], None);
+        let reference = Pump::restore(profile, &complete.0, &complete.1, rig.now);
+        let previous = if k == 0 {
+            base.clone()
+        } else {
+            slots_after(&base, &writes[..k], None)
+        };
+        let previous = Pump::restore(profile, &previous.0, &previous.1, rig.now);
+        for cut in [0, 1, len / 3, len / 2, 2 * len / 3, len - 1, len] {
+            let (a, b) = slots_after(&base, &writes[..=k], Some(cut));
+            let pump = Pump::restore(profile, &a, &b, rig.now);
+            restores += 1;
+            let s = pump.status();
+            // A cut after every byte that differs from the slot's old record leaves the
+            // new record whole: that write is committed.
+            let torn = match writes[k].slot {
+                Slot::A => &a,
+                Slot::B => &b,
+            };
+            let whole = torn[..len] == writes[k].bytes[..];
+            assert_eq!(
+                whole,
+                cut == len || torn[..len] == writes[k].bytes[..],
+                "write {k}"
+            );
+            let expect = if whole { &reference } else { &previous };
+            // Exactly the last committed state: never a mix.
+            assert_eq!(
+                s.program_version,
+                expect.status().program_version,
+                "write {k} cut {cut}"
+            );
+            assert_eq!(
+                s.reservoir,
+                expect.status().reservoir,
+                "write {k} cut {cut}"
+            );
+            assert_eq!(
+                s.delivered,
+                expect.status().delivered,
+                "write {k} cut {cut}"
+            );
+            assert_eq!(pump.program(), expect.program(), "write {k} cut {cut}");
+            assert!(
+                versions.contains(&s.program_version),
+                "write {k}: version {}",
+                s.program_version
+            );
+            // A refill is all or nothing: new contents come with the new volume.
+            let refilled =
+                pump.program().contents.concentration_of(DrugId::Baclofen) == q("2000 mcg/mL");
+            assert_eq!(
+                refilled,
+                s.program_version >= after_refill.program_version,
+                "write {k} cut {cut}"
+            );
+            // The delivered counter never falls below the strokes really moved before
+            // the cut (no stroke can be repeated) and never runs more than one ahead.
+            let moved = writes[k].moved * STROKE_NL;
+            assert!(
+                s.delivered.raw() >= moved,
+                "write {k} cut {cut}: {} < moved {moved}",
+                s.delivered.raw()
+            );
+            assert!(
+                s.delivered.raw() <= moved + STROKE_NL,
+                "write {k} cut {cut}: jumped"
+            );
+            assert!(
+                !matches!(s.mode, Mode::Fault { .. }),
+                "write {k} cut {cut}: {:?}",
+                s.mode
+            );
+        }
+    }
+    assert!(restores > 7 * 20);
+    // A pump restored mid-sequence carries on delivering by itself.
+    let mid = writes.len() / 2;
+    let (a, b) = slots_after(&base, &writes[..=mid], Some(writes[mid].bytes.len() / 2));
+    let mut pump = Pump::restore(profile, &a, &b, rig.now);
+    let d0 = pump.delivered();
+    for _ in 0..200 {
+        let Some(now) = pump.poll_timeout() else {
+            break;
+        };
+        let t = now;
+        pump.handle_timeout(t);
+        loop {
+            let stroke = match pump.poll_action() {
+                None => break,
+                Some(action) => action == thecal_pump::core::Action::Stroke,
+            };
+            if stroke {
+                pump.handle_stroke_done(now, true);
+            }
+        }
+    }
+    assert!(pump.delivered() > d0);
+    let _ = (Instant::ZERO, Response::Accepted);
+}
