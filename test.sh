@@ -13,9 +13,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== embedded build of the firmware crates (thumbv7em-none-eabihf)"
 if rustup target list --installed 2>/dev/null | grep -qx thumbv7em-none-eabihf; then
   cargo build --release --target thumbv7em-none-eabihf -p thecal-rx -p thecal-pump
+  # A minimal firmware image around the core: it must link with the whole core kept.
+  (cd firmware-size && cargo build --release --quiet)
 else
   echo "notice: target thumbv7em-none-eabihf is not installed; embedded build skipped"
 fi
+
+echo "== the fuzz target compiles (run it with cargo-fuzz: see fuzz/README.md)"
+(cd fuzz && cargo check --quiet --bins)
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -1979,3 +1979,136 @@ fn is_program_limit(f: &Finding) -> bool {
 fn blank(slot: &[u8]) -> bool {
     slot.iter().all(|b| *b == 0) || slot.iter().all(|b| *b == 0xff)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use thecal_rx::Concentration;
+
+    /// A running baclofen pump, with its actions drained.
+    fn running() -> Pump {
+        let mut p = Pump::new(HardwareProfile::synchromed_class(20), Instant::ZERO);
+        let contents = Admixture::single(DrugId::Baclofen, Concentration::from_mcg_per_ml(2000));
+        let now = Instant::ZERO;
+        let refill = Command::Refill {
+            aspirated: Volume::ZERO,
+            added: Volume::from_ml(20),
+            contents: contents.clone(),
+            keep_dose: false,
+            bridge: BridgeChoice::None,
+            confirm: true,
+        };
+        assert_eq!(
+            p.handle_command(now, Role::Clinician, 0, &refill),
+            Response::Accepted
+        );
+        let rx = Prescription {
+            contents,
+            schedule: Schedule::continuous(Flow::from_raw(500_000)),
+            patient_bolus: None,
+            reservoir_volume: Volume::from_ml(20),
+        };
+        let program = Command::Program {
+            prescription: rx,
+            confirm_soft: true,
+        };
+        assert_eq!(
+            p.handle_command(now, Role::Clinician, 0, &program),
+            Response::Accepted
+        );
+        assert_eq!(
+            p.handle_command(now, Role::Clinician, 0, &Command::Resume),
+            Response::Accepted
+        );
+        while p.poll_action().is_some() {}
+        p
+    }
+
+    fn fault(p: &Pump) -> Option<FaultCode> {
+        match p.s.mode {
+            Mode::Fault { code } => Some(code),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn self_test_refuses_a_restored_program_beyond_the_hard_limits_pump_025() {
+        let mut p = running();
+        assert_eq!(p.program_fault(), None);
+        // Memory that passed its CRC but holds 5 mg/mL baclofen (above 2000 mcg/mL).
+        p.s.program.contents =
+            Admixture::single(DrugId::Baclofen, Concentration::from_mg_per_ml(5));
+        p.self_test(Instant::ZERO);
+        assert_eq!(fault(&p), Some(FaultCode::Program));
+        assert!(p.s.alarms.is_active(AlarmKind::MemoryFault));
+        assert!(!p.deliverable());
+    }
+
+    #[test]
+    fn self_test_refuses_a_drug_the_limiter_does_not_count_pump_025() {
+        let mut p = running();
+        p.s.limiter = Limiter::new();
+        p.self_test(Instant::ZERO);
+        assert_eq!(fault(&p), Some(FaultCode::Limiter));
+    }
+
+    #[test]
+    fn invariant_checks_on_every_wake_enter_the_safe_state_pump_025() {
+        let mut p = running();
+        p.s.reservoir = Volume::from_ml(25);
+        p.handle_timeout(Instant::from_ms(1000));
+        assert_eq!(fault(&p), Some(FaultCode::Reservoir));
+        let mut p = running();
+        p.s.fluid = FluidPath::saline(Volume::from_ml(1));
+        p.handle_timeout(Instant::from_ms(1000));
+        assert_eq!(fault(&p), Some(FaultCode::FluidPath));
+        // In the safe state nothing is scheduled but the alarm tones.
+        assert!(p.next_stroke.is_none());
+        assert_eq!(p.poll_timeout(), p.s.alarms.next_due());
+    }
+
+    #[test]
+    fn an_insane_clock_at_start_is_a_fault_pump_025() {
+        let mut p = running();
+        p.s.clock = Some(WallClock {
+            set_at: Instant::ZERO,
+            utc_ms: 1,
+            offset_minutes: 0,
+        });
+        p.self_test(Instant::ZERO);
+        assert_eq!(fault(&p), Some(FaultCode::Clock));
+    }
+
+    #[test]
+    fn a_clinician_program_clears_a_program_fault_after_the_self_test_pump_025() {
+        let mut p = running();
+        let good = p.s.program.clone();
+        p.s.program.contents =
+            Admixture::single(DrugId::Baclofen, Concentration::from_mg_per_ml(5));
+        p.self_test(Instant::ZERO);
+        assert_eq!(fault(&p), Some(FaultCode::Program));
+        p.s.program.contents = good.contents.clone();
+        let r = p.handle_command(
+            Instant::from_ms(5),
+            Role::Clinician,
+            0,
+            &Command::Program {
+                prescription: good,
+                confirm_soft: true,
+            },
+        );
+        assert_eq!(r, Response::Accepted);
+        assert!(matches!(p.s.mode, Mode::Stopped { .. }), "{:?}", p.s.mode);
+    }
+
+    #[test]
+    fn state_size_is_bounded_pump_001() {
+        // Fixed-size state: no allocation, the whole core fits a small MCU's RAM.
+        assert!(
+            core::mem::size_of::<Pump>() < 32 * 1024,
+            "{}",
+            core::mem::size_of::<Pump>()
+        );
+    }
+}

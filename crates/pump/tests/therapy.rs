@@ -765,3 +765,77 @@ fn a_hardware_counter_that_restarts_at_zero_changes_nothing_for_the_patient_pump
     );
     assert!(!rig.pump.alarms().is_active(AlarmKind::LimiterVeto));
 }
+
+#[test]
+fn every_hardware_preset_delivers_a_day_within_one_stroke_pump_002() {
+    for profile in [
+        HardwareProfile::synchromed_class(20),
+        HardwareProfile::synchromed_class(40),
+        HardwareProfile::prometra_class(20),
+        HardwareProfile::prometra_class(40),
+        HardwareProfile::external_trial(),
+    ] {
+        let mut rig = Rig::new(profile);
+        rig.start(
+            DrugId::Baclofen,
+            "2000 mcg/mL",
+            "20 mL",
+            Schedule::continuous(q("0.5 mL/day")),
+            None,
+        );
+        let d0 = rig.pump.delivered().raw();
+        rig.run_for(days(1));
+        let day = rig.pump.delivered().raw() - d0;
+        let stroke = profile.stroke_volume.raw();
+        assert!(
+            day.abs_diff(500_000) <= stroke,
+            "{}: {day} nL",
+            profile.name
+        );
+        assert_eq!(
+            rig.strokes_moved,
+            day.div_ceil(stroke).max(day / stroke),
+            "{}",
+            profile.name
+        );
+        // The prescription check uses the preset's own rate range.
+        assert_eq!(profile.device_limits().capacity, profile.reservoir_capacity);
+    }
+}
+
+#[test]
+fn valve_pump_mri_mode_shuts_delivery_until_a_clinician_resets_it_pump_022() {
+    let mut rig = Rig::new(HardwareProfile::prometra_class(20));
+    rig.start(
+        DrugId::Morphine,
+        "10 mg/mL",
+        "20 mL",
+        Schedule::continuous(q("0.2 mL/day")),
+        None,
+    );
+    rig.run_for(Duration::from_hours(2));
+    rig.ok(Command::MriMode(true));
+    assert_eq!(rig.pump.status().mode, Mode::MriSuspended);
+    assert!(rig.pump.alarms().is_active(AlarmKind::MagnetMri));
+    let d = rig.pump.delivered();
+    rig.run_for(Duration::from_hours(3));
+    assert_eq!(rig.pump.delivered(), d, "the valve stays shut");
+    rig.ok(Command::MriMode(false));
+    rig.run_for(Duration::from_hours(3));
+    assert!(rig.pump.delivered().raw() - d.raw() >= 20_000);
+    // A peristaltic pump has no MRI mode: it stalls and resumes by itself.
+    let mut peristaltic = Rig::new(HardwareProfile::synchromed_class(20));
+    peristaltic.start(
+        DrugId::Morphine,
+        "10 mg/mL",
+        "20 mL",
+        Schedule::continuous(q("0.2 mL/day")),
+        None,
+    );
+    let r = peristaltic.cmd(Command::MriMode(true));
+    assert!(
+        r_text(&r).contains("peristaltic pump stalls in the field and resumes by itself"),
+        "{}",
+        r_text(&r)
+    );
+}
