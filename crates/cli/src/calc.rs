@@ -12,7 +12,7 @@ use thecal_rx::refill::{self, RefillInput};
 use thecal_rx::schedule::{LocalTime, Schedule};
 use thecal_rx::{Concentration, Duration, Flow, MassRate, Volume};
 
-use crate::rxfile;
+use thecal_sim::prescription_file as rxfile;
 
 /// Arguments of `thecal calc`.
 #[derive(Debug, Args)]

@@ -5,7 +5,6 @@
 //! the argument and what is accepted, with exit status 2 — never a panic or backtrace.
 
 mod calc;
-mod rxfile;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,27 @@
+//! # thecal-sim: the digital twin
+//!
+//! Runs the **real** pump core ([`thecal_pump::core::Pump`]) against models of
+//! everything it cannot see: the true pump mechanics, the catheter, the battery, the
+//! patient, the clinic (refills, reprogramming, human errors) and faults. Event-driven
+//! on a virtual clock: the engine asks the core when it next needs to run and jumps
+//! there, so years cost no more than the events in them. Deterministic for a seed.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`models`] | physics and physiology: pump mechanisms, catheter, environment, patient |
+//! | [`engine`] | the event loop around the core |
+//! | [`scenario`] | the TOML scenario format, expectations and their verdicts |
+//! | [`prescription_file`] | the TOML prescription format shared with `thecal calc check` |
+//! | [`result`] | what a run produces |
+//! | [`report`] | summary.json, timeline.csv, SVG plots, HTML |
+//! | [`accuracy`] | the IEC 60601-2-24 trumpet curve |
+//! | [`population`] | Monte Carlo over patients and devices |
+
+pub mod accuracy;
+pub mod engine;
+pub mod models;
+pub mod population;
+pub mod prescription_file;
+pub mod report;
+pub mod result;
+pub mod scenario;

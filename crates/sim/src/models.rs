@@ -1,0 +1,1 @@
+//! Models of what the pump core cannot see.

@@ -1,0 +1,132 @@
+//! What a simulation run produces: the timeline, the alarms, the totals and the verdict
+//! on each expectation. Reports ([`crate::report`]) are written from this alone.
+
+use serde::Serialize;
+
+/// One row of the timeline, taken at a fixed sampling interval. Floating point is fine
+/// here: this is the simulator's view of the physics, never a dose the pump acts on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Time since the start of the run, hours.
+    pub t_h: f64,
+    /// True reservoir volume, mL.
+    pub reservoir_ml: f64,
+    /// The pump's own estimate of the reservoir, mL (NaN for a constant-rate pump).
+    pub reservoir_expected_ml: f64,
+    /// Prescribed dose rate of the primary drug, mcg/day.
+    pub prescribed_mcg_per_day: f64,
+    /// Dose of the primary drug that reached the CSF over the last interval, as mcg/day.
+    pub tip_mcg_per_day: f64,
+    /// True flow out of the pump over the last interval, mL/day.
+    pub flow_ml_per_day: f64,
+    /// CSF concentration of the primary drug, ng/mL.
+    pub csf_ng_per_ml: f64,
+    /// Systemic (plasma) concentration of the primary drug, ng/mL.
+    pub systemic_ng_per_ml: f64,
+    /// Symptom control, 0 (none) to 1 (full).
+    pub effect: f64,
+    /// Baclofen withdrawal risk, 0 to 1.
+    pub withdrawal_risk: f64,
+    /// Opioid overdose (respiratory depression) risk, 0 to 1.
+    pub overdose_risk: f64,
+    /// Battery remaining, percent (NaN without a battery).
+    pub battery_pct: f64,
+}
+
+/// An alarm event.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlarmMark {
+    /// Time, hours.
+    pub t_h: f64,
+    /// Alarm kind (its name).
+    pub kind: String,
+    /// IEC 60601-1-8 priority.
+    pub priority: String,
+    /// `raised`, `cleared` or `tone`.
+    pub what: String,
+}
+
+/// Something that happened, for the report's event list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Note {
+    /// Time, hours.
+    pub t_h: f64,
+    /// What happened.
+    pub text: String,
+}
+
+/// Totals of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    /// Primary drug.
+    pub drug: String,
+    /// Prescribed over the run, mcg.
+    pub prescribed_mcg: f64,
+    /// Reached the CSF, mcg.
+    pub delivered_tip_mcg: f64,
+    /// Went to tissue instead (leak, pocket fill), mcg.
+    pub to_tissue_mcg: f64,
+    /// Strokes moved.
+    pub strokes: u64,
+    /// Calls into the pump core (wake-ups).
+    pub pump_wakes: u64,
+    /// Limiter vetoes logged.
+    pub limiter_vetoes: u64,
+    /// Refills done.
+    pub refills: u64,
+    /// Commands refused by the pump.
+    pub commands_refused: u64,
+    /// Patient bolus presses, and how many were given.
+    pub bolus_presses: u64,
+    /// Patient boluses given.
+    pub boluses_given: u64,
+    /// Battery state at the end (`ok`, `eri`, `eos`, `none`).
+    pub battery_state: String,
+    /// Day of the elective replacement indicator, if reached.
+    pub eri_day: Option<f64>,
+    /// Day of end of service, if reached.
+    pub eos_day: Option<f64>,
+    /// Volume the pump reports as missed, mL.
+    pub missed_ml: f64,
+    /// Events the engine processed.
+    pub engine_events: u64,
+}
+
+/// The verdict on one expectation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// The expectation, as written in the scenario.
+    pub expectation: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// What was found.
+    pub detail: String,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    /// Scenario name.
+    pub scenario: String,
+    /// Scenario description.
+    pub description: String,
+    /// Simulated duration, hours.
+    pub duration_h: f64,
+    /// Timeline.
+    pub samples: Vec<Sample>,
+    /// Alarms.
+    pub alarms: Vec<AlarmMark>,
+    /// Notable events (refills, commands, faults).
+    pub notes: Vec<Note>,
+    /// Totals.
+    pub totals: Totals,
+    /// Verdicts.
+    pub verdicts: Vec<Verdict>,
+}
+
+impl RunResult {
+    /// Whether every expectation held.
+    pub fn passed(&self) -> bool {
+        self.verdicts.iter().all(|v| v.passed)
+    }
+}
