@@ -5,6 +5,7 @@
 //! the argument and what is accepted, with exit status 2 — never a panic or backtrace.
 
 mod calc;
+mod sim;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Dosing arithmetic: dose, rate, refill planning, reconciliation, prescription checks.
     Calc(calc::CalcArgs),
+    /// The digital twin: scenarios, accuracy (trumpet curve), population Monte Carlo.
+    Sim(sim::SimArgs),
 }
 
 /// Renders a clap error as one line: what was wrong, with the argument it concerns.
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Calc(args) => calc::run(args),
+        Command::Sim(args) => sim::run(args),
     };
     match result {
         Ok(code) => code,

@@ -301,6 +301,7 @@ pub struct Pump {
     stroke_in_flight: bool,
     next_stroke: Option<Instant>,
     dropped_actions: u32,
+    persistence: bool,
 }
 
 const E_PER_NL: u128 = MS_PER_DAY as u128;
@@ -379,6 +380,7 @@ impl Pump {
             stroke_in_flight: false,
             next_stroke: None,
             dropped_actions: 0,
+            persistence: true,
         }
     }
 
@@ -707,6 +709,16 @@ impl Pump {
     pub fn strokes(&self) -> u64 {
         self.s.strokes
     }
+    /// Turns persistence on or off (on by default). Off, the core emits no `Persist`
+    /// actions: for a simulator running years where no power is ever cut. Firmware never
+    /// turns it off.
+    pub fn set_persistence(&mut self, on: bool) {
+        self.persistence = on;
+        if on {
+            self.mark_dirty();
+        }
+    }
+
     /// Actions lost because the queue was full (0 when the caller drains it).
     pub fn dropped_actions(&self) -> u32 {
         self.dropped_actions
@@ -1934,7 +1946,7 @@ impl Pump {
     }
 
     fn mark_dirty(&mut self) {
-        if !self.persist_queued {
+        if self.persistence && !self.persist_queued {
             self.persist_queued = true;
             self.push(Pending::Persist);
         }

@@ -76,21 +76,21 @@ struct PatientSpec {
     opioid_naive: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DrugSpec {
     name: String,
     concentration: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StepSpec {
     start: String,
     rate: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BasalSpec {
     rate: Option<String>,
@@ -98,7 +98,7 @@ struct BasalSpec {
     weekly: Option<BTreeMap<String, Vec<StepSpec>>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BolusSpec {
     start: String,
@@ -107,7 +107,7 @@ struct BolusSpec {
     days: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PatientBolusSpec {
     volume: String,
@@ -116,13 +116,62 @@ struct PatientBolusSpec {
     max_per_day: u8,
 }
 
-/// The part shared by a prescription and the previous one.
-struct RxSpec {
+/// The part shared by a prescription file, the previous prescription and a scenario's
+/// inline `[prescription]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RxSpec {
     drug: Vec<DrugSpec>,
     basal: BasalSpec,
+    #[serde(default)]
     periodic_bolus: Vec<BolusSpec>,
     patient_bolus: Option<PatientBolusSpec>,
     reservoir_volume: Option<String>,
+}
+
+/// A program change without new drugs (a scenario's `program` event): the basal, the
+/// periodic boluses and the patient bolus.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramSpec {
+    basal: BasalSpec,
+    #[serde(default)]
+    periodic_bolus: Vec<BolusSpec>,
+    patient_bolus: Option<PatientBolusSpec>,
+}
+
+impl RxSpec {
+    /// Builds the prescription, naming fields under `field` (e.g. `prescription.`).
+    ///
+    /// # Errors
+    /// A [`FileError`] naming the field and what is allowed.
+    pub fn build(&self, field: &str, default_volume: Volume) -> Result<Prescription, FileError> {
+        build_prescription(field, self, default_volume)
+    }
+}
+
+impl ProgramSpec {
+    /// The new program for a reservoir holding `contents`.
+    ///
+    /// # Errors
+    /// A [`FileError`] naming the field and what is allowed.
+    pub fn build(
+        &self,
+        field: &str,
+        contents: &Admixture,
+        volume: Volume,
+    ) -> Result<Prescription, FileError> {
+        let spec = RxSpec {
+            drug: Vec::new(),
+            basal: self.basal.clone(),
+            periodic_bolus: self.periodic_bolus.clone(),
+            patient_bolus: self.patient_bolus.clone(),
+            reservoir_volume: None,
+        };
+        let mut rx = build_program(field, &spec, contents.clone(), volume)?;
+        rx.reservoir_volume = volume;
+        Ok(rx)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -339,6 +388,20 @@ fn build_prescription(
         });
     }
     let contents = Admixture::new(&parts).map_err(|e| err(format!("{field}drug"), e))?;
+    let reservoir_volume = match &spec.reservoir_volume {
+        Some(v) => quantity(&format!("{field}reservoir_volume"), v)?,
+        None => default_volume,
+    };
+    build_program(field, spec, contents, reservoir_volume)
+}
+
+/// The schedule and patient bolus of `spec` for a reservoir of `contents`.
+fn build_program(
+    field: &str,
+    spec: &RxSpec,
+    contents: Admixture,
+    reservoir_volume: Volume,
+) -> Result<Prescription, FileError> {
     let patient_bolus = match &spec.patient_bolus {
         None => None,
         Some(p) => {
@@ -350,10 +413,6 @@ fn build_prescription(
                 max_per_day: p.max_per_day,
             })
         }
-    };
-    let reservoir_volume = match &spec.reservoir_volume {
-        Some(v) => quantity(&format!("{field}reservoir_volume"), v)?,
-        None => default_volume,
     };
     Ok(Prescription {
         contents,

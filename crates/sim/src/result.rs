@@ -86,6 +86,11 @@ pub struct Totals {
     pub eri_day: Option<f64>,
     /// Day of end of service, if reached.
     pub eos_day: Option<f64>,
+    /// Day the elective replacement indicator is projected for, from the pump's own
+    /// battery projection at the end of the run (or when it was reached).
+    pub projected_eri_day: Option<f64>,
+    /// Low-reservoir alarms raised.
+    pub low_reservoir_alarms: u64,
     /// Volume the pump reports as missed, mL.
     pub missed_ml: f64,
     /// Events the engine processed.

@@ -1,1 +1,934 @@
-//! (under construction)
+//! Scenarios: a TOML file that says who the patient is, what device and drug, what
+//! happens when, and what must come out. The same file is a test. The format is
+//! documented field by field in `docs/scenarios.md`.
+//!
+//! This module turns the text into a typed [`Scenario`] (every quantity in clinical
+//! units, parsed by thecal-rx; every error names its field) and judges a finished run
+//! against the scenario's expectations ([`judge`]).
+
+use serde::Deserialize;
+use thecal_pump::profile::HardwareProfile;
+use thecal_rx::check::Prescription;
+use thecal_rx::schedule::MINUTES_PER_DAY;
+use thecal_rx::{Concentration, Duration, Flow, MassRate, Volume};
+
+use crate::prescription_file::{FileError, ProgramSpec, RxSpec, quantity};
+use crate::result::{RunResult, Verdict};
+
+fn err(field: impl Into<String>, message: impl std::fmt::Display) -> FileError {
+    FileError {
+        field: field.into(),
+        message: message.to_string(),
+    }
+}
+
+/// The device under simulation.
+#[derive(Debug, Clone)]
+pub enum Device {
+    /// A programmable pump run by the real core.
+    Programmable(HardwareProfile),
+    /// A gas-driven constant-rate pump (no electronics) of this nominal flow.
+    ConstantRate(Flow),
+}
+
+/// The patient's condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// Severe spasticity (baclofen).
+    Spasticity,
+    /// Chronic pain.
+    Pain,
+}
+
+/// How the patient uses the bolus button.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pressing {
+    /// Never.
+    Never,
+    /// When symptom control falls below `threshold`, about `per_hour` presses an hour.
+    WhenPoor {
+        /// Effect below which the patient presses.
+        threshold: f64,
+        /// Presses per hour while below.
+        per_hour: f64,
+    },
+    /// Every minute, all the time (a test of lockout and daily maximum).
+    EveryMinute,
+}
+
+/// A refill error a clinician can make.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefillError {
+    /// The drug went into the tissue pocket instead of the reservoir.
+    PocketFill,
+    /// The drug was injected through the catheter access port, straight to the CSF.
+    AccessPort,
+    /// This concentration was entered instead of the true one (corrected if refused).
+    WrongConcentration(Concentration),
+    /// This volume was entered instead of the true one (corrected if refused).
+    WrongVolume(Volume),
+}
+
+/// What happens at a point of the timeline.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Aspirate, refill, and tell the pump.
+    Refill {
+        /// Volume injected.
+        volume: Volume,
+        /// New concentration of the primary drug (default: unchanged).
+        concentration: Option<Concentration>,
+        /// Keep the daily dose when the concentration changes.
+        keep_dose: bool,
+        /// Bridge choice: `automatic`, `none`, or a bolus over this duration.
+        bridge: thecal_pump::command::BridgeChoice,
+        /// A human error.
+        error: Option<RefillError>,
+        /// Skip this refill (a missed appointment).
+        missed: bool,
+    },
+    /// Replace the program (same drugs).
+    Program(Box<Prescription>),
+    /// Change the continuous dose of the primary drug.
+    Titrate(MassRate),
+    /// A clinician bolus.
+    ClinicianBolus {
+        /// Volume.
+        volume: Volume,
+        /// Duration.
+        duration: Duration,
+    },
+    /// A priming bolus.
+    Priming(Duration),
+    /// One press of the patient's bolus button.
+    PatientPress,
+    /// An MRI scan of this length (valve pumps are put in MRI mode first).
+    Mri(Duration),
+    /// Catheter occlusion (fraction of flow that cannot pass).
+    Occlusion(f64),
+    /// A granuloma that grows to `grow_to` occlusion over `over`.
+    Granuloma {
+        /// Final occlusion.
+        grow_to: f64,
+        /// Growth time.
+        over: Duration,
+    },
+    /// A leak: this fraction goes to tissue.
+    Leak(f64),
+    /// Body temperature for a while.
+    Fever {
+        /// °C.
+        temperature_c: f64,
+        /// How long.
+        duration: Duration,
+    },
+    /// A flight in an 8,000 ft cabin, or an unpressurised one at this altitude.
+    Flight {
+        /// Cabin altitude, m.
+        altitude_m: f64,
+        /// How long.
+        duration: Duration,
+    },
+    /// A dive (or hyperbaric therapy) at this depth.
+    Dive {
+        /// Depth, m of sea water.
+        depth_m: f64,
+        /// How long.
+        duration: Duration,
+    },
+    /// Power cut at the `write`-th persistence write from now (1 = the next), tearing it.
+    PowerCut {
+        /// Which write.
+        write: u32,
+    },
+    /// The clinician stops the pump.
+    Stop,
+    /// The clinician resumes.
+    Resume,
+    /// The pump is replaced (battery at end of service): a new pump, refilled and
+    /// programmed as before.
+    ReplacePump,
+}
+
+/// What must come out of the run.
+#[derive(Debug, Clone)]
+pub enum Expectation {
+    /// The limiter never vetoes.
+    NoLimiterVeto,
+    /// The limiter vetoes at least once.
+    LimiterVeto,
+    /// The alarm is raised within the window.
+    Alarm {
+        /// Alarm name (e.g. `LowReservoir`).
+        alarm: String,
+        /// Not before.
+        after: Duration,
+        /// Before.
+        before: Duration,
+    },
+    /// The alarm is never raised.
+    NoAlarm(String),
+    /// The tip dose never stays below `fraction` of the prescribed for longer than
+    /// `longer_than` (within the window).
+    TipDoseNotBelow {
+        /// Fraction of the prescribed dose.
+        fraction: f64,
+        /// Longest allowed stretch below.
+        longer_than: Duration,
+        /// Window start.
+        after: Duration,
+    },
+    /// The tip dose does stay below `fraction` for longer than `longer_than` (to show a
+    /// hazard without a control).
+    TipDoseBelow {
+        /// Fraction.
+        fraction: f64,
+        /// Stretch.
+        longer_than: Duration,
+    },
+    /// The tip dose stays above `fraction` of the prescribed for longer than
+    /// `longer_than` (a constant-rate pump in a fever or a flight).
+    TipDoseAbove {
+        /// Fraction.
+        fraction: f64,
+        /// Stretch.
+        longer_than: Duration,
+    },
+    /// At the end, the pump's reservoir estimate is within this many mL of the truth.
+    ReservoirTracks(f64),
+    /// Total delivered at the tip is within `percent` of prescribed.
+    DeliveredWithin(f64),
+    /// The baclofen withdrawal risk is flagged at some time.
+    WithdrawalFlagged,
+    /// It never is.
+    NoWithdrawal,
+    /// The opioid overdose risk is flagged at some time.
+    OverdoseFlagged,
+    /// It never is.
+    NoOverdose,
+    /// At least one command of this kind is refused.
+    CommandRefused(String),
+    /// At most this many patient boluses are given.
+    BolusesAtMost(u64),
+    /// A refill reconciliation is flagged.
+    ReconciliationFlagged,
+    /// The pump reaches end of service.
+    EndOfService,
+}
+
+/// A scenario, typed and checked.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Short name.
+    pub name: String,
+    /// What it shows.
+    pub description: String,
+    /// RNG seed.
+    pub seed: u64,
+    /// Simulated duration.
+    pub duration: Duration,
+    /// Sampling interval of the timeline.
+    pub sample_every: Duration,
+    /// Device.
+    pub device: Device,
+    /// Battery capacity override, µJ.
+    pub battery_uj: Option<u64>,
+    /// Pump calibration bias (fraction, e.g. 0.01) instead of a sampled one.
+    pub calibration_bias: Option<f64>,
+    /// Per-stroke coefficient of variation.
+    pub stroke_cv: f64,
+    /// Clock drift, ppm.
+    pub drift_ppm: f64,
+    /// Persist records (needed for power cuts; off makes long runs faster).
+    pub persistence: bool,
+    /// The catheter is primed at the start (otherwise it holds saline).
+    pub primed: bool,
+    /// The clinician sets the pump's clock at the start.
+    pub clock_set: bool,
+    /// Condition.
+    pub condition: Condition,
+    /// Spinal injury at T6 or above (higher withdrawal risk).
+    pub high_risk: bool,
+    /// Bolus behaviour.
+    pub pressing: Pressing,
+    /// Initial prescription (drugs, schedule, patient bolus).
+    pub prescription: Prescription,
+    /// Initial fill.
+    pub fill: Volume,
+    /// Timeline, sorted by time.
+    pub events: Vec<(Duration, Event)>,
+    /// Expectations.
+    pub expectations: Vec<(String, Expectation)>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceSpec {
+    kind: String,
+    nominal_flow: Option<String>,
+    battery: Option<String>,
+    calibration_bias: Option<f64>,
+    stroke_cv: Option<f64>,
+    drift_ppm: Option<f64>,
+    persistence: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PatientSpec {
+    condition: Option<String>,
+    high_risk: Option<bool>,
+    pressing: Option<String>,
+    press_threshold: Option<f64>,
+    presses_per_hour: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CatheterSpec {
+    primed: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventSpec {
+    at: String,
+    kind: String,
+    repeat_every: Option<String>,
+    repeat: Option<u32>,
+    volume: Option<String>,
+    concentration: Option<String>,
+    keep_dose: Option<bool>,
+    bridge: Option<String>,
+    error: Option<String>,
+    entered: Option<String>,
+    missed: Option<bool>,
+    dose: Option<String>,
+    duration: Option<String>,
+    fraction: Option<f64>,
+    grow_to: Option<f64>,
+    over: Option<String>,
+    temperature_c: Option<f64>,
+    altitude_m: Option<f64>,
+    depth_m: Option<f64>,
+    write: Option<u32>,
+    program: Option<ProgramSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectSpec {
+    kind: String,
+    alarm: Option<String>,
+    after: Option<String>,
+    before: Option<String>,
+    fraction: Option<f64>,
+    longer_than: Option<String>,
+    percent: Option<f64>,
+    command: Option<String>,
+    count: Option<u64>,
+    within_ml: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioSpec {
+    name: String,
+    description: String,
+    seed: Option<u64>,
+    duration: String,
+    sample_every: Option<String>,
+    fill: String,
+    clock_set: Option<bool>,
+    device: DeviceSpec,
+    #[serde(default)]
+    patient: PatientSpec,
+    #[serde(default)]
+    catheter: CatheterSpec,
+    prescription: RxSpec,
+    #[serde(default)]
+    event: Vec<EventSpec>,
+    #[serde(default)]
+    expect: Vec<ExpectSpec>,
+}
+
+/// The device kinds a scenario may name.
+pub const DEVICES: &str =
+    "synchromed-20, synchromed-40, prometra-20, prometra-40, external, constant-rate";
+
+fn need<'a, T>(field: &str, v: &'a Option<T>) -> Result<&'a T, FileError> {
+    v.as_ref()
+        .ok_or_else(|| err(field, "is required for this kind"))
+}
+
+fn dur(field: &str, v: &Option<String>) -> Result<Duration, FileError> {
+    quantity(field, need(field, v)?)
+}
+
+fn fraction(field: &str, v: Option<f64>) -> Result<f64, FileError> {
+    match v {
+        Some(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        Some(f) => Err(err(
+            field,
+            format!("{f} is not a fraction; give a number from 0 to 1"),
+        )),
+        None => Err(err(
+            field,
+            "is required for this kind (a fraction from 0 to 1)",
+        )),
+    }
+}
+
+const EVENT_KINDS: &str = "refill, program, titrate, clinician-bolus, priming, patient-press, mri, \
+    occlusion, granuloma, leak, fever, flight, dive, power-cut, stop, resume, replace-pump";
+
+fn event(
+    i: usize,
+    e: &EventSpec,
+    contents: &thecal_rx::dose::Admixture,
+) -> Result<Event, FileError> {
+    let f = |name: &str| format!("event[{i}].{name}");
+    use thecal_pump::command::BridgeChoice;
+    Ok(match e.kind.as_str() {
+        "refill" => {
+            let error = match e.error.as_deref() {
+                None => None,
+                Some("pocket-fill") => Some(RefillError::PocketFill),
+                Some("access-port") => Some(RefillError::AccessPort),
+                Some("wrong-concentration") => Some(RefillError::WrongConcentration(quantity(
+                    &f("entered"),
+                    need(&f("entered"), &e.entered)?,
+                )?)),
+                Some("wrong-volume") => Some(RefillError::WrongVolume(quantity(
+                    &f("entered"),
+                    need(&f("entered"), &e.entered)?,
+                )?)),
+                Some(other) => {
+                    return Err(err(
+                        f("error"),
+                        format!(
+                            "unknown refill error '{other}'; known: pocket-fill, access-port, wrong-concentration, wrong-volume"
+                        ),
+                    ));
+                }
+            };
+            let bridge = match e.bridge.as_deref() {
+                None | Some("automatic") => BridgeChoice::Automatic,
+                Some("none") => BridgeChoice::None,
+                Some("bolus") => BridgeChoice::Bolus(dur(&f("duration"), &e.duration)?),
+                Some(other) => {
+                    return Err(err(
+                        f("bridge"),
+                        format!("unknown bridge '{other}'; known: automatic, none, bolus"),
+                    ));
+                }
+            };
+            Event::Refill {
+                volume: quantity(&f("volume"), need(&f("volume"), &e.volume)?)?,
+                concentration: e
+                    .concentration
+                    .as_deref()
+                    .map(|c| quantity(&f("concentration"), c))
+                    .transpose()?,
+                keep_dose: e.keep_dose.unwrap_or(true),
+                bridge,
+                error,
+                missed: e.missed.unwrap_or(false),
+            }
+        }
+        "program" => {
+            let spec = need(&f("program"), &e.program)?;
+            Event::Program(Box::new(spec.build(
+                &f("program."),
+                contents,
+                Volume::ZERO,
+            )?))
+        }
+        "titrate" => Event::Titrate(quantity(&f("dose"), need(&f("dose"), &e.dose)?)?),
+        "clinician-bolus" => Event::ClinicianBolus {
+            volume: quantity(&f("volume"), need(&f("volume"), &e.volume)?)?,
+            duration: dur(&f("duration"), &e.duration)?,
+        },
+        "priming" => Event::Priming(dur(&f("duration"), &e.duration)?),
+        "patient-press" => Event::PatientPress,
+        "mri" => Event::Mri(dur(&f("duration"), &e.duration)?),
+        "occlusion" => Event::Occlusion(fraction(&f("fraction"), e.fraction)?),
+        "granuloma" => Event::Granuloma {
+            grow_to: fraction(&f("grow_to"), e.grow_to)?,
+            over: dur(&f("over"), &e.over)?,
+        },
+        "leak" => Event::Leak(fraction(&f("fraction"), e.fraction)?),
+        "fever" => Event::Fever {
+            temperature_c: *need(&f("temperature_c"), &e.temperature_c)?,
+            duration: dur(&f("duration"), &e.duration)?,
+        },
+        "flight" => Event::Flight {
+            altitude_m: e.altitude_m.unwrap_or(2438.0),
+            duration: dur(&f("duration"), &e.duration)?,
+        },
+        "dive" => Event::Dive {
+            depth_m: *need(&f("depth_m"), &e.depth_m)?,
+            duration: dur(&f("duration"), &e.duration)?,
+        },
+        "power-cut" => Event::PowerCut {
+            write: e.write.unwrap_or(1).max(1),
+        },
+        "stop" => Event::Stop,
+        "resume" => Event::Resume,
+        "replace-pump" => Event::ReplacePump,
+        other => {
+            return Err(err(
+                f("kind"),
+                format!("unknown event '{other}'; known: {EVENT_KINDS}"),
+            ));
+        }
+    })
+}
+
+const EXPECT_KINDS: &str = "no-limiter-veto, limiter-veto, alarm, no-alarm, tip-dose-not-below, \
+    tip-dose-below, tip-dose-above, reservoir-tracks, delivered-within, withdrawal-flagged, no-withdrawal, overdose-flagged, \
+    no-overdose, command-refused, boluses-at-most, reconciliation-flagged, end-of-service";
+
+fn expectation(i: usize, x: &ExpectSpec) -> Result<Expectation, FileError> {
+    let f = |name: &str| format!("expect[{i}].{name}");
+    let opt_dur =
+        |name: &str, v: &Option<String>, default: Duration| -> Result<Duration, FileError> {
+            v.as_deref().map_or(Ok(default), |s| quantity(&f(name), s))
+        };
+    Ok(match x.kind.as_str() {
+        "no-limiter-veto" => Expectation::NoLimiterVeto,
+        "limiter-veto" => Expectation::LimiterVeto,
+        "alarm" => Expectation::Alarm {
+            alarm: need(&f("alarm"), &x.alarm)?.clone(),
+            after: opt_dur("after", &x.after, Duration::ZERO)?,
+            before: opt_dur("before", &x.before, Duration::MAX)?,
+        },
+        "no-alarm" => Expectation::NoAlarm(need(&f("alarm"), &x.alarm)?.clone()),
+        "tip-dose-not-below" => Expectation::TipDoseNotBelow {
+            fraction: fraction(&f("fraction"), x.fraction)?,
+            longer_than: dur(&f("longer_than"), &x.longer_than)?,
+            after: opt_dur("after", &x.after, Duration::ZERO)?,
+        },
+        "tip-dose-below" => Expectation::TipDoseBelow {
+            fraction: fraction(&f("fraction"), x.fraction)?,
+            longer_than: dur(&f("longer_than"), &x.longer_than)?,
+        },
+        "delivered-within" => Expectation::DeliveredWithin(*need(&f("percent"), &x.percent)?),
+        "tip-dose-above" => Expectation::TipDoseAbove {
+            fraction: *need(&f("fraction"), &x.fraction)?,
+            longer_than: dur(&f("longer_than"), &x.longer_than)?,
+        },
+        "reservoir-tracks" => Expectation::ReservoirTracks(*need(&f("within_ml"), &x.within_ml)?),
+        "withdrawal-flagged" => Expectation::WithdrawalFlagged,
+        "no-withdrawal" => Expectation::NoWithdrawal,
+        "overdose-flagged" => Expectation::OverdoseFlagged,
+        "no-overdose" => Expectation::NoOverdose,
+        "command-refused" => Expectation::CommandRefused(need(&f("command"), &x.command)?.clone()),
+        "boluses-at-most" => Expectation::BolusesAtMost(*need(&f("count"), &x.count)?),
+        "reconciliation-flagged" => Expectation::ReconciliationFlagged,
+        "end-of-service" => Expectation::EndOfService,
+        other => {
+            return Err(err(
+                f("kind"),
+                format!("unknown expectation '{other}'; known: {EXPECT_KINDS}"),
+            ));
+        }
+    })
+}
+
+fn describe(x: &ExpectSpec) -> String {
+    let mut s = x.kind.clone();
+    for (k, v) in [
+        ("alarm", x.alarm.clone()),
+        ("after", x.after.clone()),
+        ("before", x.before.clone()),
+        ("fraction", x.fraction.map(|f| f.to_string())),
+        ("longer_than", x.longer_than.clone()),
+        ("percent", x.percent.map(|f| f.to_string())),
+        ("command", x.command.clone()),
+        ("count", x.count.map(|f| f.to_string())),
+        ("within_ml", x.within_ml.map(|f| f.to_string())),
+    ] {
+        if let Some(v) = v {
+            s.push_str(&format!(" {k}={v}"));
+        }
+    }
+    s
+}
+
+/// Reads a scenario.
+///
+/// # Errors
+/// A [`FileError`] naming the field and what is allowed.
+pub fn parse(text: &str) -> Result<Scenario, FileError> {
+    let spec: ScenarioSpec = toml::from_str(text).map_err(|e| {
+        err(
+            "",
+            e.to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+    })?;
+    let device = match spec.device.kind.as_str() {
+        "synchromed-20" => Device::Programmable(HardwareProfile::synchromed_class(20)),
+        "synchromed-40" => Device::Programmable(HardwareProfile::synchromed_class(40)),
+        "prometra-20" => Device::Programmable(HardwareProfile::prometra_class(20)),
+        "prometra-40" => Device::Programmable(HardwareProfile::prometra_class(40)),
+        "external" => Device::Programmable(HardwareProfile::external_trial()),
+        "constant-rate" => Device::ConstantRate(quantity(
+            "device.nominal_flow",
+            need("device.nominal_flow", &spec.device.nominal_flow)?,
+        )?),
+        other => {
+            return Err(err(
+                "device.kind",
+                format!("unknown device '{other}'; known: {DEVICES}"),
+            ));
+        }
+    };
+    let capacity = match &device {
+        Device::Programmable(p) => p.reservoir_capacity,
+        Device::ConstantRate(_) => Volume::from_ml(30),
+    };
+    let prescription = spec.prescription.build("prescription.", capacity)?;
+    let battery_uj = match &spec.device.battery {
+        None => None,
+        Some(text) => {
+            let joules: f64 = text
+                .trim()
+                .trim_end_matches('J')
+                .trim()
+                .parse()
+                .map_err(|_| {
+                    err(
+                        "device.battery",
+                        format!("'{text}' is not an energy; write e.g. \"2000 J\""),
+                    )
+                })?;
+            Some((joules * 1e6) as u64)
+        }
+    };
+    let condition = match spec.patient.condition.as_deref() {
+        None | Some("spasticity") => Condition::Spasticity,
+        Some("pain") => Condition::Pain,
+        Some(other) => {
+            return Err(err(
+                "patient.condition",
+                format!("unknown '{other}'; known: spasticity, pain"),
+            ));
+        }
+    };
+    let pressing = match spec.patient.pressing.as_deref() {
+        None | Some("never") => Pressing::Never,
+        Some("when-poor") => Pressing::WhenPoor {
+            threshold: spec.patient.press_threshold.unwrap_or(0.5),
+            per_hour: spec.patient.presses_per_hour.unwrap_or(1.0),
+        },
+        Some("every-minute") => Pressing::EveryMinute,
+        Some(other) => {
+            return Err(err(
+                "patient.pressing",
+                format!("unknown '{other}'; known: never, when-poor, every-minute"),
+            ));
+        }
+    };
+    let mut events = Vec::new();
+    for (i, e) in spec.event.iter().enumerate() {
+        let at: Duration = quantity(&format!("event[{i}].at"), &e.at)?;
+        let ev = event(i, e, &prescription.contents)?;
+        let repeat = e.repeat.unwrap_or(0);
+        let every = match (&e.repeat_every, repeat) {
+            (Some(s), _) => Some(quantity::<Duration>(
+                &format!("event[{i}].repeat_every"),
+                s,
+            )?),
+            (None, 0) => None,
+            (None, _) => {
+                return Err(err(
+                    format!("event[{i}].repeat_every"),
+                    "is required with repeat",
+                ));
+            }
+        };
+        for k in 0..=repeat {
+            let offset = every.map_or(0, |d| d.ms().saturating_mul(u64::from(k)));
+            events.push((
+                Duration::from_ms(at.ms().saturating_add(offset)),
+                ev.clone(),
+            ));
+        }
+    }
+    events.sort_by_key(|(t, _)| *t);
+    let mut expectations = Vec::new();
+    for (i, x) in spec.expect.iter().enumerate() {
+        expectations.push((describe(x), expectation(i, x)?));
+    }
+    let duration: Duration = quantity("duration", &spec.duration)?;
+    let sample_every: Duration = match &spec.sample_every {
+        Some(s) => quantity("sample_every", s)?,
+        None if duration > Duration::from_days(400) => Duration::from_days(1),
+        None => Duration::from_hours(1),
+    };
+    if sample_every.is_zero() {
+        return Err(err("sample_every", "must be above zero"));
+    }
+    let _ = MINUTES_PER_DAY;
+    Ok(Scenario {
+        name: spec.name,
+        description: spec.description,
+        seed: spec.seed.unwrap_or(1),
+        duration,
+        sample_every,
+        device,
+        battery_uj,
+        calibration_bias: spec.device.calibration_bias,
+        stroke_cv: spec.device.stroke_cv.unwrap_or(0.03),
+        drift_ppm: spec.device.drift_ppm.unwrap_or(0.0),
+        persistence: spec.device.persistence.unwrap_or(false),
+        primed: spec.catheter.primed.unwrap_or(true),
+        clock_set: spec.clock_set.unwrap_or(true),
+        condition,
+        high_risk: spec.patient.high_risk.unwrap_or(false),
+        pressing,
+        prescription,
+        fill: quantity("fill", &spec.fill)?,
+        events,
+        expectations,
+    })
+}
+
+/// Judges a run against the scenario's expectations.
+pub fn judge(sc: &Scenario, r: &RunResult) -> Vec<Verdict> {
+    sc.expectations
+        .iter()
+        .map(|(text, x)| {
+            let (passed, detail) = verdict(x, r);
+            Verdict {
+                expectation: text.clone(),
+                passed,
+                detail,
+            }
+        })
+        .collect()
+}
+
+fn hours(d: Duration) -> f64 {
+    d.ms() as f64 / 3_600_000.0
+}
+
+/// The longest stretch (hours) in which the tip dose stays below `fraction` of the
+/// prescribed, counting only samples after `after_h` with a prescribed dose.
+fn longest_below(r: &RunResult, fraction: f64, after_h: f64) -> (f64, f64) {
+    let mut longest = 0.0f64;
+    let mut at = 0.0;
+    let mut start: Option<f64> = None;
+    let mut prev_t: f64 = 0.0;
+    for s in r.samples.iter().filter(|s| s.t_h > after_h) {
+        let below = s.prescribed_mcg_per_day > 0.0
+            && s.tip_mcg_per_day < fraction * s.prescribed_mcg_per_day;
+        match (below, start) {
+            (true, None) => start = Some(prev_t.max(after_h)),
+            (false, Some(s0)) => {
+                if prev_t - s0 > longest {
+                    longest = prev_t - s0;
+                    at = s0;
+                }
+                start = None;
+            }
+            _ => {}
+        }
+        prev_t = s.t_h;
+    }
+    if let Some(s0) = start {
+        if prev_t - s0 > longest {
+            longest = prev_t - s0;
+            at = s0;
+        }
+    }
+    (longest, at)
+}
+
+fn verdict(x: &Expectation, r: &RunResult) -> (bool, String) {
+    let t = &r.totals;
+    let raised = |name: &str| {
+        let name = name.to_string();
+        r.alarms
+            .iter()
+            .filter(move |a| a.kind == name && a.what == "raised")
+    };
+    match x {
+        Expectation::NoLimiterVeto => (
+            t.limiter_vetoes == 0,
+            format!("{} limiter vetoes", t.limiter_vetoes),
+        ),
+        Expectation::LimiterVeto => (
+            t.limiter_vetoes > 0,
+            format!("{} limiter vetoes", t.limiter_vetoes),
+        ),
+        Expectation::Alarm {
+            alarm,
+            after,
+            before,
+        } => {
+            let first = raised(alarm)
+                .map(|a| a.t_h)
+                .find(|h| *h >= hours(*after) && *h < hours(*before));
+            match first {
+                Some(h) => (true, format!("{alarm} raised at day {:.1}", h / 24.0)),
+                None => {
+                    let any = raised(alarm)
+                        .next()
+                        .map(|a| format!(" (raised at day {:.1})", a.t_h / 24.0));
+                    (
+                        false,
+                        format!(
+                            "{alarm} not raised in the window{}",
+                            any.unwrap_or_default()
+                        ),
+                    )
+                }
+            }
+        }
+        Expectation::NoAlarm(alarm) => match raised(alarm).next() {
+            None => (true, format!("{alarm} never raised")),
+            Some(a) => (false, format!("{alarm} raised at day {:.1}", a.t_h / 24.0)),
+        },
+        Expectation::TipDoseNotBelow {
+            fraction,
+            longer_than,
+            after,
+        } => {
+            let (longest, at) = longest_below(r, *fraction, hours(*after));
+            (
+                longest <= hours(*longer_than),
+                format!(
+                    "longest stretch below {:.0} %: {longest:.1} h (from day {:.1})",
+                    fraction * 100.0,
+                    at / 24.0
+                ),
+            )
+        }
+        Expectation::TipDoseBelow {
+            fraction,
+            longer_than,
+        } => {
+            let (longest, at) = longest_below(r, *fraction, 0.0);
+            (
+                longest > hours(*longer_than),
+                format!(
+                    "longest stretch below {:.0} %: {longest:.1} h (from day {:.1})",
+                    fraction * 100.0,
+                    at / 24.0
+                ),
+            )
+        }
+        Expectation::TipDoseAbove {
+            fraction,
+            longer_than,
+        } => {
+            let mut longest = 0.0f64;
+            let mut start: Option<f64> = None;
+            let mut prev = 0.0;
+            for s in &r.samples {
+                let above = s.prescribed_mcg_per_day > 0.0
+                    && s.tip_mcg_per_day > fraction * s.prescribed_mcg_per_day;
+                match (above, start) {
+                    (true, None) => start = Some(prev),
+                    (false, Some(s0)) => {
+                        longest = longest.max(prev - s0);
+                        start = None;
+                    }
+                    _ => {}
+                }
+                prev = s.t_h;
+            }
+            if let Some(s0) = start {
+                longest = longest.max(prev - s0);
+            }
+            (
+                longest > hours(*longer_than),
+                format!(
+                    "longest stretch above {:.0} %: {longest:.1} h",
+                    fraction * 100.0
+                ),
+            )
+        }
+        Expectation::ReservoirTracks(ml) => match r.samples.last() {
+            Some(s) if s.reservoir_expected_ml.is_finite() => {
+                let d = s.reservoir_expected_ml - s.reservoir_ml;
+                (
+                    d.abs() <= *ml,
+                    format!(
+                        "the pump expects {:.2} mL, the reservoir holds {:.2} mL",
+                        s.reservoir_expected_ml, s.reservoir_ml
+                    ),
+                )
+            }
+            _ => (false, "no reservoir estimate".into()),
+        },
+        Expectation::DeliveredWithin(pct) => {
+            let err = if t.prescribed_mcg > 0.0 {
+                (t.delivered_tip_mcg - t.prescribed_mcg) / t.prescribed_mcg * 100.0
+            } else {
+                0.0
+            };
+            (
+                err.abs() <= *pct,
+                format!(
+                    "delivered {:.1} mcg of {:.1} prescribed ({err:+.2} %)",
+                    t.delivered_tip_mcg, t.prescribed_mcg
+                ),
+            )
+        }
+        Expectation::WithdrawalFlagged | Expectation::NoWithdrawal => {
+            let peak = r
+                .samples
+                .iter()
+                .map(|s| s.withdrawal_risk)
+                .fold(0.0, f64::max);
+            let flagged = peak >= 0.5;
+            let want = matches!(x, Expectation::WithdrawalFlagged);
+            (flagged == want, format!("peak withdrawal risk {peak:.2}"))
+        }
+        Expectation::OverdoseFlagged | Expectation::NoOverdose => {
+            let peak = r
+                .samples
+                .iter()
+                .map(|s| s.overdose_risk)
+                .fold(0.0, f64::max);
+            let flagged = peak >= 0.5;
+            let want = matches!(x, Expectation::OverdoseFlagged);
+            (flagged == want, format!("peak overdose risk {peak:.2}"))
+        }
+        Expectation::CommandRefused(cmd) => {
+            let n = r
+                .notes
+                .iter()
+                .filter(|n| n.text.starts_with(&format!("refused {cmd}")))
+                .count();
+            (n > 0, format!("{n} '{cmd}' commands refused"))
+        }
+        Expectation::BolusesAtMost(max) => (
+            t.boluses_given <= *max,
+            format!(
+                "{} boluses given of {} presses",
+                t.boluses_given, t.bolus_presses
+            ),
+        ),
+        Expectation::ReconciliationFlagged => {
+            let n = r
+                .notes
+                .iter()
+                .filter(|n| n.text.contains("reconciliation flagged"))
+                .count();
+            (n > 0, format!("{n} flagged reconciliations"))
+        }
+        Expectation::EndOfService => (
+            t.eos_day.is_some(),
+            t.eos_day.map_or("end of service not reached".into(), |d| {
+                format!("end of service on day {d:.1}")
+            }),
+        ),
+    }
+}

@@ -1,0 +1,228 @@
+//! `thecal sim`: run scenarios, the accuracy method and the population Monte Carlo.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use thecal_pump::profile::HardwareProfile;
+use thecal_rx::Flow;
+use thecal_sim::scenario::Device;
+use thecal_sim::{accuracy, engine, population, report, scenario};
+
+/// Arguments of `thecal sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    #[command(subcommand)]
+    command: SimCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum SimCommand {
+    /// List the shipped scenarios, one line each.
+    List {
+        /// Folder of scenarios.
+        #[arg(long, default_value = "scenarios")]
+        dir: PathBuf,
+    },
+    /// Run a scenario and write its report (summary.json, timeline.csv, SVG plots, index.html).
+    Run {
+        /// The scenario file.
+        file: PathBuf,
+        /// Report folder (default: report/<scenario name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print summary.json to standard output instead of the text summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The IEC 60601-2-24 trumpet curve of a pump model.
+    Accuracy {
+        /// Device: synchromed-20, synchromed-40, prometra-20, prometra-40, external.
+        #[arg(long, default_value = "synchromed-20")]
+        device: String,
+        /// Set rate.
+        #[arg(long, default_value = "1 mL/day", allow_hyphen_values = true)]
+        rate: Flow,
+        /// Calibration bias of the simulated device (fraction, e.g. 0.01); default drawn from the seed.
+        #[arg(long, allow_hyphen_values = true)]
+        bias: Option<f64>,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Report folder.
+        #[arg(long, default_value = "report/accuracy")]
+        out: PathBuf,
+    },
+    /// Monte Carlo over patients and devices: distributions of dose error, alarms, ERI.
+    Population {
+        /// Number of patients.
+        #[arg(long, default_value_t = 1000)]
+        patients: usize,
+        /// Simulated years per patient.
+        #[arg(long, default_value_t = 1.0)]
+        years: f64,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Report folder.
+        #[arg(long, default_value = "report/population")]
+        out: PathBuf,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn profile(name: &str) -> Result<HardwareProfile, String> {
+    Ok(match name {
+        "synchromed-20" => HardwareProfile::synchromed_class(20),
+        "synchromed-40" => HardwareProfile::synchromed_class(40),
+        "prometra-20" => HardwareProfile::prometra_class(20),
+        "prometra-40" => HardwareProfile::prometra_class(40),
+        "external" => HardwareProfile::external_trial(),
+        other => {
+            return Err(format!(
+                "--device: unknown device '{other}'; known: synchromed-20, synchromed-40, prometra-20, prometra-40, external"
+            ));
+        }
+    })
+}
+
+fn load(path: &Path) -> Result<scenario::Scenario, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    scenario::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Runs `thecal sim`; `Err` is a one-line message for exit status 2.
+pub fn run(args: SimArgs) -> Result<ExitCode, String> {
+    match args.command {
+        SimCommand::List { dir } => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .map_err(|e| format!("{}: {e}", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect();
+            files.sort();
+            for f in files {
+                let sc = load(&f)?;
+                println!("{:<28} {}", sc.name, sc.description);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SimCommand::Run { file, out, json } => {
+            let sc = load(&file)?;
+            let started = std::time::Instant::now();
+            let result = engine::run(&sc);
+            let wall = started.elapsed();
+            let out = out.unwrap_or_else(|| PathBuf::from("report").join(&sc.name));
+            let written =
+                report::write(&result, &out).map_err(|e| format!("{}: {e}", out.display()))?;
+            if json {
+                let s = report::summary(&result);
+                println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+            } else {
+                print!("{}", report::terminal_summary(&result));
+                let ratio = result.duration_h * 3600.0 / wall.as_secs_f64().max(1e-9);
+                println!(
+                    "simulated {:.1} days in {:.3} s ({:.3e} × real time, {} engine events)",
+                    result.duration_h / 24.0,
+                    wall.as_secs_f64(),
+                    ratio,
+                    result.totals.engine_events
+                );
+                if let Some(index) = written.iter().find(|p| p.ends_with("index.html")) {
+                    println!("report: {}", index.display());
+                }
+            }
+            Ok(if result.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        SimCommand::Accuracy {
+            device,
+            rate,
+            bias,
+            seed,
+            out,
+        } => {
+            let p = profile(&device)?;
+            if rate.is_zero() || rate < p.min_flow || rate > p.max_flow {
+                return Err(format!(
+                    "--rate: {rate} is outside the {} range {} to {}",
+                    p.name, p.min_flow, p.max_flow
+                ));
+            }
+            let series = engine::accuracy_series(Device::Programmable(p), rate, seed, bias);
+            let set_ml_per_h = rate.raw() as f64 / 1e6 / 24.0;
+            let t = accuracy::trumpet(&series, accuracy::SAMPLE_INTERVAL_MIN, set_ml_per_h);
+            std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            let svg = out.join("trumpet.svg");
+            accuracy::plot(&t, &format!("Trumpet curve: {} at {rate}", p.name), &svg)
+                .map_err(|e| format!("{}: {e}", svg.display()))?;
+            let json = serde_json::json!({
+                "device": p.name,
+                "rate_nl_per_day": rate.raw(),
+                "mean_error_pct": t.mean_error_pct,
+                "windows": t.windows.iter().map(|w| serde_json::json!({"window_min": w.window_min, "max_pct": w.max_pct, "min_pct": w.min_pct})).collect::<Vec<_>>(),
+            });
+            std::fs::write(
+                out.join("trumpet.json"),
+                serde_json::to_string_pretty(&json).unwrap_or_default(),
+            )
+            .map_err(|e| format!("{}: {e}", out.display()))?;
+            println!(
+                "{} at {rate}: mean error A = {:+.2} %",
+                p.name, t.mean_error_pct
+            );
+            for w in &t.windows {
+                println!(
+                    "  {:>2} min window: max {:+7.2} %  min {:+7.2} %",
+                    w.window_min, w.max_pct, w.min_pct
+                );
+            }
+            println!("plot: {}", svg.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        SimCommand::Population {
+            patients,
+            years,
+            seed,
+            out,
+            quiet,
+        } => {
+            if patients == 0 {
+                return Err("--patients: at least 1 patient".into());
+            }
+            if !(years > 0.0 && years <= 10.0) {
+                return Err("--years: between 0 and 10 years".into());
+            }
+            let started = std::time::Instant::now();
+            let outcomes = population::run_population(patients, seed, !quiet, |i, s| {
+                engine::population_patient(i, s, years)
+            });
+            let wall = started.elapsed();
+            let summary = population::summarize(&outcomes);
+            population::write(&outcomes, &summary, &out)
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+            let d = &summary.dose_error;
+            println!(
+                "{patients} patients × {years} years in {:.1} s ({:.3e} × real time on {} threads)",
+                wall.as_secs_f64(),
+                patients as f64 * years * 365.25 * 86_400.0 / wall.as_secs_f64().max(1e-9),
+                rayon::current_num_threads()
+            );
+            println!(
+                "dose error at the tip: mean {:+.2} %, sd {:.2} %, 5–95 % [{:+.2}, {:+.2}] %",
+                d.mean, d.sd, d.p5, d.p95
+            );
+            println!(
+                "patients with a limiter veto: {}; projected ERI day median {:.0}",
+                summary.patients_with_vetoes, summary.eri_day.p50
+            );
+            println!("report: {}", out.join("index.html").display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
