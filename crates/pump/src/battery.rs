@@ -45,6 +45,11 @@ use crate::profile::HardwareProfile;
 /// (radio) is averaged over its own period.
 pub const WINDOW_DAYS: usize = 7;
 
+/// A fuel-gauge reading corrects the estimate only when it lies below it by more than
+/// this share of capacity, in permille: 2 %, four standard deviations of a 0.5 % gauge
+/// (assumption), so that noise never moves the estimate while a real loss does.
+pub const READING_TOLERANCE_PERMILLE: u64 = 20;
+
 /// Default ERI threshold: 90 days of projected delivery left (DOMAIN.md §2).
 pub const DEFAULT_ERI_THRESHOLD: Duration = Duration::from_days(90);
 
@@ -364,8 +369,12 @@ impl Battery {
     }
 
     /// A measurement from the hardware at `now`. A fuel-gauge figure lower than the
-    /// estimate moves the estimate down to it; a higher one is ignored (the estimate is
-    /// only ever corrected conservatively). Returns whether the estimate moved.
+    /// estimate by more than [`READING_TOLERANCE_PERMILLE`] of capacity moves the
+    /// estimate down to it; anything else is ignored (the estimate is only ever corrected
+    /// conservatively). The band matters: a gauge with unbiased noise, read daily, would
+    /// otherwise ratchet the estimate down by its noise every day and bring a false
+    /// elective-replacement indicator years early (an unnecessary surgery). Returns
+    /// whether the estimate moved.
     pub fn handle_reading(&mut self, now: Instant, reading: BatteryReading) -> bool {
         self.advance(now);
         self.last_voltage_mv = reading.voltage_mv;
@@ -376,7 +385,14 @@ impl Battery {
             return false;
         }
         let estimated = self.remaining_uj();
-        if measured >= estimated {
+        let tolerance = mul_div(
+            self.capacity_uj,
+            READING_TOLERANCE_PERMILLE,
+            1000,
+            Rounding::Down,
+        )
+        .unwrap_or(0);
+        if measured.saturating_add(tolerance) >= estimated {
             return false;
         }
         let correction = estimated.saturating_sub(measured);
@@ -663,16 +679,20 @@ mod tests {
         assert!(!b.handle_reading(t(0), reading(before + 1_000_000)));
         assert_eq!(b.remaining_uj(), before);
         assert_eq!(b.last_voltage_mv(), 2_900);
-        assert!(b.handle_reading(t(0), reading(before - 7_000_000)));
-        assert_eq!(b.remaining_uj(), before - 7_000_000);
-        assert_eq!(b.corrected_uj(), 7_000_000);
+        // Within the 2 % band (700 J of 35 kJ): gauge noise, ignored.
+        assert!(!b.handle_reading(t(0), reading(before - 500_000_000)));
+        assert_eq!(b.remaining_uj(), before);
+        // Beyond it: a real loss, taken.
+        assert!(b.handle_reading(t(0), reading(before - 1_000_000_000)));
+        assert_eq!(b.remaining_uj(), before - 1_000_000_000);
+        assert_eq!(b.corrected_uj(), 1_000_000_000);
         // A voltage-only reading changes nothing.
         let no_gauge = BatteryReading {
             remaining_uj: None,
             voltage_mv: 2_500,
         };
         assert!(!b.handle_reading(t(0), no_gauge));
-        assert_eq!(b.remaining_uj(), before - 7_000_000);
+        assert_eq!(b.remaining_uj(), before - 1_000_000_000);
         // Corrections are not draw: the projection still uses measured days.
         b.advance(t(DAY));
         assert_eq!(b.daily_draw_uj(), 8_640_000 + 2_500_000);

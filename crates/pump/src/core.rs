@@ -302,6 +302,9 @@ pub struct Pump {
     next_stroke: Option<Instant>,
     dropped_actions: u32,
     persistence: bool,
+    /// When the battery projection is next evaluated, and its next transition.
+    battery_next_eval: Instant,
+    battery_due: Option<Instant>,
 }
 
 const E_PER_NL: u128 = MS_PER_DAY as u128;
@@ -381,6 +384,8 @@ impl Pump {
             next_stroke: None,
             dropped_actions: 0,
             persistence: true,
+            battery_next_eval: Instant::ZERO,
+            battery_due: None,
         }
     }
 
@@ -470,6 +475,7 @@ impl Pump {
         let now = self.t(now);
         self.wake(now);
         self.s.battery.handle_reading(now, reading);
+        self.battery_next_eval = Instant::ZERO;
         self.battery_check(now);
         self.finish(now);
     }
@@ -509,6 +515,7 @@ impl Pump {
         cmd: &Command,
     ) -> Response {
         let now = self.t(now);
+        self.battery_next_eval = Instant::ZERO;
         self.wake(now);
         let kind = cmd.kind();
         let response = if allowed(role, kind) {
@@ -594,7 +601,7 @@ impl Pump {
                 consider(Some(since.saturating_add(self.s.settings.stopped_reminder)));
             }
         }
-        consider(self.s.battery.next_check(self.s.last_seen));
+        consider(self.battery_due);
         consider(self.s.veto_retry);
         consider(self.s.transition.as_ref().map(|t| t.until));
         consider(self.s.allowance.map(|a| a.until));
@@ -663,6 +670,11 @@ impl Pump {
             bolus_active: self.s.bolus.is_some(),
             bridging: self.s.bridging,
         })
+    }
+
+    /// The therapy mode (cheaper than a full [`Pump::status`]).
+    pub fn mode(&self) -> Mode {
+        self.s.mode
     }
 
     /// The hardware profile.
@@ -1156,7 +1168,18 @@ impl Pump {
     // ----- health -------------------------------------------------------------------
 
     fn battery_check(&mut self, now: Instant) {
-        match self.s.battery.update(now) {
+        // The projection changes slowly: evaluate it at most hourly, or when its next
+        // transition is due, or after a reading or a command (which reset the timer).
+        if now < self.battery_next_eval {
+            return;
+        }
+        let transition = self.s.battery.update(now);
+        self.battery_due = self.s.battery.next_check(now);
+        self.battery_next_eval = self
+            .battery_due
+            .unwrap_or(Instant::MAX)
+            .min(now.saturating_add(Duration::from_hours(1)));
+        match transition {
             Some(BatteryState::ElectiveReplacement) => {
                 self.raise(now, AlarmKind::ElectiveReplacement)
             }

@@ -601,6 +601,9 @@ fn added_mass(fluid: &Admixture, before: Volume, after: Volume) -> Result<Masses
 fn share(masses: &Masses, part: Volume, whole: Volume) -> Masses {
     let mut out = NO_MASS;
     for (o, m) in out.iter_mut().zip(masses) {
+        if m.is_zero() {
+            continue; // most slots hold no drug: skip the 128-bit division
+        }
         // part ≤ whole: cannot overflow. A zero `whole` only comes with a zero `part`,
         // and then nothing leaves.
         *o = m

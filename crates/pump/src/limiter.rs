@@ -251,6 +251,36 @@ struct Counter {
     /// reads as zero, so `new` can be `const` and every deserialized length is valid.
     hour: Vec<u32, HOUR_BINS, u8>,
     day: Vec<u32, DAY_BINS, u8>,
+    /// Running totals of each ring (hour, day), so that a check costs the bins that
+    /// left the window since the last record, not the whole window. Derived state: not
+    /// persisted, rebuilt at the first record after a restore (until then the sums are
+    /// taken bin by bin).
+    #[serde(skip)]
+    totals: Totals,
+}
+
+/// Running ring totals; `valid` is false until built.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    valid: bool,
+    sum: [u64; 2],
+    saturated: [u16; 2],
+}
+
+/// Derived from the rings: two counters with the same rings are equal whatever their
+/// cache holds.
+impl PartialEq for Totals {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for Totals {}
+
+const fn wi(w: Window) -> usize {
+    match w {
+        Window::Hour => 0,
+        Window::Day => 1,
+    }
 }
 
 impl Counter {
@@ -260,7 +290,95 @@ impl Counter {
             limits,
             hour: Vec::new(),
             day: Vec::new(),
+            totals: Totals {
+                valid: true,
+                sum: [0; 2],
+                saturated: [0; 2],
+            },
         }
+    }
+
+    /// Builds the running totals from the rings (after a restore).
+    fn rebuild_totals(&mut self) {
+        let mut t = Totals {
+            valid: true,
+            ..Totals::default()
+        };
+        for w in Window::ALL {
+            let i = wi(w);
+            for &bin in self.bins(w) {
+                if bin == u32::MAX {
+                    if let Some(n) = t.saturated.get_mut(i) {
+                        *n = n.saturating_add(1);
+                    }
+                } else if let Some(s) = t.sum.get_mut(i) {
+                    *s = s.saturating_add(u64::from(bin));
+                }
+            }
+        }
+        self.totals = t;
+    }
+
+    /// Adds `ng` to the bin of `w` at ring slot `slot`, keeping the totals.
+    fn add(&mut self, w: Window, slot: usize, ng: u32) {
+        let i = wi(w);
+        let Some(bin) = self.bins_mut(w).get_mut(slot) else {
+            return;
+        };
+        let old = *bin;
+        *bin = old.saturating_add(ng);
+        let new = *bin;
+        if old == u32::MAX {
+            return;
+        }
+        if new == u32::MAX {
+            if let Some(n) = self.totals.saturated.get_mut(i) {
+                *n = n.saturating_add(1);
+            }
+            if let Some(s) = self.totals.sum.get_mut(i) {
+                *s = s.saturating_sub(u64::from(old));
+            }
+        } else if let Some(s) = self.totals.sum.get_mut(i) {
+            *s = s.saturating_add(u64::from(new.saturating_sub(old)));
+        }
+    }
+
+    /// Clears the bin of `w` at ring slot `slot`, keeping the totals.
+    fn clear(&mut self, w: Window, slot: usize) {
+        let i = wi(w);
+        let Some(bin) = self.bins_mut(w).get_mut(slot) else {
+            return;
+        };
+        let old = *bin;
+        *bin = 0;
+        if old == u32::MAX {
+            if let Some(n) = self.totals.saturated.get_mut(i) {
+                *n = n.saturating_sub(1);
+            }
+        } else if let Some(s) = self.totals.sum.get_mut(i) {
+            *s = s.saturating_sub(u64::from(old));
+        }
+    }
+
+    /// The sum of absolute bins `lo..=hi` of `w`, where `hi` is the high-water bin:
+    /// the running total less the bins that left the window, when the totals are valid.
+    fn window_sum(&self, w: Window, lo: u64, hi: u64) -> Mass {
+        let i = wi(w);
+        let first_in_ring = hi.saturating_add(1).saturating_sub(w.bin_count());
+        let saturated = self.totals.saturated.get(i).copied().unwrap_or(0);
+        if !self.totals.valid || saturated != 0 || lo < first_in_ring {
+            return self.sum(w, lo, hi);
+        }
+        if lo > hi {
+            return Mass::ZERO;
+        }
+        let mut total = self.totals.sum.get(i).copied().unwrap_or(0);
+        let mut k = first_in_ring;
+        while k < lo {
+            total = total.saturating_sub(u64::from(self.bin(w, k)));
+            k = k.saturating_add(1);
+        }
+        Mass::from_raw(total)
     }
 
     fn bins(&self, w: Window) -> &[u32] {
@@ -448,9 +566,7 @@ impl Limiter {
             if let Some(c) = self.counters.iter_mut().find(|c| c.drug == drug) {
                 for w in Window::ALL {
                     let slot = w.slot(w.bin_of(t.ms()));
-                    if let Some(bin) = c.bins_mut(w).get_mut(slot) {
-                        *bin = bin.saturating_add(ng);
-                    }
+                    c.add(w, slot, ng);
                 }
             }
         }
@@ -462,7 +578,7 @@ impl Limiter {
     pub fn delivered(&self, now: Instant, drug: DrugId, window: Window) -> Mass {
         let t = self.effective(now);
         match self.counter(drug) {
-            Some(c) => c.sum(
+            Some(c) => c.window_sum(
                 window,
                 window.oldest_bin(t.ms()),
                 window.bin_of(self.high_water.ms()),
@@ -548,6 +664,11 @@ impl Limiter {
     /// Moves the high-water mark to `t` (never back), clearing the ring slots of the
     /// bins it enters so that each slot holds only its own bin.
     fn advance(&mut self, t: Instant) {
+        for c in &mut self.counters {
+            if !c.totals.valid {
+                c.rebuild_totals();
+            }
+        }
         if t <= self.high_water {
             return;
         }
@@ -556,16 +677,19 @@ impl Limiter {
             let new = w.bin_of(t.ms());
             let entered = new.saturating_sub(old);
             for c in &mut self.counters {
-                let bins = c.bins_mut(w);
                 if entered >= w.bin_count() {
-                    bins.fill(0);
+                    c.bins_mut(w).fill(0);
+                    if let Some(s) = c.totals.sum.get_mut(wi(w)) {
+                        *s = 0;
+                    }
+                    if let Some(n) = c.totals.saturated.get_mut(wi(w)) {
+                        *n = 0;
+                    }
                 } else {
                     let mut k = old;
                     while k < new {
                         k = k.saturating_add(1);
-                        if let Some(bin) = bins.get_mut(w.slot(k)) {
-                            *bin = 0;
-                        }
+                        c.clear(w, w.slot(k));
                     }
                 }
             }

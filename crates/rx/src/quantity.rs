@@ -82,6 +82,22 @@ pub fn mul_div(a: u64, b: u64, c: u64, rounding: Rounding) -> Result<u64, Quanti
     if c == 0 {
         return Err(QuantityError::DivideByZero);
     }
+    // Fast path: the product fits 64 bits (nearly every clinical case), so no 128-bit
+    // division is needed. Same result, same rounding.
+    if let Some(product) = a.checked_mul(b) {
+        let quotient = product.checked_div(c).ok_or(QuantityError::DivideByZero)?;
+        let remainder = product.checked_rem(c).ok_or(QuantityError::DivideByZero)?;
+        let bump = match rounding {
+            Rounding::Down => false,
+            Rounding::Up => remainder != 0,
+            Rounding::Nearest => remainder >= c.saturating_sub(remainder),
+        };
+        return if bump {
+            quotient.checked_add(1).ok_or(QuantityError::Overflow)
+        } else {
+            Ok(quotient)
+        };
+    }
     let product = u128::from(a)
         .checked_mul(u128::from(b))
         .ok_or(QuantityError::Overflow)?;
@@ -844,6 +860,21 @@ mod tests {
             prop_assert_eq!(Flow::from_raw(raw).to_string().parse::<Flow>(), Ok(Flow::from_raw(raw)));
             prop_assert_eq!(MassRate::from_raw(raw).to_string().parse::<MassRate>(), Ok(MassRate::from_raw(raw)));
             prop_assert_eq!(Duration::from_raw(raw).to_string().parse::<Duration>(), Ok(Duration::from_raw(raw)));
+        }
+
+        #[test]
+        fn mul_div_matches_exact_128_bit_arithmetic_rx_001(a in any::<u64>(), b in any::<u64>(), c in 1u64..=u64::MAX, small in any::<bool>()) {
+            // Exercise both the 64-bit fast path (small operands) and the 128-bit path.
+            let (a, b) = if small { (a >> 33, b >> 33) } else { (a, b) };
+            let exact = u128::from(a) * u128::from(b);
+            let c128 = u128::from(c);
+            let down = u64::try_from(exact / c128).map_err(|_| QuantityError::Overflow);
+            let up = u64::try_from(exact.div_ceil(c128)).map_err(|_| QuantityError::Overflow);
+            let rem = exact % c128;
+            let near = u64::try_from(exact / c128 + u128::from(2 * rem >= c128)).map_err(|_| QuantityError::Overflow);
+            prop_assert_eq!(mul_div(a, b, c, Rounding::Down), down);
+            prop_assert_eq!(mul_div(a, b, c, Rounding::Up), up);
+            prop_assert_eq!(mul_div(a, b, c, Rounding::Nearest), near);
         }
 
         #[test]

@@ -360,8 +360,22 @@ impl Schedule {
         num.checked_div(u128::from(b.duration.ms())).unwrap_or(0)
     }
 
+    /// The flow of a schedule that never varies (one step, every day, no boluses).
+    pub fn constant_flow(&self) -> Option<Flow> {
+        match (self.profiles.as_slice(), self.boluses.is_empty()) {
+            ([p], true) => match p.steps() {
+                [only] => Some(only.flow),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// Exact volume of everything that starts within one week, in nL·ms/day.
     fn week_exact(&self) -> u128 {
+        if let Some(f) = self.constant_flow() {
+            return u128::from(f.raw()).saturating_mul(u128::from(MS_PER_WEEK));
+        }
         let mut sum = 0u128;
         for day in 0..7u8 {
             sum = sum.saturating_add(self.day_exact(day));
@@ -384,6 +398,11 @@ impl Schedule {
     /// Exact cumulative volume from the origin (1970-01-01 00:00 local) to `t`, in
     /// nL·ms/day. Monotone non-decreasing in `t`.
     pub fn cumulative_exact(&self, t: LocalTime) -> u128 {
+        // A constant flow integrates in one multiplication (the common case, and the
+        // pump's hot path).
+        if let Some(f) = self.constant_flow() {
+            return u128::from(f.raw()).saturating_mul(u128::from(t.0));
+        }
         let weeks = t.0 / MS_PER_WEEK;
         let in_week = t.0 % MS_PER_WEEK;
         // Weeks here start on Thursday (the origin's weekday); `weekday_at` maps back.

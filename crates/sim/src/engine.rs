@@ -99,6 +99,12 @@ pub struct Engine<'a> {
     faults: FaultInjector,
     patient: Patient,
     primary: DrugId,
+    /// True volume moved since the last flush, nL: pushed through the catheter, and
+    /// given to the patient as a constant infusion over the interval, at the next flush
+    /// (a flush comes at every sample, every scenario event, and whenever the core
+    /// logs a change of delivery: bolus start or end, program change, refill).
+    pending_nl: f64,
+    last_flush: u64,
     // accumulators since the last sample
     tip_ng: f64,
     flow_nl: f64,
@@ -195,6 +201,8 @@ impl<'a> Engine<'a> {
             faults: FaultInjector::new(FaultPlan::NONE),
             patient,
             primary,
+            pending_nl: 0.0,
+            last_flush: 0,
             tip_ng: 0.0,
             flow_nl: 0.0,
             prescribed_ng: 0.0,
@@ -427,6 +435,20 @@ impl<'a> Engine<'a> {
     }
 
     fn on_log(&mut self, e: LogEvent) {
+        if matches!(
+            e,
+            LogEvent::BolusStarted { .. }
+                | LogEvent::BolusEnded { .. }
+                | LogEvent::ProgramChanged { .. }
+                | LogEvent::Refill { .. }
+                | LogEvent::Stopped { .. }
+                | LogEvent::Resumed
+                | LogEvent::MotorStall { .. }
+                | LogEvent::MotorRecovered { .. }
+                | LogEvent::LimiterVeto { .. }
+        ) {
+            self.flush();
+        }
         let t_h = ms_h(self.now);
         match e {
             LogEvent::AlarmRaised(kind) | LogEvent::AlarmCleared(kind) => {
@@ -516,26 +538,48 @@ impl<'a> Engine<'a> {
         self.drain();
     }
 
-    /// Moves `nl` of true fluid from the reservoir through the catheter.
+    /// Moves `nl` of true fluid out of the reservoir (what the catheter lets through);
+    /// its transport and effect are integrated at the next [`Engine::flush`].
     fn move_fluid(&mut self, nl: f64) {
         let routing = self.catheter.routing(ms_h(self.now));
         let wanted = nl * (1.0 - routing.blocked);
         let moved = wanted.min(self.reservoir_nl).max(0.0);
         self.reservoir_nl -= moved;
         self.flow_nl += moved;
-        let volume = Volume::from_nl(moved.round() as u64);
-        let Ok(out) = self.catheter_fluid.push(volume, &self.contents) else {
-            return;
-        };
-        let ng = out.mass_of(self.primary).raw() as f64;
-        let pass = (1.0 - routing.blocked).max(1e-12);
-        let to_csf = ng * routing.to_csf / pass;
-        let to_tissue = ng * routing.to_tissue / pass;
-        self.patient.dose_csf(to_csf);
-        self.patient.dose_systemic(to_tissue);
+        self.pending_nl += moved;
+    }
+
+    /// Pushes the volume moved since the last flush through the true catheter and gives
+    /// the patient what reaches the CSF (and the tissue) as a constant infusion over the
+    /// interval, advancing the pharmacokinetics to now.
+    fn flush(&mut self) {
+        let dt_h = ms_h(self.now.saturating_sub(self.last_flush));
+        let volume = Volume::from_nl(self.pending_nl.round() as u64);
+        self.pending_nl -= volume.raw() as f64;
+        let (mut to_csf, mut to_tissue) = (0.0, 0.0);
+        if !volume.is_zero() {
+            if let Ok(out) = self.catheter_fluid.push(volume, &self.contents) {
+                let routing = self.catheter.routing(ms_h(self.now));
+                let ng = out.mass_of(self.primary).raw() as f64;
+                let pass = (1.0 - routing.blocked).max(1e-12);
+                to_csf = ng * routing.to_csf / pass;
+                to_tissue = ng * routing.to_tissue / pass;
+            }
+        }
+        if dt_h > 0.0 {
+            self.patient.set_infusion_csf(to_csf / dt_h);
+            self.patient.set_infusion_systemic(to_tissue / dt_h);
+            self.patient.advance(dt_h);
+            self.patient.set_infusion_csf(0.0);
+            self.patient.set_infusion_systemic(0.0);
+        } else {
+            self.patient.dose_csf(to_csf);
+            self.patient.dose_systemic(to_tissue);
+        }
         self.tip_ng += to_csf;
         self.result.totals.delivered_tip_mcg += to_csf / 1000.0;
         self.result.totals.to_tissue_mcg += to_tissue / 1000.0;
+        self.last_flush = self.now;
     }
 
     /// Power cut and restart from the slots.
@@ -557,6 +601,7 @@ impl<'a> Engine<'a> {
     // ----- scenario events --------------------------------------------------------------
 
     fn scenario_event(&mut self, i: usize) {
+        self.flush();
         let Some((_, ev)) = self.sc.events.get(i) else {
             return;
         };
@@ -857,12 +902,14 @@ impl<'a> Engine<'a> {
     fn prescribed_rate_ng_per_ms(&self) -> f64 {
         match &self.dev {
             Dev::Programmable(p) => {
-                if !matches!(p.pump.status().mode, Mode::Running) {
+                if !matches!(p.pump.mode(), Mode::Running) {
                     return 0.0;
                 }
                 let program = p.pump.program();
                 let local = LocalTime(START_UTC_MS + self.now);
-                let flow = if p.pump.clock().is_some() {
+                let flow = if let Some(f) = program.schedule.constant_flow() {
+                    f.raw() as f64
+                } else if p.pump.clock().is_some() {
                     program.schedule.flow_at(local).raw() as f64
                 } else {
                     program.schedule.mean_daily().raw() as f64
@@ -886,6 +933,7 @@ impl<'a> Engine<'a> {
     }
 
     fn sample(&mut self) {
+        self.flush();
         let dt = (self.now - self.last_sample).max(1) as f64;
         let per_day = MS_PER_DAY as f64 / dt;
         let (expected, battery) = match &self.dev {
@@ -929,7 +977,6 @@ impl<'a> Engine<'a> {
         let dt = t - self.now;
         self.prescribed_ng += self.prescribed_rate_ng_per_ms() * dt as f64;
         self.result.totals.prescribed_mcg += self.prescribed_rate_ng_per_ms() * dt as f64 / 1000.0;
-        self.patient.advance(ms_h(dt));
         self.now = t;
     }
 
@@ -997,6 +1044,7 @@ impl<'a> Engine<'a> {
                     self.push(self.now + self.sc.sample_every.ms(), Ev::Sample);
                 }
                 Ev::Press => {
+                    self.flush();
                     let effect = self.patient.effect(self.hour_of_day());
                     let press = match self.sc.pressing {
                         Pressing::WhenPoor { threshold, .. } => effect < threshold,
