@@ -1002,11 +1002,12 @@ impl Pump {
             return;
         }
         let contents = self.s.program.contents.clone();
-        let delivery = match self.s.fluid.peek(stroke, &contents) {
+        let delivery = match self.s.fluid.prepare(stroke, &contents) {
             Ok(d) => d,
             Err(_) => return self.enter_fault(now, FaultCode::FluidPath),
         };
         if let Err(veto) = self.s.limiter.check(now, delivery.masses()) {
+            self.s.fluid.discard();
             let retry = self
                 .s
                 .limiter
@@ -1051,7 +1052,7 @@ impl Pump {
     fn stroke_succeeded(&mut self, now: Instant) {
         let stroke = self.profile.stroke_volume;
         let contents = self.s.program.contents.clone();
-        if self.s.fluid.push(stroke, &contents).is_err() {
+        if self.s.fluid.commit(stroke, &contents).is_err() {
             return self.enter_fault(now, FaultCode::FluidPath);
         }
         if let Some(stall) = self.s.stall.take() {
@@ -1073,6 +1074,7 @@ impl Pump {
         let stroke = self.profile.stroke_volume;
         // The fluid did not move: give the volume back. The limiter keeps its count
         // (conservative).
+        self.s.fluid.discard();
         self.s.reservoir = self.s.reservoir.saturating_add(stroke);
         self.s.delivered = self.s.delivered.saturating_sub(stroke);
         let attempts = self.s.stall.map_or(0, |s| s.attempts).saturating_add(1);

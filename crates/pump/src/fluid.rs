@@ -267,6 +267,7 @@ struct Run {
 }
 
 /// A push worked out without changing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Plan {
     delivered: TipDelivery,
     /// The sub-nanogram remainders after this push.
@@ -290,6 +291,18 @@ pub struct FluidPath {
     run: Option<Run>,
     /// Sub-nanogram remainders (pg) not yet counted at the tip.
     carry: Masses,
+    /// A push worked out by [`FluidPath::prepare`], applied by [`FluidPath::commit`]
+    /// unless the path changed in between. Not persisted: a restart plans anew.
+    #[serde(skip)]
+    prepared: Option<Prepared>,
+}
+
+/// A prepared push and what it was for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Prepared {
+    volume: Volume,
+    incoming: Admixture,
+    plan: Plan,
 }
 
 impl FluidPath {
@@ -306,6 +319,7 @@ impl FluidPath {
             segments: Deque::new(),
             run: None,
             carry: NO_MASS,
+            prepared: None,
         };
         path.refill_path(initial)?;
         Ok(path)
@@ -320,6 +334,7 @@ impl FluidPath {
             segments: Deque::new(),
             run: None,
             carry: NO_MASS,
+            prepared: None,
         };
         let _ = path.refill_path(&saline);
         path
@@ -341,6 +356,7 @@ impl FluidPath {
     pub fn refill_path(&mut self, contents: &Admixture) -> Result<(), FluidError> {
         let masses = added_mass(contents, Volume::ZERO, self.dead_volume)?;
         self.segments.clear();
+        self.prepared = None;
         if !self.dead_volume.is_zero() {
             // Cannot fail: the deque was just cleared.
             let _ = self.segments.push_back(Segment {
@@ -364,9 +380,62 @@ impl FluidPath {
         volume: Volume,
         incoming: &Admixture,
     ) -> Result<TipDelivery, FluidError> {
+        self.prepared = None;
         let Some(plan) = self.plan(volume, incoming)? else {
             return Ok(TipDelivery::default());
         };
+        Ok(self.apply(plan, incoming))
+    }
+
+    /// Works out a push of `volume` of `incoming` (what it would deliver, as
+    /// [`FluidPath::peek`]) and keeps it for [`FluidPath::commit`]: the firmware plans a
+    /// stroke once when it issues it and applies it when the motor reports success.
+    ///
+    /// # Errors
+    /// As [`FluidPath::push`].
+    pub fn prepare(
+        &mut self,
+        volume: Volume,
+        incoming: &Admixture,
+    ) -> Result<TipDelivery, FluidError> {
+        let plan = self.plan(volume, incoming)?;
+        let delivered = plan
+            .as_ref()
+            .map(|p| p.delivered.clone())
+            .unwrap_or_default();
+        self.prepared = plan.map(|plan| Prepared {
+            volume,
+            incoming: incoming.clone(),
+            plan,
+        });
+        Ok(delivered)
+    }
+
+    /// Applies the push prepared for exactly this volume and fluid (the same result as
+    /// [`FluidPath::push`], without working it out again); pushes anew if nothing
+    /// matching was prepared.
+    ///
+    /// # Errors
+    /// As [`FluidPath::push`].
+    pub fn commit(
+        &mut self,
+        volume: Volume,
+        incoming: &Admixture,
+    ) -> Result<TipDelivery, FluidError> {
+        match self.prepared.take() {
+            Some(p) if p.volume == volume && p.incoming == *incoming => {
+                Ok(self.apply(p.plan, incoming))
+            }
+            _ => self.push(volume, incoming),
+        }
+    }
+
+    /// Forgets a prepared push (the stroke was vetoed or stalled).
+    pub fn discard(&mut self) {
+        self.prepared = None;
+    }
+
+    fn apply(&mut self, plan: Plan, incoming: &Admixture) -> TipDelivery {
         for _ in 0..plan.whole {
             let _ = self.segments.pop_front();
         }
@@ -382,7 +451,7 @@ impl FluidPath {
         }
         self.run = Some(plan.run);
         self.carry = plan.carry;
-        Ok(plan.delivered)
+        plan.delivered
     }
 
     /// What [`FluidPath::push`] would deliver, without changing anything.
@@ -455,6 +524,9 @@ impl FluidPath {
         let added = added_mass(incoming, before, after)?;
         // Every drug's total in the path stays countable, so no later sum can overflow.
         for (i, (drug, mass)) in ACTIVE.iter().zip(&added).enumerate() {
+            if mass.is_zero() {
+                continue; // nothing added: that drug's total cannot grow
+            }
             self.total(i)
                 .checked_add(*mass)
                 .map_err(|_| FluidError::MassOverflow(*drug))?;
@@ -963,6 +1035,36 @@ mod tests {
             1 => 0u64..=1_000_000_000_000,
         ]
         .prop_map(Volume::from_nl)
+    }
+
+    #[test]
+    fn a_prepared_push_commits_exactly_as_a_push_pump_013() {
+        let old = one(DrugId::Baclofen, "500 mcg/mL");
+        let new = one(DrugId::Baclofen, "2000 mcg/mL");
+        let mut a = FluidPath::new(Volume::from_nl(200_000), &old).unwrap();
+        let mut b = a.clone();
+        for i in 0..2_000u64 {
+            let v = Volume::from_nl(250 + i % 7);
+            let peeked = a.prepare(v, &new).unwrap();
+            assert_eq!(peeked, b.peek(v, &new).unwrap());
+            assert_eq!(a.commit(v, &new).unwrap(), b.push(v, &new).unwrap());
+        }
+        assert_eq!(
+            a.mass_in_path(DrugId::Baclofen),
+            b.mass_in_path(DrugId::Baclofen)
+        );
+        // A commit for another volume or fluid, or after a change, pushes anew.
+        let _ = a.prepare(Volume::from_nl(250), &new).unwrap();
+        assert_eq!(
+            a.commit(Volume::from_nl(300), &old).unwrap(),
+            b.push(Volume::from_nl(300), &old).unwrap()
+        );
+        let _ = a.prepare(Volume::from_nl(250), &new).unwrap();
+        a.discard();
+        assert_eq!(
+            a.commit(Volume::from_nl(250), &new).unwrap(),
+            b.push(Volume::from_nl(250), &new).unwrap()
+        );
     }
 
     proptest! {
