@@ -113,6 +113,8 @@ pub struct Engine<'a> {
     press_id: u32,
     /// Hardware time at true time zero.
     hw_offset: u64,
+    /// Why the pump refused the scenario's initial prescription, if it did.
+    setup_refused: Option<String>,
     result: RunResult,
 }
 
@@ -209,6 +211,7 @@ impl<'a> Engine<'a> {
             last_sample: 0,
             press_id: 0,
             hw_offset: 0,
+            setup_refused: None,
             result: RunResult {
                 scenario: sc.name.clone(),
                 description: sc.description.clone(),
@@ -264,10 +267,13 @@ impl<'a> Engine<'a> {
                 self.clinician(refill(Volume::ZERO));
                 let mut rx = self.sc.prescription.clone();
                 rx.reservoir_volume = fill;
-                self.clinician(Command::Program {
+                let r = self.clinician(Command::Program {
                     prescription: rx,
                     confirm_soft: true,
                 });
+                if let Response::Refused(reason) = r {
+                    self.setup_refused = Some(reason.to_string());
+                }
                 self.clinician(Command::Resume);
                 if self.sc.primed {
                     self.prime_before_start();
@@ -1091,7 +1097,18 @@ impl<'a> Engine<'a> {
         } else {
             self.result.totals.battery_state = "none".into();
         }
-        let verdicts = scenario::judge(self.sc, &self.result);
+        let mut verdicts = scenario::judge(self.sc, &self.result);
+        if let Some(reason) = self.setup_refused.take() {
+            // A scenario whose own prescription the pump refuses proves nothing.
+            verdicts.insert(
+                0,
+                crate::result::Verdict {
+                    expectation: "the pump accepts the scenario's prescription".into(),
+                    passed: false,
+                    detail: reason,
+                },
+            );
+        }
         self.result.verdicts = verdicts;
         self.result
     }

@@ -29,7 +29,8 @@ pub struct PatientOutcome {
     /// Low-reservoir alarms raised before the refill that followed them (or whatever
     /// the caller counts).
     pub alarms_before_refill: u32,
-    /// Day the elective replacement indicator came, if it did.
+    /// Day of the elective replacement indicator: the day it came, or, if it did not
+    /// within the run, the day the pump's own battery projection puts it at.
     pub eri_day: Option<f64>,
     /// Day of end of service, if reached.
     pub eos_day: Option<f64>,
@@ -254,11 +255,11 @@ pub fn write(
         (
             "eri_day.svg",
             format!(
-                "Elective replacement indicator ({} of {} patients reached it)",
+                "Elective replacement indicator, reached or projected ({} of {} patients)",
                 eri.len(),
                 outcomes.len()
             ),
-            "day of ERI (days)",
+            "day of ERI, reached or projected by the pump (days)",
             eri,
             &summary.eri_day,
         ),

@@ -499,11 +499,11 @@ fn expectation(i: usize, x: &ExpectSpec) -> Result<Expectation, FileError> {
         "no-limiter-veto" => Expectation::NoLimiterVeto,
         "limiter-veto" => Expectation::LimiterVeto,
         "alarm" => Expectation::Alarm {
-            alarm: need(&f("alarm"), &x.alarm)?.clone(),
+            alarm: alarm_name(&f("alarm"), need(&f("alarm"), &x.alarm)?)?,
             after: opt_dur("after", &x.after, Duration::ZERO)?,
             before: opt_dur("before", &x.before, Duration::MAX)?,
         },
-        "no-alarm" => Expectation::NoAlarm(need(&f("alarm"), &x.alarm)?.clone()),
+        "no-alarm" => Expectation::NoAlarm(alarm_name(&f("alarm"), need(&f("alarm"), &x.alarm)?)?),
         "tip-dose-not-below" => Expectation::TipDoseNotBelow {
             fraction: fraction(&f("fraction"), x.fraction)?,
             longer_than: dur(&f("longer_than"), &x.longer_than)?,
@@ -523,7 +523,10 @@ fn expectation(i: usize, x: &ExpectSpec) -> Result<Expectation, FileError> {
         "no-withdrawal" => Expectation::NoWithdrawal,
         "overdose-flagged" => Expectation::OverdoseFlagged,
         "no-overdose" => Expectation::NoOverdose,
-        "command-refused" => Expectation::CommandRefused(need(&f("command"), &x.command)?.clone()),
+        "command-refused" => Expectation::CommandRefused(command_name(
+            &f("command"),
+            need(&f("command"), &x.command)?,
+        )?),
         "boluses-at-most" => Expectation::BolusesAtMost(*need(&f("count"), &x.count)?),
         "reconciliation-flagged" => Expectation::ReconciliationFlagged,
         "end-of-service" => Expectation::EndOfService,
@@ -534,6 +537,38 @@ fn expectation(i: usize, x: &ExpectSpec) -> Result<Expectation, FileError> {
             ));
         }
     })
+}
+
+/// An alarm kind's name, checked: a misspelt name would make `no-alarm` pass for ever.
+fn alarm_name(field: &str, name: &str) -> Result<String, FileError> {
+    use thecal_pump::alarm::AlarmKind;
+    AlarmKind::ALL
+        .iter()
+        .map(|k| format!("{k:?}"))
+        .find(|k| k == name)
+        .ok_or_else(|| {
+            let known: Vec<String> = AlarmKind::ALL.iter().map(|k| format!("{k:?}")).collect();
+            err(
+                field,
+                format!("unknown alarm '{name}'; known: {}", known.join(", ")),
+            )
+        })
+}
+
+/// A command's name, checked.
+fn command_name(field: &str, name: &str) -> Result<String, FileError> {
+    use thecal_pump::command::CommandKind;
+    CommandKind::ALL
+        .iter()
+        .map(|k| k.name().to_string())
+        .find(|k| k == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = CommandKind::ALL.iter().map(|k| k.name()).collect();
+            err(
+                field,
+                format!("unknown command '{name}'; known: {}", known.join(", ")),
+            )
+        })
 }
 
 fn describe(x: &ExpectSpec) -> String {
@@ -606,6 +641,12 @@ pub fn parse(text: &str) -> Result<Scenario, FileError> {
                         format!("'{text}' is not an energy; write e.g. \"2000 J\""),
                     )
                 })?;
+            if !(joules.is_finite() && joules > 0.0) {
+                return Err(err(
+                    "device.battery",
+                    format!("'{text}' must be a positive energy, e.g. \"2000 J\""),
+                ));
+            }
             Some((joules * 1e6) as u64)
         }
     };
@@ -664,7 +705,17 @@ pub fn parse(text: &str) -> Result<Scenario, FileError> {
     for (i, x) in spec.expect.iter().enumerate() {
         expectations.push((describe(x), expectation(i, x)?));
     }
+    let fill: Volume = quantity("fill", &spec.fill)?;
+    if fill > capacity {
+        return Err(err(
+            "fill",
+            format!("{fill} exceeds the device's capacity {capacity}"),
+        ));
+    }
     let duration: Duration = quantity("duration", &spec.duration)?;
+    if duration.is_zero() {
+        return Err(err("duration", "must be above zero"));
+    }
     let sample_every: Duration = match &spec.sample_every {
         Some(s) => quantity("sample_every", s)?,
         None if duration > Duration::from_days(400) => Duration::from_days(1),
@@ -692,7 +743,7 @@ pub fn parse(text: &str) -> Result<Scenario, FileError> {
         high_risk: spec.patient.high_risk.unwrap_or(false),
         pressing,
         prescription,
-        fill: quantity("fill", &spec.fill)?,
+        fill,
         events,
         expectations,
     })
