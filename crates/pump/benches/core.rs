@@ -2,7 +2,7 @@
 //! 250 nL strokes, 2000 strokes a day):
 //!
 //! - `stroke`: one delivered stroke, i.e. `handle_timeout` at `poll_timeout()`, its
-//!   actions (two persists and the stroke) and `handle_stroke_done`;
+//!   actions (one persist and the stroke) and `handle_stroke_done`;
 //! - `tone_wake`: one wake that sounds an alarm tone and strokes nothing (a stopped
 //!   pump's reminder, every hour);
 //! - `day`: one day of therapy (2000 strokes).
@@ -10,19 +10,18 @@
 //! Each starts from a pump restored from the slots written after the set-up, so the
 //! state (limiter bins, record size) is that of a pump in steady use.
 
+#[path = "../examples/support/therapy.rs"]
+mod therapy;
+
 use std::hint::black_box;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use thecal_pump::command::{BridgeChoice, Command, Response, Role, StopReason};
+use thecal_pump::command::{Command, Response, Role};
 use thecal_pump::core::{Action, Pump};
 use thecal_pump::persist::Slot;
 use thecal_pump::profile::HardwareProfile;
-use thecal_rx::check::{PatientBolus, Prescription};
-use thecal_rx::dose::Admixture;
-use thecal_rx::drug::DrugId;
-use thecal_rx::schedule::Schedule;
-use thecal_rx::{Duration, Instant, Volume};
+use thecal_rx::{Duration, Instant};
 
 /// Restarts from the snapshot after this many strokes (the reservoir holds 160 000).
 const STROKES_PER_FILL: u64 = 50_000;
@@ -110,39 +109,8 @@ fn snapshot(stop: bool) -> ([Vec<u8>; 2], Instant) {
         now: Instant::ZERO,
     };
     d.drain();
-    let contents = Admixture::single(DrugId::Baclofen, "2000 mcg/mL".parse().unwrap());
-    let volume: Volume = "40 mL".parse().unwrap();
-    d.command(Command::SetClock {
-        utc_ms: 1_799_020_800_000,
-        offset_minutes: 60,
-    });
-    d.command(Command::Refill {
-        aspirated: Volume::ZERO,
-        added: volume,
-        contents: contents.clone(),
-        keep_dose: false,
-        bridge: BridgeChoice::None,
-        confirm: true,
-    });
-    d.command(Command::Program {
-        prescription: Prescription {
-            contents,
-            schedule: Schedule::continuous("0.5 mL/day".parse().unwrap()),
-            patient_bolus: Some(PatientBolus {
-                volume: "20 uL".parse().unwrap(),
-                duration: "10 min".parse().unwrap(),
-                lockout: "3 h".parse().unwrap(),
-                max_per_day: 4,
-            }),
-            reservoir_volume: volume,
-        },
-        confirm_soft: true,
-    });
-    d.command(Command::Resume);
-    if stop {
-        d.command(Command::Stop {
-            reason: StopReason::Procedure,
-        });
+    for command in therapy::setup(stop) {
+        d.command(command);
     }
     d.run_until(Instant::ZERO.saturating_add(Duration::from_days(1)));
     (d.slots, d.now)

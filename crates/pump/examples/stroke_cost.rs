@@ -11,15 +11,14 @@
 //! the same in both, so the difference in instructions is the cost of one day; divided
 //! by the strokes (or tones, with `stopped`) of a day it is the cost of one wake.
 
-use thecal_pump::command::{BridgeChoice, Command, Response, Role, StopReason};
+#[path = "support/therapy.rs"]
+mod therapy;
+
+use thecal_pump::command::{Command, Response, Role};
 use thecal_pump::core::{Action, Pump};
 use thecal_pump::persist::Slot;
 use thecal_pump::profile::HardwareProfile;
-use thecal_rx::check::{PatientBolus, Prescription};
-use thecal_rx::dose::Admixture;
-use thecal_rx::drug::DrugId;
-use thecal_rx::schedule::Schedule;
-use thecal_rx::{Duration, Instant, Volume};
+use thecal_rx::{Duration, Instant};
 
 const DAY: Duration = Duration::from_days(1);
 
@@ -154,39 +153,8 @@ fn main() {
         c: Counts::default(),
     };
     d.drain();
-    let contents = Admixture::single(DrugId::Baclofen, "2000 mcg/mL".parse().unwrap());
-    let volume: Volume = "40 mL".parse().unwrap();
-    d.command(Command::SetClock {
-        utc_ms: 1_799_020_800_000,
-        offset_minutes: 60,
-    });
-    d.command(Command::Refill {
-        aspirated: Volume::ZERO,
-        added: volume,
-        contents: contents.clone(),
-        keep_dose: false,
-        bridge: BridgeChoice::None,
-        confirm: true,
-    });
-    d.command(Command::Program {
-        prescription: Prescription {
-            contents,
-            schedule: Schedule::continuous("0.5 mL/day".parse().unwrap()),
-            patient_bolus: Some(PatientBolus {
-                volume: "20 uL".parse().unwrap(),
-                duration: "10 min".parse().unwrap(),
-                lockout: "3 h".parse().unwrap(),
-                max_per_day: 4,
-            }),
-            reservoir_volume: volume,
-        },
-        confirm_soft: true,
-    });
-    d.command(Command::Resume);
-    if stopped {
-        d.command(Command::Stop {
-            reason: StopReason::Procedure,
-        });
+    for command in therapy::setup(stopped) {
+        d.command(command);
     }
     let setup = d.c;
     println!(

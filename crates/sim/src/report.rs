@@ -524,95 +524,95 @@ pub(crate) fn header<'a>(
     Ok(rest)
 }
 
-fn plot_reservoir(result: &RunResult, path: &Path) -> PlotResult {
+/// One timeline quantity drawn as a line: legend label, colour, and the value.
+type Series<'a> = (&'a str, RGBColor, fn(&crate::result::Sample) -> f64);
+
+/// A plot of timeline quantities against time (the reservoir and the dose plots).
+/// The legend lists `legend_order`; the lines are drawn in `series` order (the last
+/// on top).
+fn plot_series(
+    result: &RunResult,
+    path: &Path,
+    heading: &str,
+    y_desc: &str,
+    y_label_area: u32,
+    series: &[Series<'_>],
+    legend_order: &[usize],
+) -> PlotResult {
     let ax = TimeAxis::for_run(result);
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let s = &result.samples;
-    let has_expected = s.iter().any(|x| x.reservoir_expected_ml.is_finite());
-    let expected = if has_expected {
-        "pump's estimate"
-    } else {
-        "pump's estimate (none: constant-rate pump)"
-    };
-    let area = header(
-        &root,
-        &title(result, "Reservoir volume"),
-        &[
-            ("true volume", C_TRUE, Mark::Line),
-            (expected, C_EXPECTED, Mark::Line),
-        ],
-    )?;
+    let legend: Vec<(&str, RGBColor, Mark)> = legend_order
+        .iter()
+        .filter_map(|i| series.get(*i))
+        .map(|(label, colour, _)| (*label, *colour, Mark::Line))
+        .collect();
+    let area = header(&root, &title(result, heading), &legend)?;
     let mut chart = ChartBuilder::on(&area)
         .margin(12)
         .x_label_area_size(45)
-        .y_label_area_size(65)
+        .y_label_area_size(y_label_area)
         .build_cartesian_2d(
             x_range(result, ax),
             y_range(
                 s.iter()
-                    .flat_map(|x| [x.reservoir_ml, x.reservoir_expected_ml]),
+                    .flat_map(|x| series.iter().map(move |(_, _, f)| f(x))),
             ),
         )?;
-    mesh!(chart, ax.desc, "reservoir (mL)");
-    draw_line!(
-        chart,
-        s.iter().map(|x| (ax.x(x.t_h), x.reservoir_ml)),
-        C_TRUE
-    );
-    draw_line!(
-        chart,
-        s.iter().map(|x| (ax.x(x.t_h), x.reservoir_expected_ml)),
-        C_EXPECTED
-    );
+    mesh!(chart, ax.desc, y_desc);
+    for (_, colour, f) in series {
+        draw_line!(chart, s.iter().map(|x| (ax.x(x.t_h), f(x))), *colour);
+    }
     empty_note(&root, s.is_empty())?;
     root.present()?;
     Ok(())
 }
 
+fn plot_reservoir(result: &RunResult, path: &Path) -> PlotResult {
+    let has_expected = result
+        .samples
+        .iter()
+        .any(|x| x.reservoir_expected_ml.is_finite());
+    let expected = if has_expected {
+        "pump's estimate"
+    } else {
+        "pump's estimate (none: constant-rate pump)"
+    };
+    plot_series(
+        result,
+        path,
+        "Reservoir volume",
+        "reservoir (mL)",
+        65,
+        &[
+            ("true volume", C_TRUE, |x| x.reservoir_ml),
+            (expected, C_EXPECTED, |x| x.reservoir_expected_ml),
+        ],
+        &[0, 1],
+    )
+}
+
 fn plot_dose(result: &RunResult, path: &Path) -> PlotResult {
-    let ax = TimeAxis::for_run(result);
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE)?;
-    let s = &result.samples;
     let drug = if result.totals.drug.is_empty() {
         String::new()
     } else {
         format!(" of {}", result.totals.drug)
     };
-    let area = header(
-        &root,
-        &title(result, &format!("Daily dose{drug}")),
+    plot_series(
+        result,
+        path,
+        &format!("Daily dose{drug}"),
+        "dose (mcg/day)",
+        75,
         &[
-            ("prescribed", C_PRESCRIBED, Mark::Line),
-            ("delivered at the catheter tip", C_TIP, Mark::Line),
+            ("delivered at the catheter tip", C_TIP, |x| {
+                x.tip_mcg_per_day
+            }),
+            ("prescribed", C_PRESCRIBED, |x| x.prescribed_mcg_per_day),
         ],
-    )?;
-    let mut chart = ChartBuilder::on(&area)
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(75)
-        .build_cartesian_2d(
-            x_range(result, ax),
-            y_range(
-                s.iter()
-                    .flat_map(|x| [x.prescribed_mcg_per_day, x.tip_mcg_per_day]),
-            ),
-        )?;
-    mesh!(chart, ax.desc, "dose (mcg/day)");
-    draw_line!(
-        chart,
-        s.iter().map(|x| (ax.x(x.t_h), x.tip_mcg_per_day)),
-        C_TIP
-    );
-    draw_line!(
-        chart,
-        s.iter().map(|x| (ax.x(x.t_h), x.prescribed_mcg_per_day)),
-        C_PRESCRIBED
-    );
-    empty_note(&root, s.is_empty())?;
-    root.present()?;
-    Ok(())
+        &[1, 0],
+    )
 }
 
 fn plot_patient(result: &RunResult, path: &Path) -> PlotResult {
