@@ -680,7 +680,7 @@ mod tests {
         assert!(svg.contains("dose error, delivered vs prescribed (%)"));
         assert!(svg.contains("patients (count)"));
         let svg = fs::read_to_string(dir.join("eri_day.svg")).unwrap();
-        assert!(svg.contains("day of ERI (days)"));
+        assert!(svg.contains("day of ERI, reached or projected by the pump (days)"));
         let html = fs::read_to_string(dir.join("index.html")).unwrap();
         assert!(
             html.contains("<img src=\"dose_error.svg\"")
