@@ -305,6 +305,11 @@ pub struct Pump {
     /// When the battery projection is next evaluated, and its next transition.
     battery_next_eval: Instant,
     battery_due: Option<Instant>,
+    /// When the last stroke was issued (the motor's shortest interval applies from it).
+    last_stroke_at: Option<Instant>,
+    /// The next alarm tone, cached; `alarms_dirty` when an alarm changed since.
+    alarm_due: Option<Instant>,
+    alarms_dirty: bool,
 }
 
 const E_PER_NL: u128 = MS_PER_DAY as u128;
@@ -386,6 +391,9 @@ impl Pump {
             persistence: true,
             battery_next_eval: Instant::ZERO,
             battery_due: None,
+            last_stroke_at: None,
+            alarm_due: None,
+            alarms_dirty: true,
         }
     }
 
@@ -496,11 +504,9 @@ impl Pump {
         let now = self.t(now);
         self.wake(now);
         if on {
-            if self.s.alarms.raise(AlarmKind::MagnetMri, now) {
-                self.log(now, Event::AlarmRaised(AlarmKind::MagnetMri));
-            }
-        } else if self.s.alarms.clear(AlarmKind::MagnetMri, now) {
-            self.log(now, Event::AlarmCleared(AlarmKind::MagnetMri));
+            self.raise(now, AlarmKind::MagnetMri);
+        } else {
+            self.clear(now, AlarmKind::MagnetMri);
         }
         self.finish(now);
     }
@@ -574,6 +580,7 @@ impl Pump {
                             .s
                             .alarms
                             .raise(AlarmKind::MemoryFault, self.s.last_seen);
+                        self.alarms_dirty = true;
                         return self.poll_action();
                     }
                 }
@@ -592,10 +599,16 @@ impl Pump {
         if !self.stroke_in_flight {
             consider(self.next_stroke);
         }
-        if self.running() {
+        // A stall retry waits until a stroke could go (not vetoed, not empty): a retry
+        // time in the past that cannot be served would be asked for again and again.
+        if self.deliverable() {
             consider(self.s.stall.map(|s| s.retry_at));
         }
-        consider(self.s.alarms.next_due());
+        consider(if self.alarms_dirty {
+            self.s.alarms.next_due()
+        } else {
+            self.alarm_due
+        });
         if let Mode::Stopped { since, .. } = self.s.mode {
             if !self.s.alarms.is_active(AlarmKind::StoppedReminder) {
                 consider(Some(since.saturating_add(self.s.settings.stopped_reminder)));
@@ -789,7 +802,7 @@ impl Pump {
     /// After every input: strokes, stall retries, alarm tones, the next wake time.
     fn finish(&mut self, now: Instant) {
         if let Some(stall) = self.s.stall {
-            if now >= stall.retry_at && !self.stroke_in_flight && self.running() {
+            if now >= stall.retry_at && !self.stroke_in_flight && self.deliverable() {
                 self.issue_stroke(now, true);
             }
         }
@@ -799,10 +812,19 @@ impl Pump {
                 self.issue_stroke(now, false);
             }
         }
-        while let Some(sound) = self.s.alarms.poll_sound(now) {
-            self.push(Pending::Alarm(sound));
+        // The alarm slots are scanned only when one changed or a tone is due.
+        if self.alarms_dirty || self.alarm_due.is_some_and(|d| d <= now) {
+            while let Some(sound) = self.s.alarms.poll_sound(now) {
+                self.push(Pending::Alarm(sound));
+            }
+            self.alarm_due = self.s.alarms.next_due();
+            self.alarms_dirty = false;
         }
         self.schedule_next(now);
+        if let (Some(next), Some(last)) = (self.next_stroke, self.last_stroke_at) {
+            let earliest = last.saturating_add(self.profile.min_stroke_interval);
+            self.next_stroke = Some(next.max(earliest));
+        }
     }
 
     fn running(&self) -> bool {
@@ -817,11 +839,10 @@ impl Pump {
             && self.s.program.contents.active().next().is_some()
     }
 
+    /// Whether the motor's shortest time between strokes has passed since the last.
     fn min_interval_passed(&self, now: Instant) -> bool {
-        // The last stroke's time is the last accrual at which a stroke was issued;
-        // `next_stroke` already respects the interval, so only guard bursts here.
-        let _ = now;
-        true
+        self.last_stroke_at
+            .is_none_or(|last| now >= last.saturating_add(self.profile.min_stroke_interval))
     }
 
     /// Flow of the basal program at `t` (no overlays).
@@ -914,6 +935,20 @@ impl Pump {
         }
         let threshold = self.threshold();
         let mut credit = self.s.credit_exact;
+        // A constant program with no overlay: the credit grows by `flow` per ms, so the
+        // stroke is due after ⌈(threshold − credit) / flow⌉ ms, exactly.
+        if let (None, Some(flow)) = (self.s.bolus, self.s.program.schedule.constant_flow()) {
+            if credit >= threshold {
+                self.next_stroke = Some(now);
+            } else if !flow.is_zero() {
+                let dt = threshold
+                    .saturating_sub(credit)
+                    .div_ceil(u128::from(flow.raw()));
+                let dt = u64::try_from(dt).unwrap_or(u64::MAX);
+                self.next_stroke = Some(now.saturating_add(Duration::from_ms(dt)));
+            }
+            return;
+        }
         let mut t = now;
         for _ in 0..64 {
             if credit >= threshold {
@@ -1044,6 +1079,7 @@ impl Pump {
         self.s.strokes = self.s.strokes.saturating_add(1);
         self.s.battery.add_strokes(1);
         self.stroke_in_flight = true;
+        self.last_stroke_at = Some(now);
         self.mark_dirty();
         self.push(Pending::Stroke);
         self.after_volume_change(now);
@@ -1270,6 +1306,7 @@ impl Pump {
 
     fn raise(&mut self, now: Instant, kind: AlarmKind) {
         if self.s.alarms.raise(kind, now) {
+            self.alarms_dirty = true;
             self.log(now, Event::AlarmRaised(kind));
             self.mark_dirty();
         }
@@ -1277,6 +1314,7 @@ impl Pump {
 
     fn clear(&mut self, now: Instant, kind: AlarmKind) {
         if self.s.alarms.clear(kind, now) {
+            self.alarms_dirty = true;
             self.log(now, Event::AlarmCleared(kind));
             self.mark_dirty();
         }
@@ -1484,6 +1522,7 @@ impl Pump {
             }
             Command::Acknowledge(kind) => match self.s.alarms.acknowledge(*kind, now) {
                 Ok(()) => {
+                    self.alarms_dirty = true;
                     self.log(now, Event::AlarmAcknowledged(*kind));
                     self.mark_dirty();
                     Accepted

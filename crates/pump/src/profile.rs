@@ -91,7 +91,8 @@ impl HardwareProfile {
             wake_uj: 40,
             radio_uj_per_ms: 30,
             quiescent_uj_per_hour: 360_000,
-            min_stroke_interval: Duration::from_ms(1_000),
+            // 24 mL/day of 250 nL strokes is one every 0.9 s: the motor must allow it.
+            min_stroke_interval: Duration::from_ms(500),
             source: "DOMAIN.md §2 for reservoir, rate range and 84-month design life; stroke \
                      volume, dead volumes and energies are estimates, check",
         }

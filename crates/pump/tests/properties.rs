@@ -204,7 +204,7 @@ fn check_windows(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
     fn limiter_never_exceeded_and_delivery_never_exceeds_the_reservoir_pump_015_pump_014(

@@ -839,3 +839,51 @@ fn valve_pump_mri_mode_shuts_delivery_until_a_clinician_resets_it_pump_022() {
         r_text(&r)
     );
 }
+
+#[test]
+fn strokes_never_come_closer_than_the_motor_allows_pump_011_pump_002() {
+    // A slow motor: at most one stroke every 5 s (17,280 a day, 4.32 mL/day).
+    let mut profile = HardwareProfile::synchromed_class(20);
+    profile.min_stroke_interval = Duration::from_secs(5);
+    let mut rig = Rig::new(profile);
+    rig.start(
+        DrugId::Baclofen,
+        "500 mcg/mL",
+        "20 mL",
+        Schedule::continuous(q("1 mL/day")),
+        None,
+    );
+    rig.run_for(Duration::from_hours(1));
+    // 0.1 mL in 10 min wants a stroke every 1.4 s: the motor spaces them 5 s apart.
+    let start = rig.now;
+    rig.ok(Command::ClinicianBolus {
+        volume: q("0.1 mL"),
+        duration: q("10 min"),
+    });
+    rig.run_for(Duration::from_hours(1));
+    let gap = profile.min_stroke_interval.ms();
+    let during: Vec<u64> = rig
+        .tip
+        .iter()
+        .map(|(t, _)| t.ms())
+        .filter(|t| *t >= start.ms())
+        .collect();
+    for pair in during.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= gap,
+            "strokes at {} and {} ms",
+            pair[0],
+            pair[1]
+        );
+    }
+    // The first ten minutes ran at the motor's pace exactly.
+    let first: Vec<u64> = during.iter().take(100).copied().collect();
+    assert!(first.windows(2).all(|p| p[1] - p[0] == gap), "{first:?}");
+    // The whole volume still arrives (later, not faster), within a stroke.
+    let delivered = during.len() as u64 * STROKE_NL;
+    let basal = 1_000_000 / 24;
+    assert!(
+        delivered.abs_diff(100_000 + basal) <= 2 * STROKE_NL,
+        "{delivered}"
+    );
+}
