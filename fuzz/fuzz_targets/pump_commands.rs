@@ -11,7 +11,8 @@
 //! - no panic (libFuzzer reports any);
 //! - `delivered() <= held_total()`;
 //! - the fluid path holds exactly the dead volume unless the mode is `Fault`;
-//! - `poll_timeout()` is never earlier than the last `now` passed in.
+//! - `poll_timeout()` is never earlier than the last `now` passed in;
+//! - the core never asks for the same instant again and again (no livelock).
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -489,9 +490,18 @@ impl Sim {
 
     fn advance(&mut self, ms: u64) {
         let target = self.hw.saturating_add(ms);
+        let mut same = 0u32;
         for _ in 0..MAX_WAKES_PER_ADVANCE {
             match self.pump.poll_timeout() {
                 Some(t) if t.ms() <= target => {
+                    // A core that keeps asking for the same past instant is livelocked
+                    // (a firmware would spin and drain the battery).
+                    same = if t.ms() <= self.hw { same + 1 } else { 0 };
+                    assert!(
+                        same < 64,
+                        "livelock: poll_timeout keeps returning {} ms",
+                        t.ms()
+                    );
                     self.hw = self.hw.max(t.ms());
                     self.pump.handle_timeout(self.now());
                     self.drain();

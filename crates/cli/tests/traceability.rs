@@ -55,10 +55,11 @@ fn docs_name_only_tests_that_exist_and_every_requirement_has_a_test_rx_012() {
         }
     }
     let reqs = std::fs::read_to_string(root.join("docs/requirements.md")).unwrap();
-    for line in reqs
-        .lines()
-        .filter(|l| l.starts_with("| RX-") || l.starts_with("| PUMP-"))
-    {
+    for line in reqs.lines().filter(|l| {
+        ["| RX-", "| PUMP-", "| SIM-", "| LINK-"]
+            .iter()
+            .any(|p| l.starts_with(p))
+    }) {
         let id = line[2..].split(' ').next().unwrap();
         let suffix = id.to_ascii_lowercase().replace('-', "_");
         let named = defined.iter().any(|f| f.contains(&format!("_{suffix}")));

@@ -1,0 +1,42 @@
+//! # thecal-link: secure telemetry between the pump and its programmers
+//!
+//! The protocol foundation of the telemetry link, sans-IO and `no_std` (with an allocator,
+//! which the Noise library needs): it never touches a radio, a socket or a clock. Bytes
+//! arrive through `read_*` calls and leave through `write_*` calls into caller buffers.
+//!
+//! | module | owns | must never |
+//! |---|---|---|
+//! | [`frame`] | the length-framed wire format, a checked decoder | panic on any input |
+//! | [`message`] | typed requests and answers in `postcard` | accept trailing or oversized data |
+//! | [`session`] | the Noise `IK` handshake and transport | carry a payload in a handshake message, reuse or wrap a nonce, advance a nonce on a failed decrypt |
+//!
+//! The one suite is [`session::PROTOCOL_NAME`] (`Noise_IK_25519_ChaChaPoly_BLAKE2s`),
+//! implemented by `snow`'s pure-Rust resolver (ChaCha20-Poly1305 and BLAKE2s from
+//! RustCrypto, X25519 from curve25519-dalek).
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod frame;
+pub mod message;
+pub mod session;
+
+pub use frame::{Frame, FrameError, Kind};
+pub use message::{Answer, MessageError, Reply, Request};
+pub use session::{
+    AwaitingReply, Entropy, HelloReceived, Initiator, LinkError, PublicKey, Responder, Session,
+    StaticKeypair,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,383 @@
+//! Typed application messages, encoded with `postcard`.
+//!
+//! A programmer sends a [`Request`] (a pump [`Command`] with an id it chose); the pump
+//! answers with an [`Answer`] carrying the same id and a [`Reply`]. Both travel as the
+//! plaintext of Noise transport messages, never in a handshake message.
+//!
+//! Encoding writes into a caller buffer and needs no allocator; decoding is strict: the
+//! whole input must be one message ([`MessageError::Trailing`] otherwise), and a refusal
+//! text longer than [`REFUSAL_TEXT_MAX`] bytes does not decode.
+
+use core::fmt::{self, Write as _};
+
+use serde::{Deserialize, Serialize};
+use thecal_pump::command::{Command, Response, Status};
+use thecal_rx::{Instant, Volume};
+
+/// The longest refusal text carried in a [`Reply::Refused`], in bytes (longer texts are
+/// cut at a character boundary when converted from a [`Response`]).
+pub const REFUSAL_TEXT_MAX: usize = 160;
+
+/// A command to the pump with the sender's id for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Chosen by the sender; the answer carries it back.
+    pub command_id: u32,
+    /// The command.
+    pub command: Command,
+}
+
+/// The pump's answer to one [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The [`Request::command_id`] answered.
+    pub command_id: u32,
+    /// The outcome.
+    pub reply: Reply,
+}
+
+/// The outcome of a command, as sent over the link (a serializable form of the pump's
+/// [`Response`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Done.
+    Accepted,
+    /// A bolus was accepted and will end at about `ends_at`.
+    BolusAccepted {
+        /// Volume of the bolus.
+        volume: Volume,
+        /// Expected end.
+        ends_at: Instant,
+    },
+    /// Refused: the pump's stable refusal code and its explanation.
+    Refused {
+        /// [`thecal_pump::command::Refusal::code`].
+        code: u8,
+        /// The refusal's text (what would be accepted), cut to [`REFUSAL_TEXT_MAX`] bytes.
+        text: heapless::String<REFUSAL_TEXT_MAX>,
+    },
+    /// The pump's status.
+    Status(Status),
+    /// The request could not be decoded; nothing was done.
+    Malformed,
+}
+
+impl From<&Response> for Reply {
+    fn from(r: &Response) -> Self {
+        match r {
+            Response::Accepted => Reply::Accepted,
+            Response::BolusAccepted { volume, ends_at } => Reply::BolusAccepted {
+                volume: *volume,
+                ends_at: *ends_at,
+            },
+            Response::Status(s) => Reply::Status(s.clone()),
+            Response::Refused(refusal) => {
+                let mut text = Truncating(heapless::String::new());
+                // The writer never fails; a formatting error would only shorten the text.
+                let _ = write!(text, "{refusal}");
+                Reply::Refused {
+                    code: refusal.code(),
+                    text: text.0,
+                }
+            }
+        }
+    }
+}
+
+/// A `fmt::Write` into a bounded string that drops what does not fit, at a character
+/// boundary.
+struct Truncating<const N: usize>(heapless::String<N>);
+
+impl<const N: usize> fmt::Write for Truncating<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for c in s.chars() {
+            if self.0.push(c).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a message could not be encoded or decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageError {
+    /// The output buffer is too small for the encoding.
+    BufferTooSmall,
+    /// The bytes are not a message of the expected type.
+    Malformed,
+    /// Bytes follow the message.
+    Trailing,
+}
+
+impl fmt::Display for MessageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MessageError::BufferTooSmall => "message buffer too small",
+            MessageError::Malformed => "malformed message",
+            MessageError::Trailing => "bytes after the message",
+        })
+    }
+}
+
+impl core::error::Error for MessageError {}
+
+fn encode<'b, T: Serialize>(value: &T, buf: &'b mut [u8]) -> Result<&'b mut [u8], MessageError> {
+    postcard::to_slice(value, buf).map_err(|e| match e {
+        postcard::Error::SerializeBufferFull => MessageError::BufferTooSmall,
+        _ => MessageError::Malformed,
+    })
+}
+
+fn decode<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, MessageError> {
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(bytes).map_err(|_| MessageError::Malformed)?;
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(MessageError::Trailing)
+    }
+}
+
+impl Request {
+    /// Encodes into `buf`; returns the used prefix.
+    pub fn encode<'b>(&self, buf: &'b mut [u8]) -> Result<&'b mut [u8], MessageError> {
+        encode(self, buf)
+    }
+
+    /// Decodes one request occupying all of `bytes`.
+    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+        decode(bytes)
+    }
+}
+
+impl Answer {
+    /// Encodes into `buf`; returns the used prefix.
+    pub fn encode<'b>(&self, buf: &'b mut [u8]) -> Result<&'b mut [u8], MessageError> {
+        encode(self, buf)
+    }
+
+    /// Decodes one answer occupying all of `bytes`.
+    pub fn decode(bytes: &[u8]) -> Result<Self, MessageError> {
+        decode(bytes)
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::arithmetic_side_effects
+)]
+mod tests {
+    use super::*;
+    use crate::session::MAX_PLAINTEXT;
+    use alloc::vec::Vec;
+    use proptest::prelude::*;
+    use thecal_pump::alarm::{AlarmKind, Priority};
+    use thecal_pump::command::{
+        ActiveAlarm, BridgeChoice, CommandKind, Mode, Refusal, Role, StopReason,
+    };
+    use thecal_rx::Duration;
+    use thecal_rx::check::Prescription;
+    use thecal_rx::dose::Admixture;
+    use thecal_rx::drug::DrugId;
+    use thecal_rx::schedule::Schedule;
+
+    fn q<T: core::str::FromStr>(s: &str) -> T
+    where
+        T::Err: core::fmt::Debug,
+    {
+        s.parse().unwrap()
+    }
+
+    fn commands() -> Vec<Command> {
+        let contents = Admixture::single(DrugId::Baclofen, q("2000 mcg/mL"));
+        alloc::vec![
+            Command::Interrogate,
+            Command::Program {
+                prescription: Prescription {
+                    contents: contents.clone(),
+                    schedule: Schedule::continuous(q("0.6 mL/day")),
+                    patient_bolus: None,
+                    reservoir_volume: q("20 mL"),
+                },
+                confirm_soft: true,
+            },
+            Command::Refill {
+                aspirated: Volume::ZERO,
+                added: q("20 mL"),
+                contents,
+                keep_dose: true,
+                bridge: BridgeChoice::Bolus(Duration::from_minutes(30)),
+                confirm: false,
+            },
+            Command::ClinicianBolus {
+                volume: Volume::from_ul(50),
+                duration: Duration::from_minutes(10),
+            },
+            Command::PrimingBolus {
+                duration: Duration::from_minutes(5),
+            },
+            Command::PatientBolus { request_id: 77 },
+            Command::CancelBolus,
+            Command::Stop {
+                reason: StopReason::AdverseEffect,
+            },
+            Command::Resume,
+            Command::SetClock {
+                utc_ms: 1_700_000_000_000,
+                offset_minutes: -300,
+            },
+            Command::Acknowledge(AlarmKind::LowReservoir),
+            Command::MriMode(true),
+            Command::ReduceDose { percent: 20 },
+            Command::AlarmSettings {
+                low_reservoir: Volume::from_ml(2),
+                low_reservoir_days: 7,
+                stopped_reminder: Duration::from_minutes(60),
+            },
+        ]
+    }
+
+    fn status() -> Status {
+        let mut alarms = heapless::Vec::new();
+        for kind in [AlarmKind::LowReservoir, AlarmKind::EmptyReservoir] {
+            alarms
+                .push(ActiveAlarm {
+                    kind,
+                    priority: Priority::High,
+                    acknowledged: false,
+                })
+                .unwrap();
+        }
+        Status {
+            mode: Mode::Stopped {
+                reason: StopReason::Procedure,
+                since: Instant::from_ms(123_456),
+            },
+            program_version: 4,
+            reservoir: Volume::from_ul(12_345),
+            delivered: Volume::from_ml(3),
+            missed: Volume::ZERO,
+            alarms,
+            battery_life: Some(Duration::from_secs(86_400 * 365)),
+            next_refill: Some(Instant::from_ms(9_999_999)),
+            clock_set: true,
+            bolus_active: false,
+            bridging: true,
+        }
+    }
+
+    #[test]
+    fn every_command_round_trips_and_fits_one_frame() {
+        let mut buf = [0u8; MAX_PLAINTEXT];
+        for (i, command) in commands().into_iter().enumerate() {
+            let req = Request {
+                command_id: u32::try_from(i).unwrap() * 1_000_003,
+                command,
+            };
+            let bytes = req.encode(&mut buf).unwrap();
+            assert_eq!(Request::decode(bytes).unwrap(), req);
+        }
+        // The kinds above cover every command.
+        let mut kinds: Vec<_> = commands().iter().map(|c| c.kind().code()).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(kinds.len(), CommandKind::ALL.len());
+    }
+
+    #[test]
+    fn every_reply_round_trips() {
+        let refusal = Refusal::NotPermitted {
+            role: Role::PatientRemote,
+            kind: CommandKind::Stop,
+        };
+        let replies = [
+            Reply::from(&Response::Accepted),
+            Reply::from(&Response::BolusAccepted {
+                volume: Volume::from_ul(100),
+                ends_at: Instant::from_ms(60_000),
+            }),
+            Reply::from(&Response::Refused(refusal.clone())),
+            Reply::from(&Response::Status(status())),
+            Reply::Malformed,
+        ];
+        let mut buf = [0u8; MAX_PLAINTEXT];
+        for (i, reply) in replies.into_iter().enumerate() {
+            let a = Answer {
+                command_id: u32::try_from(i).unwrap(),
+                reply,
+            };
+            let bytes = a.encode(&mut buf).unwrap();
+            assert_eq!(Answer::decode(bytes).unwrap(), a);
+        }
+        match Reply::from(&Response::Refused(refusal.clone())) {
+            Reply::Refused { code, text } => {
+                assert_eq!(code, refusal.code());
+                assert_eq!(text.as_str(), alloc::format!("{refusal}"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn long_refusal_text_is_cut_at_a_char_boundary() {
+        let r = Refusal::Invalid(
+            "ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü \
+             ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü",
+        );
+        let Reply::Refused { text, .. } = Reply::from(&Response::Refused(r)) else {
+            panic!("not refused")
+        };
+        assert!(text.len() <= REFUSAL_TEXT_MAX);
+        assert!(text.len() >= REFUSAL_TEXT_MAX - 3);
+        assert!(text.starts_with("ü ü"));
+    }
+
+    #[test]
+    fn strict_decoding() {
+        let mut buf = [0u8; 64];
+        let req = Request {
+            command_id: 5,
+            command: Command::Resume,
+        };
+        let n = req.encode(&mut buf).unwrap().len();
+        assert_eq!(Request::decode(&buf[..n + 1]), Err(MessageError::Trailing));
+        assert_eq!(Request::decode(&buf[..n - 1]), Err(MessageError::Malformed));
+        assert_eq!(Request::decode(&[]), Err(MessageError::Malformed));
+        assert_eq!(
+            req.encode(&mut [0u8; 1]).map(|b| b.len()),
+            Err(MessageError::BufferTooSmall)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_decode_or_error(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Request::decode(&bytes);
+            let _ = Answer::decode(&bytes);
+        }
+
+        #[test]
+        fn scalar_commands_round_trip(
+            id in any::<u32>(),
+            utc_ms in any::<u64>(),
+            offset in any::<i16>(),
+            request_id in any::<u32>(),
+            percent in any::<u8>(),
+        ) {
+            let mut buf = [0u8; 64];
+            for command in [
+                Command::SetClock { utc_ms, offset_minutes: offset },
+                Command::PatientBolus { request_id },
+                Command::ReduceDose { percent },
+            ] {
+                let req = Request { command_id: id, command };
+                let bytes = req.encode(&mut buf).unwrap();
+                prop_assert_eq!(Request::decode(bytes).unwrap(), req);
+            }
+        }
+    }
+}
