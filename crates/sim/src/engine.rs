@@ -532,7 +532,6 @@ impl<'a> Engine<'a> {
             }
             (StrokeOutcome::Moved, Mech::Valve(v)) => Some(v.pulse_nl(&mut self.rng, fill)),
         };
-        self.result.totals.pump_wakes += 1;
         match moved_nl {
             None => p.pump.handle_stroke_done(hw, false),
             Some(v) => {

@@ -68,7 +68,9 @@ pub struct Totals {
     pub to_tissue_mcg: f64,
     /// Strokes moved.
     pub strokes: u64,
-    /// Calls into the pump core (wake-ups).
+    /// Wake-ups of the pump core: timer wakes, commands and battery readings (a
+    /// stroke's completion report arrives while the controller is awake for the stroke,
+    /// so, as in the core's energy model, it is not a wake-up).
     pub pump_wakes: u64,
     /// Limiter vetoes logged.
     pub limiter_vetoes: u64,
