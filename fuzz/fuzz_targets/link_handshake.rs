@@ -1,0 +1,63 @@
+//! Fuzz target: the implant side of the link reading arbitrary bytes, in a handshake
+//! and in an established session.
+//!
+//! Asserts: no panic; arbitrary bytes never complete a handshake as an enrolled device
+//! (nobody without its key can); arbitrary bytes in a session never decrypt (they are
+//! not authentic) and never advance the receive nonce, so the genuine next frame still
+//! decrypts afterwards.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use thecal_link::frame::MAX_FRAME;
+use thecal_link::session::{Entropy, Initiator, Responder, StaticKeypair};
+
+fn keys(seed: u8) -> StaticKeypair {
+    StaticKeypair::from_secret([seed; 32]).expect("valid key")
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (programmer, pump) = (keys(11), keys(22));
+    // 1. The pump reads arbitrary bytes as a first handshake message.
+    let responder = Responder::new(&pump, Entropy::new([3; 32])).expect("responder");
+    if let Ok(hello) = responder.read_hello(data) {
+        assert_ne!(
+            hello.initiator_static(),
+            programmer.public(),
+            "arbitrary bytes authenticated as the enrolled programmer"
+        );
+    }
+    // 2. An established session reads arbitrary bytes, then the genuine frame.
+    let mut m1 = [0u8; MAX_FRAME];
+    let mut m2 = [0u8; MAX_FRAME];
+    let (waiting, n1) = Initiator::new(&programmer, pump.public(), Entropy::new([1; 32]))
+        .expect("initiator")
+        .write_hello(&mut m1)
+        .expect("hello");
+    let hello = Responder::new(&pump, Entropy::new([2; 32]))
+        .expect("responder")
+        .read_hello(&m1[..n1])
+        .expect("genuine hello");
+    let (mut pump_session, n2) = hello.write_reply(&mut m2).expect("reply");
+    let mut programmer_session = waiting.read_reply(&m2[..n2]).expect("genuine reply");
+    let mut frame = [0u8; MAX_FRAME];
+    let n = programmer_session
+        .write_message(b"interrogate", &mut frame)
+        .expect("write");
+    let mut out = [0u8; MAX_FRAME];
+    let before = pump_session.receiving_nonce();
+    let forged = pump_session.read_message(data, &mut out);
+    if data != &frame[..n] {
+        assert!(forged.is_err(), "arbitrary bytes decrypted in a session");
+        assert_eq!(
+            pump_session.receiving_nonce(),
+            before,
+            "a failed read advanced the nonce"
+        );
+    }
+    if forged.is_err() {
+        let got = pump_session
+            .read_message(&frame[..n], &mut out)
+            .expect("genuine frame");
+        assert_eq!(&out[..got], b"interrogate");
+    }
+});
