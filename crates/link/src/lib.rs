@@ -9,6 +9,7 @@
 //! | [`frame`] | the length-framed wire format, a checked decoder | panic on any input |
 //! | [`message`] | typed requests and answers in `postcard` | accept trailing or oversized data |
 //! | [`session`] | the Noise `IK` handshake and transport | carry a payload in a handshake message, reuse or wrap a nonce, advance a nonce on a failed decrypt |
+//! | [`endpoint`] | the implant side: enrolled devices, accepting handshakes, commands into the pump | reply to an unknown or revoked key, let an unauthenticated frame reach the pump |
 //!
 //! The one suite is [`session::PROTOCOL_NAME`] (`Noise_IK_25519_ChaChaPoly_BLAKE2s`),
 //! implemented by `snow`'s pure-Rust resolver (ChaCha20-Poly1305 and BLAKE2s from
@@ -27,10 +28,12 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod endpoint;
 pub mod frame;
 pub mod message;
 pub mod session;
 
+pub use endpoint::{Denied, EnrolError, Enrolment, Implant, ImplantSession, Registry};
 pub use frame::{Frame, FrameError, Kind};
 pub use message::{Answer, MessageError, Reply, Request};
 pub use session::{

@@ -8,5 +8,7 @@
     clippy::arithmetic_side_effects
 )]
 
+mod air;
+mod attack;
 mod conformance;
 mod session;
