@@ -491,11 +491,10 @@ impl Pump {
     /// The radio was on for `ms` milliseconds (counted against the battery).
     pub fn handle_radio(&mut self, now: Instant, ms: u64) {
         let now = self.t(now);
-        self.s.battery.advance(now);
+        self.wake(now);
         self.s
             .battery
             .add_radio_ms(u32::try_from(ms).unwrap_or(u32::MAX));
-        self.wake(now);
         self.finish(now);
     }
 
@@ -755,11 +754,17 @@ impl Pump {
     fn wake(&mut self, now: Instant) {
         self.s.battery.advance(now);
         self.s.battery.add_wakes(1);
-        self.wake_without_energy(now);
+        self.wake_common(now);
     }
 
+    /// A wake-up that costs no energy of its own (a stroke's completion report).
     fn wake_without_energy(&mut self, now: Instant) {
         self.s.battery.advance(now);
+        self.wake_common(now);
+    }
+
+    /// Accrual, bolus end, timers and invariants; the battery is advanced to `now`.
+    fn wake_common(&mut self, now: Instant) {
         self.accrue(now);
         if let Some(b) = self.s.bolus {
             if now >= b.end() {

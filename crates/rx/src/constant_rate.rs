@@ -22,7 +22,6 @@
 //! +24 % at an 8,000 ft cabin altitude, orders reported for such pumps and marked
 //! *check*. All arithmetic is integer: temperatures in m°C, pressures in Pa.
 
-use crate::dose::flow_for_dose;
 use crate::quantity::{Concentration, Flow, MassRate, NL_PER_ML, QuantityError, Rounding, mul_div};
 
 /// Standard sea-level atmospheric pressure, Pa.
@@ -125,17 +124,6 @@ pub fn dose_at(
     ambient_pa: u32,
 ) -> Result<MassRate, QuantityError> {
     crate::dose::daily_dose(conc, model.flow_at(temp_mc, ambient_pa)?)
-}
-
-/// The flow a programmable pump would need for `target` at `conc` (for comparison).
-///
-/// # Errors
-/// See [`flow_for_dose`].
-pub fn programmable_equivalent(
-    conc: Concentration,
-    target: MassRate,
-) -> Result<Flow, QuantityError> {
-    flow_for_dose(conc, target)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 
 use core::fmt;
 
-use crate::quantity::{Duration, Flow, MS_PER_DAY, QuantityError, Rounding, Volume};
+use crate::quantity::{Duration, Flow, QuantityError, Rounding, Volume};
 use crate::schedule::{LocalTime, Schedule};
 
 /// What limits the refill date.
@@ -326,11 +326,6 @@ pub fn reconcile(
         threshold,
         flagged,
     })
-}
-
-/// Whole days in a duration, for display.
-pub const fn days(d: Duration) -> u64 {
-    d.ms() / MS_PER_DAY
 }
 
 #[cfg(test)]

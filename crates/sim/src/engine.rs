@@ -53,7 +53,10 @@ enum Ev {
     Press,
     BatteryReading,
     GasStep,
-    EnvEnd(u8),
+    /// A fever ends: body temperature back to normal.
+    FeverEnd,
+    /// A flight or dive ends: ambient pressure back to sea level.
+    PressureEnd,
     MriEnd,
 }
 
@@ -695,7 +698,7 @@ impl<'a> Engine<'a> {
             } => {
                 self.env.body_temp_c = temperature_c;
                 self.note(format!("fever {temperature_c} °C for {duration}"));
-                self.push(self.now + duration.ms(), Ev::EnvEnd(0));
+                self.push(self.now + duration.ms(), Ev::FeverEnd);
             }
             Event::Flight {
                 altitude_m,
@@ -704,13 +707,13 @@ impl<'a> Engine<'a> {
                 self.env.ambient_pa =
                     thecal_rx::constant_rate::ambient_at_altitude(altitude_m as u32) as f64;
                 self.note(format!("flight, cabin at {altitude_m} m, for {duration}"));
-                self.push(self.now + duration.ms(), Ev::EnvEnd(1));
+                self.push(self.now + duration.ms(), Ev::PressureEnd);
             }
             Event::Dive { depth_m, duration } => {
                 self.env.ambient_pa =
                     thecal_rx::constant_rate::ambient_at_depth(depth_m as u32) as f64;
                 self.note(format!("dive to {depth_m} m for {duration}"));
-                self.push(self.now + duration.ms(), Ev::EnvEnd(1));
+                self.push(self.now + duration.ms(), Ev::PressureEnd);
             }
             Event::PowerCut { write } => {
                 if let Dev::Programmable(p) = &mut self.dev {
@@ -980,8 +983,9 @@ impl<'a> Engine<'a> {
             return;
         }
         let dt = t - self.now;
-        self.prescribed_ng += self.prescribed_rate_ng_per_ms() * dt as f64;
-        self.result.totals.prescribed_mcg += self.prescribed_rate_ng_per_ms() * dt as f64 / 1000.0;
+        let prescribed = self.prescribed_rate_ng_per_ms() * dt as f64;
+        self.prescribed_ng += prescribed;
+        self.result.totals.prescribed_mcg += prescribed / 1000.0;
         self.now = t;
     }
 
@@ -1062,8 +1066,8 @@ impl<'a> Engine<'a> {
                 }
                 Ev::BatteryReading => self.battery_reading(),
                 Ev::GasStep => self.gas_step(),
-                Ev::EnvEnd(0) => self.env.body_temp_c = Environment::default().body_temp_c,
-                Ev::EnvEnd(_) => self.env.ambient_pa = Environment::default().ambient_pa,
+                Ev::FeverEnd => self.env.body_temp_c = Environment::default().body_temp_c,
+                Ev::PressureEnd => self.env.ambient_pa = Environment::default().ambient_pa,
                 Ev::MriEnd => {
                     self.env.mri = false;
                     self.magnet(false);
@@ -1135,11 +1139,6 @@ fn with_primary(contents: &Admixture, primary: DrugId, c: Concentration) -> Admi
 /// Runs a scenario to the end.
 pub fn run(sc: &Scenario) -> RunResult {
     Engine::new(sc).run()
-}
-
-/// Whether the program is the scenario's (used by tests).
-pub fn same_program(a: &Prescription, b: &Prescription) -> bool {
-    a.schedule == b.schedule && a.contents == b.contents
 }
 
 /// A scenario built in code: a primed pump of `device` running `schedule` of `drug` at

@@ -168,9 +168,7 @@ impl ProgramSpec {
             patient_bolus: self.patient_bolus.clone(),
             reservoir_volume: None,
         };
-        let mut rx = build_program(field, &spec, contents.clone(), volume)?;
-        rx.reservoir_volume = volume;
-        Ok(rx)
+        build_program(field, &spec, contents.clone(), volume)
     }
 }
 

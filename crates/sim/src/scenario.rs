@@ -9,7 +9,6 @@
 use serde::Deserialize;
 use thecal_pump::profile::HardwareProfile;
 use thecal_rx::check::Prescription;
-use thecal_rx::schedule::MINUTES_PER_DAY;
 use thecal_rx::{Concentration, Duration, Flow, MassRate, Volume};
 
 use crate::prescription_file::{FileError, ProgramSpec, RxSpec, quantity};
@@ -724,7 +723,6 @@ pub fn parse(text: &str) -> Result<Scenario, FileError> {
     if sample_every.is_zero() {
         return Err(err("sample_every", "must be above zero"));
     }
-    let _ = MINUTES_PER_DAY;
     Ok(Scenario {
         name: spec.name,
         description: spec.description,
