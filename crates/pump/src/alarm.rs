@@ -168,11 +168,14 @@ pub enum AlarmKind {
     ClockNotSet,
     /// A magnet or MRI field was detected.
     MagnetMri,
+    /// The radio used its daily energy budget (or was flooded) and sleeps until a
+    /// programmer wand wakes it: remotes cannot reach the pump.
+    TelemetryPaused,
 }
 
 impl AlarmKind {
     /// How many kinds there are.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
 
     /// Every kind, in declaration order.
     pub const ALL: [AlarmKind; Self::COUNT] = [
@@ -186,6 +189,7 @@ impl AlarmKind {
         AlarmKind::StoppedReminder,
         AlarmKind::ClockNotSet,
         AlarmKind::MagnetMri,
+        AlarmKind::TelemetryPaused,
     ];
 
     /// IEC 60601-1-8 priority (DOMAIN.md §6: potential harm × onset).
@@ -227,6 +231,10 @@ impl AlarmKind {
             // withdrawal → Medium rather than Low. Not High: a stall that persists
             // raises MotorStall, which is High.
             AlarmKind::MagnetMri => Priority::Medium,
+            // Therapy is unaffected; only the remote (patient bolus, status) is out of
+            // reach until a clinician wakes the radio: inconvenience, no harm from the
+            // alarm's cause itself → Low.
+            AlarmKind::TelemetryPaused => Priority::Low,
         }
     }
 
@@ -249,6 +257,7 @@ impl AlarmKind {
             AlarmKind::StoppedReminder => 8,
             AlarmKind::ClockNotSet => 9,
             AlarmKind::MagnetMri => 10,
+            AlarmKind::TelemetryPaused => 11,
         }
     }
 
@@ -270,6 +279,7 @@ impl AlarmKind {
             AlarmKind::StoppedReminder => "pump stopped",
             AlarmKind::ClockNotSet => "clock not set",
             AlarmKind::MagnetMri => "magnet or MRI detected",
+            AlarmKind::TelemetryPaused => "telemetry paused",
         }
     }
 
@@ -329,6 +339,12 @@ impl AlarmKind {
                  may have paused. Call your clinic today to have the pump checked. After \
                  an MRI scan the pump must always be checked."
             }
+            AlarmKind::TelemetryPaused => {
+                "Your pump switched its radio off to save its battery, so your remote \
+                 cannot reach it today. Your pump is still giving your medicine as \
+                 usual. Call your clinic to have the radio woken up; if you need extra \
+                 medicine that your remote would give, call them now."
+            }
         }
     }
 
@@ -383,6 +399,13 @@ impl AlarmKind {
                 "Magnet or MRI field detected: a peristaltic motor may stall (delivery can \
                  take 2-24 h to resume) and a valve pump stays shut until reset. \
                  Interrogate after the scan and confirm delivery has resumed."
+            }
+            AlarmKind::TelemetryPaused => {
+                "Telemetry paused: the radio spent its daily energy budget or was flooded \
+                 with frames that failed authentication, and sleeps until a programmer \
+                 wand wakes it. Basal delivery is unaffected. Wake it with the wand, read \
+                 the event log for the denied handshakes, and look for a source of \
+                 interference or an attack."
             }
         }
     }
@@ -706,13 +729,13 @@ mod tests {
     #[test]
     fn codes_are_stable_unique_and_round_trip_pump_020() {
         let codes: Vec<u8> = AlarmKind::ALL.iter().map(|k| k.code()).collect();
-        assert_eq!(codes, (1..=10).collect::<Vec<u8>>());
+        assert_eq!(codes, (1..=11).collect::<Vec<u8>>());
         for kind in AlarmKind::ALL {
             assert_eq!(AlarmKind::from_code(kind.code()), Some(kind));
             assert_eq!(AlarmKind::ALL[kind.index()], kind);
         }
         assert_eq!(AlarmKind::from_code(0), None);
-        assert_eq!(AlarmKind::from_code(11), None);
+        assert_eq!(AlarmKind::from_code(12), None);
     }
 
     #[test]

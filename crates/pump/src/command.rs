@@ -528,7 +528,7 @@ pub struct Status {
     /// Volume not delivered because of stalls, vetoes or an empty reservoir.
     pub missed: Volume,
     /// Active alarms.
-    pub alarms: heapless::Vec<ActiveAlarm, 10>,
+    pub alarms: heapless::Vec<ActiveAlarm, { AlarmKind::COUNT }>,
     /// Remaining battery life at the present draw.
     pub battery_life: Option<Duration>,
     /// When the low-reservoir alarm is expected, assuming every allowed patient bolus is

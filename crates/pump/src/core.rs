@@ -54,7 +54,7 @@ use crate::command::{
     ActiveAlarm, BridgeChoice, Command, CommandKind, FaultCode, Mode, Refusal, Response, Role,
     Status, StopReason, allowed,
 };
-use crate::event::Event;
+use crate::event::{Event, LinkEvent};
 use crate::fluid::FluidPath;
 use crate::limiter::{Limiter, Limits};
 use crate::log::{LogChain, LogEntry};
@@ -495,6 +495,30 @@ impl Pump {
         self.s
             .battery
             .add_radio_ms(u32::try_from(ms).unwrap_or(u32::MAX));
+        self.finish(now);
+    }
+
+    /// Logs what the telemetry did on its own (its commands, enrolments, revocations,
+    /// denied handshakes) in the hash-chained event log, with the sender's role and key
+    /// id, like the core's own commands.
+    pub fn log_link(&mut self, now: Instant, event: LinkEvent) {
+        let now = self.t(now);
+        self.wake(now);
+        self.log(now, Event::from(event));
+        self.finish(now);
+    }
+
+    /// The telemetry paused its radio (`true`: energy budget spent or flooded, until a
+    /// programmer wand wakes it) or resumed it: raises or clears
+    /// [`AlarmKind::TelemetryPaused`] so the patient learns why the remote fails.
+    pub fn set_telemetry_paused(&mut self, now: Instant, paused: bool) {
+        let now = self.t(now);
+        self.wake(now);
+        if paused {
+            self.raise(now, AlarmKind::TelemetryPaused);
+        } else {
+            self.clear(now, AlarmKind::TelemetryPaused);
+        }
         self.finish(now);
     }
 

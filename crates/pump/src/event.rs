@@ -112,6 +112,112 @@ pub enum Event {
         /// Which check (see `core`'s fault codes).
         code: u8,
     },
+    /// The telemetry enrolled a device.
+    DeviceEnrolled {
+        /// The device's role.
+        role: Role,
+        /// Its key identifier.
+        key_id: u32,
+    },
+    /// The telemetry revoked a device.
+    DeviceRevoked {
+        /// Its key identifier.
+        key_id: u32,
+    },
+    /// The telemetry denied handshakes: `count` in a row so far (a flood is logged at
+    /// growing intervals, not frame by frame, so it cannot wash the log out).
+    HandshakeDenied {
+        /// The key identifier the hello claimed (0: enrolment or none).
+        key_id: u32,
+        /// Why (see the telemetry's denial codes).
+        reason: u8,
+        /// Denials in a row, this one included.
+        count: u32,
+    },
+}
+
+/// What the telemetry asks the core to log (see [`crate::core::Pump::log_link`]): its
+/// own commands, enrolments, revocations and denied handshakes. The core's own events
+/// cannot be forged through this type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// A telemetry command (enrolment, revocation, log download) was accepted.
+    CommandAccepted {
+        /// Sender's role.
+        role: Role,
+        /// Which command (the telemetry's codes, from [`LINK_COMMAND_CODES`]).
+        code: u8,
+        /// Sender's key identifier.
+        key_id: u32,
+    },
+    /// A telemetry command was refused.
+    CommandRefused {
+        /// Sender's role.
+        role: Role,
+        /// Which command (the telemetry's codes).
+        code: u8,
+        /// Why (the telemetry's refusal codes).
+        reason: u8,
+        /// Sender's key identifier.
+        key_id: u32,
+    },
+    /// A device was enrolled.
+    DeviceEnrolled {
+        /// Its role.
+        role: Role,
+        /// Its key identifier.
+        key_id: u32,
+    },
+    /// A device was revoked.
+    DeviceRevoked {
+        /// Its key identifier.
+        key_id: u32,
+    },
+    /// Handshakes were denied.
+    HandshakeDenied {
+        /// The key identifier the hello claimed (0: enrolment or none).
+        key_id: u32,
+        /// Why.
+        reason: u8,
+        /// Denials in a row.
+        count: u32,
+    },
+}
+
+/// The command codes the telemetry uses for its own commands; the core's commands use
+/// codes below this range.
+pub const LINK_COMMAND_CODES: core::ops::RangeInclusive<u8> = 100..=127;
+
+impl From<LinkEvent> for Event {
+    fn from(e: LinkEvent) -> Event {
+        match e {
+            LinkEvent::CommandAccepted { role, code, key_id } => {
+                Event::CommandAccepted { role, code, key_id }
+            }
+            LinkEvent::CommandRefused {
+                role,
+                code,
+                reason,
+                key_id,
+            } => Event::CommandRefused {
+                role,
+                code,
+                reason,
+                key_id,
+            },
+            LinkEvent::DeviceEnrolled { role, key_id } => Event::DeviceEnrolled { role, key_id },
+            LinkEvent::DeviceRevoked { key_id } => Event::DeviceRevoked { key_id },
+            LinkEvent::HandshakeDenied {
+                key_id,
+                reason,
+                count,
+            } => Event::HandshakeDenied {
+                key_id,
+                reason,
+                count,
+            },
+        }
+    }
 }
 
 /// The longest postcard encoding of an [`Event`], in bytes.

@@ -513,6 +513,18 @@ mod tests {
                 key_id: u32::MAX,
             });
         }
+        for role in ROLES {
+            out.push(Event::DeviceEnrolled {
+                role,
+                key_id: u32::MAX,
+            });
+        }
+        out.push(Event::DeviceRevoked { key_id: u32::MAX });
+        out.push(Event::HandshakeDenied {
+            key_id: u32::MAX,
+            reason: u8::MAX,
+            count: u32::MAX,
+        });
         for drug in DrugId::ALL {
             out.push(Event::LimiterVeto {
                 drug,
@@ -568,6 +580,9 @@ mod tests {
             Event::Resumed => 14,
             Event::ClockSet { .. } => 15,
             Event::Fault { .. } => 16,
+            Event::DeviceEnrolled { .. } => 17,
+            Event::DeviceRevoked { .. } => 18,
+            Event::HandshakeDenied { .. } => 19,
         }
     }
 
@@ -622,6 +637,14 @@ mod tests {
                 new_utc_ms
             }),
             any::<u8>().prop_map(|code| Event::Fault { code }),
+            any::<u32>().prop_map(|key_id| Event::DeviceRevoked { key_id }),
+            (any::<u32>(), any::<u8>(), any::<u32>()).prop_map(|(key_id, reason, count)| {
+                Event::HandshakeDenied {
+                    key_id,
+                    reason,
+                    count,
+                }
+            }),
         ]
     }
 
@@ -641,7 +664,7 @@ mod tests {
     #[test]
     fn every_event_variant_fits_max_event_len_pump_024() {
         let events = worst_case_events();
-        let mut seen = [false; 17];
+        let mut seen = [false; 20];
         let mut longest = 0;
         for e in &events {
             seen[variant_index(e)] = true;
