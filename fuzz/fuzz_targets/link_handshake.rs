@@ -1,15 +1,19 @@
 //! Fuzz target: the implant side of the link reading arbitrary bytes, in a handshake
 //! and in an established session.
 //!
-//! Asserts: no panic; arbitrary bytes never complete a handshake as an enrolled device
-//! (nobody without its key can); arbitrary bytes in a session never decrypt (they are
-//! not authentic) and never advance the receive nonce, so the genuine next frame still
-//! decrypts afterwards.
+//! Asserts: no panic; arbitrary bytes never pass the pre-authentication tag nor complete
+//! a handshake as an enrolled device (nobody without its keys can); arbitrary bytes in a
+//! session never decrypt (they are not authentic) and never advance the receive nonce, so
+//! the genuine next frame still decrypts afterwards.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use thecal_link::frame::MAX_FRAME;
-use thecal_link::session::{Entropy, Initiator, Responder, StaticKeypair};
+use thecal_link::session::{
+    Entropy, HelloAuth, HelloHeader, Initiator, Responder, StaticKeypair, verify_preauth,
+};
+
+const PREAUTH: [u8; 32] = [0x5a; 32];
 
 fn keys(seed: u8) -> StaticKeypair {
     StaticKeypair::from_secret([seed; 32]).expect("valid key")
@@ -17,23 +21,39 @@ fn keys(seed: u8) -> StaticKeypair {
 
 fuzz_target!(|data: &[u8]| {
     let (programmer, pump) = (keys(11), keys(22));
-    // 1. The pump reads arbitrary bytes as a first handshake message.
-    let responder = Responder::new(&pump, Entropy::new([3; 32])).expect("responder");
-    if let Ok(hello) = responder.read_hello(data) {
-        assert_ne!(
-            hello.initiator_static(),
-            programmer.public(),
-            "arbitrary bytes authenticated as the enrolled programmer"
+    // 1. The pump reads arbitrary bytes as a hello: the cheap checks, then (as if they
+    // had passed) the Noise message.
+    if let Ok(header) = HelloHeader::peek(data) {
+        assert!(
+            !verify_preauth(data, &PREAUTH),
+            "arbitrary bytes carried a valid pre-authentication tag"
         );
+        let responder =
+            Responder::new(&pump, &header, None, Entropy::new([3; 32])).expect("responder");
+        if let Ok(hello) = responder.read_hello(data) {
+            assert_ne!(
+                hello.initiator_static(),
+                programmer.public(),
+                "arbitrary bytes authenticated as the enrolled programmer"
+            );
+        }
     }
+    let auth = HelloAuth {
+        header: HelloHeader {
+            key_id: 7,
+            counter: 1,
+        },
+        preauth: PREAUTH,
+        psk: None,
+    };
     // 2. An established session reads arbitrary bytes, then the genuine frame.
     let mut m1 = [0u8; MAX_FRAME];
     let mut m2 = [0u8; MAX_FRAME];
-    let (waiting, n1) = Initiator::new(&programmer, pump.public(), Entropy::new([1; 32]))
+    let (waiting, n1) = Initiator::new(&programmer, pump.public(), &auth, Entropy::new([1; 32]))
         .expect("initiator")
         .write_hello(&mut m1)
         .expect("hello");
-    let hello = Responder::new(&pump, Entropy::new([2; 32]))
+    let hello = Responder::new(&pump, &auth.header, None, Entropy::new([2; 32]))
         .expect("responder")
         .read_hello(&m1[..n1])
         .expect("genuine hello");

@@ -31,14 +31,19 @@ extern crate std;
 pub mod endpoint;
 pub mod frame;
 pub mod message;
+pub mod radio;
 pub mod session;
 
-pub use endpoint::{Denied, EnrolError, Enrolment, Implant, ImplantSession, Registry};
+pub use endpoint::{
+    Accepted, Denied, EnrolError, Enrolment, Host, Implant, ImplantSession, LogSource,
+    ProximityToken, Registry, key_id_for,
+};
 pub use frame::{Frame, FrameError, Kind};
-pub use message::{Answer, MessageError, Reply, Request};
+pub use message::{Answer, Body, DeviceInfo, LinkCommand, MessageError, Reply, Request};
+pub use radio::{Radio, RadioCosts, RadioPolicy, RadioStats};
 pub use session::{
-    AwaitingReply, Entropy, HelloReceived, Initiator, LinkError, PublicKey, Responder, Session,
-    StaticKeypair,
+    AwaitingReply, Entropy, HelloAuth, HelloHeader, HelloReceived, Initiator, LinkError, PublicKey,
+    Responder, Session, StaticKeypair,
 };
 
 #[cfg(test)]

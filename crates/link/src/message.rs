@@ -11,20 +11,129 @@
 use core::fmt::{self, Write as _};
 
 use serde::{Deserialize, Serialize};
-use thecal_pump::command::{Command, Response, Status};
+use thecal_pump::command::{Command, Response, Role, Status};
+use thecal_pump::log::{Hash, LogChain, LogEntry};
+use thecal_rx::check::Prescription;
 use thecal_rx::{Instant, Volume};
 
 /// The longest refusal text carried in a [`Reply::Refused`], in bytes (longer texts are
 /// cut at a character boundary when converted from a [`Response`]).
 pub const REFUSAL_TEXT_MAX: usize = 160;
 
-/// A command to the pump with the sender's id for it.
+/// The most log entries one [`Reply::Log`] carries (each about 80 bytes encoded).
+pub const LOG_ENTRIES_PER_REPLY: usize = 8;
+
+/// A command with the sender's id for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     /// Chosen by the sender; the answer carries it back.
     pub command_id: u32,
     /// The command.
-    pub command: Command,
+    pub body: Body,
+}
+
+impl Request {
+    /// A request carrying a pump command.
+    pub const fn pump(command_id: u32, command: Command) -> Self {
+        Request {
+            command_id,
+            body: Body::Pump(command),
+        }
+    }
+
+    /// A request carrying a telemetry command.
+    pub const fn link(command_id: u32, command: LinkCommand) -> Self {
+        Request {
+            command_id,
+            body: Body::Link(command),
+        }
+    }
+}
+
+/// What a request asks for: a command for the pump core, or one the telemetry handles
+/// itself (enrolment, revocation, log download). Both are checked against the sender's
+/// role and logged with its key id.
+// One request exists at a time, decoded on the stack; boxing would put every command
+// through the allocator.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// A pump command, checked by the core's capability table.
+    Pump(Command),
+    /// A telemetry command (clinician only).
+    Link(LinkCommand),
+}
+
+/// The telemetry's own commands. All are clinician-only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LinkCommand {
+    /// Open an enrolment window for one new device with `role`: the implant answers
+    /// with a one-time pre-shared key to hand to the device ([`Reply::EnrolmentOpen`]).
+    OpenEnrolment {
+        /// The role the new device will have.
+        role: Role,
+        /// How long the window stays open, seconds (10 to 600).
+        seconds: u16,
+    },
+    /// Read the fingerprint of the device that answered the open window.
+    PendingEnrolment,
+    /// Commit the pending device: `fingerprint` is what the device shows; enrolment
+    /// happens only if it equals the implant's.
+    ConfirmEnrolment {
+        /// The six-digit fingerprint the device shows.
+        fingerprint: u32,
+    },
+    /// Close the enrolment window and drop any pending device.
+    CancelEnrolment,
+    /// Revoke the device with this key id (it stays listed as revoked).
+    Revoke {
+        /// The device's key id.
+        key_id: u32,
+    },
+    /// List the enrolled devices.
+    Devices,
+    /// Read event-log entries from sequence number `from_seq` on.
+    ReadLog {
+        /// The first sequence number wanted.
+        from_seq: u32,
+    },
+    /// Read the prescription the pump is running.
+    ReadProgram,
+}
+
+impl LinkCommand {
+    /// The code logged for this command (in the pump's range for telemetry commands).
+    pub const fn code(&self) -> u8 {
+        match self {
+            LinkCommand::OpenEnrolment { .. } => 100,
+            LinkCommand::PendingEnrolment => 101,
+            LinkCommand::ConfirmEnrolment { .. } => 102,
+            LinkCommand::CancelEnrolment => 103,
+            LinkCommand::Revoke { .. } => 104,
+            LinkCommand::Devices => 105,
+            LinkCommand::ReadLog { .. } => 106,
+            LinkCommand::ReadProgram => 107,
+        }
+    }
+
+    /// Whether `role` may send this command: the telemetry's commands are the
+    /// clinician's alone.
+    pub const fn allowed(&self, role: Role) -> bool {
+        matches!(role, Role::Clinician)
+    }
+}
+
+/// One enrolled device, as listed by [`LinkCommand::Devices`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Key id.
+    pub key_id: u32,
+    /// Role.
+    pub role: Role,
+    /// Revoked.
+    pub revoked: bool,
+    /// The device's static public key.
+    pub key: [u8; 32],
 }
 
 /// The pump's answer to one [`Request`].
@@ -38,6 +147,8 @@ pub struct Answer {
 
 /// The outcome of a command, as sent over the link (a serializable form of the pump's
 /// [`Response`]).
+// As for `Body`: one reply at a time, on the stack.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
     /// Done.
@@ -60,6 +171,45 @@ pub enum Reply {
     Status(Status),
     /// The request could not be decoded; nothing was done.
     Malformed,
+    /// An enrolment window is open: hand `psk` and the implant's key to the new device
+    /// (out of band); it must say hello before `expires_at`.
+    EnrolmentOpen {
+        /// The window's one-time pre-shared key.
+        psk: [u8; 32],
+        /// The implant's static public key.
+        implant_key: [u8; 32],
+        /// When the window closes (pump time).
+        expires_at: Instant,
+    },
+    /// A device answered the window: compare this fingerprint with the one it shows.
+    EnrolmentPending {
+        /// Six decimal digits.
+        fingerprint: u32,
+        /// The device's static public key.
+        key: [u8; 32],
+        /// The key id it will have.
+        key_id: u32,
+    },
+    /// The device was enrolled.
+    Enrolled {
+        /// Its key id.
+        key_id: u32,
+        /// Its role.
+        role: Role,
+    },
+    /// The enrolled devices.
+    Devices(heapless::Vec<DeviceInfo, { crate::endpoint::REGISTRY_CAPACITY }>),
+    /// Event-log entries, oldest first, and the chain head they lead to.
+    Log {
+        /// Entries from the requested sequence number (or the oldest still held).
+        entries: heapless::Vec<LogEntry, LOG_ENTRIES_PER_REPLY>,
+        /// The `(seq, hash)` before the oldest held entry, when older ones were evicted.
+        anchor: Option<(u32, Hash)>,
+        /// The core's chain head now: downloaded entries must lead to it.
+        head: LogChain,
+    },
+    /// The prescription the pump is running.
+    Program(Prescription),
 }
 
 impl From<&Response> for Reply {
@@ -86,7 +236,7 @@ impl From<&Response> for Reply {
 
 /// A `fmt::Write` into a bounded string that drops what does not fit, at a character
 /// boundary.
-struct Truncating<const N: usize>(heapless::String<N>);
+pub(crate) struct Truncating<const N: usize>(pub(crate) heapless::String<N>);
 
 impl<const N: usize> fmt::Write for Truncating<N> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
@@ -176,9 +326,7 @@ mod tests {
     use alloc::vec::Vec;
     use proptest::prelude::*;
     use thecal_pump::alarm::{AlarmKind, Priority};
-    use thecal_pump::command::{
-        ActiveAlarm, BridgeChoice, CommandKind, Mode, Refusal, Role, StopReason,
-    };
+    use thecal_pump::command::{ActiveAlarm, BridgeChoice, CommandKind, Mode, Refusal, StopReason};
     use thecal_rx::Duration;
     use thecal_rx::check::Prescription;
     use thecal_rx::dose::Admixture;
@@ -274,10 +422,7 @@ mod tests {
     fn every_command_round_trips_and_fits_one_frame() {
         let mut buf = [0u8; MAX_PLAINTEXT];
         for (i, command) in commands().into_iter().enumerate() {
-            let req = Request {
-                command_id: u32::try_from(i).unwrap() * 1_000_003,
-                command,
-            };
+            let req = Request::pump(u32::try_from(i).unwrap() * 1_000_003, command);
             let bytes = req.encode(&mut buf).unwrap();
             assert_eq!(Request::decode(bytes).unwrap(), req);
         }
@@ -323,6 +468,94 @@ mod tests {
     }
 
     #[test]
+    fn telemetry_commands_and_replies_round_trip_and_fit_one_frame_link_007() {
+        use thecal_pump::event::Event;
+        let mut buf = [0u8; MAX_PLAINTEXT];
+        let commands = [
+            LinkCommand::OpenEnrolment {
+                role: Role::PatientRemote,
+                seconds: u16::MAX,
+            },
+            LinkCommand::PendingEnrolment,
+            LinkCommand::ConfirmEnrolment {
+                fingerprint: u32::MAX,
+            },
+            LinkCommand::CancelEnrolment,
+            LinkCommand::Revoke { key_id: u32::MAX },
+            LinkCommand::Devices,
+            LinkCommand::ReadLog { from_seq: u32::MAX },
+            LinkCommand::ReadProgram,
+        ];
+        let mut codes: Vec<u8> = commands.iter().map(LinkCommand::code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), commands.len());
+        for (i, c) in commands.into_iter().enumerate() {
+            assert!(thecal_pump::event::LINK_COMMAND_CODES.contains(&c.code()));
+            assert!(c.allowed(Role::Clinician));
+            assert!(!c.allowed(Role::PatientRemote) && !c.allowed(Role::Emergency));
+            let req = Request::link(u32::try_from(i).unwrap(), c);
+            let bytes = req.encode(&mut buf).unwrap();
+            assert_eq!(Request::decode(bytes).unwrap(), req);
+        }
+        // The largest replies: a full log page of the longest events, every device.
+        let mut entries = heapless::Vec::new();
+        for seq in 0..LOG_ENTRIES_PER_REPLY {
+            let _ = entries.push(LogEntry {
+                seq: u32::MAX - 10 + u32::try_from(seq).unwrap(),
+                at: Instant::from_ms(u64::MAX),
+                event: Event::Refill {
+                    added: Volume::MAX,
+                    aspirated: Volume::MAX,
+                    expected: Volume::MAX,
+                    flagged: true,
+                },
+                hash: [0xff; 16],
+            });
+        }
+        let mut devices = heapless::Vec::new();
+        while devices
+            .push(DeviceInfo {
+                key_id: u32::MAX,
+                role: Role::PatientRemote,
+                revoked: true,
+                key: [0xff; 32],
+            })
+            .is_ok()
+        {}
+        let replies = [
+            Reply::Log {
+                entries,
+                anchor: Some((u32::MAX, [0xff; 16])),
+                head: LogChain::new(),
+            },
+            Reply::Devices(devices),
+            Reply::EnrolmentOpen {
+                psk: [0xff; 32],
+                implant_key: [0xff; 32],
+                expires_at: Instant::from_ms(u64::MAX),
+            },
+            Reply::EnrolmentPending {
+                fingerprint: 999_999,
+                key: [0xff; 32],
+                key_id: u32::MAX,
+            },
+            Reply::Enrolled {
+                key_id: u32::MAX,
+                role: Role::Emergency,
+            },
+        ];
+        for reply in replies {
+            let a = Answer {
+                command_id: u32::MAX,
+                reply,
+            };
+            let bytes = a.encode(&mut buf).unwrap();
+            assert_eq!(Answer::decode(bytes).unwrap(), a);
+        }
+    }
+
+    #[test]
     fn long_refusal_text_is_cut_at_a_char_boundary() {
         let r = Refusal::Invalid(
             "ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü ü \
@@ -339,10 +572,7 @@ mod tests {
     #[test]
     fn strict_decoding() {
         let mut buf = [0u8; 64];
-        let req = Request {
-            command_id: 5,
-            command: Command::Resume,
-        };
+        let req = Request::pump(5, Command::Resume);
         let n = req.encode(&mut buf).unwrap().len();
         assert_eq!(Request::decode(&buf[..n + 1]), Err(MessageError::Trailing));
         assert_eq!(Request::decode(&buf[..n - 1]), Err(MessageError::Malformed));
@@ -374,7 +604,7 @@ mod tests {
                 Command::PatientBolus { request_id },
                 Command::ReduceDose { percent },
             ] {
-                let req = Request { command_id: id, command };
+                let req = Request::pump(id, command);
                 let bytes = req.encode(&mut buf).unwrap();
                 prop_assert_eq!(Request::decode(bytes).unwrap(), req);
             }

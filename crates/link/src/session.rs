@@ -49,6 +49,7 @@
 use alloc::boxed::Box;
 use core::fmt;
 
+use blake2::digest::{KeyInit, Mac as _};
 use snow::params::{DHChoice, NoiseParams};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
@@ -58,6 +59,11 @@ use crate::frame::{self, Frame, FrameError, HEADER_LEN, Kind, MAX_PAYLOAD};
 
 /// The one Noise protocol thecal speaks.
 pub const PROTOCOL_NAME: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";
+
+/// The pattern of an enrolment handshake: IK with a pre-shared key from the proximity
+/// channel (a programmer at the bedside) or from a clinician session (a patient remote),
+/// mixed in after message 1's `es ss` tokens.
+pub const ENROLMENT_PROTOCOL_NAME: &str = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s";
 
 /// The thecal link version bound into the prologue.
 pub const LINK_VERSION: &str = "thecal-link/1";
@@ -74,6 +80,16 @@ pub const TAG_LEN: usize = 16;
 /// Length of handshake message 1 (no payload): `e`, encrypted `s` with its tag, the tag of
 /// the empty payload.
 pub const HANDSHAKE_INIT_LEN: usize = KEY_LEN + KEY_LEN + TAG_LEN + TAG_LEN;
+
+/// Length of the cleartext hello header: the key id the initiator claims (4 bytes, little
+/// endian; 0 for an enrolment) and its handshake counter (8 bytes, little endian).
+pub const HELLO_HEADER_LEN: usize = 4 + 8;
+
+/// Length of the pre-authentication tag that ends a hello (keyed BLAKE2s, 128 bits).
+pub const PREAUTH_TAG_LEN: usize = 16;
+
+/// Length of a hello frame's payload: header, Noise message 1, pre-authentication tag.
+pub const HELLO_LEN: usize = HELLO_HEADER_LEN + HANDSHAKE_INIT_LEN + PREAUTH_TAG_LEN;
 
 /// Length of handshake message 2 (no payload): `e`, the tag of the empty payload.
 pub const HANDSHAKE_REPLY_LEN: usize = KEY_LEN + TAG_LEN;
@@ -117,6 +133,9 @@ pub enum LinkError {
     },
     /// A key or the entropy was unusable (e.g. the Noise library refused the set-up).
     Setup,
+    /// The implant's receiver was not listening (backing off, or asleep after its daily
+    /// energy budget): the frame was never received.
+    NotListening,
 }
 
 impl fmt::Display for LinkError {
@@ -139,6 +158,10 @@ impl fmt::Display for LinkError {
                 write!(f, "output buffer too small ({needed} bytes needed)")
             }
             LinkError::Setup => f.write_str("session set-up failed"),
+            LinkError::NotListening => f.write_str(
+                "the pump's radio is not listening (backing off or asleep); \
+                 wake it with the programmer wand",
+            ),
         }
     }
 }
@@ -155,7 +178,7 @@ impl From<FrameError> for LinkError {
 }
 
 /// An X25519 public key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PublicKey(pub [u8; KEY_LEN]);
 
 /// A device's static X25519 key pair.
@@ -200,6 +223,11 @@ impl Entropy {
     /// Wraps bytes from a true random source.
     pub const fn new(bytes: [u8; KEY_LEN]) -> Self {
         Entropy(bytes)
+    }
+
+    #[cfg(test)]
+    pub(crate) const fn bytes(&self) -> [u8; KEY_LEN] {
+        self.0
     }
 }
 
@@ -274,22 +302,156 @@ pub(crate) fn build(setup: &Setup<'_>) -> Result<HandshakeState, snow::Error> {
     }
 }
 
+/// The prologue of one handshake: [`PROLOGUE`], then the hello header, so the claimed key
+/// id and the counter are bound into the handshake hash (a changed header fails it).
+fn prologue(header: &HelloHeader) -> [u8; PROLOGUE.len() + HELLO_HEADER_LEN] {
+    let mut p = [0u8; PROLOGUE.len() + HELLO_HEADER_LEN];
+    let (fixed, tail) = p.split_at_mut(PROLOGUE.len());
+    fixed.copy_from_slice(PROLOGUE);
+    tail.copy_from_slice(&header.to_bytes());
+    p
+}
+
 fn ik(
     initiator: bool,
     local: &StaticKeypair,
     remote: Option<&PublicKey>,
+    header: &HelloHeader,
+    psk: Option<&[u8; KEY_LEN]>,
     entropy: Entropy,
 ) -> Result<HandshakeState, LinkError> {
+    let prologue = prologue(header);
+    let psks: &[(u8, [u8; 32])] = match psk {
+        Some(k) => &[(2, *k)],
+        None => &[],
+    };
     build(&Setup {
-        protocol: PROTOCOL_NAME,
+        protocol: if psk.is_some() {
+            ENROLMENT_PROTOCOL_NAME
+        } else {
+            PROTOCOL_NAME
+        },
         initiator,
-        prologue: PROLOGUE,
+        prologue: &prologue,
         local_static: Some(&local.secret),
         remote_static: remote.map(|k| &k.0[..]),
         entropy: Some(entropy.0),
-        psks: &[],
+        psks,
     })
     .map_err(|_| LinkError::Setup)
+}
+
+/// The cleartext front of a hello: who claims to call, and how many handshakes it has
+/// made. Read by the implant before any cryptography (an unknown key id, a counter that
+/// does not increase and a bad pre-authentication tag cost no Diffie-Hellman).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HelloHeader {
+    /// The key id the initiator claims (0: an enrolment handshake).
+    pub key_id: u32,
+    /// The initiator's handshake counter: must exceed the last one the implant accepted
+    /// from this key id.
+    pub counter: u64,
+}
+
+impl HelloHeader {
+    fn to_bytes(self) -> [u8; HELLO_HEADER_LEN] {
+        let mut b = [0u8; HELLO_HEADER_LEN];
+        let (id, counter) = b.split_at_mut(4);
+        id.copy_from_slice(&self.key_id.to_le_bytes());
+        counter.copy_from_slice(&self.counter.to_le_bytes());
+        b
+    }
+
+    /// Reads the header of a hello frame without any cryptography. Checks the frame, its
+    /// kind and its exact length.
+    pub fn peek(frame: &[u8]) -> Result<HelloHeader, LinkError> {
+        let f = Frame::new_checked(frame)?;
+        if f.kind() != Kind::HandshakeInit {
+            return Err(LinkError::UnexpectedKind {
+                expected: Kind::HandshakeInit,
+                got: f.kind(),
+            });
+        }
+        let p = f.payload();
+        if p.len() > HELLO_LEN {
+            return Err(LinkError::PayloadInHandshake);
+        }
+        if p.len() < HELLO_LEN {
+            return Err(LinkError::Handshake);
+        }
+        let id = p.first_chunk::<4>().ok_or(LinkError::Handshake)?;
+        let counter = p
+            .get(4..HELLO_HEADER_LEN)
+            .and_then(|c| <[u8; 8]>::try_from(c).ok())
+            .ok_or(LinkError::Handshake)?;
+        Ok(HelloHeader {
+            key_id: u32::from_le_bytes(*id),
+            counter: u64::from_le_bytes(counter),
+        })
+    }
+}
+
+/// What an initiator needs besides its keys to say hello: the key id and pre-authentication
+/// key it was given at enrolment, and a counter that increases with every handshake (a
+/// clock in milliseconds serves, as long as it never goes back). An enrolment hello uses
+/// key id 0, the window's pre-shared key as `psk`, and the same key as `preauth`.
+#[derive(Clone)]
+pub struct HelloAuth {
+    /// The cleartext header.
+    pub header: HelloHeader,
+    /// The key of the pre-authentication tag.
+    pub preauth: [u8; KEY_LEN],
+    /// The pre-shared key of an enrolment handshake.
+    pub psk: Option<[u8; KEY_LEN]>,
+}
+
+impl fmt::Debug for HelloAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HelloAuth")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pre-authentication tag of a hello: keyed BLAKE2s-128 over the frame header, the
+/// hello header and Noise message 1.
+pub(crate) fn preauth_tag(
+    key: &[u8; KEY_LEN],
+    covered: &[u8],
+) -> Result<[u8; PREAUTH_TAG_LEN], LinkError> {
+    let mut mac = <PreauthMac as KeyInit>::new_from_slice(key).map_err(|_| LinkError::Setup)?;
+    mac.update(covered);
+    Ok(mac.finalize().into_bytes().into())
+}
+
+type PreauthMac = blake2::Blake2sMac<blake2::digest::consts::U16>;
+
+/// Checks a hello frame's pre-authentication tag with `key`: one keyed BLAKE2s over about
+/// 120 bytes, against four X25519 operations for the handshake itself. `false` for
+/// anything that is not a whole hello.
+pub fn verify_preauth(frame: &[u8], key: &[u8; KEY_LEN]) -> bool {
+    let covered_len = HEADER_LEN.saturating_add(HELLO_HEADER_LEN + HANDSHAKE_INIT_LEN);
+    if frame.len() != HEADER_LEN.saturating_add(HELLO_LEN) {
+        return false;
+    }
+    let (Some(covered), Some(tag)) = (frame.get(..covered_len), frame.get(covered_len..)) else {
+        return false;
+    };
+    let Ok(mut mac) = <PreauthMac as KeyInit>::new_from_slice(key) else {
+        return false;
+    };
+    mac.update(covered);
+    mac.verify_slice(tag).is_ok()
+}
+
+/// A keyed BLAKE2s of the handshake hash, for values both sides derive from a session.
+fn derive(handshake_hash: &[u8; 32], label: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    if let Ok(mut mac) = <blake2::Blake2sMac256 as KeyInit>::new_from_slice(handshake_hash) {
+        mac.update(label);
+        out = mac.finalize().into_bytes().into();
+    }
+    out
 }
 
 /// Writes handshake message `kind` (empty payload, `len` bytes) as a frame into `out`.
@@ -353,25 +515,66 @@ fn remote_of(hs: &HandshakeState) -> Result<PublicKey, LinkError> {
 /// The initiator (programmer or remote) before its first message.
 pub struct Initiator {
     hs: HandshakeState,
+    header: HelloHeader,
+    preauth: [u8; KEY_LEN],
 }
 
 impl Initiator {
-    /// A handshake from `local` to the pump whose static key is `responder`.
+    /// A handshake from `local` to the pump whose static key is `responder`, with the
+    /// hello header and keys of `auth`.
     pub fn new(
         local: &StaticKeypair,
         responder: &PublicKey,
+        auth: &HelloAuth,
         entropy: Entropy,
     ) -> Result<Self, LinkError> {
         Ok(Initiator {
-            hs: ik(true, local, Some(responder), entropy)?,
+            hs: ik(
+                true,
+                local,
+                Some(responder),
+                &auth.header,
+                auth.psk.as_ref(),
+                entropy,
+            )?,
+            header: auth.header,
+            preauth: auth.preauth,
         })
     }
 
-    /// Writes handshake message 1 as a frame into `out` (needs
-    /// `HEADER_LEN + HANDSHAKE_INIT_LEN` bytes); returns the next state and the length.
+    /// Writes the hello (header, Noise message 1, pre-authentication tag) as a frame into
+    /// `out` (needs `HEADER_LEN + HELLO_LEN` bytes); returns the next state and the length.
     pub fn write_hello(mut self, out: &mut [u8]) -> Result<(AwaitingReply, usize), LinkError> {
-        let n = write_handshake(&mut self.hs, Kind::HandshakeInit, HANDSHAKE_INIT_LEN, out)?;
-        Ok((AwaitingReply { hs: self.hs }, n))
+        let total = HEADER_LEN.saturating_add(HELLO_LEN);
+        let covered_len = HEADER_LEN.saturating_add(HELLO_HEADER_LEN + HANDSHAKE_INIT_LEN);
+        let frame = out
+            .get_mut(..total)
+            .ok_or(LinkError::BufferTooSmall { needed: total })?;
+        frame::encode_header(Kind::HandshakeInit, HELLO_LEN, frame)?;
+        let header_end = HEADER_LEN.saturating_add(HELLO_HEADER_LEN);
+        frame
+            .get_mut(HEADER_LEN..header_end)
+            .ok_or(LinkError::Setup)?
+            .copy_from_slice(&self.header.to_bytes());
+        let body = frame
+            .get_mut(header_end..covered_len)
+            .ok_or(LinkError::Setup)?;
+        let n = self
+            .hs
+            .write_message(&[], body)
+            .map_err(|_| LinkError::Setup)?;
+        if n != HANDSHAKE_INIT_LEN {
+            return Err(LinkError::Setup);
+        }
+        let tag = preauth_tag(
+            &self.preauth,
+            frame.get(..covered_len).ok_or(LinkError::Setup)?,
+        )?;
+        frame
+            .get_mut(covered_len..)
+            .ok_or(LinkError::Setup)?
+            .copy_from_slice(&tag);
+        Ok((AwaitingReply { hs: self.hs }, total))
     }
 }
 
@@ -408,20 +611,46 @@ impl fmt::Debug for AwaitingReply {
 /// The responder (the pump) waiting for message 1.
 pub struct Responder {
     hs: HandshakeState,
+    header: HelloHeader,
 }
 
 impl Responder {
-    /// A responder with the pump's static key pair.
-    pub fn new(local: &StaticKeypair, entropy: Entropy) -> Result<Self, LinkError> {
+    /// A responder with the pump's static key pair, for the hello whose header is
+    /// `header` (read with [`HelloHeader::peek`]) and, for an enrolment, the window's
+    /// pre-shared key.
+    pub fn new(
+        local: &StaticKeypair,
+        header: &HelloHeader,
+        psk: Option<&[u8; KEY_LEN]>,
+        entropy: Entropy,
+    ) -> Result<Self, LinkError> {
         Ok(Responder {
-            hs: ik(false, local, None, entropy)?,
+            hs: ik(false, local, None, header, psk, entropy)?,
+            header: *header,
         })
     }
 
-    /// Reads handshake message 1 (a frame). The caller must check
-    /// [`HelloReceived::initiator_static`] against its enrolled devices before replying.
+    /// Reads the hello's Noise message 1 (two X25519 operations). The caller checks the
+    /// header and the pre-authentication tag first ([`HelloHeader::peek`],
+    /// [`verify_preauth`]), and [`HelloReceived::initiator_static`] against its enrolled
+    /// devices before replying.
     pub fn read_hello(mut self, frame: &[u8]) -> Result<HelloReceived, LinkError> {
-        read_handshake(&mut self.hs, Kind::HandshakeInit, HANDSHAKE_INIT_LEN, frame)?;
+        let header = HelloHeader::peek(frame)?;
+        if header != self.header {
+            return Err(LinkError::Handshake);
+        }
+        let msg = Frame::new_checked(frame)?
+            .payload()
+            .get(HELLO_HEADER_LEN..HELLO_HEADER_LEN + HANDSHAKE_INIT_LEN)
+            .ok_or(LinkError::Handshake)?;
+        let mut payload = [0u8; TAG_LEN];
+        let n = self
+            .hs
+            .read_message(msg, &mut payload)
+            .map_err(|_| LinkError::Handshake)?;
+        if n != 0 {
+            return Err(LinkError::PayloadInHandshake);
+        }
         let initiator = remote_of(&self.hs)?;
         Ok(HelloReceived {
             hs: self.hs,
@@ -567,6 +796,24 @@ impl Session {
     /// binding).
     pub const fn handshake_hash(&self) -> &[u8; 32] {
         &self.handshake_hash
+    }
+
+    /// The short fingerprint both sides of an enrolment show, for a person to compare:
+    /// six decimal digits derived from the handshake hash (a man in the middle has a
+    /// different handshake with each side, so the two fingerprints differ).
+    pub fn fingerprint(&self) -> u32 {
+        let d = derive(&self.handshake_hash, b"thecal-link/1 fingerprint");
+        let [a, b, c, e, ..] = d;
+        u32::from_le_bytes([a, b, c, e]) % 1_000_000
+    }
+
+    /// The pre-authentication key of the device enrolled by this (enrolment) session:
+    /// both sides derive it from the handshake hash, so it never travels.
+    pub fn enrolled_preauth_key(&self) -> [u8; KEY_LEN] {
+        derive(
+            &self.handshake_hash,
+            b"thecal-link/1 pre-authentication key",
+        )
     }
 
     /// The nonce the next sent message will use (the count of messages sent).

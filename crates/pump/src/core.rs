@@ -683,6 +683,11 @@ impl Pump {
         s
     }
 
+    /// The head of the event log's chain: downloaded entries must lead to it.
+    pub fn log_head(&self) -> LogChain {
+        self.s.events
+    }
+
     /// The pump's status.
     pub fn status(&self) -> Status {
         let mut alarms = Vec::new();

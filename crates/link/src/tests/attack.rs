@@ -17,11 +17,13 @@ use thecal_rx::schedule::Schedule;
 use thecal_rx::{Duration, Instant, Volume};
 
 use super::air::{Air, Dir};
-use crate::endpoint::{Denied, EnrolError, Enrolment, Implant, ImplantSession, Registry};
+use crate::endpoint::{Denied, EnrolError, Enrolment, Host, Implant, ImplantSession, Registry};
 use crate::frame::{Frame, Kind, MAX_FRAME};
 use crate::message::{Answer, Reply, Request};
+use crate::radio::{Radio, RadioCosts, RadioPolicy};
 use crate::session::{
-    AwaitingReply, Entropy, LinkError, MAX_PLAINTEXT, PublicKey, Session, StaticKeypair,
+    AwaitingReply, Entropy, HelloAuth, HelloHeader, LinkError, MAX_PLAINTEXT, PublicKey, Session,
+    StaticKeypair,
 };
 
 const CLINICIAN_ID: u32 = 101;
@@ -156,9 +158,23 @@ struct Implanted {
 }
 
 impl Implanted {
+    /// An implant whose receiver does not back off, for the tests of authenticity (the
+    /// back-off and the energy budget have their own tests, with the typical policy).
     fn new(implant_keys: StaticKeypair, registry: Registry) -> Self {
+        let policy = RadioPolicy {
+            backoff_first: Duration::ZERO,
+            ..RadioPolicy::TYPICAL
+        };
+        Implanted::with_radio(
+            implant_keys,
+            registry,
+            Radio::new(RadioCosts::TYPICAL, policy),
+        )
+    }
+
+    fn with_radio(implant_keys: StaticKeypair, registry: Registry, radio: Radio) -> Self {
         Implanted {
-            implant: Implant::new(implant_keys, registry),
+            implant: Implant::with_radio(implant_keys, registry, radio),
             session: None,
             fw: Firmware::new(),
             trng: Trng(200),
@@ -177,11 +193,16 @@ impl Implanted {
     fn one(&mut self, f: &[u8], air: &mut Air) -> Outcome {
         let mut out = [0u8; MAX_FRAME];
         if Frame::new_checked(f).map(|fr| fr.kind()) == Ok(Kind::HandshakeInit) {
-            return match self.implant.accept(f, self.trng.next(), &mut out) {
-                Ok((session, n)) => {
-                    let key_id = session.key_id();
-                    self.session = Some(session);
-                    air.transmit(Dir::ToDevice, &out[..n]);
+            let now = self.fw.now;
+            let r = self
+                .implant
+                .accept(now, f, self.trng.next(), &mut self.fw.pump, &mut out);
+            self.fw.drain();
+            return match r {
+                Ok(accepted) => {
+                    let key_id = accepted.session.key_id();
+                    self.session = Some(accepted.session);
+                    air.transmit(Dir::ToDevice, &out[..accepted.reply_len]);
                     Outcome::Connected { key_id }
                 }
                 Err(d) => Outcome::Denied(d),
@@ -190,16 +211,23 @@ impl Implanted {
         let Some(session) = self.session.as_mut() else {
             return Outcome::NoSession;
         };
-        match session.handle(f, &mut self.fw.pump, self.fw.now, &mut out) {
+        let mut psk_source = Trng(0x40);
+        let mut random = || psk_source.next().bytes();
+        let mut host = Host {
+            pump: &mut self.fw.pump,
+            log: &self.fw.events,
+            random: &mut random,
+        };
+        let r = self
+            .implant
+            .handle(session, self.fw.now, f, &mut host, &mut out);
+        self.fw.drain();
+        match r {
             Ok(n) => {
-                self.fw.drain();
                 air.transmit(Dir::ToDevice, &out[..n]);
                 Outcome::Answered
             }
-            Err(e) => {
-                self.fw.drain();
-                Outcome::Rejected(e)
-            }
+            Err(e) => Outcome::Rejected(e),
         }
     }
 
@@ -212,6 +240,9 @@ impl Implanted {
 
 struct Device {
     keys: StaticKeypair,
+    key_id: u32,
+    preauth: [u8; 32],
+    counter: u64,
     waiting: Option<AwaitingReply>,
     session: Option<Session>,
     trng: Trng,
@@ -219,9 +250,12 @@ struct Device {
 }
 
 impl Device {
-    fn new(seed: u8) -> Self {
+    fn new(seed: u8, key_id: u32) -> Self {
         Device {
             keys: keys(seed),
+            key_id,
+            preauth: [seed ^ 0xa5; 32],
+            counter: 0,
             waiting: None,
             session: None,
             trng: Trng(seed.wrapping_mul(3)),
@@ -233,9 +267,40 @@ impl Device {
         *self.keys.public()
     }
 
+    fn enrolment(&self, role: Role) -> Enrolment {
+        Enrolment::new(self.public(), role, self.key_id, self.preauth)
+    }
+
     fn hello(&mut self, air: &mut Air, implant: &PublicKey) {
+        self.counter += 1;
+        let auth = HelloAuth {
+            header: HelloHeader {
+                key_id: self.key_id,
+                counter: self.counter,
+            },
+            preauth: self.preauth,
+            psk: None,
+        };
+        self.hello_with(air, implant, &auth);
+    }
+
+    /// An enrolment hello with a window's pre-shared key.
+    fn enrolment_hello(&mut self, air: &mut Air, implant: &PublicKey, psk: [u8; 32]) {
+        self.counter += 1;
+        let auth = HelloAuth {
+            header: HelloHeader {
+                key_id: 0,
+                counter: self.counter,
+            },
+            preauth: psk,
+            psk: Some(psk),
+        };
+        self.hello_with(air, implant, &auth);
+    }
+
+    fn hello_with(&mut self, air: &mut Air, implant: &PublicKey, auth: &HelloAuth) {
         let mut out = [0u8; MAX_FRAME];
-        let init = crate::Initiator::new(&self.keys, implant, self.trng.next()).unwrap();
+        let init = crate::Initiator::new(&self.keys, implant, auth, self.trng.next()).unwrap();
         let (waiting, n) = init.write_hello(&mut out).unwrap();
         self.waiting = Some(waiting);
         self.session = None;
@@ -254,12 +319,7 @@ impl Device {
         let id = self.next_id;
         self.next_id += 1;
         let mut plain = [0u8; MAX_PLAINTEXT];
-        let bytes = Request {
-            command_id: id,
-            command,
-        }
-        .encode(&mut plain)
-        .unwrap();
+        let bytes = Request::pump(id, command).encode(&mut plain).unwrap();
         let mut out = [0u8; MAX_FRAME];
         let n = self
             .session
@@ -294,23 +354,16 @@ struct World {
 
 impl World {
     fn new() -> Self {
-        let clinician = Device::new(11);
-        let remote = Device::new(22);
-        let emergency = Device::new(33);
+        let clinician = Device::new(11, CLINICIAN_ID);
+        let remote = Device::new(22, REMOTE_ID);
+        let emergency = Device::new(33, EMERGENCY_ID);
         let mut registry = Registry::new();
-        for (d, role, key_id) in [
-            (&clinician, Role::Clinician, CLINICIAN_ID),
-            (&remote, Role::PatientRemote, REMOTE_ID),
-            (&emergency, Role::Emergency, EMERGENCY_ID),
+        for (d, role) in [
+            (&clinician, Role::Clinician),
+            (&remote, Role::PatientRemote),
+            (&emergency, Role::Emergency),
         ] {
-            registry
-                .enroll(Enrolment {
-                    key: d.public(),
-                    role,
-                    key_id,
-                    revoked: false,
-                })
-                .unwrap();
+            registry.enroll(d.enrolment(role)).unwrap();
         }
         World {
             air: Air::new(),
@@ -410,6 +463,21 @@ fn program(contents: Admixture, flow: &str) -> Command {
         },
         confirm_soft: true,
     }
+}
+
+/// The therapy fields of a status (not the battery and refill projections, which move
+/// with every wake-up).
+fn therapy(s: &thecal_pump::command::Status) -> impl PartialEq + core::fmt::Debug {
+    (
+        s.mode,
+        s.program_version,
+        s.reservoir,
+        s.delivered,
+        s.missed,
+        s.alarms.clone(),
+        s.bolus_active,
+        s.bridging,
+    )
 }
 
 fn baclofen() -> Admixture {
@@ -523,28 +591,39 @@ fn unknown_key_is_denied_at_the_handshake_link_002() {
     let mut w = World::new();
     w.set_up();
     let events = w.fw().events.len();
-    let mut stranger = Device::new(77);
+    let mut stranger = Device::new(77, 7777);
     let key = w.implant_key();
     stranger.hello(&mut w.air, &key);
     w.implant.serve(&mut w.air);
     assert_eq!(
         w.implant.take_outcomes(),
-        vec![Outcome::Denied(Denied::UnknownKey)]
+        vec![Outcome::Denied(Denied::UnknownKey { key_id: 7777 })]
     );
     // Nothing was sent back: no session for the stranger.
     assert_eq!(w.air.pending(Dir::ToDevice), 0);
     assert!(stranger.finish(&mut w.air).is_none());
     assert!(
-        Denied::UnknownKey
+        Denied::UnknownKey { key_id: 7777 }
             .to_string()
-            .contains("not enrolled with this pump")
+            .contains("no device is enrolled as key 7777 with this pump")
     );
-    // The clinician's session (still the implant's current one) is undisturbed.
+    // The denial is logged, with the claimed key id; nothing else happened.
+    assert_eq!(w.fw().events.len(), events + 1);
+    assert!(matches!(
+        w.fw().events.last().unwrap().event,
+        Event::HandshakeDenied {
+            key_id: 7777,
+            reason: 2,
+            count: 1
+        }
+    ));
+    // The receiver backs off for a second; then the clinician's session (still the
+    // implant's current one) is undisturbed.
+    w.fw().run_for(Duration::from_secs(1));
     assert!(matches!(
         w.ask(Who::Clinician, Command::Interrogate),
         Reply::Status(_)
     ));
-    assert_eq!(w.fw().events.len(), events);
 }
 
 #[test]
@@ -561,12 +640,7 @@ fn revoked_remote_is_denied_link_002() {
     assert_eq!(w.air.pending(Dir::ToDevice), 0);
     assert!(denied.to_string().contains("key 202 has been revoked"));
     // A revoked key cannot be enrolled again, under any id.
-    let again = Enrolment {
-        key: w.remote.public(),
-        role: Role::PatientRemote,
-        key_id: 500,
-        revoked: false,
-    };
+    let again = Enrolment::new(w.remote.public(), Role::PatientRemote, 500, [1; 32]);
     assert_eq!(
         w.implant.implant.registry_mut().enroll(again),
         Err(EnrolError::DuplicateKey { key_id: REMOTE_ID })
@@ -576,11 +650,13 @@ fn revoked_remote_is_denied_link_002() {
 #[test]
 fn registry_is_bounded_and_checked_link_002() {
     let mut r = Registry::new();
-    let e = |seed: u8, key_id: u32| Enrolment {
-        key: *keys(seed).public(),
-        role: Role::PatientRemote,
-        key_id,
-        revoked: false,
+    let e = |seed: u8, key_id: u32| {
+        Enrolment::new(
+            *keys(seed).public(),
+            Role::PatientRemote,
+            key_id,
+            [seed; 32],
+        )
     };
     assert_eq!(r.enroll(e(1, 0)), Err(EnrolError::ReservedKeyId));
     for i in 1..=8u8 {
@@ -639,13 +715,10 @@ fn passive_eavesdropper_sees_no_command_bytes_link_001() {
     let cmd = program(baclofen(), "0.6 mL/day");
     let id = w.clinician.next_id;
     let mut buf = [0u8; MAX_PLAINTEXT];
-    let plain = Request {
-        command_id: id,
-        command: cmd.clone(),
-    }
-    .encode(&mut buf)
-    .unwrap()
-    .to_vec();
+    let plain = Request::pump(id, cmd.clone())
+        .encode(&mut buf)
+        .unwrap()
+        .to_vec();
     assert!(plain.len() >= 16, "{}", plain.len());
     assert_eq!(w.ask(Who::Clinician, cmd), Reply::Accepted);
 
@@ -719,8 +792,18 @@ fn unauthenticated_injection_is_refused_and_changes_nothing_link_004() {
     );
     assert!(outcomes.contains(&Outcome::Rejected(LinkError::Decrypt)));
     assert_eq!(w.air.pending(Dir::ToDevice), 0);
-    assert_eq!(w.fw().pump.status(), status);
-    assert_eq!(w.fw().events.len(), events);
+    // Therapy is untouched (logging the denials costs only a little battery).
+    assert_eq!(therapy(&w.fw().pump.status()), therapy(&status));
+    // The flood left a trace at growing intervals (1st, 2nd, 4th, ... 256th denial), and
+    // nothing else.
+    let logged: Vec<u32> = w.fw().events[events..]
+        .iter()
+        .map(|e| match e.event {
+            Event::HandshakeDenied { count, .. } => count,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(logged, vec![1, 2, 4, 8, 16, 32, 64, 128, 256]);
     assert_eq!(
         w.implant
             .session
@@ -773,7 +856,16 @@ fn small_output_buffer_is_refused_before_the_pump_is_touched_link_004() {
     let f = w.air.receive(Dir::ToImplant).unwrap();
     let s = w.implant.session.as_mut().unwrap();
     let mut small = [0u8; 64];
-    let r = s.handle(&f, &mut w.implant.fw.pump, w.implant.fw.now, &mut small);
+    let mut random = || [0u8; 32];
+    let mut host = Host {
+        pump: &mut w.implant.fw.pump,
+        log: &w.implant.fw.events,
+        random: &mut random,
+    };
+    let r = w
+        .implant
+        .implant
+        .handle(s, w.implant.fw.now, &f, &mut host, &mut small);
     assert_eq!(r, Err(LinkError::BufferTooSmall { needed: MAX_FRAME }));
     assert!(!w.implant.fw.pump.status().bolus_active);
     // The frame is still good: nothing advanced.
@@ -899,19 +991,37 @@ fn replayed_bolus_session_a_day_later_delivers_nothing_link_004() {
     }
     w.implant.serve(&mut w.air);
     let o = w.implant.take_outcomes();
-    // IK message 1 has no freshness: the replayed hello of an enrolled key is answered,
-    // with a new ephemeral key, so the new session's keys differ from the recorded one's.
+    // IK message 1 has no freshness of its own: the handshake counter gives it one. The
+    // replayed hello's counter is not above the last accepted, so it is denied before
+    // any Diffie-Hellman, and the bolus frame does not authenticate in the live session.
     assert_eq!(
         o,
         vec![
-            Outcome::Connected { key_id: REMOTE_ID },
+            Outcome::Denied(Denied::Replayed { key_id: REMOTE_ID }),
             Outcome::Rejected(LinkError::Decrypt)
         ]
     );
+    assert_eq!(w.air.pending(Dir::ToDevice), 0, "nothing answers a replay");
     assert!(!w.fw().pump.status().bolus_active);
     assert_eq!(w.fw().boluses_started(), 1);
     assert_eq!(w.fw().accepted(CommandKind::PatientBolus).len(), 1);
-    assert_eq!(w.fw().events.len(), events);
+    // Only the two denials were logged.
+    let logged: Vec<Event> = w.fw().events[events..].iter().map(|e| e.event).collect();
+    assert_eq!(
+        logged,
+        vec![
+            Event::HandshakeDenied {
+                key_id: REMOTE_ID,
+                reason: Denied::Replayed { key_id: REMOTE_ID }.code(),
+                count: 1
+            },
+            Event::HandshakeDenied {
+                key_id: REMOTE_ID,
+                reason: crate::endpoint::TRANSPORT_REJECTED,
+                count: 2
+            }
+        ]
+    );
 
     // Over the next hour only the basal is delivered (0.5 mL/day: ~20.8 uL/h, well below
     // basal plus a 25 uL bolus).

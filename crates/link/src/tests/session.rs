@@ -7,8 +7,9 @@ use thecal_pump::command::Command;
 use crate::frame::{self, Frame, HEADER_LEN, Kind, MAX_FRAME};
 use crate::message::{Answer, Reply, Request};
 use crate::session::{
-    self, Entropy, HANDSHAKE_INIT_LEN, HANDSHAKE_REPLY_LEN, LinkError, MAX_PLAINTEXT, NONCE_LIMIT,
-    PROLOGUE, PROTOCOL_NAME, Responder, Session, StaticKeypair, TAG_LEN,
+    self, Entropy, HANDSHAKE_INIT_LEN, HANDSHAKE_REPLY_LEN, HELLO_LEN, HelloAuth, HelloHeader,
+    LinkError, MAX_PLAINTEXT, NONCE_LIMIT, PROLOGUE, PROTOCOL_NAME, Responder, Session,
+    StaticKeypair, TAG_LEN,
 };
 use crate::{Initiator, PublicKey};
 
@@ -20,6 +21,53 @@ fn entropy(seed: u8) -> Entropy {
     Entropy::new([seed.wrapping_mul(7).wrapping_add(1); 32])
 }
 
+/// The hello header and keys the tests' programmer uses.
+const HEADER: HelloHeader = HelloHeader {
+    key_id: 7,
+    counter: 1,
+};
+const PREAUTH: [u8; 32] = [0x77; 32];
+
+fn auth() -> HelloAuth {
+    HelloAuth {
+        header: HEADER,
+        preauth: PREAUTH,
+        psk: None,
+    }
+}
+
+/// The pump's side of message 1: the header read first, then the Noise message.
+fn read_hello(
+    pump: &StaticKeypair,
+    e: Entropy,
+    frame: &[u8],
+) -> Result<session::HelloReceived, LinkError> {
+    let header = HelloHeader::peek(frame)?;
+    Responder::new(pump, &header, None, e)?.read_hello(frame)
+}
+
+/// [`PROLOGUE`] followed by a hello header, as the handshake binds it.
+fn prologue_with(prologue: &[u8], h: &HelloHeader) -> Vec<u8> {
+    let mut p = prologue.to_vec();
+    p.extend_from_slice(&h.key_id.to_le_bytes());
+    p.extend_from_slice(&h.counter.to_le_bytes());
+    p
+}
+
+/// A hello frame around a raw Noise message 1 (any length), with a valid tag.
+fn wrap_hello(msg: &[u8]) -> Vec<u8> {
+    let mut payload = prologue_with(&[], &HEADER);
+    payload.extend_from_slice(msg);
+    payload.extend_from_slice(&[0; session::PREAUTH_TAG_LEN]);
+    let mut wire = vec![0u8; HEADER_LEN + payload.len()];
+    let k = frame::encode(Kind::HandshakeInit, &payload, &mut wire).unwrap();
+    let covered = k - session::PREAUTH_TAG_LEN;
+    let tag = session::preauth_tag(&PREAUTH, &wire[..covered]).unwrap();
+    wire[covered..k].copy_from_slice(&tag);
+    wire.truncate(k);
+    wire
+}
+
 struct Pair {
     programmer: Session,
     pump: Session,
@@ -29,13 +77,10 @@ struct Pair {
 fn handshake(programmer: &StaticKeypair, pump: &StaticKeypair) -> Pair {
     let mut m1 = [0u8; MAX_FRAME];
     let mut m2 = [0u8; MAX_FRAME];
-    let init = Initiator::new(programmer, pump.public(), entropy(1)).unwrap();
+    let init = Initiator::new(programmer, pump.public(), &auth(), entropy(1)).unwrap();
     let (waiting, n1) = init.write_hello(&mut m1).unwrap();
-    assert_eq!(n1, HEADER_LEN + HANDSHAKE_INIT_LEN);
-    let hello = Responder::new(pump, entropy(2))
-        .unwrap()
-        .read_hello(&m1[..n1])
-        .unwrap();
+    assert_eq!(n1, HEADER_LEN + HELLO_LEN);
+    let hello = read_hello(pump, entropy(2), &m1[..n1]).unwrap();
     assert_eq!(hello.initiator_static(), programmer.public());
     let (pump_session, n2) = hello.write_reply(&mut m2).unwrap();
     assert_eq!(n2, HEADER_LEN + HANDSHAKE_REPLY_LEN);
@@ -71,10 +116,7 @@ fn command_and_answer_round_trip_over_a_session_link_006() {
     assert_eq!(s.pump.remote_static(), Some(a.public()));
     assert_eq!(s.programmer.remote_static(), Some(b.public()));
 
-    let req = Request {
-        command_id: 42,
-        command: Command::PatientBolus { request_id: 9 },
-    };
+    let req = Request::pump(42, Command::PatientBolus { request_id: 9 });
     let mut buf = [0u8; MAX_PLAINTEXT];
     let plain = req.encode(&mut buf).unwrap().to_vec();
     let got = send(&mut s.programmer, &mut s.pump, &plain);
@@ -268,48 +310,40 @@ fn raw(
 }
 
 fn raw_initiator(seed: u8, pump: &PublicKey) -> snow::HandshakeState {
-    raw(true, seed, Some(pump), PROLOGUE)
+    raw(true, seed, Some(pump), &prologue_with(PROLOGUE, &HEADER))
 }
 
 #[test]
 fn a_command_in_handshake_message_1_is_refused_link_001() {
     let (programmer, pump) = (keys(13), keys(14));
     let mut hs = raw_initiator(13, pump.public());
-    let req = Request {
-        command_id: 1,
-        command: Command::Stop {
+    let req = Request::pump(
+        1,
+        Command::Stop {
             reason: thecal_pump::command::StopReason::Other,
         },
-    };
+    );
     let mut plain = [0u8; 64];
     let plain = req.encode(&mut plain).unwrap();
     let mut msg = [0u8; 256];
     let n = hs.write_message(plain, &mut msg).unwrap();
     assert!(n > HANDSHAKE_INIT_LEN);
-    let mut wire = [0u8; 300];
-    let k = frame::encode(Kind::HandshakeInit, &msg[..n], &mut wire).unwrap();
-    let r = Responder::new(&pump, entropy(3))
-        .unwrap()
-        .read_hello(&wire[..k]);
+    let wire = wrap_hello(&msg[..n]);
+    let r = read_hello(&pump, entropy(3), &wire);
     assert_eq!(r.map(|_| ()), Err(LinkError::PayloadInHandshake));
 
     // Even a one-byte payload.
     let mut hs = raw_initiator(13, pump.public());
     let n = hs.write_message(&[0], &mut msg).unwrap();
-    let k = frame::encode(Kind::HandshakeInit, &msg[..n], &mut wire).unwrap();
-    let r = Responder::new(&pump, entropy(3))
-        .unwrap()
-        .read_hello(&wire[..k]);
+    let wire = wrap_hello(&msg[..n]);
+    let r = read_hello(&pump, entropy(3), &wire);
     assert_eq!(r.map(|_| ()), Err(LinkError::PayloadInHandshake));
 
     // The raw initiator without a payload is accepted: the refusal is about the payload.
     let mut hs = raw_initiator(13, pump.public());
     let n = hs.write_message(&[], &mut msg).unwrap();
-    let k = frame::encode(Kind::HandshakeInit, &msg[..n], &mut wire).unwrap();
-    let hello = Responder::new(&pump, entropy(3))
-        .unwrap()
-        .read_hello(&wire[..k])
-        .unwrap();
+    let wire = wrap_hello(&msg[..n]);
+    let hello = read_hello(&pump, entropy(3), &wire).unwrap();
     assert_eq!(hello.initiator_static(), programmer.public());
 }
 
@@ -317,14 +351,16 @@ fn a_command_in_handshake_message_1_is_refused_link_001() {
 fn a_payload_in_handshake_message_2_is_refused_link_001() {
     let (programmer, pump) = (keys(15), keys(16));
     let mut m1 = [0u8; 128];
-    let (waiting, n1) = Initiator::new(&programmer, pump.public(), entropy(4))
+    let (waiting, n1) = Initiator::new(&programmer, pump.public(), &auth(), entropy(4))
         .unwrap()
         .write_hello(&mut m1)
         .unwrap();
     // A raw responder answering with a payload.
-    let mut hs = raw(false, 16, None, PROLOGUE);
+    let mut hs = raw(false, 16, None, &prologue_with(PROLOGUE, &HEADER));
     let mut scratch = [0u8; 128];
-    hs.read_message(&m1[HEADER_LEN..n1], &mut scratch).unwrap();
+    let noise = HEADER_LEN + session::HELLO_HEADER_LEN;
+    hs.read_message(&m1[noise..n1 - session::PREAUTH_TAG_LEN], &mut scratch)
+        .unwrap();
     let mut msg = [0u8; 128];
     let n = hs.write_message(b"status", &mut msg).unwrap();
     let mut wire = [0u8; 160];
@@ -342,28 +378,23 @@ fn wrong_keys_fail_the_handshake_link_001() {
     let mut m2 = [0u8; 128];
     // The programmer thinks it talks to `pump`, but the impostor answers: message 1 does
     // not even decrypt for the impostor.
-    let (_, n1) = Initiator::new(&programmer, pump.public(), entropy(5))
+    let (_, n1) = Initiator::new(&programmer, pump.public(), &auth(), entropy(5))
         .unwrap()
         .write_hello(&mut m1)
         .unwrap();
-    let r = Responder::new(&impostor, entropy(6))
-        .unwrap()
-        .read_hello(&m1[..n1]);
+    let r = read_hello(&impostor, entropy(6), &m1[..n1]);
     assert_eq!(r.map(|_| ()), Err(LinkError::Handshake));
 
     // A reply from a responder that answered a different hello does not authenticate.
-    let (waiting, _) = Initiator::new(&programmer, pump.public(), entropy(7))
+    let (waiting, _) = Initiator::new(&programmer, pump.public(), &auth(), entropy(7))
         .unwrap()
         .write_hello(&mut m1)
         .unwrap();
-    let (_, other_n1) = Initiator::new(&programmer, pump.public(), entropy(8))
+    let (_, other_n1) = Initiator::new(&programmer, pump.public(), &auth(), entropy(8))
         .unwrap()
         .write_hello(&mut m2)
         .unwrap();
-    let hello = Responder::new(&pump, entropy(9))
-        .unwrap()
-        .read_hello(&m2[..other_n1])
-        .unwrap();
+    let hello = read_hello(&pump, entropy(9), &m2[..other_n1]).unwrap();
     let mut m3 = [0u8; 128];
     let (_, n3) = hello.write_reply(&mut m3).unwrap();
     assert_eq!(
@@ -379,16 +410,12 @@ fn a_different_prologue_fails_the_handshake_link_001() {
         true,
         20,
         Some(pump.public()),
-        b"thecal-link/0;Noise_IK_25519_ChaChaPoly_BLAKE2s",
+        &prologue_with(b"thecal-link/0;Noise_IK_25519_ChaChaPoly_BLAKE2s", &HEADER),
     );
     let mut msg = [0u8; 128];
     let n = hs.write_message(&[], &mut msg).unwrap();
-    let mut wire = [0u8; 160];
-    let k = frame::encode(Kind::HandshakeInit, &msg[..n], &mut wire).unwrap();
     let _ = programmer;
-    let r = Responder::new(&pump, entropy(10))
-        .unwrap()
-        .read_hello(&wire[..k]);
+    let r = read_hello(&pump, entropy(10), &wrap_hello(&msg[..n]));
     assert_eq!(r.map(|_| ()), Err(LinkError::Handshake));
 }
 
@@ -396,20 +423,11 @@ fn a_different_prologue_fails_the_handshake_link_001() {
 fn short_or_wrong_kind_handshake_frames() {
     let pump = keys(22);
     let mut wire = [0u8; 160];
-    let k = frame::encode(
-        Kind::HandshakeInit,
-        &[0u8; HANDSHAKE_INIT_LEN - 1],
-        &mut wire,
-    )
-    .unwrap();
-    let r = Responder::new(&pump, entropy(11))
-        .unwrap()
-        .read_hello(&wire[..k]);
+    let k = frame::encode(Kind::HandshakeInit, &[0u8; HELLO_LEN - 1], &mut wire).unwrap();
+    let r = read_hello(&pump, entropy(11), &wire[..k]);
     assert_eq!(r.map(|_| ()), Err(LinkError::Handshake));
-    let k = frame::encode(Kind::Transport, &[0u8; HANDSHAKE_INIT_LEN], &mut wire).unwrap();
-    let r = Responder::new(&pump, entropy(11))
-        .unwrap()
-        .read_hello(&wire[..k]);
+    let k = frame::encode(Kind::Transport, &[0u8; HELLO_LEN], &mut wire).unwrap();
+    let r = read_hello(&pump, entropy(11), &wire[..k]);
     assert_eq!(
         r.map(|_| ()),
         Err(LinkError::UnexpectedKind {
@@ -417,14 +435,14 @@ fn short_or_wrong_kind_handshake_frames() {
             got: Kind::Transport
         })
     );
-    let mut small = [0u8; HEADER_LEN + HANDSHAKE_INIT_LEN - 1];
-    let r = Initiator::new(&keys(1), pump.public(), entropy(1))
+    let mut small = [0u8; HEADER_LEN + HELLO_LEN - 1];
+    let r = Initiator::new(&keys(1), pump.public(), &auth(), entropy(1))
         .unwrap()
         .write_hello(&mut small);
     assert_eq!(
         r.map(|(_, n)| n),
         Err(LinkError::BufferTooSmall {
-            needed: HEADER_LEN + HANDSHAKE_INIT_LEN
+            needed: HEADER_LEN + HELLO_LEN
         })
     );
 }
@@ -434,7 +452,7 @@ fn entropy_decides_the_ephemeral() {
     let (programmer, pump) = (keys(23), keys(24));
     let hello = |e: u8| {
         let mut m = [0u8; 128];
-        let (_, n) = Initiator::new(&programmer, pump.public(), entropy(e))
+        let (_, n) = Initiator::new(&programmer, pump.public(), &auth(), entropy(e))
             .unwrap()
             .write_hello(&mut m)
             .unwrap();
@@ -444,7 +462,8 @@ fn entropy_decides_the_ephemeral() {
     assert_ne!(hello(1), hello(2));
     // The ephemeral public key is the first 32 bytes of the Noise message.
     let e = StaticKeypair::from_secret([1u8.wrapping_mul(7).wrapping_add(1); 32]).unwrap();
-    assert_eq!(&hello(1)[HEADER_LEN..HEADER_LEN + 32], &e.public().0);
+    let at = HEADER_LEN + session::HELLO_HEADER_LEN;
+    assert_eq!(&hello(1)[at..at + 32], &e.public().0);
 }
 
 #[test]
@@ -462,6 +481,7 @@ fn errors_display() {
         LinkError::TooLong { max: 1 },
         LinkError::BufferTooSmall { needed: 1 },
         LinkError::Setup,
+        LinkError::NotListening,
     ] {
         assert!(!alloc::format!("{e}").is_empty());
     }
@@ -473,7 +493,7 @@ proptest! {
 
     #[test]
     fn any_bytes_to_a_responder_never_panic_link_006(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
-        let r = Responder::new(&keys(30), entropy(1)).unwrap().read_hello(&bytes);
+        let r = read_hello(&keys(30), entropy(1), &bytes);
         prop_assert!(r.is_err());
     }
 
@@ -481,7 +501,7 @@ proptest! {
     fn any_handshake_init_payload_never_panics(body in prop::collection::vec(any::<u8>(), 0..200)) {
         let mut wire = [0u8; 300];
         let k = frame::encode(Kind::HandshakeInit, &body, &mut wire).unwrap();
-        let r = Responder::new(&keys(30), entropy(1)).unwrap().read_hello(&wire[..k]);
+        let r = read_hello(&keys(30), entropy(1), &wire[..k]);
         prop_assert!(r.is_err());
     }
 
