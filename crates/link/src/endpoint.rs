@@ -25,7 +25,7 @@
 //! # Enrolment
 //!
 //! There is no pairing mode. A device is enrolled only through a window with a one-time
-//! pre-shared key (Noise `IKpsk2`, [`crate::session::ENROLMENT_PROTOCOL_NAME`]):
+//! pre-shared key (Noise `IKpsk1`, [`crate::session::ENROLMENT_PROTOCOL_NAME`]):
 //!
 //! * **A programmer at the bedside**: the programmer wand's proximity channel (inductive,
 //!   centimetres) opens the window ([`Implant::open_proximity_window`]) and carries the

@@ -62,8 +62,8 @@ pub const PROTOCOL_NAME: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";
 
 /// The pattern of an enrolment handshake: IK with a pre-shared key from the proximity
 /// channel (a programmer at the bedside) or from a clinician session (a patient remote),
-/// mixed in after message 1's `es ss` tokens.
-pub const ENROLMENT_PROTOCOL_NAME: &str = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s";
+/// mixed in at the end of message 1, so the implant checks it before it replies.
+pub const ENROLMENT_PROTOCOL_NAME: &str = "Noise_IKpsk1_25519_ChaChaPoly_BLAKE2s";
 
 /// The thecal link version bound into the prologue.
 pub const LINK_VERSION: &str = "thecal-link/1";
@@ -322,7 +322,7 @@ fn ik(
 ) -> Result<HandshakeState, LinkError> {
     let prologue = prologue(header);
     let psks: &[(u8, [u8; 32])] = match psk {
-        Some(k) => &[(2, *k)],
+        Some(k) => &[(1, *k)],
         None => &[],
     };
     build(&Setup {

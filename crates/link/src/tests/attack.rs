@@ -19,12 +19,15 @@ use thecal_rx::{Duration, Instant, Volume};
 use super::air::{Air, Dir};
 use crate::endpoint::{Denied, EnrolError, Enrolment, Host, Implant, ImplantSession, Registry};
 use crate::frame::{Frame, Kind, MAX_FRAME};
-use crate::message::{Answer, Reply, Request};
+use crate::message::{Answer, Body, LinkCommand, Reply, Request};
 use crate::radio::{Radio, RadioCosts, RadioPolicy};
 use crate::session::{
     AwaitingReply, Entropy, HelloAuth, HelloHeader, LinkError, MAX_PLAINTEXT, PublicKey, Session,
     StaticKeypair,
 };
+
+mod enrolment;
+mod exhaustion;
 
 const CLINICIAN_ID: u32 = 101;
 const REMOTE_ID: u32 = 202;
@@ -316,10 +319,19 @@ impl Device {
 
     /// Encrypts a request onto the air; returns its id.
     fn send(&mut self, air: &mut Air, command: Command) -> u32 {
+        self.send_body(air, Body::Pump(command))
+    }
+
+    fn send_body(&mut self, air: &mut Air, body: Body) -> u32 {
         let id = self.next_id;
         self.next_id += 1;
         let mut plain = [0u8; MAX_PLAINTEXT];
-        let bytes = Request::pump(id, command).encode(&mut plain).unwrap();
+        let bytes = Request {
+            command_id: id,
+            body,
+        }
+        .encode(&mut plain)
+        .unwrap();
         let mut out = [0u8; MAX_FRAME];
         let n = self
             .session
@@ -391,8 +403,16 @@ impl World {
     }
 
     fn ask(&mut self, who: Who, command: Command) -> Reply {
+        self.ask_body(who, Body::Pump(command))
+    }
+
+    fn ask_link(&mut self, who: Who, command: LinkCommand) -> Reply {
+        self.ask_body(who, Body::Link(command))
+    }
+
+    fn ask_body(&mut self, who: Who, body: Body) -> Reply {
         let (air, implant, dev) = self.split(who);
-        let id = dev.send(air, command);
+        let id = dev.send_body(air, body);
         implant.serve(air);
         assert_eq!(implant.take_outcomes(), vec![Outcome::Answered]);
         let a = dev.answer(air).unwrap();

@@ -200,6 +200,14 @@ fn cacophony_thecal_suite_link_001() {
 }
 
 #[test]
+fn cacophony_enrolment_suite_link_003() {
+    let name = crate::session::ENROLMENT_PROTOCOL_NAME;
+    let (passed, applicable) = run(|n| n == name, name);
+    assert!(applicable >= 1, "no vector for {name}");
+    assert_eq!(passed, applicable);
+}
+
+#[test]
 fn cacophony_every_25519_chachapoly_blake2s_pattern_link_001() {
     let (passed, applicable) = run(
         |name| name.ends_with("_25519_ChaChaPoly_BLAKE2s"),

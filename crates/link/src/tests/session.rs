@@ -539,3 +539,122 @@ fn frames_on_the_wire_are_checked_frames_link_006() {
     assert_eq!(f.kind(), Kind::Transport);
     assert_eq!(f.payload().len(), 3 + TAG_LEN);
 }
+
+// ----- the hello: header, pre-authentication tag, enrolment keys ------------------------
+
+fn genuine_hello(programmer: &StaticKeypair, pump: &StaticKeypair) -> Vec<u8> {
+    let mut m = [0u8; MAX_FRAME];
+    let (_, n) = Initiator::new(programmer, pump.public(), &auth(), entropy(1))
+        .unwrap()
+        .write_hello(&mut m)
+        .unwrap();
+    m[..n].to_vec()
+}
+
+#[test]
+fn the_pre_authentication_tag_covers_every_byte_of_the_hello_link_005() {
+    let (programmer, pump) = (keys(40), keys(41));
+    let hello = genuine_hello(&programmer, &pump);
+    assert_eq!(hello.len(), HEADER_LEN + HELLO_LEN);
+    assert_eq!(HelloHeader::peek(&hello), Ok(HEADER));
+    assert!(session::verify_preauth(&hello, &PREAUTH));
+    assert!(!session::verify_preauth(&hello, &[0x78; 32]));
+    for byte in 0..hello.len() {
+        let mut h = hello.clone();
+        h[byte] ^= 0x10;
+        assert!(!session::verify_preauth(&h, &PREAUTH), "byte {byte}");
+    }
+    assert!(!session::verify_preauth(
+        &hello[..hello.len() - 1],
+        &PREAUTH
+    ));
+    assert!(!session::verify_preauth(&[], &PREAUTH));
+}
+
+#[test]
+fn the_header_is_bound_into_the_handshake_link_004() {
+    // An attacker who rewrites the counter (and, knowing the tag key, even re-tags the
+    // hello) breaks the Noise message: the header is part of the prologue.
+    let (programmer, pump) = (keys(42), keys(43));
+    let mut hello = genuine_hello(&programmer, &pump);
+    hello[HEADER_LEN + 4] = hello[HEADER_LEN + 4].wrapping_add(5);
+    let covered = hello.len() - session::PREAUTH_TAG_LEN;
+    let tag = session::preauth_tag(&PREAUTH, &hello[..covered]).unwrap();
+    hello[covered..].copy_from_slice(&tag);
+    assert!(session::verify_preauth(&hello, &PREAUTH));
+    assert_eq!(
+        read_hello(&pump, entropy(2), &hello).map(|_| ()),
+        Err(LinkError::Handshake)
+    );
+    // A responder set up for another header refuses the genuine hello too.
+    let hello = genuine_hello(&programmer, &pump);
+    let other = HelloHeader {
+        key_id: 7,
+        counter: 2,
+    };
+    let r = Responder::new(&pump, &other, None, entropy(2))
+        .unwrap()
+        .read_hello(&hello);
+    assert_eq!(r.map(|_| ()), Err(LinkError::Handshake));
+}
+
+#[test]
+fn an_enrolment_handshake_needs_the_windows_key_and_yields_shared_secrets_link_003() {
+    let (device, pump) = (keys(44), keys(45));
+    let psk = [0x21; 32];
+    let enrol = |psk_used: [u8; 32]| {
+        let auth = HelloAuth {
+            header: HelloHeader {
+                key_id: 0,
+                counter: 9,
+            },
+            preauth: psk_used,
+            psk: Some(psk_used),
+        };
+        let mut m1 = [0u8; MAX_FRAME];
+        let (waiting, n1) = Initiator::new(&device, pump.public(), &auth, entropy(3))
+            .unwrap()
+            .write_hello(&mut m1)
+            .unwrap();
+        let header = HelloHeader::peek(&m1[..n1]).unwrap();
+        let hello = Responder::new(&pump, &header, Some(&psk), entropy(4))
+            .unwrap()
+            .read_hello(&m1[..n1])?;
+        let mut m2 = [0u8; MAX_FRAME];
+        let (pump_session, n2) = hello.write_reply(&mut m2).unwrap();
+        let device_session = waiting.read_reply(&m2[..n2]).unwrap();
+        Ok::<_, LinkError>((device_session, pump_session))
+    };
+    let (d, p) = enrol(psk).unwrap();
+    assert_eq!(d.fingerprint(), p.fingerprint());
+    assert!(d.fingerprint() < 1_000_000);
+    assert_eq!(d.enrolled_preauth_key(), p.enrolled_preauth_key());
+    assert_ne!(d.enrolled_preauth_key(), psk);
+    assert_eq!(p.remote_static(), Some(device.public()));
+    // The wrong pre-shared key fails at message 1, before the implant replies.
+    assert_eq!(enrol([0x22; 32]).map(|_| ()), Err(LinkError::Handshake));
+    // Two enrolments (fresh ephemerals) give different fingerprints and keys.
+    let mut m1 = [0u8; MAX_FRAME];
+    let auth = HelloAuth {
+        header: HelloHeader {
+            key_id: 0,
+            counter: 10,
+        },
+        preauth: psk,
+        psk: Some(psk),
+    };
+    let (waiting, n1) = Initiator::new(&device, pump.public(), &auth, entropy(5))
+        .unwrap()
+        .write_hello(&mut m1)
+        .unwrap();
+    let header = HelloHeader::peek(&m1[..n1]).unwrap();
+    let hello = Responder::new(&pump, &header, Some(&psk), entropy(6))
+        .unwrap()
+        .read_hello(&m1[..n1])
+        .unwrap();
+    let mut m2 = [0u8; MAX_FRAME];
+    let (p2, n2) = hello.write_reply(&mut m2).unwrap();
+    let d2 = waiting.read_reply(&m2[..n2]).unwrap();
+    assert_eq!(d2.fingerprint(), p2.fingerprint());
+    assert_ne!(d2.enrolled_preauth_key(), d.enrolled_preauth_key());
+}
