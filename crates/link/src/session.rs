@@ -247,13 +247,51 @@ impl CryptoResolver for Resolver {
         Some(Box::new(OneShot(self.entropy)))
     }
     fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
-        DefaultResolver.resolve_dh(choice)
+        Some(Box::new(Contributory(DefaultResolver.resolve_dh(choice)?)))
     }
     fn resolve_hash(&self, choice: &snow::params::HashChoice) -> Option<Box<dyn Hash>> {
         DefaultResolver.resolve_hash(choice)
     }
     fn resolve_cipher(&self, choice: &snow::params::CipherChoice) -> Option<Box<dyn Cipher>> {
         DefaultResolver.resolve_cipher(choice)
+    }
+}
+
+/// X25519 that refuses a shared secret of all zeros: the peer sent a low-order point
+/// (RFC 7748 §6.1), which would make the Diffie-Hellman result known to anyone. The
+/// handshake fails instead of going on with a secret that is not secret.
+pub(crate) struct Contributory(pub(crate) Box<dyn Dh>);
+
+impl Dh for Contributory {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn pub_len(&self) -> usize {
+        self.0.pub_len()
+    }
+    fn priv_len(&self) -> usize {
+        self.0.priv_len()
+    }
+    fn set(&mut self, privkey: &[u8]) {
+        self.0.set(privkey);
+    }
+    fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
+        self.0.generate(rng)
+    }
+    fn pubkey(&self) -> &[u8] {
+        self.0.pubkey()
+    }
+    fn privkey(&self) -> &[u8] {
+        self.0.privkey()
+    }
+    fn dh(&self, pubkey: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
+        self.0.dh(pubkey, out)?;
+        // Constant time over the output: OR every byte together.
+        if out.iter().fold(0u8, |acc, b| acc | b) == 0 {
+            out.fill(0);
+            return Err(snow::Error::Dh);
+        }
+        Ok(())
     }
 }
 

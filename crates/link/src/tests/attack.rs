@@ -28,6 +28,7 @@ use crate::session::{
 
 mod enrolment;
 mod exhaustion;
+mod protocol;
 
 const CLINICIAN_ID: u32 = 101;
 const REMOTE_ID: u32 = 202;
