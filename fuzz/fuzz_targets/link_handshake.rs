@@ -1,14 +1,21 @@
 //! Fuzz target: the implant side of the link reading arbitrary bytes, in a handshake
 //! and in an established session.
 //!
-//! Asserts: no panic; arbitrary bytes never pass the pre-authentication tag nor complete
+//! Asserts: no panic; the implant endpoint (`Implant::accept`, with an enrolled device and
+//! an open enrolment window) never accepts arbitrary bytes as a hello; arbitrary bytes
+//! never pass the pre-authentication tag nor complete
 //! a handshake as an enrolled device (nobody without its keys can); arbitrary bytes in a
 //! session never decrypt (they are not authentic) and never advance the receive nonce, so
 //! the genuine next frame still decrypts afterwards.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use thecal_link::endpoint::{Enrolment, Implant, Registry};
 use thecal_link::frame::MAX_FRAME;
+use thecal_pump::command::Role;
+use thecal_pump::core::Pump;
+use thecal_pump::profile::HardwareProfile;
+use thecal_rx::{Duration, Instant};
 use thecal_link::session::{
     Entropy, HelloAuth, HelloHeader, Initiator, Responder, StaticKeypair, verify_preauth,
 };
@@ -21,6 +28,21 @@ fn keys(seed: u8) -> StaticKeypair {
 
 fuzz_target!(|data: &[u8]| {
     let (programmer, pump) = (keys(11), keys(22));
+    // 0. The whole endpoint: cheap checks, counters, windows, then the handshake.
+    let mut registry = Registry::new();
+    registry
+        .enroll(Enrolment::new(*programmer.public(), Role::Clinician, 7, PREAUTH))
+        .expect("enrol");
+    let mut implant = Implant::new(pump.clone(), registry);
+    let mut core = Pump::new(HardwareProfile::synchromed_class(20), Instant::ZERO);
+    implant.open_proximity_window(Instant::ZERO, [0x33; 32], Duration::from_minutes(5), &mut core);
+    let mut reply = [0u8; MAX_FRAME];
+    assert!(
+        implant
+            .accept(Instant::from_ms(1), data, Entropy::new([4; 32]), &mut core, &mut reply)
+            .is_err(),
+        "arbitrary bytes were accepted as a hello"
+    );
     // 1. The pump reads arbitrary bytes as a hello: the cheap checks, then (as if they
     // had passed) the Noise message.
     if let Ok(header) = HelloHeader::peek(data) {

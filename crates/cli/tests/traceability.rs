@@ -1,4 +1,5 @@
-//! Traceability: every test named in docs/requirements.md and docs/hazards.md exists,
+//! Traceability: every test named in docs/requirements.md, docs/hazards.md and
+//! docs/threat-model.md exists,
 //! and every requirement ID is named by at least one test.
 
 use std::collections::BTreeSet;
@@ -45,7 +46,11 @@ fn docs_name_only_tests_that_exist_and_every_requirement_has_a_test_rx_012() {
                 .collect()
         })
         .collect();
-    for doc in ["docs/requirements.md", "docs/hazards.md"] {
+    for doc in [
+        "docs/requirements.md",
+        "docs/hazards.md",
+        "docs/threat-model.md",
+    ] {
         let text = std::fs::read_to_string(root.join(doc)).unwrap();
         for name in idents(&text) {
             assert!(

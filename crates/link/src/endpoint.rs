@@ -48,7 +48,7 @@
 //! # Commands
 //!
 //! [`Implant::handle`] decrypts one transport frame, decodes a [`Request`] and runs it as
-//! the session's enrolled role and key id: a pump [`Command`] goes to
+//! the session's enrolled role and key id: a pump [`Command`](thecal_pump::command::Command) goes to
 //! [`Pump::handle_command`] (whose capability table decides, and which logs it); a
 //! [`LinkCommand`] is checked here (clinician only) and logged through
 //! [`Pump::log_link`]. A frame that does not authenticate never reaches the pump.

@@ -1,6 +1,6 @@
 //! # thecal-link: secure telemetry between the pump and its programmers
 //!
-//! The protocol foundation of the telemetry link, sans-IO and `no_std` (with an allocator,
+//! The telemetry link, sans-IO and `no_std` (with an allocator,
 //! which the Noise library needs): it never touches a radio, a socket or a clock. Bytes
 //! arrive through `read_*` calls and leave through `write_*` calls into caller buffers.
 //!
@@ -9,9 +9,12 @@
 //! | [`frame`] | the length-framed wire format, a checked decoder | panic on any input |
 //! | [`message`] | typed requests and answers in `postcard` | accept trailing or oversized data |
 //! | [`session`] | the Noise `IK` handshake and transport | carry a payload in a handshake message, reuse or wrap a nonce, advance a nonce on a failed decrypt |
-//! | [`endpoint`] | the implant side: enrolled devices, accepting handshakes, commands into the pump | reply to an unknown or revoked key, let an unauthenticated frame reach the pump |
+//! | [`endpoint`] | the implant side: enrolled devices and their counters, enrolment windows, accepting hellos, commands into the pump | reply to an unknown, revoked or replayed hello, spend public-key work before the pre-authentication tag passed, let an unauthenticated frame reach the pump |
+//! | [`radio`] | the radio's energy: costs, back-off, the daily budget | keep the receiver on for a flood |
 //!
-//! The one suite is [`session::PROTOCOL_NAME`] (`Noise_IK_25519_ChaChaPoly_BLAKE2s`),
+//! The threats and their controls are in `docs/threat-model.md`. The one suite is
+//! [`session::PROTOCOL_NAME`] (`Noise_IK_25519_ChaChaPoly_BLAKE2s`; enrolment uses its
+//! `IKpsk1` variant),
 //! implemented by `snow`'s pure-Rust resolver (ChaCha20-Poly1305 and BLAKE2s from
 //! RustCrypto, X25519 from curve25519-dalek).
 #![no_std]
