@@ -62,7 +62,7 @@ use thecal_pump::event::LinkEvent;
 use thecal_pump::log::{Hash, LogEntry, LogRing};
 use thecal_rx::{Duration, Instant};
 
-use crate::frame::MAX_FRAME;
+use crate::frame::{Frame, MAX_FRAME};
 use crate::message::{
     Answer, Body, DeviceInfo, LOG_ENTRIES_PER_REPLY, LinkCommand, MessageError, Reply, Request,
 };
@@ -77,6 +77,10 @@ pub const REGISTRY_CAPACITY: usize = 8;
 
 /// The shortest and longest enrolment window a clinician may open, seconds.
 pub const ENROLMENT_WINDOW_SECONDS: core::ops::RangeInclusive<u16> = 10..=600;
+
+/// A session with no authentic frame for this long is closed: a frame held back by an
+/// attacker (a delayed bolus request) cannot be delivered later than this.
+pub const SESSION_IDLE_LIMIT: Duration = Duration::from_minutes(2);
 
 /// The largest encoded registry, bytes ([`Implant::encode_registry`]).
 pub const REGISTRY_ENCODED_MAX: usize = 1024;
@@ -276,7 +280,8 @@ pub enum Denied {
     Enrolment(EnrolError),
 }
 
-/// The code logged (as a denial) when frames in a session do not authenticate.
+/// The code logged (as a denial) when frames in a session are refused (malformed, not
+/// authentic, or after the session expired).
 pub const TRANSPORT_REJECTED: u8 = 9;
 
 impl Denied {
@@ -713,6 +718,7 @@ impl Implant {
                 role: enrolment.role,
                 key_id,
                 confirmed: true,
+                last_heard: now,
             },
             reply_len,
         })
@@ -771,6 +777,7 @@ impl Implant {
                 role: window.role,
                 key_id,
                 confirmed: !window.confirm,
+                last_heard: now,
             },
             reply_len,
         })
@@ -813,6 +820,8 @@ impl Implant {
     /// * An authentic frame that is not a request is answered with [`Reply::Malformed`]
     ///   (`command_id` 0).
     /// * A frame that arrives while the receiver sleeps is [`LinkError::NotListening`].
+    /// * A frame more than [`SESSION_IDLE_LIMIT`] after the session's last authentic
+    ///   frame is [`LinkError::SessionExpired`]: the device must say hello again.
     ///
     /// After an `Ok`, call [`Implant::take_dirty`] and persist the registry if it changed
     /// before transmitting the answer.
@@ -830,9 +839,17 @@ impl Implant {
         self.receive(now, frame.len(), host.pump)
             .map_err(|_| LinkError::NotListening)?;
         let costs = *self.radio.costs();
-        self.charge(now, costs.transport_uj, false, host.pump);
         let mut plain = [0u8; MAX_PLAINTEXT];
-        let n = match session.session.read_message(frame, &mut plain) {
+        let read = Frame::new_checked(frame)
+            .map_err(LinkError::from)
+            .and_then(|_| {
+                if now.saturating_since(session.last_heard) > SESSION_IDLE_LIMIT {
+                    return Err(LinkError::SessionExpired);
+                }
+                self.charge(now, costs.transport_uj, false, host.pump);
+                session.session.read_message(frame, &mut plain)
+            });
+        let n = match read {
             Ok(n) => n,
             Err(e) => {
                 // Backs off like a denied hello: a stream of forged frames must not keep
@@ -853,6 +870,7 @@ impl Implant {
             }
         };
         self.radio.authenticated();
+        session.last_heard = now;
         let answer = match plain.get(..n).map(Request::decode) {
             Some(Ok(request)) => Answer {
                 command_id: request.command_id,
@@ -1076,6 +1094,7 @@ pub struct ImplantSession {
     role: Role,
     key_id: u32,
     confirmed: bool,
+    last_heard: Instant,
 }
 
 impl ImplantSession {

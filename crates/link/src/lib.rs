@@ -11,6 +11,7 @@
 //! | [`session`] | the Noise `IK` handshake and transport | carry a payload in a handshake message, reuse or wrap a nonce, advance a nonce on a failed decrypt |
 //! | [`endpoint`] | the implant side: enrolled devices and their counters, enrolment windows, accepting hellos, commands into the pump | reply to an unknown, revoked or replayed hello, spend public-key work before the pre-authentication tag passed, let an unauthenticated frame reach the pump |
 //! | [`radio`] | the radio's energy: costs, back-off, the daily budget | keep the receiver on for a flood |
+//! | [`air`] | an in-memory air with an attacker, for tests and the simulator | lose a frame nobody dropped |
 //!
 //! The threats and their controls are in `docs/threat-model.md`. The one suite is
 //! [`session::PROTOCOL_NAME`] (`Noise_IK_25519_ChaChaPoly_BLAKE2s`; enrolment uses its
@@ -31,6 +32,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod air;
 pub mod endpoint;
 pub mod frame;
 pub mod message;

@@ -136,6 +136,8 @@ pub enum LinkError {
     /// The implant's receiver was not listening (backing off, or asleep after its daily
     /// energy budget): the frame was never received.
     NotListening,
+    /// The session was idle too long and is closed: a new handshake is needed.
+    SessionExpired,
 }
 
 impl fmt::Display for LinkError {
@@ -158,6 +160,9 @@ impl fmt::Display for LinkError {
                 write!(f, "output buffer too small ({needed} bytes needed)")
             }
             LinkError::Setup => f.write_str("session set-up failed"),
+            LinkError::SessionExpired => {
+                f.write_str("the session was idle too long and is closed; connect again")
+            }
             LinkError::NotListening => f.write_str(
                 "the pump's radio is not listening (backing off or asleep); \
                  wake it with the programmer wand",

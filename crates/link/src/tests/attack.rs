@@ -16,7 +16,7 @@ use thecal_rx::drug::DrugId;
 use thecal_rx::schedule::Schedule;
 use thecal_rx::{Duration, Instant, Volume};
 
-use super::air::{Air, Dir};
+use crate::air::{Air, Dir};
 use crate::endpoint::{Denied, EnrolError, Enrolment, Host, Implant, ImplantSession, Registry};
 use crate::frame::{Frame, Kind, MAX_FRAME};
 use crate::message::{Answer, Body, LinkCommand, Reply, Request};
@@ -363,6 +363,8 @@ struct World {
     clinician: Device,
     remote: Device,
     emergency: Device,
+    /// Whose session the implant holds, and when it last carried a frame.
+    current: Option<(Who, Instant)>,
 }
 
 impl World {
@@ -379,6 +381,7 @@ impl World {
             registry.enroll(d.enrolment(role)).unwrap();
         }
         World {
+            current: None,
             air: Air::new(),
             implant: Implanted::new(keys(99), registry),
             clinician,
@@ -401,6 +404,7 @@ impl World {
             [Outcome::Connected { .. }]
         ));
         dev.finish(air).unwrap().unwrap();
+        self.current = Some((who, self.implant.fw.now));
     }
 
     fn ask(&mut self, who: Who, command: Command) -> Reply {
@@ -412,6 +416,19 @@ impl World {
     }
 
     fn ask_body(&mut self, who: Who, body: Body) -> Reply {
+        // A device whose session went idle past the implant's limit says hello again, as
+        // a real programmer or remote does.
+        if let Some((w, last)) = self.current {
+            let idle = self.implant.fw.now.saturating_since(last);
+            if w == who && idle > crate::endpoint::SESSION_IDLE_LIMIT {
+                self.connect(who);
+            }
+        }
+        if let Some((w, _)) = self.current {
+            if w == who {
+                self.current = Some((who, self.implant.fw.now));
+            }
+        }
         let (air, implant, dev) = self.split(who);
         let id = dev.send_body(air, body);
         implant.serve(air);
@@ -458,7 +475,7 @@ impl World {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Who {
     Clinician,
     Remote,
@@ -906,8 +923,15 @@ fn replayed_bolus_frame_within_a_session_is_refused_link_004() {
     let bolus_frame = w.air.recorded(Dir::ToImplant).last().unwrap().clone();
     let boluses = w.fw().boluses_started();
     assert_eq!(boluses, 1);
-    // Past the lockout, so only the link can stop a second bolus.
-    w.fw().run_for(Duration::from_hours(4));
+    // Past the lockout, so only the link can stop a second bolus; the remote keeps its
+    // session alive meanwhile (a status read every minute).
+    for _ in 0..4 * 60 {
+        w.fw().run_for(Duration::from_minutes(1));
+        assert!(matches!(
+            w.ask(Who::Remote, Command::Interrogate),
+            Reply::Status(_)
+        ));
+    }
     assert!(!w.fw().pump.status().bolus_active);
     for _ in 0..3 {
         w.air.inject(Dir::ToImplant, &bolus_frame);
@@ -1014,12 +1038,13 @@ fn replayed_bolus_session_a_day_later_delivers_nothing_link_004() {
     let o = w.implant.take_outcomes();
     // IK message 1 has no freshness of its own: the handshake counter gives it one. The
     // replayed hello's counter is not above the last accepted, so it is denied before
-    // any Diffie-Hellman, and the bolus frame does not authenticate in the live session.
+    // any Diffie-Hellman, and the bolus frame meets only the old session, closed a day
+    // ago for idleness (it would not authenticate in it either).
     assert_eq!(
         o,
         vec![
             Outcome::Denied(Denied::Replayed { key_id: REMOTE_ID }),
-            Outcome::Rejected(LinkError::Decrypt)
+            Outcome::Rejected(LinkError::SessionExpired)
         ]
     );
     assert_eq!(w.air.pending(Dir::ToDevice), 0, "nothing answers a replay");

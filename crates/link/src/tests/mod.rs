@@ -8,7 +8,6 @@
     clippy::arithmetic_side_effects
 )]
 
-mod air;
 mod attack;
 mod conformance;
 mod session;

@@ -482,6 +482,7 @@ fn errors_display() {
         LinkError::BufferTooSmall { needed: 1 },
         LinkError::Setup,
         LinkError::NotListening,
+        LinkError::SessionExpired,
     ] {
         assert!(!alloc::format!("{e}").is_empty());
     }

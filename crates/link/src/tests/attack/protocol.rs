@@ -233,3 +233,41 @@ fn downgrades_are_refused_link_001() {
     assert_eq!(w.air.pending(Dir::ToDevice), 0);
     w.connect(Who::Remote);
 }
+
+#[test]
+fn a_delayed_bolus_request_expires_with_its_session_link_004() {
+    let mut w = World::new();
+    w.set_up();
+    w.connect(Who::Remote);
+    // A few seconds of latency are normal: the request is answered.
+    w.remote
+        .send(&mut w.air, Command::PatientBolus { request_id: 1 });
+    let due = w.fw().now.saturating_add(Duration::from_secs(5));
+    assert!(w.air.delay_next(Dir::ToImplant, due));
+    w.implant.serve(&mut w.air);
+    assert!(w.implant.take_outcomes().is_empty());
+    w.fw().run_for(Duration::from_secs(5));
+    assert_eq!(w.air.release_due(w.implant.fw.now), 1);
+    w.implant.serve(&mut w.air);
+    assert_eq!(w.implant.take_outcomes(), vec![Outcome::Answered]);
+    w.remote.answer(&mut w.air).unwrap();
+    assert_eq!(w.fw().boluses_started(), 1);
+
+    // Past the lockout, the attacker holds the next request back for ten minutes: the
+    // patient gave up on it; it must not arrive as a surprise dose.
+    w.fw().run_for(Duration::from_hours(4));
+    w.connect(Who::Remote);
+    w.remote
+        .send(&mut w.air, Command::PatientBolus { request_id: 2 });
+    let later = w.fw().now.saturating_add(Duration::from_minutes(10));
+    assert!(w.air.delay_next(Dir::ToImplant, later));
+    w.fw().run_for(Duration::from_minutes(10));
+    assert_eq!(w.air.release_due(w.implant.fw.now), 1);
+    w.implant.serve(&mut w.air);
+    assert_eq!(
+        w.implant.take_outcomes(),
+        vec![Outcome::Rejected(LinkError::SessionExpired)]
+    );
+    assert_eq!(w.fw().boluses_started(), 1);
+    assert!(crate::endpoint::SESSION_IDLE_LIMIT < Duration::from_minutes(10));
+}
