@@ -1,10 +1,17 @@
 //! `thecal`: the one binary of the thecal intrathecal drug-delivery system.
 //!
-//! Subcommands: `calc` (dosing arithmetic, refill planning, prescription checks). Human
+//! Subcommands: `calc` (dosing arithmetic, refill planning, prescription checks), `sim`
+//! (the digital twin), `implant` (a virtual implant on a UDP port), `programmer` (the
+//! clinician programmer) and `remote` (the patient's remote). Human
 //! output by default, `--json` for machines. Bad input gives a one-line error naming
 //! the argument and what is accepted, with exit status 2 — never a panic or backtrace.
 
+mod bearer;
 mod calc;
+mod implant;
+mod keyfile;
+mod programmer;
+mod remote;
 mod sim;
 
 use std::process::ExitCode;
@@ -25,6 +32,12 @@ enum Command {
     Calc(calc::CalcArgs),
     /// The digital twin: scenarios, accuracy (trumpet curve), population Monte Carlo.
     Sim(sim::SimArgs),
+    /// A virtual implant: the real pump core and telemetry on a loopback UDP port.
+    Implant(implant::ImplantArgs),
+    /// The clinician programmer: enrol, interrogate, program, refill, logs.
+    Programmer(programmer::ProgrammerArgs),
+    /// The patient's remote: enrol, bolus, status, alarms.
+    Remote(remote::RemoteArgs),
 }
 
 /// Renders a clap error as one line: what was wrong, with the argument it concerns.
@@ -68,6 +81,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Calc(args) => calc::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Implant(args) => implant::run(args),
+        Command::Programmer(args) => programmer::run(args),
+        Command::Remote(args) => remote::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,1270 @@
+//! `thecal programmer`: the clinician programmer over the UDP bearer. Every change to
+//! therapy shows the pump's current state next to the new one, asks for confirmation
+//! (or `--yes`), and reads the pump back afterwards.
+
+use std::io::{BufRead as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use thecal_link::{Body, LinkCommand, PublicKey, Reply, key_id_for};
+use thecal_pump::command::{BridgeChoice, Command, CommandKind, Mode, Role, Status, StopReason};
+use thecal_pump::event::Event;
+use thecal_pump::log::{self, LogChain, LogEntry};
+use thecal_rx::check::{self, Context, Prescription, Previous, Severity};
+use thecal_rx::dose::{Admixture, Component};
+use thecal_rx::{Concentration, Duration, Flow, Instant, Volume};
+use thecal_sim::prescription_file as rxfile;
+
+use crate::bearer::{ANSWER_TIMEOUT, Bearer, Client, Fail, Hello, Stats, finish};
+use crate::implant::{rfc3339, unix_ms};
+use crate::keyfile::{DeviceKind, Key, Pairing, check_private, hex, unhex32, write_private};
+
+/// Arguments of `thecal programmer`.
+#[derive(Debug, Args)]
+pub struct ProgrammerArgs {
+    /// The programmer's key file (create it with `thecal programmer keygen --key FILE`).
+    #[arg(long, global = true)]
+    key: Option<PathBuf>,
+    /// The pump's address, HOST:PORT.
+    #[arg(long, global = true)]
+    implant: Option<String>,
+    /// Print JSON instead of text (always includes the bytes and round trips on air).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Print the bytes and round trips this invocation put on the air.
+    #[arg(long, global = true)]
+    stats: bool,
+    #[command(subcommand)]
+    command: ProgCommand,
+}
+
+/// Roles a remote may be enrolled with.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RemoteRole {
+    /// A patient's remote: own bolus, status, alarm explanations.
+    Patient,
+    /// An emergency responder: status and dose reduction.
+    Emergency,
+}
+
+/// Why delivery is stopped.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ReasonArg {
+    Procedure,
+    AdverseEffect,
+    EndOfTherapy,
+    Other,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProgCommand {
+    /// Create a new programmer key file (0600).
+    Keygen,
+    /// Hold the programmer wand over the pump: the implant in DIR opens a 5-minute
+    /// enrolment window and writes DIR/proximity.token.
+    Wand {
+        /// The implant's state directory.
+        #[arg(long)]
+        state: PathBuf,
+    },
+    /// Enrol this programmer with the pump, using the wand's proximity token.
+    Enroll {
+        /// The token file written by the wand (DIR/proximity.token).
+        #[arg(long)]
+        token: PathBuf,
+    },
+    /// Read the pump's status and program.
+    Interrogate,
+    /// Send a new prescription (TOML, the format of `thecal calc check`).
+    Program {
+        /// The prescription file.
+        #[arg(long)]
+        prescription: PathBuf,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Record a refill.
+    Refill {
+        /// Residual volume aspirated, e.g. "2.5 mL".
+        #[arg(long, allow_hyphen_values = true)]
+        aspirated: Volume,
+        /// Volume injected, e.g. "20 mL".
+        #[arg(long, allow_hyphen_values = true)]
+        added: Volume,
+        /// What was injected: "DRUG CONCENTRATION", several joined with '+', e.g.
+        /// "baclofen 2000 mcg/mL" or "morphine 10 mg/mL + bupivacaine 5 mg/mL".
+        #[arg(long)]
+        contents: String,
+        /// Keep each drug's daily dose when the concentration changes.
+        #[arg(long)]
+        keep_dose: bool,
+        /// Old fluid in the catheter: auto (keep the dose at the tip), none, or a bolus
+        /// duration such as "30 min".
+        #[arg(long, default_value = "auto")]
+        bridge: String,
+        /// Confirm soft findings and a flagged reconciliation (the pump's confirmation).
+        #[arg(long)]
+        confirm: bool,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// A clinician bolus.
+    Bolus {
+        /// Volume, e.g. "50 uL".
+        #[arg(long, allow_hyphen_values = true)]
+        volume: Volume,
+        /// Duration, e.g. "10 min".
+        #[arg(long, allow_hyphen_values = true)]
+        duration: Duration,
+    },
+    /// Stop delivery.
+    Stop {
+        /// Why.
+        #[arg(long, value_enum)]
+        reason: ReasonArg,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Resume delivery after a stop.
+    Resume,
+    /// Set the pump's clock to this computer's (UTC and local offset).
+    Clock,
+    /// Open an enrolment window for a patient or emergency remote; writes the invite.
+    EnrollRemote {
+        /// The remote's role.
+        #[arg(long, value_enum)]
+        role: RemoteRole,
+        /// How long the window stays open, seconds (10 to 600).
+        #[arg(long, default_value_t = 120)]
+        window: u16,
+        /// Where to write the invite for the remote (0600).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Compare the remote's fingerprint with the pump's and commit its enrolment.
+    ConfirmRemote {
+        /// The six digits the remote shows.
+        #[arg(long)]
+        fingerprint: String,
+        /// Confirm without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Revoke an enrolled device.
+    Revoke {
+        /// Its key id (see `devices`).
+        key_id: u32,
+    },
+    /// List the enrolled devices.
+    Devices,
+    /// Download and verify the event log.
+    Logs {
+        /// First sequence number to download.
+        #[arg(long, default_value_t = 0)]
+        from: u32,
+    },
+}
+
+/// Output for one invocation: JSON or text, and the on-air counters.
+pub struct Out {
+    /// JSON output.
+    pub json: bool,
+    /// Show the counters in text mode.
+    pub stats: bool,
+}
+
+impl Out {
+    /// Prints the result.
+    pub fn emit(&self, mut value: Value, text: &str, stats: Option<Stats>) {
+        if self.json {
+            if let (Some(s), Some(obj)) = (stats, value.as_object_mut()) {
+                obj.insert("stats".into(), s.json());
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+        } else {
+            if !text.is_empty() {
+                println!("{}", text.trim_end());
+            }
+            if let (true, Some(s)) = (self.stats, stats) {
+                println!("{}", s.line());
+            }
+        }
+    }
+}
+
+/// Asks "y/N" on the terminal unless `yes`; returns whether it asked (the pause may have
+/// outlasted the pump's session idle limit: reconnect before sending).
+pub fn confirm(question: &str, yes: bool) -> Result<bool, Fail> {
+    if yes {
+        return Ok(false);
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    if matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(true)
+    } else {
+        Err(Fail::Runtime("not confirmed: nothing was sent".into()))
+    }
+}
+
+/// A refusal as an error (exit 1) carrying the pump's text.
+pub fn refused(reply: &Reply) -> Fail {
+    match reply {
+        Reply::Refused { code, text } => {
+            let why = if *code == thecal_link::endpoint::refusal::NOT_PERMITTED {
+                "not permitted: "
+            } else {
+                ""
+            };
+            Fail::Runtime(format!("the pump refused (code {code}): {why}{text}"))
+        }
+        Reply::Malformed => Fail::Runtime("the pump could not decode the command".into()),
+        other => Fail::Runtime(format!("unexpected answer from the pump: {other:?}")),
+    }
+}
+
+/// Sends a command and expects `Accepted`-like success (any non-refusal).
+fn ok(client: &mut Client, body: Body) -> Result<Reply, Fail> {
+    match client.request(body)? {
+        r @ (Reply::Refused { .. } | Reply::Malformed) => Err(refused(&r)),
+        r => Ok(r),
+    }
+}
+
+/// Reads the status.
+pub fn status(client: &mut Client) -> Result<Status, Fail> {
+    match client.request(Body::Pump(Command::Interrogate))? {
+        Reply::Status(s) => Ok(s),
+        other => Err(refused(&other)),
+    }
+}
+
+fn program_of(client: &mut Client) -> Result<Prescription, Fail> {
+    match client.request(Body::Link(LinkCommand::ReadProgram))? {
+        Reply::Program(p) => Ok(p),
+        other => Err(refused(&other)),
+    }
+}
+
+// ----- plain words ---------------------------------------------------------------------
+
+/// A pump instant as a date (the virtual implant's clock counts from the Unix epoch).
+pub fn when(t: Instant) -> String {
+    rfc3339(t.ms())
+}
+
+/// The therapy mode in words.
+pub fn mode_text(m: &Mode) -> String {
+    match m {
+        Mode::Running => "running".into(),
+        Mode::Stopped { reason, since } => {
+            format!("stopped ({}) since {}", reason_text(*reason), when(*since))
+        }
+        Mode::MriSuspended => "suspended for MRI (valve shut)".into(),
+        Mode::EndOfService => "end of service (battery exhausted)".into(),
+        Mode::Fault { code } => format!("fault ({code:?})"),
+    }
+}
+
+fn reason_text(r: StopReason) -> &'static str {
+    match r {
+        StopReason::Procedure => "procedure",
+        StopReason::AdverseEffect => "adverse effect",
+        StopReason::EndOfTherapy => "end of therapy",
+        StopReason::Other => "other",
+    }
+}
+
+/// A duration in days (one decimal) or hours.
+pub fn span(d: Duration) -> String {
+    let h = d.ms() as f64 / 3_600_000.0;
+    if h >= 48.0 {
+        format!("{:.1} days", h / 24.0)
+    } else {
+        format!("{h:.1} h")
+    }
+}
+
+/// The status as JSON.
+pub fn status_json(s: &Status) -> Value {
+    json!({
+        "mode": mode_text(&s.mode),
+        "running": matches!(s.mode, Mode::Running),
+        "program_version": s.program_version,
+        "reservoir": s.reservoir.to_string(),
+        "reservoir_nl": s.reservoir.raw(),
+        "delivered": s.delivered.to_string(),
+        "missed": s.missed.to_string(),
+        "alarms": s.alarms.iter().map(|a| json!({
+            "kind": a.kind.name(),
+            "priority": a.priority.to_string(),
+            "acknowledged": a.acknowledged,
+            "patient_text": a.kind.patient_text(),
+        })).collect::<Vec<_>>(),
+        "battery_life_days": s.battery_life.map(|d| d.ms() as f64 / 86_400_000.0),
+        "next_refill": s.next_refill.map(when),
+        "clock_set": s.clock_set,
+        "bolus_active": s.bolus_active,
+        "bridging": s.bridging,
+    })
+}
+
+/// The status in words.
+pub fn status_text(s: &Status) -> String {
+    let mut t = format!(
+        "mode:        {}\nreservoir:   {}\ndelivered:   {} (missed {})\nprogram:     version {}\n",
+        mode_text(&s.mode),
+        s.reservoir,
+        s.delivered,
+        s.missed,
+        s.program_version
+    );
+    t += &format!(
+        "next refill: {}\nbattery:     {}\nclock:       {}\n",
+        s.next_refill.map_or_else(|| "— (not running)".into(), when),
+        s.battery_life
+            .map_or_else(|| "unknown".into(), |d| format!("about {} left", span(d))),
+        if s.clock_set { "set" } else { "NOT SET" }
+    );
+    if s.bolus_active {
+        t += "bolus:       under way\n";
+    }
+    if s.alarms.is_empty() {
+        t += "alarms:      none\n";
+    } else {
+        for a in &s.alarms {
+            t += &format!(
+                "alarm:       {} ({}{})\n",
+                a.kind.name(),
+                a.priority,
+                if a.acknowledged { ", acknowledged" } else { "" }
+            );
+        }
+    }
+    t
+}
+
+fn contents_text(a: &Admixture) -> String {
+    let parts: Vec<String> = a
+        .components()
+        .iter()
+        .map(|c| format!("{} {}", c.drug, c.concentration))
+        .collect();
+    parts.join(" + ")
+}
+
+fn minute(m: u16) -> String {
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
+/// A prescription as JSON.
+pub fn program_json(p: &Prescription) -> Value {
+    let daily = p.schedule.mean_daily();
+    let doses: Vec<Value> = p
+        .contents
+        .daily_doses(Flow::from_raw(daily.raw()))
+        .map(|v| {
+            v.iter()
+                .map(|(d, m)| json!({"drug": d.to_string(), "daily_dose": m.to_string()}))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "contents": contents_text(&p.contents),
+        "basal": p.schedule.profiles().iter().map(|day| day.steps().iter().map(|s| json!({
+            "start": minute(s.start_minute), "rate": s.flow.to_string()
+        })).collect::<Vec<_>>()).collect::<Vec<_>>(),
+        "mean_daily_volume": daily.to_string(),
+        "daily_doses": doses,
+        "periodic_boluses": p.schedule.boluses().len(),
+        "patient_bolus": p.patient_bolus.map(|b| json!({
+            "volume": b.volume.to_string(), "duration": b.duration.to_string(),
+            "lockout": b.lockout.to_string(), "max_per_day": b.max_per_day,
+        })),
+        "reservoir_volume": p.reservoir_volume.to_string(),
+    })
+}
+
+/// A prescription in words.
+pub fn program_text(p: &Prescription) -> String {
+    let mut t = format!("  contents:      {}\n", contents_text(&p.contents));
+    let profiles = p.schedule.profiles();
+    for (i, day) in profiles.iter().enumerate() {
+        let steps: Vec<String> = day
+            .steps()
+            .iter()
+            .map(|s| format!("{} {}", minute(s.start_minute), s.flow))
+            .collect();
+        let label = if profiles.len() == 1 {
+            "basal:        ".to_string()
+        } else {
+            format!("basal day {}:  ", i + 1)
+        };
+        t += &format!("  {label} {}\n", steps.join(", "));
+    }
+    let daily = p.schedule.mean_daily();
+    t += &format!("  per day:       {daily}");
+    if let Ok(doses) = p.contents.daily_doses(Flow::from_raw(daily.raw())) {
+        for (d, m) in doses.iter() {
+            t += &format!(" = {m} {d}");
+        }
+    }
+    t += "\n";
+    if !p.schedule.boluses().is_empty() {
+        for b in p.schedule.boluses() {
+            t += &format!(
+                "  periodic bolus: {} at {} over {}\n",
+                b.volume,
+                minute(b.start_minute),
+                b.duration
+            );
+        }
+    }
+    t += &match p.patient_bolus {
+        Some(b) => format!(
+            "  patient bolus: {} over {}, lockout {}, at most {} a day\n",
+            b.volume, b.duration, b.lockout, b.max_per_day
+        ),
+        None => "  patient bolus: none\n".into(),
+    };
+    t += &format!("  reservoir:     {}\n", p.reservoir_volume);
+    t
+}
+
+fn command_name(code: u8) -> String {
+    if let Some(k) = CommandKind::ALL.iter().find(|k| k.code() == code) {
+        return k.name().into();
+    }
+    match code {
+        100 => "open enrolment",
+        101 => "read pending enrolment",
+        102 => "confirm enrolment",
+        103 => "cancel enrolment",
+        104 => "revoke",
+        105 => "list devices",
+        106 => "read log",
+        107 => "read program",
+        _ => return format!("command {code}"),
+    }
+    .into()
+}
+
+fn denial_text(code: u8) -> &'static str {
+    match code {
+        1 => "bad handshake",
+        2 => "unknown key",
+        3 => "revoked key",
+        4 => "replayed hello",
+        5 => "failed pre-authentication",
+        6 => "wrong key",
+        7 => "no enrolment window",
+        8 => "cannot enrol",
+        9 => "forged or corrupted frames",
+        _ => "denied",
+    }
+}
+
+/// A log event in plain words.
+pub fn describe_event(e: &Event) -> String {
+    match *e {
+        Event::PowerOn { restored_seq } => {
+            if restored_seq == 0 {
+                "power on (factory fresh)".into()
+            } else {
+                format!("power on (restored record {restored_seq})")
+            }
+        }
+        Event::AlarmRaised(k) => format!("alarm raised: {}", k.name()),
+        Event::AlarmCleared(k) => format!("alarm cleared: {}", k.name()),
+        Event::AlarmAcknowledged(k) => format!("alarm acknowledged: {}", k.name()),
+        Event::CommandAccepted { role, code, key_id } => {
+            format!("{} accepted from {role} key {key_id}", command_name(code))
+        }
+        Event::CommandRefused {
+            role,
+            code,
+            reason,
+            key_id,
+        } => format!(
+            "{} REFUSED from {role} key {key_id} (reason {reason}{})",
+            command_name(code),
+            if reason == 1 { ": not permitted" } else { "" }
+        ),
+        Event::LimiterVeto {
+            drug,
+            window_hours,
+            would_be,
+            limit,
+        } => format!(
+            "dose limiter veto: {drug} would reach {would_be} in {window_hours} h (limit {limit})"
+        ),
+        Event::MotorStall { missed } => format!("motor stall ({missed} missed)"),
+        Event::MotorRecovered { missed } => format!("motor recovered ({missed} missed)"),
+        Event::Refill {
+            added,
+            aspirated,
+            expected,
+            flagged,
+        } => format!(
+            "refill: {added} added, {aspirated} aspirated (expected {expected}){}",
+            if flagged { ", discrepancy flagged" } else { "" }
+        ),
+        Event::BolusStarted { kind, volume } => {
+            format!("{} bolus started: {volume}", bolus_kind(kind))
+        }
+        Event::BolusEnded { kind, delivered } => {
+            format!("{} bolus ended: {delivered} delivered", bolus_kind(kind))
+        }
+        Event::ProgramChanged { version } => format!("program changed (version {version})"),
+        Event::Stopped { reason } => format!("delivery stopped (reason {reason})"),
+        Event::Resumed => "delivery resumed".into(),
+        Event::ClockSet {
+            old_utc_ms,
+            new_utc_ms,
+        } => {
+            if old_utc_ms == 0 {
+                format!("clock set to {}", rfc3339(new_utc_ms))
+            } else {
+                format!(
+                    "clock set from {} to {}",
+                    rfc3339(old_utc_ms),
+                    rfc3339(new_utc_ms)
+                )
+            }
+        }
+        Event::Fault { code } => format!("fault {code}"),
+        Event::DeviceEnrolled { role, key_id } => format!("device enrolled: {role} key {key_id}"),
+        Event::DeviceRevoked { key_id } => format!("device revoked: key {key_id}"),
+        Event::HandshakeDenied {
+            key_id,
+            reason,
+            count,
+        } => format!(
+            "connection denied: key {key_id}, {} ({count} denial(s) so far)",
+            denial_text(reason)
+        ),
+    }
+}
+
+fn bolus_kind(k: u8) -> &'static str {
+    match k {
+        1 => "clinician",
+        2 => "priming",
+        3 => "bridge",
+        4 => "patient",
+        _ => "a",
+    }
+}
+
+// ----- input -----------------------------------------------------------------------------
+
+/// Parses "DRUG CONC [+ DRUG CONC ...]".
+fn parse_contents(s: &str) -> Result<Admixture, Fail> {
+    let bad = |m: String| Fail::Usage(format!("--contents '{s}': {m}"));
+    let mut parts = Vec::new();
+    for part in s.split('+') {
+        let part = part.trim();
+        let (name, conc) = part.split_once(char::is_whitespace).ok_or_else(|| {
+            bad("expected DRUG CONCENTRATION, e.g. \"baclofen 2000 mcg/mL\"".into())
+        })?;
+        let drug = rxfile::drug("", name).map_err(|e| bad(e.message))?;
+        let concentration: Concentration = conc
+            .trim()
+            .parse()
+            .map_err(|e| bad(format!("'{}': {e}", conc.trim())))?;
+        parts.push(Component {
+            drug,
+            concentration,
+        });
+    }
+    Admixture::new(&parts).map_err(|e| bad(e.to_string()))
+}
+
+fn parse_bridge(s: &str) -> Result<BridgeChoice, Fail> {
+    match s {
+        "auto" | "automatic" => Ok(BridgeChoice::Automatic),
+        "none" => Ok(BridgeChoice::None),
+        other => other.parse::<Duration>().map(BridgeChoice::Bolus).map_err(|e| {
+            Fail::Usage(format!(
+                "--bridge '{other}': {e}; allowed: auto, none, or a bolus duration such as \"30 min\""
+            ))
+        }),
+    }
+}
+
+fn parse_fingerprint(s: &str) -> Result<u32, Fail> {
+    let digits: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if digits.len() != 6 || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(Fail::Usage(format!(
+            "--fingerprint '{s}': expected the six digits the remote shows, e.g. 123456 or \"123 456\""
+        )));
+    }
+    digits
+        .parse()
+        .map_err(|_| Fail::Usage(format!("--fingerprint '{s}': not a number")))
+}
+
+/// Formats a fingerprint as "123 456".
+pub fn fingerprint_text(f: u32) -> String {
+    format!("{:03} {:03}", f / 1000, f % 1000)
+}
+
+/// The token or invite written for a device to enrol with.
+pub struct Invitation {
+    /// The implant's static key.
+    pub implant: PublicKey,
+    /// The window's pre-shared key.
+    pub psk: [u8; 32],
+}
+
+/// Reads a proximity token or remote invite (JSON, must be private).
+pub fn read_invitation(path: &Path, what: &str) -> Result<Invitation, Fail> {
+    if !path.exists() {
+        return Err(Fail::Usage(format!(
+            "{what} {}: no such file",
+            path.display()
+        )));
+    }
+    check_private(path)?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Fail::Runtime(format!("cannot read {}: {e}", path.display())))?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| Fail::Usage(format!("{what} {}: not JSON: {e}", path.display())))?;
+    let field = |name: &str| -> Result<[u8; 32], Fail> {
+        let s = v
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| Fail::Usage(format!("{what} {}: no '{name}' field", path.display())))?;
+        unhex32(name, s).map_err(Fail::Usage)
+    };
+    if let Some(exp) = v.get("expires").and_then(Value::as_str) {
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(exp) {
+            if t.timestamp_millis() < i64::try_from(unix_ms()).unwrap_or(i64::MAX) {
+                return Err(Fail::Runtime(format!(
+                    "the {what} {} expired at {exp}: open a new window and try again",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(Invitation {
+        implant: PublicKey(field("implant_key")?),
+        psk: field("psk")?,
+    })
+}
+
+// ----- subcommands -----------------------------------------------------------------------
+
+fn key_path(k: &Option<PathBuf>, cmd: &str) -> Result<PathBuf, Fail> {
+    k.clone().ok_or_else(|| {
+        Fail::Usage(format!(
+            "--key FILE is required (create one with `thecal {cmd} keygen --key FILE`)"
+        ))
+    })
+}
+
+fn addr(a: &Option<String>) -> Result<String, Fail> {
+    a.clone().ok_or_else(|| {
+        Fail::Usage(
+            "--implant HOST:PORT is required (the pump's address, e.g. 127.0.0.1:7011)".into(),
+        )
+    })
+}
+
+/// Runs `thecal programmer`; `Err` is a one-line message for exit status 2.
+pub fn run(args: ProgrammerArgs) -> Result<ExitCode, String> {
+    finish(run_inner(args))
+}
+
+fn connect(args: &ProgrammerArgs) -> Result<(Key, Client), Fail> {
+    let path = key_path(&args.key, "programmer")?;
+    let address = addr(&args.implant)?;
+    let mut key = Key::load(&path, DeviceKind::Programmer)?;
+    let bearer = Bearer::new(&address, ANSWER_TIMEOUT)?;
+    let client = Client::connect(bearer, &mut key, Hello::Enrolled)?;
+    Ok((key, client))
+}
+
+fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
+    let out = Out {
+        json: args.json,
+        stats: args.stats,
+    };
+    match &args.command {
+        ProgCommand::Keygen => {
+            let path = key_path(&args.key, "programmer")?;
+            let key = Key::generate(&path, DeviceKind::Programmer)?;
+            out.emit(
+                json!({"key": path.display().to_string(), "public": key.file.public, "key_id": key.key_id()}),
+                &format!(
+                    "new programmer key in {} (0600): public {}, key id {}\nnext: hold the wand \
+                     over the pump (thecal programmer wand --state DIR) and enrol \
+                     (thecal programmer enroll --token DIR/proximity.token)",
+                    path.display(),
+                    key.file.public,
+                    key.key_id()
+                ),
+                None,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ProgCommand::Wand { state } => {
+            let token = crate::implant::wand(state, std::time::Duration::from_secs(5))?;
+            out.emit(
+                json!({"token": token.display().to_string()}),
+                &format!(
+                    "enrolment window open for 5 minutes; proximity token in {}",
+                    token.display()
+                ),
+                None,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ProgCommand::Enroll { token } => {
+            let path = key_path(&args.key, "programmer")?;
+            let address = addr(&args.implant)?;
+            let inv = read_invitation(token, "proximity token")?;
+            let mut key = Key::load(&path, DeviceKind::Programmer)?;
+            let bearer = Bearer::new(&address, ANSWER_TIMEOUT)?;
+            let client = Client::connect(
+                bearer,
+                &mut key,
+                Hello::Enrol {
+                    psk: inv.psk,
+                    implant: inv.implant,
+                },
+            )?;
+            let key_id = key_id_for(key.keys.public());
+            key.file.pairing = Some(Pairing {
+                implant_key: hex(&inv.implant.0),
+                preauth: hex(&client.session.enrolled_preauth_key()),
+                key_id,
+            });
+            key.save()?;
+            // The token is single-use: remove it so it is not mistaken for a fresh one.
+            let _ = std::fs::remove_file(token);
+            out.emit(
+                json!({"enrolled": true, "key_id": key_id, "role": "clinician", "implant_key": hex(&inv.implant.0)}),
+                &format!(
+                    "enrolled with the pump at {address} as clinician programmer, key id {key_id}"
+                ),
+                Some(client.bearer.stats),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ProgCommand::Interrogate => {
+            let (_key, mut client) = connect(&args)?;
+            let s = status(&mut client)?;
+            let p = program_of(&mut client)?;
+            out.emit(
+                json!({"status": status_json(&s), "program": program_json(&p)}),
+                &format!("{}program:\n{}", status_text(&s), program_text(&p)),
+                Some(client.bearer.stats),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ProgCommand::Program { prescription, yes } => {
+            let text = std::fs::read_to_string(prescription).map_err(|e| {
+                Fail::Usage(format!("--prescription {}: {e}", prescription.display()))
+            })?;
+            let file = rxfile::parse(&text)
+                .map_err(|e| Fail::Usage(format!("{}: {e}", prescription.display())))?;
+            let (mut key, mut client) = connect(&args)?;
+            let old = program_of(&mut client)?;
+            let old_status = status(&mut client)?;
+            let new = file.prescription.clone();
+            let ctx = Context {
+                library: &file.library,
+                device: file.device,
+                previous: file.previous.as_ref().map(|(p, elapsed)| Previous {
+                    prescription: p,
+                    elapsed: *elapsed,
+                }),
+                opioid_naive: file.opioid_naive,
+            };
+            let findings = check::check(&new, &ctx);
+            if !out.json {
+                println!(
+                    "pump: {}\nOLD (running now, version {}):\n{}NEW ({}):\n{}",
+                    mode_text(&old_status.mode),
+                    old_status.program_version,
+                    program_text(&old),
+                    prescription.display(),
+                    program_text(&new)
+                );
+                for f in findings.iter() {
+                    let tag = match f.severity {
+                        Severity::Hard => "HARD",
+                        Severity::Soft => "soft",
+                    };
+                    println!("check: {tag}  {f}");
+                }
+            }
+            let question = if findings.is_empty() {
+                "Send the new program?".to_string()
+            } else {
+                format!(
+                    "Send the new program, confirming {} finding(s) above?",
+                    findings.len()
+                )
+            };
+            if confirm(&question, *yes)? {
+                client.reconnect(&mut key)?;
+            }
+            ok(
+                &mut client,
+                Body::Pump(Command::Program {
+                    prescription: new.clone(),
+                    confirm_soft: true,
+                }),
+            )?;
+            let back = program_of(&mut client)?;
+            let s = status(&mut client)?;
+            // The pump keeps its own reservoir volume (what is left now), not the file's.
+            let same = back
+                == Prescription {
+                    reservoir_volume: back.reservoir_volume,
+                    ..new.clone()
+                };
+            out.emit(
+                json!({
+                    "accepted": true,
+                    "old": program_json(&old),
+                    "new": program_json(&new),
+                    "read_back": program_json(&back),
+                    "read_back_matches": same,
+                    "findings": findings.iter().map(|f| json!({"severity": f.severity.to_string(), "message": f.to_string()})).collect::<Vec<_>>(),
+                    "status": status_json(&s),
+                }),
+                &format!(
+                    "accepted. read back from the pump (version {}, {}):\n{}{}",
+                    s.program_version,
+                    mode_text(&s.mode),
+                    program_text(&back),
+                    if same {
+                        "the pump runs exactly the program sent"
+                    } else {
+                        "WARNING: the program read back differs from the one sent"
+                    }
+                ),
+                Some(client.bearer.stats),
+            );
+            Ok(if same {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        ProgCommand::Refill {
+            aspirated,
+            added,
+            contents,
+            keep_dose,
+            bridge,
+            confirm: confirm_pump,
+            yes,
+        } => {
+            let contents = parse_contents(contents)?;
+            let bridge = parse_bridge(bridge)?;
+            let (mut key, mut client) = connect(&args)?;
+            let old = status(&mut client)?;
+            let old_p = program_of(&mut client)?;
+            if !out.json {
+                println!(
+                    "OLD: reservoir {} of {}; {}\nNEW: aspirate {aspirated}, add {added} of {}{}; bridge {bridge:?}",
+                    old.reservoir,
+                    contents_text(&old_p.contents),
+                    mode_text(&old.mode),
+                    contents_text(&contents),
+                    if *keep_dose {
+                        ", keeping each daily dose"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            if confirm("Record this refill?", *yes)? {
+                client.reconnect(&mut key)?;
+            }
+            ok(
+                &mut client,
+                Body::Pump(Command::Refill {
+                    aspirated: *aspirated,
+                    added: *added,
+                    contents: contents.clone(),
+                    keep_dose: *keep_dose,
+                    bridge,
+                    confirm: *confirm_pump,
+                }),
+            )?;
+            let s = status(&mut client)?;
+            let p = program_of(&mut client)?;
+            out.emit(
+                json!({
+                    "accepted": true,
+                    "old": {"reservoir": old.reservoir.to_string(), "contents": contents_text(&old_p.contents)},
+                    "status": status_json(&s),
+                    "program": program_json(&p),
+                }),
+                &format!(
+                    "refill recorded. read back:\n{}program:\n{}",
+                    status_text(&s),
+                    program_text(&p)
+                ),
+                Some(client.bearer.stats),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ProgCommand::Bolus { volume, duration } => {
+            let (_key, mut client) = connect(&args)?;
+            let r = ok(
+                &mut client,
+                Body::Pump(Command::ClinicianBolus {
+                    volume: *volume,
+                    duration: *duration,
+                }),
+            )?;
+            let ends = match r {
+                Reply::BolusAccepted { ends_at, .. } => Some(when(ends_at)),
+                _ => None,
+            };
+            out.emit(
+                json!({"accepted": true, "volume": volume.to_string(), "ends_at": ends}),
+                &format!(
+                    "clinician bolus of {volume} over {duration} accepted{}",
+                    ends.as_ref()
+                        .map(|e| format!("; ends about {e}"))
+                        .unwrap_or_default()
+                ),
+                Some(client.bearer.stats),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ProgCommand::Stop { reason, yes } => {
+            let reason = match reason {
+                ReasonArg::Procedure => StopReason::Procedure,
+                ReasonArg::AdverseEffect => StopReason::AdverseEffect,
+                ReasonArg::EndOfTherapy => StopReason::EndOfTherapy,
+                ReasonArg::Other => StopReason::Other,
+            };
+            let (mut key, mut client) = connect(&args)?;
+            let old = status(&mut client)?;
+            if !out.json {
+                println!(
+                    "OLD: {}\nNEW: stopped ({})\nStopping is not safe for every patient: \
+                     baclofen withdrawal can kill. The pump will sound a reminder.",
+                    mode_text(&old.mode),
+                    reason_text(reason)
+                );
+            }
+            if confirm("Stop delivery?", *yes)? {
+                client.reconnect(&mut key)?;
+            }
+            ok(&mut client, Body::Pump(Command::Stop { reason }))?;
+            let s = status(&mut client)?;
+            out.emit(
+                json!({"accepted": true, "old_mode": mode_text(&old.mode), "status": status_json(&s)}),
+                &format!("stopped. read back:\n{}", status_text(&s)),
+                Some(client.bearer.stats),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ProgCommand::Resume => {
+            let (_key, mut client) = connect(&args)?;
+            ok(&mut client, Body::Pump(Command::Resume))?;
+            let s = status(&mut client)?;
+            out.emit(
+                json!({"accepted": true, "status": status_json(&s)}),
+                &format!("resumed. read back:\n{}", status_text(&s)),
+                Some(client.bearer.stats),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ProgCommand::Clock => {
+            let (_key, mut client) = connect(&args)?;
+            let utc_ms = unix_ms();
+            let offset_minutes =
+                i16::try_from(chrono::Local::now().offset().local_minus_utc() / 60).unwrap_or(0);
+            ok(
+                &mut client,
+                Body::Pump(Command::SetClock {
+                    utc_ms,
+                    offset_minutes,
+                }),
+            )?;
+            out.emit(
+                json!({"accepted": true, "utc": rfc3339(utc_ms), "offset_minutes": offset_minutes}),
+                &format!(
+                    "pump clock set to {} (local offset {offset_minutes:+} min)",
+                    rfc3339(utc_ms)
+                ),
+                Some(client.bearer.stats),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ProgCommand::EnrollRemote {
+            role,
+            window,
+            out: invite,
+        } => {
+            let role = match role {
+                RemoteRole::Patient => Role::PatientRemote,
+                RemoteRole::Emergency => Role::Emergency,
+            };
+            if !thecal_link::endpoint::ENROLMENT_WINDOW_SECONDS.contains(window) {
+                return Err(Fail::Usage(format!(
+                    "--window {window}: allowed 10 to 600 seconds"
+                )));
+            }
+            let (_key, mut client) = connect(&args)?;
+            let r = ok(
+                &mut client,
+                Body::Link(LinkCommand::OpenEnrolment {
+                    role,
+                    seconds: *window,
+                }),
+            )?;
+            let Reply::EnrolmentOpen {
+                psk, implant_key, ..
+            } = r
+            else {
+                return Err(refused(&r));
+            };
+            let expires = rfc3339(unix_ms() + u64::from(*window) * 1000);
+            let doc = json!({
+                "implant_key": hex(&implant_key),
+                "psk": hex(&psk),
+                "role": role.to_string(),
+                "expires": expires,
+                "implant": client.bearer.peer().to_string(),
+            });
+            write_private(
+                invite,
+                serde_json::to_string_pretty(&doc)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            )?;
+            out.emit(
+                json!({"invite": invite.display().to_string(), "role": role.to_string(), "expires": expires}),
+                &format!(
+                    "enrolment window open for a {role} until {expires}; invite in {} (0600).\n\
+                     On the remote: thecal remote --key REMOTE.key --implant {} enroll --invite {}\n\
+                     then compare fingerprints: thecal programmer ... confirm-remote --fingerprint NNNNNN",
+                    invite.display(),
+                    client.bearer.peer(),
+                    invite.display()
+                ),
+                Some(client.bearer.stats),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ProgCommand::ConfirmRemote { fingerprint, yes } => {
+            let typed = parse_fingerprint(fingerprint)?;
+            let (mut key, mut client) = connect(&args)?;
+            let r = ok(&mut client, Body::Link(LinkCommand::PendingEnrolment))?;
+            let Reply::EnrolmentPending {
+                fingerprint: pump_fp,
+                key_id,
+                ..
+            } = r
+            else {
+                return Err(refused(&r));
+            };
+            let same = pump_fp == typed;
+            if !out.json {
+                println!(
+                    "pump's fingerprint:   {}\nremote's (you typed): {}\n{}",
+                    fingerprint_text(pump_fp),
+                    fingerprint_text(typed),
+                    if same {
+                        "they match"
+                    } else {
+                        "THEY DIFFER: the device that answered may not be the one in your hand"
+                    }
+                );
+            }
+            if confirm(&format!("Enrol device key {key_id}?"), *yes)? {
+                client.reconnect(&mut key)?;
+            }
+            let r = ok(
+                &mut client,
+                Body::Link(LinkCommand::ConfirmEnrolment { fingerprint: typed }),
+            )?;
+            let Reply::Enrolled { key_id, role } = r else {
+                return Err(refused(&r));
+            };
+            out.emit(
+                json!({"enrolled": true, "key_id": key_id, "role": role.to_string()}),
+                &format!("enrolled: {role} key {key_id}"),
+                Some(client.bearer.stats),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ProgCommand::Revoke { key_id } => {
+            let (_key, mut client) = connect(&args)?;
+            ok(
+                &mut client,
+                Body::Link(LinkCommand::Revoke { key_id: *key_id }),
+            )?;
+            out.emit(
+                json!({"revoked": key_id}),
+                &format!("key {key_id} revoked: the pump will not answer it again"),
+                Some(client.bearer.stats),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ProgCommand::Devices => {
+            let (key, mut client) = connect(&args)?;
+            let r = ok(&mut client, Body::Link(LinkCommand::Devices))?;
+            let Reply::Devices(list) = r else {
+                return Err(refused(&r));
+            };
+            let own = key.key_id();
+            let mut text = String::new();
+            for d in &list {
+                text += &format!(
+                    "key {:>10}  {:<15} {}{}  {}\n",
+                    d.key_id,
+                    d.role.to_string(),
+                    if d.revoked { "REVOKED" } else { "active " },
+                    if d.key_id == own {
+                        " (this programmer)"
+                    } else {
+                        ""
+                    },
+                    hex(&d.key)
+                );
+            }
+            out.emit(
+                json!({"devices": list.iter().map(|d| json!({
+                    "key_id": d.key_id, "role": d.role.to_string(), "revoked": d.revoked, "key": hex(&d.key),
+                })).collect::<Vec<_>>()}),
+                &text,
+                Some(client.bearer.stats),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ProgCommand::Logs { from } => {
+            let (_key, mut client) = connect(&args)?;
+            logs(&out, &mut client, *from)
+        }
+    }
+}
+
+fn logs(out: &Out, client: &mut Client, from: u32) -> Result<ExitCode, Fail> {
+    let mut entries: Vec<LogEntry> = Vec::new();
+    let mut anchor = None;
+    let mut next = from;
+    let mut first = true;
+    let head: LogChain = loop {
+        let r = ok(client, Body::Link(LinkCommand::ReadLog { from_seq: next }))?;
+        let Reply::Log {
+            entries: page,
+            anchor: a,
+            head: h,
+        } = r
+        else {
+            return Err(refused(&r));
+        };
+        if first {
+            anchor = a;
+            first = false;
+        }
+        let got = page.len();
+        entries.extend(page.iter().copied());
+        next = entries.last().map_or(next, |e| e.seq.saturating_add(1));
+        if got == 0 || next >= h.next_seq() {
+            break h;
+        }
+    };
+    // From a later start, the first entry downloaded anchors the chain.
+    let (checked, anchor) = if from > 0 && anchor.is_none() {
+        match entries.first() {
+            Some(e) => (&entries[1..], Some((e.seq, e.hash))),
+            None => (&entries[..], None),
+        }
+    } else {
+        (&entries[..], anchor)
+    };
+    let verdict = log::verify_to_head(checked, anchor, &head);
+    let mut text = String::new();
+    for e in &entries {
+        text += &format!(
+            "{:>6}  {}  {}\n",
+            e.seq,
+            when(e.at),
+            describe_event(&e.event)
+        );
+    }
+    let head_hex = hex(&head.last_hash());
+    let (ok_chain, line) = match verdict {
+        Ok(n) => (
+            true,
+            format!(
+                "chain verified: {} entries, head {} (next entry {})",
+                entries.len().max(n),
+                head_hex,
+                head.next_seq()
+            ),
+        ),
+        Err(t) => (false, format!("CHAIN BROKEN: {t}")),
+    };
+    text += &line;
+    out.emit(
+        json!({
+            "entries": entries.iter().map(|e| json!({
+                "seq": e.seq, "at": when(e.at), "at_ms": e.at.ms(),
+                "text": describe_event(&e.event), "hash": hex(&e.hash),
+            })).collect::<Vec<_>>(),
+            "verified": ok_chain,
+            "verdict": line,
+            "head": {"next_seq": head.next_seq(), "hash": head_hex},
+        }),
+        &text,
+        Some(client.bearer.stats),
+    );
+    Ok(if ok_chain {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contents_parse_single_and_mixed() {
+        let a = parse_contents("baclofen 2000 mcg/mL").unwrap();
+        assert_eq!(contents_text(&a), "baclofen 2 mg/mL");
+        let b = parse_contents("morphine 10 mg/mL + bupivacaine 5 mg/mL").unwrap();
+        assert_eq!(b.components().len(), 2);
+        assert!(matches!(parse_contents("baclofen"), Err(Fail::Usage(_))));
+        assert!(matches!(
+            parse_contents("unobtainium 1 mg/mL"),
+            Err(Fail::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn fingerprints_and_bridges_parse() {
+        assert_eq!(parse_fingerprint("123 456").unwrap(), 123_456);
+        assert_eq!(parse_fingerprint("004567").unwrap(), 4_567);
+        assert_eq!(fingerprint_text(4_567), "004 567");
+        assert!(parse_fingerprint("12345").is_err());
+        assert!(matches!(parse_bridge("auto"), Ok(BridgeChoice::Automatic)));
+        assert!(matches!(parse_bridge("30 min"), Ok(BridgeChoice::Bolus(_))));
+        assert!(parse_bridge("sometimes").is_err());
+    }
+}

@@ -1,0 +1,215 @@
+//! `thecal remote`: the patient's remote over the UDP bearer: enrolment with an invite
+//! from the clinician, the patient bolus (never delivered twice), status and alarms in
+//! plain words.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+use thecal_link::{Body, Reply, key_id_for};
+use thecal_pump::command::Command;
+
+use crate::bearer::{ANSWER_TIMEOUT, Bearer, Client, Fail, Hello, finish};
+use crate::keyfile::{DeviceKind, Key, Pairing, hex, random_u32};
+use crate::programmer::{
+    Out, fingerprint_text, mode_text, read_invitation, refused, span, status, status_json, when,
+};
+
+/// Arguments of `thecal remote`.
+#[derive(Debug, Args)]
+pub struct RemoteArgs {
+    /// The remote's key file (create it with `thecal remote keygen --key FILE`).
+    #[arg(long, global = true)]
+    key: Option<PathBuf>,
+    /// The pump's address, HOST:PORT.
+    #[arg(long, global = true)]
+    implant: Option<String>,
+    /// Print JSON instead of text (always includes the bytes and round trips on air).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Print the bytes and round trips this invocation put on the air.
+    #[arg(long, global = true)]
+    stats: bool,
+    #[command(subcommand)]
+    command: RemoteCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum RemoteCommand {
+    /// Create a new remote key file (0600).
+    Keygen,
+    /// Enrol with the invite from the clinician; shows the fingerprint to read out.
+    Enroll {
+        /// The invite file written by `thecal programmer enroll-remote`.
+        #[arg(long)]
+        invite: PathBuf,
+    },
+    /// Ask for a patient bolus (as the prescription allows).
+    Bolus,
+    /// The pump's state: mode, reservoir, next refill, battery.
+    Status,
+    /// Active alarms, explained.
+    Alarms,
+}
+
+/// Runs `thecal remote`; `Err` is a one-line message for exit status 2.
+pub fn run(args: RemoteArgs) -> Result<ExitCode, String> {
+    finish(run_inner(args))
+}
+
+fn key_path(args: &RemoteArgs) -> Result<PathBuf, Fail> {
+    args.key.clone().ok_or_else(|| {
+        Fail::Usage(
+            "--key FILE is required (create one with `thecal remote keygen --key FILE`)".into(),
+        )
+    })
+}
+
+fn address(args: &RemoteArgs) -> Result<String, Fail> {
+    args.implant
+        .clone()
+        .ok_or_else(|| Fail::Usage("--implant HOST:PORT is required (the pump's address)".into()))
+}
+
+fn connect(args: &RemoteArgs) -> Result<(Key, Client), Fail> {
+    let mut key = Key::load(&key_path(args)?, DeviceKind::Remote)?;
+    let bearer = Bearer::new(&address(args)?, ANSWER_TIMEOUT)?;
+    let client = Client::connect(bearer, &mut key, Hello::Enrolled)?;
+    Ok((key, client))
+}
+
+fn run_inner(args: RemoteArgs) -> Result<ExitCode, Fail> {
+    let out = Out {
+        json: args.json,
+        stats: args.stats,
+    };
+    match &args.command {
+        RemoteCommand::Keygen => {
+            let path = key_path(&args)?;
+            let key = Key::generate(&path, DeviceKind::Remote)?;
+            out.emit(
+                json!({"key": path.display().to_string(), "public": key.file.public, "key_id": key.key_id()}),
+                &format!(
+                    "new remote key in {} (0600), key id {}\nnext: ask your clinician for an \
+                     invite, then: thecal remote --key {} --implant ADDR enroll --invite FILE",
+                    path.display(),
+                    key.key_id(),
+                    path.display()
+                ),
+                None,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RemoteCommand::Enroll { invite } => {
+            let inv = read_invitation(invite, "invite")?;
+            let mut key = Key::load(&key_path(&args)?, DeviceKind::Remote)?;
+            let bearer = Bearer::new(&address(&args)?, ANSWER_TIMEOUT)?;
+            let client = Client::connect(
+                bearer,
+                &mut key,
+                Hello::Enrol {
+                    psk: inv.psk,
+                    implant: inv.implant,
+                },
+            )?;
+            let fingerprint = client.session.fingerprint();
+            let key_id = key_id_for(key.keys.public());
+            key.file.pairing = Some(Pairing {
+                implant_key: hex(&inv.implant.0),
+                preauth: hex(&client.session.enrolled_preauth_key()),
+                key_id,
+            });
+            key.save()?;
+            out.emit(
+                json!({"fingerprint": fingerprint, "fingerprint_text": fingerprint_text(fingerprint), "key_id": key_id}),
+                &format!(
+                    "Fingerprint: {} — tell your clinician\n(the remote works once the \
+                     clinician has compared it and confirmed)",
+                    fingerprint_text(fingerprint)
+                ),
+                Some(client.bearer.stats),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RemoteCommand::Bolus => {
+            let mut key = Key::load(&key_path(&args)?, DeviceKind::Remote)?;
+            key.pairing()?;
+            // The request id is on disk before anything is sent: a retry (here or in a
+            // later run after a lost answer) carries the same id, and the pump answers it
+            // from memory instead of delivering twice.
+            let request_id = match key.file.pending_bolus {
+                Some(id) => id,
+                None => {
+                    let id = random_u32()?;
+                    key.file.pending_bolus = Some(id);
+                    key.save()?;
+                    id
+                }
+            };
+            let bearer = Bearer::new(&address(&args)?, ANSWER_TIMEOUT)?;
+            let mut client = Client::connect(bearer, &mut key, Hello::Enrolled)?;
+            let reply = client.request(Body::Pump(Command::PatientBolus { request_id }))?;
+            key.file.pending_bolus = None;
+            key.save()?;
+            match reply {
+                Reply::BolusAccepted { volume, ends_at } => {
+                    out.emit(
+                        json!({"accepted": true, "volume": volume.to_string(), "ends_at": when(ends_at), "request_id": request_id}),
+                        &format!(
+                            "bolus accepted: {volume}, finished about {}",
+                            when(ends_at)
+                        ),
+                        Some(client.bearer.stats),
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                other => Err(refused(&other)),
+            }
+        }
+        RemoteCommand::Status => {
+            let (_key, mut client) = connect(&args)?;
+            let s = status(&mut client)?;
+            let text = format!(
+                "pump:        {}\nreservoir:   {}\nnext refill: {}\nbattery:     {}\nalarms:      {}",
+                mode_text(&s.mode),
+                s.reservoir,
+                s.next_refill.map_or_else(|| "—".into(), when),
+                s.battery_life
+                    .map_or_else(|| "unknown".into(), |d| format!("about {} left", span(d))),
+                if s.alarms.is_empty() {
+                    "none".to_string()
+                } else {
+                    format!("{} active (see: thecal remote alarms)", s.alarms.len())
+                }
+            );
+            out.emit(status_json(&s), &text, Some(client.bearer.stats));
+            Ok(ExitCode::SUCCESS)
+        }
+        RemoteCommand::Alarms => {
+            let (_key, mut client) = connect(&args)?;
+            let s = status(&mut client)?;
+            let mut text = String::new();
+            for a in &s.alarms {
+                text += &format!(
+                    "{} ({}):\n  {}\n",
+                    a.kind.name(),
+                    a.priority,
+                    a.kind.patient_text()
+                );
+            }
+            if text.is_empty() {
+                text = "no active alarms".into();
+            }
+            out.emit(
+                json!({"alarms": s.alarms.iter().map(|a| json!({
+                    "kind": a.kind.name(), "priority": a.priority.to_string(),
+                    "acknowledged": a.acknowledged, "text": a.kind.patient_text(),
+                })).collect::<Vec<_>>()}),
+                &text,
+                Some(client.bearer.stats),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
