@@ -479,6 +479,7 @@ pub struct Implant {
     radio: Radio,
     window: Option<Window>,
     dirty: bool,
+    unreported_uj: u64,
 }
 
 /// Refusal codes of the telemetry's own commands (in [`Reply::Refused`]).
@@ -520,6 +521,7 @@ impl Implant {
             radio,
             window: None,
             dirty: false,
+            unreported_uj: 0,
         }
     }
 
@@ -606,6 +608,7 @@ impl Implant {
         if self.radio.charge(now, uj, rejected) == Charged::WentAsleep {
             pump.set_telemetry_paused(now, true);
         }
+        self.bill_battery(now, uj, pump);
     }
 
     fn receive(&mut self, now: Instant, len: usize, pump: &mut Pump) -> Result<(), Deaf> {
@@ -613,7 +616,20 @@ impl Implant {
         if self.radio.receive(now, len) == Charged::WentAsleep {
             pump.set_telemetry_paused(now, true);
         }
+        self.bill_battery(now, self.radio.costs().frame(len), pump);
         Ok(())
+    }
+
+    /// Counts the energy against the pump's battery, in the profile's radio milliseconds
+    /// (the remainder is carried to the next charge).
+    fn bill_battery(&mut self, now: Instant, uj: u64, pump: &mut Pump) {
+        let per_ms = u64::from(pump.profile().radio_uj_per_ms).max(1);
+        self.unreported_uj = self.unreported_uj.saturating_add(uj);
+        let ms = self.unreported_uj.checked_div(per_ms).unwrap_or(0);
+        if ms > 0 {
+            pump.handle_radio(now, ms);
+            self.unreported_uj = self.unreported_uj.checked_rem(per_ms).unwrap_or(0);
+        }
     }
 
     fn deny(&mut self, now: Instant, len: usize, denied: Denied, pump: &mut Pump) -> Denied {

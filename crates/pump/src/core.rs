@@ -674,6 +674,7 @@ impl Pump {
 
     fn status_to_hardware(&self, mut s: Status) -> Status {
         s.next_refill = s.next_refill.map(|t| self.to_hardware(t));
+        s.now = self.to_hardware(s.now);
         if let Mode::Stopped { reason, since } = s.mode {
             s.mode = Mode::Stopped {
                 reason,
@@ -707,6 +708,9 @@ impl Pump {
             alarms,
             battery_life: self.s.battery.projected_life(self.s.last_seen),
             next_refill: self.next_refill(),
+            next_refill_utc_ms: self.next_refill().zip(self.s.clock).map(|(t, c)| c.utc(t)),
+            now: self.s.last_seen,
+            utc_ms: self.s.clock.map(|c| c.utc(self.s.last_seen)),
             clock_set: self.s.clock.is_some(),
             bolus_active: self.s.bolus.is_some(),
             bridging: self.s.bridging,

@@ -228,6 +228,8 @@ fn the_daily_budget_puts_the_radio_to_sleep_and_alerts_the_patient_link_005() {
     w.set_up();
     w.connect(Who::Remote);
     // The remote asks for its status until the day's budget is spent.
+    let used_before = w.fw().pump.battery().used_uj();
+    let spent_before = w.implant.implant.radio().stats().spent_total_uj;
     let mut answered = 0;
     loop {
         let (air, implant, dev) = w.split(Who::Remote);
@@ -245,6 +247,12 @@ fn the_daily_budget_puts_the_radio_to_sleep_and_alerts_the_patient_link_005() {
     }
     assert!(answered > 10, "{answered}");
     assert!(w.implant.implant.radio().asleep());
+    // Every microjoule the radio spent was billed to the pump's battery (in whole radio
+    // milliseconds; the remainder waits for the next frame).
+    let spent = w.implant.implant.radio().stats().spent_total_uj - spent_before;
+    let billed = w.fw().pump.battery().used_uj() - used_before;
+    let per_ms = u64::from(HardwareProfile::synchromed_class(20).radio_uj_per_ms);
+    assert!(billed + per_ms > spent, "{billed} billed for {spent} spent");
     let status = w.fw().pump.status();
     assert!(
         status
