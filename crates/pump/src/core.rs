@@ -1041,8 +1041,11 @@ impl Pump {
             self.raise(now, AlarmKind::EmptyReservoir);
             return;
         }
-        let contents = self.s.program.contents.clone();
-        let delivery = match self.s.fluid.prepare(stroke, &contents) {
+        let delivery = match self
+            .s
+            .fluid
+            .prepare_in_place(stroke, &self.s.program.contents)
+        {
             Ok(d) => d,
             Err(_) => return self.enter_fault(now, FaultCode::FluidPath),
         };
@@ -1072,13 +1075,13 @@ impl Pump {
             }
             return;
         }
+        // Count the stroke before it happens (write-ahead): a power cut after the
+        // record and before the stroke loses one stroke; it can never repeat one.
+        let _ = self.s.limiter.record(now, delivery.masses());
         if !retry {
             let threshold = self.threshold();
             self.s.credit_exact = self.s.credit_exact.saturating_sub(threshold);
         }
-        // Count the stroke before it happens (write-ahead): a power cut after the
-        // record and before the stroke loses one stroke; it can never repeat one.
-        let _ = self.s.limiter.record(now, delivery.masses());
         self.s.reservoir = self.s.reservoir.saturating_sub(stroke);
         self.s.delivered = self.s.delivered.saturating_add(stroke);
         self.s.strokes = self.s.strokes.saturating_add(1);
@@ -1092,8 +1095,12 @@ impl Pump {
 
     fn stroke_succeeded(&mut self, now: Instant) {
         let stroke = self.profile.stroke_volume;
-        let contents = self.s.program.contents.clone();
-        if self.s.fluid.commit(stroke, &contents).is_err() {
+        if self
+            .s
+            .fluid
+            .commit_in_place(stroke, &self.s.program.contents)
+            .is_err()
+        {
             return self.enter_fault(now, FaultCode::FluidPath);
         }
         if let Some(stall) = self.s.stall.take() {
