@@ -903,11 +903,19 @@ impl Pump {
     }
 
     /// The credit (nL·ms/day) at which the next stroke is due.
+    #[inline]
     fn threshold(&self) -> u128 {
-        let stroke = self.profile.stroke_volume;
         if !self.s.bridging {
-            return e(stroke);
+            return e(self.profile.stroke_volume);
         }
+        self.bridged_threshold()
+    }
+
+    /// [`Pump::threshold`] while bridging: scaled by the mass a stroke pushes out at the
+    /// tip over the mass it takes from the reservoir.
+    #[inline(never)]
+    fn bridged_threshold(&self) -> u128 {
+        let stroke = self.profile.stroke_volume;
         let Some(primary) = self.s.program.contents.active().next().copied() else {
             return e(stroke);
         };
