@@ -863,9 +863,17 @@ impl Pump {
         match self.s.clock {
             Some(c) => {
                 let sched = &self.s.program.schedule;
+                let (la, lb) = (c.local(a), c.local(b));
+                if let Some(f) = sched.constant_flow() {
+                    // `cumulative_exact` of a constant flow is `flow × t`, which cannot
+                    // saturate in 128 bits, and local time is monotone: the same
+                    // difference in one multiplication.
+                    return u128::from(f.raw())
+                        .saturating_mul(u128::from(lb.0.saturating_sub(la.0)));
+                }
                 sched
-                    .cumulative_exact(c.local(b))
-                    .saturating_sub(sched.cumulative_exact(c.local(a)))
+                    .cumulative_exact(lb)
+                    .saturating_sub(sched.cumulative_exact(la))
             }
             None => u128::from(self.s.program.schedule.mean_daily().raw())
                 .saturating_mul(u128::from(b.saturating_since(a).ms())),

@@ -707,13 +707,23 @@ fn plan_into(
         if remaining.is_zero() {
             break;
         }
+        // The first take is the sum so far: nothing to add it to.
+        let first = whole == 0;
         if remaining >= seg.volume {
-            out = add_checked(&out, &seg.masses)?;
+            out = if first {
+                seg.masses
+            } else {
+                add_checked(&out, &seg.masses)?
+            };
             remaining = remaining.saturating_sub(seg.volume);
             whole = whole.saturating_add(1);
         } else {
             let taken = share(&seg.masses, remaining, seg.volume);
-            out = add_checked(&out, &taken)?;
+            out = if first {
+                taken
+            } else {
+                add_checked(&out, &taken)?
+            };
             plan.partial = Some((remaining, taken));
             remaining = Volume::ZERO;
         }
