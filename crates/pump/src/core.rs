@@ -896,9 +896,17 @@ impl Pump {
         match self.s.clock {
             Some(c) => {
                 let sched = &self.s.program.schedule;
+                let (la, lb) = (c.local(a), c.local(b));
+                if let Some(f) = sched.constant_flow() {
+                    // `cumulative_exact` of a constant flow is `flow × t`, which cannot
+                    // saturate in 128 bits, and local time is monotone: the same
+                    // difference in one multiplication.
+                    return u128::from(f.raw())
+                        .saturating_mul(u128::from(lb.0.saturating_sub(la.0)));
+                }
                 sched
-                    .cumulative_exact(c.local(b))
-                    .saturating_sub(sched.cumulative_exact(c.local(a)))
+                    .cumulative_exact(lb)
+                    .saturating_sub(sched.cumulative_exact(la))
             }
             None => u128::from(self.s.program.schedule.mean_daily().raw())
                 .saturating_mul(u128::from(b.saturating_since(a).ms())),
@@ -936,11 +944,19 @@ impl Pump {
     }
 
     /// The credit (nL·ms/day) at which the next stroke is due.
+    #[inline]
     fn threshold(&self) -> u128 {
-        let stroke = self.profile.stroke_volume;
         if !self.s.bridging {
-            return e(stroke);
+            return e(self.profile.stroke_volume);
         }
+        self.bridged_threshold()
+    }
+
+    /// [`Pump::threshold`] while bridging: scaled by the mass a stroke pushes out at the
+    /// tip over the mass it takes from the reservoir.
+    #[inline(never)]
+    fn bridged_threshold(&self) -> u128 {
+        let stroke = self.profile.stroke_volume;
         let Some(primary) = self.s.program.contents.active().next().copied() else {
             return e(stroke);
         };
@@ -1074,8 +1090,11 @@ impl Pump {
             self.raise(now, AlarmKind::EmptyReservoir);
             return;
         }
-        let contents = self.s.program.contents.clone();
-        let delivery = match self.s.fluid.prepare(stroke, &contents) {
+        let delivery = match self
+            .s
+            .fluid
+            .prepare_in_place(stroke, &self.s.program.contents)
+        {
             Ok(d) => d,
             Err(_) => return self.enter_fault(now, FaultCode::FluidPath),
         };
@@ -1105,13 +1124,13 @@ impl Pump {
             }
             return;
         }
+        // Count the stroke before it happens (write-ahead): a power cut after the
+        // record and before the stroke loses one stroke; it can never repeat one.
+        let _ = self.s.limiter.record(now, delivery.masses());
         if !retry {
             let threshold = self.threshold();
             self.s.credit_exact = self.s.credit_exact.saturating_sub(threshold);
         }
-        // Count the stroke before it happens (write-ahead): a power cut after the
-        // record and before the stroke loses one stroke; it can never repeat one.
-        let _ = self.s.limiter.record(now, delivery.masses());
         self.s.reservoir = self.s.reservoir.saturating_sub(stroke);
         self.s.delivered = self.s.delivered.saturating_add(stroke);
         self.s.strokes = self.s.strokes.saturating_add(1);
@@ -1125,8 +1144,12 @@ impl Pump {
 
     fn stroke_succeeded(&mut self, now: Instant) {
         let stroke = self.profile.stroke_volume;
-        let contents = self.s.program.contents.clone();
-        if self.s.fluid.commit(stroke, &contents).is_err() {
+        if self
+            .s
+            .fluid
+            .commit_in_place(stroke, &self.s.program.contents)
+            .is_err()
+        {
             return self.enter_fault(now, FaultCode::FluidPath);
         }
         if let Some(stall) = self.s.stall.take() {

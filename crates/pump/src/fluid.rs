@@ -214,24 +214,30 @@ pub struct TipDelivery {
 }
 
 impl TipDelivery {
-    /// Whole nanograms out of `pg` plus the carried remainder; returns the new carry.
-    fn new(volume: Volume, pg: &Masses, carry: &Masses) -> (Self, Masses) {
-        let mut out = Vec::new();
-        let mut next = NO_MASS;
+    /// Nothing delivered.
+    const NONE: TipDelivery = TipDelivery {
+        volume: Volume::ZERO,
+        masses: Vec::new(),
+    };
+
+    /// Sets this to the whole nanograms out of `pg` plus the carried remainder `carry`,
+    /// and `next` to the new carry.
+    fn fill(&mut self, volume: Volume, pg: &Masses, carry: &Masses, next: &mut Masses) {
+        self.volume = volume;
+        self.masses.clear();
         for (((drug, mass), c), n) in ACTIVE.iter().zip(pg).zip(carry).zip(next.iter_mut()) {
-            let total = mass.saturating_add(*c);
-            let ng = total.raw().checked_div(PG_PER_NG).unwrap_or(0);
-            *n = Mass::from_raw(total.raw().checked_rem(PG_PER_NG).unwrap_or(0));
+            let total = mass.saturating_add(*c).raw();
+            if total == 0 {
+                *n = Mass::ZERO;
+                continue;
+            }
+            let ng = total.checked_div(PG_PER_NG).unwrap_or(0);
+            *n = Mass::from_raw(total.checked_rem(PG_PER_NG).unwrap_or(0));
             if ng != 0 {
                 // Cannot fail: at most ACTIVE_DRUGS entries.
-                let _ = out.push((*drug, Mass::from_raw(ng)));
+                let _ = self.masses.push((*drug, Mass::from_raw(ng)));
             }
         }
-        let delivery = TipDelivery {
-            volume,
-            masses: out,
-        };
-        (delivery, next)
     }
 
     /// The volume that left the tip (the volume pushed).
@@ -259,6 +265,9 @@ impl TipDelivery {
     }
 }
 
+/// What a zero push delivers.
+static NO_DELIVERY: TipDelivery = TipDelivery::NONE;
+
 /// The current run of pushes of one fluid, for rounding the run's mass once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Run {
@@ -266,7 +275,8 @@ struct Run {
     pushed: Volume,
 }
 
-/// A push worked out without changing anything.
+/// A push worked out without changing anything. Worked out in place (see
+/// [`plan_into`]): it is large, and a stroke plans one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Plan {
     delivered: TipDelivery,
@@ -278,7 +288,19 @@ struct Plan {
     partial: Option<(Volume, Masses)>,
     /// The part of the new fluid that stays in the path, at the pump end.
     kept: Option<(Volume, Masses)>,
-    run: Run,
+    /// The volume of the run of the pushed fluid after this push.
+    pushed: Volume,
+}
+
+impl Plan {
+    const EMPTY: Plan = Plan {
+        delivered: TipDelivery::NONE,
+        carry: NO_MASS,
+        whole: 0,
+        partial: None,
+        kept: None,
+        pushed: Volume::ZERO,
+    };
 }
 
 /// The pump's internal fluid path plus the catheter. See the [module
@@ -294,16 +316,45 @@ pub struct FluidPath {
     /// A push worked out by [`FluidPath::prepare`], applied by [`FluidPath::commit`]
     /// unless the path changed in between. Not persisted: a restart plans anew.
     #[serde(skip)]
-    prepared: Option<Prepared>,
+    prepared: Prepared,
 }
 
-/// A prepared push and what it was for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A prepared push and what it was for; kept in place between strokes, and only
+/// meaningful while `valid`.
+#[derive(Debug, Clone)]
 struct Prepared {
+    valid: bool,
     volume: Volume,
     incoming: Admixture,
     plan: Plan,
 }
+
+impl Default for Prepared {
+    fn default() -> Self {
+        Prepared {
+            valid: false,
+            volume: Volume::ZERO,
+            incoming: Admixture::single(DrugId::Saline, Concentration::ZERO),
+            plan: Plan::EMPTY,
+        }
+    }
+}
+
+/// Two prepared pushes are equal when neither is valid, or both are for the same push.
+impl PartialEq for Prepared {
+    fn eq(&self, other: &Self) -> bool {
+        match (self.valid, other.valid) {
+            (false, false) => true,
+            (true, true) => {
+                self.volume == other.volume
+                    && self.incoming == other.incoming
+                    && self.plan == other.plan
+            }
+            _ => false,
+        }
+    }
+}
+impl Eq for Prepared {}
 
 impl FluidPath {
     /// A path of `dead_volume` full of `initial` (e.g. saline for a new catheter, or
@@ -319,7 +370,7 @@ impl FluidPath {
             segments: Deque::new(),
             run: None,
             carry: NO_MASS,
-            prepared: None,
+            prepared: Prepared::default(),
         };
         path.refill_path(initial)?;
         Ok(path)
@@ -334,7 +385,7 @@ impl FluidPath {
             segments: Deque::new(),
             run: None,
             carry: NO_MASS,
-            prepared: None,
+            prepared: Prepared::default(),
         };
         let _ = path.refill_path(&saline);
         path
@@ -356,7 +407,7 @@ impl FluidPath {
     pub fn refill_path(&mut self, contents: &Admixture) -> Result<(), FluidError> {
         let masses = added_mass(contents, Volume::ZERO, self.dead_volume)?;
         self.segments.clear();
-        self.prepared = None;
+        self.prepared.valid = false;
         if !self.dead_volume.is_zero() {
             // Cannot fail: the deque was just cleared.
             let _ = self.segments.push_back(Segment {
@@ -380,11 +431,12 @@ impl FluidPath {
         volume: Volume,
         incoming: &Admixture,
     ) -> Result<TipDelivery, FluidError> {
-        self.prepared = None;
+        self.prepared.valid = false;
         let Some(plan) = self.plan(volume, incoming)? else {
             return Ok(TipDelivery::default());
         };
-        Ok(self.apply(plan, incoming))
+        self.apply(&plan, incoming);
+        Ok(plan.delivered)
     }
 
     /// Works out a push of `volume` of `incoming` (what it would deliver, as
@@ -398,17 +450,35 @@ impl FluidPath {
         volume: Volume,
         incoming: &Admixture,
     ) -> Result<TipDelivery, FluidError> {
-        let plan = self.plan(volume, incoming)?;
-        let delivered = plan
-            .as_ref()
-            .map(|p| p.delivered.clone())
-            .unwrap_or_default();
-        self.prepared = plan.map(|plan| Prepared {
+        self.prepare_in_place(volume, incoming).cloned()
+    }
+
+    /// As [`FluidPath::prepare`], returning the delivery by reference: the plan is
+    /// worked out where it is kept, without copying it.
+    ///
+    /// # Errors
+    /// As [`FluidPath::push`].
+    pub fn prepare_in_place(
+        &mut self,
+        volume: Volume,
+        incoming: &Admixture,
+    ) -> Result<&TipDelivery, FluidError> {
+        let p = &mut self.prepared;
+        p.valid = false;
+        if !plan_into(
+            &self.segments,
+            self.run.as_ref(),
+            &self.carry,
             volume,
-            incoming: incoming.clone(),
-            plan,
-        });
-        Ok(delivered)
+            incoming,
+            &mut p.plan,
+        )? {
+            return Ok(&NO_DELIVERY);
+        }
+        p.volume = volume;
+        p.incoming.clone_from(incoming);
+        p.valid = true;
+        Ok(&p.plan.delivered)
     }
 
     /// Applies the push prepared for exactly this volume and fluid (the same result as
@@ -422,36 +492,62 @@ impl FluidPath {
         volume: Volume,
         incoming: &Admixture,
     ) -> Result<TipDelivery, FluidError> {
-        match self.prepared.take() {
-            Some(p) if p.volume == volume && p.incoming == *incoming => {
-                Ok(self.apply(p.plan, incoming))
-            }
-            _ => self.push(volume, incoming),
+        if self.take_prepared(volume, incoming) {
+            Ok(self.prepared.plan.delivered.clone())
+        } else {
+            self.push(volume, incoming)
         }
+    }
+
+    /// As [`FluidPath::commit`], without returning the delivery (the caller already has
+    /// it from [`FluidPath::prepare_in_place`]).
+    ///
+    /// # Errors
+    /// As [`FluidPath::push`].
+    pub fn commit_in_place(
+        &mut self,
+        volume: Volume,
+        incoming: &Admixture,
+    ) -> Result<(), FluidError> {
+        if self.take_prepared(volume, incoming) {
+            Ok(())
+        } else {
+            self.push(volume, incoming).map(|_| ())
+        }
+    }
+
+    /// Applies the prepared push if it is for exactly this volume and fluid; whether
+    /// it was. Either way nothing stays prepared.
+    fn take_prepared(&mut self, volume: Volume, incoming: &Admixture) -> bool {
+        let p = &mut self.prepared;
+        if !p.valid || p.volume != volume || p.incoming != *incoming {
+            p.valid = false;
+            return false;
+        }
+        p.valid = false;
+        apply_plan(
+            &mut self.segments,
+            &mut self.run,
+            &mut self.carry,
+            &p.plan,
+            incoming,
+        );
+        true
     }
 
     /// Forgets a prepared push (the stroke was vetoed or stalled).
     pub fn discard(&mut self) {
-        self.prepared = None;
+        self.prepared.valid = false;
     }
 
-    fn apply(&mut self, plan: Plan, incoming: &Admixture) -> TipDelivery {
-        for _ in 0..plan.whole {
-            let _ = self.segments.pop_front();
-        }
-        if let Some((taken_volume, taken)) = plan.partial {
-            if let Some(front) = self.segments.front_mut() {
-                // Cannot underflow: the plan took less than the segment holds.
-                front.volume = front.volume.saturating_sub(taken_volume);
-                front.masses = sub_saturating(&front.masses, &taken);
-            }
-        }
-        if let Some((kept_volume, kept)) = plan.kept {
-            self.append(incoming, kept_volume, &kept);
-        }
-        self.run = Some(plan.run);
-        self.carry = plan.carry;
-        plan.delivered
+    fn apply(&mut self, plan: &Plan, incoming: &Admixture) {
+        apply_plan(
+            &mut self.segments,
+            &mut self.run,
+            &mut self.carry,
+            plan,
+            incoming,
+        );
     }
 
     /// What [`FluidPath::push`] would deliver, without changing anything.
@@ -511,129 +607,202 @@ impl FluidPath {
 
     /// Works out a push; `None` for a zero volume, which changes nothing.
     fn plan(&self, volume: Volume, incoming: &Admixture) -> Result<Option<Plan>, FluidError> {
-        if volume.is_zero() {
-            return Ok(None);
-        }
-        let before = match &self.run {
-            Some(run) if same_contents(&run.contents, incoming) => run.pushed,
-            _ => Volume::ZERO,
-        };
-        let after = before
-            .checked_add(volume)
-            .map_err(|_| FluidError::VolumeOverflow)?;
-        let added = added_mass(incoming, before, after)?;
-        // Every drug's total in the path stays countable, so no later sum can overflow.
-        for (i, (drug, mass)) in ACTIVE.iter().zip(&added).enumerate() {
-            if mass.is_zero() {
-                continue; // nothing added: that drug's total cannot grow
-            }
-            self.total(i)
-                .checked_add(*mass)
-                .map_err(|_| FluidError::MassOverflow(*drug))?;
-        }
-
-        let mut out = NO_MASS;
-        let mut remaining = volume;
-        let mut whole = 0usize;
-        let mut partial = None;
-        for seg in &self.segments {
-            if remaining.is_zero() {
-                break;
-            }
-            if remaining >= seg.volume {
-                out = add_checked(&out, &seg.masses)?;
-                remaining = remaining.saturating_sub(seg.volume);
-                whole = whole.saturating_add(1);
-            } else {
-                let taken = share(&seg.masses, remaining, seg.volume);
-                out = add_checked(&out, &taken)?;
-                partial = Some((remaining, taken));
-                remaining = Volume::ZERO;
-            }
-        }
-        // Pushing more than the dead volume: the excess of the new fluid leaves at once.
-        let taken_new = share(&added, remaining, volume);
-        out = add_checked(&out, &taken_new)?;
-        let kept_volume = volume.saturating_sub(remaining);
-        let kept =
-            (!kept_volume.is_zero()).then(|| (kept_volume, sub_saturating(&added, &taken_new)));
-        let (delivered, carry) = TipDelivery::new(volume, &out, &self.carry);
-        Ok(Some(Plan {
-            delivered,
-            carry,
-            whole,
-            partial,
-            kept,
-            run: Run {
-                contents: incoming.clone(),
-                pushed: after,
-            },
-        }))
-    }
-
-    /// Adds new fluid at the pump end, extending the newest segment if it is the same
-    /// fluid, merging two segments first if the path is full.
-    fn append(&mut self, incoming: &Admixture, volume: Volume, masses: &Masses) {
-        if let Some(back) = self.segments.back_mut() {
-            if back.contents.is(incoming) {
-                // Cannot saturate: bounded by the dead volume and the checked totals.
-                back.volume = back.volume.saturating_add(volume);
-                back.masses = add_saturating(&back.masses, masses);
-                return;
-            }
-        }
-        if self.segments.is_full() {
-            self.merge_smallest_pair();
-        }
-        // Cannot fail: the merge made room.
-        let _ = self.segments.push_back(Segment {
+        let mut plan = Plan::EMPTY;
+        let planned = plan_into(
+            &self.segments,
+            self.run.as_ref(),
+            &self.carry,
             volume,
-            contents: Contents::Fluid(incoming.clone()),
-            masses: *masses,
-        });
-    }
-
-    /// Merges the two adjacent segments with the smallest combined volume (the tip-most
-    /// pair on a tie).
-    fn merge_smallest_pair(&mut self) {
-        let mut best: Option<(usize, Volume)> = None;
-        let pairs = self.segments.iter().zip(self.segments.iter().skip(1));
-        for (i, (a, b)) in pairs.enumerate() {
-            let combined = a.volume.saturating_add(b.volume);
-            if best.is_none_or(|(_, v)| combined < v) {
-                best = Some((i, combined));
-            }
-        }
-        let Some((at, _)) = best else {
-            return;
-        };
-        let mut rebuilt: Deque<Segment, MAX_SEGMENTS> = Deque::new();
-        let mut held: Option<Segment> = None;
-        let mut i = 0usize;
-        while let Some(seg) = self.segments.pop_front() {
-            let seg = match held.take() {
-                Some(older) => older.merged(seg),
-                None if i == at => {
-                    held = Some(seg);
-                    i = i.saturating_add(1);
-                    continue;
-                }
-                None => seg,
-            };
-            // Cannot fail: no more segments than before.
-            let _ = rebuilt.push_back(seg);
-            i = i.saturating_add(1);
-        }
-        self.segments = rebuilt;
+            incoming,
+            &mut plan,
+        )?;
+        Ok(planned.then_some(plan))
     }
 
     /// The total mass of active drug `i` in the path.
     fn total(&self, i: usize) -> Mass {
-        self.segments
-            .iter()
-            .filter_map(|s| s.masses.get(i))
-            .fold(Mass::ZERO, |sum, m| sum.saturating_add(*m))
+        total(&self.segments, i)
     }
+}
+
+/// Merges the two adjacent segments with the smallest combined volume (the tip-most
+/// pair on a tie).
+fn merge_smallest_pair(segments: &mut Deque<Segment, MAX_SEGMENTS>) {
+    let mut best: Option<(usize, Volume)> = None;
+    let pairs = segments.iter().zip(segments.iter().skip(1));
+    for (i, (a, b)) in pairs.enumerate() {
+        let combined = a.volume.saturating_add(b.volume);
+        if best.is_none_or(|(_, v)| combined < v) {
+            best = Some((i, combined));
+        }
+    }
+    let Some((at, _)) = best else {
+        return;
+    };
+    let mut rebuilt: Deque<Segment, MAX_SEGMENTS> = Deque::new();
+    let mut held: Option<Segment> = None;
+    let mut i = 0usize;
+    while let Some(seg) = segments.pop_front() {
+        let seg = match held.take() {
+            Some(older) => older.merged(seg),
+            None if i == at => {
+                held = Some(seg);
+                i = i.saturating_add(1);
+                continue;
+            }
+            None => seg,
+        };
+        // Cannot fail: no more segments than before.
+        let _ = rebuilt.push_back(seg);
+        i = i.saturating_add(1);
+    }
+    *segments = rebuilt;
+}
+
+/// The total mass of active drug `i` in `segments`.
+fn total(segments: &Deque<Segment, MAX_SEGMENTS>, i: usize) -> Mass {
+    segments
+        .iter()
+        .filter_map(|s| s.masses.get(i))
+        .fold(Mass::ZERO, |sum, m| sum.saturating_add(*m))
+}
+
+/// Works out a push of `volume` of `incoming` into the path made of `segments`, `run`
+/// and `carry`, writing it into `plan`; `false` (and `plan` untouched) for a zero
+/// volume, which changes nothing. On an error `plan` holds no meaningful push.
+fn plan_into(
+    segments: &Deque<Segment, MAX_SEGMENTS>,
+    run: Option<&Run>,
+    carry: &Masses,
+    volume: Volume,
+    incoming: &Admixture,
+    plan: &mut Plan,
+) -> Result<bool, FluidError> {
+    if volume.is_zero() {
+        return Ok(false);
+    }
+    let before = match run {
+        Some(run) if same_contents(&run.contents, incoming) => run.pushed,
+        _ => Volume::ZERO,
+    };
+    let after = before
+        .checked_add(volume)
+        .map_err(|_| FluidError::VolumeOverflow)?;
+    let added = added_mass(incoming, before, after)?;
+    // Every drug's total in the path stays countable, so no later sum can overflow.
+    for (i, (drug, mass)) in ACTIVE.iter().zip(&added).enumerate() {
+        if mass.is_zero() {
+            continue; // nothing added: that drug's total cannot grow
+        }
+        total(segments, i)
+            .checked_add(*mass)
+            .map_err(|_| FluidError::MassOverflow(*drug))?;
+    }
+
+    let mut out = NO_MASS;
+    let mut remaining = volume;
+    let mut whole = 0usize;
+    plan.partial = None;
+    for seg in segments {
+        if remaining.is_zero() {
+            break;
+        }
+        // The first take is the sum so far: nothing to add it to.
+        let first = whole == 0;
+        if remaining >= seg.volume {
+            out = if first {
+                seg.masses
+            } else {
+                add_checked(&out, &seg.masses)?
+            };
+            remaining = remaining.saturating_sub(seg.volume);
+            whole = whole.saturating_add(1);
+        } else {
+            let taken = share(&seg.masses, remaining, seg.volume);
+            out = if first {
+                taken
+            } else {
+                add_checked(&out, &taken)?
+            };
+            plan.partial = Some((remaining, taken));
+            remaining = Volume::ZERO;
+        }
+    }
+    plan.whole = whole;
+    // Pushing more than the dead volume: the excess of the new fluid leaves at once.
+    let kept_volume = volume.saturating_sub(remaining);
+    if remaining.is_zero() {
+        // All of the new fluid stays (a zero share of it would leave).
+        plan.kept = (!kept_volume.is_zero()).then_some((kept_volume, added));
+    } else {
+        let taken_new = share(&added, remaining, volume);
+        out = add_checked(&out, &taken_new)?;
+        plan.kept =
+            (!kept_volume.is_zero()).then(|| (kept_volume, sub_saturating(&added, &taken_new)));
+    }
+    plan.delivered.fill(volume, &out, carry, &mut plan.carry);
+    plan.pushed = after;
+    Ok(true)
+}
+
+/// Applies `plan` (worked out by [`plan_into`] for the same path) with `incoming`.
+fn apply_plan(
+    segments: &mut Deque<Segment, MAX_SEGMENTS>,
+    run: &mut Option<Run>,
+    carry: &mut Masses,
+    plan: &Plan,
+    incoming: &Admixture,
+) {
+    for _ in 0..plan.whole {
+        let _ = segments.pop_front();
+    }
+    if let Some((taken_volume, taken)) = &plan.partial {
+        if let Some(front) = segments.front_mut() {
+            // Cannot underflow: the plan took less than the segment holds.
+            front.volume = front.volume.saturating_sub(*taken_volume);
+            front.masses = sub_saturating(&front.masses, taken);
+        }
+    }
+    if let Some((kept_volume, kept)) = &plan.kept {
+        append(segments, incoming, *kept_volume, kept);
+    }
+    match run {
+        Some(r) if r.contents == *incoming => r.pushed = plan.pushed,
+        _ => {
+            *run = Some(Run {
+                contents: incoming.clone(),
+                pushed: plan.pushed,
+            })
+        }
+    }
+    *carry = plan.carry;
+}
+
+/// Adds new fluid at the pump end, extending the newest segment if it is the same
+/// fluid, merging two segments first if the path is full.
+fn append(
+    segments: &mut Deque<Segment, MAX_SEGMENTS>,
+    incoming: &Admixture,
+    volume: Volume,
+    masses: &Masses,
+) {
+    if let Some(back) = segments.back_mut() {
+        if back.contents.is(incoming) {
+            // Cannot saturate: bounded by the dead volume and the checked totals.
+            back.volume = back.volume.saturating_add(volume);
+            back.masses = add_saturating(&back.masses, masses);
+            return;
+        }
+    }
+    if segments.is_full() {
+        merge_smallest_pair(segments);
+    }
+    // Cannot fail: the merge made room.
+    let _ = segments.push_back(Segment {
+        volume,
+        contents: Contents::Fluid(incoming.clone()),
+        masses: *masses,
+    });
 }
 
 /// Whether two admixtures hold the same drugs at the same concentrations, in any order.

@@ -507,7 +507,8 @@ impl Limiter {
             if amount.is_zero() {
                 continue;
             }
-            let Some(limits) = self.limits(drug) else {
+            let counter = self.counter(drug);
+            let Some(limits) = counter.and_then(|c| c.limits) else {
                 return Err(Veto {
                     drug,
                     window: Window::Day,
@@ -520,7 +521,9 @@ impl Limiter {
                 let Some(limit) = limits.of(window) else {
                     continue;
                 };
-                let would_be = self.delivered(t, drug, window).saturating_add(amount);
+                // As `delivered`, with the counter found once.
+                let delivered = counter.map_or(Mass::ZERO, |c| self.count(c, t, window));
+                let would_be = delivered.saturating_add(amount);
                 if would_be > limit {
                     return Err(Veto {
                         drug,
@@ -550,24 +553,28 @@ impl Limiter {
     ) -> Result<(), LimiterError> {
         let t = self.effective(now);
         self.advance(t);
+        let hour_slot = Window::Hour.slot(Window::Hour.bin_of(t.ms()));
+        let day_slot = Window::Day.slot(Window::Day.bin_of(t.ms()));
         let mut result = Ok(());
         for &(drug, mass) in delivered {
             if drug == DrugId::Saline || mass.is_zero() {
                 continue;
             }
-            if !self.counters.iter().any(|c| c.drug == drug)
-                && self.counters.push(Counter::new(drug, None)).is_err()
-            {
-                result = result.and(Err(LimiterError::Uncounted(drug)));
-                continue;
-            }
+            let c = match self.counters.iter().position(|c| c.drug == drug) {
+                Some(i) => self.counters.get_mut(i),
+                None => {
+                    if self.counters.push(Counter::new(drug, None)).is_err() {
+                        result = result.and(Err(LimiterError::Uncounted(drug)));
+                        continue;
+                    }
+                    self.counters.last_mut()
+                }
+            };
             // A mass beyond u32 saturates the bin, which then reads as unbounded.
             let ng = u32::try_from(mass.ng()).unwrap_or(u32::MAX);
-            if let Some(c) = self.counters.iter_mut().find(|c| c.drug == drug) {
-                for w in Window::ALL {
-                    let slot = w.slot(w.bin_of(t.ms()));
-                    c.add(w, slot, ng);
-                }
+            if let Some(c) = c {
+                c.add(Window::Hour, hour_slot, ng);
+                c.add(Window::Day, day_slot, ng);
             }
         }
         result
@@ -578,13 +585,18 @@ impl Limiter {
     pub fn delivered(&self, now: Instant, drug: DrugId, window: Window) -> Mass {
         let t = self.effective(now);
         match self.counter(drug) {
-            Some(c) => c.window_sum(
-                window,
-                window.oldest_bin(t.ms()),
-                window.bin_of(self.high_water.ms()),
-            ),
+            Some(c) => self.count(c, t, window),
             None => Mass::ZERO,
         }
+    }
+
+    /// What `c` counts in `window` at `t` (already on the limiter's clock).
+    fn count(&self, c: &Counter, t: Instant, window: Window) -> Mass {
+        c.window_sum(
+            window,
+            window.oldest_bin(t.ms()),
+            window.bin_of(self.high_water.ms()),
+        )
     }
 
     /// The next instant after `now` at which a non-empty bin leaves a window, so that a

@@ -329,6 +329,10 @@ impl Schedule {
 
     /// The mean daily volume over a week.
     pub fn mean_daily(&self) -> Volume {
+        // A constant flow's week is `flow × 7 days`: its mean day is the flow, exactly.
+        if let Some(f) = self.constant_flow() {
+            return Volume::from_raw(f.raw());
+        }
         exact_to_volume(self.week_exact().checked_div(7).unwrap_or(0))
     }
 
