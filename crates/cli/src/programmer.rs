@@ -244,8 +244,22 @@ fn ok(client: &mut Client, body: Body) -> Result<Reply, Fail> {
 /// Reads the status.
 pub fn status(client: &mut Client) -> Result<Status, Fail> {
     match client.request(Body::Pump(Command::Interrogate))? {
-        Reply::Status(s) => Ok(s),
+        Reply::Status(s) => {
+            note_clock(&s);
+            Ok(s)
+        }
         other => Err(refused(&other)),
+    }
+}
+
+/// The pump's monotonic time and the wall time it corresponds to, from the last status
+/// read: the pump's own clock when set, the host's otherwise.
+static PUMP_CLOCK: std::sync::Mutex<Option<(u64, u64)>> = std::sync::Mutex::new(None);
+
+fn note_clock(s: &Status) {
+    let host = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    if let Ok(mut c) = PUMP_CLOCK.lock() {
+        *c = Some((s.now.ms(), s.utc_ms.unwrap_or(host)));
     }
 }
 
@@ -258,9 +272,20 @@ fn program_of(client: &mut Client) -> Result<Prescription, Fail> {
 
 // ----- plain words ---------------------------------------------------------------------
 
-/// A pump instant as a date (the virtual implant's clock counts from the Unix epoch).
+/// A pump instant as a date, by the pump's clock at the last status read (or as pump
+/// time when no status was read).
 pub fn when(t: Instant) -> String {
-    rfc3339(t.ms())
+    match PUMP_CLOCK.lock().ok().and_then(|c| *c) {
+        Some((now, utc)) => {
+            let ms = if t.ms() >= now {
+                utc.saturating_add(t.ms() - now)
+            } else {
+                utc.saturating_sub(now - t.ms())
+            };
+            rfc3339(ms)
+        }
+        None => format!("pump time {} s", t.ms() / 1000),
+    }
 }
 
 /// The therapy mode in words.
@@ -1156,6 +1181,8 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
         }
         ProgCommand::Logs { from } => {
             let (_key, mut client) = connect(&args)?;
+            // The pump's clock, to date the entries.
+            status(&mut client)?;
             logs(&out, &mut client, *from)
         }
     }

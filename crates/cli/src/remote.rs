@@ -154,6 +154,8 @@ fn run_inner(args: RemoteArgs) -> Result<ExitCode, Fail> {
             key.save()?;
             match reply {
                 Reply::BolusAccepted { volume, ends_at } => {
+                    // The pump's clock, to tell the patient when the bolus ends.
+                    let _ = status(&mut client);
                     out.emit(
                         json!({"accepted": true, "volume": volume.to_string(), "ends_at": when(ends_at), "request_id": request_id}),
                         &format!(

@@ -163,7 +163,7 @@ max_per_day = 4
 "#;
 
 #[test]
-fn udp_telemetry_end_to_end() {
+fn udp_telemetry_end_to_end_link_008() {
     let started = Instant::now();
     let work = tmpdir();
     let state = work.join("implant");
