@@ -565,7 +565,8 @@ impl Pump {
                     },
                 )
             }
-            _ if kind != CommandKind::Interrogate => self.log(
+            // Reads are logged too: who looked at the patient's pump is part of the record.
+            _ => self.log(
                 now,
                 Event::CommandAccepted {
                     role,
@@ -573,7 +574,6 @@ impl Pump {
                     key_id,
                 },
             ),
-            _ => {}
         }
         self.finish(now);
         self.response_to_hardware(response)
