@@ -51,8 +51,8 @@ use thecal_rx::{Duration, Flow, Instant, Mass, Volume};
 use crate::alarm::{AlarmKind, Alarms, Sound};
 use crate::battery::{Battery, BatteryReading, BatteryState};
 use crate::command::{
-    ActiveAlarm, BridgeChoice, Command, CommandKind, FaultCode, Mode, Refusal, Response, Role,
-    Status, StopReason, allowed,
+    ActiveAlarm, BridgeChoice, Command, FaultCode, Mode, Refusal, Response, Role, Status,
+    StopReason, allowed,
 };
 use crate::event::{Event, LinkEvent};
 use crate::fluid::FluidPath;
