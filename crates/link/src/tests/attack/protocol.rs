@@ -271,3 +271,35 @@ fn a_delayed_bolus_request_expires_with_its_session_link_004() {
     assert_eq!(w.fw().boluses_started(), 1);
     assert!(crate::endpoint::SESSION_IDLE_LIMIT < Duration::from_minutes(10));
 }
+
+#[test]
+fn a_truncated_prescription_is_never_applied_link_004() {
+    let mut w = World::new();
+    w.set_up();
+    w.connect(Who::Clinician);
+    let version = w.fw().pump.status().program_version;
+    let before = w.fw().pump.program().clone();
+    w.clinician
+        .send(&mut w.air, program(baclofen(), "0.6 mL/day"));
+    let frame = w.air.receive(Dir::ToImplant).unwrap();
+    assert!(frame.len() > 40, "{}", frame.len());
+    // Every cut of the frame is refused whole: the program is one authenticated message.
+    for n in 0..frame.len() {
+        w.air.inject(Dir::ToImplant, &frame[..n]);
+        w.implant.serve(&mut w.air);
+        assert!(matches!(
+            w.implant.take_outcomes().as_slice(),
+            [Outcome::Rejected(_)]
+        ));
+        assert_eq!(w.fw().pump.program(), &before);
+        assert_eq!(w.fw().pump.status().program_version, version);
+    }
+    w.air.inject(Dir::ToImplant, &frame);
+    w.implant.serve(&mut w.air);
+    assert_eq!(w.implant.take_outcomes(), vec![Outcome::Answered]);
+    assert_eq!(
+        w.clinician.answer(&mut w.air).unwrap().reply,
+        Reply::Accepted
+    );
+    assert_eq!(w.fw().pump.status().program_version, version + 1);
+}
