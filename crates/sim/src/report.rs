@@ -1232,6 +1232,7 @@ mod tests {
                     detail: "raised at day 24.0".into(),
                 },
             ],
+            radio: None,
         }
     }
 
@@ -1371,6 +1372,7 @@ mod tests {
             notes: vec![],
             totals: Totals::default(),
             verdicts: vec![],
+            radio: None,
         };
         let files = write(&r, &dir).unwrap();
         assert_eq!(files.len(), 7);
