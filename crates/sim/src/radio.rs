@@ -396,7 +396,10 @@ impl Telemetry {
                     }
                     Asked::Answered(Reply::Refused { text, .. }) => {
                         out.refused += 1;
-                        out.notes.push(format!("refused patient-bolus: {text}"));
+                        out.notes.push(format!(
+                            "refused {}: {text}",
+                            thecal_pump::command::CommandKind::PatientBolus.name()
+                        ));
                     }
                     Asked::Answered(other) => {
                         out.notes

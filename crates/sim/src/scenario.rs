@@ -227,6 +227,9 @@ pub enum Expectation {
     LinkBolusesAtLeast(u64),
     /// At most this many boluses were accepted over the link.
     LinkBolusesAtMost(u64),
+    /// What reached the tip, less the patient boluses given (at the prescription's bolus
+    /// volume), is within `percent` of the prescribed basal: therapy unaffected.
+    BasalWithin(f64),
 }
 
 /// A scenario, typed and checked.
@@ -511,7 +514,7 @@ fn event(
 const EXPECT_KINDS: &str = "no-limiter-veto, limiter-veto, alarm, no-alarm, tip-dose-not-below, \
     tip-dose-below, tip-dose-above, reservoir-tracks, delivered-within, withdrawal-flagged, no-withdrawal, overdose-flagged, \
     no-overdose, command-refused, boluses-at-most, reconciliation-flagged, end-of-service, \
-    radio-energy-below, radio-asleep, radio-never-asleep, radio-awake-at-end, link-boluses-at-least, \
+    basal-within, radio-energy-below, radio-asleep, radio-never-asleep, radio-awake-at-end, link-boluses-at-least, \
     link-boluses-at-most";
 
 fn expectation(i: usize, x: &ExpectSpec) -> Result<Expectation, FileError> {
@@ -557,6 +560,7 @@ fn expectation(i: usize, x: &ExpectSpec) -> Result<Expectation, FileError> {
         "end-of-service" => Expectation::EndOfService,
         "radio-energy-below" => Expectation::RadioEnergyBelow(*need(&f("percent"), &x.percent)?),
         "radio-asleep" => Expectation::RadioAsleep,
+        "basal-within" => Expectation::BasalWithin(*need(&f("percent"), &x.percent)?),
         "radio-never-asleep" => Expectation::RadioNeverAsleep,
         "radio-awake-at-end" => Expectation::RadioAwakeAtEnd,
         "link-boluses-at-least" => Expectation::LinkBolusesAtLeast(*need(&f("count"), &x.count)?),
@@ -814,7 +818,10 @@ pub fn judge(sc: &Scenario, r: &RunResult) -> Vec<Verdict> {
     sc.expectations
         .iter()
         .map(|(text, x)| {
-            let (passed, detail) = verdict(x, r);
+            let (passed, detail) = match x {
+                Expectation::BasalWithin(pct) => basal_verdict(sc, *pct, r),
+                _ => verdict(x, r),
+            };
             Verdict {
                 expectation: text.clone(),
                 passed,
@@ -1047,7 +1054,31 @@ fn verdict(x: &Expectation, r: &RunResult) -> (bool, String) {
         | Expectation::RadioAwakeAtEnd
         | Expectation::LinkBolusesAtLeast(_)
         | Expectation::LinkBolusesAtMost(_) => radio_verdict(x, r),
+        Expectation::BasalWithin(_) => (false, "judged with the scenario".into()),
     }
+}
+
+fn basal_verdict(sc: &Scenario, pct: f64, r: &RunResult) -> (bool, String) {
+    let t = &r.totals;
+    let primary = sc.prescription.contents.active().next();
+    let bolus_mcg = match (&sc.prescription.patient_bolus, primary) {
+        (Some(b), Some(c)) => b.volume.raw() as f64 * c.concentration.raw() as f64 / 1e9,
+        _ => 0.0,
+    };
+    let basal = t.delivered_tip_mcg - bolus_mcg * t.boluses_given as f64;
+    let err = if t.prescribed_mcg > 0.0 {
+        (basal - t.prescribed_mcg) / t.prescribed_mcg * 100.0
+    } else {
+        0.0
+    };
+    (
+        err.abs() <= pct,
+        format!(
+            "basal delivered {basal:.1} mcg of {:.1} prescribed ({err:+.2} %; {} boluses of \
+             {bolus_mcg:.1} mcg set aside)",
+            t.prescribed_mcg, t.boluses_given
+        ),
+    )
 }
 
 fn radio_verdict(x: &Expectation, r: &RunResult) -> (bool, String) {
