@@ -222,15 +222,6 @@ struct Remote {
     next_id: u32,
 }
 
-/// What a remote request came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Asked {
-    /// The implant answered.
-    Answered(Reply),
-    /// No answer (jammed, not heard, or refused before any session).
-    NoAnswer,
-}
-
 /// What the engine must do after a turn.
 #[derive(Debug, Default)]
 pub(crate) struct TurnOut {
@@ -389,23 +380,23 @@ impl Telemetry {
             Turn::Press(id) => {
                 self.totals.link_presses += 1;
                 match self.ask(now, hw, pump, id, &mut out) {
-                    Asked::Answered(Reply::BolusAccepted { volume, .. }) => {
+                    Some(Reply::BolusAccepted { volume, .. }) => {
                         self.totals.link_boluses += 1;
                         out.notes
                             .push(format!("remote: bolus of {volume} accepted"));
                     }
-                    Asked::Answered(Reply::Refused { text, .. }) => {
+                    Some(Reply::Refused { text, .. }) => {
                         out.refused += 1;
                         out.notes.push(format!(
                             "refused {}: {text}",
                             thecal_pump::command::CommandKind::PatientBolus.name()
                         ));
                     }
-                    Asked::Answered(other) => {
+                    Some(other) => {
                         out.notes
                             .push(format!("remote: unexpected answer {other:?}"));
                     }
-                    Asked::NoAnswer => {
+                    None => {
                         self.totals.link_failures += 1;
                         out.notes
                             .push("remote: no answer from the pump (press had no effect)".into());
@@ -539,12 +530,12 @@ impl Telemetry {
                         self.totals.attack_frames_heard += 1;
                         let id = 0x8000_0000u32.wrapping_add(k as u32);
                         match self.ask(now, hw, pump, id, out) {
-                            Asked::Answered(Reply::BolusAccepted { volume, .. }) => {
+                            Some(Reply::BolusAccepted { volume, .. }) => {
                                 self.totals.link_boluses += 1;
                                 out.notes
                                     .push(format!("stolen remote: bolus of {volume} accepted"));
                             }
-                            Asked::Answered(Reply::Refused { .. }) => out.refused += 1,
+                            Some(Reply::Refused { .. }) => out.refused += 1,
                             _ => {}
                         }
                     }
@@ -602,28 +593,29 @@ impl Telemetry {
 
     /// The remote asks for a patient bolus (`id`): a hello first unless its session is
     /// live, then the request.
-    fn ask(&mut self, now: u64, hw: Instant, pump: &mut Pump, id: u32, out: &mut TurnOut) -> Asked {
+    fn ask(
+        &mut self,
+        now: u64,
+        hw: Instant,
+        pump: &mut Pump,
+        id: u32,
+        out: &mut TurnOut,
+    ) -> Option<Reply> {
         let idle = hw.saturating_since(self.remote.last) > SESSION_IDLE_LIMIT;
         if self.remote.session.is_none() || idle {
             self.remote.session = None;
-            let Some(waiting) = self.remote_hello() else {
-                return Asked::NoAnswer;
-            };
+            let waiting = self.remote_hello()?;
             self.deliver(now, hw, pump, out);
-            let Some(reply) = self.air.receive(Dir::ToDevice) else {
-                return Asked::NoAnswer;
-            };
+            let reply = self.air.receive(Dir::ToDevice)?;
             match waiting.read_reply(&reply) {
                 Ok(s) => {
                     self.remote.session = Some(s);
                     self.remote.last = hw;
                 }
-                Err(_) => return Asked::NoAnswer,
+                Err(_) => return None,
             }
         }
-        let Some(session) = self.remote.session.as_mut() else {
-            return Asked::NoAnswer;
-        };
+        let session = self.remote.session.as_mut()?;
         let command_id = self.remote.next_id;
         self.remote.next_id = self.remote.next_id.wrapping_add(1);
         let mut plain = [0u8; MAX_PLAINTEXT];
@@ -635,7 +627,7 @@ impl Telemetry {
             .and_then(|bytes| session.write_message(bytes, &mut frame).ok());
         let Some(n) = sent else {
             self.remote.session = None;
-            return Asked::NoAnswer;
+            return None;
         };
         self.air
             .transmit(Dir::ToImplant, frame.get(..n).unwrap_or_default());
@@ -648,12 +640,12 @@ impl Telemetry {
         match answer {
             Some(a) if a.command_id == command_id => {
                 self.remote.last = hw;
-                Asked::Answered(a.reply)
+                Some(a.reply)
             }
             _ => {
                 // No answer: the frame was lost and the session's nonces moved on.
                 self.remote.session = None;
-                Asked::NoAnswer
+                None
             }
         }
     }
