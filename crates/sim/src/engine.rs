@@ -58,6 +58,8 @@ enum Ev {
     /// A flight or dive ends: ambient pressure back to sea level.
     PressureEnd,
     MriEnd,
+    /// The next frame of a telemetry attack stream ([`crate::radio`]).
+    Radio(usize),
 }
 
 /// The true mechanism of a programmable pump.
@@ -119,6 +121,8 @@ pub struct Engine<'a> {
     /// Why the pump refused the scenario's initial prescription, if it did.
     setup_refused: Option<String>,
     result: RunResult,
+    /// The telemetry, when the scenario has a radio ([`crate::radio`]).
+    radio: Option<Box<crate::radio::Telemetry>>,
 }
 
 fn ms_h(ms: u64) -> f64 {
@@ -227,7 +231,9 @@ impl<'a> Engine<'a> {
                     ..Totals::default()
                 },
                 verdicts: Vec::new(),
+                radio: None,
             },
+            radio: crate::radio::Telemetry::new(sc),
         };
         engine.setup();
         engine
@@ -519,6 +525,11 @@ impl<'a> Engine<'a> {
             }
             LogEvent::Fault { code } => self.note(format!("pump fault {code}")),
             LogEvent::BolusStarted { kind: 4, .. } => self.result.totals.boluses_given += 1,
+            LogEvent::HandshakeDenied { .. } => {
+                if let Some(r) = self.radio.as_deref_mut() {
+                    r.denial_logged();
+                }
+            }
             _ => {}
         }
     }
@@ -740,7 +751,26 @@ impl<'a> Engine<'a> {
                 self.clinician(Command::Resume);
             }
             Event::ReplacePump => self.replace_pump(),
+            Event::Radio(a) => self.radio_turn(crate::radio::Turn::Attack(a)),
         }
+    }
+
+    /// One turn of the telemetry against the pump ([`crate::radio`]).
+    fn radio_turn(&mut self, turn: crate::radio::Turn) {
+        let hw = self.hw();
+        let (Some(radio), Dev::Programmable(p)) = (self.radio.as_deref_mut(), &mut self.dev) else {
+            return;
+        };
+        let out = radio.turn(turn, self.now, hw, &mut p.pump);
+        self.result.totals.pump_wakes += out.wakes;
+        self.result.totals.commands_refused += out.refused;
+        for (at, i) in out.schedule {
+            self.push(at, Ev::Radio(i));
+        }
+        for text in out.notes {
+            self.note(text);
+        }
+        self.drain();
     }
 
     fn magnet(&mut self, on: bool) {
@@ -902,6 +932,9 @@ impl<'a> Engine<'a> {
         self.press_id = self.press_id.wrapping_add(1);
         self.result.totals.bolus_presses += 1;
         let id = self.press_id;
+        if self.radio.is_some() {
+            return self.radio_turn(crate::radio::Turn::Press(id));
+        }
         let _ = self.command(
             Role::PatientRemote,
             Command::PatientBolus { request_id: id },
@@ -1072,6 +1105,7 @@ impl<'a> Engine<'a> {
                     self.schedule_press();
                 }
                 Ev::BatteryReading => self.battery_reading(),
+                Ev::Radio(i) => self.radio_turn(crate::radio::Turn::Stream(i)),
                 Ev::GasStep => self.gas_step(),
                 Ev::FeverEnd => self.env.body_temp_c = Environment::default().body_temp_c,
                 Ev::PressureEnd => self.env.ambient_pa = Environment::default().ambient_pa,
@@ -1107,6 +1141,7 @@ impl<'a> Engine<'a> {
         } else {
             self.result.totals.battery_state = "none".into();
         }
+        self.result.radio = self.radio.take().map(|r| r.finish(self.now));
         let mut verdicts = scenario::judge(self.sc, &self.result);
         if let Some(reason) = self.setup_refused.take() {
             // A scenario whose own prescription the pump refuses proves nothing.
@@ -1188,6 +1223,7 @@ pub fn simple_scenario(
         fill,
         events: Vec::new(),
         expectations: Vec::new(),
+        radio: None,
     }
 }
 

@@ -16,12 +16,14 @@
 //! | [`report`] | summary.json, timeline.csv, SVG plots, HTML |
 //! | [`accuracy`] | the IEC 60601-2-24 trumpet curve |
 //! | [`population`] | Monte Carlo over patients and devices |
+//! | [`radio`] | the telemetry: a patient remote over the real link, attackers on the air |
 
 pub mod accuracy;
 pub mod engine;
 pub mod models;
 pub mod population;
 pub mod prescription_file;
+pub mod radio;
 pub mod report;
 pub mod result;
 pub mod scenario;

@@ -17,7 +17,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::Serialize;
 
-use crate::result::{AlarmMark, RunResult, Verdict};
+use crate::result::{AlarmMark, RadioTotals, RunResult, Verdict};
 
 /// Runs longer than this (hours) are plotted in days, shorter ones in hours.
 const DAYS_ABOVE_H: f64 = 72.0;
@@ -49,6 +49,9 @@ pub struct Summary {
     pub alarms: Vec<AlarmSummary>,
     /// Totals of the run.
     pub totals: TotalsSummary,
+    /// The telemetry, in a scenario with a radio (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub radio: Option<RadioTotals>,
 }
 
 /// What one alarm kind did during a run.
@@ -172,6 +175,7 @@ pub fn summary(result: &RunResult) -> Summary {
                 eos_day: t.eos_day,
             },
         },
+        radio: result.radio.clone(),
     }
 }
 
@@ -243,12 +247,15 @@ pub fn write(result: &RunResult, dir: &Path) -> io::Result<Vec<PathBuf>> {
     fs::write(&p, timeline_csv(result))?;
     written.push(p);
 
-    let plots: [(&str, PlotFn); 4] = [
+    let mut plots: Vec<(&str, PlotFn)> = vec![
         ("reservoir.svg", plot_reservoir),
         ("dose.svg", plot_dose),
         ("patient.svg", plot_patient),
         ("alarms.svg", plot_alarms),
     ];
+    if result.radio.is_some() {
+        plots.push(("radio.svg", plot_radio));
+    }
     for (name, f) in plots {
         let p = dir.join(name);
         f(result, &p).map_err(|e| io::Error::other(format!("{}: {e}", p.display())))?;
@@ -269,10 +276,26 @@ pub const TIMELINE_HEADER: &str = "time_h,reservoir_true_mL,reservoir_expected_m
 prescribed_mcg_per_day,tip_mcg_per_day,flow_mL_per_day,csf_ng_per_mL,systemic_ng_per_mL,\
 effect_0_to_1,withdrawal_risk_0_to_1,overdose_risk_0_to_1,battery_pct";
 
+/// The column added to the timeline in a scenario with a radio: the implant radio's
+/// cumulative energy.
+pub const TIMELINE_RADIO_COLUMN: &str = "radio_energy_J";
+
+/// The radio's cumulative energy (J) at `t_h`, from its step series.
+fn radio_energy_at(series: &[(f64, f64)], t_h: f64) -> f64 {
+    let i = series.partition_point(|p| p.0 <= t_h);
+    i.checked_sub(1)
+        .and_then(|i| series.get(i))
+        .map_or(0.0, |p| p.1)
+}
+
 /// One row per sample; NaN and infinite values are written as empty fields.
 fn timeline_csv(result: &RunResult) -> String {
     let mut s = String::with_capacity(64 + result.samples.len() * 120);
     s.push_str(TIMELINE_HEADER);
+    if result.radio.is_some() {
+        s.push(',');
+        s.push_str(TIMELINE_RADIO_COLUMN);
+    }
     s.push('\n');
     for x in &result.samples {
         let fields = [
@@ -296,6 +319,9 @@ fn timeline_csv(result: &RunResult) -> String {
             if v.is_finite() {
                 let _ = write!(s, "{v}");
             }
+        }
+        if let Some(radio) = &result.radio {
+            let _ = write!(s, ",{}", radio_energy_at(&radio.energy_series, x.t_h));
         }
         s.push('\n');
     }
@@ -689,6 +715,97 @@ fn plot_patient(result: &RunResult, path: &Path) -> PlotResult {
     Ok(())
 }
 
+const C_RADIO: RGBColor = RGBColor(31, 119, 180);
+const C_BUDGET: RGBColor = RGBColor(214, 39, 40);
+
+/// The implant radio's cumulative energy against time, with one day's budget for scale
+/// and the days the radio slept.
+fn plot_radio(result: &RunResult, path: &Path) -> PlotResult {
+    let ax = TimeAxis::for_run(result);
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let empty = Vec::new();
+    let (series, budget_j, slept) = match &result.radio {
+        Some(r) => (
+            &r.energy_series,
+            r.daily_budget_uj as f64 / 1e6,
+            r.first_sleep_h,
+        ),
+        None => (&empty, f64::NAN, None),
+    };
+    let total = series.last().map_or(0.0, |p| p.1);
+    // One day's budget is shown when the run spends a good part of it; a flood that
+    // costs a fraction of a percent would otherwise be a flat line at zero.
+    let show_budget = budget_j.is_finite() && total > 0.2 * budget_j;
+    let mut legend = vec![("radio energy spent (cumulative)", C_RADIO, Mark::Line)];
+    if show_budget {
+        legend.push(("one day's budget", C_BUDGET, Mark::Line));
+    }
+    if slept.is_some() {
+        legend.push(("radio asleep (budget spent)", C_SPAN, Mark::Box));
+    }
+    let area = header(&root, &title(result, "Implant radio energy"), &legend)?;
+    let (unit, scale) = if total >= 1.0 || show_budget {
+        ("J", 1.0)
+    } else {
+        ("mJ", 1e3)
+    };
+    let mut ys: Vec<f64> = series.iter().map(|p| p.1 * scale).collect();
+    if show_budget {
+        ys.push(budget_j * scale);
+    }
+    let mut chart = ChartBuilder::on(&area)
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(75)
+        .build_cartesian_2d(x_range(result, ax), y_range(ys))?;
+    mesh!(chart, ax.desc, format!("energy ({unit})"));
+    // Sleeps: from each sleep to the next wake, shaded.
+    if slept.is_some() {
+        let y = chart.y_range();
+        let wake = result
+            .notes
+            .iter()
+            .filter(|n| n.text.starts_with("programmer wand"))
+            .map(|n| n.t_h)
+            .collect::<Vec<_>>();
+        let sleeps = result
+            .alarms
+            .iter()
+            .filter(|a| a.kind == "TelemetryPaused" && a.what == "raised")
+            .map(|a| a.t_h);
+        let end = run_end_h(result);
+        for from in sleeps {
+            let to = wake.iter().copied().find(|w| *w >= from).unwrap_or(end);
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(ax.x(from), y.start), (ax.x(to), y.end)],
+                C_SPAN.mix(0.6).filled(),
+            )))?;
+        }
+    }
+    if show_budget {
+        let x = x_range(result, ax);
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(x.start, budget_j * scale), (x.end, budget_j * scale)],
+            C_BUDGET.stroke_width(2),
+        )))?;
+    }
+    // A step line: the energy stays flat between the radio's turns.
+    let mut steps = Vec::with_capacity(series.len() * 2);
+    let mut prev: Option<f64> = None;
+    for (t, e) in series {
+        if let Some(p) = prev {
+            steps.push((ax.x(*t), p * scale));
+        }
+        steps.push((ax.x(*t), e * scale));
+        prev = Some(*e);
+    }
+    draw_line!(chart, steps, C_RADIO);
+    empty_note(&root, series.is_empty())?;
+    root.present()?;
+    Ok(())
+}
+
 fn priority_color(p: &str) -> RGBColor {
     match priority_rank(p) {
         3 => C_HIGH,
@@ -915,6 +1032,9 @@ pub fn terminal_summary(result: &RunResult) -> String {
             .eos_day
             .map_or("not reached".to_string(), |d| format!("day {d:.1}")),
     );
+    if let Some(r) = &sm.radio {
+        let _ = writeln!(s, "radio     {}", radio_line(r));
+    }
     if sm.alarms.is_empty() {
         let _ = writeln!(s, "alarms    none");
     } else {
@@ -932,6 +1052,38 @@ pub fn terminal_summary(result: &RunResult) -> String {
         }
     }
     s
+}
+
+/// The telemetry in one line.
+fn radio_line(r: &RadioTotals) -> String {
+    format!(
+        "{:.1} mJ spent (costliest day {:.3} % of the budget), {} frames heard of {} sent \
+         ({} rejected, {} jammed), {} handshakes, {} denials logged, {}; link boluses {} \
+         of {} presses ({} unanswered)",
+        r.energy_uj as f64 / 1e3,
+        r.peak_day_pct_of_budget,
+        r.frames_received,
+        r.frames_sent + r.attack_frames_sent.saturating_sub(r.attack_frames_heard),
+        r.frames_rejected,
+        r.frames_jammed,
+        r.handshakes,
+        r.denials_logged,
+        match r.first_sleep_h {
+            Some(h) => format!(
+                "asleep from day {:.2}{}",
+                h / 24.0,
+                if r.asleep_at_end {
+                    " to the end"
+                } else {
+                    ", woken by the wand"
+                }
+            ),
+            None => "never asleep".into(),
+        },
+        r.link_boluses,
+        r.link_presses,
+        r.link_failures
+    )
 }
 
 /// Escapes text for HTML.
@@ -1065,6 +1217,9 @@ fn index_html(result: &RunResult, sm: &Summary) -> String {
             .map_or("not reached".into(), |d| format!("day {d:.1}")),
     );
     row("engine events", t.engine_events.to_string());
+    if let Some(r) = &sm.radio {
+        row("radio", radio_line(r));
+    }
     h.push_str("</table>\n");
 
     h.push_str("<h2>Plots</h2>\n");
@@ -1076,7 +1231,11 @@ fn index_html(result: &RunResult, sm: &Summary) -> String {
         ("dose.svg", "prescribed and delivered daily dose"),
         ("patient.svg", "CSF concentration, effect and risks"),
         ("alarms.svg", "alarms over time"),
+        ("radio.svg", "implant radio energy"),
     ] {
+        if f == "radio.svg" && sm.radio.is_none() {
+            continue;
+        }
         let _ = writeln!(h, "<p><img src=\"{f}\" alt=\"{alt}\"></p>");
     }
 
@@ -1232,6 +1391,7 @@ mod tests {
                     detail: "raised at day 24.0".into(),
                 },
             ],
+            radio: None,
         }
     }
 
@@ -1371,6 +1531,7 @@ mod tests {
             notes: vec![],
             totals: Totals::default(),
             verdicts: vec![],
+            radio: None,
         };
         let files = write(&r, &dir).unwrap();
         assert_eq!(files.len(), 7);

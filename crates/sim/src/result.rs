@@ -129,6 +129,9 @@ pub struct RunResult {
     pub totals: Totals,
     /// Verdicts.
     pub verdicts: Vec<Verdict>,
+    /// The telemetry, in a scenario with a radio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub radio: Option<RadioTotals>,
 }
 
 impl RunResult {
@@ -136,4 +139,59 @@ impl RunResult {
     pub fn passed(&self) -> bool {
         self.verdicts.iter().all(|v| v.passed)
     }
+}
+
+/// The telemetry of a run with a radio (`crate::radio`): the implant radio's energy and
+/// frames, the remote's boluses over the link, and what the attackers sent.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RadioTotals {
+    /// Energy the implant radio spent (received, sent, computed), µJ.
+    pub energy_uj: u64,
+    /// Of which on frames it rejected, µJ.
+    pub rejected_uj: u64,
+    /// The daily energy budget, µJ.
+    pub daily_budget_uj: u64,
+    /// Energy spent in the costliest day of the run (days from the start), µJ.
+    pub peak_day_uj: u64,
+    /// The same, as a percentage of the daily budget.
+    pub peak_day_pct_of_budget: f64,
+    /// The run's energy per day on average, as a percentage of the daily budget.
+    pub mean_day_pct_of_budget: f64,
+    /// Energy spent in each day of the run, µJ.
+    pub daily_uj: Vec<u64>,
+    /// Frames that arrived at the implant's antenna (heard or not; jammed ones never do).
+    pub frames_sent: u64,
+    /// Frames the receiver heard.
+    pub frames_received: u64,
+    /// Frames it rejected.
+    pub frames_rejected: u64,
+    /// Frames destroyed by jamming (either way).
+    pub frames_jammed: u64,
+    /// Handshakes completed.
+    pub handshakes: u64,
+    /// Denials written to the pump's event log.
+    pub denials_logged: u64,
+    /// How many times the daily budget put the radio to sleep.
+    pub slept: u64,
+    /// When it first did, hours.
+    pub first_sleep_h: Option<f64>,
+    /// Whether it was asleep at the end.
+    pub asleep_at_end: bool,
+    /// Programmer-wand wakes.
+    pub wand_wakes: u64,
+    /// Attacks started (floods and replays).
+    pub attacks: u64,
+    /// Frames (or bolus requests) the attackers sent, heard or not.
+    pub attack_frames_sent: u64,
+    /// Of which sent while the receiver listened.
+    pub attack_frames_heard: u64,
+    /// Patient presses sent over the link.
+    pub link_presses: u64,
+    /// Presses that got no answer.
+    pub link_failures: u64,
+    /// Boluses the pump accepted over the link (the patient's and a stolen remote's).
+    pub link_boluses: u64,
+    /// Cumulative energy (hours, J) at each change, for the timeline and the plot.
+    #[serde(skip)]
+    pub energy_series: Vec<(f64, f64)>,
 }

@@ -147,6 +147,8 @@ pub enum Event {
     /// The pump is replaced (battery at end of service): a new pump, refilled and
     /// programmed as before.
     ReplacePump,
+    /// An attack on the telemetry, or the programmer wand ([`crate::radio`]).
+    Radio(crate::radio::Attack),
 }
 
 /// What must come out of the run.
@@ -213,6 +215,21 @@ pub enum Expectation {
     ReconciliationFlagged,
     /// The pump reaches end of service.
     EndOfService,
+    /// The implant radio's costliest day stays below `percent` of its daily budget.
+    RadioEnergyBelow(f64),
+    /// The daily budget puts the radio to sleep at least once.
+    RadioAsleep,
+    /// The radio never goes to sleep.
+    RadioNeverAsleep,
+    /// The radio listens at the end of the run (woken by the wand if it slept).
+    RadioAwakeAtEnd,
+    /// At least this many boluses were accepted over the link.
+    LinkBolusesAtLeast(u64),
+    /// At most this many boluses were accepted over the link.
+    LinkBolusesAtMost(u64),
+    /// What reached the tip, less the patient boluses given (at the prescription's bolus
+    /// volume), is within `percent` of the prescribed basal: therapy unaffected.
+    BasalWithin(f64),
 }
 
 /// A scenario, typed and checked.
@@ -258,6 +275,9 @@ pub struct Scenario {
     pub events: Vec<(Duration, Event)>,
     /// Expectations.
     pub expectations: Vec<(String, Expectation)>,
+    /// The implant's radio, when the patient's remote talks to it over the link
+    /// (`telemetry = true` or a `[radio]` table); `None`: presses reach the core directly.
+    pub radio: Option<crate::radio::RadioConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -312,6 +332,7 @@ struct EventSpec {
     depth_m: Option<f64>,
     write: Option<u32>,
     program: Option<ProgramSpec>,
+    every: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -339,6 +360,8 @@ struct ScenarioSpec {
     sample_every: Option<String>,
     fill: String,
     clock_set: Option<bool>,
+    telemetry: Option<bool>,
+    radio: Option<crate::radio::RadioSpec>,
     device: DeviceSpec,
     #[serde(default)]
     patient: PatientSpec,
@@ -379,7 +402,8 @@ fn fraction(field: &str, v: Option<f64>) -> Result<f64, FileError> {
 }
 
 const EVENT_KINDS: &str = "refill, program, titrate, clinician-bolus, priming, patient-press, mri, \
-    occlusion, granuloma, leak, fever, flight, dive, power-cut, stop, resume, replace-pump";
+    occlusion, granuloma, leak, fever, flight, dive, power-cut, stop, resume, replace-pump, \
+    handshake-flood, replay, jamming, bolus-flood, wand";
 
 fn event(
     i: usize,
@@ -476,6 +500,9 @@ fn event(
         "resume" => Event::Resume,
         "replace-pump" => Event::ReplacePump,
         other => {
+            if let Some(a) = crate::radio::attack(other, &e.every, &e.duration, &f)? {
+                return Ok(Event::Radio(a));
+            }
             return Err(err(
                 f("kind"),
                 format!("unknown event '{other}'; known: {EVENT_KINDS}"),
@@ -486,7 +513,9 @@ fn event(
 
 const EXPECT_KINDS: &str = "no-limiter-veto, limiter-veto, alarm, no-alarm, tip-dose-not-below, \
     tip-dose-below, tip-dose-above, reservoir-tracks, delivered-within, withdrawal-flagged, no-withdrawal, overdose-flagged, \
-    no-overdose, command-refused, boluses-at-most, reconciliation-flagged, end-of-service";
+    no-overdose, command-refused, boluses-at-most, reconciliation-flagged, end-of-service, \
+    basal-within, radio-energy-below, radio-asleep, radio-never-asleep, radio-awake-at-end, link-boluses-at-least, \
+    link-boluses-at-most";
 
 fn expectation(i: usize, x: &ExpectSpec) -> Result<Expectation, FileError> {
     let f = |name: &str| format!("expect[{i}].{name}");
@@ -529,6 +558,13 @@ fn expectation(i: usize, x: &ExpectSpec) -> Result<Expectation, FileError> {
         "boluses-at-most" => Expectation::BolusesAtMost(*need(&f("count"), &x.count)?),
         "reconciliation-flagged" => Expectation::ReconciliationFlagged,
         "end-of-service" => Expectation::EndOfService,
+        "radio-energy-below" => Expectation::RadioEnergyBelow(*need(&f("percent"), &x.percent)?),
+        "radio-asleep" => Expectation::RadioAsleep,
+        "basal-within" => Expectation::BasalWithin(*need(&f("percent"), &x.percent)?),
+        "radio-never-asleep" => Expectation::RadioNeverAsleep,
+        "radio-awake-at-end" => Expectation::RadioAwakeAtEnd,
+        "link-boluses-at-least" => Expectation::LinkBolusesAtLeast(*need(&f("count"), &x.count)?),
+        "link-boluses-at-most" => Expectation::LinkBolusesAtMost(*need(&f("count"), &x.count)?),
         other => {
             return Err(err(
                 f("kind"),
@@ -704,6 +740,35 @@ pub fn parse(text: &str) -> Result<Scenario, FileError> {
     for (i, x) in spec.expect.iter().enumerate() {
         expectations.push((describe(x), expectation(i, x)?));
     }
+    let radio = match (&spec.radio, spec.telemetry) {
+        (_, Some(false)) if spec.radio.is_some() => {
+            return Err(err("telemetry", "is false but a [radio] table is present"));
+        }
+        (Some(r), _) => Some(r.build()?),
+        (None, Some(true)) => Some(crate::radio::RadioConfig::default()),
+        (None, _) => None,
+    };
+    if radio.is_some() && matches!(device, Device::ConstantRate(_)) {
+        return Err(err(
+            "telemetry",
+            "a constant-rate pump has no electronics and no radio",
+        ));
+    }
+    if radio.is_none() {
+        if let Some(i) = spec
+            .event
+            .iter()
+            .position(|e| crate::radio::ATTACK_KINDS.split(", ").any(|k| k == e.kind))
+        {
+            return Err(err(
+                format!("event[{i}].kind"),
+                format!(
+                    "'{}' needs the telemetry: add `telemetry = true` or a [radio] table",
+                    spec.event[i].kind
+                ),
+            ));
+        }
+    }
     let fill: Volume = quantity("fill", &spec.fill)?;
     if fill > capacity {
         return Err(err(
@@ -744,6 +809,7 @@ pub fn parse(text: &str) -> Result<Scenario, FileError> {
         fill,
         events,
         expectations,
+        radio,
     })
 }
 
@@ -752,7 +818,10 @@ pub fn judge(sc: &Scenario, r: &RunResult) -> Vec<Verdict> {
     sc.expectations
         .iter()
         .map(|(text, x)| {
-            let (passed, detail) = verdict(x, r);
+            let (passed, detail) = match x {
+                Expectation::BasalWithin(pct) => basal_verdict(sc, *pct, r),
+                _ => verdict(x, r),
+            };
             Verdict {
                 expectation: text.clone(),
                 passed,
@@ -979,5 +1048,73 @@ fn verdict(x: &Expectation, r: &RunResult) -> (bool, String) {
                 format!("end of service on day {d:.1}")
             }),
         ),
+        Expectation::RadioEnergyBelow(_)
+        | Expectation::RadioAsleep
+        | Expectation::RadioNeverAsleep
+        | Expectation::RadioAwakeAtEnd
+        | Expectation::LinkBolusesAtLeast(_)
+        | Expectation::LinkBolusesAtMost(_) => radio_verdict(x, r),
+        Expectation::BasalWithin(_) => (false, "judged with the scenario".into()),
+    }
+}
+
+fn basal_verdict(sc: &Scenario, pct: f64, r: &RunResult) -> (bool, String) {
+    let t = &r.totals;
+    let primary = sc.prescription.contents.active().next();
+    let bolus_mcg = match (&sc.prescription.patient_bolus, primary) {
+        (Some(b), Some(c)) => b.volume.raw() as f64 * c.concentration.raw() as f64 / 1e9,
+        _ => 0.0,
+    };
+    let basal = t.delivered_tip_mcg - bolus_mcg * t.boluses_given as f64;
+    let err = if t.prescribed_mcg > 0.0 {
+        (basal - t.prescribed_mcg) / t.prescribed_mcg * 100.0
+    } else {
+        0.0
+    };
+    (
+        err.abs() <= pct,
+        format!(
+            "basal delivered {basal:.1} mcg of {:.1} prescribed ({err:+.2} %; {} boluses of \
+             {bolus_mcg:.1} mcg set aside)",
+            t.prescribed_mcg, t.boluses_given
+        ),
+    )
+}
+
+fn radio_verdict(x: &Expectation, r: &RunResult) -> (bool, String) {
+    let Some(radio) = &r.radio else {
+        return (false, "the scenario has no telemetry".into());
+    };
+    let sleep = || match radio.first_sleep_h {
+        Some(h) => format!(
+            "the radio slept {} time(s), first at day {:.2}; asleep at the end: {}",
+            radio.slept,
+            h / 24.0,
+            if radio.asleep_at_end { "yes" } else { "no" }
+        ),
+        None => "the radio never slept".into(),
+    };
+    let boluses = || {
+        format!(
+            "{} boluses over the link ({} presses, {} unanswered)",
+            radio.link_boluses, radio.link_presses, radio.link_failures
+        )
+    };
+    match x {
+        Expectation::RadioEnergyBelow(pct) => (
+            radio.peak_day_pct_of_budget < *pct,
+            format!(
+                "costliest day {:.1} mJ, {:.3} % of the {:.0} mJ daily budget",
+                radio.peak_day_uj as f64 / 1e3,
+                radio.peak_day_pct_of_budget,
+                radio.daily_budget_uj as f64 / 1e3
+            ),
+        ),
+        Expectation::RadioAsleep => (radio.slept > 0, sleep()),
+        Expectation::RadioNeverAsleep => (radio.slept == 0, sleep()),
+        Expectation::RadioAwakeAtEnd => (!radio.asleep_at_end, sleep()),
+        Expectation::LinkBolusesAtLeast(n) => (radio.link_boluses >= *n, boluses()),
+        Expectation::LinkBolusesAtMost(n) => (radio.link_boluses <= *n, boluses()),
+        _ => (false, String::new()),
     }
 }
