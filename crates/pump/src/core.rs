@@ -1403,9 +1403,25 @@ impl Pump {
             .saturating_add(ptm_day)
             .saturating_add(allowance);
         let (_, max_flow) = program.schedule.basal_range();
+        // The predictive rule counts a bolus with the basal delivered meanwhile, on top of
+        // the window's past: budget the basal over the longest bolus as well, or a small
+        // bolus could be vetoed although the program allows it.
+        let longest_bolus = program
+            .schedule
+            .boluses()
+            .iter()
+            .map(|b| b.duration)
+            .chain(pb.map(|p| p.duration))
+            .max()
+            .unwrap_or(Duration::ZERO);
+        let overlap = max_flow
+            .volume_over(longest_bolus, Rounding::Up)
+            .unwrap_or(Volume::MAX);
+        let day_volume = day_volume.saturating_add(overlap);
         let hour_basal = max_flow
             .volume_over(Duration::from_hours(1), Rounding::Up)
-            .unwrap_or(Volume::MAX);
+            .unwrap_or(Volume::MAX)
+            .saturating_add(overlap);
         let periodic = program
             .schedule
             .boluses()
@@ -1878,8 +1894,9 @@ impl Pump {
                             start: now,
                             duration,
                         });
+                        // The bolus and the basal delivered meanwhile (predictive rule).
                         self.s.allowance = Some(Allowance {
-                            volume: old_fluid,
+                            volume: old_fluid.saturating_add(self.basal_during(now, duration)),
                             until: now.saturating_add(Duration::from_days(1)),
                         });
                         self.update_limits();
@@ -1927,8 +1944,9 @@ impl Pump {
         let allowance = if kind == BolusKind::Priming {
             None
         } else {
+            // The bolus and the basal delivered meanwhile (predictive rule).
             Some(Allowance {
-                volume,
+                volume: volume.saturating_add(basal),
                 until: now.saturating_add(Duration::from_days(1)),
             })
         };

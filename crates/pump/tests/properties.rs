@@ -427,3 +427,68 @@ fn power_cut_at_every_write_of_a_refill_and_reprogram_restores_old_or_new_pump_0
     assert!(pump.delivered() > d0);
     let _ = (Instant::ZERO, Response::Accepted);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// PUMP-015 / PUMP-012: the limiter never refuses a patient bolus the program allows.
+    /// Its limits budget the heaviest hour and day, every allowed bolus, and the basal
+    /// delivered during a bolus (the predictive rule counts it), so a press that respects
+    /// the lockout and the daily count is accepted whatever the bolus size, even one
+    /// smaller than the margin (a false veto leaves the patient in pain or spasm).
+    #[test]
+    fn an_allowed_patient_bolus_is_never_vetoed_pump_015(
+        basal_ul_day in 50u32..2_000,
+        bolus_nl in 500u64..60_000,
+        duration_min in 1u64..60,
+        lockout_min in 60u64..360,
+        max_per_day in 1u8..8,
+        first_min in 1u64..600,
+        gaps in prop::collection::vec(0u64..300, 1..10),
+    ) {
+        let mut rig = Rig::new(HardwareProfile::synchromed_class(40));
+        // Within the pump's highest flow (24 mL/day, about 16 uL/min).
+        let duration_min = duration_min.max(bolus_nl.div_ceil(10_000));
+        let pb = PatientBolus {
+            volume: Volume::from_nl(bolus_nl),
+            duration: Duration::from_minutes(duration_min),
+            lockout: Duration::from_minutes(lockout_min.max(duration_min)),
+            max_per_day,
+        };
+        rig.start(
+            DrugId::Morphine,
+            "1 mg/mL",
+            "40 mL",
+            Schedule::continuous(Flow::from_ul_per_day(basal_ul_day)),
+            Some(pb),
+        );
+        rig.run_for(Duration::from_minutes(first_min));
+        let mut accepted: Vec<Instant> = Vec::new();
+        for (i, gap) in gaps.iter().enumerate() {
+            let now = rig.now;
+            let in_day = accepted
+                .iter()
+                .filter(|t| now.saturating_since(**t) < Duration::from_hours(24))
+                .count();
+            let locked = accepted
+                .last()
+                .is_some_and(|t| now.saturating_since(*t) < pb.lockout);
+            let r = rig.cmd_as(
+                Role::PatientRemote,
+                Command::PatientBolus { request_id: i as u32 + 1 },
+            );
+            match r {
+                Response::BolusAccepted { .. } => accepted.push(now),
+                Response::Refused(ref why) => {
+                    prop_assert!(
+                        locked || in_day >= usize::from(max_per_day),
+                        "an allowed bolus was refused: {why:?} (press {i}, {in_day} today)"
+                    );
+                }
+                other => prop_assert!(false, "{other:?}"),
+            }
+            // The next press: after the lockout plus a random gap.
+            rig.run_for(pb.lockout.saturating_add(Duration::from_minutes(*gap)));
+        }
+    }
+}
