@@ -96,6 +96,77 @@ fn pg_to_ng(pg: Mass) -> Mass {
 
 const NO_MASS: Masses = [Mass::ZERO; ACTIVE_DRUGS];
 
+/// A set of mass slots (bit `i`: slot `i`, that is `ACTIVE[i]`). The mass loops visit
+/// only the slots of such a set: a slot outside it holds zero everywhere it is used,
+/// and zero in, zero out, so the result is that of visiting all eight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slots(u8);
+
+impl Slots {
+    const ALL: Slots = Slots(u8::MAX);
+
+    /// The slots of `fluid`'s active drugs.
+    fn of(fluid: &Admixture) -> Slots {
+        let mut bits = 0u8;
+        for c in fluid.active() {
+            if let Some(i) = active_index(c.drug) {
+                bits |= 1u8.checked_shl(u32::try_from(i).unwrap_or(0)).unwrap_or(0);
+            }
+        }
+        Slots(bits)
+    }
+
+    /// The slots of `masses` that hold a mass.
+    fn held(masses: &Masses) -> Slots {
+        let mut bits = 0u8;
+        for (i, m) in masses.iter().enumerate() {
+            if !m.is_zero() {
+                bits |= 1u8.checked_shl(u32::try_from(i).unwrap_or(0)).unwrap_or(0);
+            }
+        }
+        Slots(bits)
+    }
+
+    const fn with(self, other: Slots) -> Slots {
+        Slots(self.0 | other.0)
+    }
+}
+
+/// The slots in increasing order (library order).
+impl Iterator for Slots {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let i = self.0.trailing_zeros();
+        self.0 &= self.0.wrapping_sub(1);
+        usize::try_from(i).ok()
+    }
+}
+
+/// The slots that may hold a mass in a path's segments or carry: a superset kept as
+/// the path changes (derived, not persisted: a restored path starts from all slots).
+#[derive(Debug, Clone, Copy)]
+struct Present(Slots);
+
+impl Default for Present {
+    fn default() -> Self {
+        Present(Slots::ALL)
+    }
+}
+
+/// Derived from the masses: two paths with the same segments are equal whatever this
+/// holds.
+impl PartialEq for Present {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for Present {}
+
 /// What a push could not do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FluidError {
@@ -222,13 +293,27 @@ impl TipDelivery {
 
     /// Sets this to the whole nanograms out of `pg` plus the carried remainder `carry`,
     /// and `next` to the new carry.
-    fn fill(&mut self, volume: Volume, pg: &Masses, carry: &Masses, next: &mut Masses) {
+    /// Only the slots of `slots` are visited: every other slot of `pg` and `carry` holds
+    /// zero.
+    fn fill(
+        &mut self,
+        volume: Volume,
+        pg: &Masses,
+        carry: &Masses,
+        next: &mut Masses,
+        slots: Slots,
+    ) {
         self.volume = volume;
         self.masses.clear();
-        for (((drug, mass), c), n) in ACTIVE.iter().zip(pg).zip(carry).zip(next.iter_mut()) {
+        *next = NO_MASS;
+        for i in slots {
+            let (Some(drug), Some(mass), Some(c), Some(n)) =
+                (ACTIVE.get(i), pg.get(i), carry.get(i), next.get_mut(i))
+            else {
+                continue;
+            };
             let total = mass.saturating_add(*c).raw();
             if total == 0 {
-                *n = Mass::ZERO;
                 continue;
             }
             let ng = total.checked_div(PG_PER_NG).unwrap_or(0);
@@ -313,6 +398,9 @@ pub struct FluidPath {
     run: Option<Run>,
     /// Sub-nanogram remainders (pg) not yet counted at the tip.
     carry: Masses,
+    /// The slots that may hold a mass in the segments or the carry.
+    #[serde(skip)]
+    present: Present,
     /// A push worked out by [`FluidPath::prepare`], applied by [`FluidPath::commit`]
     /// unless the path changed in between. Not persisted: a restart plans anew.
     #[serde(skip)]
@@ -370,6 +458,7 @@ impl FluidPath {
             segments: Deque::new(),
             run: None,
             carry: NO_MASS,
+            present: Present(Slots(0)),
             prepared: Prepared::default(),
         };
         path.refill_path(initial)?;
@@ -385,6 +474,7 @@ impl FluidPath {
             segments: Deque::new(),
             run: None,
             carry: NO_MASS,
+            present: Present(Slots(0)),
             prepared: Prepared::default(),
         };
         let _ = path.refill_path(&saline);
@@ -408,6 +498,7 @@ impl FluidPath {
         let masses = added_mass(contents, Volume::ZERO, self.dead_volume)?;
         self.segments.clear();
         self.prepared.valid = false;
+        self.present = Present(Slots::of(contents).with(Slots::held(&self.carry)));
         if !self.dead_volume.is_zero() {
             // Cannot fail: the deque was just cleared.
             let _ = self.segments.push_back(Segment {
@@ -469,6 +560,7 @@ impl FluidPath {
             &self.segments,
             self.run.as_ref(),
             &self.carry,
+            self.present.0,
             volume,
             incoming,
             &mut p.plan,
@@ -529,6 +621,7 @@ impl FluidPath {
             &mut self.segments,
             &mut self.run,
             &mut self.carry,
+            &mut self.present,
             &p.plan,
             incoming,
         );
@@ -545,6 +638,7 @@ impl FluidPath {
             &mut self.segments,
             &mut self.run,
             &mut self.carry,
+            &mut self.present,
             plan,
             incoming,
         );
@@ -612,6 +706,7 @@ impl FluidPath {
             &self.segments,
             self.run.as_ref(),
             &self.carry,
+            self.present.0,
             volume,
             incoming,
             &mut plan,
@@ -674,6 +769,7 @@ fn plan_into(
     segments: &Deque<Segment, MAX_SEGMENTS>,
     run: Option<&Run>,
     carry: &Masses,
+    present: Slots,
     volume: Volume,
     incoming: &Admixture,
     plan: &mut Plan,
@@ -689,8 +785,14 @@ fn plan_into(
         .checked_add(volume)
         .map_err(|_| FluidError::VolumeOverflow)?;
     let added = added_mass(incoming, before, after)?;
+    let incoming_slots = Slots::of(incoming);
+    // Every slot that can hold a mass here: in the path, the carry or the new fluid.
+    let slots = present.with(incoming_slots);
     // Every drug's total in the path stays countable, so no later sum can overflow.
-    for (i, (drug, mass)) in ACTIVE.iter().zip(&added).enumerate() {
+    for i in incoming_slots {
+        let (Some(drug), Some(mass)) = (ACTIVE.get(i), added.get(i)) else {
+            continue;
+        };
         if mass.is_zero() {
             continue; // nothing added: that drug's total cannot grow
         }
@@ -713,16 +815,16 @@ fn plan_into(
             out = if first {
                 seg.masses
             } else {
-                add_checked(&out, &seg.masses)?
+                add_checked(&out, &seg.masses, slots)?
             };
             remaining = remaining.saturating_sub(seg.volume);
             whole = whole.saturating_add(1);
         } else {
-            let taken = share(&seg.masses, remaining, seg.volume);
+            let taken = share(&seg.masses, remaining, seg.volume, slots);
             out = if first {
                 taken
             } else {
-                add_checked(&out, &taken)?
+                add_checked(&out, &taken, slots)?
             };
             plan.partial = Some((remaining, taken));
             remaining = Volume::ZERO;
@@ -735,12 +837,13 @@ fn plan_into(
         // All of the new fluid stays (a zero share of it would leave).
         plan.kept = (!kept_volume.is_zero()).then_some((kept_volume, added));
     } else {
-        let taken_new = share(&added, remaining, volume);
-        out = add_checked(&out, &taken_new)?;
-        plan.kept =
-            (!kept_volume.is_zero()).then(|| (kept_volume, sub_saturating(&added, &taken_new)));
+        let taken_new = share(&added, remaining, volume, slots);
+        out = add_checked(&out, &taken_new, slots)?;
+        plan.kept = (!kept_volume.is_zero())
+            .then(|| (kept_volume, sub_saturating(&added, &taken_new)));
     }
-    plan.delivered.fill(volume, &out, carry, &mut plan.carry);
+    plan.delivered
+        .fill(volume, &out, carry, &mut plan.carry, slots);
     plan.pushed = after;
     Ok(true)
 }
@@ -750,9 +853,12 @@ fn apply_plan(
     segments: &mut Deque<Segment, MAX_SEGMENTS>,
     run: &mut Option<Run>,
     carry: &mut Masses,
+    present: &mut Present,
     plan: &Plan,
     incoming: &Admixture,
 ) {
+    // The plan's masses are within these slots (the carry, the segments, the new fluid).
+    let slots = present.0.with(Slots::of(incoming));
     for _ in 0..plan.whole {
         let _ = segments.pop_front();
     }
@@ -766,6 +872,8 @@ fn apply_plan(
     if let Some((kept_volume, kept)) = &plan.kept {
         append(segments, incoming, *kept_volume, kept);
     }
+    // The new fluid's slots may now hold a mass in the path or the carry.
+    present.0 = slots;
     match run {
         Some(r) if r.contents == *incoming => r.pushed = plan.pushed,
         _ => {
@@ -839,9 +947,12 @@ fn added_mass(fluid: &Admixture, before: Volume, after: Volume) -> Result<Masses
 
 /// `⌊m · part / whole⌋` per drug: the share of a segment's mass that leaves with `part`
 /// of its volume. Rounding down keeps the remainder in the path, so nothing is lost.
-fn share(masses: &Masses, part: Volume, whole: Volume) -> Masses {
+fn share(masses: &Masses, part: Volume, whole: Volume, slots: Slots) -> Masses {
     let mut out = NO_MASS;
-    for (o, m) in out.iter_mut().zip(masses) {
+    for i in slots {
+        let (Some(o), Some(m)) = (out.get_mut(i), masses.get(i)) else {
+            continue;
+        };
         if m.is_zero() {
             continue; // most slots hold no drug: skip the 128-bit division
         }
@@ -854,9 +965,14 @@ fn share(masses: &Masses, part: Volume, whole: Volume) -> Masses {
     out
 }
 
-fn add_checked(a: &Masses, b: &Masses) -> Result<Masses, FluidError> {
+fn add_checked(a: &Masses, b: &Masses, slots: Slots) -> Result<Masses, FluidError> {
     let mut out = NO_MASS;
-    for (((o, x), y), drug) in out.iter_mut().zip(a).zip(b).zip(ACTIVE) {
+    for i in slots {
+        let (Some(o), Some(x), Some(y), Some(drug)) =
+            (out.get_mut(i), a.get(i), b.get(i), ACTIVE.get(i).copied())
+        else {
+            continue;
+        };
         *o = x
             .checked_add(*y)
             .map_err(|_| FluidError::MassOverflow(drug))?;
