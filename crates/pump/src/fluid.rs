@@ -40,7 +40,7 @@ use core::fmt;
 
 use heapless::{Deque, Vec};
 use serde::{Deserialize, Serialize};
-use thecal_rx::dose::Admixture;
+use thecal_rx::dose::{Admixture, Component};
 use thecal_rx::drug::DrugId;
 use thecal_rx::quantity::{NL_PER_ML, Rounding, mul_div};
 use thecal_rx::{Concentration, Mass, Volume};
@@ -554,6 +554,9 @@ impl FluidPath {
         volume: Volume,
         incoming: &Admixture,
     ) -> Result<&TipDelivery, FluidError> {
+        if self.present.0 == Slots::ALL {
+            self.present = Present(self.held_slots());
+        }
         let p = &mut self.prepared;
         p.valid = false;
         if !plan_into(
@@ -714,6 +717,13 @@ impl FluidPath {
         Ok(planned.then_some(plan))
     }
 
+    /// The slots that hold a mass in the segments or the carry.
+    fn held_slots(&self) -> Slots {
+        self.segments
+            .iter()
+            .fold(Slots::held(&self.carry), |s, seg| s.with(Slots::held(&seg.masses)))
+    }
+
     /// The total mass of active drug `i` in the path.
     fn total(&self, i: usize) -> Mass {
         total(&self.segments, i)
@@ -776,6 +786,9 @@ fn plan_into(
 ) -> Result<bool, FluidError> {
     if volume.is_zero() {
         return Ok(false);
+    }
+    if let Some(single) = plan_single(segments, run, carry, present, volume, incoming, plan) {
+        return single.map(|()| true);
     }
     let before = match run {
         Some(run) if same_contents(&run.contents, incoming) => run.pushed,
@@ -846,6 +859,103 @@ fn plan_into(
         .fill(volume, &out, carry, &mut plan.carry, slots);
     plan.pushed = after;
     Ok(true)
+}
+
+/// [`plan_into`] for the common push, or `None` when it is not one: a single drug
+/// into a path that holds no other, continuing the run of that fluid, taken in by the
+/// newest segment (of that fluid) and smaller than the tip segment. The same plan as
+/// the general case, without its loops over segments and slots.
+fn plan_single(
+    segments: &Deque<Segment, MAX_SEGMENTS>,
+    run: Option<&Run>,
+    carry: &Masses,
+    present: Slots,
+    volume: Volume,
+    incoming: &Admixture,
+    plan: &mut Plan,
+) -> Option<Result<(), FluidError>> {
+    let [c] = incoming.components() else {
+        return None;
+    };
+    let i = active_index(c.drug)?;
+    let bit = 1u8.checked_shl(u32::try_from(i).ok()?)?;
+    if present.0 & !bit != 0 {
+        return None;
+    }
+    let run = run.filter(|r| same_contents(&r.contents, incoming))?;
+    let front = segments.front()?;
+    if volume >= front.volume || !segments.back()?.contents.is(incoming) {
+        return None;
+    }
+    Some(plan_single_drug(segments, run, carry, i, c, volume, plan))
+}
+
+/// The arithmetic of [`plan_single`]: drug `c` in slot `i`, with the errors of the
+/// general case in the same order.
+fn plan_single_drug(
+    segments: &Deque<Segment, MAX_SEGMENTS>,
+    run: &Run,
+    carry: &Masses,
+    i: usize,
+    c: &Component,
+    volume: Volume,
+    plan: &mut Plan,
+) -> Result<(), FluidError> {
+    let overflow = FluidError::MassOverflow(c.drug);
+    let after = run
+        .pushed
+        .checked_add(volume)
+        .map_err(|_| FluidError::VolumeOverflow)?;
+    let upto = |v: Volume| {
+        mul_div(
+            c.concentration.raw(),
+            v.raw(),
+            NL_PER_ML / PG_PER_NG,
+            Rounding::Nearest,
+        )
+        .map(Mass::from_raw)
+        .map_err(|_| overflow)
+    };
+    let added = upto(after)?.saturating_sub(upto(run.pushed)?);
+    if !added.is_zero() {
+        total(segments, i).checked_add(added).map_err(|_| overflow)?;
+    }
+    let (Some(front), Some(c_carry)) = (segments.front(), carry.get(i)) else {
+        return Err(overflow); // cannot happen: checked by the caller
+    };
+    let held = front.masses.get(i).copied().unwrap_or(Mass::ZERO);
+    let taken = if held.is_zero() {
+        Mass::ZERO
+    } else {
+        held.scale(volume.nl(), front.volume.nl(), Rounding::Down)
+            .unwrap_or(Mass::ZERO)
+    };
+    let mut taken_masses = NO_MASS;
+    let mut added_masses = NO_MASS;
+    if let (Some(t), Some(a)) = (taken_masses.get_mut(i), added_masses.get_mut(i)) {
+        *t = taken;
+        *a = added;
+    }
+    plan.whole = 0;
+    plan.partial = Some((volume, taken_masses));
+    plan.kept = Some((volume, added_masses));
+    // As `TipDelivery::fill` with only slot `i` holding a mass.
+    let d = &mut plan.delivered;
+    d.volume = volume;
+    d.masses.clear();
+    plan.carry = NO_MASS;
+    let total = taken.saturating_add(*c_carry).raw();
+    if total != 0 {
+        let ng = total.checked_div(PG_PER_NG).unwrap_or(0);
+        if let Some(n) = plan.carry.get_mut(i) {
+            *n = Mass::from_raw(total.checked_rem(PG_PER_NG).unwrap_or(0));
+        }
+        if ng != 0 {
+            let _ = d.masses.push((c.drug, Mass::from_raw(ng)));
+        }
+    }
+    plan.pushed = after;
+    Ok(())
 }
 
 /// Applies `plan` (worked out by [`plan_into`] for the same path) with `incoming`.
