@@ -375,6 +375,9 @@ struct Plan {
     kept: Option<(Volume, Masses)>,
     /// The volume of the run of the pushed fluid after this push.
     pushed: Volume,
+    /// Planned by [`plan_single`] for the drug in this slot: the push changes only that
+    /// slot of the tip and newest segments (which it found holding its fluid).
+    single: Option<usize>,
 }
 
 impl Plan {
@@ -385,6 +388,7 @@ impl Plan {
         partial: None,
         kept: None,
         pushed: Volume::ZERO,
+        single: None,
     };
 }
 
@@ -858,6 +862,7 @@ fn plan_into(
     plan.delivered
         .fill(volume, &out, carry, &mut plan.carry, slots);
     plan.pushed = after;
+    plan.single = None;
     Ok(true)
 }
 
@@ -955,6 +960,7 @@ fn plan_single_drug(
         }
     }
     plan.pushed = after;
+    plan.single = Some(i);
     Ok(())
 }
 
@@ -967,6 +973,11 @@ fn apply_plan(
     plan: &Plan,
     incoming: &Admixture,
 ) {
+    if let Some(i) = plan.single {
+        if apply_single(segments, run, carry, present, plan, i) {
+            return;
+        }
+    }
     // The plan's masses are within these slots (the carry, the segments, the new fluid).
     let slots = present.0.with(Slots::of(incoming));
     for _ in 0..plan.whole {
@@ -994,6 +1005,50 @@ fn apply_plan(
         }
     }
     *carry = plan.carry;
+}
+
+/// [`apply_plan`] for a plan of [`plan_single`] for slot `i`: the same changes, made
+/// to that slot only. `false` (and nothing changed) if the path is not as planned.
+fn apply_single(
+    segments: &mut Deque<Segment, MAX_SEGMENTS>,
+    run: &mut Option<Run>,
+    carry: &mut Masses,
+    present: &mut Present,
+    plan: &Plan,
+    i: usize,
+) -> bool {
+    let (Some((taken_volume, taken)), Some((kept_volume, kept)), Some(r)) =
+        (&plan.partial, &plan.kept, run.as_mut())
+    else {
+        return false;
+    };
+    let (Some(taken), Some(kept)) = (taken.get(i), kept.get(i)) else {
+        return false;
+    };
+    if segments.is_empty() {
+        return false;
+    }
+    if let Some(front) = segments.front_mut() {
+        // Cannot underflow: the plan took less than the segment holds.
+        front.volume = front.volume.saturating_sub(*taken_volume);
+        if let Some(m) = front.masses.get_mut(i) {
+            *m = m.saturating_sub(*taken);
+        }
+    }
+    if let Some(back) = segments.back_mut() {
+        // The newest segment holds the pushed fluid (checked by the plan).
+        back.volume = back.volume.saturating_add(*kept_volume);
+        if let Some(m) = back.masses.get_mut(i) {
+            *m = m.saturating_add(*kept);
+        }
+    }
+    // The run goes on (checked by the plan): the same fluid.
+    r.pushed = plan.pushed;
+    *carry = plan.carry;
+    present.0 = present
+        .0
+        .with(Slots(1u8.checked_shl(u32::try_from(i).unwrap_or(0)).unwrap_or(0)));
+    true
 }
 
 /// Adds new fluid at the pump end, extending the newest segment if it is the same
