@@ -375,9 +375,20 @@ struct Plan {
     kept: Option<(Volume, Masses)>,
     /// The volume of the run of the pushed fluid after this push.
     pushed: Volume,
-    /// Planned by [`plan_single`] for the drug in this slot: the push changes only that
-    /// slot of the tip and newest segments (which it found holding its fluid).
-    single: Option<usize>,
+    /// Planned by [`plan_single`]: the push takes from the tip segment and adds to the
+    /// newest one (which holds its fluid) in one slot only; `partial` and `kept` are
+    /// then not used.
+    single: Option<Single>,
+}
+
+/// What a push planned by [`plan_single`] takes and adds, in slot `slot`: the
+/// volume pushed leaves the tip segment with `taken` and joins the newest with `added`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Single {
+    slot: usize,
+    volume: Volume,
+    taken: Mass,
+    added: Mass,
 }
 
 impl Plan {
@@ -935,15 +946,9 @@ fn plan_single_drug(
         held.scale(volume.nl(), front.volume.nl(), Rounding::Down)
             .unwrap_or(Mass::ZERO)
     };
-    let mut taken_masses = NO_MASS;
-    let mut added_masses = NO_MASS;
-    if let (Some(t), Some(a)) = (taken_masses.get_mut(i), added_masses.get_mut(i)) {
-        *t = taken;
-        *a = added;
-    }
     plan.whole = 0;
-    plan.partial = Some((volume, taken_masses));
-    plan.kept = Some((volume, added_masses));
+    plan.partial = None;
+    plan.kept = None;
     // As `TipDelivery::fill` with only slot `i` holding a mass.
     let d = &mut plan.delivered;
     d.volume = volume;
@@ -960,7 +965,12 @@ fn plan_single_drug(
         }
     }
     plan.pushed = after;
-    plan.single = Some(i);
+    plan.single = Some(Single {
+        slot: i,
+        volume,
+        taken,
+        added,
+    });
     Ok(())
 }
 
@@ -973,10 +983,9 @@ fn apply_plan(
     plan: &Plan,
     incoming: &Admixture,
 ) {
-    if let Some(i) = plan.single {
-        if apply_single(segments, run, carry, present, plan, i) {
-            return;
-        }
+    if let Some(single) = &plan.single {
+        apply_single(segments, run, carry, present, plan, single);
+        return;
     }
     // The plan's masses are within these slots (the carry, the segments, the new fluid).
     let slots = present.0.with(Slots::of(incoming));
@@ -1007,48 +1016,39 @@ fn apply_plan(
     *carry = plan.carry;
 }
 
-/// [`apply_plan`] for a plan of [`plan_single`] for slot `i`: the same changes, made
-/// to that slot only. `false` (and nothing changed) if the path is not as planned.
+/// [`apply_plan`] for a plan of [`plan_single`]: the same changes, made to its one
+/// slot.
 fn apply_single(
     segments: &mut Deque<Segment, MAX_SEGMENTS>,
     run: &mut Option<Run>,
     carry: &mut Masses,
     present: &mut Present,
     plan: &Plan,
-    i: usize,
-) -> bool {
-    let (Some((taken_volume, taken)), Some((kept_volume, kept)), Some(r)) =
-        (&plan.partial, &plan.kept, run.as_mut())
-    else {
-        return false;
-    };
-    let (Some(taken), Some(kept)) = (taken.get(i), kept.get(i)) else {
-        return false;
-    };
-    if segments.is_empty() {
-        return false;
-    }
+    single: &Single,
+) {
+    let i = single.slot;
     if let Some(front) = segments.front_mut() {
         // Cannot underflow: the plan took less than the segment holds.
-        front.volume = front.volume.saturating_sub(*taken_volume);
+        front.volume = front.volume.saturating_sub(single.volume);
         if let Some(m) = front.masses.get_mut(i) {
-            *m = m.saturating_sub(*taken);
+            *m = m.saturating_sub(single.taken);
         }
     }
     if let Some(back) = segments.back_mut() {
         // The newest segment holds the pushed fluid (checked by the plan).
-        back.volume = back.volume.saturating_add(*kept_volume);
+        back.volume = back.volume.saturating_add(single.volume);
         if let Some(m) = back.masses.get_mut(i) {
-            *m = m.saturating_add(*kept);
+            *m = m.saturating_add(single.added);
         }
     }
-    // The run goes on (checked by the plan): the same fluid.
-    r.pushed = plan.pushed;
+    // The run of the same fluid goes on (checked by the plan).
+    if let Some(r) = run.as_mut() {
+        r.pushed = plan.pushed;
+    }
     *carry = plan.carry;
     present.0 = present
         .0
         .with(Slots(1u8.checked_shl(u32::try_from(i).unwrap_or(0)).unwrap_or(0)));
-    true
 }
 
 /// Adds new fluid at the pump end, extending the newest segment if it is the same
