@@ -1006,8 +1006,9 @@ impl Pump {
                 // same quotient without a 128-bit division.
                 let dt = match u64::try_from(need) {
                     Ok(need) => need.div_ceil(flow.raw()),
-                    Err(_) => u64::try_from(need.div_ceil(u128::from(flow.raw())))
-                        .unwrap_or(u64::MAX),
+                    Err(_) => {
+                        u64::try_from(need.div_ceil(u128::from(flow.raw()))).unwrap_or(u64::MAX)
+                    }
                 };
                 self.next_stroke = Some(now.saturating_add(Duration::from_ms(dt)));
             }

@@ -498,8 +498,10 @@ impl FluidPath {
 
     /// The volume the segments hold (equal to the dead volume while intact).
     pub fn held_volume(&self) -> Volume {
-        self.segments
-            .iter()
+        // Over the deque's two slices: cheaper than its iterator (checked on every wake).
+        let (a, b) = self.segments.as_slices();
+        a.iter()
+            .chain(b)
             .fold(Volume::ZERO, |acc, s| acc.saturating_add(s.volume))
     }
 
@@ -736,7 +738,9 @@ impl FluidPath {
     fn held_slots(&self) -> Slots {
         self.segments
             .iter()
-            .fold(Slots::held(&self.carry), |s, seg| s.with(Slots::held(&seg.masses)))
+            .fold(Slots::held(&self.carry), |s, seg| {
+                s.with(Slots::held(&seg.masses))
+            })
     }
 
     /// The total mass of active drug `i` in the path.
@@ -781,8 +785,9 @@ fn merge_smallest_pair(segments: &mut Deque<Segment, MAX_SEGMENTS>) {
 
 /// The total mass of active drug `i` in `segments`.
 fn total(segments: &Deque<Segment, MAX_SEGMENTS>, i: usize) -> Mass {
-    segments
-        .iter()
+    let (a, b) = segments.as_slices();
+    a.iter()
+        .chain(b)
         .filter_map(|s| s.masses.get(i))
         .fold(Mass::ZERO, |sum, m| sum.saturating_add(*m))
 }
@@ -867,8 +872,8 @@ fn plan_into(
     } else {
         let taken_new = share(&added, remaining, volume, slots);
         out = add_checked(&out, &taken_new, slots)?;
-        plan.kept = (!kept_volume.is_zero())
-            .then(|| (kept_volume, sub_saturating(&added, &taken_new)));
+        plan.kept =
+            (!kept_volume.is_zero()).then(|| (kept_volume, sub_saturating(&added, &taken_new)));
     }
     plan.delivered
         .fill(volume, &out, carry, &mut plan.carry, slots);
@@ -934,7 +939,9 @@ fn plan_single_drug(
     };
     let added = upto(after)?.saturating_sub(upto(run.pushed)?);
     if !added.is_zero() {
-        total(segments, i).checked_add(added).map_err(|_| overflow)?;
+        total(segments, i)
+            .checked_add(added)
+            .map_err(|_| overflow)?;
     }
     let (Some(front), Some(c_carry)) = (segments.front(), carry.get(i)) else {
         return Err(overflow); // cannot happen: checked by the caller
@@ -1046,9 +1053,9 @@ fn apply_single(
         r.pushed = plan.pushed;
     }
     *carry = plan.carry;
-    present.0 = present
-        .0
-        .with(Slots(1u8.checked_shl(u32::try_from(i).unwrap_or(0)).unwrap_or(0)));
+    present.0 = present.0.with(Slots(
+        1u8.checked_shl(u32::try_from(i).unwrap_or(0)).unwrap_or(0),
+    ));
 }
 
 /// Adds new fluid at the pump end, extending the newest segment if it is the same
