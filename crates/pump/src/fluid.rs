@@ -588,7 +588,10 @@ impl FluidPath {
             return Ok(&NO_DELIVERY);
         }
         p.volume = volume;
-        p.incoming.clone_from(incoming);
+        // Mostly the same fluid as the last stroke's: a comparison is cheaper than a copy.
+        if p.incoming != *incoming {
+            p.incoming.clone_from(incoming);
+        }
         p.valid = true;
         Ok(&p.plan.delivered)
     }

@@ -393,11 +393,15 @@ impl Counter {
         // `resize` cannot fail: the length asked for is the capacity.
         match w {
             Window::Hour => {
-                let _ = self.hour.resize(HOUR_BINS, 0);
+                if self.hour.len() != HOUR_BINS {
+                    let _ = self.hour.resize(HOUR_BINS, 0);
+                }
                 &mut self.hour
             }
             Window::Day => {
-                let _ = self.day.resize(DAY_BINS, 0);
+                if self.day.len() != DAY_BINS {
+                    let _ = self.day.resize(DAY_BINS, 0);
+                }
                 &mut self.day
             }
         }
