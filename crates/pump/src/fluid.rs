@@ -32,9 +32,10 @@
 //! volume, which a prescription does not make.
 //!
 //! # Size
-//! `size_of::<FluidPath>()` is 2 552 bytes on a 64-bit host: 16 segments of 152 bytes
+//! `size_of::<FluidPath>()` is 3 136 bytes on a 64-bit host: 16 segments of 152 bytes
 //! (an [`Admixture`] of up to four drugs, eight masses, a volume), the contents of the
-//! current run and the dead volume. The whole state derives `serde`.
+//! current run, the dead volume and a prepared push (not persisted). The whole state
+//! derives `serde`.
 
 use core::fmt;
 
