@@ -630,8 +630,10 @@ impl Pump {
         }
         // A stall retry waits until a stroke could go (not vetoed, not empty): a retry
         // time in the past that cannot be served would be asked for again and again.
-        if self.deliverable() {
-            consider(self.s.stall.map(|s| s.retry_at));
+        if let Some(stall) = self.s.stall {
+            if self.deliverable() {
+                consider(Some(stall.retry_at));
+            }
         }
         consider(if self.alarms_dirty {
             self.s.alarms.next_due()
