@@ -938,13 +938,15 @@ impl Pump {
             self.s.credit_exact = self.s.credit_exact.saturating_add(add);
             // What cannot be delivered now is missed, never owed as a later bolus.
             let blocked = self.s.stall.is_some() || !self.deliverable();
-            let cap = self.threshold();
-            if blocked && self.s.credit_exact > cap {
-                let missed = self.s.credit_exact.saturating_sub(cap);
-                self.s.missed_exact = self.s.missed_exact.saturating_add(missed);
-                self.s.credit_exact = cap;
-                if self.s.reservoir < self.profile.stroke_volume {
-                    self.raise(now, AlarmKind::EmptyReservoir);
+            if blocked {
+                let cap = self.threshold();
+                if self.s.credit_exact > cap {
+                    let missed = self.s.credit_exact.saturating_sub(cap);
+                    self.s.missed_exact = self.s.missed_exact.saturating_add(missed);
+                    self.s.credit_exact = cap;
+                    if self.s.reservoir < self.profile.stroke_volume {
+                        self.raise(now, AlarmKind::EmptyReservoir);
+                    }
                 }
             }
         }
