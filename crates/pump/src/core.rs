@@ -310,6 +310,9 @@ pub struct Pump {
     /// The next alarm tone, cached; `alarms_dirty` when an alarm changed since.
     alarm_due: Option<Instant>,
     alarms_dirty: bool,
+    /// The low-reservoir threshold as of the last stroke: it depends only on the program
+    /// and the alarm settings, which change only by a command (which clears it).
+    low_threshold: Option<Volume>,
 }
 
 const E_PER_NL: u128 = MS_PER_DAY as u128;
@@ -394,6 +397,7 @@ impl Pump {
             last_stroke_at: None,
             alarm_due: None,
             alarms_dirty: true,
+            low_threshold: None,
         }
     }
 
@@ -547,11 +551,13 @@ impl Pump {
         self.battery_next_eval = Instant::ZERO;
         self.wake(now);
         let kind = cmd.kind();
+        self.low_threshold = None;
         let response = if allowed(role, kind) {
             self.execute(now, role, cmd)
         } else {
             Response::Refused(Refusal::NotPermitted { role, kind })
         };
+        self.low_threshold = None;
         match &response {
             Response::Refused(r) => {
                 let code = r.code();
@@ -624,8 +630,10 @@ impl Pump {
         }
         // A stall retry waits until a stroke could go (not vetoed, not empty): a retry
         // time in the past that cannot be served would be asked for again and again.
-        if self.deliverable() {
-            consider(self.s.stall.map(|s| s.retry_at));
+        if let Some(stall) = self.s.stall {
+            if self.deliverable() {
+                consider(Some(stall.retry_at));
+            }
         }
         consider(if self.alarms_dirty {
             self.s.alarms.next_due()
@@ -930,13 +938,15 @@ impl Pump {
             self.s.credit_exact = self.s.credit_exact.saturating_add(add);
             // What cannot be delivered now is missed, never owed as a later bolus.
             let blocked = self.s.stall.is_some() || !self.deliverable();
-            let cap = self.threshold();
-            if blocked && self.s.credit_exact > cap {
-                let missed = self.s.credit_exact.saturating_sub(cap);
-                self.s.missed_exact = self.s.missed_exact.saturating_add(missed);
-                self.s.credit_exact = cap;
-                if self.s.reservoir < self.profile.stroke_volume {
-                    self.raise(now, AlarmKind::EmptyReservoir);
+            if blocked {
+                let cap = self.threshold();
+                if self.s.credit_exact > cap {
+                    let missed = self.s.credit_exact.saturating_sub(cap);
+                    self.s.missed_exact = self.s.missed_exact.saturating_add(missed);
+                    self.s.credit_exact = cap;
+                    if self.s.reservoir < self.profile.stroke_volume {
+                        self.raise(now, AlarmKind::EmptyReservoir);
+                    }
                 }
             }
         }
@@ -995,10 +1005,15 @@ impl Pump {
             if credit >= threshold {
                 self.next_stroke = Some(now);
             } else if !flow.is_zero() {
-                let dt = threshold
-                    .saturating_sub(credit)
-                    .div_ceil(u128::from(flow.raw()));
-                let dt = u64::try_from(dt).unwrap_or(u64::MAX);
+                let need = threshold.saturating_sub(credit);
+                // In 64 bits when the shortfall fits (always, between strokes): the
+                // same quotient without a 128-bit division.
+                let dt = match u64::try_from(need) {
+                    Ok(need) => need.div_ceil(flow.raw()),
+                    Err(_) => {
+                        u64::try_from(need.div_ceil(u128::from(flow.raw()))).unwrap_or(u64::MAX)
+                    }
+                };
                 self.next_stroke = Some(now.saturating_add(Duration::from_ms(dt)));
             }
             return;
@@ -1139,7 +1154,15 @@ impl Pump {
         self.last_stroke_at = Some(now);
         self.mark_dirty();
         self.push(Pending::Stroke);
-        self.after_volume_change(now);
+        let low = match self.low_threshold {
+            Some(v) => v,
+            None => {
+                let v = self.low_threshold();
+                self.low_threshold = Some(v);
+                v
+            }
+        };
+        self.reservoir_alarms(now, low);
     }
 
     fn stroke_succeeded(&mut self, now: Instant) {
@@ -1205,6 +1228,11 @@ impl Pump {
     /// Reservoir alarms after the volume changed.
     fn after_volume_change(&mut self, now: Instant) {
         let threshold = self.low_threshold();
+        self.reservoir_alarms(now, threshold);
+    }
+
+    /// [`Pump::after_volume_change`] with the low-reservoir threshold worked out.
+    fn reservoir_alarms(&mut self, now: Instant, threshold: Volume) {
         if self.s.reservoir <= threshold && self.s.program.contents.active().next().is_some() {
             self.raise(now, AlarmKind::LowReservoir);
         }

@@ -32,15 +32,16 @@
 //! volume, which a prescription does not make.
 //!
 //! # Size
-//! `size_of::<FluidPath>()` is 2 552 bytes on a 64-bit host: 16 segments of 152 bytes
+//! `size_of::<FluidPath>()` is 3 136 bytes on a 64-bit host: 16 segments of 152 bytes
 //! (an [`Admixture`] of up to four drugs, eight masses, a volume), the contents of the
-//! current run and the dead volume. The whole state derives `serde`.
+//! current run, the dead volume and a prepared push (not persisted). The whole state
+//! derives `serde`.
 
 use core::fmt;
 
 use heapless::{Deque, Vec};
 use serde::{Deserialize, Serialize};
-use thecal_rx::dose::Admixture;
+use thecal_rx::dose::{Admixture, Component};
 use thecal_rx::drug::DrugId;
 use thecal_rx::quantity::{NL_PER_ML, Rounding, mul_div};
 use thecal_rx::{Concentration, Mass, Volume};
@@ -95,6 +96,77 @@ fn pg_to_ng(pg: Mass) -> Mass {
 }
 
 const NO_MASS: Masses = [Mass::ZERO; ACTIVE_DRUGS];
+
+/// A set of mass slots (bit `i`: slot `i`, that is `ACTIVE[i]`). The mass loops visit
+/// only the slots of such a set: a slot outside it holds zero everywhere it is used,
+/// and zero in, zero out, so the result is that of visiting all eight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slots(u8);
+
+impl Slots {
+    const ALL: Slots = Slots(u8::MAX);
+
+    /// The slots of `fluid`'s active drugs.
+    fn of(fluid: &Admixture) -> Slots {
+        let mut bits = 0u8;
+        for c in fluid.active() {
+            if let Some(i) = active_index(c.drug) {
+                bits |= 1u8.checked_shl(u32::try_from(i).unwrap_or(0)).unwrap_or(0);
+            }
+        }
+        Slots(bits)
+    }
+
+    /// The slots of `masses` that hold a mass.
+    fn held(masses: &Masses) -> Slots {
+        let mut bits = 0u8;
+        for (i, m) in masses.iter().enumerate() {
+            if !m.is_zero() {
+                bits |= 1u8.checked_shl(u32::try_from(i).unwrap_or(0)).unwrap_or(0);
+            }
+        }
+        Slots(bits)
+    }
+
+    const fn with(self, other: Slots) -> Slots {
+        Slots(self.0 | other.0)
+    }
+}
+
+/// The slots in increasing order (library order).
+impl Iterator for Slots {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let i = self.0.trailing_zeros();
+        self.0 &= self.0.wrapping_sub(1);
+        usize::try_from(i).ok()
+    }
+}
+
+/// The slots that may hold a mass in a path's segments or carry: a superset kept as
+/// the path changes (derived, not persisted: a restored path starts from all slots).
+#[derive(Debug, Clone, Copy)]
+struct Present(Slots);
+
+impl Default for Present {
+    fn default() -> Self {
+        Present(Slots::ALL)
+    }
+}
+
+/// Derived from the masses: two paths with the same segments are equal whatever this
+/// holds.
+impl PartialEq for Present {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for Present {}
 
 /// What a push could not do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,13 +294,27 @@ impl TipDelivery {
 
     /// Sets this to the whole nanograms out of `pg` plus the carried remainder `carry`,
     /// and `next` to the new carry.
-    fn fill(&mut self, volume: Volume, pg: &Masses, carry: &Masses, next: &mut Masses) {
+    /// Only the slots of `slots` are visited: every other slot of `pg` and `carry` holds
+    /// zero.
+    fn fill(
+        &mut self,
+        volume: Volume,
+        pg: &Masses,
+        carry: &Masses,
+        next: &mut Masses,
+        slots: Slots,
+    ) {
         self.volume = volume;
         self.masses.clear();
-        for (((drug, mass), c), n) in ACTIVE.iter().zip(pg).zip(carry).zip(next.iter_mut()) {
+        *next = NO_MASS;
+        for i in slots {
+            let (Some(drug), Some(mass), Some(c), Some(n)) =
+                (ACTIVE.get(i), pg.get(i), carry.get(i), next.get_mut(i))
+            else {
+                continue;
+            };
             let total = mass.saturating_add(*c).raw();
             if total == 0 {
-                *n = Mass::ZERO;
                 continue;
             }
             let ng = total.checked_div(PG_PER_NG).unwrap_or(0);
@@ -290,6 +376,20 @@ struct Plan {
     kept: Option<(Volume, Masses)>,
     /// The volume of the run of the pushed fluid after this push.
     pushed: Volume,
+    /// Planned by [`plan_single`]: the push takes from the tip segment and adds to the
+    /// newest one (which holds its fluid) in one slot only; `partial` and `kept` are
+    /// then not used.
+    single: Option<Single>,
+}
+
+/// What a push planned by [`plan_single`] takes and adds, in slot `slot`: the
+/// volume pushed leaves the tip segment with `taken` and joins the newest with `added`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Single {
+    slot: usize,
+    volume: Volume,
+    taken: Mass,
+    added: Mass,
 }
 
 impl Plan {
@@ -300,6 +400,7 @@ impl Plan {
         partial: None,
         kept: None,
         pushed: Volume::ZERO,
+        single: None,
     };
 }
 
@@ -313,6 +414,9 @@ pub struct FluidPath {
     run: Option<Run>,
     /// Sub-nanogram remainders (pg) not yet counted at the tip.
     carry: Masses,
+    /// The slots that may hold a mass in the segments or the carry.
+    #[serde(skip)]
+    present: Present,
     /// A push worked out by [`FluidPath::prepare`], applied by [`FluidPath::commit`]
     /// unless the path changed in between. Not persisted: a restart plans anew.
     #[serde(skip)]
@@ -370,6 +474,7 @@ impl FluidPath {
             segments: Deque::new(),
             run: None,
             carry: NO_MASS,
+            present: Present(Slots(0)),
             prepared: Prepared::default(),
         };
         path.refill_path(initial)?;
@@ -385,6 +490,7 @@ impl FluidPath {
             segments: Deque::new(),
             run: None,
             carry: NO_MASS,
+            present: Present(Slots(0)),
             prepared: Prepared::default(),
         };
         let _ = path.refill_path(&saline);
@@ -393,8 +499,10 @@ impl FluidPath {
 
     /// The volume the segments hold (equal to the dead volume while intact).
     pub fn held_volume(&self) -> Volume {
-        self.segments
-            .iter()
+        // Over the deque's two slices: cheaper than its iterator (checked on every wake).
+        let (a, b) = self.segments.as_slices();
+        a.iter()
+            .chain(b)
             .fold(Volume::ZERO, |acc, s| acc.saturating_add(s.volume))
     }
 
@@ -408,6 +516,7 @@ impl FluidPath {
         let masses = added_mass(contents, Volume::ZERO, self.dead_volume)?;
         self.segments.clear();
         self.prepared.valid = false;
+        self.present = Present(Slots::of(contents).with(Slots::held(&self.carry)));
         if !self.dead_volume.is_zero() {
             // Cannot fail: the deque was just cleared.
             let _ = self.segments.push_back(Segment {
@@ -463,12 +572,16 @@ impl FluidPath {
         volume: Volume,
         incoming: &Admixture,
     ) -> Result<&TipDelivery, FluidError> {
+        if self.present.0 == Slots::ALL {
+            self.present = Present(self.held_slots());
+        }
         let p = &mut self.prepared;
         p.valid = false;
         if !plan_into(
             &self.segments,
             self.run.as_ref(),
             &self.carry,
+            self.present.0,
             volume,
             incoming,
             &mut p.plan,
@@ -476,7 +589,10 @@ impl FluidPath {
             return Ok(&NO_DELIVERY);
         }
         p.volume = volume;
-        p.incoming.clone_from(incoming);
+        // Mostly the same fluid as the last stroke's: a comparison is cheaper than a copy.
+        if p.incoming != *incoming {
+            p.incoming.clone_from(incoming);
+        }
         p.valid = true;
         Ok(&p.plan.delivered)
     }
@@ -529,6 +645,7 @@ impl FluidPath {
             &mut self.segments,
             &mut self.run,
             &mut self.carry,
+            &mut self.present,
             &p.plan,
             incoming,
         );
@@ -545,6 +662,7 @@ impl FluidPath {
             &mut self.segments,
             &mut self.run,
             &mut self.carry,
+            &mut self.present,
             plan,
             incoming,
         );
@@ -612,11 +730,21 @@ impl FluidPath {
             &self.segments,
             self.run.as_ref(),
             &self.carry,
+            self.present.0,
             volume,
             incoming,
             &mut plan,
         )?;
         Ok(planned.then_some(plan))
+    }
+
+    /// The slots that hold a mass in the segments or the carry.
+    fn held_slots(&self) -> Slots {
+        self.segments
+            .iter()
+            .fold(Slots::held(&self.carry), |s, seg| {
+                s.with(Slots::held(&seg.masses))
+            })
     }
 
     /// The total mass of active drug `i` in the path.
@@ -661,8 +789,9 @@ fn merge_smallest_pair(segments: &mut Deque<Segment, MAX_SEGMENTS>) {
 
 /// The total mass of active drug `i` in `segments`.
 fn total(segments: &Deque<Segment, MAX_SEGMENTS>, i: usize) -> Mass {
-    segments
-        .iter()
+    let (a, b) = segments.as_slices();
+    a.iter()
+        .chain(b)
         .filter_map(|s| s.masses.get(i))
         .fold(Mass::ZERO, |sum, m| sum.saturating_add(*m))
 }
@@ -674,12 +803,16 @@ fn plan_into(
     segments: &Deque<Segment, MAX_SEGMENTS>,
     run: Option<&Run>,
     carry: &Masses,
+    present: Slots,
     volume: Volume,
     incoming: &Admixture,
     plan: &mut Plan,
 ) -> Result<bool, FluidError> {
     if volume.is_zero() {
         return Ok(false);
+    }
+    if let Some(single) = plan_single(segments, run, carry, present, volume, incoming, plan) {
+        return single.map(|()| true);
     }
     let before = match run {
         Some(run) if same_contents(&run.contents, incoming) => run.pushed,
@@ -689,8 +822,14 @@ fn plan_into(
         .checked_add(volume)
         .map_err(|_| FluidError::VolumeOverflow)?;
     let added = added_mass(incoming, before, after)?;
+    let incoming_slots = Slots::of(incoming);
+    // Every slot that can hold a mass here: in the path, the carry or the new fluid.
+    let slots = present.with(incoming_slots);
     // Every drug's total in the path stays countable, so no later sum can overflow.
-    for (i, (drug, mass)) in ACTIVE.iter().zip(&added).enumerate() {
+    for i in incoming_slots {
+        let (Some(drug), Some(mass)) = (ACTIVE.get(i), added.get(i)) else {
+            continue;
+        };
         if mass.is_zero() {
             continue; // nothing added: that drug's total cannot grow
         }
@@ -713,16 +852,16 @@ fn plan_into(
             out = if first {
                 seg.masses
             } else {
-                add_checked(&out, &seg.masses)?
+                add_checked(&out, &seg.masses, slots)?
             };
             remaining = remaining.saturating_sub(seg.volume);
             whole = whole.saturating_add(1);
         } else {
-            let taken = share(&seg.masses, remaining, seg.volume);
+            let taken = share(&seg.masses, remaining, seg.volume, slots);
             out = if first {
                 taken
             } else {
-                add_checked(&out, &taken)?
+                add_checked(&out, &taken, slots)?
             };
             plan.partial = Some((remaining, taken));
             remaining = Volume::ZERO;
@@ -735,14 +874,115 @@ fn plan_into(
         // All of the new fluid stays (a zero share of it would leave).
         plan.kept = (!kept_volume.is_zero()).then_some((kept_volume, added));
     } else {
-        let taken_new = share(&added, remaining, volume);
-        out = add_checked(&out, &taken_new)?;
+        let taken_new = share(&added, remaining, volume, slots);
+        out = add_checked(&out, &taken_new, slots)?;
         plan.kept =
             (!kept_volume.is_zero()).then(|| (kept_volume, sub_saturating(&added, &taken_new)));
     }
-    plan.delivered.fill(volume, &out, carry, &mut plan.carry);
+    plan.delivered
+        .fill(volume, &out, carry, &mut plan.carry, slots);
     plan.pushed = after;
+    plan.single = None;
     Ok(true)
+}
+
+/// [`plan_into`] for the common push, or `None` when it is not one: a single drug
+/// into a path that holds no other, continuing the run of that fluid, taken in by the
+/// newest segment (of that fluid) and smaller than the tip segment. The same plan as
+/// the general case, without its loops over segments and slots.
+fn plan_single(
+    segments: &Deque<Segment, MAX_SEGMENTS>,
+    run: Option<&Run>,
+    carry: &Masses,
+    present: Slots,
+    volume: Volume,
+    incoming: &Admixture,
+    plan: &mut Plan,
+) -> Option<Result<(), FluidError>> {
+    let [c] = incoming.components() else {
+        return None;
+    };
+    let i = active_index(c.drug)?;
+    let bit = 1u8.checked_shl(u32::try_from(i).ok()?)?;
+    if present.0 & !bit != 0 {
+        return None;
+    }
+    let run = run.filter(|r| same_contents(&r.contents, incoming))?;
+    let front = segments.front()?;
+    if volume >= front.volume || !segments.back()?.contents.is(incoming) {
+        return None;
+    }
+    Some(plan_single_drug(segments, run, carry, i, c, volume, plan))
+}
+
+/// The arithmetic of [`plan_single`]: drug `c` in slot `i`, with the errors of the
+/// general case in the same order.
+fn plan_single_drug(
+    segments: &Deque<Segment, MAX_SEGMENTS>,
+    run: &Run,
+    carry: &Masses,
+    i: usize,
+    c: &Component,
+    volume: Volume,
+    plan: &mut Plan,
+) -> Result<(), FluidError> {
+    let overflow = FluidError::MassOverflow(c.drug);
+    let after = run
+        .pushed
+        .checked_add(volume)
+        .map_err(|_| FluidError::VolumeOverflow)?;
+    let upto = |v: Volume| {
+        mul_div(
+            c.concentration.raw(),
+            v.raw(),
+            NL_PER_ML / PG_PER_NG,
+            Rounding::Nearest,
+        )
+        .map(Mass::from_raw)
+        .map_err(|_| overflow)
+    };
+    let added = upto(after)?.saturating_sub(upto(run.pushed)?);
+    if !added.is_zero() {
+        total(segments, i)
+            .checked_add(added)
+            .map_err(|_| overflow)?;
+    }
+    let (Some(front), Some(c_carry)) = (segments.front(), carry.get(i)) else {
+        return Err(overflow); // cannot happen: checked by the caller
+    };
+    let held = front.masses.get(i).copied().unwrap_or(Mass::ZERO);
+    let taken = if held.is_zero() {
+        Mass::ZERO
+    } else {
+        held.scale(volume.nl(), front.volume.nl(), Rounding::Down)
+            .unwrap_or(Mass::ZERO)
+    };
+    plan.whole = 0;
+    plan.partial = None;
+    plan.kept = None;
+    // As `TipDelivery::fill` with only slot `i` holding a mass.
+    let d = &mut plan.delivered;
+    d.volume = volume;
+    d.masses.clear();
+    plan.carry = NO_MASS;
+    let total = taken.saturating_add(*c_carry).raw();
+    if total != 0 {
+        let ng = total.checked_div(PG_PER_NG).unwrap_or(0);
+        if let Some(n) = plan.carry.get_mut(i) {
+            *n = Mass::from_raw(total.checked_rem(PG_PER_NG).unwrap_or(0));
+        }
+        if ng != 0 {
+            let _ = d.masses.push((c.drug, Mass::from_raw(ng)));
+        }
+    }
+    plan.pushed = after;
+    plan.single = Some(Single {
+        slot: i,
+        volume,
+        taken,
+        added,
+    });
+    Ok(())
 }
 
 /// Applies `plan` (worked out by [`plan_into`] for the same path) with `incoming`.
@@ -750,9 +990,16 @@ fn apply_plan(
     segments: &mut Deque<Segment, MAX_SEGMENTS>,
     run: &mut Option<Run>,
     carry: &mut Masses,
+    present: &mut Present,
     plan: &Plan,
     incoming: &Admixture,
 ) {
+    if let Some(single) = &plan.single {
+        apply_single(segments, run, carry, present, plan, single);
+        return;
+    }
+    // The plan's masses are within these slots (the carry, the segments, the new fluid).
+    let slots = present.0.with(Slots::of(incoming));
     for _ in 0..plan.whole {
         let _ = segments.pop_front();
     }
@@ -766,6 +1013,8 @@ fn apply_plan(
     if let Some((kept_volume, kept)) = &plan.kept {
         append(segments, incoming, *kept_volume, kept);
     }
+    // The new fluid's slots may now hold a mass in the path or the carry.
+    present.0 = slots;
     match run {
         Some(r) if r.contents == *incoming => r.pushed = plan.pushed,
         _ => {
@@ -776,6 +1025,41 @@ fn apply_plan(
         }
     }
     *carry = plan.carry;
+}
+
+/// [`apply_plan`] for a plan of [`plan_single`]: the same changes, made to its one
+/// slot.
+fn apply_single(
+    segments: &mut Deque<Segment, MAX_SEGMENTS>,
+    run: &mut Option<Run>,
+    carry: &mut Masses,
+    present: &mut Present,
+    plan: &Plan,
+    single: &Single,
+) {
+    let i = single.slot;
+    if let Some(front) = segments.front_mut() {
+        // Cannot underflow: the plan took less than the segment holds.
+        front.volume = front.volume.saturating_sub(single.volume);
+        if let Some(m) = front.masses.get_mut(i) {
+            *m = m.saturating_sub(single.taken);
+        }
+    }
+    if let Some(back) = segments.back_mut() {
+        // The newest segment holds the pushed fluid (checked by the plan).
+        back.volume = back.volume.saturating_add(single.volume);
+        if let Some(m) = back.masses.get_mut(i) {
+            *m = m.saturating_add(single.added);
+        }
+    }
+    // The run of the same fluid goes on (checked by the plan).
+    if let Some(r) = run.as_mut() {
+        r.pushed = plan.pushed;
+    }
+    *carry = plan.carry;
+    present.0 = present.0.with(Slots(
+        1u8.checked_shl(u32::try_from(i).unwrap_or(0)).unwrap_or(0),
+    ));
 }
 
 /// Adds new fluid at the pump end, extending the newest segment if it is the same
@@ -839,9 +1123,12 @@ fn added_mass(fluid: &Admixture, before: Volume, after: Volume) -> Result<Masses
 
 /// `⌊m · part / whole⌋` per drug: the share of a segment's mass that leaves with `part`
 /// of its volume. Rounding down keeps the remainder in the path, so nothing is lost.
-fn share(masses: &Masses, part: Volume, whole: Volume) -> Masses {
+fn share(masses: &Masses, part: Volume, whole: Volume, slots: Slots) -> Masses {
     let mut out = NO_MASS;
-    for (o, m) in out.iter_mut().zip(masses) {
+    for i in slots {
+        let (Some(o), Some(m)) = (out.get_mut(i), masses.get(i)) else {
+            continue;
+        };
         if m.is_zero() {
             continue; // most slots hold no drug: skip the 128-bit division
         }
@@ -854,9 +1141,14 @@ fn share(masses: &Masses, part: Volume, whole: Volume) -> Masses {
     out
 }
 
-fn add_checked(a: &Masses, b: &Masses) -> Result<Masses, FluidError> {
+fn add_checked(a: &Masses, b: &Masses, slots: Slots) -> Result<Masses, FluidError> {
     let mut out = NO_MASS;
-    for (((o, x), y), drug) in out.iter_mut().zip(a).zip(b).zip(ACTIVE) {
+    for i in slots {
+        let (Some(o), Some(x), Some(y), Some(drug)) =
+            (out.get_mut(i), a.get(i), b.get(i), ACTIVE.get(i).copied())
+        else {
+            continue;
+        };
         *o = x
             .checked_add(*y)
             .map_err(|_| FluidError::MassOverflow(drug))?;

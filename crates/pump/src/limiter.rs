@@ -393,11 +393,15 @@ impl Counter {
         // `resize` cannot fail: the length asked for is the capacity.
         match w {
             Window::Hour => {
-                let _ = self.hour.resize(HOUR_BINS, 0);
+                if self.hour.len() != HOUR_BINS {
+                    let _ = self.hour.resize(HOUR_BINS, 0);
+                }
                 &mut self.hour
             }
             Window::Day => {
-                let _ = self.day.resize(DAY_BINS, 0);
+                if self.day.len() != DAY_BINS {
+                    let _ = self.day.resize(DAY_BINS, 0);
+                }
                 &mut self.day
             }
         }
@@ -495,6 +499,13 @@ impl Limiter {
     /// The [`Veto`] that forbids the proposal.
     pub fn check(&self, now: Instant, proposed: &[(DrugId, Mass)]) -> Result<(), Veto> {
         let t = self.effective(now);
+        // One entry (a single-drug stroke): nothing to add up.
+        if let [(drug, amount)] = proposed {
+            if *drug == DrugId::Saline || amount.is_zero() {
+                return Ok(());
+            }
+            return self.check_drug(t, *drug, *amount);
+        }
         for (i, &(drug, _)) in proposed.iter().enumerate() {
             // Each drug once, with the total of all its entries.
             if drug == DrugId::Saline || proposed.iter().take(i).any(|(d, _)| *d == drug) {
@@ -507,32 +518,38 @@ impl Limiter {
             if amount.is_zero() {
                 continue;
             }
-            let counter = self.counter(drug);
-            let Some(limits) = counter.and_then(|c| c.limits) else {
+            self.check_drug(t, drug, amount)?;
+        }
+        Ok(())
+    }
+
+    /// [`Limiter::check`] of `amount` of one active drug at `t` (on the limiter's clock).
+    fn check_drug(&self, t: Instant, drug: DrugId, amount: Mass) -> Result<(), Veto> {
+        let counter = self.counter(drug);
+        let Some(limits) = counter.and_then(|c| c.limits) else {
+            return Err(Veto {
+                drug,
+                window: Window::Day,
+                would_be: self.delivered(t, drug, Window::Day).saturating_add(amount),
+                limit: Mass::ZERO,
+                limits_set: false,
+            });
+        };
+        for window in Window::ALL {
+            let Some(limit) = limits.of(window) else {
+                continue;
+            };
+            // As `delivered`, with the counter found once.
+            let delivered = counter.map_or(Mass::ZERO, |c| self.count(c, t, window));
+            let would_be = delivered.saturating_add(amount);
+            if would_be > limit {
                 return Err(Veto {
                     drug,
-                    window: Window::Day,
-                    would_be: self.delivered(t, drug, Window::Day).saturating_add(amount),
-                    limit: Mass::ZERO,
-                    limits_set: false,
+                    window,
+                    would_be,
+                    limit,
+                    limits_set: true,
                 });
-            };
-            for window in Window::ALL {
-                let Some(limit) = limits.of(window) else {
-                    continue;
-                };
-                // As `delivered`, with the counter found once.
-                let delivered = counter.map_or(Mass::ZERO, |c| self.count(c, t, window));
-                let would_be = delivered.saturating_add(amount);
-                if would_be > limit {
-                    return Err(Veto {
-                        drug,
-                        window,
-                        would_be,
-                        limit,
-                        limits_set: true,
-                    });
-                }
             }
         }
         Ok(())

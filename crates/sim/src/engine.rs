@@ -447,11 +447,14 @@ impl<'a> Engine<'a> {
             if let Some(e) = log {
                 self.on_log(e);
             }
+            // Both drain what follows them: nothing is left to poll.
             if stroke {
                 self.stroke();
+                break;
             }
             if restart {
                 self.power_cycle();
+                break;
             }
         }
     }
