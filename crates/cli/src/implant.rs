@@ -78,18 +78,11 @@ pub struct ImplantArgs {
 }
 
 fn profile(name: &str) -> Result<HardwareProfile, String> {
-    Ok(match name {
-        "synchromed-20" => HardwareProfile::synchromed_class(20),
-        "synchromed-40" => HardwareProfile::synchromed_class(40),
-        "prometra-20" => HardwareProfile::prometra_class(20),
-        "prometra-40" => HardwareProfile::prometra_class(40),
-        "external" => HardwareProfile::external_trial(),
-        other => {
-            return Err(format!(
-                "--profile '{other}' is not known; allowed: {}",
-                thecal_sim::prescription_file::MODELS
-            ));
-        }
+    thecal_sim::prescription_file::hardware_profile(name).ok_or_else(|| {
+        format!(
+            "--profile: unknown device '{name}'; known: {}",
+            thecal_sim::prescription_file::MODELS
+        )
     })
 }
 

@@ -74,17 +74,11 @@ enum SimCommand {
 }
 
 fn profile(name: &str) -> Result<HardwareProfile, String> {
-    Ok(match name {
-        "synchromed-20" => HardwareProfile::synchromed_class(20),
-        "synchromed-40" => HardwareProfile::synchromed_class(40),
-        "prometra-20" => HardwareProfile::prometra_class(20),
-        "prometra-40" => HardwareProfile::prometra_class(40),
-        "external" => HardwareProfile::external_trial(),
-        other => {
-            return Err(format!(
-                "--device: unknown device '{other}'; known: synchromed-20, synchromed-40, prometra-20, prometra-40, external"
-            ));
-        }
+    thecal_sim::prescription_file::hardware_profile(name).ok_or_else(|| {
+        format!(
+            "--device: unknown device '{name}'; known: {}",
+            thecal_sim::prescription_file::MODELS
+        )
     })
 }
 

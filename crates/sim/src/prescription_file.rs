@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use thecal_pump::profile::HardwareProfile;
 use thecal_rx::check::{DeviceLimits, PatientBolus, Prescription};
 use thecal_rx::dose::{Admixture, Component};
 use thecal_rx::drug::{DrugId, Library, Tightening};
@@ -226,31 +227,30 @@ pub struct PrescriptionFile {
 /// The pump models a file may name.
 pub const MODELS: &str = "synchromed-20, synchromed-40, prometra-20, prometra-40, external";
 
+/// The hardware profile of a pump model as files and the command line name it (one of
+/// [`MODELS`], any case).
+pub fn hardware_profile(model: &str) -> Option<HardwareProfile> {
+    Some(match model.to_ascii_lowercase().as_str() {
+        "synchromed-20" => HardwareProfile::synchromed_class(20),
+        "synchromed-40" => HardwareProfile::synchromed_class(40),
+        "prometra-20" => HardwareProfile::prometra_class(20),
+        "prometra-40" => HardwareProfile::prometra_class(40),
+        "external" => HardwareProfile::external_trial(),
+        _ => return None,
+    })
+}
+
 fn device(spec: &PumpSpec) -> Result<DeviceLimits, FileError> {
     let mut dev = match spec.model.as_deref() {
         None => DeviceLimits::synchromed_class(Volume::from_ml(40)),
-        Some(m) => match m.to_ascii_lowercase().as_str() {
-            "synchromed-20" => DeviceLimits::synchromed_class(Volume::from_ml(20)),
-            "synchromed-40" => DeviceLimits::synchromed_class(Volume::from_ml(40)),
-            "prometra-20" | "prometra-40" | "external" => {
-                let (cap, min, max) = match m {
-                    "prometra-20" => (20, 20_000, 28_800_000),
-                    "prometra-40" => (40, 20_000, 28_800_000),
-                    _ => (100, 24_000, 240_000_000),
-                };
-                DeviceLimits {
-                    capacity: Volume::from_ml(cap),
-                    min_flow: thecal_rx::Flow::from_raw(min),
-                    max_flow: thecal_rx::Flow::from_raw(max),
-                }
-            }
-            _ => {
-                return Err(err(
+        Some(m) => hardware_profile(m)
+            .ok_or_else(|| {
+                err(
                     "pump.model",
                     format!("unknown model '{m}'; known: {MODELS}"),
-                ));
-            }
-        },
+                )
+            })?
+            .device_limits(),
     };
     if spec.model.is_none() && spec.capacity.is_none() {
         return Err(err(

@@ -641,21 +641,19 @@ pub fn parse(text: &str) -> Result<Scenario, FileError> {
         )
     })?;
     let device = match spec.device.kind.as_str() {
-        "synchromed-20" => Device::Programmable(HardwareProfile::synchromed_class(20)),
-        "synchromed-40" => Device::Programmable(HardwareProfile::synchromed_class(40)),
-        "prometra-20" => Device::Programmable(HardwareProfile::prometra_class(20)),
-        "prometra-40" => Device::Programmable(HardwareProfile::prometra_class(40)),
-        "external" => Device::Programmable(HardwareProfile::external_trial()),
         "constant-rate" => Device::ConstantRate(quantity(
             "device.nominal_flow",
             need("device.nominal_flow", &spec.device.nominal_flow)?,
         )?),
-        other => {
-            return Err(err(
-                "device.kind",
-                format!("unknown device '{other}'; known: {DEVICES}"),
-            ));
-        }
+        other => match crate::prescription_file::hardware_profile(other) {
+            Some(p) => Device::Programmable(p),
+            None => {
+                return Err(err(
+                    "device.kind",
+                    format!("unknown device '{other}'; known: {DEVICES}"),
+                ));
+            }
+        },
     };
     let capacity = match &device {
         Device::Programmable(p) => p.reservoir_capacity,
