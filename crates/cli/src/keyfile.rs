@@ -109,7 +109,8 @@ pub enum DeviceKind {
 }
 
 impl DeviceKind {
-    fn command(self) -> &'static str {
+    /// The `thecal` subcommand of this kind of device.
+    pub fn command(self) -> &'static str {
         match self {
             DeviceKind::Programmer => "programmer",
             DeviceKind::Remote => "remote",

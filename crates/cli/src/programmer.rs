@@ -21,10 +21,12 @@ use crate::bearer::{ANSWER_TIMEOUT, Bearer, Client, Fail, Hello, Stats, finish};
 use crate::implant::{rfc3339, unix_ms};
 use crate::keyfile::{DeviceKind, Key, Pairing, check_private, hex, unhex32, write_private};
 
-/// Arguments of `thecal programmer`.
+/// What every `thecal programmer` and `thecal remote` command needs: this device's key,
+/// the pump's address, the output form.
 #[derive(Debug, Args)]
-pub struct ProgrammerArgs {
-    /// The programmer's key file (create it with `thecal programmer keygen --key FILE`).
+pub struct LinkArgs {
+    /// This device's key file (create it with `thecal programmer keygen --key FILE` or
+    /// `thecal remote keygen --key FILE`).
     #[arg(long, global = true)]
     key: Option<PathBuf>,
     /// The pump's address, HOST:PORT.
@@ -36,6 +38,50 @@ pub struct ProgrammerArgs {
     /// Print the bytes and round trips this invocation put on the air.
     #[arg(long, global = true)]
     stats: bool,
+}
+
+impl LinkArgs {
+    /// The key file, or a usage error saying how to make one.
+    pub fn key_path(&self, kind: DeviceKind) -> Result<PathBuf, Fail> {
+        self.key.clone().ok_or_else(|| {
+            Fail::Usage(format!(
+                "--key FILE is required (create one with `thecal {} keygen --key FILE`)",
+                kind.command()
+            ))
+        })
+    }
+
+    /// The pump's address, or a usage error.
+    pub fn address(&self) -> Result<String, Fail> {
+        self.implant.clone().ok_or_else(|| {
+            Fail::Usage(
+                "--implant HOST:PORT is required (the pump's address, e.g. 127.0.0.1:7011)".into(),
+            )
+        })
+    }
+
+    /// The output form.
+    pub fn out(&self) -> Out {
+        Out {
+            json: self.json,
+            stats: self.stats,
+        }
+    }
+
+    /// Loads the key and opens a session with the pump.
+    pub fn connect(&self, kind: DeviceKind) -> Result<(Key, Client), Fail> {
+        let mut key = Key::load(&self.key_path(kind)?, kind)?;
+        let bearer = Bearer::new(&self.address()?, ANSWER_TIMEOUT)?;
+        let client = Client::connect(bearer, &mut key, Hello::Enrolled)?;
+        Ok((key, client))
+    }
+}
+
+/// Arguments of `thecal programmer`.
+#[derive(Debug, Args)]
+pub struct ProgrammerArgs {
+    #[command(flatten)]
+    link: LinkArgs,
     #[command(subcommand)]
     command: ProgCommand,
 }
@@ -690,44 +736,20 @@ pub fn read_invitation(path: &Path, what: &str) -> Result<Invitation, Fail> {
 
 // ----- subcommands -----------------------------------------------------------------------
 
-fn key_path(k: &Option<PathBuf>, cmd: &str) -> Result<PathBuf, Fail> {
-    k.clone().ok_or_else(|| {
-        Fail::Usage(format!(
-            "--key FILE is required (create one with `thecal {cmd} keygen --key FILE`)"
-        ))
-    })
-}
-
-fn addr(a: &Option<String>) -> Result<String, Fail> {
-    a.clone().ok_or_else(|| {
-        Fail::Usage(
-            "--implant HOST:PORT is required (the pump's address, e.g. 127.0.0.1:7011)".into(),
-        )
-    })
-}
-
 /// Runs `thecal programmer`; `Err` is a one-line message for exit status 2.
 pub fn run(args: ProgrammerArgs) -> Result<ExitCode, String> {
     finish(run_inner(args))
 }
 
 fn connect(args: &ProgrammerArgs) -> Result<(Key, Client), Fail> {
-    let path = key_path(&args.key, "programmer")?;
-    let address = addr(&args.implant)?;
-    let mut key = Key::load(&path, DeviceKind::Programmer)?;
-    let bearer = Bearer::new(&address, ANSWER_TIMEOUT)?;
-    let client = Client::connect(bearer, &mut key, Hello::Enrolled)?;
-    Ok((key, client))
+    args.link.connect(DeviceKind::Programmer)
 }
 
 fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
-    let out = Out {
-        json: args.json,
-        stats: args.stats,
-    };
+    let out = args.link.out();
     match &args.command {
         ProgCommand::Keygen => {
-            let path = key_path(&args.key, "programmer")?;
+            let path = args.link.key_path(DeviceKind::Programmer)?;
             let key = Key::generate(&path, DeviceKind::Programmer)?;
             out.emit(
                 json!({"key": path.display().to_string(), "public": key.file.public, "key_id": key.key_id()}),
@@ -756,8 +778,8 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             Ok(ExitCode::SUCCESS)
         }
         ProgCommand::Enroll { token } => {
-            let path = key_path(&args.key, "programmer")?;
-            let address = addr(&args.implant)?;
+            let path = args.link.key_path(DeviceKind::Programmer)?;
+            let address = args.link.address()?;
             let inv = read_invitation(token, "proximity token")?;
             let mut key = Key::load(&path, DeviceKind::Programmer)?;
             let bearer = Bearer::new(&address, ANSWER_TIMEOUT)?;

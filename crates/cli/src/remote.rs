@@ -13,24 +13,15 @@ use thecal_pump::command::Command;
 use crate::bearer::{ANSWER_TIMEOUT, Bearer, Client, Fail, Hello, finish};
 use crate::keyfile::{DeviceKind, Key, Pairing, hex, random_u32};
 use crate::programmer::{
-    Out, fingerprint_text, mode_text, read_invitation, refused, span, status, status_json, when,
+    LinkArgs, fingerprint_text, mode_text, read_invitation, refused, span, status, status_json,
+    when,
 };
 
 /// Arguments of `thecal remote`.
 #[derive(Debug, Args)]
 pub struct RemoteArgs {
-    /// The remote's key file (create it with `thecal remote keygen --key FILE`).
-    #[arg(long, global = true)]
-    key: Option<PathBuf>,
-    /// The pump's address, HOST:PORT.
-    #[arg(long, global = true)]
-    implant: Option<String>,
-    /// Print JSON instead of text (always includes the bytes and round trips on air).
-    #[arg(long, global = true)]
-    json: bool,
-    /// Print the bytes and round trips this invocation put on the air.
-    #[arg(long, global = true)]
-    stats: bool,
+    #[command(flatten)]
+    link: LinkArgs,
     #[command(subcommand)]
     command: RemoteCommand,
 }
@@ -59,31 +50,19 @@ pub fn run(args: RemoteArgs) -> Result<ExitCode, String> {
 }
 
 fn key_path(args: &RemoteArgs) -> Result<PathBuf, Fail> {
-    args.key.clone().ok_or_else(|| {
-        Fail::Usage(
-            "--key FILE is required (create one with `thecal remote keygen --key FILE`)".into(),
-        )
-    })
+    args.link.key_path(DeviceKind::Remote)
 }
 
 fn address(args: &RemoteArgs) -> Result<String, Fail> {
-    args.implant
-        .clone()
-        .ok_or_else(|| Fail::Usage("--implant HOST:PORT is required (the pump's address)".into()))
+    args.link.address()
 }
 
 fn connect(args: &RemoteArgs) -> Result<(Key, Client), Fail> {
-    let mut key = Key::load(&key_path(args)?, DeviceKind::Remote)?;
-    let bearer = Bearer::new(&address(args)?, ANSWER_TIMEOUT)?;
-    let client = Client::connect(bearer, &mut key, Hello::Enrolled)?;
-    Ok((key, client))
+    args.link.connect(DeviceKind::Remote)
 }
 
 fn run_inner(args: RemoteArgs) -> Result<ExitCode, Fail> {
-    let out = Out {
-        json: args.json,
-        stats: args.stats,
-    };
+    let out = args.link.out();
     match &args.command {
         RemoteCommand::Keygen => {
             let path = key_path(&args)?;
