@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use chrono::{NaiveDateTime, Timelike};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use thecal_rx::check::{self, Context, Previous, Severity};
+use thecal_rx::check::{self, Severity};
 use thecal_rx::dose;
 use thecal_rx::drug::DrugId;
 use thecal_rx::refill::{self, RefillInput};
@@ -333,15 +333,7 @@ fn refill_cmd(json: bool, r: RefillArgs) -> Result<ExitCode, String> {
 fn check_cmd(json: bool, path: &std::path::Path) -> Result<ExitCode, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let file = rxfile::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let ctx = Context {
-        library: &file.library,
-        device: file.device,
-        previous: file.previous.as_ref().map(|(p, elapsed)| Previous {
-            prescription: p,
-            elapsed: *elapsed,
-        }),
-        opioid_naive: file.opioid_naive,
-    };
+    let ctx = file.context();
     let findings = check::check(&file.prescription, &ctx);
     let list: Vec<Value> = findings
         .iter()

@@ -12,7 +12,7 @@ use thecal_link::{Body, LinkCommand, PublicKey, Reply, key_id_for};
 use thecal_pump::command::{BridgeChoice, Command, CommandKind, Mode, Role, Status, StopReason};
 use thecal_pump::event::Event;
 use thecal_pump::log::{self, LogChain, LogEntry};
-use thecal_rx::check::{self, Context, Prescription, Previous, Severity};
+use thecal_rx::check::{self, Prescription, Severity};
 use thecal_rx::dose::{Admixture, Component};
 use thecal_rx::{Concentration, Duration, Flow, Instant, Volume};
 use thecal_sim::prescription_file as rxfile;
@@ -830,15 +830,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             let old = program_of(&mut client)?;
             let old_status = status(&mut client)?;
             let new = file.prescription.clone();
-            let ctx = Context {
-                library: &file.library,
-                device: file.device,
-                previous: file.previous.as_ref().map(|(p, elapsed)| Previous {
-                    prescription: p,
-                    elapsed: *elapsed,
-                }),
-                opioid_naive: file.opioid_naive,
-            };
+            let ctx = file.context();
             let findings = check::check(&new, &ctx);
             if !out.json {
                 println!(

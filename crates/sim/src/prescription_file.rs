@@ -224,6 +224,25 @@ pub struct PrescriptionFile {
     pub library: Library,
 }
 
+impl PrescriptionFile {
+    /// The context the prescription checks need: the file's library, device, previous
+    /// prescription and opioid history.
+    pub fn context(&self) -> thecal_rx::check::Context<'_> {
+        thecal_rx::check::Context {
+            library: &self.library,
+            device: self.device,
+            previous: self
+                .previous
+                .as_ref()
+                .map(|(p, elapsed)| thecal_rx::check::Previous {
+                    prescription: p,
+                    elapsed: *elapsed,
+                }),
+            opioid_naive: self.opioid_naive,
+        }
+    }
+}
+
 /// The pump models a file may name.
 pub const MODELS: &str = "synchromed-20, synchromed-40, prometra-20, prometra-40, external";
 
