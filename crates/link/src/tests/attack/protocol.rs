@@ -92,7 +92,10 @@ fn low_order_points() -> Vec<[u8; 32]> {
 #[test]
 fn low_order_ephemeral_keys_are_refused_link_001() {
     let points = low_order_points();
-    std::eprintln!("low-order X25519 public keys from Wycheproof: {}", points.len());
+    std::eprintln!(
+        "low-order X25519 public keys from Wycheproof: {}",
+        points.len()
+    );
     assert!(points.len() >= 10, "{} points", points.len());
     // The protocol's X25519 refuses every one of them (and accepts a real key).
     let mut dh = Contributory(DefaultResolver.resolve_dh(&DHChoice::Curve25519).unwrap());
