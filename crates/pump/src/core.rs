@@ -313,6 +313,10 @@ pub struct Pump {
     /// The low-reservoir threshold as of the last stroke: it depends only on the program
     /// and the alarm settings, which change only by a command (which clears it).
     low_threshold: Option<Volume>,
+    /// The instant of the wake-up that issued the stroke in flight, until any other
+    /// input arrives: a completion report at that same instant finds the battery and
+    /// the accrual already brought up to it.
+    stroke_issued_at: Option<Instant>,
 }
 
 const E_PER_NL: u128 = MS_PER_DAY as u128;
@@ -398,6 +402,7 @@ impl Pump {
             alarm_due: None,
             alarms_dirty: true,
             low_threshold: None,
+            stroke_issued_at: None,
         }
     }
 
@@ -470,7 +475,13 @@ impl Pump {
     /// this report is not counted as a separate wake-up.
     pub fn handle_stroke_done(&mut self, now: Instant, ok: bool) {
         let now = self.t(now);
-        self.wake_without_energy(now);
+        if self.stroke_issued_at.take() == Some(now) {
+            // Reported at the instant of the wake-up that issued it, with no input in
+            // between: the battery and the accrual are already at `now`.
+            self.wake_checks(now);
+        } else {
+            self.wake_without_energy(now);
+        }
         if self.stroke_in_flight {
             self.stroke_in_flight = false;
             if ok {
@@ -793,6 +804,7 @@ impl Pump {
 
     /// Common work of every input: energy, accrual, bolus end, timers, invariants.
     fn wake(&mut self, now: Instant) {
+        self.stroke_issued_at = None;
         self.s.battery.advance(now);
         self.s.battery.add_wakes(1);
         self.wake_common(now);
@@ -807,6 +819,11 @@ impl Pump {
     /// Accrual, bolus end, timers and invariants; the battery is advanced to `now`.
     fn wake_common(&mut self, now: Instant) {
         self.accrue(now);
+        self.wake_checks(now);
+    }
+
+    /// Bolus end, timers and invariants; the accrual is at `now`.
+    fn wake_checks(&mut self, now: Instant) {
         if let Some(b) = self.s.bolus {
             if now >= b.end() {
                 self.end_bolus(now, b);
@@ -1113,7 +1130,9 @@ impl Pump {
             Ok(d) => d,
             Err(_) => return self.enter_fault(now, FaultCode::FluidPath),
         };
-        if let Err(veto) = self.s.limiter.check(now, delivery.masses()) {
+        // Counted before the stroke happens (write-ahead): a power cut after the record
+        // and before the stroke loses one stroke; it can never repeat one.
+        if let Err(veto) = self.s.limiter.check_and_record(now, delivery.masses()) {
             self.s.fluid.discard();
             let retry = self
                 .s
@@ -1139,9 +1158,6 @@ impl Pump {
             }
             return;
         }
-        // Count the stroke before it happens (write-ahead): a power cut after the
-        // record and before the stroke loses one stroke; it can never repeat one.
-        let _ = self.s.limiter.record(now, delivery.masses());
         if !retry {
             let threshold = self.threshold();
             self.s.credit_exact = self.s.credit_exact.saturating_sub(threshold);
@@ -1151,6 +1167,7 @@ impl Pump {
         self.s.strokes = self.s.strokes.saturating_add(1);
         self.s.battery.add_strokes(1);
         self.stroke_in_flight = true;
+        self.stroke_issued_at = Some(now);
         self.last_stroke_at = Some(now);
         self.mark_dirty();
         self.push(Pending::Stroke);

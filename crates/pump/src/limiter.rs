@@ -525,12 +525,31 @@ impl Limiter {
 
     /// [`Limiter::check`] of `amount` of one active drug at `t` (on the limiter's clock).
     fn check_drug(&self, t: Instant, drug: DrugId, amount: Mass) -> Result<(), Veto> {
-        let counter = self.counter(drug);
-        let Some(limits) = counter.and_then(|c| c.limits) else {
-            return Err(Veto {
+        match self.counter(drug) {
+            Some(c) => self.check_counter(c, t, drug, amount),
+            None => Err(Veto {
                 drug,
                 window: Window::Day,
                 would_be: self.delivered(t, drug, Window::Day).saturating_add(amount),
+                limit: Mass::ZERO,
+                limits_set: false,
+            }),
+        }
+    }
+
+    /// [`Limiter::check_drug`] with the drug's counter `c` found.
+    fn check_counter(
+        &self,
+        c: &Counter,
+        t: Instant,
+        drug: DrugId,
+        amount: Mass,
+    ) -> Result<(), Veto> {
+        let Some(limits) = c.limits else {
+            return Err(Veto {
+                drug,
+                window: Window::Day,
+                would_be: self.count(c, t, Window::Day).saturating_add(amount),
                 limit: Mass::ZERO,
                 limits_set: false,
             });
@@ -539,9 +558,7 @@ impl Limiter {
             let Some(limit) = limits.of(window) else {
                 continue;
             };
-            // As `delivered`, with the counter found once.
-            let delivered = counter.map_or(Mass::ZERO, |c| self.count(c, t, window));
-            let would_be = delivered.saturating_add(amount);
+            let would_be = self.count(c, t, window).saturating_add(amount);
             if would_be > limit {
                 return Err(Veto {
                     drug,
@@ -595,6 +612,50 @@ impl Limiter {
             }
         }
         result
+    }
+
+    /// [`Limiter::check`] then, if it passes, [`Limiter::record`] of the same
+    /// delivery: the write-ahead count of a stroke. A single-drug delivery finds its
+    /// counter and its bins once. The result is exactly that of the two calls (a
+    /// vetoed delivery changes nothing).
+    ///
+    /// # Errors
+    /// The [`Veto`] that forbids the delivery; nothing is recorded then.
+    pub fn check_and_record(
+        &mut self,
+        now: Instant,
+        delivered: &[(DrugId, Mass)],
+    ) -> Result<(), Veto> {
+        let single = match delivered {
+            [(drug, mass)] if *drug != DrugId::Saline && !mass.is_zero() => Some((*drug, *mass)),
+            _ => None,
+        };
+        let Some((drug, mass)) = single else {
+            self.check(now, delivered)?;
+            let _ = self.record(now, delivered);
+            return Ok(());
+        };
+        let Some(i) = self.counters.iter().position(|c| c.drug == drug) else {
+            // No counter: vetoed (no limits), as `check` reports it.
+            return self.check(now, delivered);
+        };
+        let t = self.effective(now);
+        if let Some(c) = self.counters.get(i) {
+            self.check_counter(c, t, drug, mass)?;
+        }
+        self.advance(t);
+        let t_ms = t.ms();
+        // A mass beyond u32 saturates the bin, which then reads as unbounded.
+        let ng = u32::try_from(mass.ng()).unwrap_or(u32::MAX);
+        if let Some(c) = self.counters.get_mut(i) {
+            c.add(
+                Window::Hour,
+                Window::Hour.slot(Window::Hour.bin_of(t_ms)),
+                ng,
+            );
+            c.add(Window::Day, Window::Day.slot(Window::Day.bin_of(t_ms)), ng);
+        }
+        Ok(())
     }
 
     /// What the limiter counts as delivered of `drug` in `window` at `now`: at least
