@@ -765,6 +765,10 @@ impl Limiter {
         for w in Window::ALL {
             let old = w.bin_of(self.high_water.ms());
             let new = w.bin_of(t.ms());
+            if new <= old {
+                // Still in the same bin: no slot to clear.
+                continue;
+            }
             let entered = new.saturating_sub(old);
             for c in &mut self.counters {
                 if entered >= w.bin_count() {
