@@ -313,9 +313,10 @@ pub struct Pump {
     /// The low-reservoir threshold as of the last stroke: it depends only on the program
     /// and the alarm settings, which change only by a command (which clears it).
     low_threshold: Option<Volume>,
-    /// The instant of the wake-up that issued the stroke in flight, until any other
-    /// input arrives: a completion report at that same instant finds the battery and
-    /// the accrual already brought up to it.
+    /// The instant of the timeout that left a stroke in flight, until any other input
+    /// arrives: since that wake-up's checks only [`Pump::finish`] ran (issuing the
+    /// stroke), so a completion report at that same instant finds the battery, the
+    /// accrual and the timers already brought up to it.
     stroke_issued_at: Option<Instant>,
 }
 
@@ -466,6 +467,9 @@ impl Pump {
         let now = self.t(now);
         self.wake(now);
         self.finish(now);
+        if self.stroke_in_flight {
+            self.stroke_issued_at = Some(now);
+        }
     }
 
     /// The motor finished a stroke: `ok` false means it stalled (e.g. in an MRI field,
@@ -476,9 +480,12 @@ impl Pump {
     pub fn handle_stroke_done(&mut self, now: Instant, ok: bool) {
         let now = self.t(now);
         if self.stroke_issued_at.take() == Some(now) {
-            // Reported at the instant of the wake-up that issued it, with no input in
-            // between: the battery and the accrual are already at `now`.
-            self.wake_checks(now);
+            // Reported at the instant of the timeout that issued it, with no input in
+            // between: the battery, the accrual, the bolus, the timers and the fluid
+            // path are as that wake-up left them; only the stroke's own accounting
+            // (its energy, and the volume counted as delivered) changed since.
+            self.battery_check(now);
+            self.stroke_invariant(now);
         } else {
             self.wake_without_energy(now);
         }
@@ -1167,7 +1174,6 @@ impl Pump {
         self.s.strokes = self.s.strokes.saturating_add(1);
         self.s.battery.add_strokes(1);
         self.stroke_in_flight = true;
-        self.stroke_issued_at = Some(now);
         self.last_stroke_at = Some(now);
         self.mark_dirty();
         self.push(Pending::Stroke);
@@ -1390,6 +1396,18 @@ impl Pump {
         }
         if self.s.reservoir > self.profile.reservoir_capacity {
             return self.enter_fault(now, FaultCode::Reservoir);
+        }
+        if self.s.delivered > self.s.held_total {
+            self.enter_fault(now, FaultCode::Reservoir);
+        }
+    }
+
+    /// [`Pump::invariants`] after a stroke was issued at a wake-up that checked them at
+    /// the same instant: the fluid path is unchanged and the reservoir only fell, so
+    /// only the delivered volume can have broken one.
+    fn stroke_invariant(&mut self, now: Instant) {
+        if matches!(self.s.mode, Mode::Fault { .. }) {
+            return;
         }
         if self.s.delivered > self.s.held_total {
             self.enter_fault(now, FaultCode::Reservoir);
