@@ -876,10 +876,13 @@ impl Pump {
                 self.issue_stroke(now, true);
             }
         }
-        if !self.stroke_in_flight && self.s.stall.is_none() && self.deliverable() {
+        let mut ready = self.ready_to_schedule();
+        let mut issued = false;
+        if ready {
             let threshold = self.threshold();
             if self.s.credit_exact >= threshold && self.min_interval_passed(now) {
                 self.issue_stroke(now, false);
+                issued = true;
             }
         }
         // The alarm slots are scanned only when one changed or a tone is due.
@@ -890,7 +893,11 @@ impl Pump {
             self.alarm_due = self.s.alarms.next_due();
             self.alarms_dirty = false;
         }
-        self.schedule_next(now);
+        if issued {
+            // The stroke (or its veto, or a fault) changed what `ready` depends on.
+            ready = self.ready_to_schedule();
+        }
+        self.schedule_next_ready(now, ready);
         if let (Some(next), Some(last)) = (self.next_stroke, self.last_stroke_at) {
             let earliest = last.saturating_add(self.profile.min_stroke_interval);
             self.next_stroke = Some(next.max(earliest));
@@ -1017,8 +1024,19 @@ impl Pump {
 
     /// Computes when the credit will reach the threshold.
     fn schedule_next(&mut self, now: Instant) {
+        let ready = self.ready_to_schedule();
+        self.schedule_next_ready(now, ready);
+    }
+
+    /// Whether a next stroke is to be scheduled: none in flight, no stall, deliverable.
+    fn ready_to_schedule(&self) -> bool {
+        !self.stroke_in_flight && self.s.stall.is_none() && self.deliverable()
+    }
+
+    /// [`Pump::schedule_next`] with [`Pump::ready_to_schedule`] worked out.
+    fn schedule_next_ready(&mut self, now: Instant, ready: bool) {
         self.next_stroke = None;
-        if self.stroke_in_flight || self.s.stall.is_some() || !self.deliverable() {
+        if !ready {
             return;
         }
         let threshold = self.threshold();

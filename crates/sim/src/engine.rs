@@ -554,7 +554,7 @@ impl<'a> Engine<'a> {
         let Dev::Programmable(p) = &mut self.dev else {
             return;
         };
-        let fill = self.reservoir_nl / p.profile.reservoir_capacity.raw().max(1) as f64;
+        let capacity = p.profile.reservoir_capacity;
         let moved_nl = match (&outcome, &mut p.mech) {
             (StrokeOutcome::Stalled, _) => None,
             (_, Mech::Valve(_)) if mri => None,
@@ -562,14 +562,17 @@ impl<'a> Engine<'a> {
             (StrokeOutcome::Moved, Mech::Peristaltic(m)) => {
                 Some(m.stroke_nl(&mut self.rng, t_h / 8766.0))
             }
-            (StrokeOutcome::Moved, Mech::Valve(v)) => Some(v.pulse_nl(&mut self.rng, fill)),
+            (StrokeOutcome::Moved, Mech::Valve(v)) => {
+                let fill = self.reservoir_nl / capacity.raw().max(1) as f64;
+                Some(v.pulse_nl(&mut self.rng, fill))
+            }
         };
         match moved_nl {
             None => p.pump.handle_stroke_done(hw, false),
             Some(v) => {
                 p.pump.handle_stroke_done(hw, true);
                 self.result.totals.strokes += 1;
-                self.move_fluid(v);
+                self.move_fluid_at(v, t_h);
             }
         }
         // The caller ([`Engine::drain`]) carries out what the report queued.
@@ -578,7 +581,12 @@ impl<'a> Engine<'a> {
     /// Moves `nl` of true fluid out of the reservoir (what the catheter lets through);
     /// its transport and effect are integrated at the next [`Engine::flush`].
     fn move_fluid(&mut self, nl: f64) {
-        let routing = self.catheter.routing(ms_h(self.now));
+        self.move_fluid_at(nl, ms_h(self.now));
+    }
+
+    /// [`Engine::move_fluid`] with the current time in hours, `t_h`, worked out.
+    fn move_fluid_at(&mut self, nl: f64, t_h: f64) {
+        let routing = self.catheter.routing(t_h);
         let wanted = nl * (1.0 - routing.blocked);
         let moved = wanted.min(self.reservoir_nl).max(0.0);
         self.reservoir_nl -= moved;
