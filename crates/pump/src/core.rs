@@ -313,6 +313,11 @@ pub struct Pump {
     /// The low-reservoir threshold as of the last stroke: it depends only on the program
     /// and the alarm settings, which change only by a command (which clears it).
     low_threshold: Option<Volume>,
+    /// The instant of the timeout that left a stroke in flight, until any other input
+    /// arrives: since that wake-up's checks only [`Pump::finish`] ran (issuing the
+    /// stroke), so a completion report at that same instant finds the battery, the
+    /// accrual and the timers already brought up to it.
+    stroke_issued_at: Option<Instant>,
 }
 
 const E_PER_NL: u128 = MS_PER_DAY as u128;
@@ -398,6 +403,7 @@ impl Pump {
             alarm_due: None,
             alarms_dirty: true,
             low_threshold: None,
+            stroke_issued_at: None,
         }
     }
 
@@ -461,6 +467,9 @@ impl Pump {
         let now = self.t(now);
         self.wake(now);
         self.finish(now);
+        if self.stroke_in_flight {
+            self.stroke_issued_at = Some(now);
+        }
     }
 
     /// The motor finished a stroke: `ok` false means it stalled (e.g. in an MRI field,
@@ -470,7 +479,16 @@ impl Pump {
     /// this report is not counted as a separate wake-up.
     pub fn handle_stroke_done(&mut self, now: Instant, ok: bool) {
         let now = self.t(now);
-        self.wake_without_energy(now);
+        if self.stroke_issued_at.take() == Some(now) {
+            // Reported at the instant of the timeout that issued it, with no input in
+            // between: the battery, the accrual, the bolus, the timers and the fluid
+            // path are as that wake-up left them; only the stroke's own accounting
+            // (its energy, and the volume counted as delivered) changed since.
+            self.battery_check(now);
+            self.stroke_invariant(now);
+        } else {
+            self.wake_without_energy(now);
+        }
         if self.stroke_in_flight {
             self.stroke_in_flight = false;
             if ok {
@@ -793,6 +811,7 @@ impl Pump {
 
     /// Common work of every input: energy, accrual, bolus end, timers, invariants.
     fn wake(&mut self, now: Instant) {
+        self.stroke_issued_at = None;
         self.s.battery.advance(now);
         self.s.battery.add_wakes(1);
         self.wake_common(now);
@@ -807,6 +826,11 @@ impl Pump {
     /// Accrual, bolus end, timers and invariants; the battery is advanced to `now`.
     fn wake_common(&mut self, now: Instant) {
         self.accrue(now);
+        self.wake_checks(now);
+    }
+
+    /// Bolus end, timers and invariants; the accrual is at `now`.
+    fn wake_checks(&mut self, now: Instant) {
         if let Some(b) = self.s.bolus {
             if now >= b.end() {
                 self.end_bolus(now, b);
@@ -852,10 +876,13 @@ impl Pump {
                 self.issue_stroke(now, true);
             }
         }
-        if !self.stroke_in_flight && self.s.stall.is_none() && self.deliverable() {
+        let mut ready = self.ready_to_schedule();
+        let mut issued = false;
+        if ready {
             let threshold = self.threshold();
             if self.s.credit_exact >= threshold && self.min_interval_passed(now) {
                 self.issue_stroke(now, false);
+                issued = true;
             }
         }
         // The alarm slots are scanned only when one changed or a tone is due.
@@ -866,7 +893,11 @@ impl Pump {
             self.alarm_due = self.s.alarms.next_due();
             self.alarms_dirty = false;
         }
-        self.schedule_next(now);
+        if issued {
+            // The stroke (or its veto, or a fault) changed what `ready` depends on.
+            ready = self.ready_to_schedule();
+        }
+        self.schedule_next_ready(now, ready);
         if let (Some(next), Some(last)) = (self.next_stroke, self.last_stroke_at) {
             let earliest = last.saturating_add(self.profile.min_stroke_interval);
             self.next_stroke = Some(next.max(earliest));
@@ -993,8 +1024,19 @@ impl Pump {
 
     /// Computes when the credit will reach the threshold.
     fn schedule_next(&mut self, now: Instant) {
+        let ready = self.ready_to_schedule();
+        self.schedule_next_ready(now, ready);
+    }
+
+    /// Whether a next stroke is to be scheduled: none in flight, no stall, deliverable.
+    fn ready_to_schedule(&self) -> bool {
+        !self.stroke_in_flight && self.s.stall.is_none() && self.deliverable()
+    }
+
+    /// [`Pump::schedule_next`] with [`Pump::ready_to_schedule`] worked out.
+    fn schedule_next_ready(&mut self, now: Instant, ready: bool) {
         self.next_stroke = None;
-        if self.stroke_in_flight || self.s.stall.is_some() || !self.deliverable() {
+        if !ready {
             return;
         }
         let threshold = self.threshold();
@@ -1113,7 +1155,9 @@ impl Pump {
             Ok(d) => d,
             Err(_) => return self.enter_fault(now, FaultCode::FluidPath),
         };
-        if let Err(veto) = self.s.limiter.check(now, delivery.masses()) {
+        // Counted before the stroke happens (write-ahead): a power cut after the record
+        // and before the stroke loses one stroke; it can never repeat one.
+        if let Err(veto) = self.s.limiter.check_and_record(now, delivery.masses()) {
             self.s.fluid.discard();
             let retry = self
                 .s
@@ -1139,9 +1183,6 @@ impl Pump {
             }
             return;
         }
-        // Count the stroke before it happens (write-ahead): a power cut after the
-        // record and before the stroke loses one stroke; it can never repeat one.
-        let _ = self.s.limiter.record(now, delivery.masses());
         if !retry {
             let threshold = self.threshold();
             self.s.credit_exact = self.s.credit_exact.saturating_sub(threshold);
@@ -1373,6 +1414,18 @@ impl Pump {
         }
         if self.s.reservoir > self.profile.reservoir_capacity {
             return self.enter_fault(now, FaultCode::Reservoir);
+        }
+        if self.s.delivered > self.s.held_total {
+            self.enter_fault(now, FaultCode::Reservoir);
+        }
+    }
+
+    /// [`Pump::invariants`] after a stroke was issued at a wake-up that checked them at
+    /// the same instant: the fluid path is unchanged and the reservoir only fell, so
+    /// only the delivered volume can have broken one.
+    fn stroke_invariant(&mut self, now: Instant) {
+        if matches!(self.s.mode, Mode::Fault { .. }) {
+            return;
         }
         if self.s.delivered > self.s.held_total {
             self.enter_fault(now, FaultCode::Reservoir);

@@ -131,11 +131,46 @@ impl Window {
         }
     }
 
+    /// The window's length in bins.
+    const fn length_bins(self) -> u64 {
+        match self {
+            Window::Hour => MS_PER_HOUR / MS_PER_MINUTE,
+            Window::Day => DAY_MS / DAY_BIN_MS,
+        }
+    }
+
     /// The oldest bin that intersects `(t − W, t]`.
     const fn oldest_bin(self, t_ms: u64) -> u64 {
         self.bin_of(t_ms.saturating_sub(self.length_ms()))
     }
 }
+
+/// The absolute bins of one instant in each window.
+#[derive(Debug, Clone, Copy)]
+struct Bins {
+    hour: u64,
+    day: u64,
+}
+
+impl Bins {
+    const fn of(t: Instant) -> Self {
+        Bins {
+            hour: Window::Hour.bin_of(t.ms()),
+            day: Window::Day.bin_of(t.ms()),
+        }
+    }
+
+    const fn get(self, w: Window) -> u64 {
+        match w {
+            Window::Hour => self.hour,
+            Window::Day => self.day,
+        }
+    }
+}
+
+// A window is a whole number of bins: its oldest bin at `t` is `t`'s bin less that
+// number (saturating at zero, as `t − W` does).
+const _: () = assert!(MS_PER_HOUR % MS_PER_MINUTE == 0 && DAY_MS % DAY_BIN_MS == 0);
 
 impl fmt::Display for Window {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -525,12 +560,31 @@ impl Limiter {
 
     /// [`Limiter::check`] of `amount` of one active drug at `t` (on the limiter's clock).
     fn check_drug(&self, t: Instant, drug: DrugId, amount: Mass) -> Result<(), Veto> {
-        let counter = self.counter(drug);
-        let Some(limits) = counter.and_then(|c| c.limits) else {
-            return Err(Veto {
+        match self.counter(drug) {
+            Some(c) => self.check_counter(c, t, drug, amount),
+            None => Err(Veto {
                 drug,
                 window: Window::Day,
                 would_be: self.delivered(t, drug, Window::Day).saturating_add(amount),
+                limit: Mass::ZERO,
+                limits_set: false,
+            }),
+        }
+    }
+
+    /// [`Limiter::check_drug`] with the drug's counter `c` found.
+    fn check_counter(
+        &self,
+        c: &Counter,
+        t: Instant,
+        drug: DrugId,
+        amount: Mass,
+    ) -> Result<(), Veto> {
+        let Some(limits) = c.limits else {
+            return Err(Veto {
+                drug,
+                window: Window::Day,
+                would_be: self.count(c, t, Window::Day).saturating_add(amount),
                 limit: Mass::ZERO,
                 limits_set: false,
             });
@@ -539,9 +593,7 @@ impl Limiter {
             let Some(limit) = limits.of(window) else {
                 continue;
             };
-            // As `delivered`, with the counter found once.
-            let delivered = counter.map_or(Mass::ZERO, |c| self.count(c, t, window));
-            let would_be = delivered.saturating_add(amount);
+            let would_be = self.count(c, t, window).saturating_add(amount);
             if would_be > limit {
                 return Err(Veto {
                     drug,
@@ -595,6 +647,63 @@ impl Limiter {
             }
         }
         result
+    }
+
+    /// [`Limiter::check`] then, if it passes, [`Limiter::record`] of the same
+    /// delivery: the write-ahead count of a stroke. A single-drug delivery finds its
+    /// counter and its bins once. The result is exactly that of the two calls (a
+    /// vetoed delivery changes nothing).
+    ///
+    /// # Errors
+    /// The [`Veto`] that forbids the delivery; nothing is recorded then.
+    pub fn check_and_record(
+        &mut self,
+        now: Instant,
+        delivered: &[(DrugId, Mass)],
+    ) -> Result<(), Veto> {
+        let single = match delivered {
+            [(drug, mass)] if *drug != DrugId::Saline && !mass.is_zero() => Some((*drug, *mass)),
+            _ => None,
+        };
+        let Some((drug, mass)) = single else {
+            self.check(now, delivered)?;
+            let _ = self.record(now, delivered);
+            return Ok(());
+        };
+        let Some(i) = self.counters.iter().position(|c| c.drug == drug) else {
+            // No counter: vetoed (no limits), as `check` reports it.
+            return self.check(now, delivered);
+        };
+        let t = self.effective(now);
+        // Each window's bin of `t` and of the high-water mark, worked out once.
+        let new = Bins::of(t);
+        let old = Bins::of(self.high_water);
+        if let Some(c) = self.counters.get(i) {
+            let Some(limits) = c.limits else {
+                return self.check(now, delivered);
+            };
+            for w in Window::ALL {
+                let Some(limit) = limits.of(w) else {
+                    continue;
+                };
+                // As `count`: a window is a whole number of bins, so its oldest bin
+                // is `t`'s less that number.
+                let lo = new.get(w).saturating_sub(w.length_bins());
+                let would_be = c.window_sum(w, lo, old.get(w)).saturating_add(mass);
+                if would_be > limit {
+                    // The veto, as `check` reports it; nothing is recorded.
+                    return self.check(now, delivered);
+                }
+            }
+        }
+        self.advance_bins(t, old, new);
+        // A mass beyond u32 saturates the bin, which then reads as unbounded.
+        let ng = u32::try_from(mass.ng()).unwrap_or(u32::MAX);
+        if let Some(c) = self.counters.get_mut(i) {
+            c.add(Window::Hour, Window::Hour.slot(new.hour), ng);
+            c.add(Window::Day, Window::Day.slot(new.day), ng);
+        }
+        Ok(())
     }
 
     /// What the limiter counts as delivered of `drug` in `window` at `now`: at least
@@ -693,6 +802,12 @@ impl Limiter {
     /// Moves the high-water mark to `t` (never back), clearing the ring slots of the
     /// bins it enters so that each slot holds only its own bin.
     fn advance(&mut self, t: Instant) {
+        self.advance_bins(t, Bins::of(self.high_water), Bins::of(t));
+    }
+
+    /// [`Limiter::advance`] with the bins of the high-water mark (`old`) and of `t`
+    /// (`new`) worked out.
+    fn advance_bins(&mut self, t: Instant, old: Bins, new: Bins) {
         for c in &mut self.counters {
             if !c.totals.valid {
                 c.rebuild_totals();
@@ -702,8 +817,11 @@ impl Limiter {
             return;
         }
         for w in Window::ALL {
-            let old = w.bin_of(self.high_water.ms());
-            let new = w.bin_of(t.ms());
+            let (old, new) = (old.get(w), new.get(w));
+            if new <= old {
+                // Still in the same bin: no slot to clear.
+                continue;
+            }
             let entered = new.saturating_sub(old);
             for c in &mut self.counters {
                 if entered >= w.bin_count() {

@@ -123,6 +123,10 @@ pub struct Engine<'a> {
     result: RunResult,
     /// The telemetry, when the scenario has a radio ([`crate::radio`]).
     radio: Option<Box<crate::radio::Telemetry>>,
+    /// The prescribed rate of a running programmable pump with a constant program, ng/ms,
+    /// as last worked out; `None` after anything that may have changed the program (a
+    /// command, a telemetry turn, a restart or a new pump).
+    basal_rate: Option<f64>,
 }
 
 fn ms_h(ms: u64) -> f64 {
@@ -234,6 +238,7 @@ impl<'a> Engine<'a> {
                 radio: None,
             },
             radio: crate::radio::Telemetry::new(sc),
+            basal_rate: None,
         };
         engine.setup();
         engine
@@ -312,6 +317,7 @@ impl<'a> Engine<'a> {
     /// nothing real — the true catheter already holds the drug. So the pump's fluid model
     /// and the truth agree from the first instant.
     fn prime_before_start(&mut self) {
+        self.basal_rate = None;
         let Dev::Programmable(p) = &mut self.dev else {
             return;
         };
@@ -379,6 +385,7 @@ impl<'a> Engine<'a> {
 
     /// Sends a command as `role`, carries out the actions, and records refusals.
     fn command(&mut self, role: Role, cmd: Command) -> Response {
+        self.basal_rate = None;
         let hw = self.hw();
         let Dev::Programmable(p) = &mut self.dev else {
             return Response::Refused(thecal_pump::command::Refusal::Invalid("no electronics"));
@@ -447,11 +454,12 @@ impl<'a> Engine<'a> {
             if let Some(e) = log {
                 self.on_log(e);
             }
-            // Both drain what follows them: nothing is left to poll.
+            // The stroke's report may queue more actions: go on polling.
             if stroke {
                 self.stroke();
-                break;
+                continue;
             }
+            // A restart drains what follows it: nothing is left to poll.
             if restart {
                 self.power_cycle();
                 break;
@@ -546,7 +554,7 @@ impl<'a> Engine<'a> {
         let Dev::Programmable(p) = &mut self.dev else {
             return;
         };
-        let fill = self.reservoir_nl / p.profile.reservoir_capacity.raw().max(1) as f64;
+        let capacity = p.profile.reservoir_capacity;
         let moved_nl = match (&outcome, &mut p.mech) {
             (StrokeOutcome::Stalled, _) => None,
             (_, Mech::Valve(_)) if mri => None,
@@ -554,23 +562,31 @@ impl<'a> Engine<'a> {
             (StrokeOutcome::Moved, Mech::Peristaltic(m)) => {
                 Some(m.stroke_nl(&mut self.rng, t_h / 8766.0))
             }
-            (StrokeOutcome::Moved, Mech::Valve(v)) => Some(v.pulse_nl(&mut self.rng, fill)),
+            (StrokeOutcome::Moved, Mech::Valve(v)) => {
+                let fill = self.reservoir_nl / capacity.raw().max(1) as f64;
+                Some(v.pulse_nl(&mut self.rng, fill))
+            }
         };
         match moved_nl {
             None => p.pump.handle_stroke_done(hw, false),
             Some(v) => {
                 p.pump.handle_stroke_done(hw, true);
                 self.result.totals.strokes += 1;
-                self.move_fluid(v);
+                self.move_fluid_at(v, t_h);
             }
         }
-        self.drain();
+        // The caller ([`Engine::drain`]) carries out what the report queued.
     }
 
     /// Moves `nl` of true fluid out of the reservoir (what the catheter lets through);
     /// its transport and effect are integrated at the next [`Engine::flush`].
     fn move_fluid(&mut self, nl: f64) {
-        let routing = self.catheter.routing(ms_h(self.now));
+        self.move_fluid_at(nl, ms_h(self.now));
+    }
+
+    /// [`Engine::move_fluid`] with the current time in hours, `t_h`, worked out.
+    fn move_fluid_at(&mut self, nl: f64, t_h: f64) {
+        let routing = self.catheter.routing(t_h);
         let wanted = nl * (1.0 - routing.blocked);
         let moved = wanted.min(self.reservoir_nl).max(0.0);
         self.reservoir_nl -= moved;
@@ -613,6 +629,7 @@ impl<'a> Engine<'a> {
 
     /// Power cut and restart from the slots.
     fn power_cycle(&mut self) {
+        self.basal_rate = None;
         let hw = self.hw();
         if let Dev::Programmable(p) = &mut self.dev {
             p.cut_in = None;
@@ -760,6 +777,7 @@ impl<'a> Engine<'a> {
 
     /// One turn of the telemetry against the pump ([`crate::radio`]).
     fn radio_turn(&mut self, turn: crate::radio::Turn) {
+        self.basal_rate = None;
         let hw = self.hw();
         let (Some(radio), Dev::Programmable(p)) = (self.radio.as_deref_mut(), &mut self.dev) else {
             return;
@@ -876,6 +894,7 @@ impl<'a> Engine<'a> {
     }
 
     fn replace_pump(&mut self) {
+        self.basal_rate = None;
         let hw = self.hw();
         let Dev::Programmable(p) = &mut self.dev else {
             return;
@@ -950,15 +969,19 @@ impl<'a> Engine<'a> {
 
     // ----- sampling ---------------------------------------------------------------------
 
-    fn prescribed_rate_ng_per_ms(&self) -> f64 {
+    fn prescribed_rate_ng_per_ms(&mut self) -> f64 {
         match &self.dev {
             Dev::Programmable(p) => {
                 if !matches!(p.pump.mode(), Mode::Running) {
                     return 0.0;
                 }
+                if let Some(rate) = self.basal_rate {
+                    return rate;
+                }
                 let program = p.pump.program();
                 let local = LocalTime(START_UTC_MS + self.now);
-                let flow = if let Some(f) = program.schedule.constant_flow() {
+                let constant = program.schedule.constant_flow();
+                let flow = if let Some(f) = constant {
                     f.raw() as f64
                 } else if p.pump.clock().is_some() {
                     program.schedule.flow_at(local).raw() as f64
@@ -967,9 +990,14 @@ impl<'a> Engine<'a> {
                 };
                 // The prescribed dose is the program's, at the concentration the pump
                 // believes: what the clinician prescribed.
-                flow * program.contents.concentration_of(self.primary).raw() as f64
+                let rate = flow * program.contents.concentration_of(self.primary).raw() as f64
                     / 1e6
-                    / MS_PER_DAY as f64
+                    / MS_PER_DAY as f64;
+                if constant.is_some() {
+                    // Only a command changes the program (which clears this).
+                    self.basal_rate = Some(rate);
+                }
+                rate
             }
             Dev::Constant { gas } => {
                 let nominal = gas.flow_ml_per_day(&Environment::default()) * 1e6;
