@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use thecal_rx::check::{self, Context, Finding, Prescription, Previous, Severity};
 use thecal_rx::dose::{Admixture, mass_in};
 use thecal_rx::drug::{DrugId, Library};
-use thecal_rx::quantity::{MS_PER_DAY, MS_PER_HOUR, Rounding, mul_div};
+use thecal_rx::quantity::{MS_PER_DAY, Rounding, mul_div};
 use thecal_rx::refill;
 use thecal_rx::schedule::{LocalTime, Schedule};
 use thecal_rx::{Duration, Flow, Instant, Mass, Volume};
@@ -56,7 +56,7 @@ use crate::command::{
 };
 use crate::event::{Event, LinkEvent};
 use crate::fluid::FluidPath;
-use crate::limiter::{Limiter, Limits};
+use crate::limiter::{Limiter, Limits, Window};
 use crate::log::{LogChain, LogEntry};
 use crate::persist::{self, Persister, Restored, Slot};
 use crate::profile::{HardwareProfile, Mechanism};
@@ -1465,28 +1465,16 @@ impl Pump {
     // ----- limits ---------------------------------------------------------------------
 
     /// Sets the limiter's limits for every drug of the program: the lower of the
-    /// library's hard daily limit and the program's own planned maximum (heaviest day
-    /// plus every allowed patient bolus, plus any clinician-bolus allowance) with the
-    /// margin; the hourly limit from the heaviest hour likewise.
+    /// library's hard daily limit and the program's own planned maximum over what the
+    /// limiter counts (heaviest day and its counted edge, every allowed patient bolus,
+    /// any clinician-bolus allowance) with the margin; the hourly limit from the heaviest
+    /// hour likewise.
     fn update_limits(&mut self) {
         let program = &self.s.program;
         let stroke = self.profile.stroke_volume;
         let pb = program.patient_bolus;
         let allowance = self.s.allowance.map_or(Volume::ZERO, |a| a.volume);
-        let ptm_day = pb.map_or(Volume::ZERO, |p| {
-            p.volume
-                .checked_mul(u64::from(p.max_per_day))
-                .unwrap_or(Volume::MAX)
-        });
-        let day_volume = program
-            .schedule
-            .max_day_total()
-            .saturating_add(ptm_day)
-            .saturating_add(allowance);
         let (_, max_flow) = program.schedule.basal_range();
-        // The predictive rule counts a bolus with the basal delivered meanwhile, on top of
-        // the window's past: budget the basal over the longest bolus as well, or a small
-        // bolus could be vetoed although the program allows it.
         let longest_bolus = program
             .schedule
             .boluses()
@@ -1495,14 +1483,6 @@ impl Pump {
             .chain(pb.map(|p| p.duration))
             .max()
             .unwrap_or(Duration::ZERO);
-        let overlap = max_flow
-            .volume_over(longest_bolus, Rounding::Up)
-            .unwrap_or(Volume::MAX);
-        let day_volume = day_volume.saturating_add(overlap);
-        let hour_basal = max_flow
-            .volume_over(Duration::from_hours(1), Rounding::Up)
-            .unwrap_or(Volume::MAX)
-            .saturating_add(overlap);
         let periodic = program
             .schedule
             .boluses()
@@ -1510,15 +1490,40 @@ impl Pump {
             .map(|b| b.volume)
             .max()
             .unwrap_or(Volume::ZERO);
-        let ptm_hour = pb.map_or(Volume::ZERO, |p| {
-            let n = MS_PER_HOUR
-                .checked_div(p.lockout.ms().max(1))
-                .unwrap_or(0)
-                .saturating_add(1);
-            p.volume
-                .checked_mul(n.min(u64::from(p.max_per_day)))
-                .unwrap_or(Volume::MAX)
-        });
+        // What the limiter can count against a delivery the program allows: its window,
+        // plus the oldest bin it counts whole (1 min or 15 min), plus the basal delivered
+        // during a bolus, which the predictive rule adds. Budgeting less would veto
+        // boluses the program allows (H-34).
+        let slack = |w: Window| w.bin_width().saturating_add(longest_bolus);
+        let basal_over = |d: Duration| max_flow.volume_over(d, Rounding::Up).unwrap_or(Volume::MAX);
+        // Patient boluses whose delivery can meet a span: starts at least a lockout
+        // apart, each lasting its duration.
+        let boluses_in = |span: Duration, cap: u64| {
+            pb.map_or(Volume::ZERO, |p| {
+                let n = span
+                    .ms()
+                    .checked_div(p.lockout.ms().max(1))
+                    .unwrap_or(0)
+                    .saturating_add(1)
+                    .min(cap);
+                p.volume.checked_mul(n).unwrap_or(Volume::MAX)
+            })
+        };
+        let per_day = pb.map_or(0, |p| u64::from(p.max_per_day));
+        let hour_span = Window::Hour.length().saturating_add(slack(Window::Hour));
+        let day_span = Window::Day.length().saturating_add(slack(Window::Day));
+        // The heaviest day, its edge (the extra basal, and a periodic bolus of the day
+        // before that falls in the counted bin), every allowed patient bolus (one more
+        // can fall in that bin than the daily count), any clinician-bolus allowance.
+        let day_volume = program
+            .schedule
+            .max_day_total()
+            .saturating_add(basal_over(slack(Window::Day)))
+            .saturating_add(periodic)
+            .saturating_add(boluses_in(day_span, per_day.saturating_add(1)))
+            .saturating_add(allowance);
+        let hour_basal = basal_over(hour_span);
+        let ptm_hour = boluses_in(hour_span, per_day);
         let hour_volume = hour_basal
             .saturating_add(periodic)
             .saturating_add(ptm_hour)
