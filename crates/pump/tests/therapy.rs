@@ -887,3 +887,30 @@ fn strokes_never_come_closer_than_the_motor_allows_pump_011_pump_002() {
         "{delivered}"
     );
 }
+
+/// H-34: a small patient bolus (2 uL of morphine 10 mg/mL = 20 mcg, against 125 mcg of
+/// basal an hour) is allowed again after the lockout: the limiter's hourly limit budgets
+/// the basal delivered during the bolus, which its predictive rule counts.
+#[test]
+fn a_small_patient_bolus_is_not_vetoed_the_next_day_pump_015() {
+    let mut rig = Rig::new(HardwareProfile::synchromed_class(20));
+    rig.start(
+        DrugId::Morphine,
+        "10 mg/mL",
+        "20 mL",
+        Schedule::continuous(q("0.3 mL/day")),
+        Some(PatientBolus {
+            volume: q("2 uL"),
+            duration: q("10 min"),
+            lockout: q("3 h"),
+            max_per_day: 4,
+        }),
+    );
+    rig.run_for(Duration::from_minutes(30));
+    let first = rig.cmd_as(Role::PatientRemote, Command::PatientBolus { request_id: 1 });
+    assert!(matches!(first, Response::BolusAccepted { .. }), "{first:?}");
+    rig.run_for(Duration::from_minutes(29 * 60 + 30));
+    let second = rig.cmd_as(Role::PatientRemote, Command::PatientBolus { request_id: 2 });
+    assert!(matches!(second, Response::BolusAccepted { .. }), "{second:?}");
+    assert_eq!(rig.pump.status().missed, Volume::ZERO);
+}
