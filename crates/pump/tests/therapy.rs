@@ -911,6 +911,9 @@ fn a_small_patient_bolus_is_not_vetoed_the_next_day_pump_015() {
     assert!(matches!(first, Response::BolusAccepted { .. }), "{first:?}");
     rig.run_for(Duration::from_minutes(29 * 60 + 30));
     let second = rig.cmd_as(Role::PatientRemote, Command::PatientBolus { request_id: 2 });
-    assert!(matches!(second, Response::BolusAccepted { .. }), "{second:?}");
+    assert!(
+        matches!(second, Response::BolusAccepted { .. }),
+        "{second:?}"
+    );
     assert_eq!(rig.pump.status().missed, Volume::ZERO);
 }
