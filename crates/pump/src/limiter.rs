@@ -465,6 +465,96 @@ impl Counter {
     }
 }
 
+/// A ring of `N` bins' length as a `u64` (`N` is 61 or 97).
+const fn ring_len<const N: usize>() -> u64 {
+    N as u64
+}
+
+/// The slot of absolute bin `k` in a ring of `N` bins.
+#[inline(always)]
+fn slot_of<const N: usize>(k: u64) -> usize {
+    // A remainder below `N` always fits a usize.
+    k.checked_rem(ring_len::<N>())
+        .and_then(|r| usize::try_from(r).ok())
+        .unwrap_or(0)
+}
+
+/// One ring's part of [`Limiter::stroke_one_counter`]: the check of a stroke of `ng`
+/// nanograms at bin `to`, the high-water mark being at bin `from`, and what recording
+/// it writes.
+struct RingStroke {
+    from: u64,
+    to: u64,
+    /// The value of `to`'s slot once the stroke is recorded (below `u32::MAX`).
+    bin: u32,
+    /// The ring's total once the stroke is recorded.
+    total: u64,
+}
+
+impl RingStroke {
+    /// `None` when the stroke would exceed `limit`, or does not fit the stroke path:
+    /// the ring is not full length, the stroke enters a whole ring of bins or more,
+    /// or its bin would saturate. The bins entered since `from` take over the slots
+    /// of the bins that leave the window, so the window's count at `to` is `total`
+    /// less those slots.
+    #[inline(always)]
+    fn check<const N: usize>(
+        ring: &[u32],
+        total: u64,
+        (from, to): (u64, u64),
+        ng: u32,
+        limit: Option<Mass>,
+    ) -> Option<RingStroke> {
+        if ring.len() != N {
+            return None;
+        }
+        let entered = to.checked_sub(from)?;
+        let (leaving, kept) = if entered == 0 {
+            (0, *ring.get(slot_of::<N>(to))?)
+        } else {
+            if entered >= ring_len::<N>() {
+                return None;
+            }
+            let mut leaving: u64 = 0;
+            let mut k = from;
+            while k < to {
+                k = k.saturating_add(1);
+                leaving = leaving.saturating_add(u64::from(*ring.get(slot_of::<N>(k))?));
+            }
+            (leaving, 0)
+        };
+        let count = total.saturating_sub(leaving);
+        if let Some(limit) = limit {
+            if Mass::from_raw(count).saturating_add(Mass::from_raw(u64::from(ng))) > limit {
+                return None;
+            }
+        }
+        let bin = kept.checked_add(ng).filter(|&b| b != u32::MAX)?;
+        Some(RingStroke {
+            from,
+            to,
+            bin,
+            total: count.saturating_add(u64::from(ng)),
+        })
+    }
+
+    /// Clears the slots entered, writes the stroke's bin, and returns the new total.
+    #[inline(always)]
+    fn commit<const N: usize>(self, ring: &mut [u32]) -> u64 {
+        let mut k = self.from;
+        while k < self.to {
+            k = k.saturating_add(1);
+            if let Some(bin) = ring.get_mut(slot_of::<N>(k)) {
+                *bin = 0;
+            }
+        }
+        if let Some(bin) = ring.get_mut(slot_of::<N>(self.to)) {
+            *bin = self.bin;
+        }
+        self.total
+    }
+}
+
 /// The independent dose limiter. See the [module documentation](self).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limiter {
@@ -670,11 +760,14 @@ impl Limiter {
             let _ = self.record(now, delivered);
             return Ok(());
         };
+        let t = self.effective(now);
+        if self.stroke_one_counter(t, drug, mass) {
+            return Ok(());
+        }
         let Some(i) = self.counters.iter().position(|c| c.drug == drug) else {
             // No counter: vetoed (no limits), as `check` reports it.
             return self.check(now, delivered);
         };
-        let t = self.effective(now);
         // Each window's bin of `t` and of the high-water mark, worked out once.
         let new = Bins::of(t);
         let old = Bins::of(self.high_water);
@@ -704,6 +797,56 @@ impl Limiter {
             c.add(Window::Day, Window::Day.slot(new.day), ng);
         }
         Ok(())
+    }
+
+    /// The common stroke of [`Limiter::check_and_record`], worked in one pass: the only
+    /// counter is `drug`'s, with limits, full rings, valid totals and no saturated
+    /// bin, and `t` (on the limiter's clock) enters fewer bins than a ring holds. The
+    /// bins that `t` pushes out of a window are the ring slots it enters, so each
+    /// window's count at `t` is its running total less those slots; the check, the
+    /// clearing of those slots and the record then touch each of them once. Returns
+    /// `true` when the stroke passed and is recorded; `false`, with nothing changed,
+    /// when the stroke is vetoed or does not fit this path (the general path then
+    /// decides, with the same result).
+    fn stroke_one_counter(&mut self, t: Instant, drug: DrugId, mass: Mass) -> bool {
+        let (from, to) = (self.high_water.ms(), t.ms());
+        let [c] = self.counters.as_mut_slice() else {
+            return false;
+        };
+        let Some(limits) = c.limits else {
+            return false;
+        };
+        let Ok(ng) = u32::try_from(mass.ng()) else {
+            return false;
+        };
+        if c.drug != drug || !c.totals.valid || c.totals.saturated != [0, 0] {
+            return false;
+        }
+        let [hour_total, day_total] = c.totals.sum;
+        let Some(hour) = RingStroke::check::<HOUR_BINS>(
+            &c.hour,
+            hour_total,
+            (from / MS_PER_MINUTE, to / MS_PER_MINUTE),
+            ng,
+            limits.per_hour,
+        ) else {
+            return false;
+        };
+        let Some(day) = RingStroke::check::<DAY_BINS>(
+            &c.day,
+            day_total,
+            (from / DAY_BIN_MS, to / DAY_BIN_MS),
+            ng,
+            Some(limits.per_day),
+        ) else {
+            return false;
+        };
+        c.totals.sum = [
+            hour.commit::<HOUR_BINS>(&mut c.hour),
+            day.commit::<DAY_BINS>(&mut c.day),
+        ];
+        self.high_water = t;
+        true
     }
 
     /// What the limiter counts as delivered of `drug` in `window` at `now`: at least
@@ -1311,6 +1454,51 @@ mod tests {
                         }
                     }
                     prop_assert!(fell, "nothing left a window at {release}");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// `check_and_record` of single-drug strokes (its one-pass stroke path and the
+        /// general one) gives exactly `check` then `record`: the same verdicts, the same
+        /// state and the same counts, with clock steps back, gaps longer than a ring and
+        /// bins driven to saturation.
+        #[test]
+        fn check_and_record_of_a_stroke_is_check_then_record(
+            per_hour in proptest::option::of(50_000u64..=u64::from(u32::MAX) * 4),
+            per_day in 200_000u64..=u64::from(u32::MAX) * 8,
+            steps in proptest::collection::vec(
+                (advance(), any::<bool>(), prop_oneof![
+                    8 => 0u64..=60_000,
+                    1 => 0u64..=u64::from(u32::MAX) + 10,
+                ]),
+                1..300),
+        ) {
+            let drug = DrugId::Baclofen;
+            let limits = Limits {
+                per_hour: per_hour.map(Mass::from_raw),
+                per_day: Mass::from_raw(per_day),
+            };
+            let mut fused = Limiter::new();
+            fused.set_limits(drug, limits).unwrap();
+            let mut split = fused.clone();
+            let mut t = 0u64;
+            for (adv, back, m) in steps {
+                // Now and then the clock steps back instead of forward.
+                t = if back && adv < 2 * MIN { t.saturating_sub(adv) } else { t + adv };
+                let now = at(t);
+                let stroke = [(drug, Mass::from_raw(m))];
+                let a = fused.check_and_record(now, &stroke);
+                let b = split.check(now, &stroke);
+                if b.is_ok() {
+                    split.record(now, &stroke).unwrap();
+                }
+                prop_assert_eq!(a, b);
+                prop_assert_eq!(&fused, &split);
+                for w in Window::ALL {
+                    prop_assert_eq!(fused.delivered(now, drug, w), split.delivered(now, drug, w));
                 }
             }
         }
