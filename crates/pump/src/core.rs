@@ -613,26 +613,33 @@ impl Pump {
             Pending::Alarm(s) => Action::Alarm(s),
             Pending::Log(e) => Action::Log(e),
             Pending::FaultLog(e) => Action::FaultLog(e),
-            Pending::Persist => {
-                self.persist_queued = false;
-                match self.persister.next(&self.s, &mut self.buf) {
-                    Ok((slot, len)) => Action::Persist {
-                        slot,
-                        bytes: self.buf.get(..len).unwrap_or(&[]),
-                    },
-                    // An unencodable state cannot be saved: keep running on the last good
-                    // record and say so through the memory alarm.
-                    Err(_) => {
-                        let _ = self
-                            .s
-                            .alarms
-                            .raise(AlarmKind::MemoryFault, self.s.last_seen);
-                        self.alarms_dirty = true;
-                        return self.poll_action();
-                    }
-                }
-            }
+            Pending::Persist => return self.persist_action(),
         })
+    }
+
+    /// [`Pump::poll_action`] of a queued persist: the record to write. Kept apart, and
+    /// out of line, so that the frequent actions (a stroke, a log entry) take a short
+    /// path.
+    #[cold]
+    #[inline(never)]
+    fn persist_action(&mut self) -> Option<Action<'_>> {
+        self.persist_queued = false;
+        match self.persister.next(&self.s, &mut self.buf) {
+            Ok((slot, len)) => Some(Action::Persist {
+                slot,
+                bytes: self.buf.get(..len).unwrap_or(&[]),
+            }),
+            // An unencodable state cannot be saved: keep running on the last good
+            // record and say so through the memory alarm.
+            Err(_) => {
+                let _ = self
+                    .s
+                    .alarms
+                    .raise(AlarmKind::MemoryFault, self.s.last_seen);
+                self.alarms_dirty = true;
+                self.poll_action()
+            }
+        }
     }
 
     /// When the core next needs [`Pump::handle_timeout`]; `None`: only on an input.
