@@ -1041,13 +1041,14 @@ impl Pump {
     }
 
     /// [`Pump::schedule_next`] with [`Pump::ready_to_schedule`] worked out.
+    #[inline]
     fn schedule_next_ready(&mut self, now: Instant, ready: bool) {
         self.next_stroke = None;
         if !ready {
             return;
         }
         let threshold = self.threshold();
-        let mut credit = self.s.credit_exact;
+        let credit = self.s.credit_exact;
         // A constant program with no overlay: the credit grows by `flow` per ms, so the
         // stroke is due after ⌈(threshold − credit) / flow⌉ ms, exactly.
         if let (None, Some(flow)) = (self.s.bolus, self.s.program.schedule.constant_flow()) {
@@ -1067,6 +1068,15 @@ impl Pump {
             }
             return;
         }
+        self.schedule_through_changes(now, credit, threshold);
+    }
+
+    /// [`Pump::schedule_next_ready`] of a program that is not one constant flow, or
+    /// during a bolus: walks the rate changes ahead until the credit reaches
+    /// `threshold`. Out of line, so that the constant-flow case stays short.
+    #[inline(never)]
+    fn schedule_through_changes(&mut self, now: Instant, credit: u128, threshold: u128) {
+        let mut credit = credit;
         let mut t = now;
         for _ in 0..64 {
             if credit >= threshold {
