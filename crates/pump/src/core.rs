@@ -644,36 +644,33 @@ impl Pump {
 
     /// When the core next needs [`Pump::handle_timeout`]; `None`: only on an input.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut best: Option<Instant> = None;
-        let mut consider = |t: Option<Instant>| {
-            if let Some(t) = t {
-                best = Some(best.map_or(t, |b| b.min(t)));
-            }
+        let mut best = if self.alarms_dirty {
+            self.s.alarms.next_due()
+        } else {
+            self.alarm_due
         };
+        best = earliest(best, self.battery_due);
+        best = earliest(best, self.s.veto_retry);
+        best = earliest(best, self.s.transition.as_ref().map(|t| t.until));
+        best = earliest(best, self.s.allowance.map(|a| a.until));
         if !self.stroke_in_flight {
-            consider(self.next_stroke);
+            best = earliest(best, self.next_stroke);
         }
         // A stall retry waits until a stroke could go (not vetoed, not empty): a retry
         // time in the past that cannot be served would be asked for again and again.
         if let Some(stall) = self.s.stall {
             if self.deliverable() {
-                consider(Some(stall.retry_at));
+                best = earliest(best, Some(stall.retry_at));
             }
         }
-        consider(if self.alarms_dirty {
-            self.s.alarms.next_due()
-        } else {
-            self.alarm_due
-        });
         if let Mode::Stopped { since, .. } = self.s.mode {
             if !self.s.alarms.is_active(AlarmKind::StoppedReminder) {
-                consider(Some(since.saturating_add(self.s.settings.stopped_reminder)));
+                best = earliest(
+                    best,
+                    Some(since.saturating_add(self.s.settings.stopped_reminder)),
+                );
             }
         }
-        consider(self.battery_due);
-        consider(self.s.veto_retry);
-        consider(self.s.transition.as_ref().map(|t| t.until));
-        consider(self.s.allowance.map(|a| a.until));
         best.map(|t| self.to_hardware(t.max(self.s.last_seen)))
     }
 
@@ -2211,6 +2208,15 @@ impl Pump {
                 self.push(Pending::FaultLog(entry));
             }
         }
+    }
+}
+
+/// The earlier of two optional instants; `None` only when both are.
+const fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.ms() < a.ms() { b } else { a }),
+        (Some(t), None) | (None, Some(t)) => Some(t),
+        (None, None) => None,
     }
 }
 
