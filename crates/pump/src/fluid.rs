@@ -931,17 +931,7 @@ fn plan_single_drug(
         .pushed
         .checked_add(volume)
         .map_err(|_| FluidError::VolumeOverflow)?;
-    let upto = |v: Volume| {
-        mul_div(
-            c.concentration.raw(),
-            v.raw(),
-            NL_PER_ML / PG_PER_NG,
-            Rounding::Nearest,
-        )
-        .map(Mass::from_raw)
-        .map_err(|_| overflow)
-    };
-    let added = upto(after)?.saturating_sub(upto(run.pushed)?);
+    let added = mass_upto(c, after)?.saturating_sub(mass_upto(c, run.pushed)?);
     if !added.is_zero() {
         total(segments, i)
             .checked_add(added)
@@ -1095,25 +1085,27 @@ fn same_contents(a: &Admixture, b: &Admixture) -> bool {
         && a.components().iter().all(|c| b.components().contains(c))
 }
 
+/// The mass of drug `c` in the first `v` of a run, in picograms, rounded to nearest:
+/// pg = ng/mL × nL / 10⁶ × 1000 = ng/mL × nL / 1000.
+#[inline]
+fn mass_upto(c: &Component, v: Volume) -> Result<Mass, FluidError> {
+    mul_div(
+        c.concentration.raw(),
+        v.raw(),
+        NL_PER_ML / PG_PER_NG,
+        Rounding::Nearest,
+    )
+    .map(Mass::from_raw)
+    .map_err(|_| FluidError::MassOverflow(c.drug))
+}
+
 /// The mass a run of `fluid` adds between run volumes `before` and `after`:
 /// `mass_in(c, after) − mass_in(c, before)` per drug, each rounded to nearest.
 fn added_mass(fluid: &Admixture, before: Volume, after: Volume) -> Result<Masses, FluidError> {
     let mut masses = NO_MASS;
     for c in fluid.active() {
-        let overflow = FluidError::MassOverflow(c.drug);
-        // pg = ng/mL × nL / 10⁶ × 1000 = ng/mL × nL / 1000.
-        let upto = |v: Volume| {
-            mul_div(
-                c.concentration.raw(),
-                v.raw(),
-                NL_PER_ML / PG_PER_NG,
-                Rounding::Nearest,
-            )
-            .map(Mass::from_raw)
-            .map_err(|_| overflow)
-        };
         // Rounding is monotonic, so the difference is never negative.
-        let added = upto(after)?.saturating_sub(upto(before)?);
+        let added = mass_upto(c, after)?.saturating_sub(mass_upto(c, before)?);
         if let Some(slot) = active_index(c.drug).and_then(|i| masses.get_mut(i)) {
             *slot = added;
         }
