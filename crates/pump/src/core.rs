@@ -522,12 +522,17 @@ impl Pump {
 
     /// Logs what the telemetry did on its own (its commands, enrolments, revocations,
     /// denied handshakes) in the hash-chained event log, with the sender's role and key
-    /// id, like the core's own commands.
-    pub fn log_link(&mut self, now: Instant, event: LinkEvent) {
+    /// id, like the core's own commands. Returns `false`, logging nothing, for a command
+    /// code outside the telemetry's range (it would read as one of the core's commands).
+    pub fn log_link(&mut self, now: Instant, event: LinkEvent) -> bool {
+        let Some(event) = event.event() else {
+            return false;
+        };
         let now = self.t(now);
         self.wake(now);
-        self.log(now, Event::from(event));
+        self.log(now, event);
         self.finish(now);
+        true
     }
 
     /// The telemetry paused its radio (`true`: energy budget spent or flooded, until a

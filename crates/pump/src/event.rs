@@ -138,7 +138,7 @@ pub enum Event {
 
 /// What the telemetry asks the core to log (see [`crate::core::Pump::log_link`]): its
 /// own commands, enrolments, revocations and denied handshakes. The core's own events
-/// cannot be forged through this type.
+/// cannot be forged through this type ([`LinkEvent::event`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkEvent {
     /// A telemetry command (enrolment, revocation, log download) was accepted.
@@ -188,10 +188,13 @@ pub enum LinkEvent {
 /// codes below this range.
 pub const LINK_COMMAND_CODES: core::ops::RangeInclusive<u8> = 100..=127;
 
-impl From<LinkEvent> for Event {
-    fn from(e: LinkEvent) -> Event {
-        match e {
-            LinkEvent::CommandAccepted { role, code, key_id } => {
+impl LinkEvent {
+    /// The event to log; `None` for a command code outside [`LINK_COMMAND_CODES`], so the
+    /// telemetry cannot write an entry that reads as one of the core's own commands.
+    pub fn event(self) -> Option<Event> {
+        let ours = |code: u8| LINK_COMMAND_CODES.contains(&code);
+        Some(match self {
+            LinkEvent::CommandAccepted { role, code, key_id } if ours(code) => {
                 Event::CommandAccepted { role, code, key_id }
             }
             LinkEvent::CommandRefused {
@@ -199,12 +202,13 @@ impl From<LinkEvent> for Event {
                 code,
                 reason,
                 key_id,
-            } => Event::CommandRefused {
+            } if ours(code) => Event::CommandRefused {
                 role,
                 code,
                 reason,
                 key_id,
             },
+            LinkEvent::CommandAccepted { .. } | LinkEvent::CommandRefused { .. } => return None,
             LinkEvent::DeviceEnrolled { role, key_id } => Event::DeviceEnrolled { role, key_id },
             LinkEvent::DeviceRevoked { key_id } => Event::DeviceRevoked { key_id },
             LinkEvent::HandshakeDenied {
@@ -216,7 +220,7 @@ impl From<LinkEvent> for Event {
                 reason,
                 count,
             },
-        }
+        })
     }
 }
 

@@ -917,3 +917,36 @@ fn a_small_patient_bolus_is_not_vetoed_the_next_day_pump_015() {
     );
     assert_eq!(rig.pump.status().missed, Volume::ZERO);
 }
+
+/// LINK-007: the telemetry logs its own commands through the core, but cannot write an
+/// entry that reads as one of the core's commands (a forged "program accepted").
+#[test]
+fn the_telemetry_cannot_log_a_core_command_link_007() {
+    use thecal_pump::event::LinkEvent;
+    let mut rig = Rig::new(HardwareProfile::synchromed_class(20));
+    rig.drain();
+    let before = rig.events.len();
+    let forged = LinkEvent::CommandAccepted {
+        role: Role::Clinician,
+        code: thecal_pump::command::CommandKind::Program.code(),
+        key_id: 9,
+    };
+    assert!(!rig.pump.log_link(rig.now, forged));
+    rig.drain();
+    assert_eq!(rig.events.len(), before);
+    let revoke = LinkEvent::CommandAccepted {
+        role: Role::Clinician,
+        code: 104,
+        key_id: 9,
+    };
+    assert!(rig.pump.log_link(rig.now, revoke));
+    rig.drain();
+    assert_eq!(
+        rig.events.last().map(|e| e.event),
+        Some(Event::CommandAccepted {
+            role: Role::Clinician,
+            code: 104,
+            key_id: 9
+        })
+    );
+}
