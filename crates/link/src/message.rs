@@ -412,7 +412,6 @@ mod tests {
             alarms,
             battery_life: Some(Duration::from_secs(86_400 * 365)),
             next_refill: Some(Instant::from_ms(9_999_999)),
-            next_refill_utc_ms: Some(1_800_000_000_000),
             now: Instant::from_ms(1_234_567),
             utc_ms: Some(1_790_000_000_000),
             clock_set: true,

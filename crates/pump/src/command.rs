@@ -534,8 +534,6 @@ pub struct Status {
     /// When the low-reservoir alarm is expected, assuming every allowed patient bolus is
     /// used (the patient remote shows this as the next refill date).
     pub next_refill: Option<Instant>,
-    /// The same, on the pump's wall clock (UTC ms since 1970), when the clock is set.
-    pub next_refill_utc_ms: Option<u64>,
     /// The pump's time when the status was taken (monotonic, hardware time).
     pub now: Instant,
     /// The pump's wall clock then (UTC ms since 1970), when it is set.

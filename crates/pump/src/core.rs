@@ -743,7 +743,6 @@ impl Pump {
             alarms,
             battery_life: self.s.battery.projected_life(self.s.last_seen),
             next_refill: self.next_refill(),
-            next_refill_utc_ms: self.next_refill().zip(self.s.clock).map(|(t, c)| c.utc(t)),
             now: self.s.last_seen,
             utc_ms: self.s.clock.map(|c| c.utc(self.s.last_seen)),
             clock_set: self.s.clock.is_some(),
