@@ -49,14 +49,6 @@ pub fn run(args: RemoteArgs) -> Result<ExitCode, String> {
     finish(run_inner(args))
 }
 
-fn key_path(args: &RemoteArgs) -> Result<PathBuf, Fail> {
-    args.link.key_path(DeviceKind::Remote)
-}
-
-fn address(args: &RemoteArgs) -> Result<String, Fail> {
-    args.link.address()
-}
-
 fn connect(args: &RemoteArgs) -> Result<(Key, Client), Fail> {
     args.link.connect(DeviceKind::Remote)
 }
@@ -65,7 +57,7 @@ fn run_inner(args: RemoteArgs) -> Result<ExitCode, Fail> {
     let out = args.link.out();
     match &args.command {
         RemoteCommand::Keygen => {
-            let path = key_path(&args)?;
+            let path = args.link.key_path(DeviceKind::Remote)?;
             let key = Key::generate(&path, DeviceKind::Remote)?;
             out.emit(
                 json!({"key": path.display().to_string(), "public": key.file.public, "key_id": key.key_id()}),
@@ -82,8 +74,8 @@ fn run_inner(args: RemoteArgs) -> Result<ExitCode, Fail> {
         }
         RemoteCommand::Enroll { invite } => {
             let inv = read_invitation(invite, "invite")?;
-            let mut key = Key::load(&key_path(&args)?, DeviceKind::Remote)?;
-            let bearer = Bearer::new(&address(&args)?, ANSWER_TIMEOUT)?;
+            let mut key = Key::load(&args.link.key_path(DeviceKind::Remote)?, DeviceKind::Remote)?;
+            let bearer = Bearer::new(&args.link.address()?, ANSWER_TIMEOUT)?;
             let client = Client::connect(
                 bearer,
                 &mut key,
@@ -112,7 +104,7 @@ fn run_inner(args: RemoteArgs) -> Result<ExitCode, Fail> {
             Ok(ExitCode::SUCCESS)
         }
         RemoteCommand::Bolus => {
-            let mut key = Key::load(&key_path(&args)?, DeviceKind::Remote)?;
+            let mut key = Key::load(&args.link.key_path(DeviceKind::Remote)?, DeviceKind::Remote)?;
             key.pairing()?;
             // The request id is on disk before anything is sent: a retry (here or in a
             // later run after a lost answer) carries the same id, and the pump answers it
@@ -126,7 +118,7 @@ fn run_inner(args: RemoteArgs) -> Result<ExitCode, Fail> {
                     id
                 }
             };
-            let bearer = Bearer::new(&address(&args)?, ANSWER_TIMEOUT)?;
+            let bearer = Bearer::new(&args.link.address()?, ANSWER_TIMEOUT)?;
             let mut client = Client::connect(bearer, &mut key, Hello::Enrolled)?;
             let reply = client.request(Body::Pump(Command::PatientBolus { request_id }))?;
             key.file.pending_bolus = None;

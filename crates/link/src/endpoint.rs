@@ -997,7 +997,7 @@ impl Implant {
                     expires_at,
                 }
             }
-            LinkCommand::PendingEnrolment => match self.pending(now) {
+            LinkCommand::PendingEnrolment => match self.pending() {
                 Some(p) => Reply::EnrolmentPending {
                     fingerprint: p.fingerprint,
                     key: p.key.0,
@@ -1006,7 +1006,7 @@ impl Implant {
                 None => no_pending(),
             },
             LinkCommand::ConfirmEnrolment { fingerprint } => {
-                let Some((p, role)) = self.pending(now).zip(self.window.as_ref().map(|w| w.role))
+                let Some((p, role)) = self.pending().zip(self.window.as_ref().map(|w| w.role))
                 else {
                     return no_pending();
                 };
@@ -1077,11 +1077,10 @@ impl Implant {
         }
     }
 
-    fn pending(&self, now: Instant) -> Option<Pending> {
-        self.window
-            .as_ref()
-            .filter(|w| now < w.expires_at || w.pending.is_some())
-            .and_then(|w| w.pending)
+    /// The device that answered the window, if any (a pending device outlives the
+    /// window's expiry: it answered in time).
+    fn pending(&self) -> Option<Pending> {
+        self.window.as_ref().and_then(|w| w.pending)
     }
 }
 
