@@ -599,6 +599,62 @@ impl Limiter {
             .map_err(|_| LimiterError::TooManyDrugs(drug))
     }
 
+    /// Whether nothing of `drug` is counted in either window at `now` (a drug the
+    /// limiter does not track is idle).
+    pub fn is_idle(&self, now: Instant, drug: DrugId) -> bool {
+        Window::ALL
+            .iter()
+            .all(|w| self.delivered(now, drug, *w).is_zero())
+    }
+
+    /// Stops tracking every drug that is idle at `now` ([`Limiter::is_idle`]) and for
+    /// which `keep` is false, so that a pump whose drugs change over years never runs
+    /// out of counters. Nothing counted is lost: an idle drug's windows are empty, and
+    /// a drug that comes back starts from empty windows, as it would have.
+    pub fn forget_idle(&mut self, now: Instant, keep: impl Fn(DrugId) -> bool) {
+        let idle: Vec<DrugId, MAX_DRUGS> = self
+            .counters
+            .iter()
+            .map(|c| c.drug)
+            .filter(|d| !keep(*d) && self.is_idle(now, *d))
+            .collect();
+        self.counters.retain(|c| !idle.contains(&c.drug));
+    }
+
+    /// Whether limits can be set for every drug of `drugs` once the idle drugs not
+    /// kept are forgotten ([`Limiter::forget_idle`] with the same `keep`). Changes
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`LimiterError::TooManyDrugs`] naming the first drug that would not fit.
+    pub fn room_for(
+        &self,
+        now: Instant,
+        drugs: &[DrugId],
+        keep: impl Fn(DrugId) -> bool,
+    ) -> Result<(), LimiterError> {
+        let mut used = self
+            .counters
+            .iter()
+            .filter(|c| keep(c.drug) || !self.is_idle(now, c.drug))
+            .count();
+        for (i, &d) in drugs.iter().enumerate() {
+            let seen = drugs.iter().take(i).any(|x| *x == d);
+            let kept = self
+                .counters
+                .iter()
+                .any(|c| c.drug == d && (keep(d) || !self.is_idle(now, d)));
+            if d == DrugId::Saline || seen || kept {
+                continue;
+            }
+            used = used.saturating_add(1);
+            if used > MAX_DRUGS {
+                return Err(LimiterError::TooManyDrugs(d));
+            }
+        }
+        Ok(())
+    }
+
     /// The limits of `drug`, if set.
     pub fn limits(&self, drug: DrugId) -> Option<Limits> {
         self.counter(drug).and_then(|c| c.limits)
