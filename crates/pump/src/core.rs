@@ -2646,6 +2646,82 @@ mod tests {
         assert!(matches!(p.s.mode, Mode::Stopped { .. }), "{:?}", p.s.mode);
     }
 
+    /// Runs `p` until `until`, completing every stroke, collecting the logged events.
+    fn run_until(p: &mut Pump, until: Instant, events: &mut Vec<Event, 256>) {
+        while let Some(t) = p.poll_timeout() {
+            if t > until {
+                break;
+            }
+            p.handle_timeout(t);
+            loop {
+                let stroke = match p.poll_action() {
+                    None => break,
+                    Some(Action::Log(e)) => {
+                        let _ = events.push(e.event);
+                        false
+                    }
+                    Some(a) => a == Action::Stroke,
+                };
+                if stroke {
+                    p.handle_stroke_done(t, true);
+                }
+            }
+        }
+    }
+
+    /// A clinician bolus of 100 uL over 60 min on 0.5 mL/day: after 30 min the limiter
+    /// vetoes every stroke (its limits cut to 1 ng, as a limit the bolus would exceed).
+    /// Half the bolus was delivered; the other half, and the basal, were missed. The log
+    /// says 50 uL (within a stroke), not the 100 uL planned.
+    #[test]
+    fn a_vetoed_bolus_logs_the_volume_it_delivered_pump_029() {
+        let mut p = running();
+        let mut events = Vec::new();
+        // After the saline in the catheter (200 uL at 0.5 mL/day: 9.6 h) has gone.
+        let start = Instant::from_ms(12 * 3_600_000);
+        run_until(&mut p, start, &mut events);
+        let r = p.handle_command(
+            start,
+            Role::Clinician,
+            0,
+            &Command::ClinicianBolus {
+                volume: Volume::from_ul(100),
+                duration: Duration::from_minutes(60),
+            },
+        );
+        assert!(matches!(r, Response::BolusAccepted { .. }), "{r:?}");
+        let half = start.saturating_add(Duration::from_minutes(30));
+        run_until(&mut p, half, &mut events);
+        let tiny = Limits {
+            per_hour: Some(Mass::from_raw(1)),
+            per_day: Mass::from_raw(1),
+        };
+        p.s.limiter.set_limits(DrugId::Baclofen, tiny).unwrap();
+        run_until(
+            &mut p,
+            start.saturating_add(Duration::from_minutes(61)),
+            &mut events,
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::LimiterVeto { .. }))
+        );
+        let ends: Vec<u64, 4> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::BolusEnded { delivered, .. } => Some(delivered.raw()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ends.len(), 1, "{ends:?}");
+        let logged = ends.first().copied().unwrap();
+        assert!(
+            logged.abs_diff(50_000) <= 250,
+            "a bolus vetoed after 30 of 60 min logged {logged} nL delivered (50000 expected)"
+        );
+    }
+
     #[test]
     fn state_size_is_bounded_pump_001() {
         // Fixed-size state: no allocation, the whole core fits a small MCU's RAM.

@@ -187,13 +187,14 @@ fn six_drugs_rotated_over_seven_years_are_never_vetoed_pump_027() {
             "refill {k} with {next} on day {}",
             k * 180
         );
-        assert!(rig.pump.limiter().drugs().count() <= 2);
         start = rig.now;
     }
     rig.run_for(Duration::from_days(40));
     assert_eq!(vetoes(&rig), 0, "the limiter vetoed delivery in year 7");
     assert_eq!(rig.pump.status().mode, Mode::Running);
     assert_eq!(rig.pump.status().missed, Volume::ZERO);
+    // The drug of the last six months and, at most, the one before it.
+    assert!(rig.pump.limiter().drugs().count() <= 2);
 }
 
 /// A four-drug admixture (the most a reservoir holds) has run for a day, so all four
@@ -641,4 +642,65 @@ fn a_reduction_below_the_pumps_minimum_rate_is_refused_pump_026() {
         Response::Accepted
     );
     assert_eq!(rig.pump.program().schedule.mean_daily(), q("0.048 mL"));
+}
+
+// ----- the wake-up loop: a stall retry never asks for the past again ------------------
+
+/// Carries out the queued actions at `now` without answering a stroke; returns whether
+/// one was handed out.
+fn drain_holding_the_stroke(rig: &mut Rig) -> bool {
+    let mut stroke = false;
+    while let Some(a) = rig.pump.poll_action() {
+        match a {
+            Action::Stroke => stroke = true,
+            Action::Log(e) => rig.events.push(e),
+            Action::FaultLog(e) => rig.faults.push(e),
+            Action::Persist { .. } | Action::Alarm(_) => {}
+        }
+    }
+    stroke
+}
+
+/// A stroke stalls; its retry a minute later is issued and is still in flight (the motor
+/// has not answered). The retry time is now in the past, and nothing can be done before
+/// the motor answers: the core must not ask to be woken at it again and again (a
+/// firmware would spin and drain the battery).
+#[test]
+fn a_stall_retry_in_flight_never_asks_for_the_same_instant_again_pump_001() {
+    let mut rig = baclofen("0.5 mL/day");
+    rig.run_for(Duration::from_hours(1));
+    let t = rig.pump.poll_timeout().unwrap();
+    rig.now = t;
+    rig.pump.handle_timeout(t);
+    assert!(drain_holding_the_stroke(&mut rig));
+    rig.pump.handle_stroke_done(t, false);
+    assert!(!drain_holding_the_stroke(&mut rig));
+    let retry = rig.pump.poll_timeout().unwrap();
+    assert_eq!(retry, t.saturating_add(Duration::from_minutes(1)));
+    rig.now = retry;
+    rig.pump.handle_timeout(retry);
+    assert!(
+        drain_holding_the_stroke(&mut rig),
+        "the retry was not issued"
+    );
+    for _ in 0..3 {
+        let next = rig.pump.poll_timeout();
+        assert!(
+            next.is_none_or(|n| n > retry),
+            "with the retry in flight the core asks to be woken at {next:?} again (now {retry:?})"
+        );
+        rig.pump.handle_timeout(retry);
+        assert!(!drain_holding_the_stroke(&mut rig));
+    }
+    // The motor answers: delivery resumes and the stall clears.
+    rig.pump.handle_stroke_done(retry, true);
+    rig.drain();
+    rig.run_for(Duration::from_hours(1));
+    assert!(
+        !rig.pump
+            .status()
+            .alarms
+            .iter()
+            .any(|a| a.kind == AlarmKind::MotorStall)
+    );
 }
