@@ -1941,6 +1941,11 @@ impl Pump {
         if !(1..=50).contains(&percent) {
             return Err(Refusal::Invalid("a dose reduction is 1 to 50 percent"));
         }
+        if matches!(self.s.mode, Mode::Fault { .. }) {
+            // The program in force is suspect; only a clinician's program (which may
+            // clear the fault) changes it.
+            return Err(Refusal::NotRunning(self.s.mode));
+        }
         let keep = 100u32.saturating_sub(u32::from(percent));
         let schedule = self
             .s
@@ -2720,6 +2725,28 @@ mod tests {
             logged.abs_diff(50_000) <= 250,
             "a bolus vetoed after 30 of 60 min logged {logged} nL delivered (50000 expected)"
         );
+    }
+
+    /// An emergency reduction goes through the program choke point, which may bring a
+    /// faulted pump out of its safe state: only a clinician's program may do that, so a
+    /// reduction of a faulted pump is refused and the fault stands.
+    #[test]
+    fn a_dose_reduction_never_clears_the_safe_state_pump_026() {
+        let mut p = running();
+        p.enter_fault(Instant::ZERO, FaultCode::Arithmetic);
+        for role in [Role::Emergency, Role::Clinician] {
+            let r = p.handle_command(
+                Instant::from_ms(5),
+                role,
+                0,
+                &Command::ReduceDose { percent: 10 },
+            );
+            assert!(
+                matches!(r, Response::Refused(Refusal::NotRunning(_))),
+                "{r:?}"
+            );
+            assert_eq!(fault(&p), Some(FaultCode::Arithmetic));
+        }
     }
 
     #[test]
