@@ -1073,6 +1073,86 @@ mod tests {
         }
     }
 
+    /// Four drugs tracked; morphine and clonidine were last delivered at 0, fentanyl
+    /// and baclofen at 20 h. At 24 h 15 min (the 24 h window's oldest bin, 0–15 min,
+    /// has left), morphine and clonidine are idle, the others are not. Room for two new
+    /// drugs exists only once an idle one that nothing keeps is forgotten; forgetting
+    /// changes no other drug's count.
+    #[test]
+    fn idle_drugs_are_forgotten_and_room_is_known_before_a_change_pump_027() {
+        let mut l = Limiter::new();
+        let drugs = [
+            DrugId::Morphine,
+            DrugId::Clonidine,
+            DrugId::Fentanyl,
+            DrugId::Baclofen,
+        ];
+        for d in drugs {
+            l.set_limits(d, day_only("10 mg")).unwrap();
+        }
+        l.record(
+            at(0),
+            &[
+                (DrugId::Morphine, mg("1 mg")),
+                (DrugId::Clonidine, mg("1 mg")),
+            ],
+        )
+        .unwrap();
+        l.record(
+            at(20 * HOUR),
+            &[
+                (DrugId::Fentanyl, mg("1 mg")),
+                (DrugId::Baclofen, mg("1 mg")),
+            ],
+        )
+        .unwrap();
+        assert!(!l.is_idle(at(24 * HOUR), DrugId::Morphine));
+        let now = at(24 * HOUR + 15 * MIN);
+        assert!(l.is_idle(now, DrugId::Morphine));
+        assert!(l.is_idle(now, DrugId::Clonidine));
+        assert!(!l.is_idle(now, DrugId::Fentanyl));
+        assert!(
+            l.is_idle(now, DrugId::Sufentanil),
+            "an untracked drug is idle"
+        );
+        let new = [DrugId::Hydromorphone, DrugId::Sufentanil];
+        // Keeping every tracked drug: no room; the first that does not fit is named.
+        assert_eq!(
+            l.room_for(now, &new, |_| true),
+            Err(LimiterError::TooManyDrugs(DrugId::Hydromorphone))
+        );
+        // Clonidine kept (still in the catheter), morphine not: room for one only.
+        let keep = |d: DrugId| d == DrugId::Clonidine;
+        assert_eq!(
+            l.room_for(now, &new, keep),
+            Err(LimiterError::TooManyDrugs(DrugId::Sufentanil))
+        );
+        assert_eq!(l.room_for(now, &new[..1], keep), Ok(()));
+        // A drug already tracked needs no room, nor does a repeat.
+        assert_eq!(
+            l.room_for(
+                now,
+                &[DrugId::Fentanyl, DrugId::Baclofen, DrugId::Fentanyl],
+                |_| true
+            ),
+            Ok(())
+        );
+        let before = l.delivered(now, DrugId::Fentanyl, Window::Day);
+        l.forget_idle(now, keep);
+        let left: StdVec<DrugId> = l.drugs().collect();
+        assert_eq!(
+            left,
+            [DrugId::Clonidine, DrugId::Fentanyl, DrugId::Baclofen]
+        );
+        assert_eq!(l.delivered(now, DrugId::Fentanyl, Window::Day), before);
+        l.set_limits(DrugId::Hydromorphone, day_only("5 mg"))
+            .unwrap();
+        assert_eq!(
+            l.set_limits(DrugId::Sufentanil, day_only("1 mg")),
+            Err(LimiterError::TooManyDrugs(DrugId::Sufentanil))
+        );
+    }
+
     #[test]
     fn veto_exactly_when_day_sum_plus_next_would_pass_the_limit_pump_015() {
         let mut l = Limiter::new();
