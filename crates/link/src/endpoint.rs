@@ -610,6 +610,7 @@ pub struct Implant {
     window: Option<Window>,
     dirty: bool,
     unreported_uj: u64,
+    time_scale: u64,
 }
 
 /// Refusal codes of the telemetry's own commands (in [`Reply::Refused`]).
@@ -658,7 +659,16 @@ impl Implant {
             window: None,
             dirty: false,
             unreported_uj: 0,
+            time_scale: 1,
         }
+    }
+
+    /// For a simulator whose clock runs `scale` times faster than the wall clock: the
+    /// enrolment windows a clinician opens and the session idle limit are stretched by
+    /// `scale`, so they last as long for the people using them (a window of 120 s stays
+    /// open 120 s of wall time). 1 (the default) on a real implant.
+    pub fn set_time_scale(&mut self, scale: u32) {
+        self.time_scale = u64::from(scale.max(1));
     }
 
     /// The implant's static public key.
@@ -1112,7 +1122,9 @@ impl Implant {
         let read = Frame::new_checked(frame)
             .map_err(LinkError::from)
             .and_then(|_| {
-                if now.saturating_since(session.last_heard) > SESSION_IDLE_LIMIT {
+                let idle =
+                    Duration::from_ms(SESSION_IDLE_LIMIT.ms().saturating_mul(self.time_scale));
+                if now.saturating_since(session.last_heard) > idle {
                     return Err(LinkError::SessionExpired);
                 }
                 self.charge(now, costs.transport_uj, false, host.pump);
@@ -1246,7 +1258,9 @@ impl Implant {
                     );
                 }
                 let psk = (host.random)();
-                let expires_at = now.saturating_add(Duration::from_secs(u64::from(seconds)));
+                let expires_at = now.saturating_add(Duration::from_secs(
+                    u64::from(seconds).saturating_mul(self.time_scale),
+                ));
                 self.window = Some(Window {
                     psk,
                     role,

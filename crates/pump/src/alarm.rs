@@ -171,11 +171,14 @@ pub enum AlarmKind {
     /// The radio used its daily energy budget (or was flooded) and sleeps until a
     /// programmer wand wakes it: remotes cannot reach the pump.
     TelemetryPaused,
+    /// The telemetry's record of enrolled devices failed its integrity check: therapy
+    /// runs on, the radio refuses every device until a clinician re-enrols with the wand.
+    RegistryFault,
 }
 
 impl AlarmKind {
     /// How many kinds there are.
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
 
     /// Every kind, in declaration order.
     pub const ALL: [AlarmKind; Self::COUNT] = [
@@ -190,6 +193,7 @@ impl AlarmKind {
         AlarmKind::ClockNotSet,
         AlarmKind::MagnetMri,
         AlarmKind::TelemetryPaused,
+        AlarmKind::RegistryFault,
     ];
 
     /// IEC 60601-1-8 priority (DOMAIN.md §6: potential harm × onset).
@@ -235,6 +239,11 @@ impl AlarmKind {
             // reach until a clinician wakes the radio: inconvenience, no harm from the
             // alarm's cause itself → Low.
             AlarmKind::TelemetryPaused => Priority::Low,
+            // Therapy runs on from the pump's own slots, but no remote works and the
+            // record of who may program the pump is lost until a clinician re-enrols
+            // at the bedside: delayed harm (no patient bolus, no emergency reduction)
+            // → Medium.
+            AlarmKind::RegistryFault => Priority::Medium,
         }
     }
 
@@ -258,6 +267,7 @@ impl AlarmKind {
             AlarmKind::ClockNotSet => 9,
             AlarmKind::MagnetMri => 10,
             AlarmKind::TelemetryPaused => 11,
+            AlarmKind::RegistryFault => 12,
         }
     }
 
@@ -280,6 +290,7 @@ impl AlarmKind {
             AlarmKind::ClockNotSet => "clock not set",
             AlarmKind::MagnetMri => "magnet or MRI detected",
             AlarmKind::TelemetryPaused => "telemetry paused",
+            AlarmKind::RegistryFault => "device registry fault",
         }
     }
 
@@ -345,6 +356,12 @@ impl AlarmKind {
                  usual. Call your clinic to have the radio woken up; if you need extra \
                  medicine that your remote would give, call them now."
             }
+            AlarmKind::RegistryFault => {
+                "Your pump found a fault in its list of paired devices, so your remote \
+                 cannot reach it until your clinic pairs it again. Your pump is still \
+                 giving your medicine as usual. Call your clinic today; if you need extra \
+                 medicine that your remote would give, call them now."
+            }
         }
     }
 
@@ -406,6 +423,13 @@ impl AlarmKind {
                  wand wakes it. Basal delivery is unaffected. Wake it with the wand, read \
                  the event log for the denied handshakes, and look for a source of \
                  interference or an attack."
+            }
+            AlarmKind::RegistryFault => {
+                "Device registry fault: the stored list of enrolled programmers and remotes \
+                 failed its integrity check, so the radio refuses every device but a \
+                 programmer enrolled with the wand. Delivery continues from the pump's own \
+                 memory. Hold the wand over the pump, enrol the programmer again, then \
+                 re-enrol the patient's remotes."
             }
         }
     }
@@ -729,13 +753,13 @@ mod tests {
     #[test]
     fn codes_are_stable_unique_and_round_trip_pump_020() {
         let codes: Vec<u8> = AlarmKind::ALL.iter().map(|k| k.code()).collect();
-        assert_eq!(codes, (1..=11).collect::<Vec<u8>>());
+        assert_eq!(codes, (1..=12).collect::<Vec<u8>>());
         for kind in AlarmKind::ALL {
             assert_eq!(AlarmKind::from_code(kind.code()), Some(kind));
             assert_eq!(AlarmKind::ALL[kind.index()], kind);
         }
         assert_eq!(AlarmKind::from_code(0), None);
-        assert_eq!(AlarmKind::from_code(12), None);
+        assert_eq!(AlarmKind::from_code(13), None);
     }
 
     #[test]
