@@ -122,6 +122,10 @@ impl Bearer {
         };
         let socket = UdpSocket::bind(local)
             .map_err(|e| Fail::Runtime(format!("cannot open a socket: {e}")))?;
+        // Connected, so the host's "port unreachable" reaches us: nothing listens there.
+        socket
+            .connect(peer)
+            .map_err(|e| Fail::Runtime(format!("cannot open a socket to {peer}: {e}")))?;
         Ok(Bearer {
             socket,
             peer,
@@ -138,9 +142,16 @@ impl Bearer {
 
     /// Sends one frame.
     pub fn send(&mut self, frame: &[u8]) -> Result<(), Fail> {
-        self.socket
-            .send_to(frame, self.peer)
-            .map_err(|e| Fail::Runtime(format!("cannot send to {}: {e}", self.peer)))?;
+        match self.socket.send(frame) {
+            Ok(_) => {}
+            // A "port unreachable" from an earlier send: nobody listens (yet); the frame
+            // is sent once more for a pump that is just starting.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                self.refused = true;
+                let _ = self.socket.send(frame);
+            }
+            Err(e) => return Err(Fail::Runtime(format!("cannot send to {}: {e}", self.peer))),
+        }
         self.stats.bytes_sent += frame.len() as u64;
         self.stats.frames_sent += 1;
         Ok(())
