@@ -397,7 +397,7 @@ fn a_remote_used_before_its_enrolment_is_confirmed_does_not_pause_the_radio_link
 }
 
 #[test]
-fn a_cached_answer_is_not_resent_while_the_radio_sleeps_link_013() {
+fn a_cached_answer_is_not_resent_while_the_radio_sleeps_link_014() {
     let policy = RadioPolicy {
         daily_budget_uj: 10_000,
         ..RadioPolicy::TYPICAL
@@ -426,4 +426,28 @@ fn a_cached_answer_is_not_resent_while_the_radio_sleeps_link_013() {
             .resend(now, 100, 100, &mut w.implant.fw.pump),
         Err(Deaf::Asleep)
     );
+}
+
+#[test]
+fn a_simulators_fast_clock_does_not_shrink_a_window_or_a_session_link_025() {
+    let mut w = World::new();
+    // The firmware's clock runs 1,000 times faster than the wall clock.
+    w.implant.implant.set_time_scale(1_000);
+    let Reply::EnrolmentOpen { expires_at, .. } = open_window(&mut w, Role::PatientRemote) else {
+        panic!("no window")
+    };
+    let now = w.fw().now;
+    // 120 s of wall time is 120,000 s of pump time.
+    assert_eq!(
+        expires_at.saturating_since(now),
+        Duration::from_secs(120_000)
+    );
+    // A session idle for 10 pump minutes (0.6 s of wall time) is still open.
+    w.fw().run_for(Duration::from_minutes(10));
+    let id = w
+        .clinician
+        .send_body(&mut w.air, Body::Pump(Command::Interrogate));
+    w.implant.serve(&mut w.air);
+    assert_eq!(w.implant.take_outcomes(), vec![Outcome::Answered]);
+    assert_eq!(w.clinician.answer(&mut w.air).unwrap().command_id, id);
 }
