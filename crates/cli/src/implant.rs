@@ -443,7 +443,8 @@ impl LogFile {
     /// entries from there on are set aside as lost to a power cut, and the chain goes
     /// on from the state's head.
     fn append(&mut self, entry: &LogEntry) -> Result<(), String> {
-        if let Some(pos) = self.entries.iter().position(|e| e.seq >= entry.seq) {
+        if self.entries.last().is_some_and(|l| l.seq >= entry.seq) {
+            let pos = self.entries.partition_point(|e| e.seq < entry.seq);
             self.roll_back(pos)?;
         }
         if let Some(last) = self.entries.last() {
@@ -1009,7 +1010,19 @@ fn serve(
     let a = store.read("slot-a.bin")?.unwrap_or_default();
     let b = store.read("slot-b.bin")?.unwrap_or_default();
     let now = clock.now();
-    let in_service = !events.entries.is_empty() || registry.iter().next().is_some();
+    // In service: a device was enrolled, or the log records therapy being set up (a
+    // start killed before its first record was saved is not a pump in service).
+    let in_service = registry.iter().next().is_some()
+        || events.entries.iter().any(|e| {
+            matches!(
+                e.event,
+                Event::CommandAccepted { .. }
+                    | Event::Refill { .. }
+                    | Event::ProgramChanged { .. }
+                    | Event::BolusStarted { .. }
+                    | Event::DeviceEnrolled { .. }
+            )
+        });
     let lost = blank(&a) && blank(&b) && in_service;
     if lost {
         // The old history stays readable beside the new chain that starts now.

@@ -288,13 +288,20 @@ pub fn confirm(question: &str, yes: bool) -> Result<bool, Fail> {
 pub fn refused(reply: &Reply) -> Fail {
     match reply {
         Reply::Refused { code, text } => {
-            let why = if *code == thecal_link::endpoint::refusal::NOT_PERMITTED {
+            use thecal_link::endpoint::refusal;
+            let why = if *code == refusal::NOT_PERMITTED {
                 "not permitted: "
             } else {
                 ""
             };
+            let what_to_do = if *code == refusal::REGISTRY_FULL {
+                "\nto free a place: thecal programmer ... devices (find a device no longer \
+                 used), revoke KEY_ID, remove KEY_ID"
+            } else {
+                ""
+            };
             Fail::Runtime(format!(
-                "the pump refused (code {code}): {why}{}",
+                "the pump refused (code {code}): {why}{}{what_to_do}",
                 in_words(text)
             ))
         }

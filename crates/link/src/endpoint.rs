@@ -40,6 +40,14 @@
 //!   commit. A man in the middle has a different handshake with each side, so the
 //!   fingerprints differ and nothing is committed.
 //!
+//! A clinician session cannot open a window for the clinician role: a programmer is
+//! enrolled only with the wand. A device that answered a window and waits for the
+//! clinician is answered at its next hello (its session runs nothing), not denied, so a
+//! remote used too early backs the receiver off for nobody. The registry holds
+//! [`REGISTRY_CAPACITY`] devices; a clinician removes revoked ones
+//! ([`LinkCommand::Remove`]) to free places, and their last counters are kept
+//! ([`Retired`]).
+//!
 //! Windows are single-use and close at their expiry. An enrolled device's
 //! pre-authentication key is derived by both sides from the enrolment's handshake hash
 //! ([`Session::enrolled_preauth_key`]) and its key id from its public key
