@@ -956,3 +956,139 @@ fn ok_plain(args: &[&str]) -> Output {
     assert!(o.status.success(), "{}", text(&o));
     o
 }
+
+/// Enrols a patient remote with `rkey`; returns its key id.
+fn enrol_remote(key: &str, rkey: &str, invite: &str, implant: &Implant) -> u64 {
+    ok_plain(&["remote", "keygen", "--key", rkey]);
+    ok(
+        &[
+            "programmer",
+            "--key",
+            key,
+            "--implant",
+            &implant.addr,
+            "enroll-remote",
+            "--role",
+            "patient",
+            "--out",
+            invite,
+        ],
+        implant,
+    );
+    let o = ok(
+        &[
+            "remote", "--key", rkey, "--json", "enroll", "--invite", invite,
+        ],
+        implant,
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let fp = v["fingerprint"].as_u64().unwrap();
+    let o = ok(
+        &[
+            "programmer",
+            "--key",
+            key,
+            "--implant",
+            &implant.addr,
+            "--json",
+            "confirm-remote",
+            "--fingerprint",
+            &format!("{fp:06}"),
+            "--yes",
+        ],
+        implant,
+    );
+    let c: Value = serde_json::from_slice(&o.stdout).unwrap();
+    c["key_id"].as_u64().unwrap()
+}
+
+#[test]
+fn a_full_registry_is_said_as_such_and_a_removal_frees_a_place_link_010() {
+    let work = tmpdir("full");
+    let state = work.join("pump");
+    let key = s(&work.join("p.key"));
+    let invite = s(&work.join("invite.json"));
+    let implant = start(&state, &work, &[]);
+    enrol_programmer(&state, &key, &implant);
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        ids.push(enrol_remote(
+            &key,
+            &s(&work.join(format!("r{i}.key"))),
+            &invite,
+            &implant,
+        ));
+    }
+    // Eight devices: a ninth window is refused as "full", with what to do.
+    let o = thecal(&[
+        "programmer",
+        "--key",
+        &key,
+        "--implant",
+        &implant.addr,
+        "enroll-remote",
+        "--role",
+        "patient",
+        "--out",
+        &invite,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("registry is full") && text(&o).contains("remove KEY_ID"),
+        "{}",
+        text(&o)
+    );
+    // A lost remote: revoked, then removed; its place is free again.
+    let lost = ids[0].to_string();
+    let o = thecal(&[
+        "programmer",
+        "--key",
+        &key,
+        "--implant",
+        &implant.addr,
+        "remove",
+        &lost,
+    ]);
+    assert!(text(&o).contains("revoke it first"), "{}", text(&o));
+    ok(
+        &[
+            "programmer",
+            "--key",
+            &key,
+            "--implant",
+            &implant.addr,
+            "revoke",
+            &lost,
+        ],
+        &implant,
+    );
+    ok(
+        &[
+            "programmer",
+            "--key",
+            &key,
+            "--implant",
+            &implant.addr,
+            "remove",
+            &lost,
+        ],
+        &implant,
+    );
+    let o = ok(
+        &[
+            "programmer",
+            "--key",
+            &key,
+            "--implant",
+            &implant.addr,
+            "--json",
+            "devices",
+        ],
+        &implant,
+    );
+    let d: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(d["devices"].as_array().unwrap().len(), 7, "{d}");
+    enrol_remote(&key, &s(&work.join("new.key")), &invite, &implant);
+    drop(implant);
+    let _ = std::fs::remove_dir_all(&work);
+}
