@@ -97,6 +97,8 @@ pub struct Bearer {
     socket: UdpSocket,
     peer: SocketAddr,
     timeout: Duration,
+    /// The pump's host answered a datagram with "port unreachable": nothing listens.
+    pub refused: bool,
     /// What went over the air.
     pub stats: Stats,
 }
@@ -120,10 +122,15 @@ impl Bearer {
         };
         let socket = UdpSocket::bind(local)
             .map_err(|e| Fail::Runtime(format!("cannot open a socket: {e}")))?;
+        // Connected, so the host's "port unreachable" reaches us: nothing listens there.
+        socket
+            .connect(peer)
+            .map_err(|e| Fail::Runtime(format!("cannot open a socket to {peer}: {e}")))?;
         Ok(Bearer {
             socket,
             peer,
             timeout,
+            refused: false,
             stats: Stats::default(),
         })
     }
@@ -135,9 +142,16 @@ impl Bearer {
 
     /// Sends one frame.
     pub fn send(&mut self, frame: &[u8]) -> Result<(), Fail> {
-        self.socket
-            .send_to(frame, self.peer)
-            .map_err(|e| Fail::Runtime(format!("cannot send to {}: {e}", self.peer)))?;
+        match self.socket.send(frame) {
+            Ok(_) => {}
+            // A "port unreachable" from an earlier send: nobody listens (yet); the frame
+            // is sent once more for a pump that is just starting.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                self.refused = true;
+                let _ = self.socket.send(frame);
+            }
+            Err(e) => return Err(Fail::Runtime(format!("cannot send to {}: {e}", self.peer))),
+        }
         self.stats.bytes_sent += frame.len() as u64;
         self.stats.frames_sent += 1;
         Ok(())
@@ -158,6 +172,7 @@ impl Bearer {
                 .map_err(|e| Fail::Runtime(e.to_string()))?;
             match self.socket.recv_from(&mut buf) {
                 Ok((n, from)) if from == self.peer && n <= MAX_FRAME => {
+                    self.refused = false;
                     self.stats.bytes_received += n as u64;
                     self.stats.frames_received += 1;
                     return Ok(Some(buf[..n].to_vec()));
@@ -170,6 +185,7 @@ impl Bearer {
                     ) => {}
                 // An ICMP "port unreachable" from a previous send: nobody listens (yet).
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    self.refused = true;
                     std::thread::sleep(left.min(Duration::from_millis(50)));
                 }
                 Err(e) => return Err(Fail::Runtime(format!("cannot receive: {e}"))),
@@ -191,12 +207,42 @@ impl Bearer {
     }
 }
 
-/// The message for a pump that does not answer a hello.
+/// Nothing listens at the pump's address.
+pub fn nothing_listening(addr: SocketAddr) -> String {
+    format!(
+        "nothing is listening at {addr} (its host refused the datagrams): check the \
+         address, and that the implant is running (thecal implant --state DIR --listen {addr})"
+    )
+}
+
+/// The message for a pump that does not answer an enrolled device's hello. The pump
+/// answers no hello it refuses, so the client can only name the causes left.
 pub fn no_answer(addr: SocketAddr) -> String {
     format!(
-        "no answer from the pump at {addr}: this key may not be enrolled or may have been \
-         revoked, or the pump's radio is asleep or backing off — hold the programmer wand \
-         over the pump (thecal programmer wand) and try again"
+        "no answer from the pump at {addr}. The pump does not answer a hello it refuses, \
+         so one of these holds: this key is not enrolled with this pump, or it may have \
+         been revoked (a clinician can check: thecal programmer ... devices); or the \
+         pump's radio is backing off after refused connections or asleep after spending \
+         its daily energy (a clinician wakes it by holding the wand over the pump: \
+         thecal programmer wand --state DIR)"
+    )
+}
+
+/// The message for a pump that does not answer an enrolment hello.
+pub fn no_enrolment_answer(addr: SocketAddr, registry_full: bool) -> String {
+    if registry_full {
+        return format!(
+            "no answer from the pump at {addr}: its registry of devices is full. A \
+             clinician must revoke a device that is no longer used and remove it \
+             (thecal programmer ... revoke KEY_ID, then remove KEY_ID), then open a new \
+             window"
+        );
+    }
+    format!(
+        "no answer from the pump at {addr} to the enrolment: the window has expired or \
+         was used already, or this key is already enrolled (a clinician can check: \
+         thecal programmer ... devices) — open a new window (thecal programmer wand \
+         --enrol, or thecal programmer enroll-remote) and try again"
     )
 }
 
@@ -210,6 +256,8 @@ pub enum Hello {
         psk: [u8; 32],
         /// The implant's static key.
         implant: PublicKey,
+        /// The implant said its registry was full when the window opened.
+        registry_full: bool,
     },
 }
 
@@ -267,7 +315,7 @@ fn handshake(bearer: &mut Bearer, key: &mut Key, hello: &Hello) -> Result<Sessio
                     },
                 )
             }
-            Hello::Enrol { psk, implant } => (
+            Hello::Enrol { psk, implant, .. } => (
                 *implant,
                 HelloAuth {
                     header: HelloHeader { key_id: 0, counter },
@@ -289,13 +337,9 @@ fn handshake(bearer: &mut Bearer, key: &mut Key, hello: &Hello) -> Result<Sessio
             .map_err(|e| Fail::Runtime(format!("the pump's handshake reply failed: {e}")));
     }
     Err(Fail::Runtime(match hello {
+        _ if bearer.refused => nothing_listening(bearer.peer),
         Hello::Enrolled => no_answer(bearer.peer),
-        Hello::Enrol { .. } => format!(
-            "no answer from the pump at {}: the enrolment window may have expired or \
-                 been used already, or this key is already enrolled — open a new window \
-                 (thecal programmer wand, or thecal programmer enroll-remote) and try again",
-            bearer.peer
-        ),
+        Hello::Enrol { registry_full, .. } => no_enrolment_answer(bearer.peer, *registry_full),
     }))
 }
 

@@ -3,25 +3,37 @@
 //! real telemetry endpoint, a UDP socket as its radio (one datagram, one frame) and a
 //! state directory as its non-volatile memory.
 //!
-//! The state directory:
+//! The state directory (created 0700, refused if another user owns it or group or others
+//! may use it; locked, so two implants cannot share it; every file is written by a new
+//! file renamed into place or opened without following a symbolic link):
 //!
 //! | file | what |
 //! |---|---|
 //! | `implant.key` | the implant's static X25519 secret (32 bytes, 0600) |
-//! | `registry.bin` | the enrolled devices and their handshake counters (postcard) |
+//! | `registry.bin` | the enrolled devices and their handshake counters (magic, version, check value) |
+//! | `profile` | the hardware profile the pump was started with |
 //! | `slot-a.bin`, `slot-b.bin` | the core's two persistence slots |
-//! | `events.log`, `faults.log` | the hash-chained logs, one JSON entry a line |
+//! | `events.log`, `faults.log` | the hash-chained logs, one JSON entry a line (0600) |
+//! | `lock` | held while an implant runs on the directory |
 //! | `wand.request` | created by `thecal programmer wand`: the wand is over the pump |
 //! | `proximity.token` | what the wand read back: the implant key and the window's key |
 //!
+//! The log lines of a step are on disk before the state record that counts them, so a
+//! process killed between the two leaves log entries the state does not know: at the
+//! next start they are set aside (`*.rolled-back.log`) as lost to a power cut, and the
+//! chain goes on from the state's head. A torn last line is cut off, so it never swallows
+//! the next entry.
+//!
 //! Pump time is wall time since the Unix epoch at start, advancing `--speed` times
-//! faster than the wall clock, so the core's instants read as (virtual) dates.
+//! faster than the wall clock, so the core's instants read as (virtual) dates. Windows
+//! and sessions meant for people (the wand's window, a remote's invite) last their
+//! length in wall time whatever the speed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, OpenOptions};
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -29,12 +41,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration as StdDuration, Instant as StdInstant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use serde_json::json;
+use serde_json::{Value, json};
 use thecal_link::frame::{Kind, MAX_FRAME};
 use thecal_link::{Entropy, Host, Implant, ImplantSession, Registry, StaticKeypair};
 use thecal_pump::core::{Action, Pump};
 use thecal_pump::event::Event;
-use thecal_pump::log::LogEntry;
+use thecal_pump::log::{LogEntry, entry_hash};
 use thecal_pump::persist::Slot;
 use thecal_pump::profile::HardwareProfile;
 use thecal_rx::{Duration, Instant};
@@ -70,12 +82,20 @@ pub struct ImplantArgs {
     #[arg(long)]
     exit_after: Option<f64>,
     /// The hardware: synchromed-20, synchromed-40, prometra-20, prometra-40, external.
-    #[arg(long, default_value = "synchromed-20")]
-    profile: String,
+    /// Stored in the state directory at the first start (default synchromed-20); a later
+    /// start may omit it, and a different one is refused.
+    #[arg(long)]
+    profile: Option<String>,
     /// Open a proximity enrolment window at start, as if the wand were held over the pump.
     #[arg(long)]
     wand: bool,
+    /// Print JSON lines on standard output (the first: the bound address).
+    #[arg(long)]
+    json: bool,
 }
+
+/// The hardware profile used when none is given or stored.
+const DEFAULT_PROFILE: &str = "synchromed-20";
 
 fn profile(name: &str) -> Result<HardwareProfile, String> {
     thecal_sim::prescription_file::hardware_profile(name).ok_or_else(|| {
@@ -129,22 +149,140 @@ impl Clock {
     }
 }
 
+/// The effective user id of this process (the owner of `/proc/self`).
+fn euid() -> u32 {
+    fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
+}
+
+/// Creates the state directory (0700) or checks an existing one: a real directory (not
+/// a symbolic link), owned by this user, not open to group or others.
+fn open_state_dir(dir: &Path) -> Result<(), String> {
+    let shown = dir.display();
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("--state {shown}: cannot create it: {e}"))?;
+            Ok(())
+        }
+        Err(e) => Err(format!("--state {shown}: {e}")),
+        Ok(m) if m.file_type().is_symlink() => Err(format!(
+            "--state {shown} is a symbolic link; give the real directory (a link could be \
+             pointed elsewhere by someone else)"
+        )),
+        Ok(m) if !m.is_dir() => Err(format!("--state {shown} is not a directory")),
+        Ok(m) if m.uid() != euid() => Err(format!(
+            "--state {shown} belongs to user id {}, not to you ({}): refusing to keep an \
+             implant's keys and records where another user controls them",
+            m.uid(),
+            euid()
+        )),
+        Ok(m) if m.mode() & 0o077 != 0 => Err(format!(
+            "--state {shown} has permissions {:04o}: group or others may use it, so the \
+             implant's key and records could be read or replaced. Fix with: chmod 700 {shown}",
+            m.mode() & 0o777
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Reads a file without following a symbolic link; `None` if it does not exist.
+fn read_nofollow(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read as _;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path);
+    let mut f = match f {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "cannot read {} (a symbolic link is never followed): {e}",
+                path.display()
+            ));
+        }
+    };
+    let mut b = Vec::new();
+    f.read_to_end(&mut b)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(Some(b))
+}
+
+/// Whether a slot's bytes are blank: missing, empty, all 0x00 or all 0xFF.
+fn blank(b: &[u8]) -> bool {
+    b.iter().all(|&x| x == 0) || b.iter().all(|&x| x == 0xff)
+}
+
 /// The state directory.
 struct Store {
     dir: PathBuf,
+    /// Held (locked) while the implant runs.
+    _lock: fs::File,
 }
 
 impl Store {
+    /// Opens (or creates) the state directory and takes its lock.
+    fn open(dir: &Path) -> Result<Store, String> {
+        open_state_dir(dir)?;
+        let path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                return Err(format!(
+                    "another implant is running on --state {}: two implants cannot share \
+                     one state directory",
+                    dir.display()
+                ));
+            }
+            Err(e) => return Err(format!("cannot lock {}: {e}", path.display())),
+        }
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
     fn read(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
-        match fs::read(self.path(name)) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read {}: {e}", self.path(name).display())),
-        }
+        read_nofollow(&self.path(name))
+    }
+
+    /// The hardware profile: the stored one, or `--profile` (stored at the first start).
+    fn profile(&self, arg: Option<&str>) -> Result<(String, HardwareProfile), String> {
+        let stored = self
+            .read("profile")?
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .filter(|s| !s.is_empty());
+        let name = match (stored, arg) {
+            (Some(s), Some(a)) if s != a => {
+                return Err(format!(
+                    "--profile {a} conflicts with the pump's stored hardware profile {s} \
+                     (in {}): a pump's hardware does not change; omit --profile, or use a \
+                     new state directory for a different pump",
+                    self.path("profile").display()
+                ));
+            }
+            (Some(s), _) => s,
+            (None, a) => a.unwrap_or(DEFAULT_PROFILE).to_string(),
+        };
+        let hw = profile(&name)?;
+        write_private(&self.path("profile"), format!("{name}\n").as_bytes())?;
+        Ok((name, hw))
     }
 
     fn static_key(&self) -> Result<StaticKeypair, String> {
@@ -152,6 +290,7 @@ impl Store {
         let secret = match self.read("implant.key")? {
             Some(bytes) => {
                 check_private(&path)?;
+                check_owner(&path)?;
                 <[u8; 32]>::try_from(bytes.as_slice())
                     .map_err(|_| format!("{} is not a 32-byte key", path.display()))?
             }
@@ -164,12 +303,13 @@ impl Store {
         StaticKeypair::from_secret(secret).map_err(|e| format!("implant key: {e}"))
     }
 
-    fn registry(&self) -> Result<Registry, String> {
-        match self.read("registry.bin")? {
+    /// The registry; `Err` with the reason when the stored one fails its checks.
+    fn registry(&self) -> Result<Result<Registry, String>, String> {
+        Ok(match self.read("registry.bin")? {
             Some(b) => Implant::decode_registry(&b)
                 .map_err(|e| format!("{}: {e}", self.path("registry.bin").display())),
             None => Ok(Registry::new()),
-        }
+        })
     }
 
     fn save_registry(&self, implant: &Implant) -> Result<(), String> {
@@ -186,62 +326,274 @@ impl Store {
             Slot::B => "slot-b.bin",
         }
     }
-
-    fn load_log(&self, name: &str) -> Result<Vec<LogEntry>, String> {
-        let path = self.path(name);
-        let file = match fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        };
-        let mut out = Vec::new();
-        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<LogEntry>(&line) {
-                Ok(e) => out.push(e),
-                // A torn last line (power cut while appending) is dropped.
-                Err(_) => eprintln!("{}: line {} is unreadable; skipped", path.display(), i + 1),
-            }
-        }
-        Ok(out)
-    }
-
-    fn append_log(&self, name: &str, entry: &LogEntry) -> Result<(), String> {
-        let path = self.path(name);
-        let fail = |e: std::io::Error| format!("cannot append to {}: {e}", path.display());
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(fail)?;
-        let mut line = serde_json::to_string(entry).map_err(|e| e.to_string())?;
-        line.push('\n');
-        f.write_all(line.as_bytes()).map_err(fail)?;
-        f.sync_data().map_err(fail)
-    }
 }
 
-/// Writes a persistence slot: atomic (temporary file and rename, so a killed process
-/// leaves the old record or the new one) but not flushed to the disk each time, which
-/// would bound `--speed` by the disk's sync rate. The registry, which carries the
-/// anti-replay counters, is always synced ([`write_private`]).
+/// Refuses a file another user owns.
+fn check_owner(path: &Path) -> Result<(), String> {
+    let m = fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if m.uid() != euid() {
+        return Err(format!(
+            "{} belongs to user id {}, not to you ({}): refusing to use it",
+            path.display(),
+            m.uid(),
+            euid()
+        ));
+    }
+    Ok(())
+}
+
+/// Writes a persistence slot: atomic (a new temporary file, never one found in place,
+/// renamed over the slot, so a killed process leaves the old record or the new one and
+/// no symbolic link is followed) but not flushed to the disk each time, which would bound
+/// `--speed` by the disk's sync rate. The registry, which carries the anti-replay
+/// counters, is always synced ([`write_private`]).
 fn write_slot(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
     let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let _ = fs::remove_file(&tmp);
     {
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)
             .map_err(fail)?;
         f.write_all(bytes).map_err(fail)?;
     }
     fs::rename(&tmp, path).map_err(fail)
+}
+
+/// One hash-chained log file (`events.log`, `faults.log`): its entries, and an append
+/// handle opened 0600 without following a symbolic link.
+struct LogFile {
+    path: PathBuf,
+    entries: Vec<LogEntry>,
+    file: fs::File,
+    /// Lines appended since the last sync.
+    unsynced: bool,
+}
+
+impl LogFile {
+    /// Opens a log: reads every entry, cuts a torn last line off (so the next entry
+    /// starts on a line of its own), and opens it for appending.
+    fn open(path: PathBuf) -> Result<LogFile, String> {
+        let bytes = read_nofollow(&path)?.unwrap_or_default();
+        let mut entries = Vec::new();
+        let mut good_end = 0usize;
+        let mut at = 0usize;
+        let mut skipped = 0usize;
+        for raw in bytes.split_inclusive(|&b| b == b'\n') {
+            at += raw.len();
+            let complete = raw.ends_with(b"\n");
+            let line = String::from_utf8_lossy(raw);
+            let t = line.trim();
+            if t.is_empty() {
+                if complete {
+                    good_end = at;
+                }
+                continue;
+            }
+            // A line glued to a torn one (written by an older build) still yields the
+            // entry at its end.
+            let parsed = serde_json::from_str::<LogEntry>(t).ok().or_else(|| {
+                t.rfind("{\"seq\"")
+                    .and_then(|i| serde_json::from_str::<LogEntry>(&t[i..]).ok())
+            });
+            match (parsed, complete) {
+                (Some(e), true) => {
+                    entries.push(e);
+                    good_end = at;
+                }
+                // A last line without its newline was torn by a power cut: dropped.
+                (_, false) => {}
+                (None, true) => {
+                    skipped += 1;
+                    good_end = at;
+                }
+            }
+        }
+        if skipped > 0 {
+            eprintln!("{}: {skipped} unreadable line(s) skipped", path.display());
+        }
+        if good_end < bytes.len() {
+            eprintln!(
+                "{}: a torn last line ({} bytes, cut by a power loss) was removed",
+                path.display(),
+                bytes.len() - good_end
+            );
+            write_private(&path, &bytes[..good_end])?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        Ok(LogFile {
+            path,
+            entries,
+            file,
+            unsynced: false,
+        })
+    }
+
+    /// Appends an entry. An entry whose sequence number the file already holds means
+    /// the file went further than the saved state (a kill between the two): the file's
+    /// entries from there on are set aside as lost to a power cut, and the chain goes
+    /// on from the state's head.
+    fn append(&mut self, entry: &LogEntry) -> Result<(), String> {
+        if self.entries.last().is_some_and(|l| l.seq >= entry.seq) {
+            let pos = self.entries.partition_point(|e| e.seq < entry.seq);
+            self.roll_back(pos)?;
+        }
+        if let Some(last) = self.entries.last() {
+            let linked = last.seq.checked_add(1) == Some(entry.seq)
+                && entry_hash(&last.hash, entry.seq, entry.at, &entry.event).ok()
+                    == Some(entry.hash);
+            if !linked {
+                eprintln!(
+                    "{}: entry {} does not follow entry {} (state and log were saved at \
+                     different times: a power loss, not an edit)",
+                    self.path.display(),
+                    entry.seq,
+                    last.seq
+                );
+            }
+        }
+        let fail = |e: std::io::Error| format!("cannot append to {}: {e}", self.path.display());
+        let mut line = serde_json::to_string(entry).map_err(|e| e.to_string())?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes()).map_err(fail)?;
+        self.unsynced = true;
+        self.entries.push(*entry);
+        Ok(())
+    }
+
+    /// Moves the entries from `pos` on to `<name>.rolled-back.log` and rewrites the log
+    /// without them.
+    fn roll_back(&mut self, pos: usize) -> Result<(), String> {
+        let gone = self.entries.split_off(pos);
+        let aside = self.path.with_extension("rolled-back.log");
+        let mut text = String::new();
+        for e in &gone {
+            text += &serde_json::to_string(e).map_err(|e| e.to_string())?;
+            text.push('\n');
+        }
+        let mut old = read_nofollow(&aside)?.unwrap_or_default();
+        old.extend_from_slice(text.as_bytes());
+        write_private(&aside, &old)?;
+        let mut kept = String::new();
+        for e in &self.entries {
+            kept += &serde_json::to_string(e).map_err(|e| e.to_string())?;
+            kept.push('\n');
+        }
+        write_private(&self.path, kept.as_bytes())?;
+        self.file = OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.path)
+            .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
+        eprintln!(
+            "{}: {} entr{} written after the last saved state (lost to a power cut) set \
+             aside in {}",
+            self.path.display(),
+            gone.len(),
+            if gone.len() == 1 { "y" } else { "ies" },
+            aside.display()
+        );
+        Ok(())
+    }
+
+    /// Flushes appended lines to the disk (before the state that counts them is written).
+    fn sync(&mut self) -> Result<(), String> {
+        if std::mem::take(&mut self.unsynced) {
+            self.file
+                .sync_data()
+                .map_err(|e| format!("cannot sync {}: {e}", self.path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// How often denied traffic is summarised on standard error, and how many denials a
+/// period prints in full before that.
+const DIAG_PERIOD: StdDuration = StdDuration::from_secs(10);
+const DIAG_FULL: u32 = 5;
+
+/// Diagnostics for refused traffic: the first few of each period in full, the rest
+/// counted by cause and summarised once per period, so a flood cannot fill the disk
+/// through standard error.
+struct Diag {
+    since: StdInstant,
+    printed: u32,
+    suppressed: BTreeMap<&'static str, u64>,
+}
+
+impl Diag {
+    fn new() -> Self {
+        Diag {
+            since: StdInstant::now(),
+            printed: 0,
+            suppressed: BTreeMap::new(),
+        }
+    }
+
+    /// Reports one refused datagram of `cause`; `detail` is printed only while the
+    /// period's allowance lasts.
+    fn refused(&mut self, cause: &'static str, detail: impl FnOnce() -> String) {
+        self.roll();
+        if self.printed < DIAG_FULL {
+            self.printed += 1;
+            eprintln!("{}", detail());
+        } else {
+            *self.suppressed.entry(cause).or_default() += 1;
+        }
+    }
+
+    /// Prints the summary of a finished period.
+    fn roll(&mut self) {
+        if self.since.elapsed() < DIAG_PERIOD {
+            return;
+        }
+        self.flush();
+        self.since = StdInstant::now();
+        self.printed = 0;
+    }
+
+    fn flush(&mut self) {
+        if self.suppressed.is_empty() {
+            return;
+        }
+        let total: u64 = self.suppressed.values().sum();
+        let parts: Vec<String> = self
+            .suppressed
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
+        eprintln!(
+            "{total} more refused datagram(s) in the last {} s, not shown one by one ({})",
+            self.since.elapsed().as_secs(),
+            parts.join(", ")
+        );
+        self.suppressed.clear();
+    }
+}
+
+/// The cause of a denied hello, for the summary.
+fn denial_cause(d: &thecal_link::Denied) -> &'static str {
+    use thecal_link::Denied;
+    match d {
+        Denied::Deaf(_) => "receiver not listening",
+        Denied::Handshake(_) => "bad handshake",
+        Denied::UnknownKey { .. } => "unknown key",
+        Denied::Revoked { .. } => "revoked key",
+        Denied::Replayed { .. } => "replayed hello",
+        Denied::PreAuth { .. } => "failed pre-authentication",
+        Denied::KeyMismatch { .. } => "wrong key",
+        Denied::NoWindow => "no enrolment window",
+        Denied::Enrolment(_) => "cannot enrol",
+    }
 }
 
 /// One peer's session, and its last answer (a resent request is answered from it
@@ -257,34 +609,40 @@ struct Virtual {
     clock: Clock,
     pump: Pump,
     implant: Implant,
-    events: Vec<LogEntry>,
+    events: LogFile,
+    faults: LogFile,
     conns: HashMap<SocketAddr, Conn>,
     next_battery: Instant,
     rng: rand::rngs::ThreadRng,
     last_tone: Option<StdInstant>,
+    diag: Diag,
+    /// The stored registry failed its checks: the alarm stands until a clinician
+    /// enrols again with the wand and a new registry is written.
+    registry_fault: bool,
+    /// A `wand.request` that is not a regular file was reported (once).
+    wand_warned: bool,
 }
 
 impl Virtual {
-    /// Carries out every action the core queued; returns the events it logged.
+    /// Carries out every action the core queued; returns the events it logged. Log lines
+    /// go to the disk before the state record that counts them ([`LogFile::append`]).
     fn drain(&mut self) -> Result<Vec<Event>, String> {
         // One instant for the whole drain: strokes complete "now", so a fast clock cannot
         // keep the core issuing strokes faster than they are carried out.
         let now = self.clock.now();
         let mut logged = Vec::new();
+        let mut persists: Vec<(Slot, Vec<u8>)> = Vec::new();
         loop {
             let mut strokes = 0u32;
             while let Some(action) = self.pump.poll_action() {
                 match action {
                     Action::Stroke => strokes += 1,
-                    Action::Persist { slot, bytes } => {
-                        write_slot(&self.store.path(Store::slot_name(slot)), bytes)?;
-                    }
+                    Action::Persist { slot, bytes } => persists.push((slot, bytes.to_vec())),
                     Action::Log(entry) => {
-                        self.store.append_log("events.log", &entry)?;
+                        self.events.append(&entry)?;
                         logged.push(entry.event);
-                        self.events.push(entry);
                     }
-                    Action::FaultLog(entry) => self.store.append_log("faults.log", &entry)?,
+                    Action::FaultLog(entry) => self.faults.append(&entry)?,
                     Action::Alarm(sound) => {
                         let quiet = self
                             .last_tone
@@ -301,31 +659,53 @@ impl Virtual {
                 }
             }
             if strokes == 0 {
-                return Ok(logged);
+                break;
             }
             for _ in 0..strokes {
                 self.pump.handle_stroke_done(now, true);
             }
         }
+        self.events.sync()?;
+        self.faults.sync()?;
+        for (slot, bytes) in persists {
+            write_slot(&self.store.path(Store::slot_name(slot)), &bytes)?;
+        }
+        Ok(logged)
     }
 
     fn persist_registry_if_dirty(&mut self) -> Result<(), String> {
         if self.implant.take_dirty() {
             self.store.save_registry(&self.implant)?;
+            if self.registry_fault && self.implant.registry().iter().next().is_some() {
+                self.registry_fault = false;
+                let now = self.clock.now();
+                self.pump.set_registry_fault(now, false);
+                self.drain()?;
+                eprintln!("registry: written anew after the wand enrolment; alarm cleared");
+            }
         }
         Ok(())
     }
 
-    fn open_wand_window(&mut self) -> Result<(), String> {
+    /// The wand's window lasts [`WAND_WINDOW`] of wall time whatever `--speed` is.
+    fn wand_window(&self) -> Duration {
+        Duration::from_ms(WAND_WINDOW.ms().saturating_mul(self.clock.speed))
+    }
+
+    fn open_wand_window(&mut self, request: &str) -> Result<(), String> {
         let now = self.clock.now();
-        let token =
-            self.implant
-                .open_proximity_window(now, random32()?, WAND_WINDOW, &mut self.pump);
+        let validity = self.wand_window();
+        let token = self
+            .implant
+            .open_proximity_window(now, random32()?, validity, &mut self.pump);
         self.drain()?;
+        let full = self.implant.registry().is_full();
         let doc = json!({
             "implant_key": hex(&token.implant_key.0),
             "psk": hex(&token.psk),
             "expires": rfc3339(self.clock.wall_ms(token.expires_at)),
+            "registry_full": full,
+            "request": request,
         });
         write_private(
             &self.store.path("proximity.token"),
@@ -334,9 +714,70 @@ impl Virtual {
                 .as_bytes(),
         )?;
         eprintln!(
-            "wand: enrolment window open for 5 min (pump time); token in {}",
-            self.store.path("proximity.token").display()
+            "wand: enrolment window open for 5 min; token in {}{}",
+            self.store.path("proximity.token").display(),
+            if full {
+                " (the registry is full: a revoked device must be removed first)"
+            } else {
+                ""
+            }
         );
+        Ok(())
+    }
+
+    /// The wand woke the radio (no enrolment window): the receiver listens whatever the
+    /// back-off or the budget said, for the wand's hold.
+    fn wake_radio(&mut self, request: &str) -> Result<(), String> {
+        let now = self.clock.now();
+        self.implant.proximity_wake(now, &mut self.pump);
+        self.drain()?;
+        let doc = json!({
+            "implant_key": hex(&self.implant.public().0),
+            "woken": true,
+            "registry_full": self.implant.registry().is_full(),
+            "request": request,
+        });
+        write_private(
+            &self.store.path("proximity.token"),
+            serde_json::to_string_pretty(&doc)
+                .map_err(|e| e.to_string())?
+                .as_bytes(),
+        )?;
+        eprintln!("wand: the radio is awake (no enrolment window)");
+        Ok(())
+    }
+
+    /// The wand is over the pump when `wand.request` is a regular file (removed before
+    /// the window opens, so it opens once). Anything else by that name (a directory, a
+    /// link) is reported once and opens nothing.
+    fn check_wand(&mut self) -> Result<(), String> {
+        let wand = self.store.path("wand.request");
+        match fs::symlink_metadata(&wand) {
+            Ok(m) if m.file_type().is_file() => {
+                let text = read_nofollow(&wand)?.unwrap_or_default();
+                if fs::remove_file(&wand).is_ok() {
+                    let text = String::from_utf8_lossy(&text);
+                    let mut words = text.split_whitespace();
+                    let what = words.next().unwrap_or("");
+                    let nonce = words.next().unwrap_or("").to_string();
+                    if what == "enrol" {
+                        self.open_wand_window(&nonce)?;
+                    } else {
+                        self.wake_radio(&nonce)?;
+                    }
+                }
+            }
+            Ok(_) => {
+                if !self.wand_warned {
+                    eprintln!(
+                        "{} is not a regular file: ignored (no enrolment window opened)",
+                        wand.display()
+                    );
+                    self.wand_warned = true;
+                }
+            }
+            Err(_) => self.wand_warned = false,
+        }
         Ok(())
     }
 
@@ -353,11 +794,8 @@ impl Virtual {
             self.pump.handle_timeout(now);
         }
         self.drain()?;
-        let wand = self.store.path("wand.request");
-        if wand.exists() {
-            self.open_wand_window()?;
-            let _ = fs::remove_file(&wand);
-        }
+        self.check_wand()?;
+        self.diag.roll();
         self.conns
             .retain(|_, c| c.last_seen.elapsed() < SESSION_IDLE);
         Ok(())
@@ -379,10 +817,10 @@ impl Virtual {
                         // Write-ahead: the new counter is on disk before the reply leaves.
                         self.persist_registry_if_dirty()?;
                         let s = &accepted.session;
-                        let what = if s.key_id() != 0 && !s.confirmed() {
+                        let what = if !s.confirmed() {
                             format!(
-                                "enrolment hello from {peer}: key {} ({}) waits for the \
-                                 clinician's fingerprint confirmation",
+                                "hello from {peer}: key {} ({}) waits for the clinician's \
+                                 fingerprint confirmation",
                                 s.key_id(),
                                 s.role()
                             )
@@ -403,20 +841,42 @@ impl Virtual {
                     }
                     Err(denied) => {
                         self.persist_registry_if_dirty()?;
-                        eprintln!("denied hello from {peer}: {denied}");
+                        self.diag.refused(denial_cause(&denied), || {
+                            format!("denied hello from {peer}: {denied}")
+                        });
                         Ok(None)
                     }
                 }
             }
             Some(Kind::Transport) => {
                 let Some(conn) = self.conns.get_mut(&peer) else {
-                    eprintln!("frame from {peer} ignored: no session (say hello first)");
+                    self.diag.refused("no session", || {
+                        format!("frame from {peer} ignored: no session (say hello first)")
+                    });
                     return Ok(None);
                 };
                 conn.last_seen = StdInstant::now();
                 if let Some((req, ans)) = &conn.last {
                     if req.as_slice() == bytes {
-                        return Ok(Some(ans.clone()));
+                        // A resent request: the cached answer goes out only if the
+                        // receiver listens, and both frames are charged.
+                        let ans = ans.clone();
+                        let r = self
+                            .implant
+                            .resend(now, bytes.len(), ans.len(), &mut self.pump);
+                        self.drain()?;
+                        return Ok(match r {
+                            Ok(()) => Some(ans),
+                            Err(deaf) => {
+                                self.diag.refused("receiver not listening", || {
+                                    format!(
+                                        "repeated frame from {peer} not answered: {}",
+                                        thecal_link::Denied::Deaf(deaf)
+                                    )
+                                });
+                                None
+                            }
+                        });
                     }
                 }
                 let key_id = conn.session.key_id();
@@ -427,7 +887,7 @@ impl Virtual {
                 let mut random = move || fresh;
                 let mut host = Host {
                     pump: &mut self.pump,
-                    log: &self.events,
+                    log: &self.events.entries,
                     random: &mut random,
                 };
                 let result =
@@ -451,23 +911,28 @@ impl Virtual {
                                 .join("; ")
                         };
                         eprintln!("command from {peer} (key {key_id}, {role}): {text}");
-                        // Sessions of revoked devices end now.
+                        // Sessions of revoked or removed devices end now.
                         let registry = self.implant.registry();
                         self.conns.retain(|_, c| {
-                            registry
-                                .by_id(c.session.key_id())
-                                .is_none_or(|e| !e.revoked)
+                            !c.session.confirmed()
+                                || registry
+                                    .by_id(c.session.key_id())
+                                    .is_some_and(|e| !e.revoked)
                         });
                         Ok(Some(out))
                     }
                     Err(e) => {
-                        eprintln!("frame from {peer} (key {key_id}) rejected: {e}");
+                        self.diag.refused("rejected session frame", || {
+                            format!("frame from {peer} (key {key_id}) rejected: {e}")
+                        });
                         Ok(None)
                     }
                 }
             }
             _ => {
-                eprintln!("datagram from {peer} ignored: not a hello or session frame");
+                self.diag.refused("not a frame", || {
+                    format!("datagram from {peer} ignored: not a hello or session frame")
+                });
                 Ok(None)
             }
         }
@@ -491,7 +956,9 @@ fn event_suffix(events: &[Event]) -> String {
 
 /// Runs `thecal implant`; `Err` is a one-line message for exit status 2.
 pub fn run(args: ImplantArgs) -> Result<ExitCode, String> {
-    let hw = profile(&args.profile)?;
+    if let Some(p) = &args.profile {
+        profile(p)?;
+    }
     let exit_after = match args.exit_after {
         Some(s) if s.is_finite() && s > 0.0 => Some(StdDuration::from_secs_f64(s)),
         Some(s) => {
@@ -501,11 +968,11 @@ pub fn run(args: ImplantArgs) -> Result<ExitCode, String> {
         }
         None => None,
     };
-    fs::create_dir_all(&args.state)
-        .map_err(|e| format!("--state {}: {e}", args.state.display()))?;
+    let store = Store::open(&args.state)?;
+    let (name, hw) = store.profile(args.profile.as_deref())?;
     let socket = UdpSocket::bind(&args.listen)
         .map_err(|e| format!("--listen {}: cannot bind: {e}", args.listen))?;
-    match serve(args, hw, exit_after, socket) {
+    match serve(args, store, &name, hw, exit_after, socket) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("error: {e}");
@@ -516,26 +983,65 @@ pub fn run(args: ImplantArgs) -> Result<ExitCode, String> {
 
 fn serve(
     args: ImplantArgs,
+    store: Store,
+    profile_name: &str,
     hw: HardwareProfile,
     exit_after: Option<StdDuration>,
     socket: UdpSocket,
 ) -> Result<(), String> {
-    let store = Store {
-        dir: args.state.clone(),
-    };
     let clock = Clock {
         start: StdInstant::now(),
         start_ms: unix_ms(),
         speed: u64::from(args.speed),
     };
     let keys = store.static_key()?;
-    let registry = store.registry()?;
-    let events = store.load_log("events.log")?;
+    let (registry, registry_fault) = match store.registry()? {
+        Ok(r) => (r, None),
+        Err(why) => {
+            // Kept for an investigation; therapy goes on, the radio admits only a
+            // programmer enrolled with the wand.
+            let aside = store.path(&format!("registry.bin.corrupt-{}", unix_ms()));
+            let _ = fs::rename(store.path("registry.bin"), &aside);
+            (Registry::new(), Some((why, aside)))
+        }
+    };
+    let mut events = LogFile::open(store.path("events.log"))?;
+    let faults = LogFile::open(store.path("faults.log"))?;
     let a = store.read("slot-a.bin")?.unwrap_or_default();
     let b = store.read("slot-b.bin")?.unwrap_or_default();
     let now = clock.now();
-    let pump = Pump::restore(hw, &a, &b, now);
-    let implant = Implant::new(keys, registry);
+    // In service: a device was enrolled, or the log records therapy being set up (a
+    // start killed before its first record was saved is not a pump in service).
+    let in_service = registry.iter().next().is_some()
+        || events.entries.iter().any(|e| {
+            matches!(
+                e.event,
+                Event::CommandAccepted { .. }
+                    | Event::Refill { .. }
+                    | Event::ProgramChanged { .. }
+                    | Event::BolusStarted { .. }
+                    | Event::DeviceEnrolled { .. }
+            )
+        });
+    let lost = blank(&a) && blank(&b) && in_service;
+    if lost {
+        // The old history stays readable beside the new chain that starts now.
+        let aside = store.path(&format!("events-before-state-loss-{}.log", unix_ms()));
+        let _ = fs::rename(store.path("events.log"), &aside);
+        eprintln!(
+            "STATE LOST: both persistence slots are missing or blank, but the log and \
+             registry show a pump in service; the pump enters its memory fault (no \
+             delivery, alarm). The old log is kept in {}",
+            aside.display()
+        );
+        events = LogFile::open(store.path("events.log"))?;
+    }
+    let mut pump = Pump::restore(hw, &a, &b, now);
+    if lost {
+        pump.handle_state_lost(now);
+    }
+    let mut implant = Implant::new(keys, registry);
+    implant.set_time_scale(args.speed);
     let public = hex(&implant.public().0);
     let mut v = Virtual {
         store,
@@ -543,12 +1049,27 @@ fn serve(
         pump,
         implant,
         events,
+        faults,
         conns: HashMap::new(),
         next_battery: now,
         rng: rand::rng(),
         last_tone: None,
+        diag: Diag::new(),
+        registry_fault: registry_fault.is_some(),
+        wand_warned: false,
     };
     v.drain()?;
+    if let Some((why, aside)) = &registry_fault {
+        eprintln!(
+            "REGISTRY FAULT: {why}; kept as {}. Delivery continues; the radio refuses \
+             every device until a programmer is enrolled again with the wand \
+             (thecal programmer wand --enrol)",
+            aside.display()
+        );
+        let now = v.clock.now();
+        v.pump.set_registry_fault(now, true);
+        v.drain()?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
@@ -556,18 +1077,35 @@ fn serve(
             .map_err(|e| format!("cannot install the signal handler: {e}"))?;
     }
     let local = socket.local_addr().map_err(|e| e.to_string())?;
-    println!("listening on {local}");
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "listening": local.to_string(),
+                "implant_key": public,
+                "state": args.state.display().to_string(),
+                "profile": profile_name,
+                "speed": args.speed,
+                "devices": v.implant.registry().iter().count(),
+                "log_entries": v.events.entries.len(),
+                "registry_fault": v.registry_fault,
+                "state_lost": lost,
+            })
+        );
+    } else {
+        println!("listening on {local}");
+    }
     let _ = std::io::stdout().flush();
     eprintln!(
-        "implant {public} listening on {local}; state in {}; pump time x{}; {} device(s) \
-         enrolled; {} log entries",
+        "implant {public} ({profile_name}) listening on {local}; state in {}; pump time \
+         x{}; {} device(s) enrolled; {} log entries",
         args.state.display(),
         args.speed,
         v.implant.registry().iter().count(),
-        v.events.len()
+        v.events.entries.len()
     );
     if args.wand {
-        v.open_wand_window()?;
+        v.open_wand_window("start")?;
     }
     let started = StdInstant::now();
     let mut buf = vec![0u8; MAX_FRAME + 1];
@@ -592,55 +1130,75 @@ fn serve(
         socket
             .set_read_timeout(Some(wait))
             .map_err(|e| e.to_string())?;
-        match socket.recv_from(&mut buf) {
-            Ok((n, peer)) => {
-                if n > MAX_FRAME {
-                    eprintln!("datagram from {peer} ignored: longer than a frame");
-                    continue;
-                }
-                let frame = buf[..n].to_vec();
-                if let Some(reply) = v.datagram(peer, &frame)? {
-                    if let Err(e) = socket.send_to(&reply, peer) {
-                        eprintln!("cannot answer {peer}: {e}");
+        // Up to a batch of datagrams per turn of the loop, so a flood cannot starve the
+        // pump's timers and the wand.
+        for _ in 0..256 {
+            match socket.recv_from(&mut buf) {
+                Ok((n, peer)) => {
+                    if n > MAX_FRAME {
+                        v.diag.refused("oversized", || {
+                            format!("datagram from {peer} ignored: longer than a frame")
+                        });
+                        continue;
                     }
+                    let frame = buf[..n].to_vec();
+                    if let Some(reply) = v.datagram(peer, &frame)? {
+                        if let Err(e) = socket.send_to(&reply, peer) {
+                            eprintln!("cannot answer {peer}: {e}");
+                        }
+                    }
+                    socket
+                        .set_read_timeout(Some(StdDuration::from_micros(1)))
+                        .map_err(|e| e.to_string())?;
                 }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                            | std::io::ErrorKind::ConnectionRefused
+                            | std::io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    break;
+                }
+                Err(e) => return Err(format!("receive failed: {e}")),
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                        | std::io::ErrorKind::ConnectionRefused
-                        | std::io::ErrorKind::ConnectionReset
-                ) => {}
-            Err(e) => return Err(format!("receive failed: {e}")),
         }
     }
     v.drain()?;
     v.persist_registry_if_dirty()?;
+    v.diag.flush();
     Ok(())
 }
 
-/// `thecal programmer wand`: asks the implant in `state` to open a proximity window and
-/// waits (up to `timeout`) for the token it writes.
-pub fn wand(state: &Path, timeout: StdDuration) -> Result<PathBuf, String> {
-    if !state.is_dir() {
-        return Err(format!(
-            "--state {}: no such directory (the implant's state directory)",
-            state.display()
-        ));
+/// `thecal programmer wand`: holds the wand over the pump in `state`: the radio wakes
+/// (and, with `enrol`, a programmer enrolment window opens); waits up to `timeout` for
+/// the implant's answer in `proximity.token` and returns it.
+pub fn wand(state: &Path, timeout: StdDuration, enrol: bool) -> Result<(PathBuf, Value), String> {
+    match fs::symlink_metadata(state) {
+        Ok(m) if m.is_dir() => {}
+        _ => {
+            return Err(format!(
+                "--state {}: no such directory (the implant's state directory)",
+                state.display()
+            ));
+        }
     }
     let token = state.join("proximity.token");
-    let before = fs::metadata(&token).and_then(|m| m.modified()).ok();
+    let nonce = hex(&random32()?[..8]);
     let request = state.join("wand.request");
-    fs::write(&request, b"wand\n")
-        .map_err(|e| format!("cannot write {}: {e}", request.display()))?;
+    let what = if enrol { "enrol" } else { "wake" };
+    write_private(&request, format!("{what} {nonce}\n").as_bytes())?;
     let start = StdInstant::now();
     while start.elapsed() < timeout {
-        let now = fs::metadata(&token).and_then(|m| m.modified()).ok();
-        if !request.exists() && now.is_some() && now != before {
-            return Ok(token);
+        if let Ok(Some(bytes)) = read_nofollow(&token) {
+            if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+                if v.get("request").and_then(Value::as_str) == Some(nonce.as_str()) {
+                    return Ok((token, v));
+                }
+            }
         }
         std::thread::sleep(StdDuration::from_millis(50));
     }

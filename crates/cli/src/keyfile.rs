@@ -4,7 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -127,6 +127,9 @@ pub struct Pairing {
     pub preauth: String,
     /// This device's key id.
     pub key_id: u32,
+    /// The pump's address (`HOST:PORT`) at enrolment, used when `--implant` is not given.
+    #[serde(default)]
+    pub address: Option<String>,
 }
 
 /// A device key file.
@@ -200,10 +203,32 @@ impl Key {
             ));
         }
         check_private(path)?;
+        let meta = fs::symlink_metadata(path)
+            .map_err(|e| format!("cannot read key file {}: {e}", path.display()))?;
+        let me = fs::metadata("/proc/self").map_or(meta.uid(), |m| m.uid());
+        if meta.uid() != me {
+            return Err(format!(
+                "key file {} belongs to user id {}, not to you ({me}): refusing to use it",
+                path.display(),
+                meta.uid()
+            ));
+        }
         let text = fs::read_to_string(path)
             .map_err(|e| format!("cannot read key file {}: {e}", path.display()))?;
         let file: KeyFile = serde_json::from_str(&text)
             .map_err(|e| format!("{} is not a thecal key file: {e}", path.display()))?;
+        if file.kind != kind {
+            return Err(format!(
+                "{} is a {} key, but `thecal {}` needs a {} key: give the {} key file, or \
+                 create one with `thecal {} keygen --key FILE`",
+                path.display(),
+                file.kind.command(),
+                kind.command(),
+                kind.command(),
+                kind.command(),
+                kind.command()
+            ));
+        }
         let secret = unhex32(&format!("{}: secret", path.display()), &file.secret)?;
         let keys = StaticKeypair::from_secret(secret).map_err(|e| format!("key setup: {e}"))?;
         Ok(Key {
@@ -307,6 +332,19 @@ mod tests {
             Key::load(&p, DeviceKind::Programmer).unwrap().file.counter,
             b
         );
+    }
+
+    #[test]
+    fn a_key_of_the_wrong_kind_is_refused_up_front_link_024() {
+        let d = tmpdir("kind");
+        let p = d.join("remote.key");
+        Key::generate(&p, DeviceKind::Remote).unwrap();
+        let e = Key::load(&p, DeviceKind::Programmer).unwrap_err();
+        assert!(
+            e.contains("is a remote key") && e.contains("thecal programmer keygen"),
+            "{e}"
+        );
+        assert!(Key::load(&p, DeviceKind::Remote).is_ok());
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod keyfile;
 mod programmer;
 mod remote;
 mod sim;
+mod words;
 
 use std::process::ExitCode;
 
@@ -20,7 +21,12 @@ use clap::{Parser, Subcommand};
 
 /// thecal: an open intrathecal drug-delivery system.
 #[derive(Debug, Parser)]
-#[command(name = "thecal", version, about, propagate_version = true)]
+#[command(
+    name = "thecal",
+    version,
+    about = "thecal: an open intrathecal drug-delivery system: dosing calculators, the digital twin, a virtual implant, the clinician programmer and the patient remote",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -68,10 +68,22 @@ impl LinkArgs {
         }
     }
 
+    /// The pump's address: `--implant`, or the one the key was enrolled with.
+    pub fn address_for(&self, key: &Key) -> Result<String, Fail> {
+        match (
+            &self.implant,
+            key.file.pairing.as_ref().and_then(|p| p.address.clone()),
+        ) {
+            (Some(a), _) => Ok(a.clone()),
+            (None, Some(a)) => Ok(a),
+            (None, None) => self.address(),
+        }
+    }
+
     /// Loads the key and opens a session with the pump.
     pub fn connect(&self, kind: DeviceKind) -> Result<(Key, Client), Fail> {
         let mut key = Key::load(&self.key_path(kind)?, kind)?;
-        let bearer = Bearer::new(&self.address()?, ANSWER_TIMEOUT)?;
+        let bearer = Bearer::new(&self.address_for(&key)?, ANSWER_TIMEOUT)?;
         let client = Client::connect(bearer, &mut key, Hello::Enrolled)?;
         Ok((key, client))
     }
@@ -108,12 +120,16 @@ enum ReasonArg {
 enum ProgCommand {
     /// Create a new programmer key file (0600).
     Keygen,
-    /// Hold the programmer wand over the pump: the implant in DIR opens a 5-minute
-    /// enrolment window and writes DIR/proximity.token.
+    /// Hold the programmer wand over the pump in DIR: its radio wakes and listens for 5
+    /// minutes whatever a flood or its energy budget said. With --enrol it also opens a
+    /// 5-minute window to enrol this programmer and writes DIR/proximity.token.
     Wand {
         /// The implant's state directory.
         #[arg(long)]
         state: PathBuf,
+        /// Also open a programmer enrolment window (then: enroll --token DIR/proximity.token).
+        #[arg(long)]
+        enrol: bool,
     },
     /// Enrol this programmer with the pump, using the wand's proximity token.
     Enroll {
@@ -206,6 +222,11 @@ enum ProgCommand {
         /// Its key id (see `devices`).
         key_id: u32,
     },
+    /// Remove a revoked device from the pump's registry, freeing its place.
+    Remove {
+        /// Its key id (see `devices`).
+        key_id: u32,
+    },
     /// List the enrolled devices.
     Devices,
     /// Download and verify the event log.
@@ -267,12 +288,22 @@ pub fn confirm(question: &str, yes: bool) -> Result<bool, Fail> {
 pub fn refused(reply: &Reply) -> Fail {
     match reply {
         Reply::Refused { code, text } => {
-            let why = if *code == thecal_link::endpoint::refusal::NOT_PERMITTED {
+            use thecal_link::endpoint::refusal;
+            let why = if *code == refusal::NOT_PERMITTED {
                 "not permitted: "
             } else {
                 ""
             };
-            Fail::Runtime(format!("the pump refused (code {code}): {why}{text}"))
+            let what_to_do = if *code == refusal::REGISTRY_FULL {
+                "\nto free a place: thecal programmer ... devices (find a device no longer \
+                 used), revoke KEY_ID, remove KEY_ID"
+            } else {
+                ""
+            };
+            Fail::Runtime(format!(
+                "the pump refused (code {code}): {why}{}{what_to_do}",
+                in_words(text)
+            ))
         }
         Reply::Malformed => Fail::Runtime("the pump could not decode the command".into()),
         other => Fail::Runtime(format!("unexpected answer from the pump: {other:?}")),
@@ -317,6 +348,27 @@ fn program_of(client: &mut Client) -> Result<Prescription, Fail> {
 }
 
 // ----- plain words ---------------------------------------------------------------------
+
+/// Unix milliseconds of a pump instant (by the pump's clock at the last status read,
+/// or the host's clock when none was read).
+pub fn pump_to_wall(t_ms: u64) -> u64 {
+    let host = unix_ms();
+    let (now, utc) = PUMP_CLOCK
+        .lock()
+        .ok()
+        .and_then(|c| *c)
+        .unwrap_or((t_ms, host));
+    if t_ms >= now {
+        utc.saturating_add(t_ms - now)
+    } else {
+        utc.saturating_sub(now - t_ms)
+    }
+}
+
+/// A refusal's text with the pump's times in words ("14:35 (in 42 min)").
+pub fn in_words(text: &str) -> String {
+    crate::words::pump_times(text, pump_to_wall, unix_ms())
+}
 
 /// A pump instant as a date, by the pump's clock at the last status read (or as pump
 /// time when no status was read).
@@ -525,6 +577,7 @@ fn command_name(code: u8) -> String {
         105 => "list devices",
         106 => "read log",
         107 => "read program",
+        108 => "remove device",
         _ => return format!("command {code}"),
     }
     .into()
@@ -703,6 +756,10 @@ pub struct Invitation {
     pub implant: PublicKey,
     /// The window's pre-shared key.
     pub psk: [u8; 32],
+    /// The pump's address, when the invite names it.
+    pub address: Option<String>,
+    /// The implant said its registry was full when the window opened.
+    pub registry_full: bool,
 }
 
 /// Reads a proximity token or remote invite (JSON, must be private).
@@ -735,9 +792,18 @@ pub fn read_invitation(path: &Path, what: &str) -> Result<Invitation, Fail> {
             }
         }
     }
+    if v.get("psk").is_none() && v.get("woken").is_some() {
+        return Err(Fail::Usage(format!(
+            "{what} {}: the wand only woke the radio; to enrol a programmer hold it again \
+             with --enrol (thecal programmer wand --state DIR --enrol)",
+            path.display()
+        )));
+    }
     Ok(Invitation {
         implant: PublicKey(field("implant_key")?),
         psk: field("psk")?,
+        address: v.get("implant").and_then(Value::as_str).map(str::to_string),
+        registry_full: v.get("registry_full").and_then(Value::as_bool) == Some(true),
     })
 }
 
@@ -772,14 +838,33 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        ProgCommand::Wand { state } => {
-            let token = crate::implant::wand(state, std::time::Duration::from_secs(5))?;
-            out.emit(
-                json!({"token": token.display().to_string()}),
-                &format!(
-                    "enrolment window open for 5 minutes; proximity token in {}",
+        ProgCommand::Wand { state, enrol } => {
+            let (token, doc) =
+                crate::implant::wand(state, std::time::Duration::from_secs(5), *enrol)?;
+            let full = doc.get("registry_full").and_then(Value::as_bool) == Some(true);
+            let full_text = if full {
+                "\nthe pump's registry is full: enrolment will fail until a revoked device is \
+                 removed (thecal programmer ... devices, revoke KEY_ID, remove KEY_ID)"
+            } else {
+                ""
+            };
+            let text = if *enrol {
+                format!(
+                    "radio awake; enrolment window open for 5 minutes; proximity token in {}\n\
+                     next: thecal programmer --key FILE --implant ADDR enroll --token {}{full_text}",
+                    token.display(),
                     token.display()
-                ),
+                )
+            } else {
+                format!(
+                    "radio awake: the pump listens for 5 minutes whatever the back-off or \
+                     its energy budget said (no enrolment window; use --enrol to enrol a \
+                     programmer){full_text}"
+                )
+            };
+            out.emit(
+                json!({"woken": true, "enrolment_window": *enrol, "token": enrol.then(|| token.display().to_string()), "registry_full": full}),
+                &text,
                 None,
             );
             Ok(ExitCode::SUCCESS)
@@ -787,8 +872,8 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
         ProgCommand::Enroll { token } => {
             let path = args.link.key_path(DeviceKind::Programmer)?;
             let address = args.link.address()?;
-            let inv = read_invitation(token, "proximity token")?;
             let mut key = Key::load(&path, DeviceKind::Programmer)?;
+            let inv = read_invitation(token, "proximity token")?;
             let bearer = Bearer::new(&address, ANSWER_TIMEOUT)?;
             let client = Client::connect(
                 bearer,
@@ -796,6 +881,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                 Hello::Enrol {
                     psk: inv.psk,
                     implant: inv.implant,
+                    registry_full: inv.registry_full,
                 },
             )?;
             let key_id = key_id_for(key.keys.public());
@@ -803,6 +889,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                 implant_key: hex(&inv.implant.0),
                 preauth: hex(&client.session.enrolled_preauth_key()),
                 key_id,
+                address: Some(address.clone()),
             });
             key.save()?;
             // The token is single-use: remove it so it is not mistaken for a fresh one.
@@ -1121,6 +1208,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             let Reply::EnrolmentPending {
                 fingerprint: pump_fp,
                 key_id,
+                role: pending_role,
                 ..
             } = r
             else {
@@ -1129,7 +1217,8 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             let same = pump_fp == typed;
             if !out.json {
                 println!(
-                    "pump's fingerprint:   {}\nremote's (you typed): {}\n{}",
+                    "device waiting: key {key_id}, to be enrolled as {pending_role}\n\
+                     pump's fingerprint:   {}\nremote's (you typed): {}\n{}",
                     fingerprint_text(pump_fp),
                     fingerprint_text(typed),
                     if same {
@@ -1139,7 +1228,10 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                     }
                 );
             }
-            if confirm(&format!("Enrol device key {key_id}?"), *yes)? {
+            if confirm(
+                &format!("Enrol device key {key_id} as {pending_role}?"),
+                *yes,
+            )? {
                 client.reconnect(&mut key)?;
             }
             let r = ok(
@@ -1165,6 +1257,19 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             out.emit(
                 json!({"revoked": key_id}),
                 &format!("key {key_id} revoked: the pump will not answer it again"),
+                Some(client.bearer.stats),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ProgCommand::Remove { key_id } => {
+            let (_key, mut client) = connect(&args)?;
+            ok(
+                &mut client,
+                Body::Link(LinkCommand::Remove { key_id: *key_id }),
+            )?;
+            out.emit(
+                json!({"removed": key_id}),
+                &format!("key {key_id} removed from the pump's registry: its place is free"),
                 Some(client.bearer.stats),
             );
             Ok(ExitCode::SUCCESS)

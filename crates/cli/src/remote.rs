@@ -73,15 +73,22 @@ fn run_inner(args: RemoteArgs) -> Result<ExitCode, Fail> {
             Ok(ExitCode::SUCCESS)
         }
         RemoteCommand::Enroll { invite } => {
-            let inv = read_invitation(invite, "invite")?;
             let mut key = Key::load(&args.link.key_path(DeviceKind::Remote)?, DeviceKind::Remote)?;
-            let bearer = Bearer::new(&args.link.address()?, ANSWER_TIMEOUT)?;
+            let inv = read_invitation(invite, "invite")?;
+            // The invite names the pump that opened the window; --implant overrides it.
+            let address = match (&inv.address, args.link.address()) {
+                (_, Ok(a)) => a,
+                (Some(a), Err(_)) => a.clone(),
+                (None, Err(e)) => return Err(e),
+            };
+            let bearer = Bearer::new(&address, ANSWER_TIMEOUT)?;
             let client = Client::connect(
                 bearer,
                 &mut key,
                 Hello::Enrol {
                     psk: inv.psk,
                     implant: inv.implant,
+                    registry_full: inv.registry_full,
                 },
             )?;
             let fingerprint = client.session.fingerprint();
@@ -90,6 +97,7 @@ fn run_inner(args: RemoteArgs) -> Result<ExitCode, Fail> {
                 implant_key: hex(&inv.implant.0),
                 preauth: hex(&client.session.enrolled_preauth_key()),
                 key_id,
+                address: Some(address.clone()),
             });
             key.save()?;
             out.emit(
@@ -118,7 +126,7 @@ fn run_inner(args: RemoteArgs) -> Result<ExitCode, Fail> {
                     id
                 }
             };
-            let bearer = Bearer::new(&args.link.address()?, ANSWER_TIMEOUT)?;
+            let bearer = Bearer::new(&args.link.address_for(&key)?, ANSWER_TIMEOUT)?;
             let mut client = Client::connect(bearer, &mut key, Hello::Enrolled)?;
             let reply = client.request(Body::Pump(Command::PatientBolus { request_id }))?;
             key.file.pending_bolus = None;
@@ -137,7 +145,11 @@ fn run_inner(args: RemoteArgs) -> Result<ExitCode, Fail> {
                     );
                     Ok(ExitCode::SUCCESS)
                 }
-                other => Err(refused(&other)),
+                other => {
+                    // The pump's clock, to say when the next bolus is possible.
+                    let _ = status(&mut client);
+                    Err(refused(&other))
+                }
             }
         }
         RemoteCommand::Status => {

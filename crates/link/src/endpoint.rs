@@ -40,6 +40,14 @@
 //!   commit. A man in the middle has a different handshake with each side, so the
 //!   fingerprints differ and nothing is committed.
 //!
+//! A clinician session cannot open a window for the clinician role: a programmer is
+//! enrolled only with the wand. A device that answered a window and waits for the
+//! clinician is answered at its next hello (its session runs nothing), not denied, so a
+//! remote used too early backs the receiver off for nobody. The registry holds
+//! [`REGISTRY_CAPACITY`] devices; a clinician removes revoked ones
+//! ([`LinkCommand::Remove`]) to free places, and their last counters are kept
+//! ([`Retired`]).
+//!
 //! Windows are single-use and close at their expiry. An enrolled device's
 //! pre-authentication key is derived by both sides from the enrolment's handshake hash
 //! ([`Session::enrolled_preauth_key`]) and its key id from its public key
@@ -67,6 +75,8 @@ use crate::message::{
     Answer, Body, DeviceInfo, LOG_ENTRIES_PER_REPLY, LinkCommand, MessageError, Reply, Request,
 };
 use crate::radio::{Charged, Deaf, Radio, RadioCosts, RadioPolicy};
+
+pub use crate::radio::PROXIMITY_HOLD;
 use crate::session::{
     Entropy, HelloHeader, KEY_LEN, LinkError, MAX_PLAINTEXT, PublicKey, Responder, Session,
     StaticKeypair, verify_preauth,
@@ -84,6 +94,64 @@ pub const SESSION_IDLE_LIMIT: Duration = Duration::from_minutes(2);
 
 /// The largest encoded registry, bytes ([`Implant::encode_registry`]).
 pub const REGISTRY_ENCODED_MAX: usize = 1024;
+
+/// The first bytes of a stored registry ([`Implant::encode_registry`]).
+pub const REGISTRY_MAGIC: [u8; 4] = *b"TCRG";
+
+/// The stored registry's format version.
+pub const REGISTRY_VERSION: u8 = 1;
+
+/// The length of the stored registry's check value (BLAKE2s-128).
+pub const REGISTRY_CHECK_LEN: usize = 16;
+
+fn registry_check(body: &[u8]) -> [u8; REGISTRY_CHECK_LEN] {
+    use blake2::digest::Digest as _;
+    let d = blake2::Blake2s256::new()
+        .chain_update(b"thecal-link/1 registry")
+        .chain_update(body)
+        .finalize();
+    let mut out = [0u8; REGISTRY_CHECK_LEN];
+    for (o, b) in out.iter_mut().zip(d.iter()) {
+        *o = *b;
+    }
+    out
+}
+
+/// Why a stored registry could not be loaded. The firmware keeps delivering from its
+/// own slots, refuses every radio device but the wand, and raises an alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryError {
+    /// It does not start with [`REGISTRY_MAGIC`].
+    Magic,
+    /// It is of an unknown format version.
+    Version(u8),
+    /// It is shorter than its header says.
+    Truncated,
+    /// Its check value does not match: it was corrupted or altered.
+    Check,
+    /// The checked payload is not a registry.
+    Malformed,
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegistryError::Magic => f.write_str("not a thecal registry (wrong magic)"),
+            RegistryError::Version(v) => write!(
+                f,
+                "registry format version {v} is not supported (this build reads version \
+                 {REGISTRY_VERSION})"
+            ),
+            RegistryError::Truncated => f.write_str("the registry is truncated"),
+            RegistryError::Check => {
+                f.write_str("the registry's check value does not match: it is corrupted")
+            }
+            RegistryError::Malformed => f.write_str("the registry's contents are malformed"),
+        }
+    }
+}
+
+impl core::error::Error for RegistryError {}
 
 /// One enrolled device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,7 +222,8 @@ impl fmt::Display for EnrolError {
         match self {
             EnrolError::Full => write!(
                 f,
-                "the registry is full ({REGISTRY_CAPACITY} devices); revoke and remove one first"
+                "the registry is full ({REGISTRY_CAPACITY} devices); revoke a device that \
+                 is no longer used and remove it, then enrol again"
             ),
             EnrolError::DuplicateKey { key_id } => {
                 write!(f, "this key is already enrolled as key {key_id}")
@@ -172,10 +241,35 @@ impl fmt::Display for EnrolError {
 
 impl core::error::Error for EnrolError {}
 
+/// How many removed devices' last handshake counters the registry remembers.
+pub const RETIRED_CAPACITY: usize = 16;
+
+/// A removed device: its key id and the last handshake counter accepted from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    /// The removed device's key id.
+    pub key_id: u32,
+    /// The last handshake counter accepted from it.
+    pub counter: u64,
+}
+
+/// Why a device could not be removed from the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveError {
+    /// No device has this key id.
+    Unknown,
+    /// The device is not revoked: revoke it first.
+    NotRevoked,
+}
+
 /// The devices enrolled with this implant (at most [`REGISTRY_CAPACITY`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registry {
     entries: heapless::Vec<Enrolment, REGISTRY_CAPACITY>,
+    /// Removed devices' last counters (newest last; the oldest is forgotten when full):
+    /// should a removed key be enrolled again, its counter starts above them, so none
+    /// of its recorded hellos can ever be accepted.
+    retired: heapless::Vec<Retired, RETIRED_CAPACITY>,
 }
 
 impl Registry {
@@ -183,13 +277,57 @@ impl Registry {
     pub const fn new() -> Self {
         Registry {
             entries: heapless::Vec::new(),
+            retired: heapless::Vec::new(),
         }
     }
 
+    /// Whether the registry holds [`REGISTRY_CAPACITY`] devices (revoked ones count
+    /// until removed).
+    pub fn is_full(&self) -> bool {
+        self.entries.is_full()
+    }
+
+    /// Removes the revoked device with `key_id`, freeing its place; its last counter is
+    /// remembered ([`Retired`]).
+    pub fn remove(&mut self, key_id: u32) -> Result<(), RemoveError> {
+        let pos = self
+            .entries
+            .iter()
+            .position(|e| e.key_id == key_id)
+            .ok_or(RemoveError::Unknown)?;
+        let e = self.entries.remove(pos);
+        if !e.revoked {
+            // Put it back where it was: only revoked devices may be removed.
+            let _ = self.entries.insert(pos, e);
+            return Err(RemoveError::NotRevoked);
+        }
+        if self.retired.is_full() {
+            self.retired.remove(0);
+        }
+        let _ = self.retired.push(Retired {
+            key_id,
+            counter: e.counter,
+        });
+        Ok(())
+    }
+
+    /// The last counter of a removed device with `key_id`, if remembered.
+    pub fn retired_counter(&self, key_id: u32) -> Option<u64> {
+        self.retired
+            .iter()
+            .filter(|r| r.key_id == key_id)
+            .map(|r| r.counter)
+            .max()
+    }
+
     /// Adds a device. A key or key id already present (revoked or not) is refused, so a
-    /// revoked key cannot be re-enrolled under a new id by mistake.
-    pub fn enroll(&mut self, enrolment: Enrolment) -> Result<(), EnrolError> {
+    /// revoked key cannot be re-enrolled under a new id by mistake. A removed key's
+    /// counter starts above the last one accepted from it.
+    pub fn enroll(&mut self, mut enrolment: Enrolment) -> Result<(), EnrolError> {
         self.check(&enrolment.key, enrolment.key_id)?;
+        if let Some(c) = self.retired_counter(enrolment.key_id) {
+            enrolment.counter = enrolment.counter.max(c);
+        }
         self.entries.push(enrolment).map_err(|_| EnrolError::Full)
     }
 
@@ -480,6 +618,7 @@ pub struct Implant {
     window: Option<Window>,
     dirty: bool,
     unreported_uj: u64,
+    time_scale: u64,
 }
 
 /// Refusal codes of the telemetry's own commands (in [`Reply::Refused`]).
@@ -500,6 +639,12 @@ pub mod refusal {
     pub const NOT_CONFIRMED: u8 = 105;
     /// A clinician may not revoke the key of the session it speaks through.
     pub const OWN_KEY: u8 = 106;
+    /// A clinician programmer may not be enrolled over the air (only with the wand).
+    pub const CLINICIAN_OVER_AIR: u8 = 107;
+    /// The registry is full: remove a revoked device first.
+    pub const REGISTRY_FULL: u8 = 108;
+    /// Only a revoked device can be removed from the registry.
+    pub const NOT_REVOKED: u8 = 109;
 }
 
 impl Implant {
@@ -522,7 +667,16 @@ impl Implant {
             window: None,
             dirty: false,
             unreported_uj: 0,
+            time_scale: 1,
         }
+    }
+
+    /// For a simulator whose clock runs `scale` times faster than the wall clock: the
+    /// enrolment windows a clinician opens and the session idle limit are stretched by
+    /// `scale`, so they last as long for the people using them (a window of 120 s stays
+    /// open 120 s of wall time). 1 (the default) on a real implant.
+    pub fn set_time_scale(&mut self, scale: u32) {
+        self.time_scale = u64::from(scale.max(1));
     }
 
     /// The implant's static public key.
@@ -553,17 +707,64 @@ impl Implant {
         core::mem::take(&mut self.dirty)
     }
 
-    /// Encodes the registry (postcard) into `buf` for the firmware to persist.
+    /// Encodes the registry into `buf` for the firmware to persist: [`REGISTRY_MAGIC`],
+    /// [`REGISTRY_VERSION`], the payload's length (2 bytes, little-endian), the payload
+    /// (postcard) and a BLAKE2s-128 check over everything before it, so a flipped bit
+    /// (which could turn a remote into a clinician) is found at load. Write it
+    /// atomically (a new file renamed over the old one).
     pub fn encode_registry<'b>(&self, buf: &'b mut [u8]) -> Result<&'b mut [u8], MessageError> {
-        postcard::to_slice(&self.registry, buf).map_err(|_| MessageError::BufferTooSmall)
+        let header = REGISTRY_MAGIC.len().saturating_add(3);
+        let (head, rest) = buf
+            .split_at_mut_checked(header)
+            .ok_or(MessageError::BufferTooSmall)?;
+        let n = postcard::to_slice(&self.registry, rest)
+            .map_err(|_| MessageError::BufferTooSmall)?
+            .len();
+        let len = u16::try_from(n).map_err(|_| MessageError::BufferTooSmall)?;
+        let [l0, l1] = len.to_le_bytes();
+        let [m0, m1, m2, m3] = REGISTRY_MAGIC;
+        head.copy_from_slice(&[m0, m1, m2, m3, REGISTRY_VERSION, l0, l1]);
+        let body = header.saturating_add(n);
+        let total = body.saturating_add(REGISTRY_CHECK_LEN);
+        let tag = registry_check(buf.get(..body).ok_or(MessageError::BufferTooSmall)?);
+        buf.get_mut(body..total)
+            .ok_or(MessageError::BufferTooSmall)?
+            .copy_from_slice(&tag);
+        buf.get_mut(..total).ok_or(MessageError::BufferTooSmall)
     }
 
-    /// Decodes a registry written by [`Implant::encode_registry`].
-    pub fn decode_registry(bytes: &[u8]) -> Result<Registry, MessageError> {
-        match postcard::take_from_bytes::<Registry>(bytes) {
+    /// Decodes a registry written by [`Implant::encode_registry`], checking its magic,
+    /// version, length and check value first.
+    pub fn decode_registry(bytes: &[u8]) -> Result<Registry, RegistryError> {
+        let (magic, rest) = bytes
+            .split_first_chunk::<4>()
+            .ok_or(RegistryError::Truncated)?;
+        if *magic != REGISTRY_MAGIC {
+            return Err(RegistryError::Magic);
+        }
+        let (&[version, l0, l1], rest) = rest
+            .split_first_chunk::<3>()
+            .ok_or(RegistryError::Truncated)?;
+        if version != REGISTRY_VERSION {
+            return Err(RegistryError::Version(version));
+        }
+        let len = usize::from(u16::from_le_bytes([l0, l1]));
+        let payload = rest.get(..len).ok_or(RegistryError::Truncated)?;
+        let tag = rest.get(len..).ok_or(RegistryError::Truncated)?;
+        if tag.len() != REGISTRY_CHECK_LEN {
+            return Err(RegistryError::Truncated);
+        }
+        let body = bytes
+            .len()
+            .checked_sub(REGISTRY_CHECK_LEN)
+            .and_then(|b| bytes.get(..b))
+            .ok_or(RegistryError::Truncated)?;
+        if registry_check(body) != tag {
+            return Err(RegistryError::Check);
+        }
+        match postcard::take_from_bytes::<Registry>(payload) {
             Ok((r, [])) => Ok(r),
-            Ok(_) => Err(MessageError::Trailing),
-            Err(_) => Err(MessageError::Malformed),
+            _ => Err(RegistryError::Malformed),
         }
     }
 
@@ -580,6 +781,7 @@ impl Implant {
     ) -> ProximityToken {
         self.proximity_wake(now, pump);
         let expires_at = now.saturating_add(validity);
+        self.radio.proximity_hold(now, expires_at);
         self.window = Some(Window {
             psk,
             role: Role::Clinician,
@@ -593,6 +795,22 @@ impl Implant {
             psk,
             expires_at,
         }
+    }
+
+    /// A request that repeats the one just answered arrived at `now` (`received` bytes):
+    /// the firmware may send the cached answer (`sent` bytes) only if the receiver
+    /// listens; both frames are charged like any other.
+    pub fn resend(
+        &mut self,
+        now: Instant,
+        received: usize,
+        sent: usize,
+        pump: &mut Pump,
+    ) -> Result<(), Deaf> {
+        self.receive(now, received, pump)?;
+        let uj = self.radio.costs().frame(sent);
+        self.charge(now, uj, false, pump);
+        Ok(())
     }
 
     /// The programmer wand woke the radio (no enrolment).
@@ -701,6 +919,11 @@ impl Implant {
             return self.check_enrolment_hello(now, hello, &header, entropy, pump, reply_out);
         }
         let key_id = header.key_id;
+        if self.registry.by_id(key_id).is_none() {
+            if let Some(p) = self.pending().filter(|p| p.key_id == key_id) {
+                return self.check_pending_hello(now, hello, &header, &p, entropy, pump, reply_out);
+            }
+        }
         let enrolment = *self
             .registry
             .by_id(key_id)
@@ -734,6 +957,54 @@ impl Implant {
                 role: enrolment.role,
                 key_id,
                 confirmed: true,
+                last_heard: now,
+            },
+            reply_len,
+        })
+    }
+
+    /// A hello from the device waiting for the clinician's confirmation (it has its key
+    /// id and pre-authentication key from the enrolment handshake). Its session runs no
+    /// command but is answered ("not confirmed yet") instead of being denied, so a remote
+    /// used too early neither backs the receiver off for everyone nor hears nothing.
+    #[allow(clippy::too_many_arguments)]
+    fn check_pending_hello(
+        &mut self,
+        now: Instant,
+        hello: &[u8],
+        header: &HelloHeader,
+        pending: &Pending,
+        entropy: Entropy,
+        pump: &mut Pump,
+        reply_out: &mut [u8],
+    ) -> Result<Accepted, Denied> {
+        let key_id = pending.key_id;
+        if header.counter <= pending.counter {
+            return Err(Denied::Replayed { key_id });
+        }
+        let costs = *self.radio.costs();
+        self.charge(now, costs.preauth_uj, false, pump);
+        if !verify_preauth(hello, &pending.preauth) {
+            return Err(Denied::PreAuth { key_id });
+        }
+        self.charge(now, costs.handshake_uj, false, pump);
+        let received = Responder::new(&self.keys, header, None, entropy)
+            .and_then(|r| r.read_hello(hello))
+            .map_err(Denied::Handshake)?;
+        if *received.initiator_static() != pending.key {
+            return Err(Denied::KeyMismatch { key_id });
+        }
+        let role = self.window.as_ref().map_or(Role::PatientRemote, |w| w.role);
+        if let Some(p) = self.window.as_mut().and_then(|w| w.pending.as_mut()) {
+            p.counter = header.counter;
+        }
+        let (session, reply_len) = received.write_reply(reply_out).map_err(Denied::Handshake)?;
+        Ok(Accepted {
+            session: ImplantSession {
+                session,
+                role,
+                key_id,
+                confirmed: false,
                 last_heard: now,
             },
             reply_len,
@@ -859,7 +1130,9 @@ impl Implant {
         let read = Frame::new_checked(frame)
             .map_err(LinkError::from)
             .and_then(|_| {
-                if now.saturating_since(session.last_heard) > SESSION_IDLE_LIMIT {
+                let idle =
+                    Duration::from_ms(SESSION_IDLE_LIMIT.ms().saturating_mul(self.time_scale));
+                if now.saturating_since(session.last_heard) > idle {
                     return Err(LinkError::SessionExpired);
                 }
                 self.charge(now, costs.transport_uj, false, host.pump);
@@ -970,6 +1243,17 @@ impl Implant {
     ) -> Reply {
         match *command {
             LinkCommand::OpenEnrolment { role, seconds } => {
+                if role == Role::Clinician {
+                    return refused(
+                        refusal::CLINICIAN_OVER_AIR,
+                        "a clinician programmer is enrolled only with the wand held over \
+                         the pump, never over the air; open a window for a patient or \
+                         emergency remote, or use the wand",
+                    );
+                }
+                if self.registry.is_full() {
+                    return registry_full(&self.registry);
+                }
                 if !ENROLMENT_WINDOW_SECONDS.contains(&seconds) {
                     return refused_fmt(
                         refusal::BAD_WINDOW,
@@ -982,7 +1266,9 @@ impl Implant {
                     );
                 }
                 let psk = (host.random)();
-                let expires_at = now.saturating_add(Duration::from_secs(u64::from(seconds)));
+                let expires_at = now.saturating_add(Duration::from_secs(
+                    u64::from(seconds).saturating_mul(self.time_scale),
+                ));
                 self.window = Some(Window {
                     psk,
                     role,
@@ -1002,6 +1288,7 @@ impl Implant {
                     fingerprint: p.fingerprint,
                     key: p.key.0,
                     key_id: p.key_id,
+                    role: self.window.as_ref().map_or(Role::PatientRemote, |w| w.role),
                 },
                 None => no_pending(),
             },
@@ -1026,6 +1313,7 @@ impl Implant {
                         key_id: p.key_id,
                         role,
                     },
+                    Err(EnrolError::Full) => registry_full(&self.registry),
                     Err(e) => refused_fmt(refusal::CANNOT_ENROL, format_args!("{e}")),
                 }
             }
@@ -1052,6 +1340,23 @@ impl Implant {
                     )
                 }
             }
+            LinkCommand::Remove { key_id } => match self.registry.remove(key_id) {
+                Ok(()) => {
+                    self.dirty = true;
+                    Reply::Accepted
+                }
+                Err(RemoveError::Unknown) => refused_fmt(
+                    refusal::UNKNOWN_KEY_ID,
+                    format_args!("no device is enrolled as key {key_id}"),
+                ),
+                Err(RemoveError::NotRevoked) => refused_fmt(
+                    refusal::NOT_REVOKED,
+                    format_args!(
+                        "key {key_id} is not revoked: only a revoked device can be removed; \
+                         revoke it first"
+                    ),
+                ),
+            },
             LinkCommand::Devices => {
                 let mut list = heapless::Vec::new();
                 for e in self.registry.iter() {
@@ -1092,6 +1397,27 @@ fn refused_fmt(code: u8, args: fmt::Arguments<'_>) -> Reply {
     let mut text = crate::message::Truncating(heapless::String::new());
     let _ = fmt::Write::write_fmt(&mut text, args);
     Reply::Refused { code, text: text.0 }
+}
+
+fn registry_full(registry: &Registry) -> Reply {
+    let revoked = registry.iter().filter(|e| e.revoked).count();
+    if revoked > 0 {
+        refused_fmt(
+            refusal::REGISTRY_FULL,
+            format_args!(
+                "the registry is full ({REGISTRY_CAPACITY} devices, {revoked} of them \
+                 revoked): remove a revoked device first, then enrol again"
+            ),
+        )
+    } else {
+        refused_fmt(
+            refusal::REGISTRY_FULL,
+            format_args!(
+                "the registry is full ({REGISTRY_CAPACITY} devices): revoke a device that is \
+                 no longer used and remove it, then enrol again"
+            ),
+        )
+    }
 }
 
 fn no_pending() -> Reply {

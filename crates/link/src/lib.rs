@@ -41,7 +41,7 @@ pub mod session;
 
 pub use endpoint::{
     Accepted, Denied, EnrolError, Enrolment, Host, Implant, ImplantSession, LogSource,
-    ProximityToken, Registry, key_id_for,
+    ProximityToken, Registry, RegistryError, RemoveError, key_id_for,
 };
 pub use frame::{Frame, FrameError, Kind};
 pub use message::{Answer, Body, DeviceInfo, LinkCommand, MessageError, Reply, Request};

@@ -99,6 +99,12 @@ pub enum LinkCommand {
     },
     /// Read the prescription the pump is running.
     ReadProgram,
+    /// Remove a revoked device from the registry, freeing its place (its last handshake
+    /// counter is kept).
+    Remove {
+        /// The revoked device's key id.
+        key_id: u32,
+    },
 }
 
 impl LinkCommand {
@@ -113,6 +119,7 @@ impl LinkCommand {
             LinkCommand::Devices => 105,
             LinkCommand::ReadLog { .. } => 106,
             LinkCommand::ReadProgram => 107,
+            LinkCommand::Remove { .. } => 108,
         }
     }
 
@@ -189,6 +196,8 @@ pub enum Reply {
         key: [u8; 32],
         /// The key id it will have.
         key_id: u32,
+        /// The role it will have.
+        role: Role,
     },
     /// The device was enrolled.
     Enrolled {
@@ -541,6 +550,7 @@ mod tests {
                 fingerprint: 999_999,
                 key: [0xff; 32],
                 key_id: u32::MAX,
+                role: Role::Emergency,
             },
             Reply::Enrolled {
                 key_id: u32::MAX,

@@ -18,11 +18,19 @@
 //!    [`RadioPolicy::daily_budget_uj`], the receiver sleeps until a programmer wand wakes
 //!    it ([`Radio::proximity_wake`]), and the pump raises its `TelemetryPaused` alarm so
 //!    the patient knows why the remote fails. Therapy never depends on the radio.
+//! 4. **The wand overrides both.** While the programmer wand is held over the pump (for
+//!    [`PROXIMITY_HOLD`] after it woke the radio, or until its enrolment window closes)
+//!    the receiver listens whatever the back-off or the budget say, and denied frames do
+//!    not back it off: a flood cannot keep the clinician at the bedside out. The energy
+//!    is still charged and counted.
 //!
 //! Energies are in microjoules; times are the pump's monotonic time. Figures and their
 //! sources are in `docs/threat-model.md`.
 
 use thecal_rx::{Duration, Instant};
+
+/// How long the receiver ignores back-off and budget after the programmer wand woke it.
+pub const PROXIMITY_HOLD: Duration = Duration::from_minutes(5);
 
 /// What the radio and the crypto cost, µJ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +128,7 @@ pub struct Radio {
     backoff_until: Option<Instant>,
     denials: u32,
     last_denial_log: Option<Instant>,
+    proximity_until: Option<Instant>,
     stats: RadioStats,
 }
 
@@ -143,6 +152,7 @@ impl Radio {
             backoff_until: None,
             denials: 0,
             last_denial_log: None,
+            proximity_until: None,
             stats: RadioStats {
                 spent_today_uj: 0,
                 spent_total_uj: 0,
@@ -172,6 +182,9 @@ impl Radio {
     /// Whether the receiver listens at `now`; `Err` says why not. A frame that arrives
     /// while it does not listen is never received (and costs nothing).
     pub fn listening(&self, now: Instant) -> Result<(), Deaf> {
+        if self.wand_held(now) {
+            return Ok(());
+        }
         if self.asleep {
             return Err(Deaf::Asleep);
         }
@@ -188,6 +201,12 @@ impl Radio {
         } else {
             self.backoff_until
         }
+    }
+
+    /// Whether the programmer wand holds the receiver open at `now` (back-off and budget
+    /// do not apply).
+    pub fn wand_held(&self, now: Instant) -> bool {
+        self.proximity_until.is_some_and(|until| now < until)
     }
 
     /// Whether the radio is asleep until a proximity wake.
@@ -238,6 +257,15 @@ impl Radio {
     /// washing the log out.
     pub fn denied(&mut self, now: Instant) -> (u32, bool) {
         self.denials = self.denials.saturating_add(1);
+        if self.wand_held(now) {
+            // The wand holds the receiver open: an attacker's frames cost their
+            // reception but never shut the clinician out.
+            let log = self.denials.is_power_of_two();
+            if log {
+                self.last_denial_log = Some(now);
+            }
+            return (self.denials, log);
+        }
         let shift = self.denials.saturating_sub(1).min(30);
         let first = self.policy.backoff_first.ms();
         let wait = first
@@ -268,8 +296,15 @@ impl Radio {
         self.backoff_until = None;
     }
 
-    /// A programmer wand woke the radio: it listens again, with a fresh day's budget.
+    /// A programmer wand woke the radio: it listens again, with a fresh day's budget, and
+    /// keeps listening for [`PROXIMITY_HOLD`] whatever denied frames arrive.
     pub fn proximity_wake(&mut self, now: Instant) {
+        self.proximity_hold(now, now.saturating_add(PROXIMITY_HOLD));
+    }
+
+    /// As [`Radio::proximity_wake`], holding the receiver open until `until`.
+    pub fn proximity_hold(&mut self, now: Instant, until: Instant) {
+        self.proximity_until = Some(until.max(self.proximity_until.unwrap_or(until)));
         self.asleep = false;
         self.denials = 0;
         self.backoff_until = None;

@@ -174,11 +174,14 @@ pub enum AlarmKind {
     /// The dose was reduced without a clinician (an emergency reduction), until a
     /// clinician reviews the program.
     DoseReduced,
+    /// The telemetry's record of enrolled devices failed its integrity check: therapy
+    /// runs on, the radio refuses every device until a clinician re-enrols with the wand.
+    RegistryFault,
 }
 
 impl AlarmKind {
     /// How many kinds there are.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
 
     /// Every kind, in declaration order.
     pub const ALL: [AlarmKind; Self::COUNT] = [
@@ -194,6 +197,7 @@ impl AlarmKind {
         AlarmKind::MagnetMri,
         AlarmKind::TelemetryPaused,
         AlarmKind::DoseReduced,
+        AlarmKind::RegistryFault,
     ];
 
     /// IEC 60601-1-8 priority (DOMAIN.md §6: potential harm × onset).
@@ -243,6 +247,11 @@ impl AlarmKind {
             // and, for baclofen, the start of withdrawal over days: delayed onset of
             // serious harm → Medium.
             AlarmKind::DoseReduced => Priority::Medium,
+            // Therapy runs on from the pump's own slots, but no remote works and the
+            // record of who may program the pump is lost until a clinician re-enrols
+            // at the bedside: delayed harm (no patient bolus, no emergency reduction)
+            // → Medium.
+            AlarmKind::RegistryFault => Priority::Medium,
         }
     }
 
@@ -267,6 +276,7 @@ impl AlarmKind {
             AlarmKind::MagnetMri => 10,
             AlarmKind::TelemetryPaused => 11,
             AlarmKind::DoseReduced => 12,
+            AlarmKind::RegistryFault => 13,
         }
     }
 
@@ -290,6 +300,7 @@ impl AlarmKind {
             AlarmKind::MagnetMri => "magnet or MRI detected",
             AlarmKind::TelemetryPaused => "telemetry paused",
             AlarmKind::DoseReduced => "dose reduced in an emergency",
+            AlarmKind::RegistryFault => "device registry fault",
         }
     }
 
@@ -361,6 +372,12 @@ impl AlarmKind {
                  today so they can check the dose. If your stiffness or pain comes back \
                  strongly, or you feel unwell, go to the emergency department now."
             }
+            AlarmKind::RegistryFault => {
+                "Your pump found a fault in its list of paired devices, so your remote \
+                 cannot reach it until your clinic pairs it again. Your pump is still \
+                 giving your medicine as usual. Call your clinic today; if you need extra \
+                 medicine that your remote would give, call them now."
+            }
         }
     }
 
@@ -428,6 +445,13 @@ impl AlarmKind {
                  without a clinician (at most to half of the clinician's program; the \
                  event log names each reduction). Review the patient and reprogram; the \
                  alarm clears with a clinician's program change."
+            }
+            AlarmKind::RegistryFault => {
+                "Device registry fault: the stored list of enrolled programmers and remotes \
+                 failed its integrity check, so the radio refuses every device but a \
+                 programmer enrolled with the wand. Delivery continues from the pump's own \
+                 memory. Hold the wand over the pump, enrol the programmer again, then \
+                 re-enrol the patient's remotes."
             }
         }
     }

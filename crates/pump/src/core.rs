@@ -585,6 +585,31 @@ impl Pump {
         self.finish(now);
     }
 
+    /// The telemetry's stored registry of enrolled devices failed its integrity check
+    /// (`true`) or was written anew by a clinician at the bedside (`false`): raises or
+    /// clears [`AlarmKind::RegistryFault`]. Therapy is not touched.
+    pub fn set_registry_fault(&mut self, now: Instant, fault: bool) {
+        let now = self.t(now);
+        self.wake(now);
+        if fault {
+            self.raise(now, AlarmKind::RegistryFault);
+        } else {
+            self.clear(now, AlarmKind::RegistryFault);
+        }
+        self.finish(now);
+    }
+
+    /// The firmware's other records (its event log, its registry) show a pump in
+    /// service, but both persistence slots are missing or blank: the state was lost,
+    /// not new. Enters the memory fault (no delivery, the high-priority memory alarm)
+    /// instead of running as a factory-fresh pump with saline and no alarm.
+    pub fn handle_state_lost(&mut self, now: Instant) {
+        let now = self.t(now);
+        self.wake(now);
+        self.enter_fault(now, FaultCode::Memory);
+        self.finish(now);
+    }
+
     /// A magnet or MRI field was detected (`true`) or went away.
     pub fn handle_magnet(&mut self, now: Instant, on: bool) {
         let now = self.t(now);

@@ -28,6 +28,7 @@ use crate::session::{
 
 mod enrolment;
 mod exhaustion;
+mod hardening;
 mod protocol;
 
 const CLINICIAN_ID: u32 = 101;

@@ -165,7 +165,8 @@ fn a_remote_is_enrolled_when_the_clinician_confirms_its_fingerprint_link_003() {
         Reply::EnrolmentPending {
             fingerprint: shown,
             key: w.remote.public().0,
-            key_id: id
+            key_id: id,
+            role: Role::PatientRemote,
         }
     );
     assert_eq!(
