@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use chrono::{NaiveDateTime, Timelike};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
+use thecal_pump::profile::HardwareProfile;
 use thecal_rx::check::{self, Severity};
 use thecal_rx::dose;
 use thecal_rx::drug::DrugId;
@@ -80,23 +81,30 @@ enum CalcCommand {
 
 #[derive(Debug, Args)]
 struct RefillArgs {
-    /// Reservoir capacity, e.g. 40mL.
+    /// Hardware model: synchromed-20, synchromed-40, prometra-20, prometra-40, external.
+    /// Sets the capacity and the labelled worst-case accuracy the plan assumes.
+    #[arg(long, default_value = "synchromed-40", value_parser = parse_model)]
+    model: HardwareProfile,
+    /// Reservoir capacity (default: the model's), e.g. 40mL.
     #[arg(long, allow_hyphen_values = true)]
-    capacity: Volume,
+    capacity: Option<Volume>,
     /// Volume in the reservoir after the refill.
     #[arg(long, allow_hyphen_values = true)]
     volume: Volume,
     /// Continuous rate, e.g. 0.25mL/day.
     #[arg(long, allow_hyphen_values = true)]
     rate: Flow,
-    /// Low-reservoir alarm threshold.
+    /// Low-reservoir alarm volume (the pump's setting).
     #[arg(long, default_value = "2 mL", allow_hyphen_values = true)]
     low_alarm: Volume,
+    /// Low-reservoir alarm in days of therapy left (the pump's setting; 0: off).
+    #[arg(long, default_value_t = refill::DEFAULT_LOW_RESERVOIR_DAYS)]
+    low_alarm_days: u16,
     /// Patient bolus volume (every allowed bolus is assumed used).
     #[arg(long, requires = "ptm_per_day", allow_hyphen_values = true)]
-    ptm_dose: Option<Volume>,
+    ptm_volume: Option<Volume>,
     /// Patient boluses allowed per 24 h.
-    #[arg(long, requires = "ptm_dose")]
+    #[arg(long, requires = "ptm_volume")]
     ptm_per_day: Option<u8>,
     /// Drug in the reservoir (applies its stability limit).
     #[arg(long, value_parser = parse_drug)]
@@ -107,12 +115,22 @@ struct RefillArgs {
     /// This is the first refill of a new pump.
     #[arg(long, requires = "drug")]
     first_refill: bool,
-    /// The clinic's longest refill interval, e.g. 180d.
+    /// The clinic's longest refill interval, e.g. 90d (default and most: 180 days).
     #[arg(long, allow_hyphen_values = true)]
     clinic_max: Option<Duration>,
     /// Refill time, local, e.g. 2027-01-04T09:00 (default: now).
     #[arg(long, value_parser = parse_start)]
     start: Option<NaiveDateTime>,
+}
+
+/// A hardware model name, as everywhere in thecal.
+pub fn parse_model(s: &str) -> Result<HardwareProfile, String> {
+    HardwareProfile::by_model(s.trim()).ok_or_else(|| {
+        format!(
+            "unknown hardware model '{s}'; known: {}",
+            HardwareProfile::MODELS
+        )
+    })
 }
 
 fn parse_start(s: &str) -> Result<NaiveDateTime, String> {
@@ -269,12 +287,14 @@ fn refill_cmd(json: bool, r: RefillArgs) -> Result<ExitCode, String> {
         .and_then(|d| d.info().stability)
         .map(|s| s.limit(r.diluted, r.first_refill));
     let input = RefillInput {
-        capacity: r.capacity,
+        capacity: r.capacity.unwrap_or(r.model.reservoir_capacity),
         volume: r.volume,
         schedule: &schedule,
         start: LocalTime(start_ms),
-        patient_bolus: r.ptm_dose.zip(r.ptm_per_day),
+        patient_bolus: r.ptm_volume.zip(r.ptm_per_day),
         low_alarm: r.low_alarm,
+        low_alarm_days: r.low_alarm_days,
+        over_delivery_permille: r.model.over_delivery_permille,
         stability,
         clinic_max: r.clinic_max,
     };
@@ -285,26 +305,35 @@ fn refill_cmd(json: bool, r: RefillArgs) -> Result<ExitCode, String> {
             .checked_add_signed(chrono::TimeDelta::milliseconds(ms))
             .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
     };
+    let days = |d: Duration| format!("{:.1}", d.ms() as f64 / 86_400_000.0);
+    let margin = permille_text(plan.over_delivery_permille);
     let refill_by = at(plan.refill_by).ok_or("the refill date is beyond the calendar")?;
     let mut human = format!(
         "refill by {refill_by} (limited by {})",
         plan.limited_by.as_str()
     );
+    if let (Some(low), Some(empty)) = (plan.worst_to_low, plan.worst_to_empty) {
+        human.push_str(&format!(
+            "\nat the labelled worst case (+{margin} % delivered): low ({}) after {} days, \
+             empty after {} days",
+            plan.low_threshold,
+            days(low),
+            days(empty)
+        ));
+    }
     match plan.to_low_alarm {
         Some(d) => human.push_str(&format!(
-            "\nlow-reservoir alarm ({}) after {} h ({} days), at {}",
-            r.low_alarm,
-            d.whole_hours(),
-            d.whole_days(),
+            "\nlow-reservoir alarm ({}) at the programmed rate after {} days, at {}",
+            plan.low_threshold,
+            days(d),
             at(d).unwrap_or_default()
         )),
         None => human.push_str("\nthe low-reservoir alarm never sounds at this rate"),
     }
     if let Some(d) = plan.to_empty {
         human.push_str(&format!(
-            "\nempty after {} h ({} days), at {}",
-            d.whole_hours(),
-            d.whole_days(),
+            "\nempty at the programmed rate after {} days, at {}",
+            days(d),
             at(d).unwrap_or_default()
         ));
     }
@@ -317,8 +346,13 @@ fn refill_cmd(json: bool, r: RefillArgs) -> Result<ExitCode, String> {
     emit(
         json,
         json!({
+            "model": r.model.name,
+            "low_threshold_nl": plan.low_threshold.raw(),
             "hours_to_low_alarm": hours(plan.to_low_alarm),
             "hours_to_empty": hours(plan.to_empty),
+            "over_delivery_permille": plan.over_delivery_permille,
+            "worst_case_hours_to_low": hours(plan.worst_to_low),
+            "worst_case_hours_to_empty": hours(plan.worst_to_empty),
             "refill_by": refill_by,
             "limited_by": plan.limited_by.as_str(),
             "bolus_allowance_nl_per_day": plan.bolus_allowance.raw(),
@@ -328,6 +362,16 @@ fn refill_cmd(json: bool, r: RefillArgs) -> Result<ExitCode, String> {
         &[],
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// 145 ‰ as "14.5".
+fn permille_text(p: u16) -> String {
+    let (whole, tenth) = (p / 10, p % 10);
+    if tenth == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{tenth}")
+    }
 }
 
 fn check_cmd(json: bool, path: &std::path::Path) -> Result<ExitCode, String> {

@@ -130,10 +130,50 @@ fn refill_baclofen_40_ml_rx_009_rx_012() {
         "--start",
         "2027-01-04T09:00",
     ]);
+    // The pump's alarm at the programmed rate: 38 mL / 0.25 mL/day = 152 days.
     assert_eq!(v["hours_to_low_alarm"], 152 * 24);
     assert_eq!(v["hours_to_empty"], 160 * 24);
-    assert_eq!(v["refill_by"], "2027-06-05T09:00:00");
+    // The default model is SynchroMed-class 40 mL, labelled ±14.5 %: at 0.28625 mL/day
+    // 38 mL last 132.751 days (3186.03 h) and 40 mL 139.738 days (3353.7 h), so the
+    // refill is due 132 days 18:01:34 after 2027-01-04T09:00.
+    assert_eq!(v["over_delivery_permille"], 145);
+    assert_eq!(v["worst_case_hours_to_low"], 3186);
+    assert_eq!(v["worst_case_hours_to_empty"], 3353);
+    assert_eq!(v["refill_by"], "2027-05-17T03:01:34");
     assert_eq!(v["limited_by"], "volume");
+}
+
+#[test]
+fn refill_date_agrees_with_the_pump_status_rx_014() {
+    use thecal_pump::profile::HardwareProfile;
+    use thecal_rx::refill;
+    // The pump core's next refill comes from the same function: 20 mL at 0.5 mL/day on
+    // a 20 mL SynchroMed-class pump; threshold max(2 mL, 7 × 0.5 = 3.5 mL) = 3.5 mL;
+    // 16.5 mL / (0.5 × 1.145 = 0.5725 mL/day) = 28.821 days = 691.7 h.
+    let p = HardwareProfile::by_model("synchromed-20").unwrap();
+    let due = refill::refill_due(
+        "20 mL".parse().unwrap(),
+        refill::low_reservoir(refill::DEFAULT_LOW_RESERVOIR, 7, "0.5 mL".parse().unwrap()),
+        "0.5 mL".parse().unwrap(),
+        p.over_delivery_permille,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(due.whole_hours(), 691);
+    let v = json(&[
+        "calc",
+        "refill",
+        "--model",
+        "synchromed-20",
+        "--volume",
+        "20mL",
+        "--rate",
+        "0.5mL/day",
+        "--start",
+        "2027-01-04T09:00",
+    ]);
+    assert_eq!(v["worst_case_hours_to_low"], 691);
+    assert_eq!(v["low_threshold_nl"], 3_500_000);
 }
 
 #[test]
@@ -149,7 +189,7 @@ fn refill_with_patient_boluses_and_ziconotide_stability_rx_009_rx_012() {
         "0.25mL/day",
         "--low-alarm",
         "3mL",
-        "--ptm-dose",
+        "--ptm-volume",
         "20uL",
         "--ptm-per-day",
         "4",
@@ -348,8 +388,10 @@ fn bad_input_is_one_line_with_exit_2_rx_012() {
                 "20mL",
                 "--rate",
                 "0mL/day",
+                "--clinic-max",
+                "200d",
             ],
-            "clinic maximum",
+            "a clinic may only lower it",
         ),
         (
             &[
