@@ -13,7 +13,7 @@ use thecal_rx::refill::{self, RefillInput};
 use thecal_rx::schedule::{LocalTime, Schedule};
 use thecal_rx::{Concentration, Duration, Flow, MassRate, Volume};
 
-use thecal_sim::prescription_file as rxfile;
+use thecal_rx::file as rxfile;
 
 /// Arguments of `thecal calc`.
 #[derive(Debug, Args)]
@@ -121,6 +121,14 @@ struct RefillArgs {
     /// Refill time, local, e.g. 2027-01-04T09:00 (default: now).
     #[arg(long, value_parser = parse_start)]
     start: Option<NaiveDateTime>,
+}
+
+/// The pump's hardware presets as the prescription file's model resolver.
+pub fn file_models() -> rxfile::Models<'static> {
+    rxfile::Models {
+        resolve: &HardwareProfile::limits_by_model,
+        known: HardwareProfile::MODELS,
+    }
 }
 
 /// A hardware model name, as everywhere in thecal.
@@ -376,7 +384,8 @@ fn permille_text(p: u16) -> String {
 
 fn check_cmd(json: bool, path: &std::path::Path) -> Result<ExitCode, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file = rxfile::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file =
+        rxfile::parse(&text, file_models()).map_err(|e| format!("{}: {e}", path.display()))?;
     let ctx = file.context();
     let findings = check::check(&file.prescription, &ctx);
     let list: Vec<Value> = findings

@@ -71,17 +71,17 @@ pub struct ImplantArgs {
     exit_after: Option<f64>,
     /// The hardware: synchromed-20, synchromed-40, prometra-20, prometra-40, external.
     #[arg(long, default_value = "synchromed-20")]
-    profile: String,
+    model: String,
     /// Open a proximity enrolment window at start, as if the wand were held over the pump.
     #[arg(long)]
     wand: bool,
 }
 
 fn profile(name: &str) -> Result<HardwareProfile, String> {
-    thecal_sim::prescription_file::hardware_profile(name).ok_or_else(|| {
+    thecal_pump::profile::HardwareProfile::by_model(name).ok_or_else(|| {
         format!(
-            "--profile: unknown device '{name}'; known: {}",
-            thecal_sim::prescription_file::MODELS
+            "--model: unknown hardware model '{name}'; known: {}",
+            thecal_pump::profile::HardwareProfile::MODELS
         )
     })
 }
@@ -491,7 +491,7 @@ fn event_suffix(events: &[Event]) -> String {
 
 /// Runs `thecal implant`; `Err` is a one-line message for exit status 2.
 pub fn run(args: ImplantArgs) -> Result<ExitCode, String> {
-    let hw = profile(&args.profile)?;
+    let hw = profile(&args.model)?;
     let exit_after = match args.exit_after {
         Some(s) if s.is_finite() && s > 0.0 => Some(StdDuration::from_secs_f64(s)),
         Some(s) => {

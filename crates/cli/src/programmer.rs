@@ -14,8 +14,8 @@ use thecal_pump::event::Event;
 use thecal_pump::log::{self, LogChain, LogEntry};
 use thecal_rx::check::{self, Prescription, Severity};
 use thecal_rx::dose::{Admixture, Component};
+use thecal_rx::file as rxfile;
 use thecal_rx::{Concentration, Duration, Flow, Instant, Volume};
-use thecal_sim::prescription_file as rxfile;
 
 use crate::bearer::{ANSWER_TIMEOUT, Bearer, Client, Fail, Hello, Stats, finish};
 use crate::implant::{rfc3339, unix_ms};
@@ -824,7 +824,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             let text = std::fs::read_to_string(prescription).map_err(|e| {
                 Fail::Usage(format!("--prescription {}: {e}", prescription.display()))
             })?;
-            let file = rxfile::parse(&text)
+            let file = rxfile::parse(&text, crate::calc::file_models())
                 .map_err(|e| Fail::Usage(format!("{}: {e}", prescription.display())))?;
             let (mut key, mut client) = connect(&args)?;
             let old = program_of(&mut client)?;

@@ -37,9 +37,9 @@ enum SimCommand {
     },
     /// The IEC 60601-2-24 trumpet curve of a pump model.
     Accuracy {
-        /// Device: synchromed-20, synchromed-40, prometra-20, prometra-40, external.
+        /// Hardware model: synchromed-20, synchromed-40, prometra-20, prometra-40, external.
         #[arg(long, default_value = "synchromed-20")]
-        device: String,
+        model: String,
         /// Set rate.
         #[arg(long, default_value = "1 mL/day", allow_hyphen_values = true)]
         rate: Flow,
@@ -74,10 +74,10 @@ enum SimCommand {
 }
 
 fn profile(name: &str) -> Result<HardwareProfile, String> {
-    thecal_sim::prescription_file::hardware_profile(name).ok_or_else(|| {
+    thecal_pump::profile::HardwareProfile::by_model(name).ok_or_else(|| {
         format!(
-            "--device: unknown device '{name}'; known: {}",
-            thecal_sim::prescription_file::MODELS
+            "--model: unknown hardware model '{name}'; known: {}",
+            thecal_pump::profile::HardwareProfile::MODELS
         )
     })
 }
@@ -135,13 +135,13 @@ pub fn run(args: SimArgs) -> Result<ExitCode, String> {
             })
         }
         SimCommand::Accuracy {
-            device,
+            model,
             rate,
             bias,
             seed,
             out,
         } => {
-            let p = profile(&device)?;
+            let p = profile(&model)?;
             if rate.is_zero() || rate < p.min_flow || rate > p.max_flow {
                 return Err(format!(
                     "--rate: {rate} is outside the {} range {} to {}",

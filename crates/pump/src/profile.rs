@@ -159,15 +159,27 @@ impl HardwareProfile {
         "synchromed-20, synchromed-40, prometra-20, prometra-40, external";
 
     /// The preset for a model name (`synchromed-20`, `synchromed-40`, `prometra-20`,
-    /// `prometra-40`, `external`); `None` for any other name.
+    /// `prometra-40`, `external`, any case); `None` for any other name.
     pub fn by_model(model: &str) -> Option<Self> {
-        Some(match model {
-            "synchromed-20" => Self::synchromed_class(20),
-            "synchromed-40" => Self::synchromed_class(40),
-            "prometra-20" => Self::prometra_class(20),
-            "prometra-40" => Self::prometra_class(40),
-            "external" => Self::external_trial(),
-            _ => return None,
-        })
+        let is = |name: &str| model.trim().eq_ignore_ascii_case(name);
+        if is("synchromed-20") {
+            Some(Self::synchromed_class(20))
+        } else if is("synchromed-40") {
+            Some(Self::synchromed_class(40))
+        } else if is("prometra-20") {
+            Some(Self::prometra_class(20))
+        } else if is("prometra-40") {
+            Some(Self::prometra_class(40))
+        } else if is("external") {
+            Some(Self::external_trial())
+        } else {
+            None
+        }
+    }
+
+    /// The device limits of a model name ([`HardwareProfile::by_model`]), as the
+    /// prescription file's model resolver.
+    pub fn limits_by_model(model: &str) -> Option<DeviceLimits> {
+        Self::by_model(model).map(|p| p.device_limits())
     }
 }
