@@ -17,7 +17,10 @@ use thecal_rx::dose::{Admixture, Component};
 use thecal_rx::file as rxfile;
 use thecal_rx::{Concentration, Duration, Flow, Instant, Volume};
 
-use crate::bearer::{ANSWER_TIMEOUT, Bearer, Client, Fail, Hello, Stats, finish};
+use crate::bearer::{
+    ANSWER_TIMEOUT, Bearer, Client, EXIT_HARD, EXIT_READ_BACK, EXIT_SOFT_UNCONFIRMED, Fail, Hello,
+    Stats, finish,
+};
 use crate::implant::{rfc3339, unix_ms};
 use crate::keyfile::{DeviceKind, Key, Pairing, check_private, hex, unhex32, write_private};
 
@@ -128,7 +131,10 @@ enum ProgCommand {
         /// The prescription file.
         #[arg(long)]
         prescription: PathBuf,
-        /// Send without asking.
+        /// Confirm the soft findings, with the clinical reason (recorded).
+        #[arg(long, value_name = "REASON")]
+        confirm_soft: Option<String>,
+        /// Send without asking (never confirms a soft finding).
         #[arg(long)]
         yes: bool,
     },
@@ -151,10 +157,11 @@ enum ProgCommand {
         /// duration such as "30 min".
         #[arg(long, default_value = "auto")]
         bridge: String,
-        /// Confirm soft findings and a flagged reconciliation (the pump's confirmation).
-        #[arg(long)]
-        confirm: bool,
-        /// Send without asking.
+        /// Confirm the pump's soft findings and a flagged reconciliation, with the
+        /// clinical reason.
+        #[arg(long, value_name = "REASON")]
+        confirm_soft: Option<String>,
+        /// Send without asking (never confirms a soft finding).
         #[arg(long)]
         yes: bool,
     },
@@ -243,6 +250,90 @@ impl Out {
                 println!("{}", s.line());
             }
         }
+    }
+}
+
+/// The programmer's own gate on a checked prescription: a hard finding is refused with
+/// exit status 3, a soft finding without `--confirm-soft REASON` with exit status 4
+/// (`--yes` never confirms a soft finding). With `--json` the findings are printed as
+/// JSON on standard output as well.
+pub fn gate(out: &Out, findings: &check::Findings, confirm_soft: Option<&str>) -> Result<(), Fail> {
+    let list: Vec<Value> = findings
+        .iter()
+        .map(|f| json!({"severity": f.severity.to_string(), "message": f.to_string()}))
+        .collect();
+    let words = |sev: Severity| {
+        findings
+            .iter()
+            .filter(|f| f.severity == sev)
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let refusal = match findings.worst() {
+        Some(Severity::Hard) => Some((
+            EXIT_HARD,
+            "hard",
+            format!(
+                "refused before sending, hard finding(s): {}",
+                if findings.truncated {
+                    "too many findings".to_string()
+                } else {
+                    words(Severity::Hard)
+                }
+            ),
+        )),
+        Some(Severity::Soft) if confirm_soft.is_none_or(|r| r.trim().is_empty()) => Some((
+            EXIT_SOFT_UNCONFIRMED,
+            "soft-unconfirmed",
+            format!(
+                "not sent: soft finding(s) need --confirm-soft REASON (--yes does not \
+                 confirm them): {}",
+                words(Severity::Soft)
+            ),
+        )),
+        _ => None,
+    };
+    match refusal {
+        None => Ok(()),
+        Some((code, why, message)) => {
+            if out.json {
+                out.emit(
+                    json!({"accepted": false, "refused": why, "findings": list, "message": message}),
+                    "",
+                    None,
+                );
+            } else {
+                for f in findings.iter() {
+                    let tag = match f.severity {
+                        Severity::Hard => "HARD",
+                        Severity::Soft => "soft",
+                    };
+                    println!("check: {tag}  {f}");
+                }
+            }
+            Err(Fail::Exit(code, message))
+        }
+    }
+}
+
+/// Compares the program read back with the one sent (the pump keeps its own reservoir
+/// volume); a difference is an error that says what the pump holds (exit status 5).
+pub fn verify_program(sent: &Prescription, back: &Prescription) -> Result<(), Fail> {
+    let expected = Prescription {
+        reservoir_volume: back.reservoir_volume,
+        ..sent.clone()
+    };
+    if *back == expected {
+        Ok(())
+    } else {
+        Err(Fail::Exit(
+            EXIT_READ_BACK,
+            format!(
+                "read-back mismatch: the pump did not store the program sent; it holds:\n{}",
+                program_text(back).trim_end()
+            ),
+        ))
     }
 }
 
@@ -820,18 +911,25 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        ProgCommand::Program { prescription, yes } => {
+        ProgCommand::Program {
+            prescription,
+            confirm_soft,
+            yes,
+        } => {
             let text = std::fs::read_to_string(prescription).map_err(|e| {
                 Fail::Usage(format!("--prescription {}: {e}", prescription.display()))
             })?;
             let file = rxfile::parse(&text, crate::calc::file_models())
                 .map_err(|e| Fail::Usage(format!("{}: {e}", prescription.display())))?;
-            let (mut key, mut client) = connect(&args)?;
-            let old = program_of(&mut client)?;
-            let old_status = status(&mut client)?;
             let new = file.prescription.clone();
             let ctx = file.context();
             let findings = check::check(&new, &ctx);
+            // Hard findings and unconfirmed soft ones are refused here, before the pump
+            // is even contacted.
+            gate(&out, &findings, confirm_soft.as_deref())?;
+            let (mut key, mut client) = connect(&args)?;
+            let old = program_of(&mut client)?;
+            let old_status = status(&mut client)?;
             if !out.json {
                 println!(
                     "pump: {}\nOLD (running now, version {}):\n{}NEW ({}):\n{}",
@@ -849,13 +947,12 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                     println!("check: {tag}  {f}");
                 }
             }
-            let question = if findings.is_empty() {
-                "Send the new program?".to_string()
-            } else {
-                format!(
-                    "Send the new program, confirming {} finding(s) above?",
+            let question = match confirm_soft {
+                None => "Send the new program?".to_string(),
+                Some(reason) => format!(
+                    "Send the new program, confirming {} soft finding(s) above because \"{reason}\"?",
                     findings.len()
-                )
+                ),
             };
             if confirm(&question, *yes)? {
                 client.reconnect(&mut key)?;
@@ -864,7 +961,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                 &mut client,
                 Body::Pump(Command::Program {
                     prescription: new.clone(),
-                    confirm_soft: true,
+                    confirm_soft: confirm_soft.is_some(),
                 }),
             )?;
             let back = program_of(&mut client)?;
@@ -898,11 +995,8 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                 ),
                 Some(client.bearer.stats),
             );
-            Ok(if same {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            verify_program(&new, &back)?;
+            Ok(ExitCode::SUCCESS)
         }
         ProgCommand::Refill {
             aspirated,
@@ -910,7 +1004,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             contents,
             keep_dose,
             bridge,
-            confirm: confirm_pump,
+            confirm_soft,
             yes,
         } => {
             let contents = parse_contents(contents)?;
@@ -943,11 +1037,21 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                     contents: contents.clone(),
                     keep_dose: *keep_dose,
                     bridge,
-                    confirm: *confirm_pump,
+                    confirm: confirm_soft.is_some(),
                 }),
             )?;
             let s = status(&mut client)?;
             let p = program_of(&mut client)?;
+            if p.contents != contents {
+                return Err(Fail::Exit(
+                    EXIT_READ_BACK,
+                    format!(
+                        "read-back mismatch: the pump holds {} but {} was sent",
+                        contents_text(&p.contents),
+                        contents_text(&contents)
+                    ),
+                ));
+            }
             out.emit(
                 json!({
                     "accepted": true,
@@ -1307,5 +1411,33 @@ mod tests {
         assert!(matches!(parse_bridge("auto"), Ok(BridgeChoice::Automatic)));
         assert!(matches!(parse_bridge("30 min"), Ok(BridgeChoice::Bolus(_))));
         assert!(parse_bridge("sometimes").is_err());
+    }
+
+    #[test]
+    fn a_read_back_with_another_program_is_an_error_naming_what_the_pump_holds_rx_029() {
+        use thecal_rx::schedule::Schedule;
+        let rx = |rate: &str| Prescription {
+            contents: parse_contents("baclofen 2000 mcg/mL").unwrap(),
+            schedule: Schedule::continuous(rate.parse().unwrap()),
+            patient_bolus: None,
+            reservoir_volume: "20 mL".parse().unwrap(),
+        };
+        let sent = rx("0.25 mL/day");
+        // The pump keeps its own reservoir volume: not a mismatch.
+        let mut same = sent.clone();
+        same.reservoir_volume = "19.5 mL".parse().unwrap();
+        assert!(verify_program(&sent, &same).is_ok());
+        // An implant answering with 0.5 mL/day (1 mg/day) instead of 0.25 mL/day.
+        match verify_program(&sent, &rx("0.5 mL/day")) {
+            Err(Fail::Exit(code, m)) => {
+                assert_eq!(code, 5);
+                assert!(m.starts_with("read-back mismatch"), "{m}");
+                assert!(m.contains("0.5 mL/day"), "{m}");
+            }
+            other => panic!(
+                "expected a read-back mismatch, got {:?}",
+                other.err().map(|_| ())
+            ),
+        }
     }
 }

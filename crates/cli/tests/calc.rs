@@ -431,3 +431,78 @@ fn bad_input_is_one_line_with_exit_2_rx_012() {
         );
     }
 }
+
+/// A prescription file for a 20 mL SynchroMed-class pump: baclofen at `conc` and `rate`.
+fn baclofen_file(name: &str, conc: &str, rate: &str) -> String {
+    let path = std::env::temp_dir().join(format!("thecal-gate-{}-{name}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        format!(
+            "reservoir_volume = \"20 mL\"\n[pump]\nmodel = \"synchromed-20\"\n[[drug]]\n\
+             name = \"baclofen\"\nconcentration = \"{conc}\"\n[basal]\nrate = \"{rate}\"\n"
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// `programmer program` against an address where no pump listens: a refusal must come
+/// before any contact (a connection attempt would fail with exit 1 instead).
+fn program(file: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "programmer",
+        "--key",
+        "/nonexistent/clinic.key",
+        "--implant",
+        "127.0.0.1:9",
+        "program",
+        "--prescription",
+        file,
+        "--yes",
+    ];
+    args.extend_from_slice(extra);
+    thecal(&args)
+}
+
+#[test]
+fn programmer_refuses_a_hard_finding_before_sending_rx_028() {
+    // Baclofen 3000 mcg/mL is above the strongest labelled ampoule, 2000 mcg/mL: hard.
+    let f = baclofen_file("hard", "3000 mcg/mL", "0.2 mL/day");
+    let out = program(&f, &["--confirm-soft", "any reason"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused before sending, hard finding(s): baclofen")
+            && err.contains("2 mg/mL"),
+        "{err}"
+    );
+    // --json prints the findings too.
+    let out = program(&f, &["--json"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["refused"], "hard");
+    assert_eq!(v["findings"][0]["severity"], "hard");
+}
+
+#[test]
+fn programmer_needs_confirm_soft_with_a_reason_for_a_soft_finding_rx_028() {
+    // 2000 mcg/mL at 0.6 mL/day = 1200 mcg/day: above the labelled experience of
+    // 1000 mcg/day, a soft finding. --yes alone does not confirm it.
+    let f = baclofen_file("soft", "2000 mcg/mL", "0.6 mL/day");
+    let out = program(&f, &[]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("need --confirm-soft REASON") && err.contains("1.2 mg/day"),
+        "{err}"
+    );
+    let out = program(&f, &["--json"]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["refused"], "soft-unconfirmed");
+    assert_eq!(v["findings"][0]["severity"], "soft");
+    // With a reason the gate passes and the programmer goes on to contact the pump
+    // (none listens here: exit 1, a runtime failure, not 3 or 4).
+    let out = program(&f, &["--confirm-soft", "severe spasticity, reviewed"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}

@@ -245,7 +245,8 @@ fn udp_telemetry_end_to_end_link_008() {
         "20 mL",
         "--contents",
         "baclofen 2000 mcg/mL",
-        "--confirm",
+        "--confirm-soft",
+        "first fill after implant",
         "--yes",
     ])));
     assert_eq!(r["accepted"], true, "{r}");
@@ -254,6 +255,8 @@ fn udp_telemetry_end_to_end_link_008() {
         "program",
         "--prescription",
         &rx,
+        "--confirm-soft",
+        "screening response lasted over 8 hours",
         "--yes",
     ])));
     assert_eq!(p["read_back_matches"], true, "{p}");
