@@ -6,7 +6,7 @@ use chrono::{NaiveDateTime, Timelike};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use thecal_pump::profile::HardwareProfile;
-use thecal_rx::check::{self, Severity};
+use thecal_rx::check::Severity;
 use thecal_rx::dose;
 use thecal_rx::drug::DrugId;
 use thecal_rx::refill::{self, RefillInput};
@@ -72,7 +72,8 @@ enum CalcCommand {
         #[arg(long, allow_hyphen_values = true)]
         threshold: Option<Volume>,
     },
-    /// Check a prescription file (TOML); exit 0 clean, 1 soft findings only, 2 any hard.
+    /// Check a prescription file (TOML); exit 0 clean, 4 soft findings only, 3 any hard,
+    /// 2 a bad file.
     Check {
         /// The prescription file.
         file: std::path::PathBuf,
@@ -243,7 +244,8 @@ pub fn run(args: CalcArgs) -> Result<ExitCode, String> {
     }
 }
 
-/// Notes when a dose or concentration is beyond the library's limits.
+/// Notes when a dose or concentration is beyond the library's limits: hard (label) or
+/// soft (guideline, needs a confirmed reason).
 fn limit_notes(drug: DrugId, conc: Concentration, d: MassRate) -> Vec<String> {
     let info = drug.info();
     let mut notes = Vec::new();
@@ -252,11 +254,24 @@ fn limit_notes(drug: DrugId, conc: Concentration, d: MassRate) -> Vec<String> {
             "{conc} exceeds the hard limit {} ({})",
             max.value, max.source
         ));
+    } else if let Some(rec) = info
+        .recommended_max_concentration
+        .filter(|m| conc > m.value)
+    {
+        notes.push(format!(
+            "{conc} is above the recommended (soft) maximum {} ({})",
+            rec.value, rec.source
+        ));
     }
     if let Some(max) = info.max_daily_dose.filter(|m| d > m.value) {
         notes.push(format!(
             "{d} exceeds the hard limit {} ({})",
             max.value, max.source
+        ));
+    } else if let Some(rec) = info.recommended_max_daily_dose.filter(|m| d > m.value) {
+        notes.push(format!(
+            "{d} is above the recommended (soft) maximum {} ({})",
+            rec.value, rec.source
         ));
     }
     notes
@@ -386,8 +401,7 @@ fn check_cmd(json: bool, path: &std::path::Path) -> Result<ExitCode, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let file =
         rxfile::parse(&text, file_models()).map_err(|e| format!("{}: {e}", path.display()))?;
-    let ctx = file.context();
-    let findings = check::check(&file.prescription, &ctx);
+    let findings = file.check();
     let list: Vec<Value> = findings
         .iter()
         .map(|f| json!({"severity": f.severity.to_string(), "message": f.to_string()}))
@@ -395,8 +409,8 @@ fn check_cmd(json: bool, path: &std::path::Path) -> Result<ExitCode, String> {
     let worst = findings.worst();
     let code = match worst {
         None => 0,
-        Some(Severity::Soft) => 1,
-        Some(Severity::Hard) => 2,
+        Some(Severity::Soft) => 4,
+        Some(Severity::Hard) => 3,
     };
     if json {
         emit(

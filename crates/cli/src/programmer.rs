@@ -922,8 +922,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             let file = rxfile::parse(&text, crate::calc::file_models())
                 .map_err(|e| Fail::Usage(format!("{}: {e}", prescription.display())))?;
             let new = file.prescription.clone();
-            let ctx = file.context();
-            let findings = check::check(&new, &ctx);
+            let findings = file.check();
             // Hard findings and unconfirmed soft ones are refused here, before the pump
             // is even contacted.
             gate(&out, &findings, confirm_soft.as_deref())?;

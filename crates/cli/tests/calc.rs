@@ -17,7 +17,7 @@ fn json(args: &[&str]) -> Value {
     all.push("--json");
     let out = thecal(&all);
     assert!(
-        out.status.success() || out.status.code() == Some(1),
+        out.status.success() || out.status.code() == Some(4),
         "{out:?}"
     );
     serde_json::from_slice(&out.stdout).expect("JSON output")
@@ -81,7 +81,23 @@ fn dose_above_the_hard_limit_carries_a_note_rx_012() {
     assert_eq!(v["daily_dose_ng"], 22_000_000);
     assert_eq!(
         v["notes"][0],
-        "22 mg/day exceeds the hard limit 15 mg/day (PACC 2017, check)"
+        "22 mg/day is above the recommended (soft) maximum 15 mg/day (PACC 2017, check)"
+    );
+    // Above the strongest labelled strength (Infumorph 25 mg/mL): a hard note.
+    let v = json(&[
+        "calc",
+        "dose",
+        "--drug",
+        "morphine",
+        "--conc",
+        "30 mg/mL",
+        "--rate",
+        "0.1 mL/day",
+    ]);
+    assert_eq!(
+        v["notes"][0],
+        "30 mg/mL exceeds the hard limit 25 mg/mL (Infumorph label: 25 mg/mL, the strongest \
+         labelled strength)"
     );
 }
 
@@ -253,8 +269,9 @@ fn reconcile_flags_by_pump_size_rx_010_rx_012() {
 fn check_exit_status_follows_the_worst_finding_rx_006_rx_012() {
     let clean = thecal(&["calc", "check", "examples/prescription.toml"]);
     assert_eq!(clean.status.code(), Some(0), "{clean:?}");
+    // A hard finding exits 3 (2 is kept for a bad file or argument).
     let bad = thecal(&["calc", "check", "examples/morphine-too-high.toml", "--json"]);
-    assert_eq!(bad.status.code(), Some(2));
+    assert_eq!(bad.status.code(), Some(3));
     let v: Value = serde_json::from_slice(&bad.stdout).unwrap();
     let findings = v["findings"].as_array().unwrap();
     let has = |sev: &str, text: &str| {
@@ -262,14 +279,19 @@ fn check_exit_status_follows_the_worst_finding_rx_006_rx_012() {
             .iter()
             .any(|f| f["severity"] == sev && f["message"].as_str().unwrap().contains(text))
     };
+    // 22 mg/day + 3 boluses of 2 mg = 28 mg/day: above the PACC guideline, soft.
     assert!(
         has(
-            "hard",
-            "morphine 22 mg/day exceeds the hard limit 15 mg/day"
+            "soft",
+            "morphine 28 mg/day is above the recommended maximum 15 mg/day"
         ),
         "{v}"
     );
-    assert!(has("soft", "opioid-naive"));
+    // An opioid patient bolus for an opioid-naive patient is contraindicated: hard.
+    assert!(
+        has("hard", "opioid-naive patient is contraindicated"),
+        "{v}"
+    );
     assert!(has("soft", "mixture of 2 drugs"));
     assert!(
         has(
@@ -277,7 +299,7 @@ fn check_exit_status_follows_the_worst_finding_rx_006_rx_012() {
             "bupivacaine 11 mg/day with every allowed patient bolus"
         ) || has("soft", "bupivacaine")
     );
-    // A soft-only file exits 1.
+    // A soft-only file exits 4.
     let dir = std::env::temp_dir().join(format!("thecal-soft-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let soft = dir.join("soft.toml");
@@ -287,7 +309,7 @@ fn check_exit_status_follows_the_worst_finding_rx_006_rx_012() {
     )
     .unwrap();
     let out = thecal(&["calc", "check", soft.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("not approved for implanted pumps"));
 }
 

@@ -91,6 +91,8 @@ struct PumpSpec {
 struct PatientSpec {
     #[serde(default)]
     opioid_naive: bool,
+    /// `spinal`, `cerebral` or `unknown` (the default, which takes the stricter rule).
+    spasticity_origin: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -236,6 +238,8 @@ pub struct PrescriptionFile {
     pub previous: Option<(Prescription, Duration)>,
     /// The patient has not been taking opioids.
     pub opioid_naive: bool,
+    /// What else the check knows of the patient.
+    pub patient: crate::check::Patient,
     /// The library with the clinic's tightenings.
     pub library: Library,
 }
@@ -243,6 +247,12 @@ pub struct PrescriptionFile {
 impl PrescriptionFile {
     /// The context the prescription checks need: the file's library, device, previous
     /// prescription and opioid history.
+    /// Checks the prescription with everything the file says.
+    pub fn check(&self) -> crate::check::Findings {
+        crate::check::check_with(&self.prescription, &self.context(), &self.patient)
+    }
+
+    /// The context the prescription checks need (see [`PrescriptionFile::check`]).
     pub fn context(&self) -> crate::check::Context<'_> {
         crate::check::Context {
             library: &self.library,
@@ -506,6 +516,17 @@ pub fn parse(text: &str, models: Models<'_>) -> Result<PrescriptionFile, FileErr
         prescription,
         previous,
         opioid_naive: spec.patient.opioid_naive,
+        patient: crate::check::Patient {
+            spasticity_origin: match spec.patient.spasticity_origin.as_deref() {
+                None => crate::check::SpasticityOrigin::Unknown,
+                Some(o) => crate::check::SpasticityOrigin::from_name(o).ok_or_else(|| {
+                    err(
+                        "patient.spasticity_origin",
+                        format!("'{o}' is not an origin; write spinal, cerebral or unknown"),
+                    )
+                })?,
+            },
+        },
         library,
     })
 }
