@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use thecal_pump::profile::HardwareProfile;
 use thecal_rx::check::Severity;
+use thecal_rx::convert::{self, Route};
 use thecal_rx::dose;
 use thecal_rx::drug::DrugId;
 use thecal_rx::refill::{self, RefillInput};
@@ -23,6 +24,11 @@ pub struct CalcArgs {
     json: bool,
     #[command(subcommand)]
     command: CalcCommand,
+}
+
+fn parse_route(s: &str) -> Result<Route, String> {
+    Route::from_name(s)
+        .ok_or_else(|| format!("unknown route '{s}'; known: oral, iv, epidural, intrathecal"))
 }
 
 fn parse_drug(s: &str) -> Result<DrugId, String> {
@@ -57,6 +63,48 @@ enum CalcCommand {
     },
     /// When the low-reservoir alarm sounds, when the reservoir empties, and the refill-by date.
     Refill(RefillArgs),
+    /// Opioid conversion by the equianalgesic table, with the customary reduction for
+    /// incomplete cross-tolerance (decision support: the prescriber enters the dose).
+    Convert {
+        /// The opioid now taken.
+        #[arg(long, value_parser = parse_drug)]
+        from_drug: DrugId,
+        /// Its route: oral, iv, epidural, intrathecal.
+        #[arg(long, value_parser = parse_route)]
+        from_route: Route,
+        /// Its daily dose, e.g. 300mg/day.
+        #[arg(long, allow_hyphen_values = true)]
+        dose: MassRate,
+        /// The opioid to convert to.
+        #[arg(long, value_parser = parse_drug)]
+        to_drug: DrugId,
+        /// Its route (default intrathecal).
+        #[arg(long, default_value = "intrathecal", value_parser = parse_route)]
+        to_route: Route,
+    },
+    /// A gas-driven constant-rate pump: the concentration for a daily dose at its nominal
+    /// flow, the refill interval, and the flow and dose at a body temperature and cabin
+    /// altitude (the simulator's model).
+    ConstantRate {
+        /// Drug name.
+        #[arg(long, value_parser = parse_drug)]
+        drug: DrugId,
+        /// Daily dose wanted, e.g. 300mcg/day.
+        #[arg(long, allow_hyphen_values = true)]
+        dose: MassRate,
+        /// The pump's labelled flow at 37 °C and sea level, e.g. 1mL/day.
+        #[arg(long, allow_hyphen_values = true)]
+        nominal_flow: Flow,
+        /// Reservoir volume after the fill.
+        #[arg(long, default_value = "30 mL", allow_hyphen_values = true)]
+        volume: Volume,
+        /// Body temperature, °C (e.g. 38.5 for a fever).
+        #[arg(long, default_value_t = 37.0, allow_hyphen_values = true)]
+        temperature: f64,
+        /// Ambient (cabin) altitude, metres (e.g. 2438 for an 8,000 ft cabin).
+        #[arg(long, default_value_t = 0)]
+        altitude_m: u32,
+    },
     /// Compare the aspirated residual volume with the expected one.
     Reconcile {
         /// Reservoir capacity, e.g. 20mL.
@@ -68,7 +116,12 @@ enum CalcCommand {
         /// Aspirated residual volume.
         #[arg(long, allow_hyphen_values = true)]
         aspirated: Volume,
-        /// Flag threshold (default: 5 % of capacity: 1 mL for 20 mL, 2 mL for 40 mL).
+        /// Volume delivered since the last refill: the threshold becomes the larger of
+        /// 0.5 mL and 5 % of it.
+        #[arg(long, allow_hyphen_values = true)]
+        delivered: Option<Volume>,
+        /// Flag threshold (default: from --delivered, else 5 % of capacity: 1 mL for
+        /// 20 mL, 2 mL for 40 mL).
         #[arg(long, allow_hyphen_values = true)]
         threshold: Option<Volume>,
     },
@@ -215,14 +268,62 @@ pub fn run(args: CalcArgs) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         CalcCommand::Refill(r) => refill_cmd(json, r),
+        CalcCommand::Convert {
+            from_drug,
+            from_route,
+            dose: from_dose,
+            to_drug,
+            to_route,
+        } => {
+            let c = convert::convert((from_drug, from_route), from_dose, (to_drug, to_route))
+                .map_err(|e| e.to_string())?;
+            emit(
+                json,
+                json!({
+                    "from": format!("{from_route} {from_drug}"),
+                    "to": format!("{to_route} {to_drug}"),
+                    "equivalent_ng_per_day": c.equivalent.raw(),
+                    "start_low_ng_per_day": c.start_low.raw(),
+                    "start_high_ng_per_day": c.start_high.raw(),
+                    "from_source": c.from_source,
+                    "to_source": c.to_source,
+                }),
+                &format!(
+                    "{from_dose} {from_route} {from_drug} = {} {to_route} {to_drug}\n\
+                     start at {} to {} (25-50 % less for incomplete cross-tolerance, check)\n\
+                     sources: {}; {}",
+                    c.equivalent, c.start_low, c.start_high, c.from_source, c.to_source
+                ),
+                &[],
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CalcCommand::ConstantRate {
+            drug,
+            dose: target,
+            nominal_flow,
+            volume,
+            temperature,
+            altitude_m,
+        } => constant_rate_cmd(
+            json,
+            drug,
+            target,
+            nominal_flow,
+            volume,
+            temperature,
+            altitude_m,
+        ),
         CalcCommand::Reconcile {
             capacity,
             expected,
             aspirated,
+            delivered,
             threshold,
         } => {
-            let r = refill::reconcile(capacity, expected, aspirated, threshold)
-                .map_err(|e| e.to_string())?;
+            let r =
+                refill::reconcile_delivered(capacity, expected, aspirated, delivered, threshold)
+                    .map_err(|e| e.to_string())?;
             let message = r.to_string();
             emit(
                 json,
@@ -383,6 +484,77 @@ fn refill_cmd(json: bool, r: RefillArgs) -> Result<ExitCode, String> {
         }),
         &human,
         &[],
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn constant_rate_cmd(
+    json: bool,
+    drug: DrugId,
+    target: MassRate,
+    nominal_flow: Flow,
+    volume: Volume,
+    temperature: f64,
+    altitude_m: u32,
+) -> Result<ExitCode, String> {
+    use thecal_rx::constant_rate::{self as cr, GasPumpModel};
+    if nominal_flow.is_zero() {
+        return Err("--nominal-flow: a flow above zero is needed".into());
+    }
+    if !(30.0..=45.0).contains(&temperature) {
+        return Err(format!(
+            "--temperature: {temperature} °C is not a body temperature; give 30 to 45"
+        ));
+    }
+    let temp_mc = (temperature * 1000.0).round() as i32;
+    let model = GasPumpModel::TYPICAL.with_nominal(nominal_flow);
+    let conc = cr::concentration_for(target, nominal_flow).map_err(|e| e.to_string())?;
+    let ambient = cr::ambient_at_altitude(altitude_m);
+    let flow = model.flow_at(temp_mc, ambient).map_err(|e| e.to_string())?;
+    let dose_there = cr::dose_at(&model, conc, temp_mc, ambient).map_err(|e| e.to_string())?;
+    let empty = |f: Flow| {
+        refill::refill_due(volume, Volume::ZERO, Volume::from_raw(f.raw()), 0)
+            .ok()
+            .flatten()
+    };
+    let days = |d: Option<Duration>| {
+        d.map_or("never".to_string(), |d| {
+            format!("{:.1} days", d.ms() as f64 / 86_400_000.0)
+        })
+    };
+    let change = (flow.raw() as f64 / nominal_flow.raw() as f64 - 1.0) * 100.0;
+    let mut notes = limit_notes(drug, conc, target);
+    for n in limit_notes(drug, conc, dose_there) {
+        if !notes.contains(&n) {
+            notes.push(n);
+        }
+    }
+    emit(
+        json,
+        json!({
+            "drug": drug.name(),
+            "concentration_ng_per_ml": conc.raw(),
+            "concentration": conc.to_string(),
+            "hours_to_empty_nominal": hours(empty(nominal_flow)),
+            "temperature_mc": temp_mc,
+            "ambient_pa": ambient,
+            "flow_nl_per_day": flow.raw(),
+            "flow_change_percent": (change * 10.0).round() / 10.0,
+            "daily_dose_ng": dose_there.raw(),
+            "hours_to_empty_there": hours(empty(flow)),
+            "model_source": model.source,
+            "notes": notes,
+        }),
+        &format!(
+            "{drug} {target} at {nominal_flow} needs {conc}\n\
+             {volume} lasts {} at the nominal flow\n\
+             at {temperature:.1} °C and {altitude_m} m ({:.1} kPa): flow {flow} ({change:+.1} %), \
+             dose {dose_there}; {volume} lasts {}",
+            days(empty(nominal_flow)),
+            f64::from(ambient) / 1000.0,
+            days(empty(flow)),
+        ),
+        &notes,
     );
     Ok(ExitCode::SUCCESS)
 }

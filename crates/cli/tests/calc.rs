@@ -528,3 +528,100 @@ fn programmer_needs_confirm_soft_with_a_reason_for_a_soft_finding_rx_028() {
     let out = program(&f, &["--confirm-soft", "severe spasticity, reviewed"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
+
+#[test]
+fn convert_oral_morphine_and_refuse_an_unknown_ratio_rx_020() {
+    // 300 mg/day oral ÷ 300 = 1 mg/day intrathecal; less 25-50 % = 0.5-0.75 mg/day.
+    let v = json(&[
+        "calc",
+        "convert",
+        "--from-drug",
+        "morphine",
+        "--from-route",
+        "oral",
+        "--dose",
+        "300mg/day",
+        "--to-drug",
+        "morphine",
+    ]);
+    assert_eq!(v["equivalent_ng_per_day"], 1_000_000);
+    assert_eq!(v["start_low_ng_per_day"], 500_000);
+    assert_eq!(v["start_high_ng_per_day"], 750_000);
+    let out = thecal(&[
+        "calc",
+        "convert",
+        "--from-drug",
+        "morphine",
+        "--from-route",
+        "intrathecal",
+        "--dose",
+        "1mg/day",
+        "--to-drug",
+        "sufentanil",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_line(&out).contains("no equianalgesic ratio is known for intrathecal sufentanil")
+    );
+}
+
+#[test]
+fn constant_rate_concentration_interval_fever_and_altitude_rx_021() {
+    // 3 mg/day at 1 mL/day needs 3 mg/mL; 30 mL last 30 days. At 38.5 °C the vapour
+    // pressure rises 1.5 × 11 kPa = 16.5 kPa; at 2438 m the ambient falls 2438 × 12 Pa =
+    // 29.256 kPa: ΔP = 110 + 16.5 + 29.256 = 155.756 kPa, flow × 155.756/110 = 1.41596
+    // mL/day (+41.6 %), dose 4.247892 mg/day, 30 mL last 21.19 days (508 h).
+    let v = json(&[
+        "calc",
+        "constant-rate",
+        "--drug",
+        "morphine",
+        "--dose",
+        "3mg/day",
+        "--nominal-flow",
+        "1mL/day",
+        "--temperature",
+        "38.5",
+        "--altitude-m",
+        "2438",
+    ]);
+    assert_eq!(v["concentration_ng_per_ml"], 3_000_000);
+    assert_eq!(v["hours_to_empty_nominal"], 720);
+    assert_eq!(v["ambient_pa"], 72_069);
+    assert_eq!(v["flow_nl_per_day"], 1_415_964);
+    assert_eq!(v["daily_dose_ng"], 4_247_892);
+    assert_eq!(v["hours_to_empty_there"], 508);
+    let out = thecal(&[
+        "calc",
+        "constant-rate",
+        "--drug",
+        "morphine",
+        "--dose",
+        "3mg/day",
+        "--nominal-flow",
+        "1mL/day",
+        "--temperature",
+        "99",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_line(&out).contains("is not a body temperature"));
+}
+
+#[test]
+fn reconcile_with_the_delivered_volume_rx_019() {
+    // 1.9 mL delivered, 0.9 mL short: threshold max(0.5, 5 % × 1.9) = 0.5 mL → flagged.
+    let v = json(&[
+        "calc",
+        "reconcile",
+        "--capacity",
+        "20mL",
+        "--expected",
+        "18.1mL",
+        "--aspirated",
+        "17.2mL",
+        "--delivered",
+        "1.9mL",
+    ]);
+    assert_eq!(v["threshold_nl"], 500_000);
+    assert_eq!(v["flagged"], true);
+}

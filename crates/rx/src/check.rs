@@ -169,6 +169,9 @@ impl SpasticityOrigin {
 pub struct Patient {
     /// Origin of the spasticity (baclofen).
     pub spasticity_origin: SpasticityOrigin,
+    /// The opioid the patient takes before intrathecal therapy starts: drug, route and
+    /// daily dose (judged by [`crate::convert`]).
+    pub prior_opioid: Option<(DrugId, crate::convert::Route, MassRate)>,
 }
 
 /// One thing wrong with a prescription, typed, with the values involved.
@@ -344,6 +347,22 @@ pub enum Issue {
         /// Daily dose before.
         from: MassRate,
     },
+    /// An opioid switch or an intrathecal start above the equianalgesic dose less the
+    /// customary reduction for incomplete cross-tolerance.
+    AboveConversion {
+        /// The new opioid.
+        drug: DrugId,
+        /// Its daily dose (with every allowed patient bolus).
+        value: MassRate,
+        /// What it was converted from, e.g. oral morphine.
+        from: (DrugId, crate::convert::Route),
+        /// The equianalgesic dose.
+        equivalent: MassRate,
+        /// The equivalent less the smallest customary reduction.
+        start_high: MassRate,
+        /// The ratios' sources.
+        source: &'static str,
+    },
 }
 
 /// The withdrawal a cut or stop of `drug` risks, in words.
@@ -515,6 +534,20 @@ impl fmt::Display for Issue {
                  ({source}) and risks {}; confirm to proceed",
                 withdrawal_words(drug)
             ),
+            Issue::AboveConversion {
+                drug,
+                value,
+                from,
+                equivalent,
+                start_high,
+                source,
+            } => write!(
+                f,
+                "{drug} {value} is above the {} {} equianalgesic dose of {equivalent} less the \
+                 customary 25 % for incomplete cross-tolerance ({start_high}; {source}); \
+                 confirm to proceed",
+                from.1, from.0
+            ),
             Issue::Stopped { drug, from } => write!(
                 f,
                 "{drug} stopped entirely (was {from}): risks {}; confirm to proceed",
@@ -594,7 +627,54 @@ pub fn check_with(rx: &Prescription, ctx: &Context<'_>, patient: &Patient) -> Fi
         check_drug(rx, ctx, patient, c.drug, c.concentration, &mut out);
     }
     check_stopped(rx, ctx, &mut out);
+    check_conversion(rx, ctx, patient, &mut out);
     out
+}
+
+/// A new intrathecal opioid judged against the equianalgesic dose of what the patient
+/// had: another intrathecal opioid in the previous prescription (rotation), or, for a
+/// first prescription, the prior oral, intravenous or epidural opioid.
+fn check_conversion(rx: &Prescription, ctx: &Context<'_>, patient: &Patient, out: &mut Findings) {
+    use crate::convert::{Route, convert};
+    for c in rx.contents.active().filter(|c| c.drug.class().is_opioid()) {
+        let source = match ctx.previous {
+            Some(prev) => {
+                let old = prev.prescription;
+                if old.contents.active().any(|o| o.drug == c.drug) {
+                    continue; // not a switch: titration rules apply
+                }
+                old.contents
+                    .active()
+                    .find(|o| o.drug.class().is_opioid())
+                    .and_then(|o| {
+                        all_receivable(old, o.drug).map(|d| ((o.drug, Route::Intrathecal), d))
+                    })
+            }
+            None => patient.prior_opioid.map(|(d, r, dose)| ((d, r), dose)),
+        };
+        let Some((from, dose)) = source else {
+            continue;
+        };
+        let (Ok(conv), Some(value)) = (
+            convert(from, dose, (c.drug, Route::Intrathecal)),
+            all_receivable(rx, c.drug),
+        ) else {
+            continue;
+        };
+        if value > conv.start_high {
+            out.push(
+                Severity::Soft,
+                Issue::AboveConversion {
+                    drug: c.drug,
+                    value,
+                    from,
+                    equivalent: conv.equivalent,
+                    start_high: conv.start_high,
+                    source: conv.from_source,
+                },
+            );
+        }
+    }
 }
 
 /// A drug with a withdrawal risk in the previous prescription and absent from this one.
@@ -1246,6 +1326,36 @@ mod tests {
     }
 
     #[test]
+    fn an_intrathecal_start_or_switch_above_the_conversion_is_soft_rx_020() {
+        use crate::convert::Route;
+        let lib = Library::new();
+        // Oral morphine 300 mg/day → IT morphine 1 mg/day, less 25 % = 0.75 mg/day.
+        // 10 mg/mL at 0.1 mL/day = 1 mg/day: above it, soft.
+        let p = rx(&[(DrugId::Morphine, "10 mg/mL")], "0.1 mL/day");
+        let patient = Patient {
+            prior_opioid: Some((DrugId::Morphine, Route::Oral, q("300 mg/day"))),
+            ..Patient::default()
+        };
+        let m = messages(&check_with(&p, &ctx(&lib), &patient));
+        assert!(m.contains(&(Severity::Soft, "morphine 1 mg/day is above the oral morphine equianalgesic dose of 1 mg/day less the customary 25 % for incomplete cross-tolerance (750 mcg/day; consensus: oral:IT 300:1 (Krames)); confirm to proceed".into())), "{m:?}");
+        // 0.07 mL/day = 0.7 mg/day is within it.
+        let p = rx(&[(DrugId::Morphine, "10 mg/mL")], "0.07 mL/day");
+        let m = messages(&check_with(&p, &ctx(&lib), &patient));
+        assert!(!m.iter().any(|(_, t)| t.contains("equianalgesic")), "{m:?}");
+        // Rotation: IT morphine 6 mg/day → IT hydromorphone; 6:1 gives 1 mg/day, less
+        // 25 % = 0.75 mg/day. Hydromorphone 10 mg/mL at 0.1 mL/day = 1 mg/day: soft.
+        let old = rx(&[(DrugId::Morphine, "20 mg/mL")], "0.3 mL/day");
+        let new = rx(&[(DrugId::Hydromorphone, "10 mg/mL")], "0.1 mL/day");
+        let mut c = ctx(&lib);
+        c.previous = Some(Previous {
+            prescription: &old,
+            elapsed: Duration::from_days(30),
+        });
+        let m = messages(&check(&new, &c));
+        assert!(m.iter().any(|(s, t)| *s == Severity::Soft && t.starts_with("hydromorphone 1 mg/day is above the intrathecal morphine equianalgesic dose of 1 mg/day")), "{m:?}");
+    }
+
+    #[test]
     fn titration_counts_every_allowed_patient_bolus_rx_017() {
         let lib = Library::new();
         // Ziconotide 25 mcg/mL at 0.096 mL/day = 2.4 mcg/day. Adding eight 40 uL (1 mcg)
@@ -1281,10 +1391,12 @@ mod tests {
         });
         let spinal = Patient {
             spasticity_origin: SpasticityOrigin::Spinal,
+            ..Patient::default()
         };
         assert!(check_with(&new, &c, &spinal).is_empty());
         let cerebral = Patient {
             spasticity_origin: SpasticityOrigin::Cerebral,
+            ..Patient::default()
         };
         let m = messages(&check_with(&new, &c, &cerebral));
         assert!(m.contains(&(Severity::Soft, "baclofen increase from 500 mcg/day to 600 mcg/day is larger than the allowed step of 15 % (Lioresal Intrathecal label, cerebral origin: 5-15 % once per 24 h)".into())), "{m:?}");
@@ -1307,6 +1419,7 @@ mod tests {
         });
         let spinal = Patient {
             spasticity_origin: SpasticityOrigin::Spinal,
+            ..Patient::default()
         };
         let f = check_with(&new, &c, &spinal);
         assert_eq!(f.worst(), Some(Severity::Soft));

@@ -93,6 +93,16 @@ struct PatientSpec {
     opioid_naive: bool,
     /// `spinal`, `cerebral` or `unknown` (the default, which takes the stricter rule).
     spasticity_origin: Option<String>,
+    /// The opioid taken before intrathecal therapy.
+    prior_opioid: Option<PriorOpioidSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PriorOpioidSpec {
+    drug: String,
+    route: String,
+    dose: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -525,6 +535,22 @@ pub fn parse(text: &str, models: Models<'_>) -> Result<PrescriptionFile, FileErr
                         format!("'{o}' is not an origin; write spinal, cerebral or unknown"),
                     )
                 })?,
+            },
+            prior_opioid: match &spec.patient.prior_opioid {
+                None => None,
+                Some(p) => Some((
+                    drug("patient.prior_opioid.drug", &p.drug)?,
+                    crate::convert::Route::from_name(&p.route).ok_or_else(|| {
+                        err(
+                            "patient.prior_opioid.route",
+                            format!(
+                                "'{}' is not a route; write oral, iv, epidural or intrathecal",
+                                p.route
+                            ),
+                        )
+                    })?,
+                    quantity("patient.prior_opioid.dose", &p.dose)?,
+                )),
             },
         },
         library,

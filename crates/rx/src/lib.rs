@@ -12,6 +12,7 @@
 //!   ideal cumulative volume at any instant;
 //! - [`check`]: the one prescription check used by programmer and implant alike;
 //! - [`refill`]: refill planning and reconciliation;
+//! - [`convert`]: opioid conversion and rotation by an equianalgesic table;
 //! - [`constant_rate`]: gas-driven constant-rate pumps (concentration for a target
 //!   dose, flow under temperature and pressure);
 //! - `file` (feature `file`, needs `std`): the prescription file format (TOML) read by
@@ -36,6 +37,7 @@ extern crate std;
 
 pub mod check;
 pub mod constant_rate;
+pub mod convert;
 pub mod dose;
 pub mod drug;
 #[cfg(feature = "file")]

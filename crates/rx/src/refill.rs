@@ -15,9 +15,12 @@
 //! refill, so the calculator and the implant never disagree.
 //!
 //! **Reconciliation**: at refill the residual volume is aspirated and compared with the
-//! pump's expected residual. A difference beyond the threshold — by default 5 % of
-//! capacity, i.e. 1 mL for a 20 mL pump and 2 mL for a 40 mL pump (DOMAIN.md §5) — is
-//! flagged with its likely causes.
+//! pump's expected residual. The threshold scales with what was delivered since the last
+//! refill: the larger of a measurement floor ([`MEASUREMENT_FLOOR`], 0.5 mL) and a
+//! fraction of the delivered volume ([`DELIVERED_FRACTION_PERCENT`], 5 %). When the
+//! delivered volume is not known the older rule applies: 5 % of capacity (1 mL for a
+//! 20 mL pump, 2 mL for 40 mL, DOMAIN.md §5). An empty aspiration when the pump expects
+//! drug always flags. A flagged difference names its likely causes.
 
 use core::fmt;
 
@@ -305,7 +308,29 @@ pub fn expected_residual(
         .saturating_sub(boluses_given)
 }
 
-/// The default reconciliation threshold: 5 % of capacity (1 mL for 20 mL, 2 mL for 40 mL).
+/// The smallest reconciliation threshold: 0.5 mL. Rationale (check): a residual is read
+/// off a syringe to about 0.1 mL, and some fluid stays in the reservoir and needle after
+/// aspiration; below 0.5 mL a difference is not a finding.
+pub const MEASUREMENT_FLOOR: Volume = Volume::from_nl(500_000);
+
+/// The reconciliation threshold as a share of the volume delivered since the last
+/// refill: 5 %. Rationale: the typical pump error is small (clinic +1 % mean, bench
+/// −2.4 % per refill, DOMAIN.md §2); 5 % of a full 40 mL reservoir (2 mL) is ASRA's
+/// "> 2 mL → evaluate" (CLINIC.md §2.4). The labelled worst case (14.5 %) is a bound, not
+/// the expected error, so it would hide real leaks.
+pub const DELIVERED_FRACTION_PERCENT: u64 = 5;
+
+/// The reconciliation threshold for `delivered` since the last refill: the larger of
+/// [`MEASUREMENT_FLOOR`] and [`DELIVERED_FRACTION_PERCENT`] of it.
+pub fn delivered_threshold(delivered: Volume) -> Volume {
+    delivered
+        .scale(DELIVERED_FRACTION_PERCENT, 100, Rounding::Nearest)
+        .unwrap_or(Volume::MAX)
+        .max(MEASUREMENT_FLOOR)
+}
+
+/// The reconciliation threshold when the delivered volume is unknown: 5 % of capacity
+/// (1 mL for 20 mL, 2 mL for 40 mL).
 pub fn default_threshold(capacity: Volume) -> Volume {
     capacity
         .scale(5, 100, Rounding::Nearest)
@@ -394,7 +419,8 @@ impl fmt::Display for Reconciliation {
     }
 }
 
-/// Compares the aspirated residual with the expected one.
+/// Compares the aspirated residual with the expected one, without the delivered volume
+/// (see [`reconcile_delivered`]).
 ///
 /// # Errors
 /// [`RefillError::AboveCapacity`] when either volume exceeds the capacity.
@@ -402,6 +428,23 @@ pub fn reconcile(
     capacity: Volume,
     expected: Volume,
     aspirated: Volume,
+    threshold: Option<Volume>,
+) -> Result<Reconciliation, RefillError> {
+    reconcile_delivered(capacity, expected, aspirated, None, threshold)
+}
+
+/// Compares the aspirated residual with the expected one. The threshold is `threshold`
+/// if given, else [`delivered_threshold`] of `delivered` (the volume delivered since the
+/// last refill) if known, else [`default_threshold`]. An empty aspiration while the
+/// pump expects more than the measurement floor always flags.
+///
+/// # Errors
+/// [`RefillError::AboveCapacity`] when a volume exceeds the capacity.
+pub fn reconcile_delivered(
+    capacity: Volume,
+    expected: Volume,
+    aspirated: Volume,
+    delivered: Option<Volume>,
     threshold: Option<Volume>,
 ) -> Result<Reconciliation, RefillError> {
     for (what, volume) in [
@@ -416,9 +459,13 @@ pub fn reconcile(
             });
         }
     }
-    let threshold = threshold.unwrap_or_else(|| default_threshold(capacity));
+    let threshold = threshold.unwrap_or_else(|| match delivered {
+        Some(d) => delivered_threshold(d),
+        None => default_threshold(capacity),
+    });
     let discrepancy_nl = aspirated.signed_diff(expected)?;
-    let flagged = discrepancy_nl.unsigned_abs() > threshold.raw();
+    let empty_but_expected = aspirated.is_zero() && expected > MEASUREMENT_FLOOR;
+    let flagged = discrepancy_nl.unsigned_abs() > threshold.raw() || empty_but_expected;
     Ok(Reconciliation {
         capacity,
         expected,
@@ -657,5 +704,47 @@ mod tests {
         let r = reconcile(q("20 mL"), q("4 mL"), q("3.5 mL"), Some(q("0.5 mL"))).unwrap();
         assert!(!r.flagged);
         assert!(reconcile(q("20 mL"), q("4 mL"), q("21 mL"), None).is_err());
+    }
+
+    #[test]
+    fn reconciliation_scales_with_what_was_delivered_rx_019() {
+        // The ziconotide pump: 1.9 mL delivered since the refill, 0.9 mL short.
+        // Threshold max(0.5 mL, 5 % × 1.9 = 0.095 mL) = 0.5 mL: flagged (the old 5 %-of-
+        // capacity rule allowed 1 mL on a 20 mL pump and passed it).
+        let r = reconcile_delivered(
+            q("20 mL"),
+            q("18.1 mL"),
+            q("17.2 mL"),
+            Some(q("1.9 mL")),
+            None,
+        )
+        .unwrap();
+        assert_eq!(r.threshold, q("0.5 mL"));
+        assert_eq!(r.discrepancy_nl, -900_000);
+        assert!(r.flagged);
+        assert!(
+            !reconcile(q("20 mL"), q("18.1 mL"), q("17.2 mL"), None)
+                .unwrap()
+                .flagged
+        );
+        // 38 mL delivered from a 40 mL pump: 5 % = 1.9 mL; 1.5 mL short is within it.
+        let r = reconcile_delivered(q("40 mL"), q("2 mL"), q("0.5 mL"), Some(q("38 mL")), None)
+            .unwrap();
+        assert_eq!(r.threshold, q("1.9 mL"));
+        assert!(!r.flagged);
+        // The empty aspiration: 0 mL against 2 mL expected on a 40 mL pump is
+        // exactly at the old 2 mL threshold, yet it always flags.
+        let r = reconcile(q("40 mL"), q("2 mL"), Volume::ZERO, None).unwrap();
+        assert_eq!(r.threshold, q("2 mL"));
+        assert!(r.flagged);
+        let r = reconcile_delivered(q("40 mL"), q("2 mL"), Volume::ZERO, Some(q("38 mL")), None)
+            .unwrap();
+        assert!(r.flagged);
+        // Nothing expected, nothing aspirated: not a finding.
+        assert!(
+            !reconcile(q("20 mL"), Volume::ZERO, Volume::ZERO, None)
+                .unwrap()
+                .flagged
+        );
     }
 }
