@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use thecal_link::{Body, LinkCommand, PublicKey, Reply, key_id_for};
+use thecal_pump::alarm::AlarmKind;
 use thecal_pump::command::{BridgeChoice, Command, CommandKind, Mode, Role, Status, StopReason};
 use thecal_pump::event::Event;
 use thecal_pump::log::{self, LogChain, LogEntry};
@@ -221,6 +222,153 @@ enum ProgCommand {
         #[arg(long, default_value_t = 0)]
         from: u32,
     },
+    /// Cancel the running clinician or patient bolus.
+    CancelBolus {
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Acknowledge an alarm (silences its tone; a critical alarm re-arms while its cause
+    /// persists), e.g. --alarm "low reservoir".
+    Acknowledge {
+        /// The alarm's name as `interrogate` shows it.
+        #[arg(long)]
+        alarm: String,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// MRI mode of a valve pump: `on` shuts the valve before a scan, `off` resets it after.
+    Mri {
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Alarm settings: the low-reservoir alarm (volume or days, whichever first) and the
+    /// stopped-pump reminder.
+    AlarmSettings {
+        /// Low-reservoir alarm volume.
+        #[arg(long, default_value = "2 mL", allow_hyphen_values = true)]
+        low_alarm: Volume,
+        /// Low-reservoir alarm in days of therapy left (0: off).
+        #[arg(long, default_value_t = 7)]
+        low_alarm_days: u16,
+        /// Reminder after the pump has been stopped this long, e.g. "30 min".
+        #[arg(long, default_value = "30 min", allow_hyphen_values = true)]
+        stopped_reminder: Duration,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Reduce every basal flow by a percentage (1-50); never an increase.
+    Reduce {
+        /// Percentage, 1 to 50.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=50))]
+        percent: u8,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// A change that is not a prescription: what to show, ask, send and verify.
+pub struct Change<'a> {
+    /// The review, old against new in words, from the pump's status.
+    pub review: &'a dyn Fn(&Status) -> String,
+    /// The y/N question.
+    pub question: &'a str,
+    /// The command.
+    pub cmd: Command,
+    /// Compares the status read back (after) with the one before; `Err` says what the
+    /// pump holds.
+    pub verify: &'a dyn Fn(&Status, &Status) -> Result<(), String>,
+    /// What was done, for the answer.
+    pub done: &'a str,
+}
+
+/// Review in words, confirm, send, read back and verify a [`Change`].
+pub fn simple_change(
+    out: &Out,
+    link: &LinkArgs,
+    yes: bool,
+    c: Change<'_>,
+) -> Result<ExitCode, Fail> {
+    let (mut key, mut client) = link.connect(DeviceKind::Programmer)?;
+    let old = status(&mut client)?;
+    if !out.json {
+        println!("{}", (c.review)(&old));
+    }
+    if confirm(c.question, yes)? {
+        client.reconnect(&mut key)?;
+    }
+    ok(&mut client, Body::Pump(c.cmd))?;
+    let s = status(&mut client)?;
+    if let Err(holds) = (c.verify)(&old, &s) {
+        return Err(Fail::Exit(
+            EXIT_READ_BACK,
+            format!("read-back mismatch: {holds}"),
+        ));
+    }
+    out.emit(
+        json!({"accepted": true, "old": status_json(&old), "status": status_json(&s)}),
+        &format!("{}. read back:\n{}", c.done, status_text(&s)),
+        Some(client.bearer.stats),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `programmer reduce` and `remote reduce`: every basal flow `percent` lower. Review
+/// (old program in words), confirm, send, read the program back and compare with the
+/// old flows scaled by hand.
+pub fn reduce(
+    out: &Out,
+    link: &LinkArgs,
+    kind: DeviceKind,
+    percent: u8,
+    yes: bool,
+) -> Result<ExitCode, Fail> {
+    let (mut key, mut client) = link.connect(kind)?;
+    let old = status(&mut client)?;
+    let before = program_of(&mut client)?;
+    if !out.json {
+        println!(
+            "OLD ({}):\n{}NEW: every basal flow {percent} % lower (never an increase)",
+            mode_text(&old.mode),
+            program_text(&before)
+        );
+    }
+    if confirm(&format!("Reduce every basal flow by {percent} %?"), yes)? {
+        client.reconnect(&mut key)?;
+    }
+    ok(&mut client, Body::Pump(Command::ReduceDose { percent }))?;
+    let back = program_of(&mut client)?;
+    let s = status(&mut client)?;
+    let keep = 100u64.saturating_sub(u64::from(percent));
+    let expected = before
+        .schedule
+        .scaled(keep, 100)
+        .map_err(|e| Fail::Runtime(e.to_string()))?;
+    if back.schedule.basal_range() != expected.basal_range() {
+        return Err(Fail::Exit(
+            EXIT_READ_BACK,
+            format!(
+                "read-back mismatch: the pump holds:\n{}",
+                program_text(&back).trim_end()
+            ),
+        ));
+    }
+    out.emit(
+        json!({"accepted": true, "old": program_json(&before), "program": program_json(&back), "status": status_json(&s)}),
+        &format!(
+            "basal reduced by {percent} %. read back:\n{}",
+            program_text(&back)
+        ),
+        Some(client.bearer.stats),
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Output for one invocation: JSON or text, and the on-air counters.
@@ -1295,6 +1443,144 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                 Some(client.bearer.stats),
             );
             Ok(ExitCode::SUCCESS)
+        }
+        ProgCommand::CancelBolus { yes } => simple_change(
+            &out,
+            &args.link,
+            *yes,
+            Change {
+                review: &|s| {
+                    format!(
+                        "OLD: {}, {}\nNEW: no bolus running",
+                        mode_text(&s.mode),
+                        if s.bolus_active {
+                            "a bolus running"
+                        } else {
+                            "no bolus running"
+                        }
+                    )
+                },
+                question: "Cancel the bolus?",
+                cmd: Command::CancelBolus,
+                verify: &|_, s| {
+                    if s.bolus_active {
+                        Err("the pump still runs a bolus".into())
+                    } else {
+                        Ok(())
+                    }
+                },
+                done: "bolus cancelled",
+            },
+        ),
+        ProgCommand::Acknowledge { alarm, yes } => {
+            let kind = AlarmKind::ALL
+                .into_iter()
+                .find(|k| k.name().eq_ignore_ascii_case(alarm.trim()))
+                .ok_or_else(|| {
+                    let known: Vec<&str> = AlarmKind::ALL.iter().map(|k| k.name()).collect();
+                    Fail::Usage(format!(
+                        "--alarm: unknown alarm '{alarm}'; known: {}",
+                        known.join(", ")
+                    ))
+                })?;
+            simple_change(
+                &out,
+                &args.link,
+                *yes,
+                Change {
+                    review: &|s| {
+                        let state =
+                            s.alarms
+                                .iter()
+                                .find(|a| a.kind == kind)
+                                .map_or("not active", |a| {
+                                    if a.acknowledged {
+                                        "acknowledged"
+                                    } else {
+                                        "sounding"
+                                    }
+                                });
+                        format!("OLD: alarm {} {state}\nNEW: acknowledged", kind.name())
+                    },
+                    question: "Acknowledge the alarm?",
+                    cmd: Command::Acknowledge(kind),
+                    verify: &|_, s| match s.alarms.iter().find(|a| a.kind == kind) {
+                        Some(a) if !a.acknowledged => Err(format!(
+                            "the pump holds alarm {} unacknowledged",
+                            kind.name()
+                        )),
+                        _ => Ok(()),
+                    },
+                    done: "alarm acknowledged",
+                },
+            )
+        }
+        ProgCommand::Mri { state, yes } => {
+            let on = state == "on";
+            simple_change(
+                &out,
+                &args.link,
+                *yes,
+                Change {
+                    review: &|s| {
+                        format!(
+                            "OLD: {}\nNEW: {}",
+                            mode_text(&s.mode),
+                            if on {
+                                "MRI mode: the valve shut, no delivery until it is reset after \
+                                 the scan"
+                            } else {
+                                "valve reset after the scan, delivery resumes"
+                            }
+                        )
+                    },
+                    question: if on {
+                        "Shut the valve for the MRI scan?"
+                    } else {
+                        "Reset the valve after the scan?"
+                    },
+                    cmd: Command::MriMode(on),
+                    verify: &|_, s| {
+                        if matches!(s.mode, Mode::MriSuspended) == on {
+                            Ok(())
+                        } else {
+                            Err(format!("the pump is {}", mode_text(&s.mode)))
+                        }
+                    },
+                    done: if on { "MRI mode on" } else { "MRI mode off" },
+                },
+            )
+        }
+        ProgCommand::AlarmSettings {
+            low_alarm,
+            low_alarm_days,
+            stopped_reminder,
+            yes,
+        } => simple_change(
+            &out,
+            &args.link,
+            *yes,
+            Change {
+                review: &|_| {
+                    format!(
+                        "NEW: low-reservoir alarm at {low_alarm} or {low_alarm_days} days of \
+                         therapy left, whichever comes first; reminder after {} stopped",
+                        span(*stopped_reminder)
+                    )
+                },
+                question: "Set these alarm thresholds?",
+                cmd: Command::AlarmSettings {
+                    low_reservoir: *low_alarm,
+                    low_reservoir_days: *low_alarm_days,
+                    stopped_reminder: *stopped_reminder,
+                },
+                // The status carries no thresholds: the pump's acceptance is the read-back.
+                verify: &|_, _| Ok(()),
+                done: "alarm settings set",
+            },
+        ),
+        ProgCommand::Reduce { percent, yes } => {
+            reduce(&out, &args.link, DeviceKind::Programmer, *percent, *yes)
         }
         ProgCommand::Logs { from } => {
             let (_key, mut client) = connect(&args)?;

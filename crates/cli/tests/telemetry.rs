@@ -262,10 +262,40 @@ fn udp_telemetry_end_to_end_link_008() {
     assert_eq!(p["read_back_matches"], true, "{p}");
     assert!(p["stats"]["round_trips"].as_u64().unwrap() >= 2, "{p}");
     run(prog(&["resume"]));
+    // Review, confirm, send, read back: reduce, alarm settings, cancel a bolus (none
+    // running: the pump's answer and the read-back agree).
+    let r = json(&run(prog(&[
+        "--json",
+        "reduce",
+        "--percent",
+        "10",
+        "--yes",
+    ])));
+    assert_eq!(r["accepted"], true, "{r}");
+    // 0.2 mL/day less 10 % = 0.18 mL/day, read back from the pump.
+    assert!(r["program"].to_string().contains("0.18 mL/day"), "{r}");
+    let a = json(&run(prog(&[
+        "--json",
+        "alarm-settings",
+        "--low-alarm",
+        "3 mL",
+        "--low-alarm-days",
+        "10",
+        "--yes",
+    ])));
+    assert_eq!(a["accepted"], true, "{a}");
+    let o = run_fail(prog(&["acknowledge", "--alarm", "earthquake", "--yes"]));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("unknown alarm 'earthquake'; known: "),
+        "{}",
+        text(&o)
+    );
     let i = json(&run(prog(&["--json", "interrogate"])));
     assert_eq!(i["status"]["running"], true, "{i}");
     assert_eq!(i["status"]["clock_set"], true, "{i}");
     assert_eq!(i["program"]["contents"], "baclofen 2 mg/mL", "{i}");
+    assert!(i["program"].to_string().contains("0.18 mL/day"), "{i}");
     assert!(i["stats"]["bytes_sent"].as_u64().unwrap() > 0, "{i}");
     assert_eq!(i["stats"]["round_trips"], 3, "{i}");
 
