@@ -160,9 +160,13 @@ struct RefillArgs {
     /// Patient boluses allowed per 24 h.
     #[arg(long, requires = "ptm_volume")]
     ptm_per_day: Option<u8>,
-    /// Drug in the reservoir (applies its stability limit).
+    /// Drug in the reservoir (applies its stability limit); repeat for an admixture,
+    /// whose beyond-use limit is the shortest of its drugs'.
     #[arg(long, value_parser = parse_drug)]
-    drug: Option<DrugId>,
+    drug: Vec<DrugId>,
+    /// The compounding pharmacy's beyond-use date, as the time from the refill, e.g. 60d.
+    #[arg(long, allow_hyphen_values = true)]
+    pharmacy_bud: Option<Duration>,
     /// The drug is diluted (shorter stability for ziconotide).
     #[arg(long, requires = "drug")]
     diluted: bool,
@@ -406,10 +410,7 @@ fn refill_cmd(json: bool, r: RefillArgs) -> Result<ExitCode, String> {
     let start_ms = u64::try_from(start.and_utc().timestamp_millis())
         .map_err(|_| "--start: dates before 1970 are not supported".to_string())?;
     let schedule = Schedule::continuous(r.rate);
-    let stability = r
-        .drug
-        .and_then(|d| d.info().stability)
-        .map(|s| s.limit(r.diluted, r.first_refill));
+    let stability = refill::beyond_use(&r.drug, r.diluted, r.first_refill, r.pharmacy_bud);
     let input = RefillInput {
         capacity: r.capacity.unwrap_or(r.model.reservoir_capacity),
         volume: r.volume,

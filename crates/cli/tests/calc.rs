@@ -625,3 +625,43 @@ fn reconcile_with_the_delivered_volume_rx_019() {
     assert_eq!(v["threshold_nl"], 500_000);
     assert_eq!(v["flagged"], true);
 }
+
+#[test]
+fn refill_of_an_admixture_uses_its_beyond_use_date_rx_022() {
+    // Morphine + bupivacaine: 90 days each; the pharmacy's 60 days from 2027-01-04T09:00
+    // is earlier than the volume (18 mL / 0.1145 mL/day = 157 days): 2027-03-05T09:00.
+    let v = json(&[
+        "calc",
+        "refill",
+        "--volume",
+        "20mL",
+        "--rate",
+        "0.1mL/day",
+        "--drug",
+        "morphine",
+        "--drug",
+        "bupivacaine",
+        "--pharmacy-bud",
+        "60d",
+        "--start",
+        "2027-01-04T09:00",
+    ]);
+    assert_eq!(v["limited_by"], "stability");
+    assert_eq!(v["refill_by"], "2027-03-05T09:00:00");
+    // Without the pharmacy date the drugs' 90 days limit: 2027-04-04T09:00.
+    let v = json(&[
+        "calc",
+        "refill",
+        "--volume",
+        "20mL",
+        "--rate",
+        "0.1mL/day",
+        "--drug",
+        "morphine",
+        "--drug",
+        "bupivacaine",
+        "--start",
+        "2027-01-04T09:00",
+    ]);
+    assert_eq!(v["refill_by"], "2027-04-04T09:00:00");
+}

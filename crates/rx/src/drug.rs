@@ -245,6 +245,16 @@ pub struct DrugInfo {
 }
 
 const PACC: &str = "PACC 2017, check";
+
+/// Morphine, bupivacaine and clonidine, alone or mixed: stable 90 days at 37 °C in a
+/// SynchroMed reservoir (J Pain Symptom Manage 2004;28:603, CLINIC.md §5).
+const STABLE_90_DAYS: Stability = Stability {
+    first_refill: None,
+    diluted: Duration::from_days(90),
+    undiluted: Duration::from_days(90),
+    source: "J Pain Symptom Manage 2004;28:603: morphine-bupivacaine-clonidine stable 90 days \
+             at 37 °C in SynchroMed",
+};
 const GUIDE_STEP: &str = "usual practice: 10-30 % per change, once per 24 h, check";
 
 const fn mcg_day(n: u32) -> MassRate {
@@ -268,6 +278,13 @@ const PERCENT_30_DAILY: TitrationRule = TitrationRule {
     min_interval: Duration::from_hours(24),
     source: GUIDE_STEP,
 };
+
+const fn with_stability(info: DrugInfo, stability: Stability) -> DrugInfo {
+    DrugInfo {
+        stability: Some(stability),
+        ..info
+    }
+}
 
 /// An opioid: the PACC maxima are guideline values, so soft; the only hard limit is a
 /// labelled strength (morphine, Infumorph 25 mg/mL).
@@ -296,17 +313,20 @@ const fn opioid(
     }
 }
 
-const MORPHINE: DrugInfo = opioid(
-    DrugId::Morphine,
-    Some(src(
-        mg_ml(25),
-        "Infumorph label: 25 mg/mL, the strongest labelled strength",
-    )),
-    mg_ml(20),
-    mg_day(15),
-    (ng_day(100_000), ng_day(500_000)),
-    true,
-    &[mg_ml(10), mg_ml(25)],
+const MORPHINE: DrugInfo = with_stability(
+    opioid(
+        DrugId::Morphine,
+        Some(src(
+            mg_ml(25),
+            "Infumorph label: 25 mg/mL, the strongest labelled strength",
+        )),
+        mg_ml(20),
+        mg_day(15),
+        (ng_day(100_000), ng_day(500_000)),
+        true,
+        &[mg_ml(10), mg_ml(25)],
+    ),
+    STABLE_90_DAYS,
 );
 const HYDROMORPHONE: DrugInfo = opioid(
     DrugId::Hydromorphone,
@@ -348,7 +368,7 @@ const BUPIVACAINE: DrugInfo = DrugInfo {
     usual_start: Some(src((ng_day(10_000), mg_day(4)), PACC)),
     titration_hard: None,
     titration_soft: Some(PERCENT_30_DAILY),
-    stability: None,
+    stability: Some(STABLE_90_DAYS),
     approved_for_pump: false,
     strengths: &[
         Concentration::from_raw(2_500_000),
@@ -370,7 +390,7 @@ const CLONIDINE: DrugInfo = DrugInfo {
     usual_start: Some(src((mcg_day(20), mcg_day(100)), PACC)),
     titration_hard: None,
     titration_soft: Some(PERCENT_30_DAILY),
-    stability: None,
+    stability: Some(STABLE_90_DAYS),
     approved_for_pump: false,
     strengths: &[mcg_ml(100), mcg_ml(500)],
 };

@@ -86,6 +86,23 @@ pub fn refill_due(
         .map(|ms| Some(Duration::from_ms(ms)))
 }
 
+/// An admixture's beyond-use limit in the reservoir: the shortest of its drugs'
+/// stabilities ([`crate::drug::Stability::limit`]) and the compounding pharmacy's
+/// beyond-use date, if one was entered (as the time from the refill). `None` when
+/// nothing limits it. The refill plan takes it as its stability limit.
+pub fn beyond_use(
+    drugs: &[crate::drug::DrugId],
+    diluted: bool,
+    first_refill: bool,
+    pharmacy: Option<Duration>,
+) -> Option<Duration> {
+    drugs
+        .iter()
+        .filter_map(|d| d.info().stability.map(|s| s.limit(diluted, first_refill)))
+        .chain(pharmacy)
+        .min()
+}
+
 /// What limits the refill date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitedBy {
@@ -616,6 +633,42 @@ mod tests {
         );
         let p = plan(&i).unwrap();
         assert_eq!(p.refill_by, Duration::from_days(40));
+        assert_eq!(p.limited_by, LimitedBy::Stability);
+    }
+
+    #[test]
+    fn an_admixture_lasts_as_long_as_its_least_stable_part_rx_022() {
+        use crate::drug::DrugId;
+        // Morphine, bupivacaine and clonidine: 90 days each (stable 90 d at 37 °C);
+        // a pharmacy beyond-use date 60 days after the refill is shorter.
+        let mix = [DrugId::Morphine, DrugId::Bupivacaine, DrugId::Clonidine];
+        assert_eq!(
+            beyond_use(&mix, false, false, None),
+            Some(Duration::from_days(90))
+        );
+        assert_eq!(
+            beyond_use(&mix, false, false, Some(Duration::from_days(60))),
+            Some(Duration::from_days(60))
+        );
+        // With diluted ziconotide: 40 days; the first refill of a new pump: 14 days.
+        let zic = [DrugId::Ziconotide, DrugId::Morphine];
+        assert_eq!(
+            beyond_use(&zic, true, false, None),
+            Some(Duration::from_days(40))
+        );
+        assert_eq!(
+            beyond_use(&zic, true, true, Some(Duration::from_days(60))),
+            Some(Duration::from_days(14))
+        );
+        assert_eq!(beyond_use(&[DrugId::Baclofen], false, false, None), None);
+        // The refill plan takes it: 20 mL at 0.1 mL/day would last 180 days (clinic
+        // maximum), the 60-day pharmacy date limits.
+        let s = Schedule::continuous(q("0.1 mL/day"));
+        let mut i = input(&s);
+        i.volume = q("20 mL");
+        i.stability = beyond_use(&mix, false, false, Some(Duration::from_days(60)));
+        let p = plan(&i).unwrap();
+        assert_eq!(p.refill_by, Duration::from_days(60));
         assert_eq!(p.limited_by, LimitedBy::Stability);
     }
 
