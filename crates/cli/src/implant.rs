@@ -66,9 +66,9 @@ pub struct ImplantArgs {
     /// Pump time runs this many times faster than the wall clock (1 to 100000).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     speed: u32,
-    /// Exit after this many seconds (default: run until killed).
-    #[arg(long)]
-    exit_after: Option<f64>,
+    /// Exit after this long, e.g. "2 min" (default: run until killed).
+    #[arg(long, allow_hyphen_values = true)]
+    exit_after: Option<thecal_rx::Duration>,
     /// The hardware: synchromed-20, synchromed-40, prometra-20, prometra-40, external.
     #[arg(long, default_value = "synchromed-20")]
     model: String,
@@ -493,11 +493,9 @@ fn event_suffix(events: &[Event]) -> String {
 pub fn run(args: ImplantArgs) -> Result<ExitCode, String> {
     let hw = profile(&args.model)?;
     let exit_after = match args.exit_after {
-        Some(s) if s.is_finite() && s > 0.0 => Some(StdDuration::from_secs_f64(s)),
-        Some(s) => {
-            return Err(format!(
-                "--exit-after {s}: expected a positive number of seconds"
-            ));
+        Some(d) if d.ms() > 0 => Some(StdDuration::from_millis(d.ms())),
+        Some(d) => {
+            return Err(format!("--exit-after {d}: expected a duration above zero"));
         }
         None => None,
     };

@@ -193,9 +193,9 @@ enum ProgCommand {
         /// The remote's role.
         #[arg(long, value_enum)]
         role: RemoteRole,
-        /// How long the window stays open, seconds (10 to 600).
-        #[arg(long, default_value_t = 120)]
-        window: u16,
+        /// How long the window stays open, e.g. "2 min" (10 s to 10 min).
+        #[arg(long, default_value = "2 min", allow_hyphen_values = true)]
+        window: Duration,
         /// Where to write the invite for the remote (0600).
         #[arg(long)]
         out: PathBuf,
@@ -1311,11 +1311,15 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                 RemoteRole::Patient => Role::PatientRemote,
                 RemoteRole::Emergency => Role::Emergency,
             };
-            if !thecal_link::endpoint::ENROLMENT_WINDOW_SECONDS.contains(window) {
+            let window_s = u16::try_from(window.ms() / 1000).unwrap_or(u16::MAX);
+            if window.ms() % 1000 != 0
+                || !thecal_link::endpoint::ENROLMENT_WINDOW_SECONDS.contains(&window_s)
+            {
                 return Err(Fail::Usage(format!(
-                    "--window {window}: allowed 10 to 600 seconds"
+                    "--window {window}: allowed 10 s to 10 min, in whole seconds"
                 )));
             }
+            let window = &window_s;
             let (_key, mut client) = connect(&args)?;
             let r = ok(
                 &mut client,

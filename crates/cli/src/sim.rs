@@ -58,9 +58,9 @@ enum SimCommand {
         /// Number of patients.
         #[arg(long, default_value_t = 1000)]
         patients: usize,
-        /// Simulated years per patient.
-        #[arg(long, default_value_t = 1.0)]
-        years: f64,
+        /// Simulated time per patient, e.g. "365 d" (at most 10 years, 3653 d).
+        #[arg(long, default_value = "365 d", allow_hyphen_values = true)]
+        duration: thecal_rx::Duration,
         /// Seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -181,7 +181,7 @@ pub fn run(args: SimArgs) -> Result<ExitCode, String> {
         }
         SimCommand::Population {
             patients,
-            years,
+            duration,
             seed,
             out,
             quiet,
@@ -189,9 +189,10 @@ pub fn run(args: SimArgs) -> Result<ExitCode, String> {
             if patients == 0 {
                 return Err("--patients: at least 1 patient".into());
             }
-            if !(years > 0.0 && years <= 10.0) {
-                return Err("--years: between 0 and 10 years".into());
+            if duration.ms() == 0 || duration > thecal_rx::Duration::from_days(3653) {
+                return Err("--duration: above zero and at most 10 years (3653 d)".into());
             }
+            let years = duration.ms() as f64 / (365.25 * 86_400_000.0);
             let started = std::time::Instant::now();
             let outcomes = population::run_population(patients, seed, !quiet, |i, s| {
                 engine::population_patient(i, s, years)

@@ -496,8 +496,8 @@ fn population_writes_its_report_and_is_deterministic_for_a_seed_sim_032_sim_040(
             "population",
             "--patients",
             "4",
-            "--years",
-            "0.05",
+            "--duration",
+            "18.2625 d",
             "--seed",
             seed,
             "--quiet",
@@ -557,16 +557,16 @@ fn population_refuses_an_empty_or_endless_run_sim_032_sim_040() {
     let dir = tmp("population-bad");
     for (args, wanted) in [
         (
-            ["--patients", "0", "--years", "1"],
+            ["--patients", "0", "--duration", "365 d"],
             "--patients: at least 1 patient",
         ),
         (
-            ["--patients", "2", "--years", "0"],
-            "--years: between 0 and 10 years",
+            ["--patients", "2", "--duration", "0 d"],
+            "--duration: above zero and at most 10 years (3653 d)",
         ),
         (
-            ["--patients", "2", "--years", "11"],
-            "--years: between 0 and 10 years",
+            ["--patients", "2", "--duration", "4000 d"],
+            "--duration: above zero and at most 10 years (3653 d)",
         ),
     ] {
         let mut all = vec!["sim", "population", "--quiet", "--out", s(&dir)];

@@ -47,7 +47,7 @@ fn start_implant(state: &Path, work: &Path) -> (Implant, String) {
     let mut child = Command::new(BIN)
         .args(["implant", "--state"])
         .arg(state)
-        .args(["--listen", "127.0.0.1:0", "--exit-after", "120", "--wand"])
+        .args(["--listen", "127.0.0.1:0", "--exit-after", "2 min", "--wand"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr).unwrap())
@@ -311,7 +311,7 @@ fn udp_telemetry_end_to_end_link_008() {
         "--role",
         "patient",
         "--window",
-        "120",
+        "2 min",
         "--out",
         &invite,
     ]));
