@@ -23,6 +23,9 @@ enum SimCommand {
         /// Folder of scenarios.
         #[arg(long, default_value = "scenarios")]
         dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a scenario and write its report (summary.json, timeline.csv, SVG plots, index.html).
     Run {
@@ -52,6 +55,9 @@ enum SimCommand {
         /// Report folder.
         #[arg(long, default_value = "report/accuracy")]
         out: PathBuf,
+        /// Print the trumpet curve as JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Monte Carlo over patients and devices: distributions of dose error, alarms, ERI.
     Population {
@@ -70,6 +76,9 @@ enum SimCommand {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Print the summary as JSON instead of text (implies no progress bar).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -90,16 +99,31 @@ fn load(path: &Path) -> Result<scenario::Scenario, String> {
 /// Runs `thecal sim`; `Err` is a one-line message for exit status 2.
 pub fn run(args: SimArgs) -> Result<ExitCode, String> {
     match args.command {
-        SimCommand::List { dir } => {
+        SimCommand::List { dir, json } => {
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .map_err(|e| format!("{}: {e}", dir.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|e| e == "toml"))
                 .collect();
             files.sort();
+            let mut list = Vec::new();
             for f in files {
                 let sc = load(&f)?;
-                println!("{:<28} {}", sc.name, sc.description);
+                if json {
+                    list.push(serde_json::json!({
+                        "name": sc.name,
+                        "description": sc.description,
+                        "file": f.display().to_string(),
+                    }));
+                } else {
+                    println!("{:<28} {}", sc.name, sc.description);
+                }
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).unwrap_or_default()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -140,6 +164,7 @@ pub fn run(args: SimArgs) -> Result<ExitCode, String> {
             bias,
             seed,
             out,
+            json: as_json,
         } => {
             let p = profile(&model)?;
             if rate.is_zero() || rate < p.min_flow || rate > p.max_flow {
@@ -166,6 +191,13 @@ pub fn run(args: SimArgs) -> Result<ExitCode, String> {
                 serde_json::to_string_pretty(&json).unwrap_or_default(),
             )
             .map_err(|e| format!("{}: {e}", out.display()))?;
+            if as_json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json).unwrap_or_default()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "{} at {rate}: mean error A = {:+.2} %",
                 p.name, t.mean_error_pct
@@ -185,7 +217,9 @@ pub fn run(args: SimArgs) -> Result<ExitCode, String> {
             seed,
             out,
             quiet,
+            json: as_json,
         } => {
+            let quiet = quiet || as_json;
             if patients == 0 {
                 return Err("--patients: at least 1 patient".into());
             }
@@ -201,6 +235,16 @@ pub fn run(args: SimArgs) -> Result<ExitCode, String> {
             let summary = population::summarize(&outcomes);
             population::write(&outcomes, &summary, &out)
                 .map_err(|e| format!("{}: {e}", out.display()))?;
+            if as_json {
+                let v = serde_json::json!({
+                    "patients": patients,
+                    "years": years,
+                    "summary": summary,
+                    "report": out.join("index.html").display().to_string(),
+                });
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                return Ok(ExitCode::SUCCESS);
+            }
             let d = &summary.dose_error;
             println!(
                 "{patients} patients × {years} years in {:.1} s ({:.3e} × real time on {} threads)",

@@ -665,3 +665,50 @@ fn refill_of_an_admixture_uses_its_beyond_use_date_rx_022() {
     ]);
     assert_eq!(v["refill_by"], "2027-04-04T09:00:00");
 }
+
+#[test]
+fn one_vocabulary_model_durations_and_json_rx_027() {
+    // sim list and sim accuracy print JSON with --json; the hardware model is --model.
+    let out = thecal(&["sim", "list", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "wrong-concentration"),
+        "{v}"
+    );
+    let dir = std::env::temp_dir().join(format!("thecal-acc-{}", std::process::id()));
+    let out = thecal(&[
+        "sim",
+        "accuracy",
+        "--model",
+        "synchromed-20",
+        "--rate",
+        "24mL/day",
+        "--json",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["windows"].as_array().unwrap().len(), 5, "{v}");
+    // The old names are gone; a duration needs its unit.
+    let out = thecal(&["sim", "accuracy", "--device", "synchromed-20"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = thecal(&["sim", "population", "--duration", "1", "--patients", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_line(&out).contains("--duration"));
+    let out = thecal(&[
+        "calc",
+        "refill",
+        "--ptm-dose",
+        "5uL",
+        "--volume",
+        "20mL",
+        "--rate",
+        "1mL/day",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
