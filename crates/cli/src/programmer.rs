@@ -174,6 +174,9 @@ enum ProgCommand {
         /// Duration, e.g. "10 min".
         #[arg(long, allow_hyphen_values = true)]
         duration: Duration,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
     },
     /// Stop delivery.
     Stop {
@@ -185,9 +188,17 @@ enum ProgCommand {
         yes: bool,
     },
     /// Resume delivery after a stop.
-    Resume,
+    Resume {
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Set the pump's clock to this computer's (UTC and local offset).
-    Clock,
+    Clock {
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Open an enrolment window for a patient or emergency remote; writes the invite.
     EnrollRemote {
         /// The remote's role.
@@ -1126,6 +1137,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                     "new": program_json(&new),
                     "read_back": program_json(&back),
                     "read_back_matches": same,
+                    "confirm_soft_reason": confirm_soft,
                     "findings": findings.iter().map(|f| json!({"severity": f.severity.to_string(), "message": f.to_string()})).collect::<Vec<_>>(),
                     "status": status_json(&s),
                 }),
@@ -1215,31 +1227,36 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        ProgCommand::Bolus { volume, duration } => {
-            let (_key, mut client) = connect(&args)?;
-            let r = ok(
-                &mut client,
-                Body::Pump(Command::ClinicianBolus {
+        ProgCommand::Bolus {
+            volume,
+            duration,
+            yes,
+        } => simple_change(
+            &out,
+            &args.link,
+            *yes,
+            Change {
+                review: &|s| {
+                    format!(
+                        "OLD: {}\nNEW: a clinician bolus of {volume} over {duration} on top",
+                        mode_text(&s.mode)
+                    )
+                },
+                question: "Give the bolus?",
+                cmd: Command::ClinicianBolus {
                     volume: *volume,
                     duration: *duration,
-                }),
-            )?;
-            let ends = match r {
-                Reply::BolusAccepted { ends_at, .. } => Some(when(ends_at)),
-                _ => None,
-            };
-            out.emit(
-                json!({"accepted": true, "volume": volume.to_string(), "ends_at": ends}),
-                &format!(
-                    "clinician bolus of {volume} over {duration} accepted{}",
-                    ends.as_ref()
-                        .map(|e| format!("; ends about {e}"))
-                        .unwrap_or_default()
-                ),
-                Some(client.bearer.stats),
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+                },
+                verify: &|_, s| {
+                    if s.bolus_active {
+                        Ok(())
+                    } else {
+                        Err(format!("the pump runs no bolus ({})", mode_text(&s.mode)))
+                    }
+                },
+                done: "clinician bolus started",
+            },
+        ),
         ProgCommand::Stop { reason, yes } => {
             let reason = match reason {
                 ReasonArg::Procedure => StopReason::Procedure,
@@ -1269,38 +1286,56 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        ProgCommand::Resume => {
-            let (_key, mut client) = connect(&args)?;
-            ok(&mut client, Body::Pump(Command::Resume))?;
-            let s = status(&mut client)?;
-            out.emit(
-                json!({"accepted": true, "status": status_json(&s)}),
-                &format!("resumed. read back:\n{}", status_text(&s)),
-                Some(client.bearer.stats),
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        ProgCommand::Clock => {
-            let (_key, mut client) = connect(&args)?;
+        ProgCommand::Resume { yes } => simple_change(
+            &out,
+            &args.link,
+            *yes,
+            Change {
+                review: &|s| format!("OLD: {}\nNEW: running", mode_text(&s.mode)),
+                question: "Resume delivery?",
+                cmd: Command::Resume,
+                verify: &|_, s| {
+                    if matches!(s.mode, Mode::Running) {
+                        Ok(())
+                    } else {
+                        Err(format!("the pump is {}", mode_text(&s.mode)))
+                    }
+                },
+                done: "resumed",
+            },
+        ),
+        ProgCommand::Clock { yes } => {
             let utc_ms = unix_ms();
             let offset_minutes =
                 i16::try_from(chrono::Local::now().offset().local_minus_utc() / 60).unwrap_or(0);
-            ok(
-                &mut client,
-                Body::Pump(Command::SetClock {
-                    utc_ms,
-                    offset_minutes,
-                }),
-            )?;
-            out.emit(
-                json!({"accepted": true, "utc": rfc3339(utc_ms), "offset_minutes": offset_minutes}),
-                &format!(
-                    "pump clock set to {} (local offset {offset_minutes:+} min)",
-                    rfc3339(utc_ms)
-                ),
-                Some(client.bearer.stats),
-            );
-            Ok(ExitCode::SUCCESS)
+            simple_change(
+                &out,
+                &args.link,
+                *yes,
+                Change {
+                    review: &|s| {
+                        format!(
+                            "OLD: pump clock {}\nNEW: {} (local offset {offset_minutes:+} min)",
+                            s.utc_ms.map_or("not set".to_string(), rfc3339),
+                            rfc3339(utc_ms)
+                        )
+                    },
+                    question: "Set the pump's clock?",
+                    cmd: Command::SetClock {
+                        utc_ms,
+                        offset_minutes,
+                    },
+                    verify: &|_, s| match s.utc_ms {
+                        // The read-back comes a round trip later: within a minute.
+                        Some(t) if s.clock_set && t.abs_diff(utc_ms) < 60_000 => Ok(()),
+                        other => Err(format!(
+                            "the pump's clock reads {}",
+                            other.map_or("not set".to_string(), rfc3339)
+                        )),
+                    },
+                    done: "pump clock set",
+                },
+            )
         }
         ProgCommand::EnrollRemote {
             role,

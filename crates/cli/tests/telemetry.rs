@@ -235,7 +235,7 @@ fn udp_telemetry_end_to_end_link_008() {
     let prog_id = e["key_id"].as_u64().unwrap();
 
     // Clock, refill, program, resume, interrogate.
-    run(prog(&["clock"]));
+    run(prog(&["clock", "--yes"]));
     let r = json(&run(prog(&[
         "--json",
         "refill",
@@ -261,7 +261,7 @@ fn udp_telemetry_end_to_end_link_008() {
     ])));
     assert_eq!(p["read_back_matches"], true, "{p}");
     assert!(p["stats"]["round_trips"].as_u64().unwrap() >= 2, "{p}");
-    run(prog(&["resume"]));
+    run(prog(&["resume", "--yes"]));
     // Review, confirm, send, read back: reduce, alarm settings, cancel a bolus (none
     // running: the pump's answer and the read-back agree).
     let r = json(&run(prog(&[
