@@ -30,7 +30,17 @@ pub enum Fail {
     Usage(String),
     /// The pump refused, did not answer, or a file could not be used: exit status 1.
     Runtime(String),
+    /// A refusal with its own exit status: 3 a hard finding, 4 a soft finding without
+    /// `--confirm-soft`, 5 a read-back that disagrees with what was sent.
+    Exit(u8, String),
 }
+
+/// Exit status of a hard finding, refused before anything is sent.
+pub const EXIT_HARD: u8 = 3;
+/// Exit status of a soft finding sent without `--confirm-soft REASON`.
+pub const EXIT_SOFT_UNCONFIRMED: u8 = 4;
+/// Exit status of a read-back that disagrees with what was sent.
+pub const EXIT_READ_BACK: u8 = 5;
 
 impl From<String> for Fail {
     fn from(s: String) -> Self {
@@ -46,6 +56,10 @@ pub fn finish(r: Result<ExitCode, Fail>) -> Result<ExitCode, String> {
         Err(Fail::Runtime(m)) => {
             eprintln!("error: {m}");
             Ok(ExitCode::from(1))
+        }
+        Err(Fail::Exit(code, m)) => {
+            eprintln!("error: {m}");
+            Ok(ExitCode::from(code))
         }
     }
 }

@@ -78,14 +78,14 @@ pub struct ImplantArgs {
     /// Pump time runs this many times faster than the wall clock (1 to 100000).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     speed: u32,
-    /// Exit after this many seconds (default: run until killed).
-    #[arg(long)]
-    exit_after: Option<f64>,
+    /// Exit after this long, e.g. "2 min" (default: run until killed).
+    #[arg(long, allow_hyphen_values = true)]
+    exit_after: Option<thecal_rx::Duration>,
     /// The hardware: synchromed-20, synchromed-40, prometra-20, prometra-40, external.
     /// Stored in the state directory at the first start (default synchromed-20); a later
     /// start may omit it, and a different one is refused.
     #[arg(long)]
-    profile: Option<String>,
+    model: Option<String>,
     /// Open a proximity enrolment window at start, as if the wand were held over the pump.
     #[arg(long)]
     wand: bool,
@@ -98,10 +98,10 @@ pub struct ImplantArgs {
 const DEFAULT_PROFILE: &str = "synchromed-20";
 
 fn profile(name: &str) -> Result<HardwareProfile, String> {
-    thecal_sim::prescription_file::hardware_profile(name).ok_or_else(|| {
+    thecal_pump::profile::HardwareProfile::by_model(name).ok_or_else(|| {
         format!(
-            "--profile: unknown device '{name}'; known: {}",
-            thecal_sim::prescription_file::MODELS
+            "--model: unknown hardware model '{name}'; known: {}",
+            thecal_pump::profile::HardwareProfile::MODELS
         )
     })
 }
@@ -262,7 +262,7 @@ impl Store {
         read_nofollow(&self.path(name))
     }
 
-    /// The hardware profile: the stored one, or `--profile` (stored at the first start).
+    /// The hardware profile: the stored one, or `--model` (stored at the first start).
     fn profile(&self, arg: Option<&str>) -> Result<(String, HardwareProfile), String> {
         let stored = self
             .read("profile")?
@@ -271,8 +271,8 @@ impl Store {
         let name = match (stored, arg) {
             (Some(s), Some(a)) if s != a => {
                 return Err(format!(
-                    "--profile {a} conflicts with the pump's stored hardware profile {s} \
-                     (in {}): a pump's hardware does not change; omit --profile, or use a \
+                    "--model {a} conflicts with the pump's stored hardware profile {s} \
+                     (in {}): a pump's hardware does not change; omit --model, or use a \
                      new state directory for a different pump",
                     self.path("profile").display()
                 ));
@@ -956,20 +956,18 @@ fn event_suffix(events: &[Event]) -> String {
 
 /// Runs `thecal implant`; `Err` is a one-line message for exit status 2.
 pub fn run(args: ImplantArgs) -> Result<ExitCode, String> {
-    if let Some(p) = &args.profile {
+    if let Some(p) = &args.model {
         profile(p)?;
     }
     let exit_after = match args.exit_after {
-        Some(s) if s.is_finite() && s > 0.0 => Some(StdDuration::from_secs_f64(s)),
-        Some(s) => {
-            return Err(format!(
-                "--exit-after {s}: expected a positive number of seconds"
-            ));
+        Some(d) if d.ms() > 0 => Some(StdDuration::from_millis(d.ms())),
+        Some(d) => {
+            return Err(format!("--exit-after {d}: expected a duration above zero"));
         }
         None => None,
     };
     let store = Store::open(&args.state)?;
-    let (name, hw) = store.profile(args.profile.as_deref())?;
+    let (name, hw) = store.profile(args.model.as_deref())?;
     let socket = UdpSocket::bind(&args.listen)
         .map_err(|e| format!("--listen {}: cannot bind: {e}", args.listen))?;
     match serve(args, store, &name, hw, exit_after, socket) {

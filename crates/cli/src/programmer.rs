@@ -9,15 +9,19 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use thecal_link::{Body, LinkCommand, PublicKey, Reply, key_id_for};
+use thecal_pump::alarm::AlarmKind;
 use thecal_pump::command::{BridgeChoice, Command, CommandKind, Mode, Role, Status, StopReason};
 use thecal_pump::event::Event;
 use thecal_pump::log::{self, LogChain, LogEntry};
 use thecal_rx::check::{self, Prescription, Severity};
 use thecal_rx::dose::{Admixture, Component};
+use thecal_rx::file as rxfile;
 use thecal_rx::{Concentration, Duration, Flow, Instant, Volume};
-use thecal_sim::prescription_file as rxfile;
 
-use crate::bearer::{ANSWER_TIMEOUT, Bearer, Client, Fail, Hello, Stats, finish};
+use crate::bearer::{
+    ANSWER_TIMEOUT, Bearer, Client, EXIT_HARD, EXIT_READ_BACK, EXIT_SOFT_UNCONFIRMED, Fail, Hello,
+    Stats, finish,
+};
 use crate::implant::{rfc3339, unix_ms};
 use crate::keyfile::{DeviceKind, Key, Pairing, check_private, hex, unhex32, write_private};
 
@@ -144,7 +148,10 @@ enum ProgCommand {
         /// The prescription file.
         #[arg(long)]
         prescription: PathBuf,
-        /// Send without asking.
+        /// Confirm the soft findings, with the clinical reason (recorded).
+        #[arg(long, value_name = "REASON")]
+        confirm_soft: Option<String>,
+        /// Send without asking (never confirms a soft finding).
         #[arg(long)]
         yes: bool,
     },
@@ -167,10 +174,11 @@ enum ProgCommand {
         /// duration such as "30 min".
         #[arg(long, default_value = "auto")]
         bridge: String,
-        /// Confirm soft findings and a flagged reconciliation (the pump's confirmation).
-        #[arg(long)]
-        confirm: bool,
-        /// Send without asking.
+        /// Confirm the pump's soft findings and a flagged reconciliation, with the
+        /// clinical reason.
+        #[arg(long, value_name = "REASON")]
+        confirm_soft: Option<String>,
+        /// Send without asking (never confirms a soft finding).
         #[arg(long)]
         yes: bool,
     },
@@ -182,6 +190,9 @@ enum ProgCommand {
         /// Duration, e.g. "10 min".
         #[arg(long, allow_hyphen_values = true)]
         duration: Duration,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
     },
     /// Stop delivery.
     Stop {
@@ -193,17 +204,25 @@ enum ProgCommand {
         yes: bool,
     },
     /// Resume delivery after a stop.
-    Resume,
+    Resume {
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Set the pump's clock to this computer's (UTC and local offset).
-    Clock,
+    Clock {
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Open an enrolment window for a patient or emergency remote; writes the invite.
     EnrollRemote {
         /// The remote's role.
         #[arg(long, value_enum)]
         role: RemoteRole,
-        /// How long the window stays open, seconds (10 to 600).
-        #[arg(long, default_value_t = 120)]
-        window: u16,
+        /// How long the window stays open, e.g. "2 min" (10 s to 10 min).
+        #[arg(long, default_value = "2 min", allow_hyphen_values = true)]
+        window: Duration,
         /// Where to write the invite for the remote (0600).
         #[arg(long)]
         out: PathBuf,
@@ -235,6 +254,153 @@ enum ProgCommand {
         #[arg(long, default_value_t = 0)]
         from: u32,
     },
+    /// Cancel the running clinician or patient bolus.
+    CancelBolus {
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Acknowledge an alarm (silences its tone; a critical alarm re-arms while its cause
+    /// persists), e.g. --alarm "low reservoir".
+    Acknowledge {
+        /// The alarm's name as `interrogate` shows it.
+        #[arg(long)]
+        alarm: String,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// MRI mode of a valve pump: `on` shuts the valve before a scan, `off` resets it after.
+    Mri {
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Alarm settings: the low-reservoir alarm (volume or days, whichever first) and the
+    /// stopped-pump reminder.
+    AlarmSettings {
+        /// Low-reservoir alarm volume.
+        #[arg(long, default_value = "2 mL", allow_hyphen_values = true)]
+        low_alarm: Volume,
+        /// Low-reservoir alarm in days of therapy left (0: off).
+        #[arg(long, default_value_t = 7)]
+        low_alarm_days: u16,
+        /// Reminder after the pump has been stopped this long, e.g. "30 min".
+        #[arg(long, default_value = "30 min", allow_hyphen_values = true)]
+        stopped_reminder: Duration,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Reduce every basal flow by a percentage (1-50); never an increase.
+    Reduce {
+        /// Percentage, 1 to 50.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=50))]
+        percent: u8,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// A change that is not a prescription: what to show, ask, send and verify.
+pub struct Change<'a> {
+    /// The review, old against new in words, from the pump's status.
+    pub review: &'a dyn Fn(&Status) -> String,
+    /// The y/N question.
+    pub question: &'a str,
+    /// The command.
+    pub cmd: Command,
+    /// Compares the status read back (after) with the one before; `Err` says what the
+    /// pump holds.
+    pub verify: &'a dyn Fn(&Status, &Status) -> Result<(), String>,
+    /// What was done, for the answer.
+    pub done: &'a str,
+}
+
+/// Review in words, confirm, send, read back and verify a [`Change`].
+pub fn simple_change(
+    out: &Out,
+    link: &LinkArgs,
+    yes: bool,
+    c: Change<'_>,
+) -> Result<ExitCode, Fail> {
+    let (mut key, mut client) = link.connect(DeviceKind::Programmer)?;
+    let old = status(&mut client)?;
+    if !out.json {
+        println!("{}", (c.review)(&old));
+    }
+    if confirm(c.question, yes)? {
+        client.reconnect(&mut key)?;
+    }
+    ok(&mut client, Body::Pump(c.cmd))?;
+    let s = status(&mut client)?;
+    if let Err(holds) = (c.verify)(&old, &s) {
+        return Err(Fail::Exit(
+            EXIT_READ_BACK,
+            format!("read-back mismatch: {holds}"),
+        ));
+    }
+    out.emit(
+        json!({"accepted": true, "old": status_json(&old), "status": status_json(&s)}),
+        &format!("{}. read back:\n{}", c.done, status_text(&s)),
+        Some(client.bearer.stats),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `programmer reduce` and `remote reduce`: every basal flow `percent` lower. Review
+/// (old program in words), confirm, send, read the program back and compare with the
+/// old flows scaled by hand.
+pub fn reduce(
+    out: &Out,
+    link: &LinkArgs,
+    kind: DeviceKind,
+    percent: u8,
+    yes: bool,
+) -> Result<ExitCode, Fail> {
+    let (mut key, mut client) = link.connect(kind)?;
+    let old = status(&mut client)?;
+    let before = program_of(&mut client)?;
+    if !out.json {
+        println!(
+            "OLD ({}):\n{}NEW: every basal flow {percent} % lower (never an increase)",
+            mode_text(&old.mode),
+            program_text(&before)
+        );
+    }
+    if confirm(&format!("Reduce every basal flow by {percent} %?"), yes)? {
+        client.reconnect(&mut key)?;
+    }
+    ok(&mut client, Body::Pump(Command::ReduceDose { percent }))?;
+    let back = program_of(&mut client)?;
+    let s = status(&mut client)?;
+    let keep = 100u64.saturating_sub(u64::from(percent));
+    let expected = before
+        .schedule
+        .scaled(keep, 100)
+        .map_err(|e| Fail::Runtime(e.to_string()))?;
+    if back.schedule.basal_range() != expected.basal_range() {
+        return Err(Fail::Exit(
+            EXIT_READ_BACK,
+            format!(
+                "read-back mismatch: the pump holds:\n{}",
+                program_text(&back).trim_end()
+            ),
+        ));
+    }
+    out.emit(
+        json!({"accepted": true, "old": program_json(&before), "program": program_json(&back), "status": status_json(&s)}),
+        &format!(
+            "basal reduced by {percent} %. read back:\n{}",
+            program_text(&back)
+        ),
+        Some(client.bearer.stats),
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Output for one invocation: JSON or text, and the on-air counters.
@@ -264,6 +430,90 @@ impl Out {
                 println!("{}", s.line());
             }
         }
+    }
+}
+
+/// The programmer's own gate on a checked prescription: a hard finding is refused with
+/// exit status 3, a soft finding without `--confirm-soft REASON` with exit status 4
+/// (`--yes` never confirms a soft finding). With `--json` the findings are printed as
+/// JSON on standard output as well.
+pub fn gate(out: &Out, findings: &check::Findings, confirm_soft: Option<&str>) -> Result<(), Fail> {
+    let list: Vec<Value> = findings
+        .iter()
+        .map(|f| json!({"severity": f.severity.to_string(), "message": f.to_string()}))
+        .collect();
+    let words = |sev: Severity| {
+        findings
+            .iter()
+            .filter(|f| f.severity == sev)
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let refusal = match findings.worst() {
+        Some(Severity::Hard) => Some((
+            EXIT_HARD,
+            "hard",
+            format!(
+                "refused before sending, hard finding(s): {}",
+                if findings.truncated {
+                    "too many findings".to_string()
+                } else {
+                    words(Severity::Hard)
+                }
+            ),
+        )),
+        Some(Severity::Soft) if confirm_soft.is_none_or(|r| r.trim().is_empty()) => Some((
+            EXIT_SOFT_UNCONFIRMED,
+            "soft-unconfirmed",
+            format!(
+                "not sent: soft finding(s) need --confirm-soft REASON (--yes does not \
+                 confirm them): {}",
+                words(Severity::Soft)
+            ),
+        )),
+        _ => None,
+    };
+    match refusal {
+        None => Ok(()),
+        Some((code, why, message)) => {
+            if out.json {
+                out.emit(
+                    json!({"accepted": false, "refused": why, "findings": list, "message": message}),
+                    "",
+                    None,
+                );
+            } else {
+                for f in findings.iter() {
+                    let tag = match f.severity {
+                        Severity::Hard => "HARD",
+                        Severity::Soft => "soft",
+                    };
+                    println!("check: {tag}  {f}");
+                }
+            }
+            Err(Fail::Exit(code, message))
+        }
+    }
+}
+
+/// Compares the program read back with the one sent (the pump keeps its own reservoir
+/// volume); a difference is an error that says what the pump holds (exit status 5).
+pub fn verify_program(sent: &Prescription, back: &Prescription) -> Result<(), Fail> {
+    let expected = Prescription {
+        reservoir_volume: back.reservoir_volume,
+        ..sent.clone()
+    };
+    if *back == expected {
+        Ok(())
+    } else {
+        Err(Fail::Exit(
+            EXIT_READ_BACK,
+            format!(
+                "read-back mismatch: the pump did not store the program sent; it holds:\n{}",
+                program_text(back).trim_end()
+            ),
+        ))
     }
 }
 
@@ -914,18 +1164,24 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        ProgCommand::Program { prescription, yes } => {
+        ProgCommand::Program {
+            prescription,
+            confirm_soft,
+            yes,
+        } => {
             let text = std::fs::read_to_string(prescription).map_err(|e| {
                 Fail::Usage(format!("--prescription {}: {e}", prescription.display()))
             })?;
-            let file = rxfile::parse(&text)
+            let file = rxfile::parse(&text, crate::calc::file_models())
                 .map_err(|e| Fail::Usage(format!("{}: {e}", prescription.display())))?;
+            let new = file.prescription.clone();
+            let findings = file.check();
+            // Hard findings and unconfirmed soft ones are refused here, before the pump
+            // is even contacted.
+            gate(&out, &findings, confirm_soft.as_deref())?;
             let (mut key, mut client) = connect(&args)?;
             let old = program_of(&mut client)?;
             let old_status = status(&mut client)?;
-            let new = file.prescription.clone();
-            let ctx = file.context();
-            let findings = check::check(&new, &ctx);
             if !out.json {
                 println!(
                     "pump: {}\nOLD (running now, version {}):\n{}NEW ({}):\n{}",
@@ -943,13 +1199,12 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                     println!("check: {tag}  {f}");
                 }
             }
-            let question = if findings.is_empty() {
-                "Send the new program?".to_string()
-            } else {
-                format!(
-                    "Send the new program, confirming {} finding(s) above?",
+            let question = match confirm_soft {
+                None => "Send the new program?".to_string(),
+                Some(reason) => format!(
+                    "Send the new program, confirming {} soft finding(s) above because \"{reason}\"?",
                     findings.len()
-                )
+                ),
             };
             if confirm(&question, *yes)? {
                 client.reconnect(&mut key)?;
@@ -958,7 +1213,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                 &mut client,
                 Body::Pump(Command::Program {
                     prescription: new.clone(),
-                    confirm_soft: true,
+                    confirm_soft: confirm_soft.is_some(),
                 }),
             )?;
             let back = program_of(&mut client)?;
@@ -976,6 +1231,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                     "new": program_json(&new),
                     "read_back": program_json(&back),
                     "read_back_matches": same,
+                    "confirm_soft_reason": confirm_soft,
                     "findings": findings.iter().map(|f| json!({"severity": f.severity.to_string(), "message": f.to_string()})).collect::<Vec<_>>(),
                     "status": status_json(&s),
                 }),
@@ -992,11 +1248,8 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                 ),
                 Some(client.bearer.stats),
             );
-            Ok(if same {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            verify_program(&new, &back)?;
+            Ok(ExitCode::SUCCESS)
         }
         ProgCommand::Refill {
             aspirated,
@@ -1004,7 +1257,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             contents,
             keep_dose,
             bridge,
-            confirm: confirm_pump,
+            confirm_soft,
             yes,
         } => {
             let contents = parse_contents(contents)?;
@@ -1037,11 +1290,21 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                     contents: contents.clone(),
                     keep_dose: *keep_dose,
                     bridge,
-                    confirm: *confirm_pump,
+                    confirm: confirm_soft.is_some(),
                 }),
             )?;
             let s = status(&mut client)?;
             let p = program_of(&mut client)?;
+            if p.contents != contents {
+                return Err(Fail::Exit(
+                    EXIT_READ_BACK,
+                    format!(
+                        "read-back mismatch: the pump holds {} but {} was sent",
+                        contents_text(&p.contents),
+                        contents_text(&contents)
+                    ),
+                ));
+            }
             out.emit(
                 json!({
                     "accepted": true,
@@ -1058,31 +1321,36 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        ProgCommand::Bolus { volume, duration } => {
-            let (_key, mut client) = connect(&args)?;
-            let r = ok(
-                &mut client,
-                Body::Pump(Command::ClinicianBolus {
+        ProgCommand::Bolus {
+            volume,
+            duration,
+            yes,
+        } => simple_change(
+            &out,
+            &args.link,
+            *yes,
+            Change {
+                review: &|s| {
+                    format!(
+                        "OLD: {}\nNEW: a clinician bolus of {volume} over {duration} on top",
+                        mode_text(&s.mode)
+                    )
+                },
+                question: "Give the bolus?",
+                cmd: Command::ClinicianBolus {
                     volume: *volume,
                     duration: *duration,
-                }),
-            )?;
-            let ends = match r {
-                Reply::BolusAccepted { ends_at, .. } => Some(when(ends_at)),
-                _ => None,
-            };
-            out.emit(
-                json!({"accepted": true, "volume": volume.to_string(), "ends_at": ends}),
-                &format!(
-                    "clinician bolus of {volume} over {duration} accepted{}",
-                    ends.as_ref()
-                        .map(|e| format!("; ends about {e}"))
-                        .unwrap_or_default()
-                ),
-                Some(client.bearer.stats),
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+                },
+                verify: &|_, s| {
+                    if s.bolus_active {
+                        Ok(())
+                    } else {
+                        Err(format!("the pump runs no bolus ({})", mode_text(&s.mode)))
+                    }
+                },
+                done: "clinician bolus started",
+            },
+        ),
         ProgCommand::Stop { reason, yes } => {
             let reason = match reason {
                 ReasonArg::Procedure => StopReason::Procedure,
@@ -1112,38 +1380,56 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        ProgCommand::Resume => {
-            let (_key, mut client) = connect(&args)?;
-            ok(&mut client, Body::Pump(Command::Resume))?;
-            let s = status(&mut client)?;
-            out.emit(
-                json!({"accepted": true, "status": status_json(&s)}),
-                &format!("resumed. read back:\n{}", status_text(&s)),
-                Some(client.bearer.stats),
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        ProgCommand::Clock => {
-            let (_key, mut client) = connect(&args)?;
+        ProgCommand::Resume { yes } => simple_change(
+            &out,
+            &args.link,
+            *yes,
+            Change {
+                review: &|s| format!("OLD: {}\nNEW: running", mode_text(&s.mode)),
+                question: "Resume delivery?",
+                cmd: Command::Resume,
+                verify: &|_, s| {
+                    if matches!(s.mode, Mode::Running) {
+                        Ok(())
+                    } else {
+                        Err(format!("the pump is {}", mode_text(&s.mode)))
+                    }
+                },
+                done: "resumed",
+            },
+        ),
+        ProgCommand::Clock { yes } => {
             let utc_ms = unix_ms();
             let offset_minutes =
                 i16::try_from(chrono::Local::now().offset().local_minus_utc() / 60).unwrap_or(0);
-            ok(
-                &mut client,
-                Body::Pump(Command::SetClock {
-                    utc_ms,
-                    offset_minutes,
-                }),
-            )?;
-            out.emit(
-                json!({"accepted": true, "utc": rfc3339(utc_ms), "offset_minutes": offset_minutes}),
-                &format!(
-                    "pump clock set to {} (local offset {offset_minutes:+} min)",
-                    rfc3339(utc_ms)
-                ),
-                Some(client.bearer.stats),
-            );
-            Ok(ExitCode::SUCCESS)
+            simple_change(
+                &out,
+                &args.link,
+                *yes,
+                Change {
+                    review: &|s| {
+                        format!(
+                            "OLD: pump clock {}\nNEW: {} (local offset {offset_minutes:+} min)",
+                            s.utc_ms.map_or("not set".to_string(), rfc3339),
+                            rfc3339(utc_ms)
+                        )
+                    },
+                    question: "Set the pump's clock?",
+                    cmd: Command::SetClock {
+                        utc_ms,
+                        offset_minutes,
+                    },
+                    verify: &|_, s| match s.utc_ms {
+                        // The read-back comes a round trip later: within a minute.
+                        Some(t) if s.clock_set && t.abs_diff(utc_ms) < 60_000 => Ok(()),
+                        other => Err(format!(
+                            "the pump's clock reads {}",
+                            other.map_or("not set".to_string(), rfc3339)
+                        )),
+                    },
+                    done: "pump clock set",
+                },
+            )
         }
         ProgCommand::EnrollRemote {
             role,
@@ -1154,11 +1440,15 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                 RemoteRole::Patient => Role::PatientRemote,
                 RemoteRole::Emergency => Role::Emergency,
             };
-            if !thecal_link::endpoint::ENROLMENT_WINDOW_SECONDS.contains(window) {
+            let window_s = u16::try_from(window.ms() / 1000).unwrap_or(u16::MAX);
+            if window.ms() % 1000 != 0
+                || !thecal_link::endpoint::ENROLMENT_WINDOW_SECONDS.contains(&window_s)
+            {
                 return Err(Fail::Usage(format!(
-                    "--window {window}: allowed 10 to 600 seconds"
+                    "--window {window}: allowed 10 s to 10 min, in whole seconds"
                 )));
             }
+            let window = &window_s;
             let (_key, mut client) = connect(&args)?;
             let r = ok(
                 &mut client,
@@ -1305,6 +1595,144 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        ProgCommand::CancelBolus { yes } => simple_change(
+            &out,
+            &args.link,
+            *yes,
+            Change {
+                review: &|s| {
+                    format!(
+                        "OLD: {}, {}\nNEW: no bolus running",
+                        mode_text(&s.mode),
+                        if s.bolus_active {
+                            "a bolus running"
+                        } else {
+                            "no bolus running"
+                        }
+                    )
+                },
+                question: "Cancel the bolus?",
+                cmd: Command::CancelBolus,
+                verify: &|_, s| {
+                    if s.bolus_active {
+                        Err("the pump still runs a bolus".into())
+                    } else {
+                        Ok(())
+                    }
+                },
+                done: "bolus cancelled",
+            },
+        ),
+        ProgCommand::Acknowledge { alarm, yes } => {
+            let kind = AlarmKind::ALL
+                .into_iter()
+                .find(|k| k.name().eq_ignore_ascii_case(alarm.trim()))
+                .ok_or_else(|| {
+                    let known: Vec<&str> = AlarmKind::ALL.iter().map(|k| k.name()).collect();
+                    Fail::Usage(format!(
+                        "--alarm: unknown alarm '{alarm}'; known: {}",
+                        known.join(", ")
+                    ))
+                })?;
+            simple_change(
+                &out,
+                &args.link,
+                *yes,
+                Change {
+                    review: &|s| {
+                        let state =
+                            s.alarms
+                                .iter()
+                                .find(|a| a.kind == kind)
+                                .map_or("not active", |a| {
+                                    if a.acknowledged {
+                                        "acknowledged"
+                                    } else {
+                                        "sounding"
+                                    }
+                                });
+                        format!("OLD: alarm {} {state}\nNEW: acknowledged", kind.name())
+                    },
+                    question: "Acknowledge the alarm?",
+                    cmd: Command::Acknowledge(kind),
+                    verify: &|_, s| match s.alarms.iter().find(|a| a.kind == kind) {
+                        Some(a) if !a.acknowledged => Err(format!(
+                            "the pump holds alarm {} unacknowledged",
+                            kind.name()
+                        )),
+                        _ => Ok(()),
+                    },
+                    done: "alarm acknowledged",
+                },
+            )
+        }
+        ProgCommand::Mri { state, yes } => {
+            let on = state == "on";
+            simple_change(
+                &out,
+                &args.link,
+                *yes,
+                Change {
+                    review: &|s| {
+                        format!(
+                            "OLD: {}\nNEW: {}",
+                            mode_text(&s.mode),
+                            if on {
+                                "MRI mode: the valve shut, no delivery until it is reset after \
+                                 the scan"
+                            } else {
+                                "valve reset after the scan, delivery resumes"
+                            }
+                        )
+                    },
+                    question: if on {
+                        "Shut the valve for the MRI scan?"
+                    } else {
+                        "Reset the valve after the scan?"
+                    },
+                    cmd: Command::MriMode(on),
+                    verify: &|_, s| {
+                        if matches!(s.mode, Mode::MriSuspended) == on {
+                            Ok(())
+                        } else {
+                            Err(format!("the pump is {}", mode_text(&s.mode)))
+                        }
+                    },
+                    done: if on { "MRI mode on" } else { "MRI mode off" },
+                },
+            )
+        }
+        ProgCommand::AlarmSettings {
+            low_alarm,
+            low_alarm_days,
+            stopped_reminder,
+            yes,
+        } => simple_change(
+            &out,
+            &args.link,
+            *yes,
+            Change {
+                review: &|_| {
+                    format!(
+                        "NEW: low-reservoir alarm at {low_alarm} or {low_alarm_days} days of \
+                         therapy left, whichever comes first; reminder after {} stopped",
+                        span(*stopped_reminder)
+                    )
+                },
+                question: "Set these alarm thresholds?",
+                cmd: Command::AlarmSettings {
+                    low_reservoir: *low_alarm,
+                    low_reservoir_days: *low_alarm_days,
+                    stopped_reminder: *stopped_reminder,
+                },
+                // The status carries no thresholds: the pump's acceptance is the read-back.
+                verify: &|_, _| Ok(()),
+                done: "alarm settings set",
+            },
+        ),
+        ProgCommand::Reduce { percent, yes } => {
+            reduce(&out, &args.link, DeviceKind::Programmer, *percent, *yes)
+        }
         ProgCommand::Logs { from } => {
             let (_key, mut client) = connect(&args)?;
             // The pump's clock, to date the entries.
@@ -1419,5 +1847,33 @@ mod tests {
         assert!(matches!(parse_bridge("auto"), Ok(BridgeChoice::Automatic)));
         assert!(matches!(parse_bridge("30 min"), Ok(BridgeChoice::Bolus(_))));
         assert!(parse_bridge("sometimes").is_err());
+    }
+
+    #[test]
+    fn a_read_back_with_another_program_is_an_error_naming_what_the_pump_holds_rx_029() {
+        use thecal_rx::schedule::Schedule;
+        let rx = |rate: &str| Prescription {
+            contents: parse_contents("baclofen 2000 mcg/mL").unwrap(),
+            schedule: Schedule::continuous(rate.parse().unwrap()),
+            patient_bolus: None,
+            reservoir_volume: "20 mL".parse().unwrap(),
+        };
+        let sent = rx("0.25 mL/day");
+        // The pump keeps its own reservoir volume: not a mismatch.
+        let mut same = sent.clone();
+        same.reservoir_volume = "19.5 mL".parse().unwrap();
+        assert!(verify_program(&sent, &same).is_ok());
+        // An implant answering with 0.5 mL/day (1 mg/day) instead of 0.25 mL/day.
+        match verify_program(&sent, &rx("0.5 mL/day")) {
+            Err(Fail::Exit(code, m)) => {
+                assert_eq!(code, 5);
+                assert!(m.starts_with("read-back mismatch"), "{m}");
+                assert!(m.contains("0.5 mL/day"), "{m}");
+            }
+            other => panic!(
+                "expected a read-back mismatch, got {:?}",
+                other.err().map(|_| ())
+            ),
+        }
     }
 }

@@ -42,6 +42,16 @@ enum RemoteCommand {
     Status,
     /// Active alarms, explained.
     Alarms,
+    /// Emergency device: reduce every basal flow by a percentage (1-50); never an
+    /// increase, never a stop.
+    Reduce {
+        /// Percentage, 1 to 50.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=50))]
+        percent: u8,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Runs `thecal remote`; `Err` is a one-line message for exit status 2.
@@ -195,6 +205,9 @@ fn run_inner(args: RemoteArgs) -> Result<ExitCode, Fail> {
                 Some(client.bearer.stats),
             );
             Ok(ExitCode::SUCCESS)
+        }
+        RemoteCommand::Reduce { percent, yes } => {
+            crate::programmer::reduce(&out, &args.link, DeviceKind::Remote, *percent, *yes)
         }
     }
 }

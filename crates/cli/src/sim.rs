@@ -23,6 +23,9 @@ enum SimCommand {
         /// Folder of scenarios.
         #[arg(long, default_value = "scenarios")]
         dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a scenario and write its report (summary.json, timeline.csv, SVG plots, index.html).
     Run {
@@ -37,9 +40,9 @@ enum SimCommand {
     },
     /// The IEC 60601-2-24 trumpet curve of a pump model.
     Accuracy {
-        /// Device: synchromed-20, synchromed-40, prometra-20, prometra-40, external.
+        /// Hardware model: synchromed-20, synchromed-40, prometra-20, prometra-40, external.
         #[arg(long, default_value = "synchromed-20")]
-        device: String,
+        model: String,
         /// Set rate.
         #[arg(long, default_value = "1 mL/day", allow_hyphen_values = true)]
         rate: Flow,
@@ -52,15 +55,18 @@ enum SimCommand {
         /// Report folder.
         #[arg(long, default_value = "report/accuracy")]
         out: PathBuf,
+        /// Print the trumpet curve as JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Monte Carlo over patients and devices: distributions of dose error, alarms, ERI.
     Population {
         /// Number of patients.
         #[arg(long, default_value_t = 1000)]
         patients: usize,
-        /// Simulated years per patient.
-        #[arg(long, default_value_t = 1.0)]
-        years: f64,
+        /// Simulated time per patient, e.g. "365 d" (at most 10 years, 3653 d).
+        #[arg(long, default_value = "365 d", allow_hyphen_values = true)]
+        duration: thecal_rx::Duration,
         /// Seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -70,14 +76,17 @@ enum SimCommand {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Print the summary as JSON instead of text (implies no progress bar).
+        #[arg(long)]
+        json: bool,
     },
 }
 
 fn profile(name: &str) -> Result<HardwareProfile, String> {
-    thecal_sim::prescription_file::hardware_profile(name).ok_or_else(|| {
+    thecal_pump::profile::HardwareProfile::by_model(name).ok_or_else(|| {
         format!(
-            "--device: unknown device '{name}'; known: {}",
-            thecal_sim::prescription_file::MODELS
+            "--model: unknown hardware model '{name}'; known: {}",
+            thecal_pump::profile::HardwareProfile::MODELS
         )
     })
 }
@@ -90,16 +99,31 @@ fn load(path: &Path) -> Result<scenario::Scenario, String> {
 /// Runs `thecal sim`; `Err` is a one-line message for exit status 2.
 pub fn run(args: SimArgs) -> Result<ExitCode, String> {
     match args.command {
-        SimCommand::List { dir } => {
+        SimCommand::List { dir, json } => {
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .map_err(|e| format!("{}: {e}", dir.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|e| e == "toml"))
                 .collect();
             files.sort();
+            let mut list = Vec::new();
             for f in files {
                 let sc = load(&f)?;
-                println!("{:<28} {}", sc.name, sc.description);
+                if json {
+                    list.push(serde_json::json!({
+                        "name": sc.name,
+                        "description": sc.description,
+                        "file": f.display().to_string(),
+                    }));
+                } else {
+                    println!("{:<28} {}", sc.name, sc.description);
+                }
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).unwrap_or_default()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -135,13 +159,14 @@ pub fn run(args: SimArgs) -> Result<ExitCode, String> {
             })
         }
         SimCommand::Accuracy {
-            device,
+            model,
             rate,
             bias,
             seed,
             out,
+            json: as_json,
         } => {
-            let p = profile(&device)?;
+            let p = profile(&model)?;
             if rate.is_zero() || rate < p.min_flow || rate > p.max_flow {
                 return Err(format!(
                     "--rate: {rate} is outside the {} range {} to {}",
@@ -166,6 +191,13 @@ pub fn run(args: SimArgs) -> Result<ExitCode, String> {
                 serde_json::to_string_pretty(&json).unwrap_or_default(),
             )
             .map_err(|e| format!("{}: {e}", out.display()))?;
+            if as_json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json).unwrap_or_default()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "{} at {rate}: mean error A = {:+.2} %",
                 p.name, t.mean_error_pct
@@ -181,17 +213,20 @@ pub fn run(args: SimArgs) -> Result<ExitCode, String> {
         }
         SimCommand::Population {
             patients,
-            years,
+            duration,
             seed,
             out,
             quiet,
+            json: as_json,
         } => {
+            let quiet = quiet || as_json;
             if patients == 0 {
                 return Err("--patients: at least 1 patient".into());
             }
-            if !(years > 0.0 && years <= 10.0) {
-                return Err("--years: between 0 and 10 years".into());
+            if duration.ms() == 0 || duration > thecal_rx::Duration::from_days(3653) {
+                return Err("--duration: above zero and at most 10 years (3653 d)".into());
             }
+            let years = duration.ms() as f64 / (365.25 * 86_400_000.0);
             let started = std::time::Instant::now();
             let outcomes = population::run_population(patients, seed, !quiet, |i, s| {
                 engine::population_patient(i, s, years)
@@ -200,6 +235,16 @@ pub fn run(args: SimArgs) -> Result<ExitCode, String> {
             let summary = population::summarize(&outcomes);
             population::write(&outcomes, &summary, &out)
                 .map_err(|e| format!("{}: {e}", out.display()))?;
+            if as_json {
+                let v = serde_json::json!({
+                    "patients": patients,
+                    "years": years,
+                    "summary": summary,
+                    "report": out.join("index.html").display().to_string(),
+                });
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                return Ok(ExitCode::SUCCESS);
+            }
             let d = &summary.dose_error;
             println!(
                 "{patients} patients × {years} years in {:.1} s ({:.3e} × real time on {} threads)",

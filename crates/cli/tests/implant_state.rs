@@ -63,7 +63,7 @@ fn spawn(state: &Path, work: &Path, extra: &[&str]) -> Child {
     Command::new(BIN)
         .args(["implant", "--state"])
         .arg(state)
-        .args(["--listen", "127.0.0.1:0", "--exit-after", "120"])
+        .args(["--listen", "127.0.0.1:0", "--exit-after", "120 s"])
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -411,7 +411,7 @@ fn lost_slots_of_a_pump_in_service_fault_with_an_alarm_link_016() {
 fn the_profile_is_stored_and_a_conflicting_one_is_refused_link_017() {
     let work = tmpdir("profile");
     let state = work.join("pump");
-    let implant = start(&state, &work, &["--profile", "synchromed-40", "--json"]);
+    let implant = start(&state, &work, &["--model", "synchromed-40", "--json"]);
     implant.stop();
     let again = start(&state, &work, &["--json"]);
     let first: Value = serde_json::from_str(again.first.trim()).unwrap();
@@ -425,8 +425,8 @@ fn the_profile_is_stored_and_a_conflicting_one_is_refused_link_017() {
         "--listen",
         "127.0.0.1:0",
         "--exit-after",
-        "5",
-        "--profile",
+        "5 s",
+        "--model",
         "prometra-20",
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -456,7 +456,7 @@ fn the_state_directory_is_private_locked_and_follows_no_link_link_018() {
         "--listen",
         "127.0.0.1:0",
         "--exit-after",
-        "5",
+        "5 s",
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
@@ -477,7 +477,7 @@ fn the_state_directory_is_private_locked_and_follows_no_link_link_018() {
         "--listen",
         "127.0.0.1:0",
         "--exit-after",
-        "5",
+        "5 s",
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
@@ -494,7 +494,7 @@ fn the_state_directory_is_private_locked_and_follows_no_link_link_018() {
         "--listen",
         "127.0.0.1:0",
         "--exit-after",
-        "5",
+        "5 s",
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
@@ -524,7 +524,7 @@ fn the_state_directory_is_private_locked_and_follows_no_link_link_018() {
         "--listen",
         "127.0.0.1:0",
         "--exit-after",
-        "1",
+        "1 s",
         "--wand",
     ]);
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious", "{}", text(&o));
@@ -541,7 +541,7 @@ fn the_state_directory_is_private_locked_and_follows_no_link_link_018() {
         "--listen",
         "127.0.0.1:0",
         "--exit-after",
-        "1",
+        "1 s",
         "--wand",
     ]);
     assert!(o.status.success(), "{}", text(&o));

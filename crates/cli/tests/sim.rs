@@ -64,7 +64,7 @@ fn scenario(device: &str, extra: &str) -> String {
          fill = \"20 mL\"\n\
          \n\
          [device]\n\
-         kind = \"{device}\"\n\
+         model = \"{device}\"\n\
          \n\
          [prescription]\n\
          drug = [{{ name = \"baclofen\", concentration = \"2000 mcg/mL\" }}]\n\
@@ -316,7 +316,7 @@ fn a_bad_scenario_exits_2_with_one_line_naming_the_problem_sim_020_sim_040() {
     let cases: [(String, &str); 10] = [
         (
             scenario("medtronic-99", ""),
-            "device.kind: unknown device 'medtronic-99'; known: synchromed-20",
+            "device.model: unknown device 'medtronic-99'; known: synchromed-20",
         ),
         (
             scenario(
@@ -393,7 +393,7 @@ fn accuracy_writes_the_trumpet_curve_sim_031_sim_040() {
     let out = thecal(&[
         "sim",
         "accuracy",
-        "--device",
+        "--model",
         "synchromed-20",
         "--rate",
         "24mL/day",
@@ -443,7 +443,7 @@ fn accuracy_writes_the_trumpet_curve_sim_031_sim_040() {
     let out = thecal(&[
         "sim",
         "accuracy",
-        "--device",
+        "--model",
         "synchromed-20",
         "--rate",
         "24mL/day",
@@ -460,18 +460,18 @@ fn accuracy_refuses_a_rate_or_device_it_cannot_run_sim_031_sim_040() {
     let dir = tmp("accuracy-bad");
     for (args, wanted) in [
         (
-            vec!["--device", "synchromed-20", "--rate", "30mL/day"],
+            vec!["--model", "synchromed-20", "--rate", "30mL/day"],
             "--rate: 30 mL/day is outside the SynchroMed-class 20 mL range 0.048 mL/day to 24 mL/day",
         ),
         (
-            vec!["--device", "synchromed-20", "--rate", "0.01mL/day"],
+            vec!["--model", "synchromed-20", "--rate", "0.01mL/day"],
             "--rate: 0.01 mL/day is outside",
         ),
         (vec!["--rate", "0mL/day"], "--rate: 0 mL/day is outside"),
         (vec!["--rate", "3 parsecs"], "'3 parsecs'"),
         (
-            vec!["--device", "medtronic-99"],
-            "--device: unknown device 'medtronic-99'",
+            vec!["--model", "medtronic-99"],
+            "--model: unknown hardware model 'medtronic-99'",
         ),
     ] {
         let mut all = vec!["sim", "accuracy"];
@@ -496,8 +496,8 @@ fn population_writes_its_report_and_is_deterministic_for_a_seed_sim_032_sim_040(
             "population",
             "--patients",
             "4",
-            "--years",
-            "0.05",
+            "--duration",
+            "18.2625 d",
             "--seed",
             seed,
             "--quiet",
@@ -557,16 +557,16 @@ fn population_refuses_an_empty_or_endless_run_sim_032_sim_040() {
     let dir = tmp("population-bad");
     for (args, wanted) in [
         (
-            ["--patients", "0", "--years", "1"],
+            ["--patients", "0", "--duration", "365 d"],
             "--patients: at least 1 patient",
         ),
         (
-            ["--patients", "2", "--years", "0"],
-            "--years: between 0 and 10 years",
+            ["--patients", "2", "--duration", "0 d"],
+            "--duration: above zero and at most 10 years (3653 d)",
         ),
         (
-            ["--patients", "2", "--years", "11"],
-            "--years: between 0 and 10 years",
+            ["--patients", "2", "--duration", "4000 d"],
+            "--duration: above zero and at most 10 years (3653 d)",
         ),
     ] {
         let mut all = vec!["sim", "population", "--quiet", "--out", s(&dir)];
@@ -582,7 +582,7 @@ fn population_refuses_an_empty_or_endless_run_sim_032_sim_040() {
 
 #[test]
 fn misspelt_alarm_and_command_names_and_impossible_setups_are_errors_sim_020_sim_040() {
-    let base = "name = \"x\"\ndescription = \"x\"\nduration = \"1 d\"\nfill = \"20 mL\"\n[device]\nkind = \"synchromed-20\"\n[prescription]\ndrug = [{ name = \"baclofen\", concentration = \"2000 mcg/mL\" }]\nbasal = { rate = \"0.5 mL/day\" }\n";
+    let base = "name = \"x\"\ndescription = \"x\"\nduration = \"1 d\"\nfill = \"20 mL\"\n[device]\nmodel = \"synchromed-20\"\n[prescription]\ndrug = [{ name = \"baclofen\", concentration = \"2000 mcg/mL\" }]\nbasal = { rate = \"0.5 mL/day\" }\n";
     let dir = std::env::temp_dir().join(format!("thecal-sim-names-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (extra, needle) in [
@@ -620,8 +620,8 @@ fn misspelt_alarm_and_command_names_and_impossible_setups_are_errors_sim_020_sim
             "exceeds the device's capacity",
         ),
         (
-            "kind = \"synchromed-20\"",
-            "kind = \"synchromed-20\"\nbattery = \"-5 J\"",
+            "model = \"synchromed-20\"",
+            "model = \"synchromed-20\"\nbattery = \"-5 J\"",
             "positive energy",
         ),
         (

@@ -47,7 +47,7 @@ fn start_implant(state: &Path, work: &Path) -> (Implant, String) {
     let mut child = Command::new(BIN)
         .args(["implant", "--state"])
         .arg(state)
-        .args(["--listen", "127.0.0.1:0", "--exit-after", "120", "--wand"])
+        .args(["--listen", "127.0.0.1:0", "--exit-after", "2 min", "--wand"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr).unwrap())
@@ -235,7 +235,7 @@ fn udp_telemetry_end_to_end_link_008() {
     let prog_id = e["key_id"].as_u64().unwrap();
 
     // Clock, refill, program, resume, interrogate.
-    run(prog(&["clock"]));
+    run(prog(&["clock", "--yes"]));
     let r = json(&run(prog(&[
         "--json",
         "refill",
@@ -245,7 +245,8 @@ fn udp_telemetry_end_to_end_link_008() {
         "20 mL",
         "--contents",
         "baclofen 2000 mcg/mL",
-        "--confirm",
+        "--confirm-soft",
+        "first fill after implant",
         "--yes",
     ])));
     assert_eq!(r["accepted"], true, "{r}");
@@ -254,15 +255,47 @@ fn udp_telemetry_end_to_end_link_008() {
         "program",
         "--prescription",
         &rx,
+        "--confirm-soft",
+        "screening response lasted over 8 hours",
         "--yes",
     ])));
     assert_eq!(p["read_back_matches"], true, "{p}");
     assert!(p["stats"]["round_trips"].as_u64().unwrap() >= 2, "{p}");
-    run(prog(&["resume"]));
+    run(prog(&["resume", "--yes"]));
+    // Review, confirm, send, read back: reduce, alarm settings, cancel a bolus (none
+    // running: the pump's answer and the read-back agree).
+    let r = json(&run(prog(&[
+        "--json",
+        "reduce",
+        "--percent",
+        "10",
+        "--yes",
+    ])));
+    assert_eq!(r["accepted"], true, "{r}");
+    // 0.2 mL/day less 10 % = 0.18 mL/day, read back from the pump.
+    assert!(r["program"].to_string().contains("0.18 mL/day"), "{r}");
+    let a = json(&run(prog(&[
+        "--json",
+        "alarm-settings",
+        "--low-alarm",
+        "3 mL",
+        "--low-alarm-days",
+        "10",
+        "--yes",
+    ])));
+    assert_eq!(a["accepted"], true, "{a}");
+    let o = run_fail(prog(&["acknowledge", "--alarm", "earthquake", "--yes"]));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("unknown alarm 'earthquake'; known: "),
+        "{}",
+        text(&o)
+    );
     let i = json(&run(prog(&["--json", "interrogate"])));
     assert_eq!(i["status"]["running"], true, "{i}");
     assert_eq!(i["status"]["clock_set"], true, "{i}");
     assert_eq!(i["program"]["contents"], "baclofen 2 mg/mL", "{i}");
+    assert!(i["program"].to_string().contains("0.18 mL/day"), "{i}");
     assert!(i["stats"]["bytes_sent"].as_u64().unwrap() > 0, "{i}");
     assert_eq!(i["stats"]["round_trips"], 3, "{i}");
 
@@ -278,7 +311,7 @@ fn udp_telemetry_end_to_end_link_008() {
         "--role",
         "patient",
         "--window",
-        "120",
+        "2 min",
         "--out",
         &invite,
     ]));

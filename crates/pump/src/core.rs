@@ -207,8 +207,8 @@ pub struct AlarmSettings {
 impl Default for AlarmSettings {
     fn default() -> Self {
         AlarmSettings {
-            low_reservoir: Volume::from_ml(2),
-            low_reservoir_days: 7,
+            low_reservoir: refill::DEFAULT_LOW_RESERVOIR,
+            low_reservoir_days: refill::DEFAULT_LOW_RESERVOIR_DAYS,
             stopped_reminder: Duration::from_minutes(30),
         }
     }
@@ -1432,11 +1432,11 @@ impl Pump {
     /// days at the program's mean daily volume plus every allowed patient bolus,
     /// whichever is larger.
     fn low_threshold(&self) -> Volume {
-        let daily = self.daily_use();
-        let by_days = daily
-            .checked_mul(u64::from(self.s.settings.low_reservoir_days))
-            .unwrap_or(Volume::MAX);
-        self.s.settings.low_reservoir.max(by_days)
+        refill::low_reservoir(
+            self.s.settings.low_reservoir,
+            self.s.settings.low_reservoir_days,
+            self.daily_use(),
+        )
     }
 
     fn daily_use(&self) -> Volume {
@@ -1453,18 +1453,21 @@ impl Pump {
             .saturating_add(Volume::from_raw(allowance.raw()))
     }
 
-    /// When the low-reservoir alarm is expected (every allowed patient bolus used).
+    /// When the refill is due: the reservoir reaches the low-reservoir threshold with
+    /// every allowed patient bolus used and the profile's labelled worst-case
+    /// over-delivery — the same function `thecal calc refill` uses.
     fn next_refill(&self) -> Option<Instant> {
         if !self.running() {
             return None;
         }
-        let usable = self.s.reservoir.saturating_sub(self.low_threshold());
-        let daily = self.daily_use();
-        if daily.is_zero() {
-            return None;
-        }
-        let ms = mul_div(usable.raw(), MS_PER_DAY, daily.raw(), Rounding::Down).ok()?;
-        Some(self.s.last_seen.saturating_add(Duration::from_ms(ms)))
+        let due = refill::refill_due(
+            self.s.reservoir,
+            self.low_threshold(),
+            self.daily_use(),
+            self.profile.over_delivery_permille,
+        )
+        .ok()??;
+        Some(self.s.last_seen.saturating_add(due))
     }
 
     /// Starts the bolus overlay `b` (its delivery is counted from here).

@@ -51,6 +51,9 @@ pub struct HardwareProfile {
     pub quiescent_uj_per_hour: u32,
     /// Shortest time between strokes.
     pub min_stroke_interval: Duration,
+    /// Labelled worst-case over-delivery, per mille of the programmed volume (145 =
+    /// +14.5 %): refill planning assumes it ([`thecal_rx::refill::refill_due`]).
+    pub over_delivery_permille: u16,
     /// Where the figures come from.
     pub source: &'static str,
 }
@@ -93,8 +96,10 @@ impl HardwareProfile {
             quiescent_uj_per_hour: 360_000,
             // 24 mL/day of 250 nL strokes is one every 0.9 s: the motor must allow it.
             min_stroke_interval: Duration::from_ms(500),
-            source: "DOMAIN.md §2 for reservoir, rate range and 84-month design life; stroke \
-                     volume, dead volumes and energies are estimates, check",
+            over_delivery_permille: 145,
+            source: "DOMAIN.md §2 for reservoir, rate range, labelled ±14.5 % accuracy and \
+                     84-month design life; stroke volume, dead volumes and energies are \
+                     estimates, check",
         }
     }
 
@@ -119,8 +124,11 @@ impl HardwareProfile {
             radio_uj_per_ms: 30,
             quiescent_uj_per_hour: 300_000,
             min_stroke_interval: Duration::from_ms(2_000),
-            source: "DOMAIN.md §2 for reservoir; pulse volume, rate range and energies are \
-                     estimates, check",
+            // DOMAIN.md §2 gives only mean accuracy (97.1 %); without a labelled worst
+            // case the SynchroMed ±14.5 % is assumed (check).
+            over_delivery_permille: 145,
+            source: "DOMAIN.md §2 for reservoir; pulse volume, rate range, energies and the \
+                     worst-case accuracy (SynchroMed's 14.5 % assumed) are estimates, check",
         }
     }
 
@@ -141,7 +149,37 @@ impl HardwareProfile {
             radio_uj_per_ms: 20,
             quiescent_uj_per_hour: 500_000,
             min_stroke_interval: Duration::from_ms(250),
-            source: "estimates for a trial pump, check",
+            over_delivery_permille: 60,
+            source: "estimates for a trial pump, including ±6 % accuracy, check",
         }
+    }
+
+    /// The model names [`HardwareProfile::by_model`] knows, for messages.
+    pub const MODELS: &'static str =
+        "synchromed-20, synchromed-40, prometra-20, prometra-40, external";
+
+    /// The preset for a model name (`synchromed-20`, `synchromed-40`, `prometra-20`,
+    /// `prometra-40`, `external`, any case); `None` for any other name.
+    pub fn by_model(model: &str) -> Option<Self> {
+        let is = |name: &str| model.trim().eq_ignore_ascii_case(name);
+        if is("synchromed-20") {
+            Some(Self::synchromed_class(20))
+        } else if is("synchromed-40") {
+            Some(Self::synchromed_class(40))
+        } else if is("prometra-20") {
+            Some(Self::prometra_class(20))
+        } else if is("prometra-40") {
+            Some(Self::prometra_class(40))
+        } else if is("external") {
+            Some(Self::external_trial())
+        } else {
+            None
+        }
+    }
+
+    /// The device limits of a model name ([`HardwareProfile::by_model`]), as the
+    /// prescription file's model resolver.
+    pub fn limits_by_model(model: &str) -> Option<DeviceLimits> {
+        Self::by_model(model).map(|p| p.device_limits())
     }
 }

@@ -182,26 +182,29 @@ fn patient_bolus_refused_by_lockout_and_by_count_pump_012() {
 #[test]
 fn patient_bolus_refused_by_the_predictive_limiter_rule_pump_012_pump_015() {
     let mut rig = Rig::new(HardwareProfile::synchromed_class(20));
-    // Morphine 10 mg/mL at 1.2 mL/day = 12 mg/day; 3 boluses of 0.1 mL = 3 mg → 15 mg,
-    // exactly the hard limit, so the prescription passes. A clinician bolus of 2 mg then
-    // uses up the room: basal + that bolus + one patient bolus would exceed 15 mg/day.
+    // Baclofen 2000 mcg/mL at 0.8 mL/day = 1600 mcg/day; 3 boluses of 0.05 mL = 300 mcg
+    // → 1900 mcg, within the label's hard limit of 2000, so the prescription passes. A
+    // clinician bolus of 200 mcg then uses up the room: basal + that bolus + one patient
+    // bolus make 1900 mcg/day, a second 2000 plus the limiter's whole oldest bin: over. (Morphine's PACC 15 mg/day is
+    // a guideline, soft, so it no longer sets the limiter's hard ceiling.)
     let pb = PatientBolus {
-        volume: q("0.1 mL"),
+        volume: q("0.05 mL"),
         duration: q("10 min"),
         lockout: q("1 h"),
         max_per_day: 3,
     };
     rig.start(
-        DrugId::Morphine,
-        "10 mg/mL",
+        DrugId::Baclofen,
+        "2000 mcg/mL",
         "20 mL",
-        Schedule::continuous(q("1.2 mL/day")),
+        Schedule::continuous(q("0.8 mL/day")),
         Some(pb),
     );
-    // Let the catheter's saline clear so that the tip delivers drug.
-    rig.run_for(days(1));
+    // Let the catheter's saline (0.2 mL, 6 h at 0.8 mL/day) clear so that the tip
+    // delivers drug over the whole 24 h window.
+    rig.run_for(days(2));
     rig.ok(Command::ClinicianBolus {
-        volume: q("0.2 mL"),
+        volume: q("0.1 mL"),
         duration: q("1 h"),
     });
     rig.run_for(Duration::from_hours(2));
@@ -212,9 +215,9 @@ fn patient_bolus_refused_by_the_predictive_limiter_rule_pump_012_pump_015() {
     let Response::Refused(Refusal::Limiter(v)) = &r else {
         panic!("expected a limiter refusal, got {r:?}")
     };
-    assert_eq!(v.drug, DrugId::Morphine);
+    assert_eq!(v.drug, DrugId::Baclofen);
     assert!(
-        r_text(&r).contains("refused by the dose limiter: morphine: 24 h delivery would reach"),
+        r_text(&r).contains("refused by the dose limiter: baclofen: 24 h delivery would reach"),
         "{}",
         r_text(&r)
     );

@@ -211,16 +211,25 @@ impl Stability {
 }
 
 /// A drug's library entry.
+///
+/// **Hard** limits are label maxima or physical impossibilities only: a prescription
+/// beyond one is refused. Guideline (PACC) maxima are **soft**: beyond one needs a
+/// confirmed reason. A clinic may only tighten ([`Library::tighten`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DrugInfo {
     /// Which drug.
     pub id: DrugId,
-    /// Hard: highest concentration in the reservoir.
+    /// Hard: highest concentration in the reservoir (label).
     pub max_concentration: Option<Sourced<Concentration>>,
-    /// Hard: highest daily dose.
+    /// Hard: highest daily dose (label).
     pub max_daily_dose: Option<Sourced<MassRate>>,
+    /// Soft: a concentration above this needs confirmation (guideline).
+    pub recommended_max_concentration: Option<Sourced<Concentration>>,
     /// Soft: a daily dose above this needs confirmation.
     pub recommended_max_daily_dose: Option<Sourced<MassRate>>,
+    /// Soft: the largest cut per step, percent of the previous daily dose, for drugs
+    /// whose abrupt reduction risks withdrawal (baclofen, clonidine).
+    pub max_decrease: Option<Sourced<u8>>,
     /// Soft: the usual starting daily dose range (low, high).
     pub usual_start: Option<Sourced<(MassRate, MassRate)>>,
     /// Hard titration rule (a label limit).
@@ -236,6 +245,16 @@ pub struct DrugInfo {
 }
 
 const PACC: &str = "PACC 2017, check";
+
+/// Morphine, bupivacaine and clonidine, alone or mixed: stable 90 days at 37 °C in a
+/// SynchroMed reservoir (J Pain Symptom Manage 2004;28:603, CLINIC.md §5).
+const STABLE_90_DAYS: Stability = Stability {
+    first_refill: None,
+    diluted: Duration::from_days(90),
+    undiluted: Duration::from_days(90),
+    source: "J Pain Symptom Manage 2004;28:603: morphine-bupivacaine-clonidine stable 90 days \
+             at 37 °C in SynchroMed",
+};
 const GUIDE_STEP: &str = "usual practice: 10-30 % per change, once per 24 h, check";
 
 const fn mcg_day(n: u32) -> MassRate {
@@ -260,8 +279,18 @@ const PERCENT_30_DAILY: TitrationRule = TitrationRule {
     source: GUIDE_STEP,
 };
 
+const fn with_stability(info: DrugInfo, stability: Stability) -> DrugInfo {
+    DrugInfo {
+        stability: Some(stability),
+        ..info
+    }
+}
+
+/// An opioid: the PACC maxima are guideline values, so soft; the only hard limit is a
+/// labelled strength (morphine, Infumorph 25 mg/mL).
 const fn opioid(
     id: DrugId,
+    label_conc: Option<Sourced<Concentration>>,
     max_conc: Concentration,
     max_daily: MassRate,
     start: (MassRate, MassRate),
@@ -270,9 +299,11 @@ const fn opioid(
 ) -> DrugInfo {
     DrugInfo {
         id,
-        max_concentration: Some(src(max_conc, PACC)),
-        max_daily_dose: Some(src(max_daily, PACC)),
-        recommended_max_daily_dose: None,
+        max_concentration: label_conc,
+        max_daily_dose: None,
+        recommended_max_concentration: Some(src(max_conc, PACC)),
+        recommended_max_daily_dose: Some(src(max_daily, PACC)),
+        max_decrease: None,
         usual_start: Some(src(start, PACC)),
         titration_hard: None,
         titration_soft: Some(PERCENT_30_DAILY),
@@ -282,16 +313,24 @@ const fn opioid(
     }
 }
 
-const MORPHINE: DrugInfo = opioid(
-    DrugId::Morphine,
-    mg_ml(20),
-    mg_day(15),
-    (ng_day(100_000), ng_day(500_000)),
-    true,
-    &[mg_ml(10), mg_ml(25)],
+const MORPHINE: DrugInfo = with_stability(
+    opioid(
+        DrugId::Morphine,
+        Some(src(
+            mg_ml(25),
+            "Infumorph label: 25 mg/mL, the strongest labelled strength",
+        )),
+        mg_ml(20),
+        mg_day(15),
+        (ng_day(100_000), ng_day(500_000)),
+        true,
+        &[mg_ml(10), mg_ml(25)],
+    ),
+    STABLE_90_DAYS,
 );
 const HYDROMORPHONE: DrugInfo = opioid(
     DrugId::Hydromorphone,
+    None,
     mg_ml(15),
     mg_day(10),
     (ng_day(10_000), ng_day(150_000)),
@@ -300,6 +339,7 @@ const HYDROMORPHONE: DrugInfo = opioid(
 );
 const FENTANYL: DrugInfo = opioid(
     DrugId::Fentanyl,
+    None,
     mg_ml(10),
     mcg_day(1000),
     (mcg_day(25), mcg_day(75)),
@@ -308,6 +348,7 @@ const FENTANYL: DrugInfo = opioid(
 );
 const SUFENTANIL: DrugInfo = opioid(
     DrugId::Sufentanil,
+    None,
     mg_ml(5),
     mcg_day(500),
     (mcg_day(10), mcg_day(20)),
@@ -316,19 +357,18 @@ const SUFENTANIL: DrugInfo = opioid(
 );
 const BUPIVACAINE: DrugInfo = DrugInfo {
     id: DrugId::Bupivacaine,
-    max_concentration: Some(src(mg_ml(30), PACC)),
-    max_daily_dose: Some(src(
-        mg_day(20),
-        "PACC 2017: 15-20 mg/day, upper bound, check",
-    )),
+    max_concentration: None,
+    max_daily_dose: None,
+    recommended_max_concentration: Some(src(mg_ml(30), PACC)),
     recommended_max_daily_dose: Some(src(
         mg_day(15),
         "PACC 2017: 15-20 mg/day, lower bound, check",
     )),
+    max_decrease: None,
     usual_start: Some(src((ng_day(10_000), mg_day(4)), PACC)),
     titration_hard: None,
     titration_soft: Some(PERCENT_30_DAILY),
-    stability: None,
+    stability: Some(STABLE_90_DAYS),
     approved_for_pump: false,
     strengths: &[
         Concentration::from_raw(2_500_000),
@@ -338,13 +378,19 @@ const BUPIVACAINE: DrugInfo = DrugInfo {
 };
 const CLONIDINE: DrugInfo = DrugInfo {
     id: DrugId::Clonidine,
-    max_concentration: Some(src(mcg_ml(1000), PACC)),
-    max_daily_dose: Some(src(mcg_day(600), PACC)),
-    recommended_max_daily_dose: None,
+    max_concentration: None,
+    max_daily_dose: None,
+    recommended_max_concentration: Some(src(mcg_ml(1000), PACC)),
+    recommended_max_daily_dose: Some(src(mcg_day(600), PACC)),
+    max_decrease: Some(src(
+        20,
+        "check: abrupt clonidine withdrawal causes rebound hypertension; no public step \
+         found, the baclofen step is used",
+    )),
     usual_start: Some(src((mcg_day(20), mcg_day(100)), PACC)),
     titration_hard: None,
     titration_soft: Some(PERCENT_30_DAILY),
-    stability: None,
+    stability: Some(STABLE_90_DAYS),
     approved_for_pump: false,
     strengths: &[mcg_ml(100), mcg_ml(500)],
 };
@@ -352,7 +398,9 @@ const ZICONOTIDE: DrugInfo = DrugInfo {
     id: DrugId::Ziconotide,
     max_concentration: Some(src(mcg_ml(100), "Prialt label")),
     max_daily_dose: Some(src(ng_day(19_200), "Prialt label")),
+    recommended_max_concentration: None,
     recommended_max_daily_dose: None,
+    max_decrease: None,
     usual_start: Some(src((ng_day(500), ng_day(1_200)), "PACC 2017")),
     titration_hard: Some(TitrationRule {
         max_increase: Increase::Absolute(ng_day(2_400)),
@@ -384,20 +432,22 @@ const BACLOFEN: DrugInfo = DrugInfo {
         mcg_day(2000),
         "Lioresal Intrathecal label: 12-2003 mcg/day studied, check",
     )),
+    recommended_max_concentration: None,
     recommended_max_daily_dose: Some(src(
         mcg_day(1000),
         "Lioresal Intrathecal label: limited experience above 1000 mcg/day, check",
+    )),
+    max_decrease: Some(src(
+        20,
+        "Lioresal Intrathecal label via MSC: cuts of 10-20 % per step (CLINIC.md §2.3)",
     )),
     usual_start: Some(src(
         (mcg_day(100), mcg_day(200)),
         "label: twice the effective screening dose of 50-100 mcg",
     )),
     titration_hard: None,
-    titration_soft: Some(TitrationRule {
-        max_increase: Increase::Percent(30),
-        min_interval: Duration::from_hours(24),
-        source: "Lioresal Intrathecal label: 10-30 % once per 24 h, check",
-    }),
+    // The spinal rule; `check` applies the cerebral one unless the origin is spinal.
+    titration_soft: Some(BACLOFEN_SPINAL),
     stability: None,
     approved_for_pump: true,
     strengths: &[mcg_ml(50), mcg_ml(500), mcg_ml(2000)],
@@ -406,13 +456,31 @@ const SALINE: DrugInfo = DrugInfo {
     id: DrugId::Saline,
     max_concentration: None,
     max_daily_dose: None,
+    recommended_max_concentration: None,
     recommended_max_daily_dose: None,
+    max_decrease: None,
     usual_start: None,
     titration_hard: None,
     titration_soft: None,
     stability: None,
     approved_for_pump: true,
     strengths: &[],
+};
+
+/// Baclofen titration after implant, spasticity of spinal origin: +10-30 % at most once
+/// per 24 h (Lioresal Intrathecal label via MSC; CLINIC.md §2.3).
+pub const BACLOFEN_SPINAL: TitrationRule = TitrationRule {
+    max_increase: Increase::Percent(30),
+    min_interval: Duration::from_hours(24),
+    source: "Lioresal Intrathecal label, spinal origin: 10-30 % once per 24 h",
+};
+
+/// Baclofen titration after implant, spasticity of cerebral origin (and of unknown
+/// origin, the stricter rule): +5-15 % at most once per 24 h (label via MSC).
+pub const BACLOFEN_CEREBRAL: TitrationRule = TitrationRule {
+    max_increase: Increase::Percent(15),
+    min_interval: Duration::from_hours(24),
+    source: "Lioresal Intrathecal label, cerebral origin: 5-15 % once per 24 h",
 };
 
 /// A limit a clinic may tighten.
@@ -513,11 +581,10 @@ impl Library {
             .find(|e| e.id == drug)
             .ok_or(TightenError::NoSuchLimit(drug))?;
         match limit {
+            _ if drug == DrugId::Saline => return Err(TightenError::NoSuchLimit(drug)),
             Tightening::MaxConcentration(c) => {
-                let hard = builtin
-                    .max_concentration
-                    .ok_or(TightenError::NoSuchLimit(drug))?;
-                if c > hard.value {
+                // Without a hard limit of its own any clinic value tightens.
+                if let Some(hard) = builtin.max_concentration.filter(|h| c > h.value) {
                     return Err(TightenError::WouldLoosen {
                         drug,
                         limit: Tightening::MaxConcentration(hard.value),
@@ -526,10 +593,7 @@ impl Library {
                 entry.max_concentration = Some(src(c, CLINIC));
             }
             Tightening::MaxDailyDose(r) => {
-                let hard = builtin
-                    .max_daily_dose
-                    .ok_or(TightenError::NoSuchLimit(drug))?;
-                if r > hard.value {
+                if let Some(hard) = builtin.max_daily_dose.filter(|h| r > h.value) {
                     return Err(TightenError::WouldLoosen {
                         drug,
                         limit: Tightening::MaxDailyDose(hard.value),
@@ -553,11 +617,22 @@ mod tests {
     fn library_holds_pacc_and_label_limits_with_sources_rx_002() {
         let lib = Library::new();
         let m = lib.get(DrugId::Morphine);
+        // PACC maxima are guideline values: soft. The hard limit is the label's strength.
         assert_eq!(
-            m.max_daily_dose.unwrap().value,
+            m.recommended_max_daily_dose.unwrap().value,
             MassRate::from_mg_per_day(15)
         );
-        assert!(m.max_daily_dose.unwrap().source.contains("PACC 2017"));
+        assert!(
+            m.recommended_max_daily_dose
+                .unwrap()
+                .source
+                .contains("PACC 2017")
+        );
+        assert_eq!(m.max_daily_dose, None);
+        assert_eq!(
+            m.max_concentration.unwrap().value,
+            Concentration::from_mg_per_ml(25)
+        );
         let z = lib.get(DrugId::Ziconotide);
         assert_eq!(z.max_daily_dose.unwrap().value.to_string(), "19.2 mcg/day");
         assert_eq!(z.max_concentration.unwrap().value.to_string(), "100 mcg/mL");
@@ -574,7 +649,10 @@ mod tests {
             assert_eq!(info.id, d);
             if d != DrugId::Saline {
                 assert!(
-                    info.max_concentration.is_some() && info.max_daily_dose.is_some(),
+                    (info.max_concentration.is_some()
+                        || info.recommended_max_concentration.is_some())
+                        && (info.max_daily_dose.is_some()
+                            || info.recommended_max_daily_dose.is_some()),
                     "{d}"
                 );
                 assert!(!info.strengths.is_empty(), "{d}");
@@ -600,19 +678,19 @@ mod tests {
         );
         let err = lib
             .tighten(
-                DrugId::Morphine,
-                Tightening::MaxDailyDose(MassRate::from_mg_per_day(16)),
+                DrugId::Baclofen,
+                Tightening::MaxDailyDose(MassRate::from_mcg_per_day(2100)),
             )
             .unwrap_err();
         assert!(
             err.to_string()
-                .contains("hard maximum daily dose of 15 mg/day"),
+                .contains("hard maximum daily dose of 2 mg/day"),
             "{err}"
         );
         // Raising a clinic value back up to the built-in limit is allowed.
         lib.tighten(
-            DrugId::Morphine,
-            Tightening::MaxDailyDose(MassRate::from_mg_per_day(15)),
+            DrugId::Baclofen,
+            Tightening::MaxDailyDose(MassRate::from_mcg_per_day(2000)),
         )
         .unwrap();
         let err = lib

@@ -12,8 +12,11 @@
 //!   ideal cumulative volume at any instant;
 //! - [`check`]: the one prescription check used by programmer and implant alike;
 //! - [`refill`]: refill planning and reconciliation;
+//! - [`convert`]: opioid conversion and rotation by an equianalgesic table;
 //! - [`constant_rate`]: gas-driven constant-rate pumps (concentration for a target
-//!   dose, flow under temperature and pressure).
+//!   dose, flow under temperature and pressure);
+//! - `file` (feature `file`, needs `std`): the prescription file format (TOML) read by
+//!   `thecal calc check`, the programmer and the simulator's scenarios.
 //!
 //! This crate never allocates, never panics, never reads a clock and never uses
 //! floating point for a dose: time comes in as arguments, every quantity is an
@@ -29,10 +32,16 @@
     clippy::float_arithmetic
 )]
 
+#[cfg(feature = "file")]
+extern crate std;
+
 pub mod check;
 pub mod constant_rate;
+pub mod convert;
 pub mod dose;
 pub mod drug;
+#[cfg(feature = "file")]
+pub mod file;
 pub mod quantity;
 pub mod refill;
 pub mod schedule;

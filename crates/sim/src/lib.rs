@@ -22,7 +22,8 @@ pub mod accuracy;
 pub mod engine;
 pub mod models;
 pub mod population;
-pub mod prescription_file;
+/// The prescription file format now lives in `thecal_rx::file`.
+pub use thecal_rx::file as prescription_file;
 pub mod radio;
 pub mod report;
 pub mod result;

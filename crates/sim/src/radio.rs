@@ -816,7 +816,7 @@ duration = "2 d"
 fill = "20 mL"
 telemetry = true
 [device]
-kind = "synchromed-20"
+model = "synchromed-20"
 [prescription]
 drug = [{ name = "morphine", concentration = "10 mg/mL" }]
 basal = { rate = "0.3 mL/day" }

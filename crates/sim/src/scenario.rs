@@ -283,7 +283,9 @@ pub struct Scenario {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DeviceSpec {
-    kind: String,
+    /// The hardware model, named as everywhere in thecal (`kind` is the older name).
+    #[serde(alias = "kind")]
+    model: String,
     nominal_flow: Option<String>,
     battery: Option<String>,
     calibration_bias: Option<f64>,
@@ -640,16 +642,16 @@ pub fn parse(text: &str) -> Result<Scenario, FileError> {
                 .join(" "),
         )
     })?;
-    let device = match spec.device.kind.as_str() {
+    let device = match spec.device.model.as_str() {
         "constant-rate" => Device::ConstantRate(quantity(
             "device.nominal_flow",
             need("device.nominal_flow", &spec.device.nominal_flow)?,
         )?),
-        other => match crate::prescription_file::hardware_profile(other) {
+        other => match thecal_pump::profile::HardwareProfile::by_model(other) {
             Some(p) => Device::Programmable(p),
             None => {
                 return Err(err(
-                    "device.kind",
+                    "device.model",
                     format!("unknown device '{other}'; known: {DEVICES}"),
                 ));
             }

@@ -558,7 +558,9 @@ impl Patient {
         let rate = if naive {
             info.usual_start.map(|s| s.value.1)
         } else {
-            info.max_daily_dose.map(|s| s.value)
+            info.max_daily_dose
+                .or(info.recommended_max_daily_dose)
+                .map(|s| s.value)
         };
         rate.map(|r| r.raw() as f64).filter(|r| *r > 0.0)
     }

@@ -1,18 +1,34 @@
-//! The prescription file format (TOML) read by `thecal calc check`.
+//! The prescription file format (TOML) read by `thecal calc check`, `thecal programmer
+//! program` and the simulator's scenarios. Needs `std` (feature `file`); the rest of
+//! the crate stays `no_std`.
+//!
+//! The pump model a file names is resolved by the caller (the hardware presets belong
+//! to `thecal-pump`, which depends on this crate): [`parse`] takes a function from a
+//! model name to its [`DeviceLimits`].
 //!
 //! Every quantity is written in clinical units (`"0.5 mL/day"`, `"2000 mcg/mL"`) and
 //! parsed by thecal-rx, so that a file says exactly what a clinician would write. The
 //! format is documented with an example in the README and `examples/`.
 
+#![allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation
+)]
+
 use std::collections::BTreeMap;
+use std::format;
+use std::string::{String, ToString};
+use std::vec;
+use std::vec::Vec;
 
 use serde::Deserialize;
-use thecal_pump::profile::HardwareProfile;
-use thecal_rx::check::{DeviceLimits, PatientBolus, Prescription};
-use thecal_rx::dose::{Admixture, Component};
-use thecal_rx::drug::{DrugId, Library, Tightening};
-use thecal_rx::schedule::{DayProfile, PeriodicBolus, Schedule, Step, Weekdays};
-use thecal_rx::{Duration, Volume};
+
+use crate::check::{DeviceLimits, PatientBolus, Prescription};
+use crate::dose::{Admixture, Component};
+use crate::drug::{DrugId, Library, Tightening};
+use crate::schedule::{DayProfile, PeriodicBolus, Schedule, Step, Weekdays};
+use crate::{Duration, Volume};
 
 /// A problem in a prescription file, with the field it is in.
 #[derive(Debug)]
@@ -75,6 +91,18 @@ struct PumpSpec {
 struct PatientSpec {
     #[serde(default)]
     opioid_naive: bool,
+    /// `spinal`, `cerebral` or `unknown` (the default, which takes the stricter rule).
+    spasticity_origin: Option<String>,
+    /// The opioid taken before intrathecal therapy.
+    prior_opioid: Option<PriorOpioidSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PriorOpioidSpec {
+    drug: String,
+    route: String,
+    dose: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -220,6 +248,8 @@ pub struct PrescriptionFile {
     pub previous: Option<(Prescription, Duration)>,
     /// The patient has not been taking opioids.
     pub opioid_naive: bool,
+    /// What else the check knows of the patient.
+    pub patient: crate::check::Patient,
     /// The library with the clinic's tightenings.
     pub library: Library,
 }
@@ -227,14 +257,20 @@ pub struct PrescriptionFile {
 impl PrescriptionFile {
     /// The context the prescription checks need: the file's library, device, previous
     /// prescription and opioid history.
-    pub fn context(&self) -> thecal_rx::check::Context<'_> {
-        thecal_rx::check::Context {
+    /// Checks the prescription with everything the file says.
+    pub fn check(&self) -> crate::check::Findings {
+        crate::check::check_with(&self.prescription, &self.context(), &self.patient)
+    }
+
+    /// The context the prescription checks need (see [`PrescriptionFile::check`]).
+    pub fn context(&self) -> crate::check::Context<'_> {
+        crate::check::Context {
             library: &self.library,
             device: self.device,
             previous: self
                 .previous
                 .as_ref()
-                .map(|(p, elapsed)| thecal_rx::check::Previous {
+                .map(|(p, elapsed)| crate::check::Previous {
                     prescription: p,
                     elapsed: *elapsed,
                 }),
@@ -243,39 +279,30 @@ impl PrescriptionFile {
     }
 }
 
-/// The pump models a file may name.
-pub const MODELS: &str = "synchromed-20, synchromed-40, prometra-20, prometra-40, external";
-
-/// The hardware profile of a pump model as files and the command line name it (one of
-/// [`MODELS`], any case).
-pub fn hardware_profile(model: &str) -> Option<HardwareProfile> {
-    Some(match model.to_ascii_lowercase().as_str() {
-        "synchromed-20" => HardwareProfile::synchromed_class(20),
-        "synchromed-40" => HardwareProfile::synchromed_class(40),
-        "prometra-20" => HardwareProfile::prometra_class(20),
-        "prometra-40" => HardwareProfile::prometra_class(40),
-        "external" => HardwareProfile::external_trial(),
-        _ => return None,
-    })
+/// Resolves a pump model name to its limits, with the list of known names for messages.
+#[derive(Clone, Copy)]
+pub struct Models<'a> {
+    /// The limits of a model, `None` when unknown.
+    pub resolve: &'a dyn Fn(&str) -> Option<DeviceLimits>,
+    /// The known names, for messages.
+    pub known: &'a str,
 }
 
-fn device(spec: &PumpSpec) -> Result<DeviceLimits, FileError> {
+impl core::fmt::Debug for Models<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Models({})", self.known)
+    }
+}
+
+fn device(spec: &PumpSpec, models: Models<'_>) -> Result<DeviceLimits, FileError> {
+    let known = models.known;
     let mut dev = match spec.model.as_deref() {
         None => DeviceLimits::synchromed_class(Volume::from_ml(40)),
-        Some(m) => hardware_profile(m)
-            .ok_or_else(|| {
-                err(
-                    "pump.model",
-                    format!("unknown model '{m}'; known: {MODELS}"),
-                )
-            })?
-            .device_limits(),
+        Some(m) => (models.resolve)(m)
+            .ok_or_else(|| err("pump.model", format!("unknown model '{m}'; known: {known}")))?,
     };
     if spec.model.is_none() && spec.capacity.is_none() {
-        return Err(err(
-            "pump",
-            format!("give a model ({MODELS}) or a capacity"),
-        ));
+        return Err(err("pump", format!("give a model ({known}) or a capacity")));
     }
     if let Some(c) = &spec.capacity {
         dev.capacity = quantity("pump.capacity", c)?;
@@ -443,7 +470,7 @@ fn build_program(
 ///
 /// # Errors
 /// A [`FileError`] naming the field and what is allowed.
-pub fn parse(text: &str) -> Result<PrescriptionFile, FileError> {
+pub fn parse(text: &str, models: Models<'_>) -> Result<PrescriptionFile, FileError> {
     let spec: FileSpec = toml::from_str(text).map_err(|e| {
         let one_line = e
             .to_string()
@@ -452,7 +479,7 @@ pub fn parse(text: &str) -> Result<PrescriptionFile, FileError> {
             .join(" ");
         err("", one_line)
     })?;
-    let device = device(&spec.pump)?;
+    let device = device(&spec.pump, models)?;
     let rx = RxSpec {
         drug: spec.drug,
         basal: spec.basal,
@@ -499,13 +526,55 @@ pub fn parse(text: &str) -> Result<PrescriptionFile, FileError> {
         prescription,
         previous,
         opioid_naive: spec.patient.opioid_naive,
+        patient: crate::check::Patient {
+            spasticity_origin: match spec.patient.spasticity_origin.as_deref() {
+                None => crate::check::SpasticityOrigin::Unknown,
+                Some(o) => crate::check::SpasticityOrigin::from_name(o).ok_or_else(|| {
+                    err(
+                        "patient.spasticity_origin",
+                        format!("'{o}' is not an origin; write spinal, cerebral or unknown"),
+                    )
+                })?,
+            },
+            prior_opioid: match &spec.patient.prior_opioid {
+                None => None,
+                Some(p) => Some((
+                    drug("patient.prior_opioid.drug", &p.drug)?,
+                    crate::convert::Route::from_name(&p.route).ok_or_else(|| {
+                        err(
+                            "patient.prior_opioid.route",
+                            format!(
+                                "'{}' is not a route; write oral, iv, epidural or intrathecal",
+                                p.route
+                            ),
+                        )
+                    })?,
+                    quantity("patient.prior_opioid.dose", &p.dose)?,
+                )),
+            },
+        },
         library,
     })
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A stand-in for the pump's presets: the one model these tests name.
+    fn parse(text: &str) -> Result<PrescriptionFile, FileError> {
+        super::parse(
+            text,
+            Models {
+                resolve: &|m| {
+                    (m == "synchromed-40")
+                        .then(|| DeviceLimits::synchromed_class(Volume::from_ml(40)))
+                },
+                known: "synchromed-40",
+            },
+        )
+    }
 
     #[test]
     fn the_shipped_example_parses_rx_012() {
