@@ -275,6 +275,14 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
+/// The route template a concrete path belongs to (`{id}` matches one segment).
+fn template_of(path: &str) -> Option<&'static str> {
+    auth::ROUTES.iter().map(|r| r.path).find(|t| {
+        let (a, b): (Vec<&str>, Vec<&str>) = (t.split('/').collect(), path.split('/').collect());
+        a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| *x == "{id}" || x == y)
+    })
+}
+
 /// The authorization layer: finds the route's rule, resolves the session, checks CSRF on
 /// every method that changes something, and the role — before the handler reads the body.
 async fn authorize(
@@ -283,8 +291,33 @@ async fn authorize(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let path = matched.as_ref().map_or("", |m| m.as_str()).to_owned();
+    let path = match &matched {
+        Some(m) => m.as_str().to_owned(),
+        None => template_of(req.uri().path()).unwrap_or_default().to_owned(),
+    };
     let Some(rule) = auth::rule(req.method().as_str(), &path) else {
+        let allowed: Vec<&str> = auth::ROUTES
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.method)
+            .collect();
+        if !allowed.is_empty() {
+            let mut r = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                None,
+                format!(
+                    "{} is not allowed here; allowed: {}",
+                    req.method(),
+                    allowed.join(", ")
+                ),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+                r.headers_mut().insert(header::ALLOW, v);
+            }
+            return r;
+        }
         eprintln!(
             "thecal-clinic: {} {path} is not in the authorization table",
             req.method()
@@ -593,6 +626,7 @@ async fn create_patient(
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ListQuery {
     /// At most this many, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000, nullable = false)]
     pub limit: Option<i64>,
 }
 
@@ -623,7 +657,7 @@ pub struct PatientRecord {
 }
 
 /// A patient's record (the read is audited).
-#[utoipa::path(get, path = "/api/v1/patients/{id}", params(("id" = i64, Path, description = "patient id")),
+#[utoipa::path(get, path = "/api/v1/patients/{id}", params(("id" = i64, Path, minimum = 1, description = "patient id")),
     tag = "patients", responses((status = 200, body = PatientRecord), (status = 404, body = ErrorBody)))]
 async fn get_patient(
     State(st): State<AppState>,
@@ -652,7 +686,7 @@ pub struct StateChange {
 }
 
 /// Moves a patient along the journey.
-#[utoipa::path(post, path = "/api/v1/patients/{id}/state", params(("id" = i64, Path, description = "patient id")),
+#[utoipa::path(post, path = "/api/v1/patients/{id}/state", params(("id" = i64, Path, minimum = 1, description = "patient id")),
     request_body = StateChange, tag = "patients",
     responses((status = 200, body = Patient), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn change_state(
@@ -681,7 +715,7 @@ async fn change_state(
 // ---------------------------------------------------------------- implants
 
 /// Records an implant.
-#[utoipa::path(post, path = "/api/v1/patients/{id}/implants", params(("id" = i64, Path, description = "patient id")),
+#[utoipa::path(post, path = "/api/v1/patients/{id}/implants", params(("id" = i64, Path, minimum = 1, description = "patient id")),
     request_body = NewImplant, tag = "implants",
     responses((status = 201, body = Implant), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -720,7 +754,7 @@ async fn create_implant(
 }
 
 /// Records an explant: the pump leaves the refill calendar.
-#[utoipa::path(post, path = "/api/v1/implants/{id}/explant", params(("id" = i64, Path, description = "implant id")),
+#[utoipa::path(post, path = "/api/v1/implants/{id}/explant", params(("id" = i64, Path, minimum = 1, description = "implant id")),
     request_body = Explant, tag = "implants",
     responses((status = 200, body = Implant), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -766,7 +800,7 @@ async fn explant(
 // ---------------------------------------------------------------- prescriptions
 
 /// The prescription versions of an implant, oldest first (the titration history).
-#[utoipa::path(get, path = "/api/v1/implants/{id}/prescriptions", params(("id" = i64, Path, description = "implant id")),
+#[utoipa::path(get, path = "/api/v1/implants/{id}/prescriptions", params(("id" = i64, Path, minimum = 1, description = "implant id")),
     tag = "prescriptions", responses((status = 200, body = [Prescription]), (status = 404, body = ErrorBody)))]
 async fn list_prescriptions(
     State(st): State<AppState>,
@@ -779,7 +813,7 @@ async fn list_prescriptions(
 
 /// A new prescription version, checked by thecal-rx: hard findings refuse it, soft
 /// findings need `confirm_soft_findings`.
-#[utoipa::path(post, path = "/api/v1/implants/{id}/prescriptions", params(("id" = i64, Path, description = "implant id")),
+#[utoipa::path(post, path = "/api/v1/implants/{id}/prescriptions", params(("id" = i64, Path, minimum = 1, description = "implant id")),
     request_body = NewPrescription, tag = "prescriptions",
     responses((status = 201, body = Prescription), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -896,7 +930,7 @@ async fn current_rx(st: &AppState, implant_id: i64) -> ApiResult<Prescription> {
 }
 
 /// Opens a refill visit: the expected residual is computed from the last fill.
-#[utoipa::path(post, path = "/api/v1/implants/{id}/visits", params(("id" = i64, Path, description = "implant id")),
+#[utoipa::path(post, path = "/api/v1/implants/{id}/visits", params(("id" = i64, Path, minimum = 1, description = "implant id")),
     tag = "visits", responses((status = 201, body = RefillVisit), (status = 404, body = ErrorBody),
                               (status = 409, body = ErrorBody)))]
 async fn open_visit(
@@ -937,7 +971,7 @@ async fn open_visit(
 }
 
 /// A refill visit.
-#[utoipa::path(get, path = "/api/v1/visits/{id}", params(("id" = i64, Path, description = "visit id")),
+#[utoipa::path(get, path = "/api/v1/visits/{id}", params(("id" = i64, Path, minimum = 1, description = "visit id")),
     tag = "visits", responses((status = 200, body = RefillVisit), (status = 404, body = ErrorBody)))]
 async fn get_visit(State(st): State<AppState>, Id(id): Id) -> ApiResult<Json<RefillVisit>> {
     let (_, v): (Row, RefillVisit) = load(&st, Kind::Visit, id).await?;
@@ -979,7 +1013,7 @@ async fn save_visit(st: &AppState, u: &CurrentUser, row: &Row, v: &RefillVisit) 
 }
 
 /// Records the aspirated residual; thecal-rx reconciles it with the expected one.
-#[utoipa::path(post, path = "/api/v1/visits/{id}/aspirate", params(("id" = i64, Path, description = "visit id")),
+#[utoipa::path(post, path = "/api/v1/visits/{id}/aspirate", params(("id" = i64, Path, minimum = 1, description = "visit id")),
     request_body = Aspirate, tag = "visits",
     responses((status = 200, body = RefillVisit), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -1003,7 +1037,7 @@ async fn aspirate(
 }
 
 /// Records the investigation of a flagged reconciliation.
-#[utoipa::path(post, path = "/api/v1/visits/{id}/investigation", params(("id" = i64, Path, description = "visit id")),
+#[utoipa::path(post, path = "/api/v1/visits/{id}/investigation", params(("id" = i64, Path, minimum = 1, description = "visit id")),
     request_body = Investigation, tag = "visits",
     responses((status = 200, body = RefillVisit), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -1020,7 +1054,7 @@ async fn investigation(
 }
 
 /// Records the fill after checking the syringe against the prescription.
-#[utoipa::path(post, path = "/api/v1/visits/{id}/fill", params(("id" = i64, Path, description = "visit id")),
+#[utoipa::path(post, path = "/api/v1/visits/{id}/fill", params(("id" = i64, Path, minimum = 1, description = "visit id")),
     request_body = Fill, tag = "visits",
     responses((status = 200, body = RefillVisit), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -1074,7 +1108,7 @@ fn due_input(
 
 /// Closes the visit with the next refill date (refused while a flagged reconciliation
 /// has no investigation outcome).
-#[utoipa::path(post, path = "/api/v1/visits/{id}/close", params(("id" = i64, Path, description = "visit id")),
+#[utoipa::path(post, path = "/api/v1/visits/{id}/close", params(("id" = i64, Path, minimum = 1, description = "visit id")),
     tag = "visits", responses((status = 200, body = RefillVisit), (status = 404, body = ErrorBody),
                               (status = 409, body = ErrorBody)))]
 async fn close_visit(
@@ -1111,7 +1145,7 @@ pub fn escape(s: &str) -> String {
 }
 
 /// The printable refill report (HTML with a print stylesheet).
-#[utoipa::path(get, path = "/api/v1/visits/{id}/report", params(("id" = i64, Path, description = "visit id")),
+#[utoipa::path(get, path = "/api/v1/visits/{id}/report", params(("id" = i64, Path, minimum = 1, description = "visit id")),
     tag = "visits", responses((status = 200, content_type = "text/html", body = String),
                               (status = 404, body = ErrorBody)))]
 async fn report(
@@ -1196,7 +1230,7 @@ async fn report(
 // ---------------------------------------------------------------- trials
 
 /// Records a trial; it is evaluated at once.
-#[utoipa::path(post, path = "/api/v1/patients/{id}/trials", params(("id" = i64, Path, description = "patient id")),
+#[utoipa::path(post, path = "/api/v1/patients/{id}/trials", params(("id" = i64, Path, minimum = 1, description = "patient id")),
     request_body = NewTrial, tag = "trials",
     responses((status = 201, body = Trial), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn create_trial(
@@ -1242,7 +1276,7 @@ pub struct DecisionInput {
 }
 
 /// Records the physician's decision on a trial.
-#[utoipa::path(post, path = "/api/v1/trials/{id}/decision", params(("id" = i64, Path, description = "trial id")),
+#[utoipa::path(post, path = "/api/v1/trials/{id}/decision", params(("id" = i64, Path, minimum = 1, description = "trial id")),
     request_body = DecisionInput, tag = "trials",
     responses((status = 200, body = Trial), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -1287,10 +1321,13 @@ async fn decide_trial(
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct CalendarQuery {
     /// The first day (default today, UTC).
+    #[param(nullable = false)]
     pub date: Option<NaiveDate>,
     /// Visits per day, 1–500 (default: the clinic's capacity).
+    #[param(minimum = 1, maximum = 500, nullable = false)]
     pub capacity: Option<usize>,
     /// Days in the daily list, 1–31 (default 7).
+    #[param(minimum = 1, maximum = 31, nullable = false)]
     pub days: Option<u64>,
 }
 
@@ -1373,6 +1410,7 @@ async fn replacements(State(st): State<AppState>) -> ApiResult<Json<Vec<Plan>>> 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct AuditQuery {
     /// At most this many, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000, nullable = false)]
     pub limit: Option<i64>,
 }
 
@@ -1390,9 +1428,61 @@ async fn audit_log(
     Ok(Json(st.store.audit(limit).await?))
 }
 
+/// Adds the error responses every route can give: 400 (a bad id, query or body), 401 and
+/// 403 (not signed in; role or CSRF token) on every route that needs a session, 404 on
+/// every route with an id, 405 for a method the path does not have.
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
+        let error = |what: &str| -> RefOr<utoipa::openapi::Response> {
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/json",
+                    utoipa::openapi::ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+                .into()
+        };
+        for (path, item) in doc.paths.paths.iter_mut() {
+            for (method, op) in [
+                ("GET", item.get.as_mut()),
+                ("POST", item.post.as_mut()),
+                ("DELETE", item.delete.as_mut()),
+            ] {
+                let Some(op) = op else { continue };
+                let public =
+                    auth::rule(method, path).is_some_and(|r| r.access == auth::Access::Public);
+                let mut add = vec![
+                    ("400", "bad id, query or body"),
+                    ("405", "method not allowed"),
+                ];
+                if !public {
+                    add.push(("401", "not signed in"));
+                    add.push(("403", "role not allowed, or missing CSRF token"));
+                }
+                if path.contains("{id}") {
+                    add.push(("404", "no such record"));
+                }
+                for (code, what) in add {
+                    op.responses
+                        .responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| error(what));
+                }
+            }
+        }
+    }
+}
+
 /// The API description.
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&CommonErrors),
     info(title = "thecal clinic API", description = "Records and workflows of an intrathecal pump clinic."),
     paths(login, whoami, logout, create_user, create_patient, list_patients, get_patient,
           change_state, create_implant, explant, list_prescriptions, create_prescription,

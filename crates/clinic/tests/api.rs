@@ -875,6 +875,10 @@ async fn openapi_is_3_1_and_public_clinic_028(b: Backend) {
         c.call(None, "GET", "/api/v1/patients", None).await.0,
         StatusCode::UNAUTHORIZED
     );
+    // A method the path does not have is 405 with Allow, in the error shape.
+    let (s, h, body) = c.raw("PUT", "/api/v1/audit", &[], None).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    assert_eq!(h.get(header::ALLOW).unwrap(), "GET");
     // Unknown routes answer in the error shape.
     let (s, v) = c.call(None, "GET", "/api/v1/nothing", None).await;
     assert_eq!(
