@@ -20,6 +20,9 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::{self, Role};
 use crate::domain::calendar::{self, Calendar, DueInput};
+use crate::domain::events::{
+    Complication, MriClose, MriEpisode, NewComplication, NewMri, close_mri,
+};
 use crate::domain::records::{
     Confirmation, Explant, Fill, Implant, JourneyState, NewImplant, NewPatient, NewPrescription,
     Patient, Prescription, RefillVisit, VisitStep,
@@ -148,7 +151,10 @@ impl ApiError {
 
 impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> Self {
-        let status = if e.field == "step" || e.field == "investigation" || e.field == "state" {
+        let status = if matches!(
+            e.field.as_str(),
+            "step" | "investigation" | "state" | "post_scan_interrogation"
+        ) {
             StatusCode::CONFLICT
         } else {
             StatusCode::BAD_REQUEST
@@ -654,6 +660,8 @@ pub struct PatientRecord {
     pub implants: Vec<Implant>,
     /// Trials.
     pub trials: Vec<Trial>,
+    /// Complications.
+    pub complications: Vec<Complication>,
 }
 
 /// A patient's record (the read is audited).
@@ -671,10 +679,12 @@ async fn get_patient(
         .ok_or_else(|| ApiError::not_found("patient"))?;
     let implants = st.store.list(Kind::Implant, Some(id), 100).await?;
     let trials = st.store.list(Kind::Trial, Some(id), 100).await?;
+    let complications = st.store.list(Kind::Complication, Some(id), 1000).await?;
     Ok(Json(PatientRecord {
         patient: parse(&row)?,
         implants: implants.iter().map(parse).collect::<ApiResult<_>>()?,
         trials: trials.iter().map(parse).collect::<ApiResult<_>>()?,
+        complications: complications.iter().map(parse).collect::<ApiResult<_>>()?,
     }))
 }
 
@@ -1315,6 +1325,117 @@ async fn decide_trial(
     Ok(Json(t))
 }
 
+// ---------------------------------------------------------------- complications, MRI
+
+/// Records a complication.
+#[utoipa::path(post, path = "/api/v1/patients/{id}/complications", params(("id" = i64, Path, minimum = 1, description = "patient id")),
+    request_body = NewComplication, tag = "patients",
+    responses((status = 201, body = Complication)))]
+async fn create_complication(
+    State(st): State<AppState>,
+    Extension(u): Extension<CurrentUser>,
+    Id(patient_id): Id,
+    ApiJson(n): ApiJson<NewComplication>,
+) -> ApiResult<(StatusCode, Json<Complication>)> {
+    let _: (Row, Patient) = load(&st, Kind::Patient, patient_id).await?;
+    let c = Complication {
+        id: 0,
+        patient_id,
+        details: n.validate(st.now().date_naive())?,
+        recorded_by: u.actor.username.clone(),
+    };
+    let status = if c.details.resolved_on.is_some() {
+        "resolved"
+    } else {
+        "open"
+    };
+    let row = st
+        .store
+        .insert(
+            &u.actor,
+            Kind::Complication,
+            NewRow {
+                parent_id: Some(patient_id),
+                key: None,
+                status: status.into(),
+                data: json(&c)?,
+            },
+            st.ms(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(parse(&row)?)))
+}
+
+/// Plans an MRI episode for an implant.
+#[utoipa::path(post, path = "/api/v1/implants/{id}/mri", params(("id" = i64, Path, minimum = 1, description = "implant id")),
+    request_body = NewMri, tag = "implants",
+    responses((status = 201, body = MriEpisode)))]
+async fn create_mri(
+    State(st): State<AppState>,
+    Extension(u): Extension<CurrentUser>,
+    Id(implant_id): Id,
+    ApiJson(n): ApiJson<NewMri>,
+) -> ApiResult<(StatusCode, Json<MriEpisode>)> {
+    let _: (Row, Implant) = load(&st, Kind::Implant, implant_id).await?;
+    let e = MriEpisode {
+        id: 0,
+        implant_id,
+        plan: n.validate()?,
+        closed: None,
+        closed_by: None,
+        closed_at: None,
+    };
+    let row = st
+        .store
+        .insert(
+            &u.actor,
+            Kind::MriEpisode,
+            NewRow {
+                parent_id: Some(implant_id),
+                key: None,
+                status: "open".into(),
+                data: json(&e)?,
+            },
+            st.ms(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(parse(&row)?)))
+}
+
+/// An MRI episode.
+#[utoipa::path(get, path = "/api/v1/mri/{id}", params(("id" = i64, Path, minimum = 1, description = "MRI episode id")),
+    tag = "implants", responses((status = 200, body = MriEpisode)))]
+async fn get_mri(State(st): State<AppState>, Id(id): Id) -> ApiResult<Json<MriEpisode>> {
+    let (_, e): (Row, MriEpisode) = load(&st, Kind::MriEpisode, id).await?;
+    Ok(Json(e))
+}
+
+/// Closes an MRI episode (refused without the post-scan interrogation).
+#[utoipa::path(post, path = "/api/v1/mri/{id}/close", params(("id" = i64, Path, minimum = 1, description = "MRI episode id")),
+    request_body = MriClose, tag = "implants",
+    responses((status = 200, body = MriEpisode), (status = 409, body = ErrorBody)))]
+async fn close_mri_episode(
+    State(st): State<AppState>,
+    Extension(u): Extension<CurrentUser>,
+    Id(id): Id,
+    ApiJson(c): ApiJson<MriClose>,
+) -> ApiResult<Json<MriEpisode>> {
+    let (row, mut e): (Row, MriEpisode) = load(&st, Kind::MriEpisode, id).await?;
+    close_mri(&mut e, c, &u.actor.username, st.now())?;
+    st.store
+        .update(
+            &u.actor,
+            Kind::MriEpisode,
+            id,
+            row.rev,
+            "closed",
+            &json(&e)?,
+            st.ms(),
+        )
+        .await?;
+    Ok(Json(e))
+}
+
 // ---------------------------------------------------------------- lists
 
 /// Calendar parameters.
@@ -1487,7 +1608,8 @@ impl utoipa::Modify for CommonErrors {
     paths(login, whoami, logout, create_user, create_patient, list_patients, get_patient,
           change_state, create_implant, explant, list_prescriptions, create_prescription,
           open_visit, get_visit, aspirate, investigation, fill, close_visit, report,
-          create_trial, decide_trial, get_calendar, replacements, audit_log, openapi_json),
+          create_trial, decide_trial, create_complication, create_mri, get_mri,
+          close_mri_episode, get_calendar, replacements, audit_log, openapi_json),
     tags((name = "session"), (name = "users"), (name = "patients"), (name = "implants"),
          (name = "prescriptions"), (name = "visits"), (name = "trials"), (name = "calendar"),
          (name = "audit"))
@@ -1550,6 +1672,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/visits/{id}/investigation", post(investigation))
         .route("/api/v1/visits/{id}/fill", post(fill))
         .route("/api/v1/visits/{id}/close", post(close_visit))
+        .route(
+            "/api/v1/patients/{id}/complications",
+            post(create_complication),
+        )
+        .route("/api/v1/implants/{id}/mri", post(create_mri))
+        .route("/api/v1/mri/{id}", get(get_mri))
+        .route("/api/v1/mri/{id}/close", post(close_mri_episode))
         .route("/api/v1/calendar", get(get_calendar))
         .route("/api/v1/replacements", get(replacements))
         .route("/api/v1/audit", get(audit_log))

@@ -214,6 +214,26 @@ pub const ROUTES: &[RouteRule] = &[
         access: Access::Roles(RECORD),
     },
     RouteRule {
+        method: "POST",
+        path: "/api/v1/patients/{id}/complications",
+        access: Access::Roles(RECORD),
+    },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/implants/{id}/mri",
+        access: Access::Roles(RECORD),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/api/v1/mri/{id}",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/mri/{id}/close",
+        access: Access::Roles(RECORD),
+    },
+    RouteRule {
         method: "GET",
         path: "/api/v1/calendar",
         access: Access::Roles(CLINICAL_READ),

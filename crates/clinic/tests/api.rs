@@ -887,7 +887,80 @@ async fn openapi_is_3_1_and_public_clinic_028(b: Backend) {
     );
 }
 
+async fn mri_episode_and_complication_are_recorded_clinic_030(b: Backend) {
+    let Some(c) = Clinic::new(b).await else {
+        return;
+    };
+    let p = c.login(Role::Physician).await;
+    let n = c.login(Role::Nurse).await;
+    let (_, v) = c
+        .call(
+            Some(&p),
+            "POST",
+            "/api/v1/patients",
+            Some(patient("M1", "Ann")),
+        )
+        .await;
+    let pid = v["id"].as_i64().unwrap();
+    let (_, v) = c
+        .call(
+            Some(&p),
+            "POST",
+            &format!("/api/v1/patients/{pid}/implants"),
+            Some(implant("S1")),
+        )
+        .await;
+    let iid = v["id"].as_i64().unwrap();
+    let (s, e) = c.call(Some(&n), "POST", &format!("/api/v1/implants/{iid}/mri"), Some(json!({"scan_on": "2026-01-12",
+        "field_tenths_tesla": 15, "labeling": "SynchroMed II, 2008 labeling", "therapy_plan": "oral baclofen bridge"}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{e}");
+    let mid = e["id"].as_i64().unwrap();
+    let url = format!("/api/v1/mri/{mid}/close");
+    let (s, v) = c
+        .call(
+            Some(&n),
+            "POST",
+            &url,
+            Some(json!({"post_scan_interrogation": false, "findings": "fine"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::CONFLICT, Some("post_scan_interrogation")),
+        "{v}"
+    );
+    let (s, v) = c
+        .call(
+            Some(&n),
+            "POST",
+            &url,
+            Some(json!({"post_scan_interrogation": true, "findings": "motor running"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["closed_by"], "nurse");
+    let (s, v) = c
+        .call(
+            Some(&n),
+            "POST",
+            &format!("/api/v1/patients/{pid}/complications"),
+            Some(json!({"kind": "csf_leak",
+        "onset": "2026-01-10", "description": "positional headache; blood patch"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (_, rec) = c
+        .call(Some(&p), "GET", &format!("/api/v1/patients/{pid}"), None)
+        .await;
+    assert_eq!(rec["complications"][0]["kind"], "csf_leak");
+    let (_, e) = c
+        .call(Some(&p), "GET", &format!("/api/v1/mri/{mid}"), None)
+        .await;
+    assert_eq!(e["closed"]["findings"], "motor running");
+}
+
 on_both_databases!(
+    mri_episode_and_complication_are_recorded_clinic_030,
     authorization_table_walked_for_every_route_and_role_clinic_023,
     csrf_token_is_required_on_every_change_clinic_024,
     sign_in_replaces_the_presented_session_clinic_025,

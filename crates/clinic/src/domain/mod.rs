@@ -6,6 +6,7 @@
 
 pub mod calendar;
 pub mod change;
+pub mod events;
 pub mod records;
 pub mod replacement;
 pub mod trial;
