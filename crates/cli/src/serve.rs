@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// The clinic's maximum refill interval in days.
     #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u64).range(1..=365))]
     max_interval_days: u64,
+    /// A fresh demo clinic (new SQLite database in a temporary directory) with synthetic
+    /// patients and demo logins.
+    #[arg(long, conflicts_with_all = ["database", "data_dir"])]
+    demo: bool,
 }
 
 /// The URL with any password replaced by `***`.
@@ -46,8 +50,14 @@ fn redacted(url: &str) -> String {
 
 /// Runs the service until Ctrl-C or SIGTERM.
 pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
+    let demo_dir = std::env::temp_dir().join(format!("thecal-demo-{}", std::process::id()));
     let url = match &args.database {
         Some(u) => u.clone(),
+        None if args.demo => {
+            let _ = std::fs::remove_dir_all(&demo_dir);
+            std::fs::create_dir_all(&demo_dir).map_err(|e| format!("demo directory: {e}"))?;
+            format!("sqlite://{}", demo_dir.join("clinic.db").display())
+        }
         None => {
             std::fs::create_dir_all(&args.data_dir)
                 .map_err(|e| format!("--data-dir {}: {e}", args.data_dir.display()))?;
@@ -63,12 +73,24 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         let store = thecal_clinic::storage::open(&url)
             .await
             .map_err(|e| format!("--database {}: {e}", redacted(&url)))?;
-        let admin = std::env::var("THECAL_ADMIN_PASSWORD").ok();
-        if let Some((name, password)) = thecal_clinic::bootstrap_admin(&store, admin)
-            .await
-            .map_err(|e| format!("THECAL_ADMIN_PASSWORD: {e}"))?
-        {
-            println!("first administrator: {name} / {password} (shown once)");
+        if args.demo {
+            let logins = thecal_clinic::demo::seed(store.clone(), chrono::Utc::now()).await?;
+            println!(
+                "demo clinic in {} (synthetic patients); logins, password {}:",
+                demo_dir.display(),
+                thecal_clinic::demo::DEMO_PASSWORD
+            );
+            for (user, role) in logins {
+                println!("  {user} ({role})");
+            }
+        } else {
+            let admin = std::env::var("THECAL_ADMIN_PASSWORD").ok();
+            if let Some((name, password)) = thecal_clinic::bootstrap_admin(&store, admin)
+                .await
+                .map_err(|e| format!("THECAL_ADMIN_PASSWORD: {e}"))?
+            {
+                println!("first administrator: {name} / {password} (shown once)");
+            }
         }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

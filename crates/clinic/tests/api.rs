@@ -959,7 +959,64 @@ async fn mri_episode_and_complication_are_recorded_clinic_030(b: Backend) {
     assert_eq!(e["closed"]["findings"], "motor running");
 }
 
+async fn demo_clinic_shows_overdue_due_eri_trial_and_flagged_visit_clinic_032(b: Backend) {
+    let Some(db) = fresh(b).await else { return };
+    let now = Utc.with_ymd_and_hms(2026, 12, 3, 9, 0, 0).unwrap();
+    let logins = thecal_clinic::demo::seed(db.store.clone(), now)
+        .await
+        .unwrap();
+    assert_eq!(logins.len(), 5);
+    let state = AppState {
+        store: db.store.clone(),
+        config: Config::default(),
+        now: Arc::new(move || now),
+    };
+    let c = Clinic {
+        app: router(state),
+        _db: db,
+        clock: Arc::new(Mutex::new(now)),
+    };
+    let (s, token, body) = c
+        .login_raw("rn.demo", thecal_clinic::demo::DEMO_PASSWORD, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let n = User {
+        token: token.unwrap(),
+        csrf: body["csrf_token"].as_str().unwrap().to_owned(),
+    };
+    let (_, cal) = c.call(Some(&n), "GET", "/api/v1/calendar", None).await;
+    let labels = |k: &str| {
+        cal[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["label"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        labels("overdue").iter().any(|l| l.starts_with("Ada Demo")),
+        "{cal}"
+    );
+    assert!(
+        labels("this_week")
+            .iter()
+            .any(|l| l.starts_with("Eve Demo")),
+        "{cal}"
+    );
+    let (_, plans) = c.call(Some(&n), "GET", "/api/v1/replacements", None).await;
+    assert_eq!(plans[0]["urgency"], "open_case", "{plans}");
+    let (_, rec) = c.call(Some(&n), "GET", "/api/v1/patients/3", None).await;
+    assert_eq!(rec["trials"][0]["decision"]["implant"], true, "{rec}");
+    let (_, pats) = c.call(Some(&n), "GET", "/api/v1/patients", None).await;
+    assert_eq!(pats.as_array().unwrap().len(), 5);
+    let (_, rxs) = c
+        .call(Some(&n), "GET", "/api/v1/implants/2/prescriptions", None)
+        .await;
+    assert_eq!(rxs.as_array().unwrap().len(), 3, "{rxs}");
+}
+
 on_both_databases!(
+    demo_clinic_shows_overdue_due_eri_trial_and_flagged_visit_clinic_032,
     mri_episode_and_complication_are_recorded_clinic_030,
     authorization_table_walked_for_every_route_and_role_clinic_023,
     csrf_token_is_required_on_every_change_clinic_024,
