@@ -32,6 +32,8 @@ csrf=$(curl -sf -c "$work/dr" -H 'Content-Type: application/json' \
   -d '{"username":"dr","password":"schemathesis physician"}' "$base/session" | json csrf_token)
 token=$(awk '/thecal_session/ {print $7}' "$work/dr")
 # Signing out (DELETE /session) would end the run's own session: excluded.
+# Run from the scratch directory: schemathesis keeps a cache where it runs.
+cd "$work"
 "$ST" run "$base/openapi.json" \
   -H "Cookie: thecal_session=$token" -H "X-CSRF-Token: $csrf" \
   --exclude-method DELETE \

@@ -957,6 +957,21 @@ async fn open_visit(
             "the pump was explanted",
         ));
     }
+    if let Some(open) = st
+        .store
+        .latest(Kind::Visit, implant_id, Some("open"))
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            None,
+            format!(
+                "refill visit {} of this implant is still open: finish it before opening another",
+                open.id
+            ),
+        ));
+    }
     let rx = current_rx(&st, implant_id).await?;
     let last = last_closed(&st, implant_id).await?;
     let (at, volume) = last_fill(&rx, last.as_ref());

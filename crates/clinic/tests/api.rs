@@ -658,6 +658,16 @@ async fn refill_visit_workflow_end_to_end_clinic_011(b: Backend) {
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["expected_residual_nl"], 15_000_000);
     let vid = v["id"].as_i64().unwrap();
+    // One open visit per implant.
+    let (s, v) = c
+        .call(
+            Some(&n),
+            "POST",
+            &format!("/api/v1/implants/{iid}/visits"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
     let (s, v) = c
         .call(
             Some(&n),
