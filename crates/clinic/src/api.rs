@@ -1078,6 +1078,32 @@ async fn investigation(
     Ok(Json(v))
 }
 
+/// A pharmacist's release.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReleaseInput {
+    /// The compounded admixture's lot, 1–64 characters.
+    pub lot: String,
+    /// Verification note, up to 2000 characters.
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A pharmacist releases a compounded admixture's lot for this visit (pharmacists).
+#[utoipa::path(post, path = "/api/v1/visits/{id}/release", params(("id" = i64, Path, minimum = 1, description = "visit id")),
+    request_body = ReleaseInput, tag = "visits",
+    responses((status = 200, body = RefillVisit), (status = 409, body = ErrorBody)))]
+async fn release(
+    State(st): State<AppState>,
+    Extension(u): Extension<CurrentUser>,
+    Id(id): Id,
+    ApiJson(r): ApiJson<ReleaseInput>,
+) -> ApiResult<Json<RefillVisit>> {
+    let (row, mut v): (Row, RefillVisit) = load(&st, Kind::Visit, id).await?;
+    visit::release(&mut v, &r.lot, &r.note, &u.actor.username, st.now())?;
+    save_visit(&st, &u, &row, &v).await?;
+    Ok(Json(v))
+}
+
 /// Records the fill after checking the syringe against the prescription.
 #[utoipa::path(post, path = "/api/v1/visits/{id}/fill", params(("id" = i64, Path, minimum = 1, description = "visit id")),
     request_body = Fill, tag = "visits",
@@ -1622,7 +1648,7 @@ impl utoipa::Modify for CommonErrors {
     info(title = "thecal clinic API", description = "Records and workflows of an intrathecal pump clinic."),
     paths(login, whoami, logout, create_user, create_patient, list_patients, get_patient,
           change_state, create_implant, explant, list_prescriptions, create_prescription,
-          open_visit, get_visit, aspirate, investigation, fill, close_visit, report,
+          open_visit, get_visit, aspirate, investigation, release, fill, close_visit, report,
           create_trial, decide_trial, create_complication, create_mri, get_mri,
           close_mri_episode, get_calendar, replacements, audit_log, openapi_json),
     tags((name = "session"), (name = "users"), (name = "patients"), (name = "implants"),
@@ -1685,6 +1711,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/visits/{id}/report", get(report))
         .route("/api/v1/visits/{id}/aspirate", post(aspirate))
         .route("/api/v1/visits/{id}/investigation", post(investigation))
+        .route("/api/v1/visits/{id}/release", post(release))
         .route("/api/v1/visits/{id}/fill", post(fill))
         .route("/api/v1/visits/{id}/close", post(close_visit))
         .route(

@@ -205,6 +205,11 @@ pub const ROUTES: &[RouteRule] = &[
     },
     RouteRule {
         method: "POST",
+        path: "/api/v1/visits/{id}/release",
+        access: Access::Roles(&[H]),
+    },
+    RouteRule {
+        method: "POST",
         path: "/api/v1/visits/{id}/fill",
         access: Access::Roles(RECORD),
     },

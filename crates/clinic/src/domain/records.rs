@@ -451,6 +451,19 @@ pub struct Fill {
     pub bridging: String,
 }
 
+/// A pharmacist's release of a compounded admixture's lot for this visit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Release {
+    /// The lot released.
+    pub lot: String,
+    /// Pharmacist.
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Verification note (admixture, concentration, sterility), up to 2000 characters.
+    pub note: String,
+}
+
 /// A signed step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Signature {
@@ -493,6 +506,9 @@ pub struct RefillVisit {
     pub limited_by: Option<String>,
     /// Signatures of each step.
     pub signatures: Vec<Signature>,
+    /// The pharmacist's release of a compounded admixture.
+    #[serde(default)]
+    pub pharmacist_release: Option<Release>,
     /// Opened at.
     pub opened_at: DateTime<Utc>,
     /// Closed at.

@@ -9,7 +9,7 @@ use thecal_rx::schedule::{LocalTime, Schedule};
 use thecal_rx::{Concentration, Flow, Volume};
 
 use super::calendar::Due;
-use super::records::{Fill, Prescription, RefillVisit, Signature, VisitStep};
+use super::records::{Fill, Prescription, RefillVisit, Release, Signature, VisitStep};
 use super::{FieldError, quantity, text};
 
 fn ms(t: DateTime<Utc>) -> u64 {
@@ -76,7 +76,32 @@ pub fn open(
         }],
         opened_at: at,
         closed_at: None,
+        pharmacist_release: None,
     }
+}
+
+/// A pharmacist releases the lot of a compounded admixture for this visit (before the
+/// fill).
+///
+/// # Errors
+/// After the fill, or an empty lot.
+pub fn release(
+    v: &mut RefillVisit,
+    lot: &str,
+    note: &str,
+    by: &str,
+    at: DateTime<Utc>,
+) -> Result<(), FieldError> {
+    if v.step >= VisitStep::Filled {
+        return Err(FieldError::new("step", "the release comes before the fill"));
+    }
+    v.pharmacist_release = Some(Release {
+        lot: text("lot", lot, 1, 64)?,
+        by: by.to_owned(),
+        at,
+        note: text("note", note, 0, 2000)?,
+    });
+    Ok(())
 }
 
 /// Step 5: the aspirated residual, reconciled against the expected one by thecal-rx.
@@ -171,6 +196,16 @@ pub fn fill(
         ));
     }
     let lot = text("lot", &f.lot, 1, 64)?;
+    // A beyond-use date marks a compounded admixture: it needs the pharmacist's release of
+    // this very lot.
+    if f.beyond_use.is_some() && v.pharmacist_release.as_ref().is_none_or(|r| r.lot != lot) {
+        return Err(FieldError::new(
+            "lot",
+            format!(
+                "compounded admixture lot {lot} has no pharmacist release for this visit; a pharmacist must release it before the fill"
+            ),
+        ));
+    }
     let bridging = text("bridging", &f.bridging, 0, 200)?;
     v.fill = Some(Fill {
         volume_added: added.to_string(),
@@ -270,6 +305,34 @@ mod tests {
             due_on: "2026-12-30".parse().unwrap(),
             limited_by: "volume".into(),
         }
+    }
+
+    #[test]
+    fn compounded_admixture_needs_the_pharmacists_release_of_its_lot_clinic_033() {
+        let cap = Volume::from_ml(20);
+        let mut v = open(1, 7, Volume::from_ml(10), "nurse", at(3));
+        aspirate(&mut v, cap, "10 mL", "nurse", at(3)).unwrap();
+        let mut f = fill_of("19 mL");
+        f.beyond_use = Some("2026-12-20".parse().unwrap());
+        assert_eq!(
+            fill(&mut v, f.clone(), &rx(), cap, "n", at(3))
+                .unwrap_err()
+                .field,
+            "lot"
+        );
+        release(&mut v, "OTHER", "", "rph", at(3)).unwrap();
+        assert_eq!(
+            fill(&mut v, f.clone(), &rx(), cap, "n", at(3))
+                .unwrap_err()
+                .field,
+            "lot"
+        );
+        release(&mut v, "L1", "2000 mcg/mL verified", "rph", at(3)).unwrap();
+        fill(&mut v, f, &rx(), cap, "n", at(3)).unwrap();
+        assert_eq!(
+            release(&mut v, "L1", "", "rph", at(3)).unwrap_err().field,
+            "step"
+        );
     }
 
     #[test]
