@@ -21,7 +21,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::auth::{self, Role};
 use crate::domain::calendar::{self, Calendar, DueInput};
 use crate::domain::events::{
-    Complication, MriClose, MriEpisode, NewComplication, NewMri, close_mri,
+    Alarm, Complication, MriClose, MriEpisode, NewAlarm, NewComplication, NewMri, close_mri,
 };
 use crate::domain::records::{
     Confirmation, Explant, Fill, Implant, JourneyState, NewImplant, NewPatient, NewPrescription,
@@ -1407,6 +1407,49 @@ async fn create_complication(
     Ok((StatusCode::CREATED, Json(parse(&row)?)))
 }
 
+/// Records an alarm the pump raised.
+#[utoipa::path(post, path = "/api/v1/implants/{id}/alarms", params(("id" = i64, Path, minimum = 1, description = "implant id")),
+    request_body = NewAlarm, tag = "implants",
+    responses((status = 201, body = Alarm)))]
+async fn create_alarm(
+    State(st): State<AppState>,
+    Extension(u): Extension<CurrentUser>,
+    Id(implant_id): Id,
+    ApiJson(n): ApiJson<NewAlarm>,
+) -> ApiResult<(StatusCode, Json<Alarm>)> {
+    let _: (Row, Implant) = load(&st, Kind::Implant, implant_id).await?;
+    let a = Alarm {
+        id: 0,
+        implant_id,
+        details: n.validate(st.now())?,
+        recorded_by: u.actor.username.clone(),
+    };
+    let row = st
+        .store
+        .insert(
+            &u.actor,
+            Kind::Alarm,
+            NewRow {
+                parent_id: Some(implant_id),
+                key: None,
+                status: "recorded".into(),
+                data: json(&a)?,
+            },
+            st.ms(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(parse(&row)?)))
+}
+
+/// The alarms recorded for an implant, oldest first.
+#[utoipa::path(get, path = "/api/v1/implants/{id}/alarms", params(("id" = i64, Path, minimum = 1, description = "implant id")),
+    tag = "implants", responses((status = 200, body = [Alarm])))]
+async fn list_alarms(State(st): State<AppState>, Id(id): Id) -> ApiResult<Json<Vec<Alarm>>> {
+    let _: (Row, Implant) = load(&st, Kind::Implant, id).await?;
+    let rows = st.store.list(Kind::Alarm, Some(id), 1000).await?;
+    Ok(Json(rows.iter().map(parse).collect::<ApiResult<_>>()?))
+}
+
 /// Plans an MRI episode for an implant.
 #[utoipa::path(post, path = "/api/v1/implants/{id}/mri", params(("id" = i64, Path, minimum = 1, description = "implant id")),
     request_body = NewMri, tag = "implants",
@@ -1649,7 +1692,7 @@ impl utoipa::Modify for CommonErrors {
     paths(login, whoami, logout, create_user, create_patient, list_patients, get_patient,
           change_state, create_implant, explant, list_prescriptions, create_prescription,
           open_visit, get_visit, aspirate, investigation, release, fill, close_visit, report,
-          create_trial, decide_trial, create_complication, create_mri, get_mri,
+          create_trial, decide_trial, create_complication, create_alarm, list_alarms, create_mri, get_mri,
           close_mri_episode, get_calendar, replacements, audit_log, openapi_json),
     tags((name = "session"), (name = "users"), (name = "patients"), (name = "implants"),
          (name = "prescriptions"), (name = "visits"), (name = "trials"), (name = "calendar"),
@@ -1717,6 +1760,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/patients/{id}/complications",
             post(create_complication),
+        )
+        .route(
+            "/api/v1/implants/{id}/alarms",
+            get(list_alarms).post(create_alarm),
         )
         .route("/api/v1/implants/{id}/mri", post(create_mri))
         .route("/api/v1/mri/{id}", get(get_mri))

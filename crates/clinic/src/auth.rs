@@ -225,6 +225,16 @@ pub const ROUTES: &[RouteRule] = &[
     },
     RouteRule {
         method: "POST",
+        path: "/api/v1/implants/{id}/alarms",
+        access: Access::Roles(RECORD),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/api/v1/implants/{id}/alarms",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "POST",
         path: "/api/v1/implants/{id}/mri",
         access: Access::Roles(RECORD),
     },

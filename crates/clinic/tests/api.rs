@@ -963,6 +963,40 @@ async fn mri_episode_and_complication_are_recorded_clinic_030(b: Backend) {
         .call(Some(&p), "GET", &format!("/api/v1/patients/{pid}"), None)
         .await;
     assert_eq!(rec["complications"][0]["kind"], "csf_leak");
+    let (s, v) = c
+        .call(
+            Some(&n),
+            "POST",
+            &format!("/api/v1/implants/{iid}/alarms"),
+            Some(json!({"kind": "low reservoir",
+            "priority": "low", "raised_at": "2026-01-10T08:00:00Z", "action": "refill booked"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = c
+        .call(
+            Some(&n),
+            "POST",
+            &format!("/api/v1/implants/{iid}/alarms"),
+            Some(json!({"kind": "motor stall",
+            "priority": "high", "raised_at": "2027-01-10T08:00:00Z"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("raised_at")),
+        "{v}"
+    );
+    let (_, alarms) = c
+        .call(
+            Some(&p),
+            "GET",
+            &format!("/api/v1/implants/{iid}/alarms"),
+            None,
+        )
+        .await;
+    assert_eq!(alarms[0]["kind"], "low reservoir");
+    assert_eq!(alarms.as_array().unwrap().len(), 1);
     let (_, e) = c
         .call(Some(&p), "GET", &format!("/api/v1/mri/{mid}"), None)
         .await;

@@ -82,6 +82,64 @@ pub struct Complication {
     pub recorded_by: String,
 }
 
+/// An alarm's priority on the pump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmPriority {
+    /// Low (e.g. low reservoir).
+    Low,
+    /// High (e.g. empty reservoir, motor stall, critical battery).
+    High,
+}
+
+/// An alarm the pump raised, as recorded at interrogation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NewAlarm {
+    /// The alarm as the pump names it, 1–100 characters.
+    pub kind: String,
+    /// Priority.
+    pub priority: AlarmPriority,
+    /// When the pump raised it; not in the future.
+    pub raised_at: DateTime<Utc>,
+    /// Action taken, up to 2000 characters.
+    #[serde(default)]
+    pub action: String,
+}
+
+impl NewAlarm {
+    /// Checks the alarm.
+    ///
+    /// # Errors
+    /// The field that is wrong.
+    pub fn validate(self, now: DateTime<Utc>) -> Result<Self, FieldError> {
+        if self.raised_at > now {
+            return Err(FieldError::new(
+                "raised_at",
+                format!("must not be after now ({now})"),
+            ));
+        }
+        Ok(NewAlarm {
+            kind: text("kind", &self.kind, 1, 100)?,
+            action: text("action", &self.action, 0, 2000)?,
+            ..self
+        })
+    }
+}
+
+/// A stored alarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Alarm {
+    /// Record id.
+    pub id: i64,
+    /// Implant.
+    pub implant_id: i64,
+    /// As recorded.
+    #[serde(flatten)]
+    pub details: NewAlarm,
+    /// Recorded by.
+    pub recorded_by: String,
+}
+
 /// An MRI episode as planned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NewMri {
