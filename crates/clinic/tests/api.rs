@@ -963,40 +963,6 @@ async fn mri_episode_and_complication_are_recorded_clinic_030(b: Backend) {
         .call(Some(&p), "GET", &format!("/api/v1/patients/{pid}"), None)
         .await;
     assert_eq!(rec["complications"][0]["kind"], "csf_leak");
-    let (s, v) = c
-        .call(
-            Some(&n),
-            "POST",
-            &format!("/api/v1/implants/{iid}/alarms"),
-            Some(json!({"kind": "low reservoir",
-            "priority": "low", "raised_at": "2026-01-10T08:00:00Z", "action": "refill booked"})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let (s, v) = c
-        .call(
-            Some(&n),
-            "POST",
-            &format!("/api/v1/implants/{iid}/alarms"),
-            Some(json!({"kind": "motor stall",
-            "priority": "high", "raised_at": "2027-01-10T08:00:00Z"})),
-        )
-        .await;
-    assert_eq!(
-        (s, v["error"]["field"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("raised_at")),
-        "{v}"
-    );
-    let (_, alarms) = c
-        .call(
-            Some(&p),
-            "GET",
-            &format!("/api/v1/implants/{iid}/alarms"),
-            None,
-        )
-        .await;
-    assert_eq!(alarms[0]["kind"], "low reservoir");
-    assert_eq!(alarms.as_array().unwrap().len(), 1);
     let (_, e) = c
         .call(Some(&p), "GET", &format!("/api/v1/mri/{mid}"), None)
         .await;
@@ -1059,7 +1025,68 @@ async fn demo_clinic_shows_overdue_due_eri_trial_and_flagged_visit_clinic_032(b:
     assert_eq!(rxs.as_array().unwrap().len(), 3, "{rxs}");
 }
 
+async fn alarms_are_recorded_per_implant_clinic_034(b: Backend) {
+    let Some(c) = Clinic::new(b).await else {
+        return;
+    };
+    let p = c.login(Role::Physician).await;
+    let n = c.login(Role::Nurse).await;
+    let (_, v) = c
+        .call(
+            Some(&p),
+            "POST",
+            "/api/v1/patients",
+            Some(patient("M1", "Ann")),
+        )
+        .await;
+    let pid = v["id"].as_i64().unwrap();
+    let (_, v) = c
+        .call(
+            Some(&p),
+            "POST",
+            &format!("/api/v1/patients/{pid}/implants"),
+            Some(implant("S1")),
+        )
+        .await;
+    let iid = v["id"].as_i64().unwrap();
+    let (s, v) = c
+        .call(
+            Some(&n),
+            "POST",
+            &format!("/api/v1/implants/{iid}/alarms"),
+            Some(json!({"kind": "low reservoir",
+            "priority": "low", "raised_at": "2026-01-10T08:00:00Z", "action": "refill booked"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = c
+        .call(
+            Some(&n),
+            "POST",
+            &format!("/api/v1/implants/{iid}/alarms"),
+            Some(json!({"kind": "motor stall",
+            "priority": "high", "raised_at": "2027-01-10T08:00:00Z"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("raised_at")),
+        "{v}"
+    );
+    let (_, alarms) = c
+        .call(
+            Some(&p),
+            "GET",
+            &format!("/api/v1/implants/{iid}/alarms"),
+            None,
+        )
+        .await;
+    assert_eq!(alarms[0]["kind"], "low reservoir");
+    assert_eq!(alarms.as_array().unwrap().len(), 1);
+}
+
 on_both_databases!(
+    alarms_are_recorded_per_implant_clinic_034,
     demo_clinic_shows_overdue_due_eri_trial_and_flagged_visit_clinic_032,
     mri_episode_and_complication_are_recorded_clinic_030,
     authorization_table_walked_for_every_route_and_role_clinic_023,
