@@ -171,11 +171,14 @@ pub enum AlarmKind {
     /// The radio used its daily energy budget (or was flooded) and sleeps until a
     /// programmer wand wakes it: remotes cannot reach the pump.
     TelemetryPaused,
+    /// The dose was reduced without a clinician (an emergency reduction), until a
+    /// clinician reviews the program.
+    DoseReduced,
 }
 
 impl AlarmKind {
     /// How many kinds there are.
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
 
     /// Every kind, in declaration order.
     pub const ALL: [AlarmKind; Self::COUNT] = [
@@ -190,6 +193,7 @@ impl AlarmKind {
         AlarmKind::ClockNotSet,
         AlarmKind::MagnetMri,
         AlarmKind::TelemetryPaused,
+        AlarmKind::DoseReduced,
     ];
 
     /// IEC 60601-1-8 priority (DOMAIN.md §6: potential harm × onset).
@@ -235,6 +239,10 @@ impl AlarmKind {
             // reach until a clinician wakes the radio: inconvenience, no harm from the
             // alarm's cause itself → Low.
             AlarmKind::TelemetryPaused => Priority::Low,
+            // Delivery continues at a lower dose set without a clinician: under-dosing
+            // and, for baclofen, the start of withdrawal over days: delayed onset of
+            // serious harm → Medium.
+            AlarmKind::DoseReduced => Priority::Medium,
         }
     }
 
@@ -258,6 +266,7 @@ impl AlarmKind {
             AlarmKind::ClockNotSet => 9,
             AlarmKind::MagnetMri => 10,
             AlarmKind::TelemetryPaused => 11,
+            AlarmKind::DoseReduced => 12,
         }
     }
 
@@ -280,6 +289,7 @@ impl AlarmKind {
             AlarmKind::ClockNotSet => "clock not set",
             AlarmKind::MagnetMri => "magnet or MRI detected",
             AlarmKind::TelemetryPaused => "telemetry paused",
+            AlarmKind::DoseReduced => "dose reduced in an emergency",
         }
     }
 
@@ -345,6 +355,12 @@ impl AlarmKind {
                  usual. Call your clinic to have the radio woken up; if you need extra \
                  medicine that your remote would give, call them now."
             }
+            AlarmKind::DoseReduced => {
+                "Your pump's dose was lowered in an emergency, without your clinic. Your \
+                 pump is still giving your medicine, but less of it. Call your clinic \
+                 today so they can check the dose. If your stiffness or pain comes back \
+                 strongly, or you feel unwell, go to the emergency department now."
+            }
         }
     }
 
@@ -406,6 +422,12 @@ impl AlarmKind {
                  wand wakes it. Basal delivery is unaffected. Wake it with the wand, read \
                  the event log for the denied handshakes, and look for a source of \
                  interference or an attack."
+            }
+            AlarmKind::DoseReduced => {
+                "Dose reduced in an emergency: an emergency device lowered the basal \
+                 without a clinician (at most to half of the clinician's program; the \
+                 event log names each reduction). Review the patient and reprogram; the \
+                 alarm clears with a clinician's program change."
             }
         }
     }
@@ -729,13 +751,14 @@ mod tests {
     #[test]
     fn codes_are_stable_unique_and_round_trip_pump_020() {
         let codes: Vec<u8> = AlarmKind::ALL.iter().map(|k| k.code()).collect();
-        assert_eq!(codes, (1..=11).collect::<Vec<u8>>());
+        let count = u8::try_from(AlarmKind::COUNT).unwrap();
+        assert_eq!(codes, (1..=count).collect::<Vec<u8>>());
         for kind in AlarmKind::ALL {
             assert_eq!(AlarmKind::from_code(kind.code()), Some(kind));
             assert_eq!(AlarmKind::ALL[kind.index()], kind);
         }
         assert_eq!(AlarmKind::from_code(0), None);
-        assert_eq!(AlarmKind::from_code(12), None);
+        assert_eq!(AlarmKind::from_code(count + 1), None);
     }
 
     #[test]

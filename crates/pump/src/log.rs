@@ -557,6 +557,13 @@ mod tests {
             new_utc_ms: u64::MAX,
         });
         out.push(Event::Fault { code: u8::MAX });
+        for role in ROLES {
+            out.push(Event::DoseReduced {
+                role,
+                percent: u8::MAX,
+                left_percent: u8::MAX,
+            });
+        }
         out
     }
 
@@ -583,6 +590,7 @@ mod tests {
             Event::DeviceEnrolled { .. } => 17,
             Event::DeviceRevoked { .. } => 18,
             Event::HandshakeDenied { .. } => 19,
+            Event::DoseReduced { .. } => 20,
         }
     }
 
@@ -664,7 +672,7 @@ mod tests {
     #[test]
     fn every_event_variant_fits_max_event_len_pump_024() {
         let events = worst_case_events();
-        let mut seen = [false; 20];
+        let mut seen = [false; 21];
         let mut longest = 0;
         for e in &events {
             seen[variant_index(e)] = true;
