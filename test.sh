@@ -29,3 +29,6 @@ else
   cargo test --workspace --no-fail-fast
 fi
 cargo test --workspace --doc
+
+echo "== property-based API test of thecal serve from its OpenAPI description (schemathesis)"
+crates/clinic/schemathesis.sh

@@ -12,6 +12,7 @@ mod implant;
 mod keyfile;
 mod programmer;
 mod remote;
+mod serve;
 mod sim;
 mod words;
 
@@ -44,6 +45,8 @@ enum Command {
     Programmer(programmer::ProgrammerArgs),
     /// The patient's remote: enrol, bolus, status, alarms.
     Remote(remote::RemoteArgs),
+    /// The clinic service: records, workflows and the JSON API on SQLite or PostgreSQL.
+    Serve(serve::ServeArgs),
 }
 
 /// Renders a clap error as one line: what was wrong, with the argument it concerns.
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Implant(args) => implant::run(args),
         Command::Programmer(args) => programmer::run(args),
         Command::Remote(args) => remote::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,

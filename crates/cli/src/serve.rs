@@ -1,0 +1,132 @@
+//! `thecal serve`: the clinic service (thecal-clinic) on SQLite in a data directory, or on
+//! PostgreSQL with `--database postgres://…`; migrations are applied at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use thecal_clinic::api::{AppState, Config};
+
+/// Arguments of `thecal serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory of the SQLite database `clinic.db` (created if absent).
+    #[arg(long, default_value = "thecal-data")]
+    data_dir: PathBuf,
+    /// Database URL instead of the data directory: `postgres://user@host/db` or `sqlite://PATH`.
+    #[arg(long)]
+    database: Option<String>,
+    /// Mark the session cookie Secure (when served over TLS, directly or behind a proxy).
+    #[arg(long)]
+    secure_cookies: bool,
+    /// Refill visits the clinic can do per day (the calendar's daily list).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=500))]
+    capacity: u16,
+    /// The clinic's maximum refill interval in days.
+    #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u64).range(1..=365))]
+    max_interval_days: u64,
+    /// A fresh demo clinic (new SQLite database in a temporary directory) with synthetic
+    /// patients and demo logins.
+    #[arg(long, conflicts_with_all = ["database", "data_dir"])]
+    demo: bool,
+}
+
+/// The URL with any password replaced by `***`.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Runs the service until Ctrl-C or SIGTERM.
+pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
+    let demo_dir = std::env::temp_dir().join(format!("thecal-demo-{}", std::process::id()));
+    let url = match &args.database {
+        Some(u) => u.clone(),
+        None if args.demo => {
+            let _ = std::fs::remove_dir_all(&demo_dir);
+            std::fs::create_dir_all(&demo_dir).map_err(|e| format!("demo directory: {e}"))?;
+            format!("sqlite://{}", demo_dir.join("clinic.db").display())
+        }
+        None => {
+            std::fs::create_dir_all(&args.data_dir)
+                .map_err(|e| format!("--data-dir {}: {e}", args.data_dir.display()))?;
+            format!("sqlite://{}", args.data_dir.join("clinic.db").display())
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    rt.block_on(async move {
+        let store = thecal_clinic::storage::open(&url)
+            .await
+            .map_err(|e| format!("--database {}: {e}", redacted(&url)))?;
+        if args.demo {
+            let logins = thecal_clinic::demo::seed(store.clone(), chrono::Utc::now()).await?;
+            println!(
+                "demo clinic in {} (synthetic patients); logins, password {}:",
+                demo_dir.display(),
+                thecal_clinic::demo::DEMO_PASSWORD
+            );
+            for (user, role) in logins {
+                println!("  {user} ({role})");
+            }
+        } else {
+            let admin = std::env::var("THECAL_ADMIN_PASSWORD").ok();
+            if let Some((name, password)) = thecal_clinic::bootstrap_admin(&store, admin)
+                .await
+                .map_err(|e| format!("THECAL_ADMIN_PASSWORD: {e}"))?
+            {
+                println!("first administrator: {name} / {password} (shown once)");
+            }
+        }
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| format!("--listen {}: {e}", args.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        println!(
+            "thecal clinic on {} ({}) listening on http://{addr}/api/v1/",
+            redacted(&url),
+            store.backend()
+        );
+        let state = AppState::new(
+            store,
+            Config {
+                secure_cookies: args.secure_cookies,
+                capacity_per_day: usize::from(args.capacity),
+                clinic_max_days: args.max_interval_days,
+            },
+        );
+        thecal_clinic::serve(listener, state)
+            .await
+            .map_err(|e| format!("serve: {e}"))?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn database_password_prints_as_stars() {
+        assert_eq!(
+            redacted("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redacted("sqlite:///x/clinic.db"), "sqlite:///x/clinic.db");
+    }
+}

@@ -1,0 +1,452 @@
+// The query code shared by the SQLite and PostgreSQL stores, included by each with its own
+// `Db`, `Store`, `Store::begin` and `lock_parent`. Table names come from `Kind::table()`
+// (fixed strings); every value is a bound parameter.
+
+use async_trait::async_trait;
+use sqlx::Row as _;
+
+use super::{
+    Actor, AuditRow, CalendarRow, NewRow, Row, SessionRow, SessionUser, Storage, UserRow, stamp,
+};
+
+type Tx = sqlx::Transaction<'static, Db>;
+type DbRow = <Db as sqlx::Database>::Row;
+
+const ROW_COLS: &str = "id, parent_id, ukey, seq, status, rev, data, created_at";
+
+fn row_of(r: &DbRow) -> StoreResult<Row> {
+    Ok(Row {
+        id: r.try_get("id")?,
+        parent_id: r.try_get("parent_id")?,
+        key: r.try_get("ukey")?,
+        seq: r.try_get("seq")?,
+        status: r.try_get("status")?,
+        rev: r.try_get("rev")?,
+        data: r.try_get("data")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn user_of(r: &DbRow) -> StoreResult<UserRow> {
+    Ok(UserRow {
+        id: r.try_get("id")?,
+        username: r.try_get("username")?,
+        password_hash: r.try_get("password_hash")?,
+        role: r.try_get("role")?,
+        active: r.try_get("active")?,
+    })
+}
+
+fn unique(e: sqlx::Error, field: &'static str) -> StoreError {
+    if let sqlx::Error::Database(d) = &e
+        && d.is_unique_violation()
+    {
+        return StoreError::Duplicate { field };
+    }
+    StoreError::Db(e)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn audit(
+    tx: &mut Tx,
+    at: i64,
+    actor: Option<&Actor>,
+    action: &str,
+    entity: &str,
+    entity_id: Option<i64>,
+    before: Option<&str>,
+    after: Option<&str>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor_id, actor, action, entity, entity_id, before_data, \
+         after_data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(at)
+    .bind(actor.map(|a| a.user_id))
+    .bind(actor.map_or("system", |a| a.username.as_str()))
+    .bind(action)
+    .bind(entity)
+    .bind(entity_id)
+    .bind(before)
+    .bind(after)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // update: actor, kind, id, rev, status, data, time
+#[async_trait]
+impl Storage for Store {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn create_user(
+        &self,
+        actor: Option<&Actor>,
+        username: &str,
+        password_hash: &str,
+        role: &str,
+        now_ms: i64,
+    ) -> StoreResult<i64> {
+        let mut tx = self.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (username, password_hash, role, active, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(role)
+        .bind(true)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| unique(e, "username"))?;
+        let after = serde_json::json!({ "username": username, "role": role }).to_string();
+        audit(&mut tx, now_ms, actor, "create", "user", Some(id), None, Some(&after)).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRow>> {
+        let r = sqlx::query(
+            "SELECT id, username, password_hash, role, active FROM users WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        r.as_ref().map(user_of).transpose()
+    }
+
+    async fn user_count(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn create_session(&self, s: &SessionRow, username: &str) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, csrf, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&s.token_hash)
+        .bind(s.user_id)
+        .bind(&s.csrf)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        let actor = Actor {
+            user_id: s.user_id,
+            username: username.to_owned(),
+        };
+        audit(&mut tx, s.created_at, Some(&actor), "login", "user", Some(s.user_id), None, None)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &str, now_ms: i64) -> StoreResult<Option<SessionUser>> {
+        let r = sqlx::query(
+            "SELECT u.id, u.username, u.password_hash, u.role, u.active, s.csrf \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        match r {
+            None => Ok(None),
+            Some(r) => Ok(Some(SessionUser {
+                user: user_of(&r)?,
+                csrf: r.try_get("csrf")?,
+            })),
+        }
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn login_failed(&self, username: &str, at_ms: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO login_failures (username, at) VALUES ($1, $2)")
+            .bind(username)
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await?;
+        let after = serde_json::json!({ "username": username }).to_string();
+        audit(&mut tx, at_ms, None, "login_failed", "user", None, None, Some(&after)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn login_failures_since(&self, username: &str, since_ms: i64) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM login_failures WHERE username = $1 AND at >= $2",
+        )
+        .bind(username)
+        .bind(since_ms)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn insert(&self, actor: &Actor, kind: Kind, row: NewRow, now_ms: i64) -> StoreResult<Row> {
+        let t = kind.table();
+        let mut tx = self.begin().await?;
+        let seq: i64 = match row.parent_id {
+            Some(p) => {
+                lock_parent(&mut tx, kind, p).await?;
+                sqlx::query_scalar(&format!(
+                    "SELECT COALESCE(MAX(seq), 0) + 1 FROM {t} WHERE parent_id = $1"
+                ))
+                .bind(p)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+            None => 1,
+        };
+        let id: i64 = sqlx::query_scalar(&format!(
+            "INSERT INTO {t} (parent_id, ukey, seq, status, rev, data, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 1, $5, $6, $7) RETURNING id"
+        ))
+        .bind(row.parent_id)
+        .bind(&row.key)
+        .bind(seq)
+        .bind(&row.status)
+        .bind(&row.data)
+        .bind(now_ms)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| unique(e, kind.key_field()))?;
+        let data = stamp(&row.data, id, seq);
+        sqlx::query(&format!("UPDATE {t} SET data = $1 WHERE id = $2"))
+            .bind(&data)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        audit(&mut tx, now_ms, Some(actor), "create", kind.entity(), Some(id), None, Some(&data))
+            .await?;
+        tx.commit().await?;
+        Ok(Row {
+            id,
+            parent_id: row.parent_id,
+            key: row.key,
+            seq,
+            status: row.status,
+            rev: 1,
+            data,
+            created_at: now_ms,
+        })
+    }
+
+    async fn get(&self, kind: Kind, id: i64) -> StoreResult<Option<Row>> {
+        let r = sqlx::query(&format!(
+            "SELECT {ROW_COLS} FROM {} WHERE id = $1",
+            kind.table()
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        r.as_ref().map(row_of).transpose()
+    }
+
+    async fn read_logged(
+        &self,
+        actor: &Actor,
+        kind: Kind,
+        id: i64,
+        now_ms: i64,
+    ) -> StoreResult<Option<Row>> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(&format!(
+            "SELECT {ROW_COLS} FROM {} WHERE id = $1",
+            kind.table()
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = r.as_ref().map(row_of).transpose()?;
+        if row.is_some() {
+            audit(&mut tx, now_ms, Some(actor), "read", kind.entity(), Some(id), None, None)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    async fn update(
+        &self,
+        actor: &Actor,
+        kind: Kind,
+        id: i64,
+        rev: i64,
+        status: &str,
+        data: &str,
+        now_ms: i64,
+    ) -> StoreResult<Row> {
+        let t = kind.table();
+        let mut tx = self.begin().await?;
+        let before = sqlx::query(&format!("SELECT {ROW_COLS} FROM {t} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let before = match before.as_ref().map(row_of).transpose()? {
+            Some(b) => b,
+            None => return Err(StoreError::NotFound),
+        };
+        if before.rev != rev {
+            return Err(StoreError::Stale);
+        }
+        let done = sqlx::query(&format!(
+            "UPDATE {t} SET status = $1, data = $2, rev = rev + 1, updated_at = $3 \
+             WHERE id = $4 AND rev = $5"
+        ))
+        .bind(status)
+        .bind(data)
+        .bind(now_ms)
+        .bind(id)
+        .bind(rev)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Stale);
+        }
+        audit(
+            &mut tx,
+            now_ms,
+            Some(actor),
+            "update",
+            kind.entity(),
+            Some(id),
+            Some(&before.data),
+            Some(data),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Row {
+            status: status.to_owned(),
+            data: data.to_owned(),
+            rev: rev + 1,
+            ..before
+        })
+    }
+
+    async fn list(&self, kind: Kind, parent_id: Option<i64>, limit: i64) -> StoreResult<Vec<Row>> {
+        let t = kind.table();
+        let rows = match parent_id {
+            Some(p) => {
+                sqlx::query(&format!(
+                    "SELECT {ROW_COLS} FROM {t} WHERE parent_id = $1 ORDER BY id LIMIT $2"
+                ))
+                .bind(p)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!("SELECT {ROW_COLS} FROM {t} ORDER BY id LIMIT $1"))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(row_of).collect()
+    }
+
+    async fn latest(
+        &self,
+        kind: Kind,
+        parent_id: i64,
+        status: Option<&str>,
+    ) -> StoreResult<Option<Row>> {
+        let t = kind.table();
+        let r = match status {
+            Some(s) => {
+                sqlx::query(&format!(
+                    "SELECT {ROW_COLS} FROM {t} WHERE parent_id = $1 AND status = $2 \
+                     ORDER BY id DESC LIMIT 1"
+                ))
+                .bind(parent_id)
+                .bind(s)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {ROW_COLS} FROM {t} WHERE parent_id = $1 ORDER BY seq DESC LIMIT 1"
+                ))
+                .bind(parent_id)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
+        r.as_ref().map(row_of).transpose()
+    }
+
+    async fn calendar_rows(&self) -> StoreResult<Vec<CalendarRow>> {
+        let rows = sqlx::query(
+            "SELECT i.data AS implant, p.data AS patient, \
+             (SELECT r.data FROM prescriptions r WHERE r.parent_id = i.id \
+              ORDER BY r.seq DESC LIMIT 1) AS prescription, \
+             (SELECT v.data FROM visits v WHERE v.parent_id = i.id AND v.status = 'closed' \
+              ORDER BY v.id DESC LIMIT 1) AS last_visit \
+             FROM implants i JOIN patients p ON p.id = i.parent_id \
+             WHERE i.status = 'active' ORDER BY i.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CalendarRow {
+                    implant: r.try_get("implant")?,
+                    patient: r.try_get("patient")?,
+                    prescription: r.try_get("prescription")?,
+                    last_visit: r.try_get("last_visit")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn with_status(&self, kind: Kind, status: &str) -> StoreResult<Vec<Row>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ROW_COLS} FROM {} WHERE status = $1 ORDER BY id",
+            kind.table()
+        ))
+        .bind(status)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(row_of).collect()
+    }
+
+    async fn audit(&self, limit: i64) -> StoreResult<Vec<AuditRow>> {
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, entity, entity_id, before_data, after_data \
+             FROM audit_log ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    id: r.try_get("id")?,
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    entity: r.try_get("entity")?,
+                    entity_id: r.try_get("entity_id")?,
+                    before: r.try_get("before_data")?,
+                    after: r.try_get("after_data")?,
+                })
+            })
+            .collect()
+    }
+}

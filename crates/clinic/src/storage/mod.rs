@@ -1,0 +1,363 @@
+//! Storage: one trait, one implementation per database (SQLite, PostgreSQL), each with its
+//! own migrations, applied at start.
+//!
+//! Records are rows of one shape per table — id, parent, unique key, sequence, status,
+//! revision and the record's JSON — so the typed record lives in [`crate::domain`] and the
+//! database only indexes what is searched. Every change writes its audit row (who, when,
+//! what, before and after) in the same transaction; reading a patient's record is
+//! audited the same way. The audit table refuses UPDATE and DELETE by trigger.
+//!
+//! The two implementations share their query text (PostgreSQL-style `$n` placeholders,
+//! which SQLite accepts too) and differ in connection, transaction start (`BEGIN
+//! IMMEDIATE` on SQLite, so a writer never fails on a lock upgrade) and migrations.
+//! `sqlx::Any` is not used: it mistranslates placeholders and timestamps.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// A kind of record, and its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Patients (key: record number).
+    Patient,
+    /// Implants (key: pump serial), parent: patient.
+    Implant,
+    /// Prescription versions, parent: implant; `seq` is the version.
+    Prescription,
+    /// Refill visits, parent: implant.
+    Visit,
+    /// Trials, parent: patient.
+    Trial,
+    /// Complications, parent: patient.
+    Complication,
+    /// MRI episodes, parent: implant.
+    MriEpisode,
+    /// Alarms, parent: implant.
+    Alarm,
+    /// Replacement plans, parent: implant.
+    ReplacementPlan,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 9] = [
+        Kind::Patient,
+        Kind::Implant,
+        Kind::Prescription,
+        Kind::Visit,
+        Kind::Trial,
+        Kind::Complication,
+        Kind::MriEpisode,
+        Kind::Alarm,
+        Kind::ReplacementPlan,
+    ];
+
+    /// The table (a fixed name: never built from input).
+    pub const fn table(self) -> &'static str {
+        match self {
+            Kind::Patient => "patients",
+            Kind::Implant => "implants",
+            Kind::Prescription => "prescriptions",
+            Kind::Visit => "visits",
+            Kind::Trial => "trials",
+            Kind::Complication => "complications",
+            Kind::MriEpisode => "mri_episodes",
+            Kind::Alarm => "alarms",
+            Kind::ReplacementPlan => "replacement_plans",
+        }
+    }
+
+    /// The request field the unique key comes from.
+    pub const fn key_field(self) -> &'static str {
+        match self {
+            Kind::Patient => "mrn",
+            Kind::Implant => "serial",
+            _ => "key",
+        }
+    }
+
+    /// The entity name in the audit log.
+    pub const fn entity(self) -> &'static str {
+        match self {
+            Kind::Patient => "patient",
+            Kind::Implant => "implant",
+            Kind::Prescription => "prescription",
+            Kind::Visit => "visit",
+            Kind::Trial => "trial",
+            Kind::Complication => "complication",
+            Kind::MriEpisode => "mri_episode",
+            Kind::Alarm => "alarm",
+            Kind::ReplacementPlan => "replacement_plan",
+        }
+    }
+}
+
+/// Who does something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// User id.
+    pub user_id: i64,
+    /// User name.
+    pub username: String,
+}
+
+/// A record row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// Id.
+    pub id: i64,
+    /// Parent record.
+    pub parent_id: Option<i64>,
+    /// Unique key.
+    pub key: Option<String>,
+    /// Sequence under the parent (1, 2, …): the prescription version.
+    pub seq: i64,
+    /// Status ("active", "closed", …).
+    pub status: String,
+    /// Revision, for optimistic updates.
+    pub rev: i64,
+    /// The record as JSON.
+    pub data: String,
+    /// Created, ms since the epoch.
+    pub created_at: i64,
+}
+
+/// A record to insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRow {
+    /// Parent.
+    pub parent_id: Option<i64>,
+    /// Unique key.
+    pub key: Option<String>,
+    /// Status.
+    pub status: String,
+    /// JSON, with `"id": 0` to be replaced by the new id (and `"version": 0` by `seq`).
+    pub data: String,
+}
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub username: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Role name.
+    pub role: String,
+    /// May sign in.
+    pub active: bool,
+}
+
+/// A signed-in session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// SHA-256 of the cookie token, hex (the token itself is never stored).
+    pub token_hash: String,
+    /// User.
+    pub user_id: i64,
+    /// The session's CSRF token.
+    pub csrf: String,
+    /// Created, ms.
+    pub created_at: i64,
+    /// Expires, ms.
+    pub expires_at: i64,
+}
+
+/// The user behind a live session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionUser {
+    /// User.
+    pub user: UserRow,
+    /// CSRF token.
+    pub csrf: String,
+}
+
+/// An audit entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct AuditRow {
+    /// Id (increasing).
+    pub id: i64,
+    /// When, ms since the epoch.
+    pub at: i64,
+    /// User name ("anonymous" for failed sign-ins).
+    pub actor: String,
+    /// create, update, read, login, logout, login_failed.
+    pub action: String,
+    /// Entity.
+    pub entity: String,
+    /// Entity id.
+    pub entity_id: Option<i64>,
+    /// Before (JSON).
+    pub before: Option<String>,
+    /// After (JSON).
+    pub after: Option<String>,
+}
+
+/// The rows the refill calendar needs for one active implant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalendarRow {
+    /// Implant JSON.
+    pub implant: String,
+    /// Patient JSON.
+    pub patient: String,
+    /// Latest prescription JSON.
+    pub prescription: Option<String>,
+    /// Latest closed visit JSON.
+    pub last_visit: Option<String>,
+}
+
+/// What went wrong in storage.
+#[derive(Debug)]
+pub enum StoreError {
+    /// A unique key already exists.
+    Duplicate {
+        /// The request field.
+        field: &'static str,
+    },
+    /// The row changed since it was read (optimistic update).
+    Stale,
+    /// No such row.
+    NotFound,
+    /// The database failed (logged, never sent to the client).
+    Db(sqlx::Error),
+    /// Migration failed.
+    Migration(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Duplicate { field } => write!(f, "{field} already exists"),
+            StoreError::Stale => f.write_str("the record changed meanwhile; reload and retry"),
+            StoreError::NotFound => f.write_str("not found"),
+            StoreError::Db(e) => write!(f, "database error: {e}"),
+            StoreError::Migration(e) => write!(f, "migration failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+/// Result of a storage call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The clinic's storage. Every method that changes a record writes its audit row in the
+/// same transaction.
+#[allow(clippy::too_many_arguments)] // update: actor, kind, id, rev, status, data, time
+#[async_trait]
+pub trait Storage: Send + Sync {
+    /// "sqlite" or "postgres".
+    fn backend(&self) -> &'static str;
+    /// Creates a user; audited with `actor` (none for the first administrator at start).
+    async fn create_user(
+        &self,
+        actor: Option<&Actor>,
+        username: &str,
+        password_hash: &str,
+        role: &str,
+        now_ms: i64,
+    ) -> StoreResult<i64>;
+    /// A user by name.
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRow>>;
+    /// Number of users.
+    async fn user_count(&self) -> StoreResult<i64>;
+    /// Stores a session and audits the sign-in.
+    async fn create_session(&self, s: &SessionRow, username: &str) -> StoreResult<()>;
+    /// The live session with this token hash.
+    async fn session(&self, token_hash: &str, now_ms: i64) -> StoreResult<Option<SessionUser>>;
+    /// Ends a session (sign-out, or a session replaced at sign-in).
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+    /// Records a failed sign-in (audited).
+    async fn login_failed(&self, username: &str, at_ms: i64) -> StoreResult<()>;
+    /// Failed sign-ins for `username` since `since_ms`.
+    async fn login_failures_since(&self, username: &str, since_ms: i64) -> StoreResult<i64>;
+    /// Inserts a record; `data`'s `"id": 0` becomes the new id and `"version": 0` the seq.
+    async fn insert(&self, actor: &Actor, kind: Kind, row: NewRow, now_ms: i64)
+    -> StoreResult<Row>;
+    /// A record.
+    async fn get(&self, kind: Kind, id: i64) -> StoreResult<Option<Row>>;
+    /// A record, with the read audited.
+    async fn read_logged(
+        &self,
+        actor: &Actor,
+        kind: Kind,
+        id: i64,
+        now_ms: i64,
+    ) -> StoreResult<Option<Row>>;
+    /// Replaces a record's status and JSON if its revision is still `rev`.
+    async fn update(
+        &self,
+        actor: &Actor,
+        kind: Kind,
+        id: i64,
+        rev: i64,
+        status: &str,
+        data: &str,
+        now_ms: i64,
+    ) -> StoreResult<Row>;
+    /// Records under a parent (or all), oldest first, at most `limit`.
+    async fn list(&self, kind: Kind, parent_id: Option<i64>, limit: i64) -> StoreResult<Vec<Row>>;
+    /// The latest record under a parent, optionally with a status.
+    async fn latest(
+        &self,
+        kind: Kind,
+        parent_id: i64,
+        status: Option<&str>,
+    ) -> StoreResult<Option<Row>>;
+    /// What the refill calendar needs, for every active implant.
+    async fn calendar_rows(&self) -> StoreResult<Vec<CalendarRow>>;
+    /// Records with a status (e.g. every active implant).
+    async fn with_status(&self, kind: Kind, status: &str) -> StoreResult<Vec<Row>>;
+    /// The audit log, newest first.
+    async fn audit(&self, limit: i64) -> StoreResult<Vec<AuditRow>>;
+}
+
+/// Opens the storage a URL names, applying migrations: `sqlite://PATH` or
+/// `postgres://…`/`postgresql://…`.
+///
+/// # Errors
+/// A URL without a known scheme, a connection failure, or a failed migration.
+pub async fn open(url: &str) -> StoreResult<Arc<dyn Storage>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::open(url).await?))
+    } else if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(Arc::new(
+            SqliteStore::open(std::path::Path::new(path)).await?,
+        ))
+    } else {
+        Err(StoreError::Migration(
+            "--database must start with sqlite:// or postgres://".into(),
+        ))
+    }
+}
+
+/// Replaces the `"id":0` and `"version":0` placeholders of a record's JSON.
+pub(crate) fn stamp(data: &str, id: i64, seq: i64) -> String {
+    match serde_json::from_str::<serde_json::Value>(data) {
+        Ok(serde_json::Value::Object(mut m)) => {
+            if m.contains_key("id") {
+                m.insert("id".into(), id.into());
+            }
+            if m.contains_key("version") {
+                m.insert("version".into(), seq.into());
+            }
+            serde_json::Value::Object(m).to_string()
+        }
+        _ => data.to_owned(),
+    }
+}

@@ -1,0 +1,107 @@
+//! The PostgreSQL store, for a clinic network: several stateless service instances may
+//! share one database. Migrations run under a transaction-scoped advisory lock, so
+//! instances starting together apply each migration once; inserts under one parent take
+//! an advisory lock on that parent so their sequence numbers never collide.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+
+use super::{Kind, StoreError, StoreResult}; // also used by common.rs
+
+type Db = sqlx::Postgres;
+const BACKEND: &str = "postgres";
+
+/// The migrations, in order.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/postgres/0001_init.sql"),
+)];
+
+/// Advisory-lock key of the migrations ("thecal" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7468_6563_616c;
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: sqlx::PgPool,
+}
+
+type Store = PgStore;
+
+impl PgStore {
+    /// Connects and applies the migrations.
+    ///
+    /// # Errors
+    /// No connection, or a migration fails.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        let store = PgStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, Db>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, \
+             name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        for (version, name, sql) in MIGRATIONS {
+            let done: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if done == 0 {
+                sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(|e| {
+                    StoreError::Migration(format!("postgres {version} {name}: {e}"))
+                })?;
+                sqlx::query(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                )
+                .bind(version)
+                .bind(name)
+                .bind(chrono::Utc::now().timestamp_millis())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Serialises inserts under one parent record.
+async fn lock_parent(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    kind: Kind,
+    parent: i64,
+) -> StoreResult<()> {
+    let slot = Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+    let key = parent
+        .wrapping_mul(16)
+        .wrapping_add(i64::try_from(slot).unwrap_or(0));
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+include!("common.rs");

@@ -1,0 +1,100 @@
+//! The SQLite store: one file in the data directory, WAL journal, `synchronous = FULL` (an
+//! acknowledged write survives a crash of the process or the machine), foreign keys on,
+//! and every write transaction started with `BEGIN IMMEDIATE`.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::{Kind, StoreError, StoreResult}; // also used by common.rs
+
+type Db = sqlx::Sqlite;
+const BACKEND: &str = "sqlite";
+
+/// The migrations, in order.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+)];
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: sqlx::SqlitePool,
+}
+
+type Store = SqliteStore;
+
+impl SqliteStore {
+    /// Opens (creating if absent) the database file and applies the migrations.
+    ///
+    /// # Errors
+    /// The file cannot be opened, or a migration fails.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        let store = SqliteStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, Db>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, \
+             name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        for (version, name, sql) in MIGRATIONS {
+            let done: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if done == 0 {
+                sqlx::raw_sql(sql)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::Migration(format!("sqlite {version} {name}: {e}")))?;
+                sqlx::query(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                )
+                .bind(version)
+                .bind(name)
+                .bind(chrono::Utc::now().timestamp_millis())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// `BEGIN IMMEDIATE` already serialises writers on SQLite.
+async fn lock_parent(
+    _tx: &mut sqlx::Transaction<'static, Db>,
+    _kind: Kind,
+    _parent: i64,
+) -> StoreResult<()> {
+    Ok(())
+}
+
+include!("common.rs");
