@@ -55,6 +55,14 @@ pub enum StopReason {
 }
 
 impl StopReason {
+    /// Every reason.
+    pub const ALL: [StopReason; 4] = [
+        StopReason::Procedure,
+        StopReason::AdverseEffect,
+        StopReason::EndOfTherapy,
+        StopReason::Other,
+    ];
+
     /// A stable code for the log.
     pub const fn code(self) -> u8 {
         match self {
@@ -63,6 +71,39 @@ impl StopReason {
             StopReason::EndOfTherapy => 3,
             StopReason::Other => 4,
         }
+    }
+
+    /// The reason in words.
+    pub const fn name(self) -> &'static str {
+        match self {
+            StopReason::Procedure => "procedure",
+            StopReason::AdverseEffect => "adverse effect",
+            StopReason::EndOfTherapy => "end of therapy",
+            StopReason::Other => "other",
+        }
+    }
+}
+
+impl TryFrom<u8> for StopReason {
+    type Error = UnknownCode;
+    fn try_from(code: u8) -> Result<Self, Self::Error> {
+        StopReason::ALL
+            .into_iter()
+            .find(|r| r.code() == code)
+            .ok_or(UnknownCode { code })
+    }
+}
+
+/// A log code that names no value of the type it was read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownCode {
+    /// The code.
+    pub code: u8,
+}
+
+impl fmt::Display for UnknownCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown code {}", self.code)
     }
 }
 
@@ -348,6 +389,17 @@ pub enum FaultCode {
 }
 
 impl FaultCode {
+    /// Every fault code.
+    pub const ALL: [FaultCode; 7] = [
+        FaultCode::Memory,
+        FaultCode::Program,
+        FaultCode::Limiter,
+        FaultCode::FluidPath,
+        FaultCode::Reservoir,
+        FaultCode::Clock,
+        FaultCode::Arithmetic,
+    ];
+
     /// A stable code for the log.
     pub const fn code(self) -> u8 {
         match self {
@@ -359,6 +411,29 @@ impl FaultCode {
             FaultCode::Clock => 6,
             FaultCode::Arithmetic => 7,
         }
+    }
+
+    /// The failed check in words.
+    pub const fn name(self) -> &'static str {
+        match self {
+            FaultCode::Memory => "memory (no valid record, or a failed CRC)",
+            FaultCode::Program => "program beyond the hard limits",
+            FaultCode::Limiter => "dose limiter has no limit for a drug",
+            FaultCode::FluidPath => "fluid path accounting",
+            FaultCode::Reservoir => "reservoir estimate out of range",
+            FaultCode::Clock => "wall clock outside 2020-2100",
+            FaultCode::Arithmetic => "arithmetic overflow in delivery accounting",
+        }
+    }
+}
+
+impl TryFrom<u8> for FaultCode {
+    type Error = UnknownCode;
+    fn try_from(code: u8) -> Result<Self, Self::Error> {
+        FaultCode::ALL
+            .into_iter()
+            .find(|c| c.code() == code)
+            .ok_or(UnknownCode { code })
     }
 }
 
@@ -443,6 +518,31 @@ impl Refusal {
             Refusal::Invalid(_) => 15,
             Refusal::AlarmNotActive(_) => 16,
         }
+    }
+}
+
+impl Refusal {
+    /// A logged refusal code in words (the log keeps the code, not the details).
+    pub const fn code_name(code: u8) -> Option<&'static str> {
+        Some(match code {
+            1 => "not permitted for this role",
+            2 => "prescription check",
+            3 => "refill reconciliation not confirmed",
+            4 => "above the reservoir capacity",
+            5 => "contents differ from the reservoir's",
+            6 => "no patient bolus programmed",
+            7 => "within the bolus lockout",
+            8 => "daily bolus count reached",
+            9 => "dose limiter",
+            10 => "a bolus is under way",
+            11 => "no bolus to cancel",
+            12 => "delivery not running",
+            13 => "not stopped",
+            14 => "reservoir too low",
+            15 => "invalid value",
+            16 => "alarm not active",
+            _ => return None,
+        })
     }
 }
 

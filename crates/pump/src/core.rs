@@ -119,13 +119,42 @@ pub enum BolusKind {
 }
 
 impl BolusKind {
-    const fn code(self) -> u8 {
+    /// Every kind.
+    pub const ALL: [BolusKind; 4] = [
+        BolusKind::Clinician,
+        BolusKind::Priming,
+        BolusKind::Bridge,
+        BolusKind::Patient,
+    ];
+
+    /// A stable code for the log.
+    pub const fn code(self) -> u8 {
         match self {
             BolusKind::Clinician => 1,
             BolusKind::Priming => 2,
             BolusKind::Bridge => 3,
             BolusKind::Patient => 4,
         }
+    }
+
+    /// The kind in words, as a clinician reads it in the log.
+    pub const fn name(self) -> &'static str {
+        match self {
+            BolusKind::Clinician => "clinician",
+            BolusKind::Priming => "priming",
+            BolusKind::Bridge => "bridge",
+            BolusKind::Patient => "patient",
+        }
+    }
+}
+
+impl TryFrom<u8> for BolusKind {
+    type Error = crate::command::UnknownCode;
+    fn try_from(code: u8) -> Result<Self, Self::Error> {
+        BolusKind::ALL
+            .into_iter()
+            .find(|k| k.code() == code)
+            .ok_or(crate::command::UnknownCode { code })
     }
 }
 
@@ -435,7 +464,7 @@ impl Pump {
                     pump.log(
                         now,
                         Event::Fault {
-                            code: FaultCode::Memory.code(),
+                            code: FaultCode::Memory,
                         },
                     );
                 }
@@ -1344,7 +1373,7 @@ impl Pump {
         self.log(
             now,
             Event::BolusEnded {
-                kind: b.kind.code(),
+                kind: b.kind,
                 delivered: b.volume,
             },
         );
@@ -1459,7 +1488,7 @@ impl Pump {
         self.s.mode = Mode::Fault { code };
         self.s.bolus = None;
         self.next_stroke = None;
-        self.log(now, Event::Fault { code: code.code() });
+        self.log(now, Event::Fault { code });
         self.raise(now, AlarmKind::MemoryFault);
         self.mark_dirty();
     }
@@ -1646,12 +1675,7 @@ impl Pump {
                     since: now,
                 };
                 self.s.bolus = None;
-                self.log(
-                    now,
-                    Event::Stopped {
-                        reason: reason.code(),
-                    },
-                );
+                self.log(now, Event::Stopped { reason: *reason });
                 self.mark_dirty();
                 Accepted
             }
@@ -2076,13 +2100,7 @@ impl Pump {
             duration,
         };
         self.s.bolus = Some(bolus);
-        self.log(
-            now,
-            Event::BolusStarted {
-                kind: kind.code(),
-                volume,
-            },
-        );
+        self.log(now, Event::BolusStarted { kind, volume });
         self.mark_dirty();
         Response::BolusAccepted {
             volume,

@@ -13,6 +13,7 @@ use rig::{Rig, q};
 use thecal_pump::alarm::AlarmKind;
 use thecal_pump::battery::BatteryState;
 use thecal_pump::command::{BridgeChoice, Command, Mode, Refusal, Response, Role, StopReason};
+use thecal_pump::core::BolusKind;
 use thecal_pump::event::Event;
 use thecal_pump::profile::HardwareProfile;
 use thecal_rx::check::PatientBolus;
@@ -310,7 +311,7 @@ fn priming_bolus_fills_the_catheter_and_therapy_starts_when_drug_reaches_the_tip
     let delivered = rig.pump.delivered().raw();
     // Priming plus basal during the hour fill exactly the 0.2 mL dead volume.
     assert!(delivered.abs_diff(200_000) <= STROKE_NL, "{delivered}");
-    assert!(rig.events.iter().any(|e| matches!(e.event, Event::BolusStarted { kind: 2, volume } if volume.raw().abs_diff(195_834) <= 1)));
+    assert!(rig.events.iter().any(|e| matches!(e.event, Event::BolusStarted { kind: BolusKind::Priming, volume } if volume.raw().abs_diff(195_834) <= 1)));
     // No drug reached the patient during priming: it arrives as the priming ends.
     let drug_during = rig.tip_mass(DrugId::Ziconotide, t, rig.now);
     assert!(

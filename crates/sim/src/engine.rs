@@ -21,7 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use thecal_pump::alarm::AlarmKind;
 use thecal_pump::battery::BatteryState;
 use thecal_pump::command::{BridgeChoice, Command, Mode, Response, Role, StopReason};
-use thecal_pump::core::{Action, Pump};
+use thecal_pump::core::{Action, BolusKind, Pump};
 use thecal_pump::event::Event as LogEvent;
 use thecal_pump::fluid::FluidPath;
 use thecal_pump::persist::Slot;
@@ -534,8 +534,11 @@ impl<'a> Engine<'a> {
             LogEvent::MotorRecovered { missed } => {
                 self.note(format!("motor recovered; missed {missed}"))
             }
-            LogEvent::Fault { code } => self.note(format!("pump fault {code}")),
-            LogEvent::BolusStarted { kind: 4, .. } => self.result.totals.boluses_given += 1,
+            LogEvent::Fault { code } => self.note(format!("pump fault: {}", code.name())),
+            LogEvent::BolusStarted {
+                kind: BolusKind::Patient,
+                ..
+            } => self.result.totals.boluses_given += 1,
             LogEvent::HandshakeDenied { .. } => {
                 if let Some(r) = self.radio.as_deref_mut() {
                     r.denial_logged();
