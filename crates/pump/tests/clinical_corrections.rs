@@ -9,9 +9,13 @@
 
 mod rig;
 
+use proptest::prelude::*;
+use thecal_pump::battery::{Battery, BatteryState};
 use thecal_pump::command::{FaultCode, StopReason};
 use thecal_pump::core::BolusKind;
 use thecal_pump::event::Event;
+use thecal_pump::profile::HardwareProfile;
+use thecal_rx::Instant;
 use thecal_rx::Volume;
 
 // ----- typed log events (PUMP-030) ------------------------------------------------------
@@ -85,5 +89,96 @@ fn logged_events_keep_their_typed_values_through_the_encoding_pump_030() {
         let bytes = postcard::to_slice(&e, &mut buf).unwrap();
         let back: Event = postcard::from_bytes(bytes).unwrap();
         assert_eq!(back, e);
+    }
+}
+
+// ----- elective replacement needs evidence (PUMP-031) -----------------------------------
+
+const DAY: u64 = 86_400_000;
+
+/// Drives a battery as the core does: a batch of `per_6h` strokes (one wake each) every
+/// 6 h, the ERI alarm's hourly tone wakes once ERI is raised, and a wake at every
+/// `next_check`. Returns the instants (ms) of ERI and EOS.
+fn run_battery(capacity_uj: u64, per_6h: u32, until_days: u64) -> (Option<u64>, Option<u64>) {
+    let mut profile = HardwareProfile::synchromed_class(20);
+    profile.battery_uj = capacity_uj;
+    let mut b = Battery::new(&profile, Instant::ZERO);
+    let (mut eri, mut eos) = (None, None);
+    let mut now = 0u64;
+    let mut next_batch = 0u64;
+    let note = |state: Option<BatteryState>,
+                at: u64,
+                eri: &mut Option<u64>,
+                eos: &mut Option<u64>| match state {
+        Some(BatteryState::ElectiveReplacement) => *eri = Some(at),
+        Some(BatteryState::EndOfService) => {
+            eri.get_or_insert(at);
+            *eos = Some(at);
+        }
+        _ => {}
+    };
+    while now < until_days * DAY && eos.is_none() {
+        let due = b.next_check(Instant::from_ms(now)).map(|t| t.ms());
+        if let Some(due) = due.filter(|d| *d < next_batch) {
+            now = due.max(now);
+            let st = b.update(Instant::from_ms(now));
+            note(st, now, &mut eri, &mut eos);
+            continue;
+        }
+        now = next_batch;
+        next_batch += DAY / 4;
+        b.advance(Instant::from_ms(now));
+        let tones = if b.state() == BatteryState::ElectiveReplacement {
+            6
+        } else {
+            0
+        };
+        b.add_strokes(per_6h);
+        b.add_wakes(per_6h + tones);
+        let st = b.update(Instant::from_ms(now));
+        note(st, now, &mut eri, &mut eos);
+    }
+    (eri, eos)
+}
+
+#[test]
+fn a_small_battery_on_a_light_program_gets_no_eri_on_day_zero_pump_031() {
+    // The battery-eri-eos scenario's pump: 1500 J, 0.1 mL/day of 250 nL strokes = 400
+    // strokes a day = 100 per 6 h. By hand: quiescent 8 640 000 µJ/day + 400 × 2 540 µJ
+    // = 9 656 000 µJ/day. The first-day assumption (15 520 000 µJ/day) gives
+    // (1 500 000 000 − 131 120 640) / 15 520 000 = 88.2 days: under 90, an ERI on day 0
+    // from no evidence. Measured: EOS after 1 368 879 360 / 9 656 000 = 141.8 days
+    // (less the ERI tones), ERI about 90 days before it, near day 51.
+    let (eri, eos) = run_battery(1_500_000_000, 100, 400);
+    let (eri, eos) = (eri.unwrap(), eos.unwrap());
+    assert!(
+        eri >= DAY,
+        "ERI raised on day {:.2}",
+        eri as f64 / DAY as f64
+    );
+    let eos_days = eos as f64 / DAY as f64;
+    assert!((eos_days - 141.5).abs() < 1.0, "EOS on day {eos_days:.2}");
+    let gap = (eos - eri) as f64 / DAY as f64;
+    assert!((90.0..92.0).contains(&gap), "ERI {gap:.3} days before EOS");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Over battery capacities and delivery rates: ERI comes at least 90 days (the
+    /// labelled interval) before EOS and at most two days earlier than that, so never on
+    /// a fresh battery with years left; and never before a day has been measured.
+    #[test]
+    fn eri_comes_at_least_90_days_before_eos_and_never_early_pump_031(
+        capacity_j in 1_000u64..30_000,
+        per_6h in 0u32..600,
+    ) {
+        let (eri, eos) = run_battery(capacity_j * 1_000_000, per_6h, 12 * 366);
+        let (eri, eos) = (eri.unwrap(), eos.unwrap());
+        prop_assume!(eos >= 92 * DAY);
+        prop_assert!(eri >= DAY, "ERI on day {:.2}", eri as f64 / DAY as f64);
+        let gap = (eos - eri) as f64 / DAY as f64;
+        prop_assert!(gap >= 90.0, "ERI only {gap:.4} days before EOS");
+        prop_assert!(gap <= 92.0, "ERI {gap:.2} days before EOS: early");
     }
 }
