@@ -320,6 +320,19 @@ fn program_of(client: &mut Client) -> Result<Prescription, Fail> {
 
 // ----- plain words ---------------------------------------------------------------------
 
+/// What stopping does to this patient, drug by drug, with the source of each warning.
+pub fn stop_warnings(program: &Prescription) -> Vec<String> {
+    program
+        .contents
+        .active()
+        .filter_map(|c| {
+            c.drug
+                .stop_warning()
+                .map(|w| format!("WARNING ({}): {} [{}]", c.drug, w.value, w.source))
+        })
+        .collect()
+}
+
 /// A pump instant as a date, by the pump's clock at the last status read (or as pump
 /// time when no status was read).
 pub fn when(t: Instant) -> String {
@@ -1007,12 +1020,19 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             };
             let (mut key, mut client) = connect(&args)?;
             let old = status(&mut client)?;
+            let program = program_of(&mut client)?;
             if !out.json {
                 println!(
-                    "OLD: {}\nNEW: stopped ({})\nStopping is not safe for every patient: \
-                     baclofen withdrawal can kill. The pump will sound a reminder.",
+                    "OLD: {}\nNEW: stopped ({})",
                     mode_text(&old.mode),
                     reason_text(reason)
+                );
+                for line in stop_warnings(&program) {
+                    println!("{line}");
+                }
+                println!(
+                    "The pump sounds a reminder until delivery resumes, again after each \
+                     acknowledgement."
                 );
             }
             if confirm("Stop delivery?", *yes)? {

@@ -386,6 +386,10 @@ mod tests {
                 low_reservoir_days: 7,
                 stopped_reminder: Duration::from_minutes(60),
             },
+            Command::SetReminderInterval {
+                interval: Duration::from_hours(4),
+            },
+            Command::MriEmergency,
         ]
     }
 

@@ -583,6 +583,17 @@ impl Alarms {
         }
     }
 
+    /// An acknowledged `kind` whose cause persists sounds again from `now`, as if
+    /// unacknowledged (a reminder). Returns whether it was acknowledged; an inactive
+    /// or sounding alarm is left as it is.
+    pub fn resound(&mut self, kind: AlarmKind, now: Instant) -> bool {
+        if !self.is_acknowledged(kind) {
+            return false;
+        }
+        self.set(kind, Slot::Sounding { next: now });
+        true
+    }
+
     /// Whether `kind` is active (its cause present), acknowledged or not.
     pub fn is_active(&self, kind: AlarmKind) -> bool {
         !matches!(self.slot(kind), Slot::Inactive)

@@ -202,7 +202,25 @@ pub enum Command {
         /// Reminder after the pump has been stopped this long.
         stopped_reminder: Duration,
     },
+    /// How often an acknowledged alarm of a pump that delivers nothing while its program
+    /// expects delivery (stopped, MRI mode, fault, empty, end of service) sounds again
+    /// until its cause clears: [`REMINDER_INTERVAL_MIN`] to [`REMINDER_INTERVAL_MAX`].
+    SetReminderInterval {
+        /// The interval.
+        interval: Duration,
+    },
+    /// Valve pumps: shut the valve for an emergency MRI scan although the reservoir is
+    /// not empty. The clinician confirms that the scan cannot wait for the pump to be
+    /// emptied; the command is logged like every other.
+    MriEmergency,
 }
+
+/// Shortest no-delivery reminder interval a clinician may set.
+pub const REMINDER_INTERVAL_MIN: Duration = Duration::from_minutes(15);
+/// Longest no-delivery reminder interval a clinician may set.
+pub const REMINDER_INTERVAL_MAX: Duration = Duration::from_hours(4);
+/// The no-delivery reminder interval of a new pump.
+pub const REMINDER_INTERVAL_DEFAULT: Duration = Duration::from_hours(1);
 
 /// A command's kind without its payload: what the capability table and the log use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -235,11 +253,15 @@ pub enum CommandKind {
     ReduceDose,
     /// [`Command::AlarmSettings`].
     AlarmSettings,
+    /// [`Command::SetReminderInterval`].
+    SetReminderInterval,
+    /// [`Command::MriEmergency`].
+    MriEmergency,
 }
 
 impl CommandKind {
     /// Every kind.
-    pub const ALL: [CommandKind; 14] = [
+    pub const ALL: [CommandKind; 16] = [
         CommandKind::Interrogate,
         CommandKind::Program,
         CommandKind::Refill,
@@ -254,6 +276,8 @@ impl CommandKind {
         CommandKind::MriMode,
         CommandKind::ReduceDose,
         CommandKind::AlarmSettings,
+        CommandKind::SetReminderInterval,
+        CommandKind::MriEmergency,
     ];
 
     /// A stable code for the log.
@@ -273,6 +297,8 @@ impl CommandKind {
             CommandKind::MriMode => 12,
             CommandKind::ReduceDose => 13,
             CommandKind::AlarmSettings => 14,
+            CommandKind::SetReminderInterval => 15,
+            CommandKind::MriEmergency => 16,
         }
     }
 
@@ -293,6 +319,8 @@ impl CommandKind {
             CommandKind::MriMode => "MRI mode",
             CommandKind::ReduceDose => "reduce dose",
             CommandKind::AlarmSettings => "alarm settings",
+            CommandKind::SetReminderInterval => "set reminder interval",
+            CommandKind::MriEmergency => "emergency MRI mode",
         }
     }
 }
@@ -315,6 +343,8 @@ impl Command {
             Command::MriMode(_) => CommandKind::MriMode,
             Command::ReduceDose { .. } => CommandKind::ReduceDose,
             Command::AlarmSettings { .. } => CommandKind::AlarmSettings,
+            Command::SetReminderInterval { .. } => CommandKind::SetReminderInterval,
+            Command::MriEmergency => CommandKind::MriEmergency,
         }
     }
 }
@@ -324,7 +354,7 @@ impl Command {
 /// | command | clinician | patient remote | emergency |
 /// |---|---|---|---|
 /// | interrogate | yes | yes | yes |
-/// | program, refill, clinician/priming bolus, stop, resume, set clock, MRI mode, alarm settings | yes | no | no |
+/// | program, refill, clinician/priming bolus, stop, resume, set clock, MRI mode (and emergency MRI mode), alarm settings, reminder interval | yes | no | no |
 /// | patient bolus | yes | yes | no |
 /// | cancel bolus | yes | own patient bolus | no |
 /// | acknowledge alarm | yes | yes | yes |
@@ -495,6 +525,14 @@ pub enum Refusal {
     Invalid(&'static str),
     /// The alarm is not active.
     AlarmNotActive(AlarmKind),
+    /// Valve pumps: MRI mode needs an emptied reservoir (the valves may open in the
+    /// field), or an explicit emergency confirmation ([`Command::MriEmergency`]).
+    MriReservoirNotEmpty {
+        /// The reservoir's expected volume.
+        reservoir: Volume,
+        /// The most the profile allows in the reservoir during a scan.
+        limit: Volume,
+    },
 }
 
 impl Refusal {
@@ -517,6 +555,7 @@ impl Refusal {
             Refusal::ReservoirLow => 14,
             Refusal::Invalid(_) => 15,
             Refusal::AlarmNotActive(_) => 16,
+            Refusal::MriReservoirNotEmpty { .. } => 25,
         }
     }
 }
@@ -541,6 +580,7 @@ impl Refusal {
             14 => "reservoir too low",
             15 => "invalid value",
             16 => "alarm not active",
+            25 => "MRI mode needs an emptied reservoir",
             _ => return None,
         })
     }
@@ -599,6 +639,11 @@ impl fmt::Display for Refusal {
             Refusal::ReservoirLow => f.write_str("the reservoir cannot supply this bolus"),
             Refusal::Invalid(what) => f.write_str(what),
             Refusal::AlarmNotActive(k) => write!(f, "alarm {} is not active", k.name()),
+            Refusal::MriReservoirNotEmpty { reservoir, limit } => write!(
+                f,
+                "the reservoir holds {reservoir}; empty it to {limit} or less before MRI mode \
+                 (the valves may open in the field), or confirm an emergency scan"
+            ),
         }
     }
 }

@@ -51,8 +51,9 @@ use thecal_rx::{Duration, Flow, Instant, Mass, Volume};
 use crate::alarm::{AlarmKind, Alarms, Sound};
 use crate::battery::{Battery, BatteryReading, BatteryState};
 use crate::command::{
-    ActiveAlarm, BridgeChoice, Command, FaultCode, Mode, Refusal, Response, Role, Status,
-    StopReason, allowed,
+    ActiveAlarm, BridgeChoice, Command, FaultCode, Mode, REMINDER_INTERVAL_DEFAULT,
+    REMINDER_INTERVAL_MAX, REMINDER_INTERVAL_MIN, Refusal, Response, Role, Status, StopReason,
+    allowed,
 };
 use crate::event::{Event, LinkEvent};
 use crate::fluid::FluidPath;
@@ -315,6 +316,13 @@ struct State {
     last_seen: Instant,
     mono_offset: u64,
     strokes: u64,
+    /// How often an acknowledged no-delivery alarm sounds again (clinician setting).
+    reminder_interval: Duration,
+    /// When the acknowledged no-delivery alarm next sounds again, while delivery is
+    /// withheld.
+    reminder_at: Option<Instant>,
+    /// Since when a valve pump has been in MRI mode.
+    mri_since: Option<Instant>,
 }
 
 /// The pump's therapy core. See the [module docs](self) for the call order.
@@ -404,6 +412,9 @@ impl Pump {
             last_seen: now,
             mono_offset: 0,
             strokes: 0,
+            reminder_interval: REMINDER_INTERVAL_DEFAULT,
+            reminder_at: None,
+            mri_since: None,
         };
         let mut pump = Pump::from_state(profile, s, Persister::new());
         pump.log(now, Event::PowerOn { restored_seq: 0 });
@@ -697,7 +708,7 @@ impl Pump {
                 best = earliest(best, Some(stall.retry_at));
             }
         }
-        if let Mode::Stopped { since, .. } = self.s.mode {
+        if let Some(since) = self.withheld_since() {
             if !self.s.alarms.is_active(AlarmKind::StoppedReminder) {
                 best = earliest(
                     best,
@@ -705,6 +716,7 @@ impl Pump {
                 );
             }
         }
+        best = earliest(best, self.s.reminder_at);
         best.map(|t| self.to_hardware(t.max(self.s.last_seen)))
     }
 
@@ -889,10 +901,13 @@ impl Pump {
             self.s.bridging = false;
             self.s.credit_exact = self.s.credit_exact.min(e(self.profile.stroke_volume));
         }
-        if let Mode::Stopped { since, .. } = self.s.mode {
+        if let Some(since) = self.withheld_since() {
             if now >= since.saturating_add(self.s.settings.stopped_reminder) {
                 self.raise(now, AlarmKind::StoppedReminder);
             }
+        }
+        if self.s.reminder_at.is_some_and(|at| now >= at) {
+            self.remind(now);
         }
         if self.s.veto_retry.is_some_and(|r| now >= r) {
             // The window moved on: let the next stroke try again.
@@ -943,6 +958,52 @@ impl Pump {
 
     fn running(&self) -> bool {
         matches!(self.s.mode, Mode::Running)
+    }
+
+    /// Since when the pump has been stopped or, a valve pump, in MRI mode: the states
+    /// that raise the stopped reminder after the set delay.
+    fn withheld_since(&self) -> Option<Instant> {
+        match self.s.mode {
+            Mode::Stopped { since, .. } => Some(since),
+            Mode::MriSuspended => self.s.mri_since,
+            _ => None,
+        }
+    }
+
+    /// The alarms that say delivery the program expects is not happening, in the
+    /// present state: stopped or in MRI mode (the stopped reminder, and the MRI alarm),
+    /// in the safe state, at end of service, or empty.
+    fn no_delivery_alarms(&self) -> [Option<AlarmKind>; 2] {
+        match self.s.mode {
+            Mode::Stopped { .. } => [Some(AlarmKind::StoppedReminder), None],
+            Mode::MriSuspended => [Some(AlarmKind::StoppedReminder), Some(AlarmKind::MagnetMri)],
+            Mode::Fault { .. } => [Some(AlarmKind::MemoryFault), None],
+            Mode::EndOfService => [Some(AlarmKind::EndOfService), None],
+            Mode::Running => [
+                (self.s.reservoir < self.profile.stroke_volume)
+                    .then_some(AlarmKind::EmptyReservoir),
+                None,
+            ],
+        }
+    }
+
+    /// Whether `kind` speaks for delivery withheld now.
+    fn is_no_delivery_alarm(&self, kind: AlarmKind) -> bool {
+        self.no_delivery_alarms().contains(&Some(kind))
+    }
+
+    /// The reminder interval is up: every acknowledged no-delivery alarm whose cause
+    /// persists sounds again (an acknowledgement silences a tone, never the fact that
+    /// no drug flows).
+    fn remind(&mut self, now: Instant) {
+        self.s.reminder_at = None;
+        for kind in self.no_delivery_alarms().into_iter().flatten() {
+            if self.s.alarms.is_acknowledged(kind) && self.s.alarms.resound(kind, now) {
+                self.alarms_dirty = true;
+                self.log(now, Event::AlarmRaised(kind));
+            }
+        }
+        self.mark_dirty();
     }
 
     /// Whether a stroke may be issued now (apart from the credit).
@@ -1479,6 +1540,15 @@ impl Pump {
         }
     }
 
+    /// A valve pump shuts its valve for an MRI scan: no delivery until a clinician
+    /// resets it, with the MRI alarm now and the stopped reminder after its delay.
+    fn enter_mri(&mut self, now: Instant) {
+        self.s.mode = Mode::MriSuspended;
+        self.s.mri_since = Some(now);
+        self.s.bolus = None;
+        self.raise(now, AlarmKind::MagnetMri);
+    }
+
     /// The safe state: no delivery, a high-priority alarm, status and logs still
     /// readable, a new program or refill by a clinician may clear it.
     fn enter_fault(&mut self, now: Instant, code: FaultCode) {
@@ -1503,6 +1573,15 @@ impl Pump {
 
     fn clear(&mut self, now: Instant, kind: AlarmKind) {
         if self.s.alarms.clear(kind, now) {
+            // No reminder outlives the state it reminds of.
+            if !self
+                .no_delivery_alarms()
+                .into_iter()
+                .flatten()
+                .any(|k| self.s.alarms.is_active(k))
+            {
+                self.s.reminder_at = None;
+            }
             self.alarms_dirty = true;
             self.log(now, Event::AlarmCleared(kind));
             self.mark_dirty();
@@ -1727,6 +1806,9 @@ impl Pump {
             }
             Command::Acknowledge(kind) => match self.s.alarms.acknowledge(*kind, now) {
                 Ok(()) => {
+                    if self.is_no_delivery_alarm(*kind) && self.s.reminder_at.is_none() {
+                        self.s.reminder_at = Some(now.saturating_add(self.s.reminder_interval));
+                    }
                     self.alarms_dirty = true;
                     self.log(now, Event::AlarmAcknowledged(*kind));
                     self.mark_dirty();
@@ -1742,20 +1824,56 @@ impl Pump {
                 }
                 match (on, self.s.mode) {
                     (true, Mode::Running) => {
-                        self.s.mode = Mode::MriSuspended;
-                        self.s.bolus = None;
-                        self.raise(now, AlarmKind::MagnetMri);
+                        let limit = self.profile.mri_reservoir_limit;
+                        if self.s.reservoir > limit {
+                            return Refused(Refusal::MriReservoirNotEmpty {
+                                reservoir: self.s.reservoir,
+                                limit,
+                            });
+                        }
+                        self.enter_mri(now);
                     }
                     (false, Mode::MriSuspended) => {
                         self.s.mode = Mode::Running;
                         self.s.credit_exact = 0;
+                        self.s.mri_since = None;
                         self.clear(now, AlarmKind::MagnetMri);
+                        self.clear(now, AlarmKind::StoppedReminder);
                     }
                     _ => {
                         return Refused(Refusal::Invalid(
                             "MRI mode is entered from running and left from MRI mode",
                         ));
                     }
+                }
+                self.mark_dirty();
+                Accepted
+            }
+            Command::MriEmergency => {
+                if self.profile.mechanism != Mechanism::Valve {
+                    return Refused(Refusal::Invalid(
+                        "MRI mode is for valve pumps; a peristaltic pump stalls in the field and resumes by itself",
+                    ));
+                }
+                if self.s.mode != Mode::Running {
+                    return Refused(Refusal::Invalid("MRI mode is entered from running"));
+                }
+                // The clinician confirmed that the scan cannot wait for the pump to be
+                // emptied; the acceptance is logged with the sender's key.
+                self.enter_mri(now);
+                self.mark_dirty();
+                Accepted
+            }
+            Command::SetReminderInterval { interval } => {
+                if !(REMINDER_INTERVAL_MIN..=REMINDER_INTERVAL_MAX).contains(interval) {
+                    return Refused(Refusal::Invalid(
+                        "the no-delivery reminder interval is 15 min to 4 h",
+                    ));
+                }
+                self.s.reminder_interval = *interval;
+                // A reminder already pending keeps to the new interval.
+                if let Some(at) = self.s.reminder_at {
+                    self.s.reminder_at = Some(at.min(now.saturating_add(*interval)));
                 }
                 self.mark_dirty();
                 Accepted

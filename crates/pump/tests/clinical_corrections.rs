@@ -10,13 +10,18 @@
 mod rig;
 
 use proptest::prelude::*;
+use rig::{Rig, q};
+use thecal_pump::alarm::AlarmKind;
 use thecal_pump::battery::{Battery, BatteryState};
-use thecal_pump::command::{FaultCode, StopReason};
+use thecal_pump::command::{
+    BridgeChoice, Command, CommandKind, FaultCode, Mode, Refusal, Response, StopReason,
+};
 use thecal_pump::core::BolusKind;
 use thecal_pump::event::Event;
 use thecal_pump::profile::HardwareProfile;
-use thecal_rx::Instant;
-use thecal_rx::Volume;
+use thecal_rx::drug::DrugId;
+use thecal_rx::schedule::Schedule;
+use thecal_rx::{Duration, Instant, Volume};
 
 // ----- typed log events (PUMP-030) ------------------------------------------------------
 
@@ -181,4 +186,230 @@ proptest! {
         prop_assert!(gap >= 90.0, "ERI only {gap:.4} days before EOS");
         prop_assert!(gap <= 92.0, "ERI {gap:.2} days before EOS: early");
     }
+}
+
+// ----- no silence while no drug flows (PUMP-032, PUMP-033) -------------------------------
+
+/// A running baclofen pump, 2000 mcg/mL at 0.5 mL/day, 20 mL.
+fn baclofen(profile: HardwareProfile) -> Rig {
+    let mut rig = Rig::new(profile);
+    rig.start(
+        DrugId::Baclofen,
+        "2000 mcg/mL",
+        "20 mL",
+        Schedule::continuous(q("0.5 mL/day")),
+        None,
+    );
+    rig
+}
+
+/// Tones of `kind` sounded in `[from, to)`.
+fn tones(rig: &Rig, kind: AlarmKind, from: Instant, to: Instant) -> Vec<Instant> {
+    rig.sounds
+        .iter()
+        .filter(|(t, s)| s.kind == kind && *t >= from && *t < to)
+        .map(|(t, _)| *t)
+        .collect()
+}
+
+#[test]
+fn an_acknowledged_stopped_reminder_sounds_again_every_hour_until_resumed_pump_032() {
+    let mut rig = baclofen(HardwareProfile::synchromed_class(20));
+    rig.ok(Command::Stop {
+        reason: StopReason::Procedure,
+    });
+    rig.run_for(Duration::from_minutes(31));
+    assert!(rig.pump.alarms().is_active(AlarmKind::StoppedReminder));
+    rig.ok(Command::Acknowledge(AlarmKind::StoppedReminder));
+    let acked = rig.now;
+    rig.run_for(Duration::from_hours(6));
+    // By hand: the default interval is 1 h, so the reminder sounds again at ack + 1 h
+    // and, unacknowledged again, every hour after (medium priority): at +1 h … +5 h
+    // within [ack, ack + 6 h), 5 tones.
+    let again = tones(&rig, AlarmKind::StoppedReminder, acked, rig.now);
+    assert_eq!(
+        again.first().copied(),
+        Some(acked.saturating_add(Duration::from_hours(1))),
+        "an acknowledged stopped reminder stayed silent for 6 h: {again:?}"
+    );
+    assert_eq!(again.len(), 5, "{again:?}");
+    // Resumed: the cause is gone, so nothing more sounds.
+    rig.ok(Command::Resume);
+    let resumed = rig.now.saturating_add(Duration::from_ms(1));
+    rig.run_for(Duration::from_hours(3));
+    assert!(tones(&rig, AlarmKind::StoppedReminder, resumed, rig.now).is_empty());
+}
+
+#[test]
+fn the_reminder_interval_is_a_bounded_clinician_setting_pump_032() {
+    let mut rig = baclofen(HardwareProfile::synchromed_class(20));
+    for bad in [Duration::from_minutes(14), Duration::from_minutes(241)] {
+        let r = rig.cmd(Command::SetReminderInterval { interval: bad });
+        match r {
+            Response::Refused(Refusal::Invalid(why)) => {
+                assert!(why.contains("15 min to 4 h"), "{why}");
+            }
+            other => panic!("{bad:?} accepted: {other:?}"),
+        }
+    }
+    let r = rig.cmd_as(
+        thecal_pump::command::Role::PatientRemote,
+        Command::SetReminderInterval {
+            interval: Duration::from_minutes(30),
+        },
+    );
+    assert!(matches!(r, Response::Refused(Refusal::NotPermitted { .. })));
+    rig.ok(Command::SetReminderInterval {
+        interval: Duration::from_minutes(15),
+    });
+    rig.ok(Command::Stop {
+        reason: StopReason::Other,
+    });
+    rig.run_for(Duration::from_minutes(31));
+    rig.ok(Command::Acknowledge(AlarmKind::StoppedReminder));
+    let acked = rig.now;
+    rig.run_for(Duration::from_minutes(20));
+    assert_eq!(
+        tones(&rig, AlarmKind::StoppedReminder, acked, rig.now),
+        vec![acked.saturating_add(Duration::from_minutes(15))]
+    );
+}
+
+#[test]
+fn an_acknowledged_empty_reservoir_sounds_again_at_the_interval_not_after_4_h_pump_032() {
+    let mut rig = Rig::new(HardwareProfile::synchromed_class(20));
+    rig.start(
+        DrugId::Baclofen,
+        "2000 mcg/mL",
+        "1 mL",
+        Schedule::continuous(q("0.5 mL/day")),
+        None,
+    );
+    rig.run_for(Duration::from_days(3));
+    assert!(rig.pump.alarms().is_active(AlarmKind::EmptyReservoir));
+    rig.ok(Command::Acknowledge(AlarmKind::EmptyReservoir));
+    let acked = rig.now;
+    rig.run_for(Duration::from_minutes(61));
+    // High priority re-armed only after 4 h before; the reminder interval is 1 h.
+    let after_ack = acked.saturating_add(Duration::from_ms(1));
+    assert_eq!(
+        tones(&rig, AlarmKind::EmptyReservoir, after_ack, rig.now).first(),
+        Some(&acked.saturating_add(Duration::from_hours(1))),
+        "an acknowledged empty reservoir was silent for an hour"
+    );
+}
+
+/// Empties a pump for an MRI scan: the residual is aspirated, nothing is added.
+fn empty_for_mri(rig: &mut Rig) {
+    let contents = rig.pump.program().contents.clone();
+    let expected = rig.pump.status().reservoir;
+    rig.ok(Command::Refill {
+        aspirated: expected,
+        added: Volume::ZERO,
+        contents,
+        keep_dose: false,
+        bridge: BridgeChoice::None,
+        confirm: true,
+    });
+}
+
+#[test]
+fn mri_mode_raises_the_stopped_reminder_and_it_sounds_again_after_acknowledgement_pump_032() {
+    let mut rig = baclofen(HardwareProfile::prometra_class(20));
+    rig.run_for(Duration::from_hours(1));
+    empty_for_mri(&mut rig);
+    rig.ok(Command::MriMode(true));
+    assert_eq!(rig.pump.status().mode, Mode::MriSuspended);
+    rig.ok(Command::Acknowledge(AlarmKind::MagnetMri));
+    let acked = rig.now;
+    rig.run_for(Duration::from_minutes(31));
+    // The MRI-mode pump is left shut: the stopped reminder after its 30 min delay.
+    assert!(
+        rig.pump.alarms().is_active(AlarmKind::StoppedReminder),
+        "a valve pump left in MRI mode never raised the stopped reminder"
+    );
+    rig.ok(Command::Acknowledge(AlarmKind::StoppedReminder));
+    rig.run_for(Duration::from_minutes(30));
+    // The acknowledged MRI alarm sounds again one interval (1 h) after its
+    // acknowledgement.
+    assert_eq!(
+        tones(
+            &rig,
+            AlarmKind::MagnetMri,
+            acked.saturating_add(Duration::from_ms(1)),
+            rig.now
+        ),
+        vec![acked.saturating_add(Duration::from_hours(1))]
+    );
+    rig.ok(Command::MriMode(false));
+    assert!(!rig.pump.alarms().is_active(AlarmKind::StoppedReminder));
+    assert!(!rig.pump.alarms().is_active(AlarmKind::MagnetMri));
+}
+
+#[test]
+fn stop_warnings_are_drug_specific_and_sourced_pump_033() {
+    let w = |d: DrugId| d.stop_warning().unwrap();
+    assert!(w(DrugId::Baclofen).value.contains("death"));
+    assert!(w(DrugId::Baclofen).source.contains("Lioresal"));
+    assert!(w(DrugId::Clonidine).value.contains("life-threatening"));
+    for opioid in [
+        DrugId::Morphine,
+        DrugId::Hydromorphone,
+        DrugId::Fentanyl,
+        DrugId::Sufentanil,
+    ] {
+        assert!(w(opioid).value.contains("opioid withdrawal"), "{opioid}");
+    }
+    let z = w(DrugId::Ziconotide);
+    assert!(z.value.contains("may be stopped abruptly"));
+    assert!(z.source.contains("Prialt"));
+    assert!(DrugId::Saline.stop_warning().is_none());
+    assert!(DrugId::Bupivacaine.stop_warning().is_none());
+}
+
+// ----- valve-pump MRI mode needs an empty reservoir (PUMP-034) ---------------------------
+
+#[test]
+fn valve_pump_mri_mode_is_refused_with_a_full_reservoir_pump_034() {
+    let mut rig = Rig::new(HardwareProfile::prometra_class(20));
+    rig.start(
+        DrugId::Morphine,
+        "10 mg/mL",
+        "20 mL",
+        Schedule::continuous(q("0.2 mL/day")),
+        None,
+    );
+    rig.run_for(Duration::from_hours(1));
+    let r = rig.cmd(Command::MriMode(true));
+    let Response::Refused(refusal) = &r else {
+        panic!("MRI mode accepted with a full reservoir: {r:?}");
+    };
+    assert_eq!(refusal.code(), 25);
+    match refusal {
+        Refusal::MriReservoirNotEmpty { reservoir, limit } => {
+            assert_eq!(*limit, Volume::from_nl(10_000));
+            assert!(*reservoir > Volume::from_ml(19), "{reservoir}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(refusal.to_string().contains("empty it to"));
+    assert_eq!(rig.pump.status().mode, Mode::Running);
+    // An emergency scan: confirmed explicitly, and logged as its own command.
+    rig.ok(Command::MriEmergency);
+    assert_eq!(rig.pump.status().mode, Mode::MriSuspended);
+    assert!(rig.events.iter().any(|e| matches!(
+        e.event,
+        Event::CommandAccepted { code, .. } if code == CommandKind::MriEmergency.code()
+    )));
+    rig.ok(Command::MriMode(false));
+    // Emptied to the limit: MRI mode without an emergency.
+    empty_for_mri(&mut rig);
+    rig.ok(Command::MriMode(true));
+    assert_eq!(rig.pump.status().mode, Mode::MriSuspended);
+    // Only valve pumps have an MRI mode, emergency or not.
+    let mut p = baclofen(HardwareProfile::synchromed_class(20));
+    assert!(matches!(
+        p.cmd(Command::MriEmergency),
+        Response::Refused(Refusal::Invalid(_))
+    ));
 }

@@ -815,7 +815,8 @@ fn valve_pump_mri_mode_shuts_delivery_until_a_clinician_resets_it_pump_022() {
         None,
     );
     rig.run_for(Duration::from_hours(2));
-    rig.ok(Command::MriMode(true));
+    // A full pump: an emergency scan the clinician confirms (PUMP-034).
+    rig.ok(Command::MriEmergency);
     assert_eq!(rig.pump.status().mode, Mode::MriSuspended);
     assert!(rig.pump.alarms().is_active(AlarmKind::MagnetMri));
     let d = rig.pump.delivered();

@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use thecal_pump::alarm::AlarmKind;
 use thecal_pump::battery::BatteryState;
-use thecal_pump::command::{BridgeChoice, Command, Mode, Response, Role, StopReason};
+use thecal_pump::command::{BridgeChoice, Command, Mode, Refusal, Response, Role, StopReason};
 use thecal_pump::core::{Action, BolusKind, Pump};
 use thecal_pump::event::Event as LogEvent;
 use thecal_pump::fluid::FluidPath;
@@ -707,7 +707,13 @@ impl<'a> Engine<'a> {
             Event::Mri(duration) => {
                 let valve = matches!(&self.dev, Dev::Programmable(p) if p.profile.mechanism == Mechanism::Valve);
                 if valve {
-                    self.clinician(Command::MriMode(true));
+                    // A valve pump enters MRI mode only when emptied; a scan of a full
+                    // pump is an emergency the clinician confirms explicitly.
+                    if let Response::Refused(Refusal::MriReservoirNotEmpty { .. }) =
+                        self.clinician(Command::MriMode(true))
+                    {
+                        self.clinician(Command::MriEmergency);
+                    }
                 }
                 self.env.mri = true;
                 self.magnet(true);
