@@ -349,6 +349,7 @@ fn command(c: &FCommand, pump: &Pump) -> Command {
                 FBridge::None => BridgeChoice::None,
             },
             confirm: *confirm,
+            beyond_use_utc_ms: None,
         },
         FCommand::ClinicianBolus {
             volume_ul,
@@ -555,6 +556,7 @@ impl Sim {
                 keep_dose: false,
                 bridge: BridgeChoice::None,
                 confirm: true,
+                beyond_use_utc_ms: None,
             },
             Command::Program {
                 prescription: Prescription {

@@ -966,6 +966,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                     keep_dose: *keep_dose,
                     bridge,
                     confirm: *confirm_pump,
+                    beyond_use_utc_ms: None,
                 }),
             )?;
             let s = status(&mut client)?;

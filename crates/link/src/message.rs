@@ -360,6 +360,7 @@ mod tests {
                 keep_dose: true,
                 bridge: BridgeChoice::Bolus(Duration::from_minutes(30)),
                 confirm: false,
+                beyond_use_utc_ms: None,
             },
             Command::ClinicianBolus {
                 volume: Volume::from_ul(50),

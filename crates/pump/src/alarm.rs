@@ -171,11 +171,14 @@ pub enum AlarmKind {
     /// The radio used its daily energy budget (or was flooded) and sleeps until a
     /// programmer wand wakes it: remotes cannot reach the pump.
     TelemetryPaused,
+    /// The fill passed its beyond-use date (drug stability or the pharmacy's date): the
+    /// drug may have lost potency.
+    BeyondUseDate,
 }
 
 impl AlarmKind {
     /// How many kinds there are.
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
 
     /// Every kind, in declaration order.
     pub const ALL: [AlarmKind; Self::COUNT] = [
@@ -190,6 +193,7 @@ impl AlarmKind {
         AlarmKind::ClockNotSet,
         AlarmKind::MagnetMri,
         AlarmKind::TelemetryPaused,
+        AlarmKind::BeyondUseDate,
     ];
 
     /// IEC 60601-1-8 priority (DOMAIN.md §6: potential harm × onset).
@@ -235,6 +239,9 @@ impl AlarmKind {
             // reach until a clinician wakes the radio: inconvenience, no harm from the
             // alarm's cause itself → Low.
             AlarmKind::TelemetryPaused => Priority::Low,
+            // The drug may be losing potency (ziconotide adsorbs and degrades): under-
+            // dosing that grows over days, delayed onset → Medium.
+            AlarmKind::BeyondUseDate => Priority::Medium,
         }
     }
 
@@ -258,6 +265,7 @@ impl AlarmKind {
             AlarmKind::ClockNotSet => 9,
             AlarmKind::MagnetMri => 10,
             AlarmKind::TelemetryPaused => 11,
+            AlarmKind::BeyondUseDate => 12,
         }
     }
 
@@ -280,6 +288,7 @@ impl AlarmKind {
             AlarmKind::ClockNotSet => "clock not set",
             AlarmKind::MagnetMri => "magnet or MRI detected",
             AlarmKind::TelemetryPaused => "telemetry paused",
+            AlarmKind::BeyondUseDate => "drug past its beyond-use date",
         }
     }
 
@@ -345,6 +354,10 @@ impl AlarmKind {
                  usual. Call your clinic to have the radio woken up; if you need extra \
                  medicine that your remote would give, call them now."
             }
+            AlarmKind::BeyondUseDate => {
+                "Your pump's medicine has reached its use-by date and may be getting \
+                 weaker. Call your clinic today to book a refill."
+            }
         }
     }
 
@@ -406,6 +419,11 @@ impl AlarmKind {
                  wand wakes it. Basal delivery is unaffected. Wake it with the wand, read \
                  the event log for the denied handshakes, and look for a source of \
                  interference or an attack."
+            }
+            AlarmKind::BeyondUseDate => {
+                "Beyond-use date passed: the fill is older than the drug's stability in \
+                 the reservoir (or the pharmacy's beyond-use date). Refill now; expect \
+                 reduced effect until then."
             }
         }
     }
@@ -740,13 +758,15 @@ mod tests {
     #[test]
     fn codes_are_stable_unique_and_round_trip_pump_020() {
         let codes: Vec<u8> = AlarmKind::ALL.iter().map(|k| k.code()).collect();
-        assert_eq!(codes, (1..=11).collect::<Vec<u8>>());
+        // Appended kinds take the next codes: never reuse or renumber one.
+        assert_eq!(codes, (1..=AlarmKind::COUNT as u8).collect::<Vec<u8>>());
+        assert_eq!(AlarmKind::TelemetryPaused.code(), 11);
         for kind in AlarmKind::ALL {
             assert_eq!(AlarmKind::from_code(kind.code()), Some(kind));
             assert_eq!(AlarmKind::ALL[kind.index()], kind);
         }
         assert_eq!(AlarmKind::from_code(0), None);
-        assert_eq!(AlarmKind::from_code(12), None);
+        assert_eq!(AlarmKind::from_code(AlarmKind::COUNT as u8 + 1), None);
     }
 
     #[test]

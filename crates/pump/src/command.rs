@@ -146,6 +146,10 @@ pub enum Command {
         bridge: BridgeChoice,
         /// The clinician confirmed soft findings and a flagged reconciliation.
         confirm: bool,
+        /// The compounding pharmacy's beyond-use date of this fill, UTC ms since 1970
+        /// (needs the wall clock set); `None`: the drug library's stability alone. The
+        /// pump takes the earlier of the two.
+        beyond_use_utc_ms: Option<u64>,
     },
     /// A clinician bolus on top of the basal.
     ClinicianBolus {
@@ -676,8 +680,9 @@ pub struct Status {
     pub alarms: heapless::Vec<ActiveAlarm, { AlarmKind::COUNT }>,
     /// Remaining battery life at the present draw.
     pub battery_life: Option<Duration>,
-    /// When the low-reservoir alarm is expected, assuming every allowed patient bolus is
-    /// used (the patient remote shows this as the next refill date).
+    /// When the next refill is due: the earlier of the low-reservoir alarm (assuming
+    /// every allowed patient bolus is used) and the fill's beyond-use date (the patient
+    /// remote shows this as the next refill date).
     pub next_refill: Option<Instant>,
     /// The pump's time when the status was taken (monotonic, hardware time).
     pub now: Instant,

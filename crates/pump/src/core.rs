@@ -323,6 +323,8 @@ struct State {
     reminder_at: Option<Instant>,
     /// Since when a valve pump has been in MRI mode.
     mri_since: Option<Instant>,
+    /// When the fill in the reservoir passes its beyond-use date.
+    beyond_use: Option<Instant>,
 }
 
 /// The pump's therapy core. See the [module docs](self) for the call order.
@@ -415,6 +417,7 @@ impl Pump {
             reminder_interval: REMINDER_INTERVAL_DEFAULT,
             reminder_at: None,
             mri_since: None,
+            beyond_use: None,
         };
         let mut pump = Pump::from_state(profile, s, Persister::new());
         pump.log(now, Event::PowerOn { restored_seq: 0 });
@@ -717,6 +720,9 @@ impl Pump {
             }
         }
         best = earliest(best, self.s.reminder_at);
+        if !self.s.alarms.is_active(AlarmKind::BeyondUseDate) {
+            best = earliest(best, self.s.beyond_use);
+        }
         best.map(|t| self.to_hardware(t.max(self.s.last_seen)))
     }
 
@@ -908,6 +914,9 @@ impl Pump {
         }
         if self.s.reminder_at.is_some_and(|at| now >= at) {
             self.remind(now);
+        }
+        if self.s.beyond_use.is_some_and(|at| now >= at) {
+            self.raise(now, AlarmKind::BeyondUseDate);
         }
         if self.s.veto_retry.is_some_and(|r| now >= r) {
             // The window moved on: let the next stroke try again.
@@ -1415,7 +1424,8 @@ impl Pump {
             .saturating_add(Volume::from_raw(allowance.raw()))
     }
 
-    /// When the low-reservoir alarm is expected (every allowed patient bolus used).
+    /// When the next refill is due: the low-reservoir alarm (every allowed patient bolus
+    /// used) or the beyond-use date, whichever is earlier.
     fn next_refill(&self) -> Option<Instant> {
         if !self.running() {
             return None;
@@ -1426,7 +1436,9 @@ impl Pump {
             return None;
         }
         let ms = mul_div(usable.raw(), MS_PER_DAY, daily.raw(), Rounding::Down).ok()?;
-        Some(self.s.last_seen.saturating_add(Duration::from_ms(ms)))
+        let by_volume = self.s.last_seen.saturating_add(Duration::from_ms(ms));
+        // The drug's stability can come first (ziconotide: 40 days diluted).
+        Some(self.s.beyond_use.map_or(by_volume, |b| b.min(by_volume)))
     }
 
     fn end_bolus(&mut self, now: Instant, b: Bolus) {
@@ -1707,8 +1719,16 @@ impl Pump {
                 keep_dose,
                 bridge,
                 confirm,
+                beyond_use_utc_ms,
             } => self.refill(
-                now, *aspirated, *added, contents, *keep_dose, *bridge, *confirm,
+                now,
+                *aspirated,
+                *added,
+                contents,
+                *keep_dose,
+                *bridge,
+                *confirm,
+                *beyond_use_utc_ms,
             ),
             Command::ClinicianBolus { volume, duration } => {
                 self.start_bolus(now, BolusKind::Clinician, *volume, *duration)
@@ -2047,9 +2067,15 @@ impl Pump {
         keep_dose: bool,
         bridge: BridgeChoice,
         confirm: bool,
+        pharmacy_bud: Option<u64>,
     ) -> Response {
         use Response::Refused;
         let capacity = self.profile.reservoir_capacity;
+        let first_fill = self.s.program.contents.active().next().is_none();
+        let beyond_use = match self.beyond_use(now, contents, first_fill, pharmacy_bud) {
+            Ok(t) => t,
+            Err(r) => return Refused(r),
+        };
         if added > capacity {
             return Refused(Refusal::AboveCapacity {
                 volume: added,
@@ -2127,6 +2153,8 @@ impl Pump {
         self.s.baseline = keep_baseline;
         self.clear(now, AlarmKind::EmptyReservoir);
         self.clear(now, AlarmKind::LowReservoir);
+        self.s.beyond_use = beyond_use;
+        self.clear(now, AlarmKind::BeyondUseDate);
         let old_fluid = self.s.fluid.volume_until(contents);
         self.s.bridging = false;
         if !old_fluid.is_zero() && old_primary.is_some() {
@@ -2153,6 +2181,43 @@ impl Pump {
         }
         self.after_volume_change(now);
         Response::Accepted
+    }
+
+    /// The beyond-use instant of a fill of `contents` made at `now`: the earliest of
+    /// each drug's stability in the reservoir (the first fill of a new pump, diluted or
+    /// a commercial strength, from the drug library) and the pharmacy's date.
+    fn beyond_use(
+        &self,
+        now: Instant,
+        contents: &Admixture,
+        first_fill: bool,
+        pharmacy_utc_ms: Option<u64>,
+    ) -> Result<Option<Instant>, Refusal> {
+        let mut bud: Option<Instant> = None;
+        for c in contents.active() {
+            let info = self.library.get(c.drug);
+            if let Some(st) = info.stability {
+                let diluted = !info.strengths.contains(&c.concentration);
+                let at = now.saturating_add(st.limit(diluted, first_fill));
+                bud = Some(bud.map_or(at, |b| b.min(at)));
+            }
+        }
+        if let Some(utc) = pharmacy_utc_ms {
+            let Some(clock) = self.s.clock else {
+                return Err(Refusal::Invalid(
+                    "set the pump's clock before giving a pharmacy beyond-use date",
+                ));
+            };
+            let now_utc = clock.utc(now);
+            if utc <= now_utc {
+                return Err(Refusal::Invalid(
+                    "the pharmacy's beyond-use date has passed; do not fill this drug",
+                ));
+            }
+            let at = now.saturating_add(Duration::from_ms(utc.saturating_sub(now_utc)));
+            bud = Some(bud.map_or(at, |b| b.min(at)));
+        }
+        Ok(bud)
     }
 
     fn start_bolus(
@@ -2402,6 +2467,7 @@ mod tests {
             keep_dose: false,
             bridge: BridgeChoice::None,
             confirm: true,
+            beyond_use_utc_ms: None,
         };
         assert_eq!(
             p.handle_command(now, Role::Clinician, 0, &refill),

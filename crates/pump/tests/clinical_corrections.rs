@@ -19,6 +19,7 @@ use thecal_pump::command::{
 use thecal_pump::core::BolusKind;
 use thecal_pump::event::Event;
 use thecal_pump::profile::HardwareProfile;
+use thecal_rx::dose::Admixture;
 use thecal_rx::drug::DrugId;
 use thecal_rx::schedule::Schedule;
 use thecal_rx::{Duration, Instant, Volume};
@@ -310,6 +311,7 @@ fn empty_for_mri(rig: &mut Rig) {
         keep_dose: false,
         bridge: BridgeChoice::None,
         confirm: true,
+        beyond_use_utc_ms: None,
     });
 }
 
@@ -412,4 +414,81 @@ fn valve_pump_mri_mode_is_refused_with_a_full_reservoir_pump_034() {
         p.cmd(Command::MriEmergency),
         Response::Refused(Refusal::Invalid(_))
     ));
+}
+
+// ----- the refill date respects drug stability (PUMP-035) --------------------------------
+
+/// A refill of `ml` of diluted ziconotide (5 mcg/mL) after aspirating the expected
+/// residual, with an optional pharmacy beyond-use date.
+fn refill_ziconotide(rig: &mut Rig, ml: &str, pharmacy: Option<u64>) -> Response {
+    let expected = rig.pump.status().reservoir;
+    rig.cmd(Command::Refill {
+        aspirated: expected,
+        added: q(ml),
+        contents: Admixture::single(DrugId::Ziconotide, q("5 mcg/mL")),
+        keep_dose: false,
+        bridge: BridgeChoice::None,
+        confirm: true,
+        beyond_use_utc_ms: pharmacy,
+    })
+}
+
+#[test]
+fn next_refill_is_the_earlier_of_volume_and_drug_stability_pump_035() {
+    const DAY_MS: u64 = 86_400_000;
+    let mut rig = Rig::new(HardwareProfile::synchromed_class(20));
+    // 5 mcg/mL at 0.1 mL/day = 0.5 mcg/day; 20 mL lasts about 180 days by volume.
+    rig.start(
+        DrugId::Ziconotide,
+        "5 mcg/mL",
+        "20 mL",
+        Schedule::continuous(q("0.1 mL/day")),
+        None,
+    );
+    // The first fill of a new pump: ziconotide is stable 14 days (Prialt label).
+    let due = rig.pump.status().next_refill.unwrap();
+    assert_eq!(
+        due,
+        Instant::from_ms(14 * DAY_MS),
+        "next refill on day {:.1}, though ziconotide is stable 14 days in a new pump",
+        due.ms() as f64 / DAY_MS as f64
+    );
+    rig.run_until(Instant::from_ms(10 * DAY_MS));
+    // A later fill, diluted (5 mcg/mL is not a commercial strength): 40 days.
+    assert_eq!(
+        refill_ziconotide(&mut rig, "20 mL", None),
+        Response::Accepted
+    );
+    assert_eq!(
+        rig.pump.status().next_refill,
+        Some(Instant::from_ms(50 * DAY_MS))
+    );
+    // Not refilled: the alarm comes when the beyond-use date passes, not before.
+    rig.run_until(Instant::from_ms(50 * DAY_MS - 1));
+    assert!(!rig.pump.alarms().is_active(AlarmKind::BeyondUseDate));
+    rig.run_until(Instant::from_ms(50 * DAY_MS));
+    assert!(rig.pump.alarms().is_active(AlarmKind::BeyondUseDate));
+    // The pharmacy's date, earlier than the library's: it wins. It needs the clock.
+    let r = refill_ziconotide(&mut rig, "20 mL", Some(rig::MONDAY_UTC_MS));
+    assert!(
+        matches!(&r, Response::Refused(Refusal::Invalid(w)) if w.contains("clock")),
+        "{r:?}"
+    );
+    rig.set_clock();
+    let r = refill_ziconotide(&mut rig, "20 mL", Some(rig::MONDAY_UTC_MS - 1));
+    assert!(
+        matches!(&r, Response::Refused(Refusal::Invalid(w)) if w.contains("has passed")),
+        "{r:?}"
+    );
+    assert!(rig.pump.alarms().is_active(AlarmKind::BeyondUseDate));
+    let pharmacy = rig::MONDAY_UTC_MS + 20 * DAY_MS;
+    assert_eq!(
+        refill_ziconotide(&mut rig, "20 mL", Some(pharmacy)),
+        Response::Accepted
+    );
+    assert!(!rig.pump.alarms().is_active(AlarmKind::BeyondUseDate));
+    assert_eq!(
+        rig.pump.status().next_refill,
+        Some(Instant::from_ms(70 * DAY_MS))
+    );
 }

@@ -136,6 +136,7 @@ fn apply(rig: &mut Rig, op: &Op) {
                 keep_dose,
                 bridge,
                 confirm: true,
+                beyond_use_utc_ms: None,
             });
         }
         Op::Program { flow_ul, flex } => {
@@ -306,6 +307,7 @@ fn power_cut_at_every_write_of_a_refill_and_reprogram_restores_old_or_new_pump_0
         keep_dose: true,
         bridge: BridgeChoice::Automatic,
         confirm: false,
+        beyond_use_utc_ms: None,
     });
     let after_refill = rig.pump.status();
     rig.run_for(Duration::from_hours(1));

@@ -262,6 +262,7 @@ fn concentration_change_keeps_the_tip_dose_continuous_pump_013() {
             keep_dose: true,
             bridge,
             confirm: false,
+            beyond_use_utc_ms: None,
         });
         assert_eq!(
             rig.pump
@@ -554,6 +555,7 @@ fn refill_reconciliation_and_capacity_are_checked_pump_014() {
         keep_dose: false,
         bridge: BridgeChoice::Automatic,
         confirm,
+        beyond_use_utc_ms: None,
     };
     // 40 mL into a 20 mL pump (the reservoir-size mix-up).
     let r = rig.cmd(refill("15 mL", "40 mL", false));

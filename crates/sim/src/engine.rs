@@ -277,6 +277,7 @@ impl<'a> Engine<'a> {
                     keep_dose: false,
                     bridge: BridgeChoice::None,
                     confirm: true,
+                    beyond_use_utc_ms: None,
                 };
                 self.clinician(refill(Volume::ZERO));
                 let mut rx = self.sc.prescription.clone();
@@ -869,6 +870,7 @@ impl<'a> Engine<'a> {
             keep_dose,
             bridge,
             confirm: true,
+            beyond_use_utc_ms: None,
         };
         let r = self.clinician(cmd(entered_volume, entered_contents.clone()));
         let refused = matches!(r, Response::Refused(_));
@@ -934,6 +936,7 @@ impl<'a> Engine<'a> {
             keep_dose: false,
             bridge: BridgeChoice::None,
             confirm: true,
+            beyond_use_utc_ms: None,
         });
         let mut rx = program;
         rx.contents = self.contents.clone();
