@@ -1021,14 +1021,22 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             };
             let (mut key, mut client) = connect(&args)?;
             let old = status(&mut client)?;
-            let program = program_of(&mut client)?;
+            // Only a clinician may read the program; for any other sender the pump
+            // refuses the stop itself, so the generic warning is enough.
+            let program = program_of(&mut client).ok();
             if !out.json {
                 println!(
                     "OLD: {}\nNEW: stopped ({})",
                     mode_text(&old.mode),
                     reason_text(reason)
                 );
-                for line in stop_warnings(&program) {
+                let warnings = program.as_ref().map(stop_warnings).unwrap_or_default();
+                if warnings.is_empty() {
+                    println!(
+                        "Stopping is not safe for every patient: baclofen withdrawal can kill."
+                    );
+                }
+                for line in warnings {
                     println!("{line}");
                 }
                 println!(

@@ -2169,9 +2169,12 @@ impl Pump {
                             duration,
                         });
                         // The bolus and the basal delivered meanwhile (predictive rule).
+                        // Counted by the limiter for a day after its last part.
                         self.s.allowance = Some(Allowance {
                             volume: old_fluid.saturating_add(self.basal_during(now, duration)),
-                            until: now.saturating_add(Duration::from_days(1)),
+                            until: now
+                                .saturating_add(duration)
+                                .saturating_add(Duration::from_days(1)),
                         });
                         self.update_limits();
                     }
@@ -2256,9 +2259,13 @@ impl Pump {
             None
         } else {
             // The bolus and the basal delivered meanwhile (predictive rule).
+            // The limiter counts the bolus's last part for a day after it is delivered:
+            // the allowance lasts as long.
             Some(Allowance {
                 volume: volume.saturating_add(basal),
-                until: now.saturating_add(Duration::from_days(1)),
+                until: now
+                    .saturating_add(duration)
+                    .saturating_add(Duration::from_days(1)),
             })
         };
         let saved = self.s.allowance;

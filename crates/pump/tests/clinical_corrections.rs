@@ -492,3 +492,28 @@ fn next_refill_is_the_earlier_of_volume_and_drug_stability_pump_035() {
         Some(Instant::from_ms(70 * DAY_MS))
     );
 }
+
+// ----- a bolus's limiter allowance lasts while its delivery is counted (PUMP-036) -------
+
+#[test]
+fn a_long_clinician_bolus_is_not_vetoed_when_its_allowance_would_expire_pump_036() {
+    let mut rig = baclofen(HardwareProfile::synchromed_class(20));
+    rig.run_for(Duration::from_days(2));
+    // 0.15 mL over 12 h on top of 0.5 mL/day: the limiter counts each part of the bolus
+    // for 24 h after it is delivered, i.e. until 36 h after the start. An allowance that
+    // ends 24 h after the start leaves the bolus counted against the basal limit:
+    // 0.5 + 0.15 = 0.65 mL in the window, against (0.5 mL + 15 min of basal) × 1.1 +
+    // 2 strokes ≈ 0.556 mL.
+    rig.ok(Command::ClinicianBolus {
+        volume: q("0.15 mL"),
+        duration: Duration::from_hours(12),
+    });
+    rig.run_for(Duration::from_days(3));
+    let vetoes = rig
+        .events
+        .iter()
+        .filter(|e| matches!(e.event, Event::LimiterVeto { .. }))
+        .count();
+    assert_eq!(vetoes, 0, "the basal after an allowed bolus was vetoed");
+    assert!(!rig.pump.alarms().is_active(AlarmKind::LimiterVeto));
+}
