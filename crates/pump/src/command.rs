@@ -13,8 +13,9 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 use thecal_rx::check::{Finding, Prescription};
 use thecal_rx::dose::Admixture;
+use thecal_rx::drug::DrugId;
 use thecal_rx::refill::Reconciliation;
-use thecal_rx::{Duration, Instant, Volume};
+use thecal_rx::{Duration, Flow, Instant, Volume};
 
 use crate::alarm::{AlarmKind, Priority};
 use crate::limiter::Veto;
@@ -420,11 +421,14 @@ pub enum FaultCode {
     Clock,
     /// An arithmetic overflow in delivery accounting.
     Arithmetic,
+    /// An action (a log entry or an alarm tone) could not be handed out because the
+    /// action queue was full: the record the firmware keeps is no longer complete.
+    ActionLost,
 }
 
 impl FaultCode {
     /// Every fault code.
-    pub const ALL: [FaultCode; 7] = [
+    pub const ALL: [FaultCode; 8] = [
         FaultCode::Memory,
         FaultCode::Program,
         FaultCode::Limiter,
@@ -432,6 +436,7 @@ impl FaultCode {
         FaultCode::Reservoir,
         FaultCode::Clock,
         FaultCode::Arithmetic,
+        FaultCode::ActionLost,
     ];
 
     /// A stable code for the log.
@@ -444,6 +449,7 @@ impl FaultCode {
             FaultCode::Reservoir => 5,
             FaultCode::Clock => 6,
             FaultCode::Arithmetic => 7,
+            FaultCode::ActionLost => 8,
         }
     }
 
@@ -457,6 +463,7 @@ impl FaultCode {
             FaultCode::Reservoir => "reservoir estimate out of range",
             FaultCode::Clock => "wall clock outside 2020-2100",
             FaultCode::Arithmetic => "arithmetic overflow in delivery accounting",
+            FaultCode::ActionLost => "an action was lost from a full queue",
         }
     }
 }
@@ -529,6 +536,29 @@ pub enum Refusal {
     Invalid(&'static str),
     /// The alarm is not active.
     AlarmNotActive(AlarmKind),
+    /// The battery is at end of service: a refill would leave drug in a pump that
+    /// cannot deliver it.
+    EndOfService,
+    /// The limiter cannot count one more drug: it already counts the most it can, each
+    /// delivered in the last 24 h or still in the pump's fluid path.
+    LimiterFull {
+        /// The drug that would not fit.
+        drug: DrugId,
+    },
+    /// Emergency reductions may not take the dose below half of the clinician's
+    /// program; a further reduction needs a clinician.
+    ReductionBound {
+        /// The largest further reduction allowed now, percent (0: none).
+        max_percent: u8,
+    },
+    /// A flow below the lowest the pump can deliver (use a lower concentration, or a
+    /// clinician's program; only a clinician may stop the pump).
+    BelowMinimumRate {
+        /// The lowest flow the change would leave.
+        flow: Flow,
+        /// The pump's lowest flow.
+        min: Flow,
+    },
     /// Valve pumps: MRI mode needs an emptied reservoir (the valves may open in the
     /// field), or an explicit emergency confirmation ([`Command::MriEmergency`]).
     MriReservoirNotEmpty {
@@ -559,6 +589,10 @@ impl Refusal {
             Refusal::ReservoirLow => 14,
             Refusal::Invalid(_) => 15,
             Refusal::AlarmNotActive(_) => 16,
+            Refusal::EndOfService => 17,
+            Refusal::LimiterFull { .. } => 18,
+            Refusal::ReductionBound { .. } => 19,
+            Refusal::BelowMinimumRate { .. } => 20,
             Refusal::MriReservoirNotEmpty { .. } => 25,
         }
     }
@@ -584,6 +618,10 @@ impl Refusal {
             14 => "reservoir too low",
             15 => "invalid value",
             16 => "alarm not active",
+            17 => "pump at end of service",
+            18 => "dose limiter cannot count another drug",
+            19 => "emergency reduction bound reached",
+            20 => "below the pump's lowest flow",
             25 => "MRI mode needs an emptied reservoir",
             _ => return None,
         })
@@ -643,6 +681,32 @@ impl fmt::Display for Refusal {
             Refusal::ReservoirLow => f.write_str("the reservoir cannot supply this bolus"),
             Refusal::Invalid(what) => f.write_str(what),
             Refusal::AlarmNotActive(k) => write!(f, "alarm {} is not active", k.name()),
+            Refusal::EndOfService => f.write_str(
+                "the pump's battery is at end of service and the pump cannot deliver; \
+                 do not refill it: replace the pump",
+            ),
+            Refusal::LimiterFull { drug } => write!(
+                f,
+                "the dose limiter cannot count {drug}: it already counts {} drugs, each \
+                 delivered in the last 24 h or still in the pump's fluid path; refill with \
+                 fewer drugs first, and add {drug} a day after the drug it replaces has \
+                 left the catheter",
+                crate::limiter::MAX_DRUGS
+            ),
+            Refusal::ReductionBound { max_percent: 0 } => f.write_str(
+                "emergency reductions have already halved the clinician's program, the \
+                 most allowed without a clinician; only a clinician may reduce further",
+            ),
+            Refusal::ReductionBound { max_percent } => write!(
+                f,
+                "emergency reductions may not take the dose below half of the clinician's \
+                 program: at most {max_percent} percent more now; a clinician may reduce further"
+            ),
+            Refusal::BelowMinimumRate { flow, min } => write!(
+                f,
+                "the reduced flow {flow} is below the pump's lowest flow {min}; reduce less \
+                 (only a clinician may stop the pump)"
+            ),
             Refusal::MriReservoirNotEmpty { reservoir, limit } => write!(
                 f,
                 "the reservoir holds {reservoir}; empty it to {limit} or less before MRI mode \

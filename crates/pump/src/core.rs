@@ -57,7 +57,7 @@ use crate::command::{
 };
 use crate::event::{Event, LinkEvent};
 use crate::fluid::FluidPath;
-use crate::limiter::{Limiter, Limits, Window};
+use crate::limiter::{Limiter, LimiterError, Limits, Window};
 use crate::log::{LogChain, LogEntry};
 use crate::persist::{self, Persister, Restored, Slot};
 use crate::profile::{HardwareProfile, Mechanism};
@@ -75,7 +75,14 @@ pub const MAX_BRIDGE_FACTOR: u64 = 8;
 pub const STALL_RETRY_FIRST: Duration = Duration::from_minutes(1);
 /// Longest retry back-off after a stalled stroke.
 pub const STALL_RETRY_MAX: Duration = Duration::from_minutes(60);
-const ACTION_CAPACITY: usize = 32;
+const ACTION_CAPACITY: usize = 40;
+/// Queue entries kept for the safe state's own log entries and tone after an action
+/// was lost: ordinary entries may fill the queue only up to the rest.
+const RESERVED_ACTIONS: usize = 8;
+/// Emergency reductions may leave no less than this share of the clinician's
+/// program, in parts per million (one half).
+pub const EMERGENCY_FLOOR_PPM: u32 = 500_000;
+const PPM: u32 = 1_000_000;
 
 /// What the firmware must do next.
 #[derive(Debug, PartialEq, Eq)]
@@ -97,11 +104,11 @@ pub enum Action<'a> {
     FaultLog(LogEntry),
 }
 
+/// A queued action. A persist and a stroke are not queued: they are state
+/// (`persist_needed`, `stroke_order`), so a full queue can never lose one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pending {
-    Stroke,
     Alarm(Sound),
-    Persist,
     Log(LogEntry),
     FaultLog(LogEntry),
 }
@@ -260,10 +267,14 @@ struct Allowance {
     until: Instant,
 }
 
-/// The limits in force before a program change, kept for 24 h.
+/// The limits in force before a program change, kept until the outgoing program's
+/// fluid has left the catheter and for 24 h after.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Transition {
+    /// When the transition ends; meaningless while `clearing`.
     until: Instant,
+    /// The old fluid is still in the dead volume: the 24 h start when it has left.
+    clearing: bool,
     limits: Vec<(DrugId, Limits), 4>,
 }
 
@@ -316,6 +327,13 @@ struct State {
     last_seen: Instant,
     mono_offset: u64,
     strokes: u64,
+    /// The bolus overlay's ideal volume accrued while running, nL·ms/day.
+    bolus_accrued: u128,
+    /// What the bolus lost meanwhile (missed volume, credit dropped at a restart),
+    /// nL·ms/day: its delivered volume is the accrued less this.
+    bolus_short: u128,
+    /// What emergency reductions have left of the clinician's program, ppm.
+    emergency_keep_ppm: u32,
     /// How often an acknowledged no-delivery alarm sounds again (clinician setting).
     reminder_interval: Duration,
     /// When the acknowledged no-delivery alarm next sounds again, while delivery is
@@ -334,9 +352,17 @@ pub struct Pump {
     library: Library,
     s: State,
     pending: Deque<Pending, ACTION_CAPACITY>,
-    persist_queued: bool,
+    /// The state changed since the last record handed out: the next action is a
+    /// persist.
+    persist_needed: bool,
     persister: Persister,
     buf: [u8; RECORD_CAPACITY],
+    /// A stroke was issued and is handed out after the persist and the queue.
+    stroke_order: bool,
+    /// An action was lost to a full queue since the last input was finished.
+    action_lost: bool,
+    /// The reserved part of the queue is open (while entering the safe state).
+    reserve_open: bool,
     stroke_in_flight: bool,
     next_stroke: Option<Instant>,
     dropped_actions: u32,
@@ -414,6 +440,9 @@ impl Pump {
             last_seen: now,
             mono_offset: 0,
             strokes: 0,
+            bolus_accrued: 0,
+            bolus_short: 0,
+            emergency_keep_ppm: PPM,
             reminder_interval: REMINDER_INTERVAL_DEFAULT,
             reminder_at: None,
             mri_since: None,
@@ -433,9 +462,12 @@ impl Pump {
             library: Library::new(),
             s,
             pending: Deque::new(),
-            persist_queued: false,
+            persist_needed: false,
             persister,
             buf: [0; RECORD_CAPACITY],
+            stroke_order: false,
+            action_lost: false,
+            reserve_open: false,
             stroke_in_flight: false,
             next_stroke: None,
             dropped_actions: 0,
@@ -470,8 +502,12 @@ impl Pump {
                 }
                 let mut pump = Pump::from_state(profile, s, persister);
                 let now = pump.t(now);
-                // Time spent powered off is not owed: no catch-up after a restart.
+                // Time spent powered off is not owed: no catch-up after a restart. A
+                // bolus under way counts the dropped credit as not delivered.
                 pump.s.accounted_to = now;
+                if pump.s.bolus.is_some() {
+                    pump.s.bolus_short = pump.s.bolus_short.saturating_add(pump.s.credit_exact);
+                }
                 pump.s.credit_exact = 0;
                 pump.log(now, Event::PowerOn { restored_seq: seq });
                 if memory_fault {
@@ -654,15 +690,26 @@ impl Pump {
     // ----- outputs ------------------------------------------------------------------
 
     /// The next action to carry out, in order; `None` when there is nothing to do.
+    ///
+    /// A record of a changed state comes first (so the stroke it accounts for is
+    /// counted before it moves), then the log entries and tones in the order they
+    /// arose, then the stroke.
     pub fn poll_action(&mut self) -> Option<Action<'_>> {
-        let next = self.pending.pop_front()?;
-        Some(match next {
-            Pending::Stroke => Action::Stroke,
-            Pending::Alarm(s) => Action::Alarm(s),
-            Pending::Log(e) => Action::Log(e),
-            Pending::FaultLog(e) => Action::FaultLog(e),
-            Pending::Persist => return self.persist_action(),
-        })
+        if self.persist_needed {
+            return self.persist_action();
+        }
+        if let Some(next) = self.pending.pop_front() {
+            return Some(match next {
+                Pending::Alarm(s) => Action::Alarm(s),
+                Pending::Log(e) => Action::Log(e),
+                Pending::FaultLog(e) => Action::FaultLog(e),
+            });
+        }
+        if self.stroke_order {
+            self.stroke_order = false;
+            return Some(Action::Stroke);
+        }
+        None
     }
 
     /// [`Pump::poll_action`] of a queued persist: the record to write. Kept apart, and
@@ -671,7 +718,7 @@ impl Pump {
     #[cold]
     #[inline(never)]
     fn persist_action(&mut self) -> Option<Action<'_>> {
-        self.persist_queued = false;
+        self.persist_needed = false;
         match self.persister.next(&self.s, &mut self.buf) {
             Ok((slot, len)) => Some(Action::Persist {
                 slot,
@@ -699,15 +746,23 @@ impl Pump {
         };
         best = earliest(best, self.battery_due);
         best = earliest(best, self.s.veto_retry);
-        best = earliest(best, self.s.transition.as_ref().map(|t| t.until));
+        best = earliest(
+            best,
+            self.s
+                .transition
+                .as_ref()
+                .filter(|t| !t.clearing)
+                .map(|t| t.until),
+        );
         best = earliest(best, self.s.allowance.map(|a| a.until));
         if !self.stroke_in_flight {
             best = earliest(best, self.next_stroke);
         }
         // A stall retry waits until a stroke could go (not vetoed, not empty): a retry
         // time in the past that cannot be served would be asked for again and again.
+        // Nor while a stroke is in flight: its report comes first.
         if let Some(stall) = self.s.stall {
-            if self.deliverable() {
+            if !self.stroke_in_flight && self.deliverable() {
                 best = earliest(best, Some(stall.retry_at));
             }
         }
@@ -857,7 +912,8 @@ impl Pump {
         }
     }
 
-    /// Actions lost because the queue was full (0 when the caller drains it).
+    /// Actions lost because the queue was full (0 when the caller drains it). A lost
+    /// action puts the pump in its safe state ([`FaultCode::ActionLost`]).
     pub fn dropped_actions(&self) -> u32 {
         self.dropped_actions
     }
@@ -886,15 +942,13 @@ impl Pump {
 
     /// Bolus end, timers and invariants; the accrual is at `now`.
     fn wake_checks(&mut self, now: Instant) {
-        if let Some(b) = self.s.bolus {
-            if now >= b.end() {
-                self.end_bolus(now, b);
-            }
+        if self.s.bolus.is_some_and(|b| now >= b.end()) {
+            self.end_bolus(now);
         }
         if let Some(a) = self.s.allowance {
             if now >= a.until {
                 self.s.allowance = None;
-                self.update_limits();
+                self.refresh_limits(now);
             }
         }
         if self.s.bridging
@@ -922,9 +976,14 @@ impl Pump {
             // The window moved on: let the next stroke try again.
             self.s.veto_retry = None;
         }
-        if self.s.transition.as_ref().is_some_and(|t| now >= t.until) {
+        if self
+            .s
+            .transition
+            .as_ref()
+            .is_some_and(|t| !t.clearing && now >= t.until)
+        {
             self.s.transition = None;
-            self.update_limits();
+            self.refresh_limits(now);
         }
         self.battery_check(now);
         self.invariants(now);
@@ -946,13 +1005,9 @@ impl Pump {
                 issued = true;
             }
         }
-        // The alarm slots are scanned only when one changed or a tone is due.
-        if self.alarms_dirty || self.alarm_due.is_some_and(|d| d <= now) {
-            while let Some(sound) = self.s.alarms.poll_sound(now) {
-                self.push(Pending::Alarm(sound));
-            }
-            self.alarm_due = self.s.alarms.next_due();
-            self.alarms_dirty = false;
+        self.sound_alarms(now);
+        if self.action_lost {
+            self.actions_lost(now);
         }
         if issued {
             // The stroke (or its veto, or a fault) changed what `ready` depends on.
@@ -963,6 +1018,40 @@ impl Pump {
             let earliest = last.saturating_add(self.profile.min_stroke_interval);
             self.next_stroke = Some(next.max(earliest));
         }
+    }
+
+    /// Hands out the tones due. The alarm slots are scanned only when one changed or
+    /// a tone is due.
+    fn sound_alarms(&mut self, now: Instant) {
+        if self.alarms_dirty || self.alarm_due.is_some_and(|d| d <= now) {
+            while let Some(sound) = self.s.alarms.poll_sound(now) {
+                self.push(Pending::Alarm(sound));
+            }
+            self.alarm_due = self.s.alarms.next_due();
+            self.alarms_dirty = false;
+        }
+    }
+
+    /// An action was lost to a full queue: the log or the tones the firmware carries
+    /// out are no longer complete, so the pump enters its safe state (or, already
+    /// there, logs the loss), using the queue's reserve.
+    #[cold]
+    #[inline(never)]
+    fn actions_lost(&mut self, now: Instant) {
+        self.reserve_open = true;
+        if matches!(self.s.mode, Mode::Fault { .. }) {
+            self.log(
+                now,
+                Event::Fault {
+                    code: FaultCode::ActionLost,
+                },
+            );
+        } else {
+            self.enter_fault(now, FaultCode::ActionLost);
+        }
+        self.sound_alarms(now);
+        self.reserve_open = false;
+        self.action_lost = false;
     }
 
     fn running(&self) -> bool {
@@ -1071,7 +1160,9 @@ impl Pump {
             return;
         }
         if self.running() {
-            let add = self.ideal_exact_between(from, now);
+            let overlay = self.s.bolus.map_or(0, |b| b.exact_between(from, now));
+            let add = self.basal_exact(from, now).saturating_add(overlay);
+            self.s.bolus_accrued = self.s.bolus_accrued.saturating_add(overlay);
             self.s.ideal_exact = self.s.ideal_exact.saturating_add(add);
             self.s.credit_exact = self.s.credit_exact.saturating_add(add);
             // What cannot be delivered now is missed, never owed as a later bolus.
@@ -1081,6 +1172,15 @@ impl Pump {
                 if self.s.credit_exact > cap {
                     let missed = self.s.credit_exact.saturating_sub(cap);
                     self.s.missed_exact = self.s.missed_exact.saturating_add(missed);
+                    if overlay != 0 {
+                        // The bolus's share of what was missed, by its share of the
+                        // flow meanwhile (rounded up: its log never overstates).
+                        let share = missed
+                            .saturating_mul(overlay)
+                            .div_ceil(add.max(1))
+                            .min(missed);
+                        self.s.bolus_short = self.s.bolus_short.saturating_add(share);
+                    }
                     self.s.credit_exact = cap;
                     if self.s.reservoir < self.profile.stroke_volume {
                         self.raise(now, AlarmKind::EmptyReservoir);
@@ -1311,7 +1411,7 @@ impl Pump {
         self.stroke_in_flight = true;
         self.last_stroke_at = Some(now);
         self.mark_dirty();
-        self.push(Pending::Stroke);
+        self.stroke_order = true;
         let low = match self.low_threshold {
             Some(v) => v,
             None => {
@@ -1332,6 +1432,9 @@ impl Pump {
             .is_err()
         {
             return self.enter_fault(now, FaultCode::FluidPath);
+        }
+        if self.s.transition.as_ref().is_some_and(|t| t.clearing) {
+            self.transition_clearing(now);
         }
         if let Some(stall) = self.s.stall.take() {
             // Delivery resumed by itself; report what was missed during the stall.
@@ -1441,13 +1544,31 @@ impl Pump {
         Some(self.s.beyond_use.map_or(by_volume, |b| b.min(by_volume)))
     }
 
-    fn end_bolus(&mut self, now: Instant, b: Bolus) {
-        self.s.bolus = None;
+    /// Starts the bolus overlay `b` (its delivery is counted from here).
+    fn begin_bolus(&mut self, b: Bolus) {
+        self.s.bolus = Some(b);
+        self.s.bolus_accrued = 0;
+        self.s.bolus_short = 0;
+    }
+
+    /// Ends the bolus under way, if any, at `now` (completed, cancelled, or cut short
+    /// by a stop, MRI mode, end of service or a fault) and logs what it delivered: its
+    /// overlay accrued while running less what was missed meanwhile (vetoes, stalls,
+    /// an empty reservoir) and the credit a restart dropped, to the nearest nL (within
+    /// one stroke of the truth, never the planned volume for an undelivered one).
+    fn end_bolus(&mut self, now: Instant) {
+        let Some(b) = self.s.bolus.take() else {
+            return;
+        };
+        let net = self.s.bolus_accrued.saturating_sub(self.s.bolus_short);
+        let delivered = nl(net.saturating_add(E_PER_NL / 2)).min(b.volume);
+        self.s.bolus_accrued = 0;
+        self.s.bolus_short = 0;
         self.log(
             now,
             Event::BolusEnded {
                 kind: b.kind,
-                delivered: b.volume,
+                delivered,
             },
         );
         self.mark_dirty();
@@ -1474,7 +1595,7 @@ impl Pump {
             Some(BatteryState::EndOfService) => {
                 self.raise(now, AlarmKind::EndOfService);
                 self.s.mode = Mode::EndOfService;
-                self.s.bolus = None;
+                self.end_bolus(now);
                 self.mark_dirty();
             }
             _ => {}
@@ -1557,7 +1678,7 @@ impl Pump {
     fn enter_mri(&mut self, now: Instant) {
         self.s.mode = Mode::MriSuspended;
         self.s.mri_since = Some(now);
-        self.s.bolus = None;
+        self.end_bolus(now);
         self.raise(now, AlarmKind::MagnetMri);
     }
 
@@ -1568,7 +1689,7 @@ impl Pump {
             return;
         }
         self.s.mode = Mode::Fault { code };
-        self.s.bolus = None;
+        self.end_bolus(now);
         self.next_stroke = None;
         self.log(now, Event::Fault { code });
         self.raise(now, AlarmKind::MemoryFault);
@@ -1607,7 +1728,11 @@ impl Pump {
     /// limiter counts (heaviest day and its counted edge, every allowed patient bolus,
     /// any clinician-bolus allowance) with the margin; the hourly limit from the heaviest
     /// hour likewise.
-    fn update_limits(&mut self) {
+    ///
+    /// # Errors
+    /// The limiter's, for a drug it has no room for: [`Pump::change_program`] makes
+    /// room, or refuses the change, before it installs a program.
+    fn update_limits(&mut self) -> Result<(), LimiterError> {
         let program = &self.s.program;
         let stroke = self.profile.stroke_volume;
         let pb = program.patient_bolus;
@@ -1697,8 +1822,50 @@ impl Pump {
             // Never above the library's hard limit, whatever the program or transition.
             limits.per_day = limits.per_day.min(hard);
             limits.per_hour = limits.per_hour.map(|h| h.min(hard));
-            let _ = self.s.limiter.set_limits(c.drug, limits);
+            self.s.limiter.set_limits(c.drug, limits)?;
         }
+        Ok(())
+    }
+
+    /// [`Pump::update_limits`] for the program in force, whose drugs the limiter
+    /// already counts; should it fail all the same, the pump enters its safe state
+    /// (a drug without limits would be vetoed stroke by stroke).
+    fn refresh_limits(&mut self, now: Instant) {
+        if self.update_limits().is_err() {
+            self.enter_fault(now, FaultCode::Limiter);
+        }
+    }
+
+    /// The drugs the limiter must keep counting whatever their windows hold: those of
+    /// the program in force, of `incoming`, and every drug still in the fluid path
+    /// (its old fluid reaches the patient after the change).
+    fn kept_drugs(&self, incoming: &Admixture) -> Vec<DrugId, 16> {
+        let mut keep: Vec<DrugId, 16> = Vec::new();
+        for d in DrugId::ALL {
+            let held = self.s.program.contents.active().any(|c| c.drug == d)
+                || incoming.active().any(|c| c.drug == d)
+                || !self.s.fluid.mass_in_path(d).is_zero();
+            if held && d != DrugId::Saline {
+                let _ = keep.push(d);
+            }
+        }
+        keep
+    }
+
+    /// Whether the limiter can count every drug of `incoming` (forgetting idle drugs
+    /// that nothing holds any more); changes nothing.
+    fn limiter_room(&self, now: Instant, incoming: &Admixture) -> Result<(), Refusal> {
+        let keep = self.kept_drugs(incoming);
+        let drugs: Vec<DrugId, 4> = incoming.active().map(|c| c.drug).take(4).collect();
+        self.s
+            .limiter
+            .room_for(now, &drugs, |d| keep.contains(&d))
+            .map_err(|e| match e {
+                LimiterError::TooManyDrugs(drug) | LimiterError::Uncounted(drug) => {
+                    Refusal::LimiterFull { drug }
+                }
+                LimiterError::Saline => Refusal::Invalid("saline takes no dose limits"),
+            })
     }
 
     // ----- commands -------------------------------------------------------------------
@@ -1754,13 +1921,7 @@ impl Pump {
             Command::PatientBolus { request_id } => self.patient_bolus(now, *request_id),
             Command::CancelBolus => match self.s.bolus {
                 Some(b) if role == Role::Clinician || b.kind == BolusKind::Patient => {
-                    self.end_bolus(
-                        now,
-                        Bolus {
-                            duration: now.saturating_since(b.start),
-                            ..b
-                        },
-                    );
+                    self.end_bolus(now);
                     Accepted
                 }
                 _ => Refused(Refusal::NoBolus),
@@ -1773,7 +1934,7 @@ impl Pump {
                     reason: *reason,
                     since: now,
                 };
-                self.s.bolus = None;
+                self.end_bolus(now);
                 self.log(now, Event::Stopped { reason: *reason });
                 self.mark_dirty();
                 Accepted
@@ -1898,28 +2059,10 @@ impl Pump {
                 self.mark_dirty();
                 Accepted
             }
-            Command::ReduceDose { percent } => {
-                if !(1..=50).contains(percent) {
-                    return Refused(Refusal::Invalid("a dose reduction is 1 to 50 percent"));
-                }
-                let keep = 100u64.saturating_sub(u64::from(*percent));
-                match self.s.program.schedule.scaled(keep, 100) {
-                    Ok(schedule) => {
-                        self.s.program.schedule = schedule;
-                        self.s.program_version = self.s.program_version.saturating_add(1);
-                        self.log(
-                            now,
-                            Event::ProgramChanged {
-                                version: self.s.program_version,
-                            },
-                        );
-                        self.update_limits();
-                        self.mark_dirty();
-                        Accepted
-                    }
-                    Err(_) => Refused(Refusal::Invalid("the reduced schedule cannot be computed")),
-                }
-            }
+            Command::ReduceDose { percent } => match self.reduce_dose(now, role, *percent) {
+                Ok(()) => Accepted,
+                Err(r) => Refused(r),
+            },
             Command::AlarmSettings {
                 low_reservoir,
                 low_reservoir_days,
@@ -1948,6 +2091,75 @@ impl Pump {
                 Accepted
             }
         }
+    }
+
+    /// Reduces every basal flow (and periodic bolus) by `percent`, through
+    /// [`Pump::change_program`]. Never below the pump's lowest flow (stopping is a
+    /// clinician's decision, with its warning); an emergency device may take off at
+    /// most half of the clinician's program, however many reductions it sends, and each
+    /// of its reductions raises [`AlarmKind::DoseReduced`] until a clinician changes
+    /// the program.
+    fn reduce_dose(&mut self, now: Instant, role: Role, percent: u8) -> Result<(), Refusal> {
+        if !(1..=50).contains(&percent) {
+            return Err(Refusal::Invalid("a dose reduction is 1 to 50 percent"));
+        }
+        if matches!(self.s.mode, Mode::Fault { .. }) {
+            // The program in force is suspect; only a clinician's program (which may
+            // clear the fault) changes it.
+            return Err(Refusal::NotRunning(self.s.mode));
+        }
+        let keep = 100u32.saturating_sub(u32::from(percent));
+        let schedule = self
+            .s
+            .program
+            .schedule
+            .scaled(u64::from(keep), 100)
+            .map_err(|_| Refusal::Invalid("the reduced schedule cannot be computed"))?;
+        let (lo, _) = schedule.basal_range();
+        if lo < self.profile.min_flow {
+            return Err(Refusal::BelowMinimumRate {
+                flow: lo,
+                min: self.profile.min_flow,
+            });
+        }
+        let emergency = role != Role::Clinician;
+        let left = if emergency {
+            let before = self.s.emergency_keep_ppm;
+            let after = u32::try_from(
+                u64::from(before)
+                    .saturating_mul(u64::from(keep))
+                    .checked_div(100)
+                    .unwrap_or(0),
+            )
+            .unwrap_or(0);
+            if after < EMERGENCY_FLOOR_PPM {
+                // The largest p with before × (100 − p) / 100 ≥ the floor.
+                let need = u64::from(EMERGENCY_FLOOR_PPM)
+                    .saturating_mul(100)
+                    .div_ceil(u64::from(before.max(1)));
+                let max_percent = u8::try_from(100u64.saturating_sub(need).min(50)).unwrap_or(0);
+                return Err(Refusal::ReductionBound { max_percent });
+            }
+            after
+        } else {
+            PPM
+        };
+        let mut rx = self.s.program.clone();
+        rx.schedule = schedule;
+        self.change_program(now, rx, role)?;
+        self.s.emergency_keep_ppm = left;
+        self.log(
+            now,
+            Event::DoseReduced {
+                role,
+                percent,
+                left_percent: u8::try_from(left.checked_div(PPM / 100).unwrap_or(0)).unwrap_or(100),
+            },
+        );
+        if emergency {
+            self.raise(now, AlarmKind::DoseReduced);
+        }
+        Ok(())
     }
 
     /// Runs the prescription check against the program in force.
@@ -1999,20 +2211,62 @@ impl Pump {
         }
         let mut rx = rx.clone();
         rx.reservoir_volume = self.s.reservoir;
-        self.install(now, rx);
+        if let Err(r) = self.change_program(now, rx, Role::Clinician) {
+            return Response::Refused(r);
+        }
         self.s.baseline = true;
         Response::Accepted
     }
 
+    /// The one way to change the program (its schedule, bolus settings or contents):
+    /// a clinician's program, a refill, a dose reduction. Makes room in the limiter for
+    /// the new drugs (or refuses, changing nothing), then installs it: a new version,
+    /// the outgoing limits kept until the old fluid has left the catheter and for 24 h
+    /// after, the change logged. A change by a clinician resets what emergency
+    /// reductions may take off and clears their alarm.
+    ///
+    /// # Errors
+    /// [`Refusal::LimiterFull`] when the limiter cannot count a new drug.
+    fn change_program(&mut self, now: Instant, rx: Prescription, by: Role) -> Result<(), Refusal> {
+        self.limiter_room(now, &rx.contents)?;
+        let keep = self.kept_drugs(&rx.contents);
+        self.s.limiter.forget_idle(now, |d| keep.contains(&d));
+        self.install(now, rx);
+        if by == Role::Clinician {
+            self.s.emergency_keep_ppm = PPM;
+            self.clear(now, AlarmKind::DoseReduced);
+        }
+        Ok(())
+    }
+
+    /// The outgoing fluid of a program change has left the catheter (or there was
+    /// none): its limits are kept for 24 h from now.
+    fn transition_clearing(&mut self, now: Instant) {
+        if !self
+            .s
+            .fluid
+            .volume_until(&self.s.program.contents)
+            .is_zero()
+        {
+            return;
+        }
+        if let Some(t) = self.s.transition.as_mut() {
+            t.clearing = false;
+            t.until = now.saturating_add(Duration::from_days(1));
+            self.mark_dirty();
+        }
+    }
+
     /// Replaces the program in one step; the mode is untouched (a running pump never
-    /// stops in between; a faulted one may recover).
+    /// stops in between; a faulted one may recover). Only [`Pump::change_program`]
+    /// calls it.
     fn install(&mut self, now: Instant, rx: Prescription) {
-        // Keep the outgoing limits for a day (merged with any transition under way).
+        // Keep the outgoing limits (merged with any transition under way).
         let mut old = self
             .s
             .transition
             .take()
-            .filter(|t| now < t.until)
+            .filter(|t| t.clearing || now < t.until)
             .map(|t| t.limits)
             .unwrap_or_default();
         for c in self.s.program.contents.active() {
@@ -2030,12 +2284,17 @@ impl Pump {
         }
         self.s.transition = (!old.is_empty()).then(|| Transition {
             until: now.saturating_add(Duration::from_days(1)),
+            clearing: true,
             limits: old,
         });
         self.s.program = rx;
         self.s.program_since = now;
         self.s.program_version = self.s.program_version.saturating_add(1);
-        self.update_limits();
+        self.transition_clearing(now);
+        if self.update_limits().is_err() {
+            // `change_program` made room first; a failure here is a defect.
+            self.enter_fault(now, FaultCode::Limiter);
+        }
         if let Mode::Fault { .. } = self.s.mode {
             if self.program_fault().is_none() {
                 self.s.mode = Mode::Stopped {
@@ -2070,6 +2329,10 @@ impl Pump {
         pharmacy_bud: Option<u64>,
     ) -> Response {
         use Response::Refused;
+        if self.s.mode == Mode::EndOfService || self.s.battery.state() == BatteryState::EndOfService
+        {
+            return Refused(Refusal::EndOfService);
+        }
         let capacity = self.profile.reservoir_capacity;
         let first_fill = self.s.program.contents.active().next().is_none();
         let beyond_use = match self.beyond_use(now, contents, first_fill, pharmacy_bud) {
@@ -2135,6 +2398,10 @@ impl Pump {
                 return Refused(r);
             }
         }
+        // Before anything changes: the limiter must be able to count the new drugs.
+        if let Err(r) = self.limiter_room(now, contents) {
+            return Refused(r);
+        }
         self.log(
             now,
             Event::Refill {
@@ -2149,7 +2416,10 @@ impl Pump {
         // A first fill of a drug-free pump installs a placeholder, not a baseline; a
         // refill of the same drugs keeps the prescription (and its baseline).
         let keep_baseline = self.s.baseline && old_primary.is_some();
-        self.install(now, rx);
+        if let Err(r) = self.change_program(now, rx, Role::Clinician) {
+            // Room was checked above; nothing of the program changed.
+            return Refused(r);
+        }
         self.s.baseline = keep_baseline;
         self.clear(now, AlarmKind::EmptyReservoir);
         self.clear(now, AlarmKind::LowReservoir);
@@ -2162,7 +2432,8 @@ impl Pump {
                 BridgeChoice::Automatic => self.s.bridging = true,
                 BridgeChoice::Bolus(duration) => {
                     if !duration.is_zero() {
-                        self.s.bolus = Some(Bolus {
+                        self.end_bolus(now);
+                        self.begin_bolus(Bolus {
                             kind: BolusKind::Bridge,
                             volume: old_fluid,
                             start: now,
@@ -2176,7 +2447,7 @@ impl Pump {
                                 .saturating_add(duration)
                                 .saturating_add(Duration::from_days(1)),
                         });
-                        self.update_limits();
+                        self.refresh_limits(now);
                     }
                 }
                 BridgeChoice::None => {}
@@ -2276,11 +2547,11 @@ impl Pump {
                     .saturating_add(saved.map_or(Volume::ZERO, |s| s.volume)),
                 ..a
             });
-            self.update_limits();
+            self.refresh_limits(now);
         }
         if let Err(r) = self.predict(now, volume.saturating_add(basal)) {
             self.s.allowance = saved;
-            self.update_limits();
+            self.refresh_limits(now);
             return Refused(r);
         }
         let bolus = Bolus {
@@ -2289,7 +2560,7 @@ impl Pump {
             start: now,
             duration,
         };
-        self.s.bolus = Some(bolus);
+        self.begin_bolus(bolus);
         self.log(now, Event::BolusStarted { kind, volume });
         self.mark_dirty();
         Response::BolusAccepted {
@@ -2394,16 +2665,26 @@ impl Pump {
 
     // ----- plumbing -------------------------------------------------------------------
 
+    /// Queues a log entry or a tone. Ordinary entries leave [`RESERVED_ACTIONS`]
+    /// free for the safe state's own; one that does not fit is lost, and the input's
+    /// end ([`Pump::finish`]) puts the pump in its safe state.
     fn push(&mut self, p: Pending) {
-        if self.pending.push_back(p).is_err() {
+        let room = if self.reserve_open {
+            ACTION_CAPACITY
+        } else {
+            ACTION_CAPACITY.saturating_sub(RESERVED_ACTIONS)
+        };
+        if self.pending.len() >= room || self.pending.push_back(p).is_err() {
             self.dropped_actions = self.dropped_actions.saturating_add(1);
+            self.action_lost = true;
         }
     }
 
+    /// The state changed: a record is handed out next (a flag, never a queue entry, so
+    /// nothing can turn saving off).
     fn mark_dirty(&mut self) {
-        if self.persistence && !self.persist_queued {
-            self.persist_queued = true;
-            self.push(Pending::Persist);
+        if self.persistence {
+            self.persist_needed = true;
         }
     }
 
@@ -2577,6 +2858,104 @@ mod tests {
         );
         assert_eq!(r, Response::Accepted);
         assert!(matches!(p.s.mode, Mode::Stopped { .. }), "{:?}", p.s.mode);
+    }
+
+    /// Runs `p` until `until`, completing every stroke, collecting the logged events.
+    fn run_until(p: &mut Pump, until: Instant, events: &mut Vec<Event, 256>) {
+        while let Some(t) = p.poll_timeout() {
+            if t > until {
+                break;
+            }
+            p.handle_timeout(t);
+            loop {
+                let stroke = match p.poll_action() {
+                    None => break,
+                    Some(Action::Log(e)) => {
+                        let _ = events.push(e.event);
+                        false
+                    }
+                    Some(a) => a == Action::Stroke,
+                };
+                if stroke {
+                    p.handle_stroke_done(t, true);
+                }
+            }
+        }
+    }
+
+    /// A clinician bolus of 100 uL over 60 min on 0.5 mL/day: after 30 min the limiter
+    /// vetoes every stroke (its limits cut to 1 ng, as a limit the bolus would exceed).
+    /// Half the bolus was delivered; the other half, and the basal, were missed. The log
+    /// says 50 uL (within a stroke), not the 100 uL planned.
+    #[test]
+    fn a_vetoed_bolus_logs_the_volume_it_delivered_pump_029() {
+        let mut p = running();
+        let mut events = Vec::new();
+        // After the saline in the catheter (200 uL at 0.5 mL/day: 9.6 h) has gone.
+        let start = Instant::from_ms(12 * 3_600_000);
+        run_until(&mut p, start, &mut events);
+        let r = p.handle_command(
+            start,
+            Role::Clinician,
+            0,
+            &Command::ClinicianBolus {
+                volume: Volume::from_ul(100),
+                duration: Duration::from_minutes(60),
+            },
+        );
+        assert!(matches!(r, Response::BolusAccepted { .. }), "{r:?}");
+        let half = start.saturating_add(Duration::from_minutes(30));
+        run_until(&mut p, half, &mut events);
+        let tiny = Limits {
+            per_hour: Some(Mass::from_raw(1)),
+            per_day: Mass::from_raw(1),
+        };
+        p.s.limiter.set_limits(DrugId::Baclofen, tiny).unwrap();
+        run_until(
+            &mut p,
+            start.saturating_add(Duration::from_minutes(61)),
+            &mut events,
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::LimiterVeto { .. }))
+        );
+        let ends: Vec<u64, 4> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::BolusEnded { delivered, .. } => Some(delivered.raw()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ends.len(), 1, "{ends:?}");
+        let logged = ends.first().copied().unwrap();
+        assert!(
+            logged.abs_diff(50_000) <= 250,
+            "a bolus vetoed after 30 of 60 min logged {logged} nL delivered (50000 expected)"
+        );
+    }
+
+    /// An emergency reduction goes through the program choke point, which may bring a
+    /// faulted pump out of its safe state: only a clinician's program may do that, so a
+    /// reduction of a faulted pump is refused and the fault stands.
+    #[test]
+    fn a_dose_reduction_never_clears_the_safe_state_pump_026() {
+        let mut p = running();
+        p.enter_fault(Instant::ZERO, FaultCode::Arithmetic);
+        for role in [Role::Emergency, Role::Clinician] {
+            let r = p.handle_command(
+                Instant::from_ms(5),
+                role,
+                0,
+                &Command::ReduceDose { percent: 10 },
+            );
+            assert!(
+                matches!(r, Response::Refused(Refusal::NotRunning(_))),
+                "{r:?}"
+            );
+            assert_eq!(fault(&p), Some(FaultCode::Arithmetic));
+        }
     }
 
     #[test]

@@ -135,6 +135,16 @@ pub enum Event {
         /// Denials in a row, this one included.
         count: u32,
     },
+    /// The dose was reduced (`Command::ReduceDose`).
+    DoseReduced {
+        /// Sender's role.
+        role: Role,
+        /// This reduction, percent.
+        percent: u8,
+        /// What emergency reductions have left of the clinician's program, percent
+        /// (100 after a clinician's own reduction).
+        left_percent: u8,
+    },
 }
 
 /// What the telemetry asks the core to log (see [`crate::core::Pump::log_link`]): its

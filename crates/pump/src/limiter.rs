@@ -599,6 +599,62 @@ impl Limiter {
             .map_err(|_| LimiterError::TooManyDrugs(drug))
     }
 
+    /// Whether nothing of `drug` is counted in either window at `now` (a drug the
+    /// limiter does not track is idle).
+    pub fn is_idle(&self, now: Instant, drug: DrugId) -> bool {
+        Window::ALL
+            .iter()
+            .all(|w| self.delivered(now, drug, *w).is_zero())
+    }
+
+    /// Stops tracking every drug that is idle at `now` ([`Limiter::is_idle`]) and for
+    /// which `keep` is false, so that a pump whose drugs change over years never runs
+    /// out of counters. Nothing counted is lost: an idle drug's windows are empty, and
+    /// a drug that comes back starts from empty windows, as it would have.
+    pub fn forget_idle(&mut self, now: Instant, keep: impl Fn(DrugId) -> bool) {
+        let idle: Vec<DrugId, MAX_DRUGS> = self
+            .counters
+            .iter()
+            .map(|c| c.drug)
+            .filter(|d| !keep(*d) && self.is_idle(now, *d))
+            .collect();
+        self.counters.retain(|c| !idle.contains(&c.drug));
+    }
+
+    /// Whether limits can be set for every drug of `drugs` once the idle drugs not
+    /// kept are forgotten ([`Limiter::forget_idle`] with the same `keep`). Changes
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`LimiterError::TooManyDrugs`] naming the first drug that would not fit.
+    pub fn room_for(
+        &self,
+        now: Instant,
+        drugs: &[DrugId],
+        keep: impl Fn(DrugId) -> bool,
+    ) -> Result<(), LimiterError> {
+        let mut used = self
+            .counters
+            .iter()
+            .filter(|c| keep(c.drug) || !self.is_idle(now, c.drug))
+            .count();
+        for (i, &d) in drugs.iter().enumerate() {
+            let seen = drugs.iter().take(i).any(|x| *x == d);
+            let kept = self
+                .counters
+                .iter()
+                .any(|c| c.drug == d && (keep(d) || !self.is_idle(now, d)));
+            if d == DrugId::Saline || seen || kept {
+                continue;
+            }
+            used = used.saturating_add(1);
+            if used > MAX_DRUGS {
+                return Err(LimiterError::TooManyDrugs(d));
+            }
+        }
+        Ok(())
+    }
+
     /// The limits of `drug`, if set.
     pub fn limits(&self, drug: DrugId) -> Option<Limits> {
         self.counter(drug).and_then(|c| c.limits)
@@ -1015,6 +1071,86 @@ mod tests {
             per_hour: None,
             per_day: mg(per_day),
         }
+    }
+
+    /// Four drugs tracked; morphine and clonidine were last delivered at 0, fentanyl
+    /// and baclofen at 20 h. At 24 h 15 min (the 24 h window's oldest bin, 0–15 min,
+    /// has left), morphine and clonidine are idle, the others are not. Room for two new
+    /// drugs exists only once an idle one that nothing keeps is forgotten; forgetting
+    /// changes no other drug's count.
+    #[test]
+    fn idle_drugs_are_forgotten_and_room_is_known_before_a_change_pump_027() {
+        let mut l = Limiter::new();
+        let drugs = [
+            DrugId::Morphine,
+            DrugId::Clonidine,
+            DrugId::Fentanyl,
+            DrugId::Baclofen,
+        ];
+        for d in drugs {
+            l.set_limits(d, day_only("10 mg")).unwrap();
+        }
+        l.record(
+            at(0),
+            &[
+                (DrugId::Morphine, mg("1 mg")),
+                (DrugId::Clonidine, mg("1 mg")),
+            ],
+        )
+        .unwrap();
+        l.record(
+            at(20 * HOUR),
+            &[
+                (DrugId::Fentanyl, mg("1 mg")),
+                (DrugId::Baclofen, mg("1 mg")),
+            ],
+        )
+        .unwrap();
+        assert!(!l.is_idle(at(24 * HOUR), DrugId::Morphine));
+        let now = at(24 * HOUR + 15 * MIN);
+        assert!(l.is_idle(now, DrugId::Morphine));
+        assert!(l.is_idle(now, DrugId::Clonidine));
+        assert!(!l.is_idle(now, DrugId::Fentanyl));
+        assert!(
+            l.is_idle(now, DrugId::Sufentanil),
+            "an untracked drug is idle"
+        );
+        let new = [DrugId::Hydromorphone, DrugId::Sufentanil];
+        // Keeping every tracked drug: no room; the first that does not fit is named.
+        assert_eq!(
+            l.room_for(now, &new, |_| true),
+            Err(LimiterError::TooManyDrugs(DrugId::Hydromorphone))
+        );
+        // Clonidine kept (still in the catheter), morphine not: room for one only.
+        let keep = |d: DrugId| d == DrugId::Clonidine;
+        assert_eq!(
+            l.room_for(now, &new, keep),
+            Err(LimiterError::TooManyDrugs(DrugId::Sufentanil))
+        );
+        assert_eq!(l.room_for(now, &new[..1], keep), Ok(()));
+        // A drug already tracked needs no room, nor does a repeat.
+        assert_eq!(
+            l.room_for(
+                now,
+                &[DrugId::Fentanyl, DrugId::Baclofen, DrugId::Fentanyl],
+                |_| true
+            ),
+            Ok(())
+        );
+        let before = l.delivered(now, DrugId::Fentanyl, Window::Day);
+        l.forget_idle(now, keep);
+        let left: StdVec<DrugId> = l.drugs().collect();
+        assert_eq!(
+            left,
+            [DrugId::Clonidine, DrugId::Fentanyl, DrugId::Baclofen]
+        );
+        assert_eq!(l.delivered(now, DrugId::Fentanyl, Window::Day), before);
+        l.set_limits(DrugId::Hydromorphone, day_only("5 mg"))
+            .unwrap();
+        assert_eq!(
+            l.set_limits(DrugId::Sufentanil, day_only("1 mg")),
+            Err(LimiterError::TooManyDrugs(DrugId::Sufentanil))
+        );
     }
 
     #[test]

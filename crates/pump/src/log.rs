@@ -562,6 +562,13 @@ mod tests {
         out.push(Event::Fault {
             code: FaultCode::Arithmetic,
         });
+        for role in ROLES {
+            out.push(Event::DoseReduced {
+                role,
+                percent: u8::MAX,
+                left_percent: u8::MAX,
+            });
+        }
         out
     }
 
@@ -588,6 +595,7 @@ mod tests {
             Event::DeviceEnrolled { .. } => 17,
             Event::DeviceRevoked { .. } => 18,
             Event::HandshakeDenied { .. } => 19,
+            Event::DoseReduced { .. } => 20,
         }
     }
 
@@ -671,7 +679,7 @@ mod tests {
     #[test]
     fn every_event_variant_fits_max_event_len_pump_024() {
         let events = worst_case_events();
-        let mut seen = [false; 20];
+        let mut seen = [false; 21];
         let mut longest = 0;
         for e in &events {
             seen[variant_index(e)] = true;

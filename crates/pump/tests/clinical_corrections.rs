@@ -69,7 +69,8 @@ fn stop_reasons_fault_codes_and_bolus_kinds_round_trip_through_their_codes_pump_
         assert_eq!(BolusKind::try_from(bad).map_err(|e| e.code), Err(bad));
     }
     assert!(StopReason::try_from(0).is_err());
-    assert!(FaultCode::try_from(8).is_err());
+    assert_eq!(FaultCode::try_from(8), Ok(FaultCode::ActionLost));
+    assert!(FaultCode::try_from(9).is_err());
 }
 
 #[test]

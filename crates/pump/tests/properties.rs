@@ -17,8 +17,8 @@ use thecal_pump::core::Pump;
 use thecal_pump::persist::Slot;
 use thecal_pump::profile::HardwareProfile;
 use thecal_rx::check::{PatientBolus, Prescription};
-use thecal_rx::dose::Admixture;
-use thecal_rx::drug::DrugId;
+use thecal_rx::dose::{Admixture, Component};
+use thecal_rx::drug::{DrugId, Library};
 use thecal_rx::schedule::{DayProfile, Schedule, Step};
 use thecal_rx::{Concentration, Duration, Flow, Instant, Volume};
 
@@ -49,6 +49,40 @@ enum Op {
     Restart,
     Stop,
     Resume,
+    CancelBolus,
+    ReduceDose {
+        percent: u8,
+        emergency: bool,
+    },
+    /// A refill with other drugs: `MIXES[mix]`.
+    RefillDrugs {
+        mix: usize,
+    },
+}
+
+/// Refills that change the drugs: admixtures and single drugs other than baclofen.
+const MIXES: [&[(DrugId, &str)]; 4] = [
+    &[
+        (DrugId::Baclofen, "2000 mcg/mL"),
+        (DrugId::Clonidine, "500 mcg/mL"),
+    ],
+    &[(DrugId::Morphine, "2 mg/mL")],
+    &[
+        (DrugId::Morphine, "2 mg/mL"),
+        (DrugId::Bupivacaine, "10 mg/mL"),
+    ],
+    &[(DrugId::Clonidine, "1000 mcg/mL")],
+];
+/// Every drug of the property tests.
+const DRUGS: [DrugId; 4] = [
+    DrugId::Baclofen,
+    DrugId::Clonidine,
+    DrugId::Morphine,
+    DrugId::Bupivacaine,
+];
+
+fn reduce() -> impl Strategy<Value = Op> {
+    (1u8..=50, any::<bool>()).prop_map(|(percent, emergency)| Op::ReduceDose { percent, emergency })
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -63,6 +97,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Restart),
         1 => Just(Op::Stop),
         1 => Just(Op::Resume),
+        1 => Just(Op::CancelBolus),
+        1 => reduce(),
+        1 => (0usize..MIXES.len()).prop_map(|mix| Op::RefillDrugs { mix }),
     ]
 }
 
@@ -165,7 +202,96 @@ fn apply(rig: &mut Rig, op: &Op) {
         Op::Resume => {
             let _ = rig.cmd(Command::Resume);
         }
+        Op::CancelBolus => {
+            let _ = rig.cmd(Command::CancelBolus);
+        }
+        Op::ReduceDose { percent, emergency } => {
+            let role = if emergency {
+                Role::Emergency
+            } else {
+                Role::Clinician
+            };
+            let _ = rig.cmd_as(role, Command::ReduceDose { percent });
+        }
+        Op::RefillDrugs { mix } => {
+            let parts: Vec<Component> = MIXES[mix]
+                .iter()
+                .map(|(drug, conc)| Component {
+                    drug: *drug,
+                    concentration: q(conc),
+                })
+                .collect();
+            let residual = rig.pump.status().reservoir;
+            let _ = rig.cmd(Command::Refill {
+                aspirated: residual,
+                added: q("20 mL"),
+                contents: Admixture::new(&parts).unwrap(),
+                keep_dose: false,
+                bridge: BridgeChoice::None,
+                confirm: true,
+                beyond_use_utc_ms: None,
+            });
+        }
     }
+}
+
+/// [`check_windows`] for any drug: `limit_of(i)` is the limit at completed stroke `i`.
+fn check_drug_windows(
+    rig: &Rig,
+    drug: DrugId,
+    w: Duration,
+    limit_of: impl Fn(usize) -> Option<u64>,
+) -> Result<(), String> {
+    let mass: Vec<u64> = rig
+        .tip
+        .iter()
+        .map(|(_, m)| {
+            m.iter()
+                .filter(|(d, _)| *d == drug)
+                .map(|(_, x)| x.raw())
+                .sum()
+        })
+        .collect();
+    let mut lo = 0usize;
+    let mut sum = 0u64;
+    for i in 0..rig.tip.len() {
+        sum += mass[i];
+        while rig.tip[i].0.ms() - rig.tip[lo].0.ms() >= w.ms() {
+            sum -= mass[lo];
+            lo += 1;
+        }
+        if let Some(limit) = limit_of(i) {
+            if sum > limit {
+                return Err(format!(
+                    "{drug}: window ending at stroke {i} ({:?}) holds {sum} ng > limit {limit}",
+                    rig.tip[i].0
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every drug's windows against the library's hard daily limit and the limits the
+/// limiter had at each stroke.
+fn check_every_drug(rig: &Rig) -> Result<(), String> {
+    let library = Library::new();
+    let day = Duration::from_days(1);
+    for drug in DRUGS {
+        let hard = library.get(drug).max_daily_dose.map(|m| m.value.raw());
+        check_drug_windows(rig, drug, day, |_| hard)?;
+        let at = |i: usize| {
+            rig.all_limits[i]
+                .iter()
+                .find(|(d, _)| *d == drug)
+                .map(|(_, l)| *l)
+        };
+        check_drug_windows(rig, drug, day, |i| at(i).map(|l| l.per_day.raw()))?;
+        check_drug_windows(rig, drug, Duration::from_hours(1), |i| {
+            at(i).and_then(|l| l.per_hour).map(|m| m.raw())
+        })?;
+    }
+    Ok(())
 }
 
 /// Largest tip mass in any window `(t − w, t]` ending at a stroke, against the limit in
@@ -226,8 +352,9 @@ proptest! {
         rig.run_for(Duration::from_hours(2));
         // The library's hard limit (2000 mcg/day) and the limits in force at each stroke.
         check_windows(&rig, Duration::from_days(1), |_| Some(2_000_000)).map_err(TestCaseError::fail)?;
-        check_windows(&rig, Duration::from_days(1), |i| rig.limits[i].map(|l| l.per_day.raw())).map_err(TestCaseError::fail)?;
-        check_windows(&rig, Duration::from_hours(1), |i| rig.limits[i].and_then(|l| l.per_hour).map(|m| m.raw())).map_err(TestCaseError::fail)?;
+        // Every drug's windows (refills change the drugs) against the limits the limiter
+        // had for that drug at each stroke.
+        check_every_drug(&rig).map_err(TestCaseError::fail)?;
         prop_assert_eq!(rig.pump.dropped_actions(), 0);
         prop_assert!(thecal_pump::log::verify(rig.events.iter(), None).is_ok());
     }
@@ -241,6 +368,8 @@ proptest! {
                 1 => (1u32..60, 5u64..120).prop_map(|(ul, minutes)| Op::ClinicianBolus { ul, minutes }),
                 1 => (50u32..400, any::<bool>()).prop_map(|(flow_ul, flex)| Op::Program { flow_ul, flex }),
                 1 => (-48i64..48).prop_map(|offset_hours| Op::SetClock { offset_hours }),
+                1 => Just(Op::CancelBolus),
+                1 => reduce(),
             ],
             1..25,
         ),

@@ -53,6 +53,8 @@ pub struct Rig {
     pub tip: Vec<(Instant, Vec<(DrugId, Mass)>)>,
     /// The limiter's limits for the program's first drug at each completed stroke.
     pub limits: Vec<Option<Limits>>,
+    /// The limiter's limits of every drug it counts, at each completed stroke.
+    pub all_limits: Vec<Vec<(DrugId, Limits)>>,
     /// The motor stalls while this is set.
     pub stall: bool,
     /// Calls into the core (each is a wake-up).
@@ -76,6 +78,7 @@ impl Rig {
             strokes_moved: 0,
             tip: Vec::new(),
             limits: Vec::new(),
+            all_limits: Vec::new(),
             stall: false,
             wakes: 1,
         };
@@ -122,6 +125,13 @@ impl Rig {
                     let first = contents.active().next().map(|c| c.drug);
                     self.limits
                         .push(first.and_then(|dr| self.pump.limiter().limits(dr)));
+                    let limiter = self.pump.limiter();
+                    self.all_limits.push(
+                        limiter
+                            .drugs()
+                            .filter_map(|dr| limiter.limits(dr).map(|l| (dr, l)))
+                            .collect(),
+                    );
                     self.strokes_moved += 1;
                 }
                 self.wakes += 1;
