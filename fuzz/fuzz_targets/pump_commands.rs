@@ -360,6 +360,7 @@ fn command(c: &FCommand, pump: &Pump) -> Command {
                 FBridge::None => BridgeChoice::None,
             },
             confirm: *confirm,
+            beyond_use_utc_ms: None,
         },
         FCommand::ClinicianBolus {
             volume_ul,
@@ -577,6 +578,7 @@ impl Sim {
                 keep_dose: false,
                 bridge: BridgeChoice::None,
                 confirm: true,
+                beyond_use_utc_ms: None,
             },
             Command::Program {
                 prescription: Prescription {

@@ -10,7 +10,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use thecal_link::{Body, LinkCommand, PublicKey, Reply, key_id_for};
 use thecal_pump::alarm::AlarmKind;
-use thecal_pump::command::{BridgeChoice, Command, CommandKind, Mode, Role, Status, StopReason};
+use thecal_pump::command::{
+    BridgeChoice, Command, CommandKind, Mode, Refusal, Role, Status, StopReason,
+};
 use thecal_pump::event::Event;
 use thecal_pump::log::{self, LogChain, LogEntry};
 use thecal_rx::check::{self, Prescription, Severity};
@@ -620,6 +622,19 @@ pub fn in_words(text: &str) -> String {
     crate::words::pump_times(text, pump_to_wall, unix_ms())
 }
 
+/// What stopping does to this patient, drug by drug, with the source of each warning.
+pub fn stop_warnings(program: &Prescription) -> Vec<String> {
+    program
+        .contents
+        .active()
+        .filter_map(|c| {
+            c.drug
+                .stop_warning()
+                .map(|w| format!("WARNING ({}): {} [{}]", c.drug, w.value, w.source))
+        })
+        .collect()
+}
+
 /// A pump instant as a date, by the pump's clock at the last status read (or as pump
 /// time when no status was read).
 pub fn when(t: Instant) -> String {
@@ -870,9 +885,9 @@ pub fn describe_event(e: &Event) -> String {
             reason,
             key_id,
         } => format!(
-            "{} REFUSED from {role} key {key_id} (reason {reason}{})",
+            "{} REFUSED from {role} key {key_id} ({})",
             command_name(code),
-            if reason == 1 { ": not permitted" } else { "" }
+            refusal_text(reason)
         ),
         Event::LimiterVeto {
             drug,
@@ -894,13 +909,13 @@ pub fn describe_event(e: &Event) -> String {
             if flagged { ", discrepancy flagged" } else { "" }
         ),
         Event::BolusStarted { kind, volume } => {
-            format!("{} bolus started: {volume}", bolus_kind(kind))
+            format!("{} bolus started: {volume}", kind.name())
         }
         Event::BolusEnded { kind, delivered } => {
-            format!("{} bolus ended: {delivered} delivered", bolus_kind(kind))
+            format!("{} bolus ended: {delivered} delivered", kind.name())
         }
         Event::ProgramChanged { version } => format!("program changed (version {version})"),
-        Event::Stopped { reason } => format!("delivery stopped (reason {reason})"),
+        Event::Stopped { reason } => format!("delivery stopped ({})", reason.name()),
         Event::Resumed => "delivery resumed".into(),
         Event::ClockSet {
             old_utc_ms,
@@ -916,7 +931,7 @@ pub fn describe_event(e: &Event) -> String {
                 )
             }
         }
-        Event::Fault { code } => format!("fault {code}"),
+        Event::Fault { code } => format!("fault: {}", code.name()),
         Event::DeviceEnrolled { role, key_id } => format!("device enrolled: {role} key {key_id}"),
         Event::DeviceRevoked { key_id } => format!("device revoked: key {key_id}"),
         Event::HandshakeDenied {
@@ -937,14 +952,21 @@ pub fn describe_event(e: &Event) -> String {
     }
 }
 
-fn bolus_kind(k: u8) -> &'static str {
-    match k {
-        1 => "clinician",
-        2 => "priming",
-        3 => "bridge",
-        4 => "patient",
-        _ => "a",
-    }
+/// A logged refusal code in words; a code this programmer does not know (a newer
+/// pump's, or the telemetry's own) still reads as a refusal, with its number.
+fn refusal_text(code: u8) -> String {
+    use thecal_link::endpoint::refusal as link;
+    let text = match code {
+        link::BAD_WINDOW => Some("enrolment window out of range"),
+        link::NO_PENDING => Some("no pending enrolment"),
+        link::FINGERPRINT_MISMATCH => Some("fingerprint mismatch"),
+        link::UNKNOWN_KEY_ID => Some("unknown key id"),
+        link::CANNOT_ENROL => Some("cannot enrol"),
+        link::NOT_CONFIRMED => Some("enrolment not confirmed"),
+        link::OWN_KEY => Some("own key cannot be revoked"),
+        _ => Refusal::code_name(code),
+    };
+    text.map_or_else(|| format!("refusal code {code}"), String::from)
 }
 
 // ----- input -----------------------------------------------------------------------------
@@ -1291,6 +1313,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                     keep_dose: *keep_dose,
                     bridge,
                     confirm: confirm_soft.is_some(),
+                    beyond_use_utc_ms: None,
                 }),
             )?;
             let s = status(&mut client)?;
@@ -1360,12 +1383,27 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             };
             let (mut key, mut client) = connect(&args)?;
             let old = status(&mut client)?;
+            // Only a clinician may read the program; for any other sender the pump
+            // refuses the stop itself, so the generic warning is enough.
+            let program = program_of(&mut client).ok();
             if !out.json {
                 println!(
-                    "OLD: {}\nNEW: stopped ({})\nStopping is not safe for every patient: \
-                     baclofen withdrawal can kill. The pump will sound a reminder.",
+                    "OLD: {}\nNEW: stopped ({})",
                     mode_text(&old.mode),
                     reason_text(reason)
+                );
+                let warnings = program.as_ref().map(stop_warnings).unwrap_or_default();
+                if warnings.is_empty() {
+                    println!(
+                        "Stopping is not safe for every patient: baclofen withdrawal can kill."
+                    );
+                }
+                for line in warnings {
+                    println!("{line}");
+                }
+                println!(
+                    "The pump sounds a reminder until delivery resumes, again after each \
+                     acknowledgement."
                 );
             }
             if confirm("Stop delivery?", *yes)? {
@@ -1874,6 +1912,50 @@ mod tests {
                 "expected a read-back mismatch, got {:?}",
                 other.err().map(|_| ())
             ),
+        }
+    }
+
+    #[test]
+    fn log_lines_name_stop_reasons_faults_bolus_kinds_and_refusals_in_words_pump_030() {
+        use thecal_pump::command::FaultCode;
+        use thecal_pump::core::BolusKind;
+        let lines = [
+            (
+                Event::Stopped {
+                    reason: StopReason::AdverseEffect,
+                },
+                "delivery stopped (adverse effect)",
+            ),
+            (
+                Event::Fault {
+                    code: FaultCode::FluidPath,
+                },
+                "fault: fluid path accounting",
+            ),
+            (
+                Event::BolusEnded {
+                    kind: BolusKind::Bridge,
+                    delivered: Volume::from_raw(250_000),
+                },
+                "bridge bolus ended: 0.25 mL delivered",
+            ),
+            (
+                Event::CommandRefused {
+                    role: Role::PatientRemote,
+                    code: CommandKind::PatientBolus.code(),
+                    reason: 7,
+                    key_id: 3,
+                },
+                "patient bolus REFUSED from patient remote key 3 (within the bolus lockout)",
+            ),
+        ];
+        for (event, want) in lines {
+            let got = describe_event(&event);
+            assert_eq!(got, want);
+            assert!(
+                !got.contains("reason ") && !got.contains("fault 4"),
+                "{got}"
+            );
         }
     }
 }

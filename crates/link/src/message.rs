@@ -369,6 +369,7 @@ mod tests {
                 keep_dose: true,
                 bridge: BridgeChoice::Bolus(Duration::from_minutes(30)),
                 confirm: false,
+                beyond_use_utc_ms: None,
             },
             Command::ClinicianBolus {
                 volume: Volume::from_ul(50),
@@ -395,6 +396,10 @@ mod tests {
                 low_reservoir_days: 7,
                 stopped_reminder: Duration::from_minutes(60),
             },
+            Command::SetReminderInterval {
+                interval: Duration::from_hours(4),
+            },
+            Command::MriEmergency,
         ]
     }
 

@@ -177,11 +177,14 @@ pub enum AlarmKind {
     /// The telemetry's record of enrolled devices failed its integrity check: therapy
     /// runs on, the radio refuses every device until a clinician re-enrols with the wand.
     RegistryFault,
+    /// The fill passed its beyond-use date (drug stability or the pharmacy's date): the
+    /// drug may have lost potency.
+    BeyondUseDate,
 }
 
 impl AlarmKind {
     /// How many kinds there are.
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
 
     /// Every kind, in declaration order.
     pub const ALL: [AlarmKind; Self::COUNT] = [
@@ -198,6 +201,7 @@ impl AlarmKind {
         AlarmKind::TelemetryPaused,
         AlarmKind::DoseReduced,
         AlarmKind::RegistryFault,
+        AlarmKind::BeyondUseDate,
     ];
 
     /// IEC 60601-1-8 priority (DOMAIN.md §6: potential harm × onset).
@@ -252,6 +256,9 @@ impl AlarmKind {
             // at the bedside: delayed harm (no patient bolus, no emergency reduction)
             // → Medium.
             AlarmKind::RegistryFault => Priority::Medium,
+            // The drug may be losing potency (ziconotide adsorbs and degrades): under-
+            // dosing that grows over days, delayed onset → Medium.
+            AlarmKind::BeyondUseDate => Priority::Medium,
         }
     }
 
@@ -277,6 +284,7 @@ impl AlarmKind {
             AlarmKind::TelemetryPaused => 11,
             AlarmKind::DoseReduced => 12,
             AlarmKind::RegistryFault => 13,
+            AlarmKind::BeyondUseDate => 14,
         }
     }
 
@@ -301,6 +309,7 @@ impl AlarmKind {
             AlarmKind::TelemetryPaused => "telemetry paused",
             AlarmKind::DoseReduced => "dose reduced in an emergency",
             AlarmKind::RegistryFault => "device registry fault",
+            AlarmKind::BeyondUseDate => "drug past its beyond-use date",
         }
     }
 
@@ -378,6 +387,10 @@ impl AlarmKind {
                  giving your medicine as usual. Call your clinic today; if you need extra \
                  medicine that your remote would give, call them now."
             }
+            AlarmKind::BeyondUseDate => {
+                "Your pump's medicine has reached its use-by date and may be getting \
+                 weaker. Call your clinic today to book a refill."
+            }
         }
     }
 
@@ -452,6 +465,11 @@ impl AlarmKind {
                  programmer enrolled with the wand. Delivery continues from the pump's own \
                  memory. Hold the wand over the pump, enrol the programmer again, then \
                  re-enrol the patient's remotes."
+            }
+            AlarmKind::BeyondUseDate => {
+                "Beyond-use date passed: the fill is older than the drug's stability in \
+                 the reservoir (or the pharmacy's beyond-use date). Refill now; expect \
+                 reduced effect until then."
             }
         }
     }
@@ -627,6 +645,17 @@ impl Alarms {
                 Ok(())
             }
         }
+    }
+
+    /// An acknowledged `kind` whose cause persists sounds again from `now`, as if
+    /// unacknowledged (a reminder). Returns whether it was acknowledged; an inactive
+    /// or sounding alarm is left as it is.
+    pub fn resound(&mut self, kind: AlarmKind, now: Instant) -> bool {
+        if !self.is_acknowledged(kind) {
+            return false;
+        }
+        self.set(kind, Slot::Sounding { next: now });
+        true
     }
 
     /// Whether `kind` is active (its cause present), acknowledged or not.

@@ -23,8 +23,10 @@
 //! - *EOS reserve* ([`Battery::reserve_uj`]): energy to keep the controller alive and
 //!   sound the end-of-service alarm for [`EOS_RESERVE_DAYS`] days after delivery stops.
 //! - *projected life* = (remaining − reserve) / daily draw: the delivery time left
-//!   before EOS. ERI when it falls below `eri_threshold` (90 days by default: DOMAIN.md
-//!   §2, after ERI the pump stops after 90 days); EOS when remaining ≤ reserve.
+//!   before EOS. ERI when it is at most `eri_threshold` (90 days by default: DOMAIN.md
+//!   §2, after ERI the pump stops after 90 days), and only once a full day has been
+//!   measured: the first-day assumption is not evidence (a smaller battery would get
+//!   ERI on day 0, latched for good). EOS when remaining ≤ reserve.
 //!
 //! # Call order
 //! Call [`Battery::advance`] (or [`Battery::update`], which advances) with `now`
@@ -38,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use thecal_rx::quantity::{MS_PER_DAY, MS_PER_HOUR, Rounding, mul_div};
 use thecal_rx::{Duration, Instant};
 
-use crate::alarm::{AlarmKind, HIGH_RULE};
+use crate::alarm::{AlarmKind, HIGH_RULE, MEDIUM_RULE};
 use crate::profile::HardwareProfile;
 
 /// Full days averaged for the daily draw: a week, so a weekly clinic or remote habit
@@ -63,6 +65,14 @@ pub const ALARM_TONE_UJ: u64 = 5_000;
 /// Tones per day of a high-priority alarm sounding unacknowledged ([`HIGH_RULE`]): the
 /// EOS alarm's worst case, 144.
 pub const EOS_TONES_PER_DAY: u64 = match MS_PER_DAY.checked_div(HIGH_RULE.every.ms()) {
+    Some(n) => n,
+    None => 0,
+};
+
+/// Tones per day of the elective-replacement alarm (medium priority) sounding
+/// unacknowledged: 24. Its wake-ups are draw that starts only at ERI, so the ERI
+/// decision counts them ahead of time, or EOS would come a little under 90 days later.
+pub const ERI_TONES_PER_DAY: u64 = match MS_PER_DAY.checked_div(MEDIUM_RULE.every.ms()) {
     Some(n) => n,
     None => 0,
 };
@@ -430,6 +440,26 @@ impl Battery {
             .map(Duration::from_ms)
     }
 
+    /// The daily draw the ERI decision projects with: the measured draw plus the ERI
+    /// alarm's own tones (each a wake and a tone), which begin with ERI.
+    fn eri_draw_uj(&self) -> u64 {
+        let tone = ALARM_TONE_UJ.saturating_add(u64::from(self.wake_uj));
+        self.daily_draw_uj()
+            .saturating_add(ERI_TONES_PER_DAY.saturating_mul(tone))
+    }
+
+    /// Whether the delivery time left at the ERI draw is at most the ERI threshold.
+    fn eri_due(&self, now: Instant) -> bool {
+        let above_reserve = self.remaining_at(now).saturating_sub(self.reserve_uj);
+        mul_div(
+            above_reserve,
+            MS_PER_DAY,
+            self.eri_draw_uj(),
+            Rounding::Down,
+        )
+        .is_ok_and(|life| life <= self.eri_threshold.ms())
+    }
+
     /// Advances to `now` and re-evaluates the indicator. Returns the new state when it
     /// moved forward (it never moves back); a jump from Ok straight to EOS returns EOS.
     pub fn update(&mut self, now: Instant) -> Option<BatteryState> {
@@ -437,12 +467,12 @@ impl Battery {
         if !self.is_metered() {
             return None;
         }
+        // ERI needs evidence: a projection from the first-day assumption alone (a
+        // smaller battery, a lighter program) would raise it on day 0 and latch it for
+        // the pump's life. EOS needs none: the energy is gone whatever the draw.
         let target = if self.remaining_uj() <= self.reserve_uj {
             BatteryState::EndOfService
-        } else if self
-            .projected_life(now)
-            .is_some_and(|life| life < self.eri_threshold)
-        {
+        } else if self.days_recorded > 0 && self.eri_due(now) {
             BatteryState::ElectiveReplacement
         } else {
             BatteryState::Ok
@@ -479,11 +509,25 @@ impl Battery {
         let above_reserve = remaining.saturating_sub(self.reserve_uj);
         let to_burn = match self.state {
             BatteryState::EndOfService => return None,
+            BatteryState::Ok if self.days_recorded == 0 => {
+                // No evidence yet: look again when the first day closes (or at EOS, if
+                // the assumed draw would reach it sooner).
+                let day_end = self.day_start.saturating_add(Duration::from_days(1));
+                let wait =
+                    mul_div(above_reserve, MS_PER_DAY, draw, Rounding::Up).unwrap_or(u64::MAX);
+                return Some(day_end.min(now.saturating_add(Duration::from_ms(wait))));
+            }
             BatteryState::Ok => {
-                // ERI once life < threshold, i.e. above_reserve × day < threshold × draw,
-                // i.e. above_reserve < ⌈threshold × draw / day⌉ (integers).
-                let eri_level = mul_div(self.eri_threshold.ms(), draw, MS_PER_DAY, Rounding::Up)
-                    .unwrap_or(u64::MAX);
+                // ERI once life ≤ threshold, with life = ⌊above_reserve × day / draw⌋:
+                // above_reserve × day < (threshold + 1 ms) × draw, i.e.
+                // above_reserve < ⌈(threshold + 1 ms) × draw / day⌉ (integers).
+                let eri_level = mul_div(
+                    self.eri_threshold.ms().saturating_add(1),
+                    self.eri_draw_uj(),
+                    MS_PER_DAY,
+                    Rounding::Up,
+                )
+                .unwrap_or(u64::MAX);
                 if above_reserve < eri_level {
                     return Some(now);
                 }
@@ -623,21 +667,27 @@ mod tests {
     #[test]
     fn eri_fires_when_projected_life_falls_below_90_days_pump_021() {
         let mut b = quiescent_only_after_one_day();
-        let d = 8_640_000;
-        b.handle_reading(t(DAY), reading(b.reserve_uj() + 91 * d));
-        assert_eq!(b.projected_life(t(DAY)), Some(Duration::from_days(91)));
+        // Measured draw 8 640 000 µJ/day (0.1 µJ/ms); the ERI decision adds the ERI
+        // alarm's 24 tones a day of 5 000 + 40 µJ: 8 760 960 µJ/day.
+        let d_eri = 8_640_000 + 24 * 5_040;
+        assert_eq!(d_eri, 8_760_960);
+        b.handle_reading(t(DAY), reading(b.reserve_uj() + 91 * d_eri));
+        // Status shows the life at the measured draw: 91 × 8 760 960 µJ at 0.1 µJ/ms.
+        assert_eq!(
+            b.projected_life(t(DAY)),
+            Some(Duration::from_ms(91 * 87_609_600))
+        );
         assert_eq!(b.update(t(DAY)), None);
-        // At a steady draw ERI is due when one day's draw plus 1 µJ is burnt: one day
-        // and 10 ms later (0.1 µJ/ms); nothing before.
+        // ERI is due when one ERI-day (8 760 960 µJ) is burnt: 87 609 600 ms later.
         let check = b.next_check(t(DAY)).unwrap();
-        assert_eq!(check, t(2 * DAY + 10));
-        assert_eq!(b.update(t(2 * DAY + 9)), None);
-        assert_eq!(b.update(t(2 * DAY - 1)), None);
+        assert_eq!(check, t(DAY + 87_609_600));
+        assert_eq!(b.update(t(check.ms() - 1)), None);
         assert_eq!(b.update(check), Some(BatteryState::ElectiveReplacement));
         assert_eq!(b.update(check), None);
-        // EOS is then expected 90 days later.
+        // EOS is then expected 90 × 87 609 600 ms (91.26 days) later: never under 90.
         let eos = b.next_check(check).unwrap();
-        assert_eq!(eos, t(check.ms() + 90 * DAY - 10));
+        assert_eq!(eos, t(check.ms() + 90 * 87_609_600));
+        assert!(eos.ms() - check.ms() >= 90 * DAY);
         assert_eq!(b.update(t(eos.ms() - HOUR)), None);
         assert_eq!(b.update(eos), Some(BatteryState::EndOfService));
     }

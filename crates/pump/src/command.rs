@@ -56,6 +56,14 @@ pub enum StopReason {
 }
 
 impl StopReason {
+    /// Every reason.
+    pub const ALL: [StopReason; 4] = [
+        StopReason::Procedure,
+        StopReason::AdverseEffect,
+        StopReason::EndOfTherapy,
+        StopReason::Other,
+    ];
+
     /// A stable code for the log.
     pub const fn code(self) -> u8 {
         match self {
@@ -64,6 +72,39 @@ impl StopReason {
             StopReason::EndOfTherapy => 3,
             StopReason::Other => 4,
         }
+    }
+
+    /// The reason in words.
+    pub const fn name(self) -> &'static str {
+        match self {
+            StopReason::Procedure => "procedure",
+            StopReason::AdverseEffect => "adverse effect",
+            StopReason::EndOfTherapy => "end of therapy",
+            StopReason::Other => "other",
+        }
+    }
+}
+
+impl TryFrom<u8> for StopReason {
+    type Error = UnknownCode;
+    fn try_from(code: u8) -> Result<Self, Self::Error> {
+        StopReason::ALL
+            .into_iter()
+            .find(|r| r.code() == code)
+            .ok_or(UnknownCode { code })
+    }
+}
+
+/// A log code that names no value of the type it was read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownCode {
+    /// The code.
+    pub code: u8,
+}
+
+impl fmt::Display for UnknownCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown code {}", self.code)
     }
 }
 
@@ -106,6 +147,10 @@ pub enum Command {
         bridge: BridgeChoice,
         /// The clinician confirmed soft findings and a flagged reconciliation.
         confirm: bool,
+        /// The compounding pharmacy's beyond-use date of this fill, UTC ms since 1970
+        /// (needs the wall clock set); `None`: the drug library's stability alone. The
+        /// pump takes the earlier of the two.
+        beyond_use_utc_ms: Option<u64>,
     },
     /// A clinician bolus on top of the basal.
     ClinicianBolus {
@@ -162,7 +207,25 @@ pub enum Command {
         /// Reminder after the pump has been stopped this long.
         stopped_reminder: Duration,
     },
+    /// How often an acknowledged alarm of a pump that delivers nothing while its program
+    /// expects delivery (stopped, MRI mode, fault, empty, end of service) sounds again
+    /// until its cause clears: [`REMINDER_INTERVAL_MIN`] to [`REMINDER_INTERVAL_MAX`].
+    SetReminderInterval {
+        /// The interval.
+        interval: Duration,
+    },
+    /// Valve pumps: shut the valve for an emergency MRI scan although the reservoir is
+    /// not empty. The clinician confirms that the scan cannot wait for the pump to be
+    /// emptied; the command is logged like every other.
+    MriEmergency,
 }
+
+/// Shortest no-delivery reminder interval a clinician may set.
+pub const REMINDER_INTERVAL_MIN: Duration = Duration::from_minutes(15);
+/// Longest no-delivery reminder interval a clinician may set.
+pub const REMINDER_INTERVAL_MAX: Duration = Duration::from_hours(4);
+/// The no-delivery reminder interval of a new pump.
+pub const REMINDER_INTERVAL_DEFAULT: Duration = Duration::from_hours(1);
 
 /// A command's kind without its payload: what the capability table and the log use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -195,11 +258,15 @@ pub enum CommandKind {
     ReduceDose,
     /// [`Command::AlarmSettings`].
     AlarmSettings,
+    /// [`Command::SetReminderInterval`].
+    SetReminderInterval,
+    /// [`Command::MriEmergency`].
+    MriEmergency,
 }
 
 impl CommandKind {
     /// Every kind.
-    pub const ALL: [CommandKind; 14] = [
+    pub const ALL: [CommandKind; 16] = [
         CommandKind::Interrogate,
         CommandKind::Program,
         CommandKind::Refill,
@@ -214,6 +281,8 @@ impl CommandKind {
         CommandKind::MriMode,
         CommandKind::ReduceDose,
         CommandKind::AlarmSettings,
+        CommandKind::SetReminderInterval,
+        CommandKind::MriEmergency,
     ];
 
     /// A stable code for the log.
@@ -233,6 +302,8 @@ impl CommandKind {
             CommandKind::MriMode => 12,
             CommandKind::ReduceDose => 13,
             CommandKind::AlarmSettings => 14,
+            CommandKind::SetReminderInterval => 15,
+            CommandKind::MriEmergency => 16,
         }
     }
 
@@ -253,6 +324,8 @@ impl CommandKind {
             CommandKind::MriMode => "MRI mode",
             CommandKind::ReduceDose => "reduce dose",
             CommandKind::AlarmSettings => "alarm settings",
+            CommandKind::SetReminderInterval => "set reminder interval",
+            CommandKind::MriEmergency => "emergency MRI mode",
         }
     }
 }
@@ -275,6 +348,8 @@ impl Command {
             Command::MriMode(_) => CommandKind::MriMode,
             Command::ReduceDose { .. } => CommandKind::ReduceDose,
             Command::AlarmSettings { .. } => CommandKind::AlarmSettings,
+            Command::SetReminderInterval { .. } => CommandKind::SetReminderInterval,
+            Command::MriEmergency => CommandKind::MriEmergency,
         }
     }
 }
@@ -284,7 +359,7 @@ impl Command {
 /// | command | clinician | patient remote | emergency |
 /// |---|---|---|---|
 /// | interrogate | yes | yes | yes |
-/// | program, refill, clinician/priming bolus, stop, resume, set clock, MRI mode, alarm settings | yes | no | no |
+/// | program, refill, clinician/priming bolus, stop, resume, set clock, MRI mode (and emergency MRI mode), alarm settings, reminder interval | yes | no | no |
 /// | patient bolus | yes | yes | no |
 /// | cancel bolus | yes | own patient bolus | no |
 /// | acknowledge alarm | yes | yes | yes |
@@ -352,6 +427,18 @@ pub enum FaultCode {
 }
 
 impl FaultCode {
+    /// Every fault code.
+    pub const ALL: [FaultCode; 8] = [
+        FaultCode::Memory,
+        FaultCode::Program,
+        FaultCode::Limiter,
+        FaultCode::FluidPath,
+        FaultCode::Reservoir,
+        FaultCode::Clock,
+        FaultCode::Arithmetic,
+        FaultCode::ActionLost,
+    ];
+
     /// A stable code for the log.
     pub const fn code(self) -> u8 {
         match self {
@@ -364,6 +451,30 @@ impl FaultCode {
             FaultCode::Arithmetic => 7,
             FaultCode::ActionLost => 8,
         }
+    }
+
+    /// The failed check in words.
+    pub const fn name(self) -> &'static str {
+        match self {
+            FaultCode::Memory => "memory (no valid record, or a failed CRC)",
+            FaultCode::Program => "program beyond the hard limits",
+            FaultCode::Limiter => "dose limiter has no limit for a drug",
+            FaultCode::FluidPath => "fluid path accounting",
+            FaultCode::Reservoir => "reservoir estimate out of range",
+            FaultCode::Clock => "wall clock outside 2020-2100",
+            FaultCode::Arithmetic => "arithmetic overflow in delivery accounting",
+            FaultCode::ActionLost => "an action was lost from a full queue",
+        }
+    }
+}
+
+impl TryFrom<u8> for FaultCode {
+    type Error = UnknownCode;
+    fn try_from(code: u8) -> Result<Self, Self::Error> {
+        FaultCode::ALL
+            .into_iter()
+            .find(|c| c.code() == code)
+            .ok_or(UnknownCode { code })
     }
 }
 
@@ -448,6 +559,14 @@ pub enum Refusal {
         /// The pump's lowest flow.
         min: Flow,
     },
+    /// Valve pumps: MRI mode needs an emptied reservoir (the valves may open in the
+    /// field), or an explicit emergency confirmation ([`Command::MriEmergency`]).
+    MriReservoirNotEmpty {
+        /// The reservoir's expected volume.
+        reservoir: Volume,
+        /// The most the profile allows in the reservoir during a scan.
+        limit: Volume,
+    },
 }
 
 impl Refusal {
@@ -474,7 +593,38 @@ impl Refusal {
             Refusal::LimiterFull { .. } => 18,
             Refusal::ReductionBound { .. } => 19,
             Refusal::BelowMinimumRate { .. } => 20,
+            Refusal::MriReservoirNotEmpty { .. } => 25,
         }
+    }
+}
+
+impl Refusal {
+    /// A logged refusal code in words (the log keeps the code, not the details).
+    pub const fn code_name(code: u8) -> Option<&'static str> {
+        Some(match code {
+            1 => "not permitted for this role",
+            2 => "prescription check",
+            3 => "refill reconciliation not confirmed",
+            4 => "above the reservoir capacity",
+            5 => "contents differ from the reservoir's",
+            6 => "no patient bolus programmed",
+            7 => "within the bolus lockout",
+            8 => "daily bolus count reached",
+            9 => "dose limiter",
+            10 => "a bolus is under way",
+            11 => "no bolus to cancel",
+            12 => "delivery not running",
+            13 => "not stopped",
+            14 => "reservoir too low",
+            15 => "invalid value",
+            16 => "alarm not active",
+            17 => "pump at end of service",
+            18 => "dose limiter cannot count another drug",
+            19 => "emergency reduction bound reached",
+            20 => "below the pump's lowest flow",
+            25 => "MRI mode needs an emptied reservoir",
+            _ => return None,
+        })
     }
 }
 
@@ -557,6 +707,11 @@ impl fmt::Display for Refusal {
                 "the reduced flow {flow} is below the pump's lowest flow {min}; reduce less \
                  (only a clinician may stop the pump)"
             ),
+            Refusal::MriReservoirNotEmpty { reservoir, limit } => write!(
+                f,
+                "the reservoir holds {reservoir}; empty it to {limit} or less before MRI mode \
+                 (the valves may open in the field), or confirm an emergency scan"
+            ),
         }
     }
 }
@@ -589,8 +744,9 @@ pub struct Status {
     pub alarms: heapless::Vec<ActiveAlarm, { AlarmKind::COUNT }>,
     /// Remaining battery life at the present draw.
     pub battery_life: Option<Duration>,
-    /// When the low-reservoir alarm is expected, assuming every allowed patient bolus is
-    /// used (the patient remote shows this as the next refill date).
+    /// When the next refill is due: the earlier of the low-reservoir alarm (assuming
+    /// every allowed patient bolus is used) and the fill's beyond-use date (the patient
+    /// remote shows this as the next refill date).
     pub next_refill: Option<Instant>,
     /// The pump's time when the status was taken (monotonic, hardware time).
     pub now: Instant,

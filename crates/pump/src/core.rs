@@ -51,8 +51,9 @@ use thecal_rx::{Duration, Flow, Instant, Mass, Volume};
 use crate::alarm::{AlarmKind, Alarms, Sound};
 use crate::battery::{Battery, BatteryReading, BatteryState};
 use crate::command::{
-    ActiveAlarm, BridgeChoice, Command, FaultCode, Mode, Refusal, Response, Role, Status,
-    StopReason, allowed,
+    ActiveAlarm, BridgeChoice, Command, FaultCode, Mode, REMINDER_INTERVAL_DEFAULT,
+    REMINDER_INTERVAL_MAX, REMINDER_INTERVAL_MIN, Refusal, Response, Role, Status, StopReason,
+    allowed,
 };
 use crate::event::{Event, LinkEvent};
 use crate::fluid::FluidPath;
@@ -126,13 +127,42 @@ pub enum BolusKind {
 }
 
 impl BolusKind {
-    const fn code(self) -> u8 {
+    /// Every kind.
+    pub const ALL: [BolusKind; 4] = [
+        BolusKind::Clinician,
+        BolusKind::Priming,
+        BolusKind::Bridge,
+        BolusKind::Patient,
+    ];
+
+    /// A stable code for the log.
+    pub const fn code(self) -> u8 {
         match self {
             BolusKind::Clinician => 1,
             BolusKind::Priming => 2,
             BolusKind::Bridge => 3,
             BolusKind::Patient => 4,
         }
+    }
+
+    /// The kind in words, as a clinician reads it in the log.
+    pub const fn name(self) -> &'static str {
+        match self {
+            BolusKind::Clinician => "clinician",
+            BolusKind::Priming => "priming",
+            BolusKind::Bridge => "bridge",
+            BolusKind::Patient => "patient",
+        }
+    }
+}
+
+impl TryFrom<u8> for BolusKind {
+    type Error = crate::command::UnknownCode;
+    fn try_from(code: u8) -> Result<Self, Self::Error> {
+        BolusKind::ALL
+            .into_iter()
+            .find(|k| k.code() == code)
+            .ok_or(crate::command::UnknownCode { code })
     }
 }
 
@@ -304,6 +334,15 @@ struct State {
     bolus_short: u128,
     /// What emergency reductions have left of the clinician's program, ppm.
     emergency_keep_ppm: u32,
+    /// How often an acknowledged no-delivery alarm sounds again (clinician setting).
+    reminder_interval: Duration,
+    /// When the acknowledged no-delivery alarm next sounds again, while delivery is
+    /// withheld.
+    reminder_at: Option<Instant>,
+    /// Since when a valve pump has been in MRI mode.
+    mri_since: Option<Instant>,
+    /// When the fill in the reservoir passes its beyond-use date.
+    beyond_use: Option<Instant>,
 }
 
 /// The pump's therapy core. See the [module docs](self) for the call order.
@@ -404,6 +443,10 @@ impl Pump {
             bolus_accrued: 0,
             bolus_short: 0,
             emergency_keep_ppm: PPM,
+            reminder_interval: REMINDER_INTERVAL_DEFAULT,
+            reminder_at: None,
+            mri_since: None,
+            beyond_use: None,
         };
         let mut pump = Pump::from_state(profile, s, Persister::new());
         pump.log(now, Event::PowerOn { restored_seq: 0 });
@@ -471,7 +514,7 @@ impl Pump {
                     pump.log(
                         now,
                         Event::Fault {
-                            code: FaultCode::Memory.code(),
+                            code: FaultCode::Memory,
                         },
                     );
                 }
@@ -748,13 +791,17 @@ impl Pump {
                 best = earliest(best, Some(stall.retry_at));
             }
         }
-        if let Mode::Stopped { since, .. } = self.s.mode {
+        if let Some(since) = self.withheld_since() {
             if !self.s.alarms.is_active(AlarmKind::StoppedReminder) {
                 best = earliest(
                     best,
                     Some(since.saturating_add(self.s.settings.stopped_reminder)),
                 );
             }
+        }
+        best = earliest(best, self.s.reminder_at);
+        if !self.s.alarms.is_active(AlarmKind::BeyondUseDate) {
+            best = earliest(best, self.s.beyond_use);
         }
         best.map(|t| self.to_hardware(t.max(self.s.last_seen)))
     }
@@ -939,10 +986,16 @@ impl Pump {
             self.s.bridging = false;
             self.s.credit_exact = self.s.credit_exact.min(e(self.profile.stroke_volume));
         }
-        if let Mode::Stopped { since, .. } = self.s.mode {
+        if let Some(since) = self.withheld_since() {
             if now >= since.saturating_add(self.s.settings.stopped_reminder) {
                 self.raise(now, AlarmKind::StoppedReminder);
             }
+        }
+        if self.s.reminder_at.is_some_and(|at| now >= at) {
+            self.remind(now);
+        }
+        if self.s.beyond_use.is_some_and(|at| now >= at) {
+            self.raise(now, AlarmKind::BeyondUseDate);
         }
         if self.s.veto_retry.is_some_and(|r| now >= r) {
             // The window moved on: let the next stroke try again.
@@ -1015,7 +1068,7 @@ impl Pump {
             self.log(
                 now,
                 Event::Fault {
-                    code: FaultCode::ActionLost.code(),
+                    code: FaultCode::ActionLost,
                 },
             );
         } else {
@@ -1028,6 +1081,52 @@ impl Pump {
 
     fn running(&self) -> bool {
         matches!(self.s.mode, Mode::Running)
+    }
+
+    /// Since when the pump has been stopped or, a valve pump, in MRI mode: the states
+    /// that raise the stopped reminder after the set delay.
+    fn withheld_since(&self) -> Option<Instant> {
+        match self.s.mode {
+            Mode::Stopped { since, .. } => Some(since),
+            Mode::MriSuspended => self.s.mri_since,
+            _ => None,
+        }
+    }
+
+    /// The alarms that say delivery the program expects is not happening, in the
+    /// present state: stopped or in MRI mode (the stopped reminder, and the MRI alarm),
+    /// in the safe state, at end of service, or empty.
+    fn no_delivery_alarms(&self) -> [Option<AlarmKind>; 2] {
+        match self.s.mode {
+            Mode::Stopped { .. } => [Some(AlarmKind::StoppedReminder), None],
+            Mode::MriSuspended => [Some(AlarmKind::StoppedReminder), Some(AlarmKind::MagnetMri)],
+            Mode::Fault { .. } => [Some(AlarmKind::MemoryFault), None],
+            Mode::EndOfService => [Some(AlarmKind::EndOfService), None],
+            Mode::Running => [
+                (self.s.reservoir < self.profile.stroke_volume)
+                    .then_some(AlarmKind::EmptyReservoir),
+                None,
+            ],
+        }
+    }
+
+    /// Whether `kind` speaks for delivery withheld now.
+    fn is_no_delivery_alarm(&self, kind: AlarmKind) -> bool {
+        self.no_delivery_alarms().contains(&Some(kind))
+    }
+
+    /// The reminder interval is up: every acknowledged no-delivery alarm whose cause
+    /// persists sounds again (an acknowledgement silences a tone, never the fact that
+    /// no drug flows).
+    fn remind(&mut self, now: Instant) {
+        self.s.reminder_at = None;
+        for kind in self.no_delivery_alarms().into_iter().flatten() {
+            if self.s.alarms.is_acknowledged(kind) && self.s.alarms.resound(kind, now) {
+                self.alarms_dirty = true;
+                self.log(now, Event::AlarmRaised(kind));
+            }
+        }
+        self.mark_dirty();
     }
 
     /// Whether a stroke may be issued now (apart from the credit).
@@ -1455,7 +1554,8 @@ impl Pump {
 
     /// When the refill is due: the reservoir reaches the low-reservoir threshold with
     /// every allowed patient bolus used and the profile's labelled worst-case
-    /// over-delivery — the same function `thecal calc refill` uses.
+    /// over-delivery — the same function `thecal calc refill` uses — or the fill's
+    /// beyond-use date, whichever is earlier.
     fn next_refill(&self) -> Option<Instant> {
         if !self.running() {
             return None;
@@ -1467,7 +1567,9 @@ impl Pump {
             self.profile.over_delivery_permille,
         )
         .ok()??;
-        Some(self.s.last_seen.saturating_add(due))
+        let by_volume = self.s.last_seen.saturating_add(due);
+        // The drug's stability can come first (ziconotide: 40 days diluted).
+        Some(self.s.beyond_use.map_or(by_volume, |b| b.min(by_volume)))
     }
 
     /// Starts the bolus overlay `b` (its delivery is counted from here).
@@ -1493,7 +1595,7 @@ impl Pump {
         self.log(
             now,
             Event::BolusEnded {
-                kind: b.kind.code(),
+                kind: b.kind,
                 delivered,
             },
         );
@@ -1599,6 +1701,15 @@ impl Pump {
         }
     }
 
+    /// A valve pump shuts its valve for an MRI scan: no delivery until a clinician
+    /// resets it, with the MRI alarm now and the stopped reminder after its delay.
+    fn enter_mri(&mut self, now: Instant) {
+        self.s.mode = Mode::MriSuspended;
+        self.s.mri_since = Some(now);
+        self.end_bolus(now);
+        self.raise(now, AlarmKind::MagnetMri);
+    }
+
     /// The safe state: no delivery, a high-priority alarm, status and logs still
     /// readable, a new program or refill by a clinician may clear it.
     fn enter_fault(&mut self, now: Instant, code: FaultCode) {
@@ -1608,7 +1719,7 @@ impl Pump {
         self.s.mode = Mode::Fault { code };
         self.end_bolus(now);
         self.next_stroke = None;
-        self.log(now, Event::Fault { code: code.code() });
+        self.log(now, Event::Fault { code });
         self.raise(now, AlarmKind::MemoryFault);
         self.mark_dirty();
     }
@@ -1623,6 +1734,15 @@ impl Pump {
 
     fn clear(&mut self, now: Instant, kind: AlarmKind) {
         if self.s.alarms.clear(kind, now) {
+            // No reminder outlives the state it reminds of.
+            if !self
+                .no_delivery_alarms()
+                .into_iter()
+                .flatten()
+                .any(|k| self.s.alarms.is_active(k))
+            {
+                self.s.reminder_at = None;
+            }
             self.alarms_dirty = true;
             self.log(now, Event::AlarmCleared(kind));
             self.mark_dirty();
@@ -1794,8 +1914,16 @@ impl Pump {
                 keep_dose,
                 bridge,
                 confirm,
+                beyond_use_utc_ms,
             } => self.refill(
-                now, *aspirated, *added, contents, *keep_dose, *bridge, *confirm,
+                now,
+                *aspirated,
+                *added,
+                contents,
+                *keep_dose,
+                *bridge,
+                *confirm,
+                *beyond_use_utc_ms,
             ),
             Command::ClinicianBolus { volume, duration } => {
                 self.start_bolus(now, BolusKind::Clinician, *volume, *duration)
@@ -1835,12 +1963,7 @@ impl Pump {
                     since: now,
                 };
                 self.end_bolus(now);
-                self.log(
-                    now,
-                    Event::Stopped {
-                        reason: reason.code(),
-                    },
-                );
+                self.log(now, Event::Stopped { reason: *reason });
                 self.mark_dirty();
                 Accepted
             }
@@ -1892,6 +2015,9 @@ impl Pump {
             }
             Command::Acknowledge(kind) => match self.s.alarms.acknowledge(*kind, now) {
                 Ok(()) => {
+                    if self.is_no_delivery_alarm(*kind) && self.s.reminder_at.is_none() {
+                        self.s.reminder_at = Some(now.saturating_add(self.s.reminder_interval));
+                    }
                     self.alarms_dirty = true;
                     self.log(now, Event::AlarmAcknowledged(*kind));
                     self.mark_dirty();
@@ -1907,20 +2033,56 @@ impl Pump {
                 }
                 match (on, self.s.mode) {
                     (true, Mode::Running) => {
-                        self.s.mode = Mode::MriSuspended;
-                        self.end_bolus(now);
-                        self.raise(now, AlarmKind::MagnetMri);
+                        let limit = self.profile.mri_reservoir_limit;
+                        if self.s.reservoir > limit {
+                            return Refused(Refusal::MriReservoirNotEmpty {
+                                reservoir: self.s.reservoir,
+                                limit,
+                            });
+                        }
+                        self.enter_mri(now);
                     }
                     (false, Mode::MriSuspended) => {
                         self.s.mode = Mode::Running;
                         self.s.credit_exact = 0;
+                        self.s.mri_since = None;
                         self.clear(now, AlarmKind::MagnetMri);
+                        self.clear(now, AlarmKind::StoppedReminder);
                     }
                     _ => {
                         return Refused(Refusal::Invalid(
                             "MRI mode is entered from running and left from MRI mode",
                         ));
                     }
+                }
+                self.mark_dirty();
+                Accepted
+            }
+            Command::MriEmergency => {
+                if self.profile.mechanism != Mechanism::Valve {
+                    return Refused(Refusal::Invalid(
+                        "MRI mode is for valve pumps; a peristaltic pump stalls in the field and resumes by itself",
+                    ));
+                }
+                if self.s.mode != Mode::Running {
+                    return Refused(Refusal::Invalid("MRI mode is entered from running"));
+                }
+                // The clinician confirmed that the scan cannot wait for the pump to be
+                // emptied; the acceptance is logged with the sender's key.
+                self.enter_mri(now);
+                self.mark_dirty();
+                Accepted
+            }
+            Command::SetReminderInterval { interval } => {
+                if !(REMINDER_INTERVAL_MIN..=REMINDER_INTERVAL_MAX).contains(interval) {
+                    return Refused(Refusal::Invalid(
+                        "the no-delivery reminder interval is 15 min to 4 h",
+                    ));
+                }
+                self.s.reminder_interval = *interval;
+                // A reminder already pending keeps to the new interval.
+                if let Some(at) = self.s.reminder_at {
+                    self.s.reminder_at = Some(at.min(now.saturating_add(*interval)));
                 }
                 self.mark_dirty();
                 Accepted
@@ -2192,6 +2354,7 @@ impl Pump {
         keep_dose: bool,
         bridge: BridgeChoice,
         confirm: bool,
+        pharmacy_bud: Option<u64>,
     ) -> Response {
         use Response::Refused;
         if self.s.mode == Mode::EndOfService || self.s.battery.state() == BatteryState::EndOfService
@@ -2199,6 +2362,11 @@ impl Pump {
             return Refused(Refusal::EndOfService);
         }
         let capacity = self.profile.reservoir_capacity;
+        let first_fill = self.s.program.contents.active().next().is_none();
+        let beyond_use = match self.beyond_use(now, contents, first_fill, pharmacy_bud) {
+            Ok(t) => t,
+            Err(r) => return Refused(r),
+        };
         if added > capacity {
             return Refused(Refusal::AboveCapacity {
                 volume: added,
@@ -2283,6 +2451,8 @@ impl Pump {
         self.s.baseline = keep_baseline;
         self.clear(now, AlarmKind::EmptyReservoir);
         self.clear(now, AlarmKind::LowReservoir);
+        self.s.beyond_use = beyond_use;
+        self.clear(now, AlarmKind::BeyondUseDate);
         let old_fluid = self.s.fluid.volume_until(contents);
         self.s.bridging = false;
         if !old_fluid.is_zero() && old_primary.is_some() {
@@ -2298,9 +2468,12 @@ impl Pump {
                             duration,
                         });
                         // The bolus and the basal delivered meanwhile (predictive rule).
+                        // Counted by the limiter for a day after its last part.
                         self.s.allowance = Some(Allowance {
                             volume: old_fluid.saturating_add(self.basal_during(now, duration)),
-                            until: now.saturating_add(Duration::from_days(1)),
+                            until: now
+                                .saturating_add(duration)
+                                .saturating_add(Duration::from_days(1)),
                         });
                         self.refresh_limits(now);
                     }
@@ -2310,6 +2483,43 @@ impl Pump {
         }
         self.after_volume_change(now);
         Response::Accepted
+    }
+
+    /// The beyond-use instant of a fill of `contents` made at `now`: the earliest of
+    /// each drug's stability in the reservoir (the first fill of a new pump, diluted or
+    /// a commercial strength, from the drug library) and the pharmacy's date.
+    fn beyond_use(
+        &self,
+        now: Instant,
+        contents: &Admixture,
+        first_fill: bool,
+        pharmacy_utc_ms: Option<u64>,
+    ) -> Result<Option<Instant>, Refusal> {
+        let mut bud: Option<Instant> = None;
+        for c in contents.active() {
+            let info = self.library.get(c.drug);
+            if let Some(st) = info.stability {
+                let diluted = !info.strengths.contains(&c.concentration);
+                let at = now.saturating_add(st.limit(diluted, first_fill));
+                bud = Some(bud.map_or(at, |b| b.min(at)));
+            }
+        }
+        if let Some(utc) = pharmacy_utc_ms {
+            let Some(clock) = self.s.clock else {
+                return Err(Refusal::Invalid(
+                    "set the pump's clock before giving a pharmacy beyond-use date",
+                ));
+            };
+            let now_utc = clock.utc(now);
+            if utc <= now_utc {
+                return Err(Refusal::Invalid(
+                    "the pharmacy's beyond-use date has passed; do not fill this drug",
+                ));
+            }
+            let at = now.saturating_add(Duration::from_ms(utc.saturating_sub(now_utc)));
+            bud = Some(bud.map_or(at, |b| b.min(at)));
+        }
+        Ok(bud)
     }
 
     fn start_bolus(
@@ -2348,9 +2558,13 @@ impl Pump {
             None
         } else {
             // The bolus and the basal delivered meanwhile (predictive rule).
+            // The limiter counts the bolus's last part for a day after it is delivered:
+            // the allowance lasts as long.
             Some(Allowance {
                 volume: volume.saturating_add(basal),
-                until: now.saturating_add(Duration::from_days(1)),
+                until: now
+                    .saturating_add(duration)
+                    .saturating_add(Duration::from_days(1)),
             })
         };
         let saved = self.s.allowance;
@@ -2375,13 +2589,7 @@ impl Pump {
             duration,
         };
         self.begin_bolus(bolus);
-        self.log(
-            now,
-            Event::BolusStarted {
-                kind: kind.code(),
-                volume,
-            },
-        );
+        self.log(now, Event::BolusStarted { kind, volume });
         self.mark_dirty();
         Response::BolusAccepted {
             volume,
@@ -2575,6 +2783,7 @@ mod tests {
             keep_dose: false,
             bridge: BridgeChoice::None,
             confirm: true,
+            beyond_use_utc_ms: None,
         };
         assert_eq!(
             p.handle_command(now, Role::Clinician, 0, &refill),

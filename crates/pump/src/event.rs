@@ -5,7 +5,8 @@ use thecal_rx::drug::DrugId;
 use thecal_rx::{Mass, Volume};
 
 use crate::alarm::AlarmKind;
-use crate::command::Role;
+use crate::command::{FaultCode, Role, StopReason};
+use crate::core::BolusKind;
 
 /// One logged event. Every variant is small and fixed-size so that a log entry has a
 /// bounded encoded length ([`MAX_EVENT_LEN`]).
@@ -76,15 +77,15 @@ pub enum Event {
     },
     /// A bolus started.
     BolusStarted {
-        /// Kind (see `core`'s bolus kinds).
-        kind: u8,
+        /// Kind.
+        kind: BolusKind,
         /// Volume to deliver.
         volume: Volume,
     },
     /// A bolus ended.
     BolusEnded {
         /// Kind.
-        kind: u8,
+        kind: BolusKind,
         /// Volume delivered.
         delivered: Volume,
     },
@@ -95,8 +96,8 @@ pub enum Event {
     },
     /// Delivery stopped.
     Stopped {
-        /// Why (see `core`'s stop reasons).
-        reason: u8,
+        /// Why.
+        reason: StopReason,
     },
     /// Delivery resumed.
     Resumed,
@@ -109,8 +110,8 @@ pub enum Event {
     },
     /// A self-test or invariant check failed; the core entered its safe state.
     Fault {
-        /// Which check (see `core`'s fault codes).
-        code: u8,
+        /// Which check.
+        code: FaultCode,
     },
     /// The telemetry enrolled a device.
     DeviceEnrolled {

@@ -484,7 +484,8 @@ mod tests {
 
     use super::*;
     use crate::alarm::AlarmKind;
-    use crate::command::Role;
+    use crate::command::{FaultCode, Role, StopReason};
+    use crate::core::BolusKind;
 
     const ROLES: [Role; 3] = [Role::Clinician, Role::PatientRemote, Role::Emergency];
 
@@ -542,21 +543,25 @@ mod tests {
             flagged: true,
         });
         out.push(Event::BolusStarted {
-            kind: u8::MAX,
+            kind: BolusKind::Patient,
             volume: v,
         });
         out.push(Event::BolusEnded {
-            kind: u8::MAX,
+            kind: BolusKind::Patient,
             delivered: v,
         });
         out.push(Event::ProgramChanged { version: u32::MAX });
-        out.push(Event::Stopped { reason: u8::MAX });
+        out.push(Event::Stopped {
+            reason: StopReason::Other,
+        });
         out.push(Event::Resumed);
         out.push(Event::ClockSet {
             old_utc_ms: u64::MAX,
             new_utc_ms: u64::MAX,
         });
-        out.push(Event::Fault { code: u8::MAX });
+        out.push(Event::Fault {
+            code: FaultCode::Arithmetic,
+        });
         for role in ROLES {
             out.push(Event::DoseReduced {
                 role,
@@ -600,6 +605,7 @@ mod tests {
         let drug = prop::sample::select(DrugId::ALL.to_vec());
         let vol = any::<u64>().prop_map(Volume::from_raw);
         let mass = any::<u64>().prop_map(Mass::from_raw);
+        let bolus = prop::sample::select(BolusKind::ALL.to_vec());
         prop_oneof![
             any::<u64>().prop_map(|restored_seq| Event::PowerOn { restored_seq }),
             alarm.clone().prop_map(Event::AlarmRaised),
@@ -634,17 +640,18 @@ mod tests {
                     flagged
                 }
             ),
-            (any::<u8>(), vol.clone())
+            (bolus.clone(), vol.clone())
                 .prop_map(|(kind, volume)| Event::BolusStarted { kind, volume }),
-            (any::<u8>(), vol).prop_map(|(kind, delivered)| Event::BolusEnded { kind, delivered }),
+            (bolus, vol).prop_map(|(kind, delivered)| Event::BolusEnded { kind, delivered }),
             any::<u32>().prop_map(|version| Event::ProgramChanged { version }),
-            any::<u8>().prop_map(|reason| Event::Stopped { reason }),
+            prop::sample::select(StopReason::ALL.to_vec())
+                .prop_map(|reason| Event::Stopped { reason }),
             Just(Event::Resumed),
             (any::<u64>(), any::<u64>()).prop_map(|(old_utc_ms, new_utc_ms)| Event::ClockSet {
                 old_utc_ms,
                 new_utc_ms
             }),
-            any::<u8>().prop_map(|code| Event::Fault { code }),
+            prop::sample::select(FaultCode::ALL.to_vec()).prop_map(|code| Event::Fault { code }),
             any::<u32>().prop_map(|key_id| Event::DeviceRevoked { key_id }),
             (any::<u32>(), any::<u8>(), any::<u32>()).prop_map(|(key_id, reason, count)| {
                 Event::HandshakeDenied {
@@ -753,7 +760,15 @@ mod tests {
         );
         assert_ne!(
             base,
-            entry_hash(&GENESIS_HASH, 3, at, &Event::Stopped { reason: 0 }).unwrap()
+            entry_hash(
+                &GENESIS_HASH,
+                3,
+                at,
+                &Event::Stopped {
+                    reason: StopReason::Procedure
+                }
+            )
+            .unwrap()
         );
         // The same input without the tag gives a different hash.
         let mut untagged = Blake2s::<U16>::new();
@@ -887,7 +902,7 @@ mod tests {
         for i in 0..1000u64 {
             let at = Instant::from_ms(i * 60_000);
             let event = Event::Fault {
-                code: (i % 256) as u8,
+                code: FaultCode::ALL[(i % 7) as usize],
             };
             let appended = chains.append(at, event).unwrap();
             events.push(appended.event);
@@ -939,7 +954,12 @@ mod tests {
         };
         let copy = chains;
         assert_eq!(
-            chains.append(Instant::ZERO, Event::Fault { code: 1 }),
+            chains.append(
+                Instant::ZERO,
+                Event::Fault {
+                    code: FaultCode::Memory
+                }
+            ),
             Err(LogError::SequenceExhausted)
         );
         assert_eq!(chains, copy);

@@ -51,6 +51,9 @@ pub struct HardwareProfile {
     pub quiescent_uj_per_hour: u32,
     /// Shortest time between strokes.
     pub min_stroke_interval: Duration,
+    /// The most the reservoir may hold when a valve pump enters MRI mode without an
+    /// emergency confirmation (the valves may open in the field).
+    pub mri_reservoir_limit: Volume,
     /// Labelled worst-case over-delivery, per mille of the programmed volume (145 =
     /// +14.5 %): refill planning assumes it ([`thecal_rx::refill::refill_due`]).
     pub over_delivery_permille: u16,
@@ -96,6 +99,8 @@ impl HardwareProfile {
             quiescent_uj_per_hour: 360_000,
             // 24 mL/day of 250 nL strokes is one every 0.9 s: the motor must allow it.
             min_stroke_interval: Duration::from_ms(500),
+            // A peristaltic pump stalls in the field and delivers nothing.
+            mri_reservoir_limit: Volume::MAX,
             over_delivery_permille: 145,
             source: "DOMAIN.md §2 for reservoir, rate range, labelled ±14.5 % accuracy and \
                      84-month design life; stroke volume, dead volumes and energies are \
@@ -124,6 +129,9 @@ impl HardwareProfile {
             radio_uj_per_ms: 30,
             quiescent_uj_per_hour: 300_000,
             min_stroke_interval: Duration::from_ms(2_000),
+            // The instructions: empty the pump before an MRI (the valves may open in the
+            // field); at most 10 µL may remain (DOMAIN.md §2, Prometra MRI labelling).
+            mri_reservoir_limit: Volume::from_nl(10_000),
             // DOMAIN.md §2 gives only mean accuracy (97.1 %); without a labelled worst
             // case the SynchroMed ±14.5 % is assumed (check).
             over_delivery_permille: 145,
@@ -149,6 +157,8 @@ impl HardwareProfile {
             radio_uj_per_ms: 20,
             quiescent_uj_per_hour: 500_000,
             min_stroke_interval: Duration::from_ms(250),
+            // Taken off before a scan; never in the field.
+            mri_reservoir_limit: Volume::MAX,
             over_delivery_permille: 60,
             source: "estimates for a trial pump, including ±6 % accuracy, check",
         }

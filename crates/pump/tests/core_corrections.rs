@@ -117,6 +117,7 @@ fn a_lower_concentration_keeps_the_old_limits_until_the_old_fluid_has_cleared_pu
         keep_dose: false,
         bridge: BridgeChoice::None,
         confirm: true,
+        beyond_use_utc_ms: None,
     });
     let d0 = rig.pump.delivered().raw();
     for hour in 0..(5 * 24) {
@@ -180,6 +181,7 @@ fn six_drugs_rotated_over_seven_years_are_never_vetoed_pump_027() {
             keep_dose: false,
             bridge: BridgeChoice::None,
             confirm: true,
+            beyond_use_utc_ms: None,
         });
         assert_eq!(
             r,
@@ -231,6 +233,7 @@ fn a_fifth_drug_the_limiter_cannot_count_is_refused_before_anything_changes_pump
         keep_dose: false,
         bridge: BridgeChoice::None,
         confirm: true,
+        beyond_use_utc_ms: None,
     });
     let mut rx = rig.pump.program().clone();
     rx.schedule = Schedule::continuous(q("0.5 mL/day"));
@@ -251,6 +254,7 @@ fn a_fifth_drug_the_limiter_cannot_count_is_refused_before_anything_changes_pump
         keep_dose: false,
         bridge: BridgeChoice::None,
         confirm: true,
+        beyond_use_utc_ms: None,
     });
     assert!(
         matches!(r, Response::Refused(_)),
@@ -334,7 +338,7 @@ fn a_log_heavy_command_storm_never_silently_stops_saving_or_delivery_pump_028() 
          safe state"
     );
     assert!(rig.pump.dropped_actions() > 0);
-    let code = FaultCode::ActionLost.code();
+    let code = FaultCode::ActionLost;
     assert!(
         rig.events.iter().any(|e| e.event == Event::Fault { code }),
         "no fault entry for the lost actions"
@@ -463,6 +467,7 @@ fn a_bolus_cut_short_by_an_empty_reservoir_logs_the_volume_it_delivered_pump_029
         keep_dose: false,
         bridge: BridgeChoice::None,
         confirm: true,
+        beyond_use_utc_ms: None,
     });
     rig.run_for(Duration::from_minutes(50));
     let ends = bolus_ends(&rig);
@@ -526,6 +531,7 @@ fn a_pump_at_end_of_service_refuses_a_refill_and_says_replace_it_pump_021() {
         keep_dose: false,
         bridge: BridgeChoice::None,
         confirm: true,
+        beyond_use_utc_ms: None,
     });
     assert!(
         matches!(r, Response::Refused(_)),

@@ -11,6 +11,7 @@ mod rig;
 
 use proptest::prelude::*;
 use rig::{Rig, q};
+use thecal_pump::alarm::AlarmKind;
 use thecal_pump::command::{BridgeChoice, Command, Mode, Response, Role, StopReason};
 use thecal_pump::core::Pump;
 use thecal_pump::persist::Slot;
@@ -173,6 +174,7 @@ fn apply(rig: &mut Rig, op: &Op) {
                 keep_dose,
                 bridge,
                 confirm: true,
+                beyond_use_utc_ms: None,
             });
         }
         Op::Program { flow_ul, flex } => {
@@ -227,6 +229,7 @@ fn apply(rig: &mut Rig, op: &Op) {
                 keep_dose: false,
                 bridge: BridgeChoice::None,
                 confirm: true,
+                beyond_use_utc_ms: None,
             });
         }
     }
@@ -385,6 +388,120 @@ proptest! {
     }
 }
 
+/// Operations of a valve pump's clinical life: MRI mode (emptied or an emergency),
+/// reminder intervals, acknowledgements, on top of the common [`Op`]s.
+#[derive(Debug, Clone)]
+enum ValveOp {
+    Common(Op),
+    Mri(bool),
+    MriEmergency,
+    EmptyForMri,
+    Acknowledge(usize),
+    ReminderInterval(u64),
+}
+
+fn valve_op() -> impl Strategy<Value = ValveOp> {
+    prop_oneof![
+        8 => op().prop_map(ValveOp::Common),
+        2 => any::<bool>().prop_map(ValveOp::Mri),
+        1 => Just(ValveOp::MriEmergency),
+        1 => Just(ValveOp::EmptyForMri),
+        2 => (0usize..AlarmKind::COUNT).prop_map(ValveOp::Acknowledge),
+        1 => (10u64..300).prop_map(ValveOp::ReminderInterval),
+    ]
+}
+
+fn apply_valve(rig: &mut Rig, op: &ValveOp) {
+    match op {
+        ValveOp::Common(op) => apply(rig, op),
+        ValveOp::Mri(on) => {
+            let _ = rig.cmd(Command::MriMode(*on));
+        }
+        ValveOp::MriEmergency => {
+            let _ = rig.cmd(Command::MriEmergency);
+        }
+        ValveOp::EmptyForMri => {
+            let residual = rig.pump.status().reservoir;
+            let contents = rig.pump.program().contents.clone();
+            let _ = rig.cmd(Command::Refill {
+                aspirated: residual,
+                added: Volume::ZERO,
+                contents,
+                keep_dose: false,
+                bridge: BridgeChoice::None,
+                confirm: true,
+                beyond_use_utc_ms: None,
+            });
+        }
+        ValveOp::Acknowledge(i) => {
+            let _ = rig.cmd(Command::Acknowledge(AlarmKind::ALL[*i]));
+        }
+        ValveOp::ReminderInterval(minutes) => {
+            let _ = rig.cmd(Command::SetReminderInterval {
+                interval: Duration::from_minutes(*minutes),
+            });
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// A valve pump through MRI mode (refused when full, emptied or by emergency),
+    /// reminders and acknowledgements, with the common commands: the limiter is never
+    /// exceeded, delivery never exceeds what was held, the fluid path holds its volume,
+    /// the valve stays shut in MRI mode, the full reservoir never enters MRI mode without
+    /// the emergency command, and a pump left without delivery is never silent longer
+    /// than the longest reminder interval.
+    #[test]
+    fn mri_mode_and_reminders_keep_the_invariants_pump_034_pump_032_pump_015(
+        ops in proptest::collection::vec(valve_op(), 1..30),
+    ) {
+        let mut rig = Rig::new(HardwareProfile::prometra_class(20));
+        rig.set_clock();
+        rig.start(DrugId::Baclofen, "2000 mcg/mL", "20 mL", Schedule::continuous(q("0.6 mL/day")), Some(ptm()));
+        let limit = rig.profile.mri_reservoir_limit;
+        for op in &ops {
+            let before = rig.pump.status();
+            let r = match op {
+                ValveOp::Mri(true) => rig.cmd(Command::MriMode(true)),
+                other => {
+                    apply_valve(&mut rig, other);
+                    Response::Accepted
+                }
+            };
+            let after = rig.pump.status();
+            if matches!(op, ValveOp::Mri(true)) && before.mode == Mode::Running {
+                prop_assert_eq!(after.mode == Mode::MriSuspended, before.reservoir <= limit, "{:?}", r);
+            }
+            if before.mode == Mode::MriSuspended && after.mode == Mode::MriSuspended {
+                prop_assert_eq!(after.delivered, before.delivered, "the valve opened in MRI mode");
+            }
+            prop_assert!(rig.pump.delivered() <= rig.pump.held_total());
+            if !matches!(after.mode, Mode::Fault { .. }) {
+                prop_assert_eq!(rig.pump.fluid().held_volume(), rig.profile.dead_volume());
+            }
+        }
+        // Left as it is for a day: while no drug flows, a tone at least every 4 h 10 min.
+        let start = rig.now;
+        rig.run_for(Duration::from_days(1));
+        let silent_ok = Duration::from_minutes(250).ms();
+        let withheld = matches!(rig.pump.status().mode, Mode::Stopped { .. } | Mode::MriSuspended);
+        if withheld {
+            let mut last = start.ms() + Duration::from_hours(1).ms();
+            for (t, _) in rig.sounds.iter().filter(|(t, _)| *t >= start) {
+                prop_assert!(t.ms() - last.min(t.ms()) <= silent_ok, "silent from {} to {}", last, t.ms());
+                last = last.max(t.ms());
+            }
+            prop_assert!(rig.now.ms() - last <= silent_ok, "silent from {} to the end", last);
+        }
+        check_windows(&rig, Duration::from_days(1), |_| Some(2_000_000)).map_err(TestCaseError::fail)?;
+        check_windows(&rig, Duration::from_days(1), |i| rig.limits[i].map(|l| l.per_day.raw())).map_err(TestCaseError::fail)?;
+        prop_assert_eq!(rig.pump.dropped_actions(), 0);
+        prop_assert!(thecal_pump::log::verify(rig.events.iter(), None).is_ok());
+    }
+}
+
 /// Restores a pump from slots built from `writes`, the last one torn after `cut` bytes.
 fn slots_after(
     base: &(Vec<u8>, Vec<u8>),
@@ -434,6 +551,7 @@ fn power_cut_at_every_write_of_a_refill_and_reprogram_restores_old_or_new_pump_0
         keep_dose: true,
         bridge: BridgeChoice::Automatic,
         confirm: false,
+        beyond_use_utc_ms: None,
     });
     let after_refill = rig.pump.status();
     rig.run_for(Duration::from_hours(1));

@@ -13,6 +13,7 @@ use rig::{Rig, q};
 use thecal_pump::alarm::AlarmKind;
 use thecal_pump::battery::BatteryState;
 use thecal_pump::command::{BridgeChoice, Command, Mode, Refusal, Response, Role, StopReason};
+use thecal_pump::core::BolusKind;
 use thecal_pump::event::Event;
 use thecal_pump::profile::HardwareProfile;
 use thecal_rx::check::PatientBolus;
@@ -264,6 +265,7 @@ fn concentration_change_keeps_the_tip_dose_continuous_pump_013() {
             keep_dose: true,
             bridge,
             confirm: false,
+            beyond_use_utc_ms: None,
         });
         assert_eq!(
             rig.pump
@@ -313,7 +315,7 @@ fn priming_bolus_fills_the_catheter_and_therapy_starts_when_drug_reaches_the_tip
     let delivered = rig.pump.delivered().raw();
     // Priming plus basal during the hour fill exactly the 0.2 mL dead volume.
     assert!(delivered.abs_diff(200_000) <= STROKE_NL, "{delivered}");
-    assert!(rig.events.iter().any(|e| matches!(e.event, Event::BolusStarted { kind: 2, volume } if volume.raw().abs_diff(195_834) <= 1)));
+    assert!(rig.events.iter().any(|e| matches!(e.event, Event::BolusStarted { kind: BolusKind::Priming, volume } if volume.raw().abs_diff(195_834) <= 1)));
     // No drug reached the patient during priming: it arrives as the priming ends.
     let drug_during = rig.tip_mass(DrugId::Ziconotide, t, rig.now);
     assert!(
@@ -556,6 +558,7 @@ fn refill_reconciliation_and_capacity_are_checked_pump_014() {
         keep_dose: false,
         bridge: BridgeChoice::Automatic,
         confirm,
+        beyond_use_utc_ms: None,
     };
     // 40 mL into a 20 mL pump (the reservoir-size mix-up).
     let r = rig.cmd(refill("15 mL", "40 mL", false));
@@ -817,7 +820,8 @@ fn valve_pump_mri_mode_shuts_delivery_until_a_clinician_resets_it_pump_022() {
         None,
     );
     rig.run_for(Duration::from_hours(2));
-    rig.ok(Command::MriMode(true));
+    // A full pump: an emergency scan the clinician confirms (PUMP-034).
+    rig.ok(Command::MriEmergency);
     assert_eq!(rig.pump.status().mode, Mode::MriSuspended);
     assert!(rig.pump.alarms().is_active(AlarmKind::MagnetMri));
     let d = rig.pump.delivered();

@@ -111,6 +111,41 @@ impl DrugId {
     pub const fn withdrawal_dangerous(self) -> bool {
         matches!(self, DrugId::Baclofen | DrugId::Clonidine) || self.class().is_opioid()
     }
+
+    /// What stopping this drug does, for the warning a clinician confirms before a stop
+    /// and the reminder of a pump left without delivery, with its source; `None` for a
+    /// drug whose stop needs no warning (bupivacaine, saline).
+    pub const fn stop_warning(self) -> Option<Sourced<&'static str>> {
+        Some(match self {
+            DrugId::Baclofen => src(
+                "abrupt discontinuation of intrathecal baclofen can cause high fever, altered \
+                 mental status, rebound spasticity and muscle rigidity, progressing to \
+                 rhabdomyolysis, multi-organ failure and death; restart delivery or bridge \
+                 with oral or intrathecal baclofen at once",
+                "Lioresal Intrathecal label, boxed warning, check",
+            ),
+            DrugId::Clonidine => src(
+                "abrupt withdrawal of epidural or intrathecal clonidine can cause rebound \
+                 hypertension, agitation and tachycardia; withdrawal can be life-threatening; \
+                 taper, or bridge with oral clonidine",
+                "Duraclon label, warnings, check",
+            ),
+            DrugId::Morphine | DrugId::Hydromorphone | DrugId::Fentanyl | DrugId::Sufentanil => {
+                src(
+                    "stopping an intrathecal opioid causes opioid withdrawal (pain, anxiety, \
+                     sweating, diarrhoea, tachycardia) within hours; bridge with systemic \
+                     opioids",
+                    "Infumorph label; PACC 2017, check",
+                )
+            }
+            DrugId::Ziconotide => src(
+                "ziconotide may be stopped abruptly without withdrawal effects; the pain it \
+                 controlled returns",
+                "Prialt label, dosage and administration, check",
+            ),
+            DrugId::Bupivacaine | DrugId::Saline => return None,
+        })
+    }
 }
 
 impl fmt::Display for DrugId {

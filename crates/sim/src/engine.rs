@@ -20,8 +20,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use thecal_pump::alarm::AlarmKind;
 use thecal_pump::battery::BatteryState;
-use thecal_pump::command::{BridgeChoice, Command, Mode, Response, Role, StopReason};
-use thecal_pump::core::{Action, Pump};
+use thecal_pump::command::{BridgeChoice, Command, Mode, Refusal, Response, Role, StopReason};
+use thecal_pump::core::{Action, BolusKind, Pump};
 use thecal_pump::event::Event as LogEvent;
 use thecal_pump::fluid::FluidPath;
 use thecal_pump::persist::Slot;
@@ -277,6 +277,7 @@ impl<'a> Engine<'a> {
                     keep_dose: false,
                     bridge: BridgeChoice::None,
                     confirm: true,
+                    beyond_use_utc_ms: None,
                 };
                 self.clinician(refill(Volume::ZERO));
                 let mut rx = self.sc.prescription.clone();
@@ -534,8 +535,11 @@ impl<'a> Engine<'a> {
             LogEvent::MotorRecovered { missed } => {
                 self.note(format!("motor recovered; missed {missed}"))
             }
-            LogEvent::Fault { code } => self.note(format!("pump fault {code}")),
-            LogEvent::BolusStarted { kind: 4, .. } => self.result.totals.boluses_given += 1,
+            LogEvent::Fault { code } => self.note(format!("pump fault: {}", code.name())),
+            LogEvent::BolusStarted {
+                kind: BolusKind::Patient,
+                ..
+            } => self.result.totals.boluses_given += 1,
             LogEvent::HandshakeDenied { .. } => {
                 if let Some(r) = self.radio.as_deref_mut() {
                     r.denial_logged();
@@ -704,7 +708,13 @@ impl<'a> Engine<'a> {
             Event::Mri(duration) => {
                 let valve = matches!(&self.dev, Dev::Programmable(p) if p.profile.mechanism == Mechanism::Valve);
                 if valve {
-                    self.clinician(Command::MriMode(true));
+                    // A valve pump enters MRI mode only when emptied; a scan of a full
+                    // pump is an emergency the clinician confirms explicitly.
+                    if let Response::Refused(Refusal::MriReservoirNotEmpty { .. }) =
+                        self.clinician(Command::MriMode(true))
+                    {
+                        self.clinician(Command::MriEmergency);
+                    }
                 }
                 self.env.mri = true;
                 self.magnet(true);
@@ -860,6 +870,7 @@ impl<'a> Engine<'a> {
             keep_dose,
             bridge,
             confirm: true,
+            beyond_use_utc_ms: None,
         };
         let r = self.clinician(cmd(entered_volume, entered_contents.clone()));
         let refused = matches!(r, Response::Refused(_));
@@ -925,6 +936,7 @@ impl<'a> Engine<'a> {
             keep_dose: false,
             bridge: BridgeChoice::None,
             confirm: true,
+            beyond_use_utc_ms: None,
         });
         let mut rx = program;
         rx.contents = self.contents.clone();

@@ -215,6 +215,9 @@ pub enum Expectation {
     ReconciliationFlagged,
     /// The pump reaches end of service.
     EndOfService,
+    /// The elective-replacement indicator is raised, then end of service is reached at
+    /// least this long after it (the labelled replacement interval).
+    EriBeforeEos(Duration),
     /// The implant radio's costliest day stays below `percent` of its daily budget.
     RadioEnergyBelow(f64),
     /// The daily budget puts the radio to sleep at least once.
@@ -515,7 +518,7 @@ fn event(
 
 const EXPECT_KINDS: &str = "no-limiter-veto, limiter-veto, alarm, no-alarm, tip-dose-not-below, \
     tip-dose-below, tip-dose-above, reservoir-tracks, delivered-within, withdrawal-flagged, no-withdrawal, overdose-flagged, \
-    no-overdose, command-refused, boluses-at-most, reconciliation-flagged, end-of-service, \
+    no-overdose, command-refused, boluses-at-most, reconciliation-flagged, end-of-service, eri-before-eos, \
     basal-within, radio-energy-below, radio-asleep, radio-never-asleep, radio-awake-at-end, link-boluses-at-least, \
     link-boluses-at-most";
 
@@ -560,6 +563,7 @@ fn expectation(i: usize, x: &ExpectSpec) -> Result<Expectation, FileError> {
         "boluses-at-most" => Expectation::BolusesAtMost(*need(&f("count"), &x.count)?),
         "reconciliation-flagged" => Expectation::ReconciliationFlagged,
         "end-of-service" => Expectation::EndOfService,
+        "eri-before-eos" => Expectation::EriBeforeEos(dur(&f("longer_than"), &x.longer_than)?),
         "radio-energy-below" => Expectation::RadioEnergyBelow(*need(&f("percent"), &x.percent)?),
         "radio-asleep" => Expectation::RadioAsleep,
         "basal-within" => Expectation::BasalWithin(*need(&f("percent"), &x.percent)?),
@@ -1048,6 +1052,20 @@ fn verdict(x: &Expectation, r: &RunResult) -> (bool, String) {
                 format!("end of service on day {d:.1}")
             }),
         ),
+        Expectation::EriBeforeEos(gap) => match (t.eri_day, t.eos_day) {
+            (Some(eri), Some(eos)) => (
+                eos - eri >= hours(*gap) / 24.0,
+                format!(
+                    "ERI on day {eri:.2}, end of service on day {eos:.2}: {:.2} days apart",
+                    eos - eri
+                ),
+            ),
+            (None, _) => (false, "ERI never raised".into()),
+            (Some(eri), None) => (
+                false,
+                format!("ERI on day {eri:.1}, end of service not reached"),
+            ),
+        },
         Expectation::RadioEnergyBelow(_)
         | Expectation::RadioAsleep
         | Expectation::RadioNeverAsleep

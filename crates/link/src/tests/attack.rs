@@ -466,6 +466,7 @@ impl World {
                 keep_dose: false,
                 bridge: BridgeChoice::None,
                 confirm: true,
+                beyond_use_utc_ms: None,
             },
         );
         assert_eq!(refill, Reply::Accepted);

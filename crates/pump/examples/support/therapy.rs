@@ -24,6 +24,7 @@ pub fn setup(stop: bool) -> Vec<Command> {
             keep_dose: false,
             bridge: BridgeChoice::None,
             confirm: true,
+            beyond_use_utc_ms: None,
         },
         Command::Program {
             prescription: Prescription {

@@ -237,6 +237,7 @@ impl Rig {
             keep_dose: false,
             bridge: BridgeChoice::None,
             confirm: true,
+            beyond_use_utc_ms: None,
         });
         self.ok(Command::Program {
             prescription: Prescription {
