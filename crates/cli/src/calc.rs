@@ -36,6 +36,8 @@ fn parse_drug(s: &str) -> Result<DrugId, String> {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum CalcCommand {
     /// Daily dose from concentration and rate.
     Dose {
