@@ -78,6 +78,23 @@ fn tests_in(file: &str, text: &str, out: &mut Vec<TestFn>) {
             });
         }
     }
+    // The clinic's suites are async functions that `on_both_databases!(…)` turns into
+    // one `#[test]` per database: each name listed there is a test of this file.
+    let mut rest = text;
+    while let Some(at) = rest.find("on_both_databases!(") {
+        let after = &rest[at + "on_both_databases!(".len()..];
+        let end = after.find(')').unwrap_or(after.len());
+        for name in after[..end].split(',') {
+            let name = name.trim();
+            if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                out.push(TestFn {
+                    file: file.to_string(),
+                    name: name.to_string(),
+                });
+            }
+        }
+        rest = &after[end..];
+    }
 }
 
 /// Whether `w` names a requirement-tagged test (`…_pump_013`), or a group of them
@@ -95,8 +112,12 @@ fn is_test_name(w: &str) -> bool {
 /// Whether `file` holds module `module` (its path segments, without `tests`).
 fn in_module(file: &str, module: &[String]) -> bool {
     let m = module.join("/");
+    // A module may sit below another (`records` in `src/domain/records.rs`).
+    let under_src = |f: &str| f.contains("/src/");
     file.contains(&format!("/src/{m}.rs"))
         || file.contains(&format!("/src/{m}/"))
+        || (under_src(file) && file.ends_with(&format!("/{m}.rs")))
+        || (under_src(file) && file.contains(&format!("/{m}/")))
         || file.ends_with(&format!("/tests/{m}.rs"))
         || file.contains(&format!("/tests/{m}/"))
 }

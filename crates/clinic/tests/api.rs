@@ -582,7 +582,8 @@ async fn prescription_soft_findings_need_a_reason_and_hard_are_refused_clinic_00
         (StatusCode::BAD_REQUEST, Some("prescription")),
         "{v}"
     );
-    // A decrease 2 days later is version 2, described in words.
+    // A decrease of 15 % (within the label's 10-20 % step) 2 days later is version 2,
+    // described in words.
     c.advance(TimeDelta::days(2));
     // Sessions last 12 hours: sign in again.
     assert_eq!(
@@ -591,13 +592,13 @@ async fn prescription_soft_findings_need_a_reason_and_hard_are_refused_clinic_00
     );
     let p = c.login(Role::Physician).await;
     let (s, v) = c
-        .call(Some(&p), "POST", &url, Some(baclofen("300 mcg/day")))
+        .call(Some(&p), "POST", &url, Some(baclofen("340 mcg/day")))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["version"], 2);
     assert_eq!(
         v["change"][0],
-        "daily dose decreases from 400 mcg/day to 300 mcg/day (-25.0 %)"
+        "daily dose decreases from 400 mcg/day to 340 mcg/day (-15.0 %)"
     );
     let (_, hist) = c.call(Some(&p), "GET", &url, None).await;
     assert_eq!(hist.as_array().unwrap().len(), 2);
