@@ -23,6 +23,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use thecal_pump::alarm::AlarmKind;
 use thecal_pump::battery::BatteryReading;
+use thecal_pump::catheter::CatheterRecord;
 use thecal_pump::command::{BridgeChoice, Command, Mode, Response, Role, StopReason};
 use thecal_pump::core::{Action, Pump};
 use thecal_pump::persist::Slot;
@@ -160,6 +161,16 @@ enum FCommand {
         low_reservoir_ul: u16,
         low_reservoir_days: u8,
         stopped_reminder_min: u16,
+    },
+    SetReminderInterval {
+        minutes: u16,
+    },
+    MriEmergency,
+    SetCatheter {
+        model: u8,
+        volume_per_cm_nl: u16,
+        length_mm: u16,
+        pump_segment_ul: u8,
     },
 }
 
@@ -406,6 +417,21 @@ fn command(c: &FCommand, pump: &Pump) -> Command {
             low_reservoir_days: u16::from(*low_reservoir_days),
             stopped_reminder: Duration::from_minutes(u64::from(*stopped_reminder_min)),
         },
+        FCommand::SetReminderInterval { minutes } => Command::SetReminderInterval {
+            interval: Duration::from_minutes(u64::from(*minutes)),
+        },
+        FCommand::MriEmergency => Command::MriEmergency,
+        FCommand::SetCatheter {
+            model,
+            volume_per_cm_nl,
+            length_mm,
+            pump_segment_ul,
+        } => Command::SetCatheter(CatheterRecord {
+            model: u16::from(*model % 4),
+            volume_per_cm: Volume::from_nl(u64::from(*volume_per_cm_nl)),
+            length_mm: *length_mm,
+            pump_segment: Volume::from_ul(u32::from(*pump_segment_ul)),
+        }),
     }
 }
 
@@ -440,7 +466,7 @@ impl Sim {
         if !matches!(mode, Mode::Fault { .. }) {
             assert_eq!(
                 p.fluid().held_volume(),
-                p.profile().dead_volume(),
+                p.dead_volume(),
                 "fluid path volume != dead volume in mode {mode:?}"
             );
         }

@@ -949,6 +949,18 @@ pub fn describe_event(e: &Event) -> String {
         } => format!(
             "dose reduced by {percent}% by {role} ({left_percent}% of the clinician's program left)"
         ),
+        Event::CatheterSet {
+            revision,
+            model,
+            length_mm,
+            volume,
+        } => format!(
+            "catheter {}: {}, {}.{} cm after trimming, holds {volume}",
+            if revision { "revised" } else { "recorded" },
+            thecal_pump::catheter::model(model).map_or("custom catheter", |m| m.name),
+            length_mm / 10,
+            length_mm % 10
+        ),
     }
 }
 

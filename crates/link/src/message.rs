@@ -400,6 +400,12 @@ mod tests {
                 interval: Duration::from_hours(4),
             },
             Command::MriEmergency,
+            Command::SetCatheter(thecal_pump::catheter::CatheterRecord {
+                model: u16::MAX,
+                volume_per_cm: Volume::from_nl(u64::MAX),
+                length_mm: u16::MAX,
+                pump_segment: Volume::from_nl(u64::MAX),
+            }),
         ]
     }
 
@@ -431,6 +437,12 @@ mod tests {
             clock_set: true,
             bolus_active: false,
             bridging: true,
+            catheter: Some(thecal_pump::catheter::CatheterRecord {
+                model: 0,
+                volume_per_cm: Volume::from_nl(10_000),
+                length_mm: 1_500,
+                pump_segment: Volume::from_nl(100_000),
+            }),
         }
     }
 

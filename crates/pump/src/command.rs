@@ -218,6 +218,12 @@ pub enum Command {
     /// not empty. The clinician confirms that the scan cannot wait for the pump to be
     /// emptied; the command is logged like every other.
     MriEmergency,
+    /// Record the implanted catheter (at implant and after each revision): model,
+    /// length after trimming and pump segment. The pump must be stopped; the fluid that
+    /// was in the old catheter is gone and the new one holds no drug, so priming is
+    /// needed before drug reaches the tip. Priming is refused until a catheter is
+    /// recorded.
+    SetCatheter(crate::catheter::CatheterRecord),
 }
 
 /// Shortest no-delivery reminder interval a clinician may set.
@@ -262,11 +268,13 @@ pub enum CommandKind {
     SetReminderInterval,
     /// [`Command::MriEmergency`].
     MriEmergency,
+    /// [`Command::SetCatheter`].
+    SetCatheter,
 }
 
 impl CommandKind {
     /// Every kind.
-    pub const ALL: [CommandKind; 16] = [
+    pub const ALL: [CommandKind; 17] = [
         CommandKind::Interrogate,
         CommandKind::Program,
         CommandKind::Refill,
@@ -283,6 +291,7 @@ impl CommandKind {
         CommandKind::AlarmSettings,
         CommandKind::SetReminderInterval,
         CommandKind::MriEmergency,
+        CommandKind::SetCatheter,
     ];
 
     /// A stable code for the log.
@@ -304,6 +313,7 @@ impl CommandKind {
             CommandKind::AlarmSettings => 14,
             CommandKind::SetReminderInterval => 15,
             CommandKind::MriEmergency => 16,
+            CommandKind::SetCatheter => 17,
         }
     }
 
@@ -326,6 +336,7 @@ impl CommandKind {
             CommandKind::AlarmSettings => "alarm settings",
             CommandKind::SetReminderInterval => "set reminder interval",
             CommandKind::MriEmergency => "emergency MRI mode",
+            CommandKind::SetCatheter => "catheter record",
         }
     }
 }
@@ -350,6 +361,7 @@ impl Command {
             Command::AlarmSettings { .. } => CommandKind::AlarmSettings,
             Command::SetReminderInterval { .. } => CommandKind::SetReminderInterval,
             Command::MriEmergency => CommandKind::MriEmergency,
+            Command::SetCatheter(_) => CommandKind::SetCatheter,
         }
     }
 }
@@ -359,7 +371,7 @@ impl Command {
 /// | command | clinician | patient remote | emergency |
 /// |---|---|---|---|
 /// | interrogate | yes | yes | yes |
-/// | program, refill, clinician/priming bolus, stop, resume, set clock, MRI mode (and emergency MRI mode), alarm settings, reminder interval | yes | no | no |
+/// | program, refill, clinician/priming bolus, stop, resume, set clock, MRI mode (and emergency MRI mode), alarm settings, reminder interval, catheter record | yes | no | no |
 /// | patient bolus | yes | yes | no |
 /// | cancel bolus | yes | own patient bolus | no |
 /// | acknowledge alarm | yes | yes | yes |
@@ -567,6 +579,8 @@ pub enum Refusal {
         /// The most the profile allows in the reservoir during a scan.
         limit: Volume,
     },
+    /// No catheter is recorded, so the pump cannot compute a priming volume.
+    NoCatheter,
 }
 
 impl Refusal {
@@ -594,6 +608,7 @@ impl Refusal {
             Refusal::ReductionBound { .. } => 19,
             Refusal::BelowMinimumRate { .. } => 20,
             Refusal::MriReservoirNotEmpty { .. } => 25,
+            Refusal::NoCatheter => 26,
         }
     }
 }
@@ -623,6 +638,7 @@ impl Refusal {
             19 => "emergency reduction bound reached",
             20 => "below the pump's lowest flow",
             25 => "MRI mode needs an emptied reservoir",
+            26 => "no catheter recorded",
             _ => return None,
         })
     }
@@ -712,6 +728,10 @@ impl fmt::Display for Refusal {
                 "the reservoir holds {reservoir}; empty it to {limit} or less before MRI mode \
                  (the valves may open in the field), or confirm an emergency scan"
             ),
+            Refusal::NoCatheter => f.write_str(
+                "no catheter is recorded, so the priming volume is unknown; program the \
+                 catheter record (model, length after trimming) first",
+            ),
         }
     }
 }
@@ -758,6 +778,8 @@ pub struct Status {
     pub bolus_active: bool,
     /// Automatic bridging after a concentration change is under way.
     pub bridging: bool,
+    /// The catheter record (`None`: not recorded; priming is refused).
+    pub catheter: Option<crate::catheter::CatheterRecord>,
 }
 
 /// The pump's answer to a command.

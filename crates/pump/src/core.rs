@@ -50,6 +50,7 @@ use thecal_rx::{Duration, Flow, Instant, Mass, Volume};
 
 use crate::alarm::{AlarmKind, Alarms, Sound};
 use crate::battery::{Battery, BatteryReading, BatteryState};
+use crate::catheter::CatheterRecord;
 use crate::command::{
     ActiveAlarm, BridgeChoice, Command, FaultCode, Mode, REMINDER_INTERVAL_DEFAULT,
     REMINDER_INTERVAL_MAX, REMINDER_INTERVAL_MIN, Refusal, Response, Role, Status, StopReason,
@@ -343,6 +344,9 @@ struct State {
     mri_since: Option<Instant>,
     /// When the fill in the reservoir passes its beyond-use date.
     beyond_use: Option<Instant>,
+    /// The implanted catheter; `None` until a clinician records it (the fluid path then
+    /// assumes the profile's nominal catheter, and priming is refused).
+    catheter: Option<CatheterRecord>,
 }
 
 /// The pump's therapy core. See the [module docs](self) for the call order.
@@ -447,6 +451,7 @@ impl Pump {
             reminder_at: None,
             mri_since: None,
             beyond_use: None,
+            catheter: None,
         };
         let mut pump = Pump::from_state(profile, s, Persister::new());
         pump.log(now, Event::PowerOn { restored_seq: 0 });
@@ -875,7 +880,56 @@ impl Pump {
             clock_set: self.s.clock.is_some(),
             bolus_active: self.s.bolus.is_some(),
             bridging: self.s.bridging,
+            catheter: self.s.catheter,
         })
+    }
+
+    /// The dead volume: the pump's internal path plus the recorded catheter (the
+    /// profile's nominal catheter until one is recorded).
+    pub fn dead_volume(&self) -> Volume {
+        let catheter = self
+            .s
+            .catheter
+            .map_or(self.profile.catheter_volume, |c| c.volume());
+        self.profile.pump_path_volume.saturating_add(catheter)
+    }
+
+    /// The recorded catheter.
+    pub fn catheter(&self) -> Option<CatheterRecord> {
+        self.s.catheter
+    }
+
+    /// Records the implanted catheter (at implant or after a revision): the pump must be
+    /// stopped; the old catheter's fluid left with it and the new one holds no drug.
+    fn set_catheter(&mut self, now: Instant, record: CatheterRecord) -> Response {
+        if let Err(e) = record.validate() {
+            return Response::Refused(Refusal::Invalid(e.message()));
+        }
+        if !matches!(self.s.mode, Mode::Stopped { .. }) {
+            return Response::Refused(Refusal::Invalid(
+                "stop the pump before recording a catheter (implant or revision): the \
+                 fluid path changes",
+            ));
+        }
+        let revision = self.s.catheter.is_some();
+        self.s
+            .fluid
+            .replace_catheter(self.profile.pump_path_volume, record.volume());
+        self.s.catheter = Some(record);
+        // The old fluid that bridging was pushing out is gone with the old catheter; the
+        // new catheter needs priming.
+        self.s.bridging = false;
+        self.log(
+            now,
+            Event::CatheterSet {
+                revision,
+                model: record.model,
+                length_mm: record.length_mm,
+                volume: record.volume(),
+            },
+        );
+        self.mark_dirty();
+        Response::Accepted
     }
 
     /// The therapy mode (cheaper than a full [`Pump::status`]).
@@ -1678,7 +1732,7 @@ impl Pump {
         if matches!(self.s.mode, Mode::Fault { .. }) {
             return;
         }
-        if self.s.fluid.held_volume() != self.profile.dead_volume() {
+        if self.s.fluid.held_volume() != self.dead_volume() {
             return self.enter_fault(now, FaultCode::FluidPath);
         }
         if self.s.reservoir > self.profile.reservoir_capacity {
@@ -1929,10 +1983,27 @@ impl Pump {
                 self.start_bolus(now, BolusKind::Clinician, *volume, *duration)
             }
             Command::PrimingBolus { duration } => {
+                if self.s.catheter.is_none() {
+                    return Refused(Refusal::NoCatheter);
+                }
                 let to_fill = self.s.fluid.volume_until(&self.s.program.contents);
                 if to_fill.is_zero() {
                     return Refused(Refusal::Invalid(
                         "the catheter already holds the drug; no priming is needed",
+                    ));
+                }
+                // Priming fills a drug-free catheter; fluid ahead that carries a drug (an
+                // old fill) would reach the CSF at bolus speed.
+                if self
+                    .s
+                    .fluid
+                    .drug_ahead_of(&self.s.program.contents)
+                    .is_some()
+                {
+                    return Refused(Refusal::Invalid(
+                        "the catheter holds drug from an earlier fill; a priming bolus would \
+                         push it into the CSF at bolus speed: let the basal (or bridging) \
+                         move it",
                     ));
                 }
                 // The basal keeps running during the priming: the bolus is what the
@@ -1947,6 +2018,7 @@ impl Pump {
                 self.start_bolus(now, BolusKind::Priming, volume, *duration)
             }
             Command::PatientBolus { request_id } => self.patient_bolus(now, *request_id),
+            Command::SetCatheter(record) => self.set_catheter(now, *record),
             Command::CancelBolus => match self.s.bolus {
                 Some(b) if role == Role::Clinician || b.kind == BolusKind::Patient => {
                     self.end_bolus(now);

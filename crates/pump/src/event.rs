@@ -145,6 +145,17 @@ pub enum Event {
         /// (100 after a clinician's own reduction).
         left_percent: u8,
     },
+    /// A catheter was recorded (`revision`: it replaced a recorded one).
+    CatheterSet {
+        /// It replaced a recorded catheter.
+        revision: bool,
+        /// Catalogue code (0: custom).
+        model: u16,
+        /// Length after trimming, mm.
+        length_mm: u16,
+        /// The catheter's internal volume.
+        volume: Volume,
+    },
 }
 
 /// What the telemetry asks the core to log (see [`crate::core::Pump::log_link`]): its

@@ -529,6 +529,69 @@ impl FluidPath {
         Ok(())
     }
 
+    /// Replaces the catheter (recorded at implant, or revised): the fluid beyond the
+    /// first `pump_path` from the pump end left with the old catheter (it was not
+    /// delivered), and a new catheter of `catheter` full of saline or CSF (no drug) now
+    /// lies between the pump path and the tip. The dead volume becomes the pump path's
+    /// fluid plus `catheter`. Masses of a segment cut at the join are kept in proportion
+    /// to the volume kept. Returns the volume that left with the old catheter.
+    pub fn replace_catheter(&mut self, pump_path: Volume, catheter: Volume) -> Volume {
+        let mut cut = self.dead_volume.saturating_sub(pump_path);
+        let removed = cut;
+        while !cut.is_zero() {
+            let Some(front) = self.segments.front_mut() else {
+                break;
+            };
+            if front.volume <= cut {
+                cut = cut.saturating_sub(front.volume);
+                self.segments.pop_front();
+            } else {
+                let keep = front.volume.saturating_sub(cut);
+                let (num, den) = (keep.nl(), front.volume.nl());
+                for m in &mut front.masses {
+                    *m = m.scale(num, den, Rounding::Down).unwrap_or(Mass::ZERO);
+                }
+                front.volume = keep;
+                cut = Volume::ZERO;
+            }
+        }
+        if !catheter.is_zero() {
+            if self.segments.is_full() {
+                self.merge_all();
+            }
+            // Cannot fail: the deque has room (merged to one segment when it was full).
+            let _ = self.segments.push_front(Segment {
+                volume: catheter,
+                contents: Contents::Fluid(Admixture::single(DrugId::Saline, Concentration::ZERO)),
+                masses: NO_MASS,
+            });
+        }
+        self.dead_volume = self.held_volume();
+        self.run = None;
+        self.prepared.valid = false;
+        removed
+    }
+
+    /// Merges every segment into one [`Contents::Mixed`] segment (the masses add up).
+    fn merge_all(&mut self) {
+        let mut volume = Volume::ZERO;
+        let mut masses = NO_MASS;
+        while let Some(s) = self.segments.pop_front() {
+            volume = volume.saturating_add(s.volume);
+            for (sum, m) in masses.iter_mut().zip(s.masses.iter()) {
+                *sum = sum.saturating_add(*m);
+            }
+        }
+        if !volume.is_zero() {
+            // Cannot fail: the deque was just emptied.
+            let _ = self.segments.push_back(Segment {
+                volume,
+                contents: Contents::Mixed,
+                masses,
+            });
+        }
+    }
+
     /// Pushes `volume` of `incoming` fluid in at the pump end; the same volume leaves at
     /// the tip, oldest fluid first.
     ///
@@ -706,6 +769,21 @@ impl FluidPath {
             ahead = ahead.saturating_add(seg.volume);
         }
         self.dead_volume
+    }
+
+    /// A drug in the fluid ahead of the first stretch of exactly `contents` (what a
+    /// priming bolus would push into the CSF at bolus speed); `None` when that fluid is
+    /// drug-free (saline or CSF).
+    pub fn drug_ahead_of(&self, contents: &Admixture) -> Option<DrugId> {
+        for seg in &self.segments {
+            if seg.contents.is(contents) {
+                return None;
+            }
+            if let Some(i) = seg.masses.iter().position(|m| !m.is_zero()) {
+                return ACTIVE.get(i).copied();
+            }
+        }
+        None
     }
 
     /// The mass of `drug` in the whole path (zero for saline).
@@ -1338,6 +1416,57 @@ mod tests {
         )
         .unwrap();
         assert_eq!(merged.concentration(DrugId::Baclofen).ng_per_ml(), expected);
+    }
+
+    #[test]
+    fn a_catheter_replacement_keeps_the_pump_path_and_adds_a_drug_free_catheter_pump_037() {
+        // Dead volume 200 uL: 130 uL of pump path and a 70 uL catheter, full of saline.
+        let drug = one(DrugId::Baclofen, "2000 mcg/mL");
+        let mut path = FluidPath::saline(ml("0.2 mL"));
+        // 180 uL of baclofen pushed in: tip first, 20 uL saline then 180 uL drug.
+        path.push(ml("0.18 mL"), &drug).unwrap();
+        assert_eq!(path.mass_in_path(DrugId::Baclofen), mass("360 mcg"));
+        // The 70 uL catheter is replaced by a 119 uL one: the 20 uL of saline and 50 uL
+        // of drug at the tip left with it; the pump path keeps 130 uL of drug (260 mcg).
+        let removed = path.replace_catheter(ml("0.13 mL"), Volume::from_nl(119_000));
+        assert_eq!(removed, ml("0.07 mL"));
+        assert_eq!(path.dead_volume(), Volume::from_nl(249_000));
+        assert_eq!(path.held_volume(), Volume::from_nl(249_000));
+        assert_eq!(path.mass_in_path(DrugId::Baclofen), mass("260 mcg"));
+        // The new catheter holds no drug: the drug reaches the tip after 119 uL.
+        assert_eq!(path.volume_until(&drug), Volume::from_nl(119_000));
+        assert_eq!(
+            path.tip_concentration(DrugId::Baclofen),
+            Concentration::ZERO
+        );
+        // A shorter catheter later: 130 uL pump path plus 50 uL.
+        let removed = path.replace_catheter(ml("0.13 mL"), ml("0.05 mL"));
+        assert_eq!(removed, Volume::from_nl(119_000));
+        assert_eq!(path.dead_volume(), ml("0.18 mL"));
+        assert_eq!(path.mass_in_path(DrugId::Baclofen), mass("260 mcg"));
+    }
+
+    #[test]
+    fn a_catheter_replacement_on_a_full_path_merges_the_pump_path_pump_037() {
+        // Fill every segment slot with alternating fluids, then replace the catheter:
+        // no slot is freed by the cut, so the pump path merges and the masses add up.
+        let a = one(DrugId::Baclofen, "2000 mcg/mL");
+        let b = one(DrugId::Baclofen, "1000 mcg/mL");
+        let mut path = FluidPath::saline(Volume::from_nl(16_000));
+        for i in 0..16 {
+            let f = if i % 2 == 0 { &a } else { &b };
+            path.push(Volume::from_nl(1_000), f).unwrap();
+        }
+        assert_eq!(path.segments().count(), MAX_SEGMENTS);
+        let before = path.mass_in_path(DrugId::Baclofen);
+        // Cut 500 nL at the tip (half of a 2000 mcg/mL segment: 1 mcg).
+        path.replace_catheter(Volume::from_nl(15_500), Volume::from_nl(4_000));
+        assert_eq!(path.dead_volume(), Volume::from_nl(19_500));
+        assert!(path.segments().count() <= MAX_SEGMENTS);
+        assert_eq!(
+            path.mass_in_path(DrugId::Baclofen).ng(),
+            before.ng() - 1_000
+        );
     }
 
     #[test]

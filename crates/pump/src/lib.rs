@@ -34,6 +34,7 @@
 
 pub mod alarm;
 pub mod battery;
+pub mod catheter;
 pub mod command;
 pub mod core;
 pub mod event;

@@ -569,6 +569,12 @@ mod tests {
                 left_percent: u8::MAX,
             });
         }
+        out.push(Event::CatheterSet {
+            revision: true,
+            model: u16::MAX,
+            length_mm: u16::MAX,
+            volume: v,
+        });
         out
     }
 
@@ -596,6 +602,7 @@ mod tests {
             Event::DeviceRevoked { .. } => 18,
             Event::HandshakeDenied { .. } => 19,
             Event::DoseReduced { .. } => 20,
+            Event::CatheterSet { .. } => 21,
         }
     }
 
@@ -660,6 +667,14 @@ mod tests {
                     count,
                 }
             }),
+            (any::<bool>(), any::<u16>(), any::<u16>(), any::<u64>()).prop_map(
+                |(revision, model, length_mm, volume)| Event::CatheterSet {
+                    revision,
+                    model,
+                    length_mm,
+                    volume: Volume::from_raw(volume),
+                }
+            ),
         ]
     }
 
@@ -679,7 +694,7 @@ mod tests {
     #[test]
     fn every_event_variant_fits_max_event_len_pump_024() {
         let events = worst_case_events();
-        let mut seen = [false; 21];
+        let mut seen = [false; 22];
         let mut longest = 0;
         for e in &events {
             seen[variant_index(e)] = true;

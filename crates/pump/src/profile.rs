@@ -33,7 +33,8 @@ pub struct HardwareProfile {
     pub reservoir_capacity: Volume,
     /// Volume of the pump's internal path from reservoir to catheter port.
     pub pump_path_volume: Volume,
-    /// Volume of the implanted catheter.
+    /// Volume of a typical implanted catheter: the pump assumes it until the implanted
+    /// catheter is recorded ([`crate::catheter`]); priming is refused until then.
     pub catheter_volume: Volume,
     /// Lowest programmable flow.
     pub min_flow: Flow,
@@ -71,7 +72,22 @@ impl HardwareProfile {
         }
     }
 
-    /// Pump path plus catheter: the volume fluid crosses before it reaches the CSF.
+    /// A custom 2 uL-per-cm catheter as long as holds [`HardwareProfile::catheter_volume`]
+    /// (35 cm for 70 uL): the catheter of simulations and examples that do not name one.
+    pub fn nominal_catheter(&self) -> crate::catheter::CatheterRecord {
+        const PER_CM: Volume = Volume::from_nl(2_000);
+        // 200 nL per mm.
+        let mm = self.catheter_volume.nl().checked_div(200).unwrap_or(0);
+        crate::catheter::CatheterRecord {
+            model: crate::catheter::CUSTOM_MODEL,
+            volume_per_cm: PER_CM,
+            length_mm: u16::try_from(mm).unwrap_or(u16::MAX),
+            pump_segment: Volume::ZERO,
+        }
+    }
+
+    /// Pump path plus the profile's nominal catheter: the volume fluid crosses before it
+    /// reaches the CSF until a catheter is recorded ([`crate::core::Pump::dead_volume`]).
     pub const fn dead_volume(&self) -> Volume {
         self.pump_path_volume.saturating_add(self.catheter_volume)
     }

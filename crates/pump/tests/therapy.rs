@@ -301,6 +301,8 @@ fn concentration_change_keeps_the_tip_dose_continuous_pump_013() {
 fn priming_bolus_fills_the_catheter_and_therapy_starts_when_drug_reaches_the_tip_pump_013() {
     let profile = HardwareProfile::synchromed_class(20);
     let mut rig = Rig::new(profile);
+    // A 35 cm catheter of 2 uL per cm: 70 uL, plus the 130 uL pump path.
+    rig.ok(Command::SetCatheter(profile.nominal_catheter()));
     rig.start(
         DrugId::Ziconotide,
         "25 mcg/mL",

@@ -173,7 +173,9 @@ impl<'a> Engine<'a> {
                     cut_in: None,
                     last_program_version: 0,
                 };
-                (Dev::Programmable(Box::new(prog)), profile.dead_volume())
+                let catheter = sc.catheter.unwrap_or_else(|| profile.nominal_catheter());
+                let dead = profile.pump_path_volume.saturating_add(catheter.volume());
+                (Dev::Programmable(Box::new(prog)), dead)
             }
             Device::ConstantRate(nominal) => {
                 let model = thecal_rx::constant_rate::GasPumpModel::TYPICAL.with_nominal(*nominal);
@@ -279,6 +281,9 @@ impl<'a> Engine<'a> {
                     confirm: true,
                     beyond_use_utc_ms: None,
                 };
+                // The implant: the catheter is recorded before anything is filled.
+                let catheter = self.catheter();
+                self.clinician(Command::SetCatheter(catheter));
                 self.clinician(refill(Volume::ZERO));
                 let mut rx = self.sc.prescription.clone();
                 rx.reservoir_volume = fill;
@@ -400,6 +405,17 @@ impl<'a> Engine<'a> {
         }
         self.drain();
         r
+    }
+
+    /// The implanted catheter: the scenario's, or the profile's nominal one.
+    fn catheter(&self) -> thecal_pump::catheter::CatheterRecord {
+        match (&self.dev, self.sc.catheter) {
+            (_, Some(c)) => c,
+            (Dev::Programmable(p), None) => p.profile.nominal_catheter(),
+            (Dev::Constant { .. }, None) => {
+                thecal_pump::profile::HardwareProfile::synchromed_class(20).nominal_catheter()
+            }
+        }
     }
 
     fn clinician(&mut self, cmd: Command) -> Response {
@@ -921,8 +937,12 @@ impl<'a> Engine<'a> {
         p.slot_b.fill(0xff);
         p.last_program_version = 0;
         self.note("pump replaced; refilled and reprogrammed; catheter primed");
-        self.catheter_fluid = FluidPath::new(profile.dead_volume(), &self.contents)
-            .unwrap_or_else(|_| FluidPath::saline(profile.dead_volume()));
+        // The catheter stays: the new pump is told which one it is.
+        let catheter = self.catheter();
+        self.clinician(Command::SetCatheter(catheter));
+        let dead = profile.pump_path_volume.saturating_add(catheter.volume());
+        self.catheter_fluid =
+            FluidPath::new(dead, &self.contents).unwrap_or_else(|_| FluidPath::saline(dead));
         let volume = profile.reservoir_capacity.min(self.sc.fill);
         self.reservoir_nl = volume.raw() as f64;
         self.clinician(Command::SetClock {
@@ -1253,6 +1273,7 @@ pub fn simple_scenario(
         drift_ppm: 0.0,
         persistence: false,
         primed: true,
+        catheter: None,
         clock_set: true,
         condition: scenario::Condition::Spasticity,
         high_risk: false,

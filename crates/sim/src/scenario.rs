@@ -262,6 +262,9 @@ pub struct Scenario {
     pub persistence: bool,
     /// The catheter is primed at the start (otherwise it holds saline).
     pub primed: bool,
+    /// The implanted catheter (`None`: the profile's nominal catheter,
+    /// [`thecal_pump::profile::HardwareProfile::nominal_catheter`]).
+    pub catheter: Option<thecal_pump::catheter::CatheterRecord>,
     /// The clinician sets the pump's clock at the start.
     pub clock_set: bool,
     /// Condition.
@@ -311,6 +314,65 @@ struct PatientSpec {
 #[serde(deny_unknown_fields)]
 struct CatheterSpec {
     primed: Option<bool>,
+    /// A catalogue model, by code or name ([`thecal_pump::catheter::CATALOGUE`]).
+    model: Option<String>,
+    /// Implanted length after trimming: "45 cm" or "450 mm".
+    length: Option<String>,
+}
+
+/// The `[catheter]` table's model and length as a record.
+fn catheter_record(
+    spec: &CatheterSpec,
+) -> Result<Option<thecal_pump::catheter::CatheterRecord>, FileError> {
+    use thecal_pump::catheter::{CATALOGUE, CatheterRecord, model_named};
+    let (model, length) = match (&spec.model, &spec.length) {
+        (None, None) => return Ok(None),
+        (Some(m), Some(l)) => (m, l),
+        _ => {
+            return Err(err(
+                "catheter",
+                "give both `model` and `length` (e.g. model = \"1\", length = \"45 cm\")",
+            ));
+        }
+    };
+    let Some(m) = model_named(model) else {
+        let known: Vec<String> = CATALOGUE
+            .iter()
+            .map(|m| format!("{} ({})", m.code, m.name))
+            .collect();
+        return Err(err(
+            "catheter.model",
+            format!("unknown model '{model}'; known: {}", known.join(", ")),
+        ));
+    };
+    let t = length.trim();
+    let (num, per_unit_mm) = if let Some(n) = t.strip_suffix("mm") {
+        (n.trim(), 1.0)
+    } else if let Some(n) = t.strip_suffix("cm") {
+        (n.trim(), 10.0)
+    } else {
+        return Err(err(
+            "catheter.length",
+            format!("'{length}' needs a unit: cm or mm (e.g. \"45 cm\")"),
+        ));
+    };
+    let mm = num
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .map(|v| (v * per_unit_mm).round())
+        .filter(|v| *v <= f64::from(u16::MAX))
+        .ok_or_else(|| {
+            err(
+                "catheter.length",
+                format!("'{length}' is not a positive length"),
+            )
+        })?;
+    let record = CatheterRecord::of_model(m, mm as u16);
+    record
+        .validate()
+        .map_err(|e| err("catheter.length", e.message()))?;
+    Ok(Some(record))
 }
 
 #[derive(Debug, Deserialize)]
@@ -805,6 +867,7 @@ pub fn parse(text: &str) -> Result<Scenario, FileError> {
         drift_ppm: spec.device.drift_ppm.unwrap_or(0.0),
         persistence: spec.device.persistence.unwrap_or(false),
         primed: spec.catheter.primed.unwrap_or(true),
+        catheter: catheter_record(&spec.catheter)?,
         clock_set: spec.clock_set.unwrap_or(true),
         condition,
         high_risk: spec.patient.high_risk.unwrap_or(false),
