@@ -313,7 +313,7 @@ fn a_bad_scenario_exits_2_with_one_line_naming_the_problem_sim_020_sim_040() {
     );
     assert!(!dir.join("report").exists());
 
-    let cases: [(String, &str); 10] = [
+    let cases: [(String, &str); 13] = [
         (
             scenario("medtronic-99", ""),
             "device.model: unknown device 'medtronic-99'; known: synchromed-20",
@@ -369,6 +369,27 @@ fn a_bad_scenario_exits_2_with_one_line_naming_the_problem_sim_020_sim_040() {
             "prescription.basal.rate: '0.5 mg/day'",
         ),
         (scenario("synchromed-20", "colour = \"blue\"\n"), "colour"),
+        (
+            scenario(
+                "synchromed-20",
+                "[[event]]\nat = \"1 d\"\nkind = \"catheter-revision\"\nlength = \"200 cm\"\n",
+            ),
+            "event[0].length: catheter length after trimming must be 5 cm to 150 cm",
+        ),
+        (
+            scenario(
+                "synchromed-20",
+                "[[event]]\nat = \"1 d\"\nkind = \"catheter-revision\"\nlength = \"45\"\n",
+            ),
+            "event[0].length: '45' needs a unit: cm or mm",
+        ),
+        (
+            scenario(
+                "synchromed-20",
+                "[[event]]\nat = \"1 d\"\nkind = \"catheter-revision\"\nmodel = \"9\"\nlength = \"45 cm\"\n",
+            ),
+            "event[0].model: unknown model '9'; known: 1 (two-piece",
+        ),
     ];
     for (i, (text, wanted)) in cases.iter().enumerate() {
         let file = dir.join(format!("bad-{i}.toml"));

@@ -127,6 +127,9 @@ pub struct Engine<'a> {
     /// as last worked out; `None` after anything that may have changed the program (a
     /// command, a telemetry turn, a restart or a new pump).
     basal_rate: Option<f64>,
+    /// The implanted catheter (the scenario's, then each revision's); `None`: the
+    /// profile's nominal one.
+    sc_catheter: Option<thecal_pump::catheter::CatheterRecord>,
 }
 
 fn ms_h(ms: u64) -> f64 {
@@ -241,6 +244,7 @@ impl<'a> Engine<'a> {
             },
             radio: crate::radio::Telemetry::new(sc),
             basal_rate: None,
+            sc_catheter: sc.catheter,
         };
         engine.setup();
         engine
@@ -407,9 +411,30 @@ impl<'a> Engine<'a> {
         r
     }
 
+    /// A catheter revision: stop, the surgeon's new catheter (drug-free, the old
+    /// catheter's fluid gone with it) in the body and in the pump's record, resume.
+    fn revise_catheter(&mut self, record: thecal_pump::catheter::CatheterRecord) {
+        let Dev::Programmable(p) = &self.dev else {
+            return;
+        };
+        let pump_path = p.profile.pump_path_volume;
+        self.clinician(Command::Stop {
+            reason: StopReason::Procedure,
+        });
+        self.catheter_fluid
+            .replace_catheter(pump_path, record.volume());
+        self.sc_catheter = Some(record);
+        let r = self.clinician(Command::SetCatheter(record));
+        self.note(format!("catheter revised: {record}"));
+        if let Response::Refused(why) = r {
+            self.note(format!("catheter record refused: {why}"));
+        }
+        self.clinician(Command::Resume);
+    }
+
     /// The implanted catheter: the scenario's, or the profile's nominal one.
     fn catheter(&self) -> thecal_pump::catheter::CatheterRecord {
-        match (&self.dev, self.sc.catheter) {
+        match (&self.dev, self.sc_catheter) {
             (_, Some(c)) => c,
             (Dev::Programmable(p), None) => p.profile.nominal_catheter(),
             (Dev::Constant { .. }, None) => {
@@ -797,6 +822,7 @@ impl<'a> Engine<'a> {
                 self.clinician(Command::Resume);
             }
             Event::ReplacePump => self.replace_pump(),
+            Event::CatheterRevision(record) => self.revise_catheter(record),
             Event::Radio(a) => self.radio_turn(crate::radio::Turn::Attack(a)),
         }
     }

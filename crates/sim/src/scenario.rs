@@ -147,6 +147,10 @@ pub enum Event {
     /// The pump is replaced (battery at end of service): a new pump, refilled and
     /// programmed as before.
     ReplacePump,
+    /// A catheter revision: the clinician stops the pump, the surgeon replaces the
+    /// catheter (the old one's fluid leaves with it; the new one fills with CSF), the
+    /// new catheter is recorded and the pump resumed. Priming is a separate event.
+    CatheterRevision(thecal_pump::catheter::CatheterRecord),
     /// An attack on the telemetry, or the programmer wand ([`crate::radio`]).
     Radio(crate::radio::Attack),
 }
@@ -324,24 +328,30 @@ struct CatheterSpec {
 fn catheter_record(
     spec: &CatheterSpec,
 ) -> Result<Option<thecal_pump::catheter::CatheterRecord>, FileError> {
+    match (&spec.model, &spec.length) {
+        (None, None) => Ok(None),
+        (Some(m), Some(l)) => catheter_of(m, l, "catheter").map(Some),
+        _ => Err(err(
+            "catheter",
+            "give both `model` and `length` (e.g. model = \"1\", length = \"45 cm\")",
+        )),
+    }
+}
+
+/// A catalogue catheter `model` (code or name) trimmed to `length` ("45 cm", "450 mm").
+fn catheter_of(
+    model: &str,
+    length: &str,
+    field: &str,
+) -> Result<thecal_pump::catheter::CatheterRecord, FileError> {
     use thecal_pump::catheter::{CATALOGUE, CatheterRecord, model_named};
-    let (model, length) = match (&spec.model, &spec.length) {
-        (None, None) => return Ok(None),
-        (Some(m), Some(l)) => (m, l),
-        _ => {
-            return Err(err(
-                "catheter",
-                "give both `model` and `length` (e.g. model = \"1\", length = \"45 cm\")",
-            ));
-        }
-    };
     let Some(m) = model_named(model) else {
         let known: Vec<String> = CATALOGUE
             .iter()
             .map(|m| format!("{} ({})", m.code, m.name))
             .collect();
         return Err(err(
-            "catheter.model",
+            format!("{field}.model"),
             format!("unknown model '{model}'; known: {}", known.join(", ")),
         ));
     };
@@ -352,7 +362,7 @@ fn catheter_record(
         (n.trim(), 10.0)
     } else {
         return Err(err(
-            "catheter.length",
+            format!("{field}.length"),
             format!("'{length}' needs a unit: cm or mm (e.g. \"45 cm\")"),
         ));
     };
@@ -364,15 +374,15 @@ fn catheter_record(
         .filter(|v| *v <= f64::from(u16::MAX))
         .ok_or_else(|| {
             err(
-                "catheter.length",
+                format!("{field}.length"),
                 format!("'{length}' is not a positive length"),
             )
         })?;
     let record = CatheterRecord::of_model(m, mm as u16);
     record
         .validate()
-        .map_err(|e| err("catheter.length", e.message()))?;
-    Ok(Some(record))
+        .map_err(|e| err(format!("{field}.length"), e.message()))?;
+    Ok(record)
 }
 
 #[derive(Debug, Deserialize)]
@@ -380,6 +390,10 @@ fn catheter_record(
 struct EventSpec {
     at: String,
     kind: String,
+    /// A catheter revision's catalogue model (default 1).
+    model: Option<String>,
+    /// A catheter revision's length after trimming.
+    length: Option<String>,
     repeat_every: Option<String>,
     repeat: Option<u32>,
     volume: Option<String>,
@@ -469,7 +483,7 @@ fn fraction(field: &str, v: Option<f64>) -> Result<f64, FileError> {
 }
 
 const EVENT_KINDS: &str = "refill, program, titrate, clinician-bolus, priming, patient-press, mri, \
-    occlusion, granuloma, leak, fever, flight, dive, power-cut, stop, resume, replace-pump, \
+    occlusion, granuloma, leak, fever, flight, dive, power-cut, stop, resume, replace-pump, catheter-revision, \
     handshake-flood, replay, jamming, bolus-flood, wand";
 
 fn event(
@@ -566,6 +580,11 @@ fn event(
         "stop" => Event::Stop,
         "resume" => Event::Resume,
         "replace-pump" => Event::ReplacePump,
+        "catheter-revision" => Event::CatheterRevision(catheter_of(
+            e.model.as_deref().unwrap_or("1"),
+            need(&f("length"), &e.length)?,
+            &format!("event[{i}]"),
+        )?),
         other => {
             if let Some(a) = crate::radio::attack(other, &e.every, &e.duration, &f)? {
                 return Ok(Event::Radio(a));
