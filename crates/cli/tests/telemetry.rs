@@ -376,7 +376,7 @@ fn udp_telemetry_end_to_end_link_008() {
     // The devices, then revoke the remote: it gets no answer at all.
     let d = json(&run(prog(&["--json", "devices"])));
     assert_eq!(d["devices"].as_array().unwrap().len(), 2, "{d}");
-    run(prog(&["revoke", &remote_id.to_string()]));
+    run(prog(&["revoke", &remote_id.to_string(), "--yes"]));
     let o = run_fail(remote(&["status"]));
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(

@@ -51,8 +51,8 @@ use thecal_rx::{Duration, Flow, Instant, Mass, Volume};
 use crate::alarm::{AlarmKind, Alarms, Sound};
 use crate::battery::{Battery, BatteryReading, BatteryState};
 use crate::command::{
-    ActiveAlarm, BridgeChoice, Command, FaultCode, Mode, REMINDER_INTERVAL_DEFAULT,
-    REMINDER_INTERVAL_MAX, REMINDER_INTERVAL_MIN, Refusal, Response, Role, Status, StopReason,
+    ActiveAlarm, BridgeChoice, Command, CommandKind, FaultCode, Mode, REMINDER_INTERVAL_DEFAULT,
+    REMINDER_INTERVAL_MAX, REMINDER_INTERVAL_MIN, Refusal, Response, Role, SoftReason, Status, StopReason,
     allowed,
 };
 use crate::event::{Event, LinkEvent};
@@ -875,6 +875,7 @@ impl Pump {
             clock_set: self.s.clock.is_some(),
             bolus_active: self.s.bolus.is_some(),
             bridging: self.s.bridging,
+            alarm_settings: self.s.settings,
         })
     }
 
@@ -1906,7 +1907,7 @@ impl Pump {
             Command::Program {
                 prescription,
                 confirm_soft,
-            } => self.apply_program(now, prescription, *confirm_soft),
+            } => self.apply_program(now, prescription, confirm_soft.as_ref()),
             Command::Refill {
                 aspirated,
                 added,
@@ -1922,7 +1923,7 @@ impl Pump {
                 contents,
                 *keep_dose,
                 *bridge,
-                *confirm,
+                confirm.as_ref(),
                 *beyond_use_utc_ms,
             ),
             Command::ClinicianBolus { volume, duration } => {
@@ -2190,8 +2191,9 @@ impl Pump {
         Ok(())
     }
 
-    /// Runs the prescription check against the program in force.
-    fn check_program(&self, now: Instant, rx: &Prescription, confirm: bool) -> Result<(), Refusal> {
+    /// Runs the prescription check against the program in force; returns how many soft
+    /// findings the confirmation covered.
+    fn check_program(&self, now: Instant, rx: &Prescription, confirm: bool) -> Result<u8, Refusal> {
         let previous = self.s.baseline.then_some(Previous {
             prescription: &self.s.program,
             elapsed: now.saturating_since(self.s.program_since),
@@ -2225,25 +2227,52 @@ impl Pump {
                         "the pump supports at most 48 patient boluses per 24 h",
                     ));
                 }
-                Ok(())
+                let soft = findings
+                    .iter()
+                    .filter(|f| f.severity == Severity::Soft)
+                    .count();
+                Ok(u8::try_from(soft).unwrap_or(u8::MAX))
             }
         }
     }
 
-    fn apply_program(&mut self, now: Instant, rx: &Prescription, confirm: bool) -> Response {
+    fn apply_program(
+        &mut self,
+        now: Instant,
+        rx: &Prescription,
+        confirm: Option<&SoftReason>,
+    ) -> Response {
         if rx.contents != self.s.program.contents {
             return Response::Refused(Refusal::ContentsMismatch);
         }
-        if let Err(r) = self.check_program(now, rx, confirm) {
-            return Response::Refused(r);
-        }
+        let soft = match self.check_program(now, rx, confirm.is_some()) {
+            Ok(n) => n,
+            Err(r) => return Response::Refused(r),
+        };
         let mut rx = rx.clone();
         rx.reservoir_volume = self.s.reservoir;
         if let Err(r) = self.change_program(now, rx, Role::Clinician) {
             return Response::Refused(r);
         }
         self.s.baseline = true;
+        self.log_confirmation(now, CommandKind::Program, soft, confirm);
         Response::Accepted
+    }
+
+    /// Logs a clinician's confirmation of soft findings with its reason, once the change
+    /// it confirmed was made (nothing when no reason was given).
+    fn log_confirmation(
+        &mut self,
+        now: Instant,
+        kind: CommandKind,
+        findings: u8,
+        reason: Option<&SoftReason>,
+    ) {
+        if let Some(reason) = reason {
+            for event in Event::soft_confirmation(kind.code(), findings, reason) {
+                self.log(now, event);
+            }
+        }
     }
 
     /// The one way to change the program (its schedule, bolus settings or contents):
@@ -2353,7 +2382,7 @@ impl Pump {
         contents: &Admixture,
         keep_dose: bool,
         bridge: BridgeChoice,
-        confirm: bool,
+        confirm: Option<&SoftReason>,
         pharmacy_bud: Option<u64>,
     ) -> Response {
         use Response::Refused;
@@ -2383,7 +2412,7 @@ impl Pump {
                 });
             }
         };
-        if rec.flagged && !confirm {
+        if rec.flagged && confirm.is_none() {
             return Refused(Refusal::Reconciliation(rec));
         }
         let mut rx = self.s.program.clone();
@@ -2421,9 +2450,11 @@ impl Pump {
         }
         rx.contents = contents.clone();
         rx.reservoir_volume = added;
+        let mut soft = u8::from(rec.flagged);
         if contents.active().next().is_some() {
-            if let Err(r) = self.check_program(now, &rx, confirm) {
-                return Refused(r);
+            match self.check_program(now, &rx, confirm.is_some()) {
+                Ok(n) => soft = soft.saturating_add(n),
+                Err(r) => return Refused(r),
             }
         }
         // Before anything changes: the limiter must be able to count the new drugs.
@@ -2449,6 +2480,7 @@ impl Pump {
             return Refused(r);
         }
         self.s.baseline = keep_baseline;
+        self.log_confirmation(now, CommandKind::Refill, soft, confirm);
         self.clear(now, AlarmKind::EmptyReservoir);
         self.clear(now, AlarmKind::LowReservoir);
         self.s.beyond_use = beyond_use;
@@ -2782,7 +2814,7 @@ mod tests {
             contents: contents.clone(),
             keep_dose: false,
             bridge: BridgeChoice::None,
-            confirm: true,
+            confirm: crate::command::SoftReason::new("confirmed in the test").ok(),
             beyond_use_utc_ms: None,
         };
         assert_eq!(
@@ -2797,7 +2829,7 @@ mod tests {
         };
         let program = Command::Program {
             prescription: rx,
-            confirm_soft: true,
+            confirm_soft: crate::command::SoftReason::new("confirmed in the test").ok(),
         };
         assert_eq!(
             p.handle_command(now, Role::Clinician, 0, &program),
@@ -2881,7 +2913,7 @@ mod tests {
             0,
             &Command::Program {
                 prescription: good,
-                confirm_soft: true,
+                confirm_soft: crate::command::SoftReason::new("confirmed in the test").ok(),
             },
         );
         assert_eq!(r, Response::Accepted);

@@ -173,7 +173,7 @@ fn apply(rig: &mut Rig, op: &Op) {
                 ),
                 keep_dose,
                 bridge,
-                confirm: true,
+                confirm: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
                 beyond_use_utc_ms: None,
             });
         }
@@ -182,7 +182,7 @@ fn apply(rig: &mut Rig, op: &Op) {
             rx.schedule = schedule(flow_ul, flex);
             let _ = rig.cmd(Command::Program {
                 prescription: rx,
-                confirm_soft: true,
+                confirm_soft: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
             });
         }
         Op::Stall(on) => rig.stall = on,
@@ -228,7 +228,7 @@ fn apply(rig: &mut Rig, op: &Op) {
                 contents: Admixture::new(&parts).unwrap(),
                 keep_dose: false,
                 bridge: BridgeChoice::None,
-                confirm: true,
+                confirm: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
                 beyond_use_utc_ms: None,
             });
         }
@@ -429,7 +429,7 @@ fn apply_valve(rig: &mut Rig, op: &ValveOp) {
                 contents,
                 keep_dose: false,
                 bridge: BridgeChoice::None,
-                confirm: true,
+                confirm: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
                 beyond_use_utc_ms: None,
             });
         }
@@ -550,7 +550,7 @@ fn power_cut_at_every_write_of_a_refill_and_reprogram_restores_old_or_new_pump_0
         contents: Admixture::single(DrugId::Baclofen, q("2000 mcg/mL")),
         keep_dose: true,
         bridge: BridgeChoice::Automatic,
-        confirm: false,
+        confirm: None,
         beyond_use_utc_ms: None,
     });
     let after_refill = rig.pump.status();
@@ -559,7 +559,7 @@ fn power_cut_at_every_write_of_a_refill_and_reprogram_restores_old_or_new_pump_0
     rx.schedule = Schedule::continuous(q("0.3 mL/day"));
     rig.ok(Command::Program {
         prescription: rx,
-        confirm_soft: true,
+        confirm_soft: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
     });
     let after_program = rig.pump.status();
     rig.run_for(Duration::from_hours(1));
