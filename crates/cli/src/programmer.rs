@@ -590,7 +590,7 @@ pub fn alarm_settings_text(a: &AlarmSettings) -> String {
         } else {
             format!("{} days of therapy left", a.low_reservoir_days)
         },
-        span(a.stopped_reminder)
+        a.stopped_reminder
     )
 }
 
@@ -806,6 +806,12 @@ pub fn status_json(s: &Status) -> Value {
         "clock_set": s.clock_set,
         "bolus_active": s.bolus_active,
         "bridging": s.bridging,
+        "alarm_settings": {
+            "low_reservoir": s.alarm_settings.low_reservoir.to_string(),
+            "low_reservoir_days": s.alarm_settings.low_reservoir_days,
+            "stopped_reminder": s.alarm_settings.stopped_reminder.to_string(),
+            "text": alarm_settings_text(&s.alarm_settings),
+        },
     })
 }
 
