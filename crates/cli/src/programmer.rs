@@ -1072,7 +1072,10 @@ pub fn describe_event(e: &Event) -> String {
             if parts == 1 {
                 format!("{head} \"{text}\"")
             } else {
-                format!("{head} (part {} of {parts}) \"{text}\"", part.saturating_add(1))
+                format!(
+                    "{head} (part {} of {parts}) \"{text}\"",
+                    part.saturating_add(1)
+                )
             }
         }
     }
@@ -1849,10 +1852,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             let (key, mut client) = connect(&args)?;
             let list = devices(&mut client)?;
             let own = key.key_id();
-            let text: String = list
-                .iter()
-                .map(|d| device_text(d, own) + "\n")
-                .collect();
+            let text: String = list.iter().map(|d| device_text(d, own) + "\n").collect();
             out.emit(
                 json!({"devices": list.iter().map(device_json).collect::<Vec<_>>()}),
                 &text,
@@ -2205,10 +2205,7 @@ mod tests {
         assert!(soft_reason(None).unwrap().is_none());
         assert!(soft_reason(Some("  ")).unwrap().is_none());
         assert_eq!(
-            soft_reason(Some("first fill"))
-                .unwrap()
-                .unwrap()
-                .as_str(),
+            soft_reason(Some("first fill")).unwrap().unwrap().as_str(),
             "first fill"
         );
         match soft_reason(Some(&"x".repeat(65))) {

@@ -15,6 +15,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use thecal_pump::command::{Command as PumpCommand, Role, SoftReason};
+use thecal_pump::core::Pump;
 
 const BIN: &str = env!("CARGO_BIN_EXE_thecal");
 
@@ -86,7 +88,10 @@ fn start_implant(state: &Path, work: &Path, model: &str) -> Implant {
         .next()
         .unwrap_or_default()
         .to_string();
-    assert!(implant.addr.starts_with("127.0.0.1:"), "first line: {line:?}");
+    assert!(
+        implant.addr.starts_with("127.0.0.1:"),
+        "first line: {line:?}"
+    );
     implant
 }
 
@@ -185,7 +190,12 @@ impl Device {
 
     fn fails(&self, rest: &[&str], answer: &str, code: i32) -> Output {
         let o = thecal(&self.args(rest), answer);
-        assert_eq!(o.status.code(), Some(code), "thecal {rest:?}:\n{}", text(&o));
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "thecal {rest:?}:\n{}",
+            text(&o)
+        );
         o
     }
 }
@@ -217,7 +227,12 @@ rate = "{rate}"
 fn wait_for(path: &Path, log: &dyn Fn() -> String) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !path.exists() {
-        assert!(Instant::now() < deadline, "no {}: {}", path.display(), log());
+        assert!(
+            Instant::now() < deadline,
+            "no {}: {}",
+            path.display(),
+            log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -236,7 +251,12 @@ fn every_changing_command_reviews_confirms_sends_and_reads_back_rx_031() {
         addr: implant.addr.clone(),
     };
     thecal(
-        &["programmer".into(), "keygen".into(), "--key".into(), p.key.clone()],
+        &[
+            "programmer".into(),
+            "keygen".into(),
+            "--key".into(),
+            p.key.clone(),
+        ],
         "",
     );
     let token = state.join("proximity.token");
@@ -245,7 +265,11 @@ fn every_changing_command_reviews_confirms_sends_and_reads_back_rx_031() {
 
     // Clock, answered "y" at the prompt: the review (old against new) comes first.
     let o = p.ok_with(&["clock"], "y\n", &log);
-    assert!(stdout(&o).contains("OLD: pump clock not set"), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("OLD: pump clock not set"),
+        "{}",
+        text(&o)
+    );
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("Set the pump's clock? [y/N]"),
         "{}",
@@ -280,7 +304,13 @@ fn every_changing_command_reviews_confirms_sends_and_reads_back_rx_031() {
         text(&o)
     );
     let a = json(&p.ok(
-        &["--json", "acknowledge", "--alarm", "magnet or MRI detected", "--yes"],
+        &[
+            "--json",
+            "acknowledge",
+            "--alarm",
+            "magnet or MRI detected",
+            "--yes",
+        ],
         &log,
     ));
     let alarms = a["status"]["alarms"].as_array().unwrap();
@@ -320,7 +350,14 @@ fn every_changing_command_reviews_confirms_sends_and_reads_back_rx_031() {
         .unwrap();
     let hard = baclofen_rx(&work, "hard", "0.2 mL/day", "3000 mcg/mL");
     let o = p.fails(
-        &["program", "--prescription", &hard, "--confirm-soft", "x", "--yes"],
+        &[
+            "program",
+            "--prescription",
+            &hard,
+            "--confirm-soft",
+            "x",
+            "--yes",
+        ],
         "",
         3,
     );
@@ -341,7 +378,14 @@ fn every_changing_command_reviews_confirms_sends_and_reads_back_rx_031() {
     // A reason longer than the pump logs is bad input naming the limit.
     let long = "r".repeat(65);
     let o = p.fails(
-        &["program", "--prescription", &soft, "--confirm-soft", &long, "--yes"],
+        &[
+            "program",
+            "--prescription",
+            &soft,
+            "--confirm-soft",
+            &long,
+            "--yes",
+        ],
         "",
         2,
     );
@@ -359,7 +403,14 @@ fn every_changing_command_reviews_confirms_sends_and_reads_back_rx_031() {
     // log in words.
     let reason = "severe spasticity; 1.2 mg/day agreed at the visit";
     let o = p.ok(
-        &["program", "--prescription", &soft, "--confirm-soft", reason, "--yes"],
+        &[
+            "program",
+            "--prescription",
+            &soft,
+            "--confirm-soft",
+            reason,
+            "--yes",
+        ],
         &log,
     );
     let out = stdout(&o);
@@ -367,12 +418,17 @@ fn every_changing_command_reviews_confirms_sends_and_reads_back_rx_031() {
         out.contains("OLD (running now") && out.contains("NEW ("),
         "{out}"
     );
-    assert!(out.contains("the pump runs exactly the program sent"), "{out}");
+    assert!(
+        out.contains("the pump runs exactly the program sent"),
+        "{out}"
+    );
     let l = stdout(&p.ok(&["logs"], &log));
     assert!(l.contains("chain verified:"), "{l}");
     assert!(
         l.lines().any(|x| x.contains("refill: ")
-            && x.contains("soft finding(s) confirmed by the clinician, reason \"first fill after implant\"")),
+            && x.contains(
+                "soft finding(s) confirmed by the clinician, reason \"first fill after implant\""
+            )),
         "{l}"
     );
     let line = l
@@ -387,10 +443,21 @@ fn every_changing_command_reviews_confirms_sends_and_reads_back_rx_031() {
 
     // A clinician bolus, then cancelled: each read back.
     let o = p.ok(
-        &["bolus", "--volume", "20 uL", "--duration", "30 min", "--yes"],
+        &[
+            "bolus",
+            "--volume",
+            "20 uL",
+            "--duration",
+            "30 min",
+            "--yes",
+        ],
         &log,
     );
-    assert!(stdout(&o).contains("bolus:       under way"), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("bolus:       under way"),
+        "{}",
+        text(&o)
+    );
     let o = p.ok(&["cancel-bolus", "--yes"], &log);
     assert!(
         stdout(&o).contains("OLD: running, a bolus running")
@@ -421,12 +488,24 @@ fn every_changing_command_reviews_confirms_sends_and_reads_back_rx_031() {
         text(&o)
     );
     let i = json(&p.ok(&["--json", "interrogate"], &log));
-    assert_eq!(i["status"]["alarm_settings"]["low_reservoir"], "3 mL", "{i}");
-    assert_eq!(i["status"]["alarm_settings"]["low_reservoir_days"], 10, "{i}");
-    assert_eq!(i["status"]["alarm_settings"]["stopped_reminder"], "45 min", "{i}");
+    assert_eq!(
+        i["status"]["alarm_settings"]["low_reservoir"], "3 mL",
+        "{i}"
+    );
+    assert_eq!(
+        i["status"]["alarm_settings"]["low_reservoir_days"], 10,
+        "{i}"
+    );
+    assert_eq!(
+        i["status"]["alarm_settings"]["stopped_reminder"], "45 min",
+        "{i}"
+    );
 
     // Stop (read back: stopped for the reason sent), resume.
-    let st = json(&p.ok(&["--json", "stop", "--reason", "adverse-effect", "--yes"], &log));
+    let st = json(&p.ok(
+        &["--json", "stop", "--reason", "adverse-effect", "--yes"],
+        &log,
+    ));
     assert_eq!(st["status"]["running"], false, "{st}");
     assert!(
         st["status"]["mode"]
@@ -449,11 +528,19 @@ fn every_changing_command_reviews_confirms_sends_and_reads_back_rx_031() {
         addr: implant.addr.clone(),
     };
     thecal(
-        &["remote".into(), "keygen".into(), "--key".into(), e.key.clone()],
+        &[
+            "remote".into(),
+            "keygen".into(),
+            "--key".into(),
+            e.key.clone(),
+        ],
         "",
     );
     let invite = s(&work.join("invite.json"));
-    p.ok(&["enroll-remote", "--role", "emergency", "--out", &invite], &log);
+    p.ok(
+        &["enroll-remote", "--role", "emergency", "--out", &invite],
+        &log,
+    );
     let en = stdout(&e.ok(&["enroll", "--invite", &invite], &log));
     let fp: String = en
         .lines()
@@ -480,7 +567,9 @@ fn every_changing_command_reviews_confirms_sends_and_reads_back_rx_031() {
     let o = p.ok(&["revoke", &emergency_id, "--yes"], &log);
     let out = stdout(&o);
     assert!(
-        out.contains(&format!("OLD: key {emergency_id:>10}  emergency       active")),
+        out.contains(&format!(
+            "OLD: key {emergency_id:>10}  emergency       active"
+        )),
         "{out}"
     );
     assert!(
@@ -500,9 +589,9 @@ fn every_changing_command_reviews_confirms_sends_and_reads_back_rx_031() {
 
 // ----- a fake implant that stores another program ----------------------------------------
 
-/// A fake implant: the real pump core and the real link endpoint, except that when a
-/// program with a basal of `swap_from` has been accepted it quietly installs `swap_to`
-/// instead (as a pump with a storage defect would). Every answer is otherwise genuine.
+/// A fake implant: the real pump core and the real link endpoint, except that after
+/// every command it lets `defect` change the pump behind the programmer's back (as a pump
+/// with a storage defect would). Every answer is otherwise genuine.
 struct FakeImplant {
     addr: String,
     token: PathBuf,
@@ -523,14 +612,15 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn fake_implant(work: &Path, swap_from: &str, swap_to: &str) -> FakeImplant {
+fn fake_implant(
+    work: &Path,
+    mut defect: impl FnMut(&mut Pump, thecal_rx::Instant) + Send + 'static,
+) -> FakeImplant {
     use thecal_link::frame::{Frame, Kind, MAX_FRAME};
     use thecal_link::{Entropy, Host, Implant, ImplantSession, Registry, StaticKeypair};
-    use thecal_pump::command::{Command as PumpCommand, Role, SoftReason};
-    use thecal_pump::core::{Action, Pump};
+    use thecal_pump::core::Action;
     use thecal_pump::log::LogEntry;
     use thecal_pump::profile::HardwareProfile;
-    use thecal_rx::schedule::Schedule;
 
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
@@ -543,7 +633,8 @@ fn fake_implant(work: &Path, swap_from: &str, swap_to: &str) -> FakeImplant {
     let keys = StaticKeypair::from_secret(rand::random()).unwrap();
     let mut implant = Implant::new(keys, Registry::new());
     let psk: [u8; 32] = rand::random();
-    let token = implant.open_proximity_window(now(), psk, thecal_rx::Duration::from_minutes(5), &mut pump);
+    let token =
+        implant.open_proximity_window(now(), psk, thecal_rx::Duration::from_minutes(5), &mut pump);
     let token_path = work.join("fake.token");
     std::fs::write(
         &token_path,
@@ -555,8 +646,6 @@ fn fake_implant(work: &Path, swap_from: &str, swap_to: &str) -> FakeImplant {
     )
     .unwrap();
     std::fs::set_permissions(&token_path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let swap_from = Schedule::continuous(swap_from.parse().unwrap());
-    let swap_to = Schedule::continuous(swap_to.parse().unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = Arc::clone(&stop);
     let thread = std::thread::spawn(move || {
@@ -618,21 +707,8 @@ fn fake_implant(work: &Path, swap_from: &str, swap_to: &str) -> FakeImplant {
                     };
                     let r = implant.handle(session, now(), bytes, &mut host, &mut out);
                     drain(&mut pump, &mut events);
-                    // The defect: the program sent is replaced by another one.
-                    if pump.program().schedule == swap_from {
-                        let mut other = pump.program().clone();
-                        other.schedule = swap_to.clone();
-                        let _ = pump.handle_command(
-                            now(),
-                            Role::Clinician,
-                            0,
-                            &PumpCommand::Program {
-                                prescription: other,
-                                confirm_soft: SoftReason::new("storage defect").ok(),
-                            },
-                        );
-                        drain(&mut pump, &mut events);
-                    }
+                    defect(&mut pump, now());
+                    drain(&mut pump, &mut events);
                     if let Ok(n) = r {
                         let _ = socket.send_to(&out[..n], peer);
                     }
@@ -649,10 +725,8 @@ fn fake_implant(work: &Path, swap_from: &str, swap_to: &str) -> FakeImplant {
     }
 }
 
-#[test]
-fn an_implant_that_holds_another_program_is_a_read_back_mismatch_rx_031() {
-    let work = tmpdir("mismatch");
-    let fake = fake_implant(&work, "0.2 mL/day", "0.4 mL/day");
+/// Enrols a new programmer key with the fake implant and fills it with baclofen.
+fn enrol_and_fill(work: &Path, fake: &FakeImplant) -> Device {
     let p = Device {
         device: "programmer",
         key: work.join("programmer.key").to_str().unwrap().to_string(),
@@ -660,13 +734,15 @@ fn an_implant_that_holds_another_program_is_a_read_back_mismatch_rx_031() {
     };
     let log = String::new;
     thecal(
-        &["programmer".into(), "keygen".into(), "--key".into(), p.key.clone()],
+        &[
+            "programmer".into(),
+            "keygen".into(),
+            "--key".into(),
+            p.key.clone(),
+        ],
         "",
     );
-    p.ok(
-        &["enroll", "--token", fake.token.to_str().unwrap()],
-        &log,
-    );
+    p.ok(&["enroll", "--token", fake.token.to_str().unwrap()], &log);
     p.ok(
         &[
             "refill",
@@ -682,6 +758,80 @@ fn an_implant_that_holds_another_program_is_a_read_back_mismatch_rx_031() {
         ],
         &log,
     );
+    p
+}
+
+#[test]
+fn an_implant_that_holds_other_alarm_thresholds_is_a_read_back_mismatch_rx_031() {
+    use thecal_pump::core::AlarmSettings;
+    let work = tmpdir("thresholds");
+    // The defect: low-reservoir days other than 7 fall back to 7.
+    let fake = fake_implant(&work, |pump: &mut Pump, now| {
+        let AlarmSettings {
+            low_reservoir,
+            low_reservoir_days,
+            stopped_reminder,
+        } = pump.status().alarm_settings;
+        if low_reservoir_days != 7 {
+            let _ = pump.handle_command(
+                now,
+                Role::Clinician,
+                0,
+                &PumpCommand::AlarmSettings {
+                    low_reservoir,
+                    low_reservoir_days: 7,
+                    stopped_reminder,
+                },
+            );
+        }
+    });
+    let p = enrol_and_fill(&work, &fake);
+    let o = p.fails(
+        &[
+            "alarm-settings",
+            "--low-alarm",
+            "3 mL",
+            "--low-alarm-days",
+            "10",
+            "--yes",
+        ],
+        "",
+        5,
+    );
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        err.contains(
+            "read-back mismatch: the pump holds: low-reservoir alarm at 3 mL or 7 days of \
+             therapy left"
+        ),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn an_implant_that_holds_another_program_is_a_read_back_mismatch_rx_031() {
+    use thecal_rx::schedule::Schedule;
+    let work = tmpdir("mismatch");
+    // The defect: a program of 0.2 mL/day is stored as 0.4 mL/day.
+    let sent = Schedule::continuous("0.2 mL/day".parse().unwrap());
+    let stored = Schedule::continuous("0.4 mL/day".parse().unwrap());
+    let fake = fake_implant(&work, move |pump: &mut Pump, now| {
+        if pump.program().schedule == sent {
+            let mut other = pump.program().clone();
+            other.schedule = stored.clone();
+            let _ = pump.handle_command(
+                now,
+                Role::Clinician,
+                0,
+                &PumpCommand::Program {
+                    prescription: other,
+                    confirm_soft: SoftReason::new("storage defect").ok(),
+                },
+            );
+        }
+    });
+    let p = enrol_and_fill(&work, &fake);
     // 0.2 mL/day sent; the fake implant holds 0.4 mL/day.
     let rx = baclofen_rx(&work, "sent", "0.2 mL/day", "2000 mcg/mL");
     let o = p.fails(
@@ -702,7 +852,11 @@ fn an_implant_that_holds_another_program_is_a_read_back_mismatch_rx_031() {
         "{}",
         text(&o)
     );
-    assert!(err.contains("basal:         00:00 0.4 mL/day"), "{}", text(&o));
+    assert!(
+        err.contains("basal:         00:00 0.4 mL/day"),
+        "{}",
+        text(&o)
+    );
     assert!(!err.contains("0.2 mL/day"), "{}", text(&o));
     // The JSON form says the same: the read-back and that it does not match.
     let o = p.fails(

@@ -52,8 +52,8 @@ use crate::alarm::{AlarmKind, Alarms, Sound};
 use crate::battery::{Battery, BatteryReading, BatteryState};
 use crate::command::{
     ActiveAlarm, BridgeChoice, Command, CommandKind, FaultCode, Mode, REMINDER_INTERVAL_DEFAULT,
-    REMINDER_INTERVAL_MAX, REMINDER_INTERVAL_MIN, Refusal, Response, Role, SoftReason, Status, StopReason,
-    allowed,
+    REMINDER_INTERVAL_MAX, REMINDER_INTERVAL_MIN, Refusal, Response, Role, SoftReason, Status,
+    StopReason, allowed,
 };
 use crate::event::{Event, LinkEvent};
 use crate::fluid::FluidPath;

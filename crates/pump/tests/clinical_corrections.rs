@@ -608,11 +608,15 @@ fn a_confirmed_soft_finding_and_its_reason_are_logged_with_the_change_pump_037()
         rig.cmd(refill(None)),
         Response::Refused(Refusal::Reconciliation(_))
     ));
-    let why = thecal_pump::command::SoftReason::new("needle in a side port; residual lost")
-        .unwrap();
+    let why =
+        thecal_pump::command::SoftReason::new("needle in a side port; residual lost").unwrap();
     rig.ok(refill(Some(why)));
     let logged = logged_reasons(&rig, CommandKind::Refill);
-    assert_eq!(logged.len(), 2, "the rig's first fill and this one: {logged:?}");
+    assert_eq!(
+        logged.len(),
+        2,
+        "the rig's first fill and this one: {logged:?}"
+    );
     assert_eq!(logged[1].1, "needle in a side port; residual lost");
     assert!(logged[1].0 >= 1, "the flagged reconciliation counts");
 

@@ -557,7 +557,8 @@ fn refill_reconciliation_and_capacity_are_checked_pump_014() {
         contents: Admixture::single(DrugId::Baclofen, q("2000 mcg/mL")),
         keep_dose: false,
         bridge: BridgeChoice::Automatic,
-        confirm: confirm.then(|| thecal_pump::command::SoftReason::new("residual checked").unwrap()),
+        confirm: confirm
+            .then(|| thecal_pump::command::SoftReason::new("residual checked").unwrap()),
         beyond_use_utc_ms: None,
     };
     // 40 mL into a 20 mL pump (the reservoir-size mix-up).

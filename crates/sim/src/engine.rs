@@ -284,7 +284,8 @@ impl<'a> Engine<'a> {
                 rx.reservoir_volume = fill;
                 let r = self.clinician(Command::Program {
                     prescription: rx,
-                    confirm_soft: thecal_pump::command::SoftReason::new("simulated clinic visit").ok(),
+                    confirm_soft: thecal_pump::command::SoftReason::new("simulated clinic visit")
+                        .ok(),
                 });
                 if let Response::Refused(reason) = r {
                     self.setup_refused = Some(reason.to_string());
@@ -677,7 +678,8 @@ impl<'a> Engine<'a> {
                 }
                 self.clinician(Command::Program {
                     prescription: rx,
-                    confirm_soft: thecal_pump::command::SoftReason::new("simulated clinic visit").ok(),
+                    confirm_soft: thecal_pump::command::SoftReason::new("simulated clinic visit")
+                        .ok(),
                 });
             }
             Event::Titrate(dose) => {
@@ -692,7 +694,10 @@ impl<'a> Engine<'a> {
                         self.note(format!("titrate to {dose} ({flow})"));
                         self.clinician(Command::Program {
                             prescription: rx,
-                            confirm_soft: thecal_pump::command::SoftReason::new("simulated clinic visit").ok(),
+                            confirm_soft: thecal_pump::command::SoftReason::new(
+                                "simulated clinic visit",
+                            )
+                            .ok(),
                         });
                     }
                     Err(e) => self.note(format!("titrate to {dose}: {e}")),
