@@ -876,3 +876,108 @@ fn an_implant_that_holds_another_program_is_a_read_back_mismatch_rx_031() {
     assert_eq!(v["read_back_matches"], false, "{v}");
     assert!(v["read_back"].to_string().contains("0.4 mL/day"), "{v}");
 }
+
+#[test]
+fn the_implants_status_lines_are_json_lines_with_json_rx_027() {
+    let work = tmpdir("json-lines");
+    let state = work.join("implant");
+    let mut child = Command::new(BIN)
+        .args(["implant", "--state"])
+        .arg(&state)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--exit-after",
+            "1 min",
+            "--wand",
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the implant");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || -> Value {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a status line");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    };
+    let first = next();
+    let addr = first["listening"].as_str().unwrap().to_string();
+    let wand = next();
+    assert_eq!(wand["event"], "wand-window", "{wand}");
+    assert!(
+        wand["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("wand: enrolment window open")
+    );
+    let p = Device {
+        device: "programmer",
+        key: work.join("programmer.key").to_str().unwrap().to_string(),
+        addr,
+    };
+    let log = String::new;
+    thecal(
+        &[
+            "programmer".into(),
+            "keygen".into(),
+            "--key".into(),
+            p.key.clone(),
+        ],
+        "",
+    );
+    let e = json(&p.ok(
+        &[
+            "--json",
+            "enroll",
+            "--token",
+            state.join("proximity.token").to_str().unwrap(),
+        ],
+        &log,
+    ));
+    let key_id = e["key_id"].as_u64().unwrap();
+    let hello = next();
+    assert_eq!(hello["event"], "connection", "{hello}");
+    assert_eq!(hello["key_id"], key_id, "{hello}");
+    assert_eq!(hello["role"], "clinician", "{hello}");
+    assert!(
+        hello["logged"]
+            .to_string()
+            .contains(&format!("device enrolled: clinician key {key_id}")),
+        "{hello}"
+    );
+    p.ok(&["resume", "--yes"], &log);
+    let mut commands = Vec::new();
+    while commands.len() < 3 {
+        let v = next();
+        if v["event"] == "command" {
+            commands.push(v);
+        }
+    }
+    // Interrogate, resume, interrogate (the read-back): the resume is logged in words.
+    assert!(
+        commands
+            .iter()
+            .any(|c| c["logged"].to_string().contains("delivery resumed")),
+        "{commands:?}"
+    );
+    assert!(
+        commands
+            .iter()
+            .all(|c| c["key_id"] == key_id && c["utc"].is_string())
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
