@@ -581,7 +581,9 @@ fn every_changing_command_reviews_confirms_sends_and_reads_back_rx_031() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|x| x["key_id"].to_string() == emergency_id)
+        .find(|x| {
+            x["key_id"].as_u64().map(|k| k.to_string()).as_deref() == Some(emergency_id.as_str())
+        })
         .unwrap()
         .clone();
     assert_eq!(dev["revoked"], true, "{d}");
