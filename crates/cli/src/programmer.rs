@@ -337,8 +337,9 @@ pub fn simple_change(
 ) -> Result<ExitCode, Fail> {
     let (mut key, mut client) = link.connect(DeviceKind::Programmer)?;
     let old = status(&mut client)?;
+    let review = (c.review)(&old);
     if !out.json {
-        println!("{}", (c.review)(&old));
+        println!("{review}");
     }
     if confirm(c.question, yes)? {
         client.reconnect(&mut key)?;
@@ -352,7 +353,7 @@ pub fn simple_change(
         ));
     }
     out.emit(
-        json!({"accepted": true, "old": status_json(&old), "status": status_json(&s)}),
+        json!({"accepted": true, "review": review, "old": status_json(&old), "status": status_json(&s)}),
         &format!("{}. read back:\n{}", c.done, status_text(&s)),
         Some(client.bearer.stats),
     );

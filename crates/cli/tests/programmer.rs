@@ -313,6 +313,11 @@ fn every_changing_command_reviews_confirms_sends_and_reads_back_rx_031() {
         ],
         &log,
     ));
+    // With --json the review travels in the answer too.
+    assert_eq!(
+        a["review"], "OLD: alarm magnet or MRI detected sounding\nNEW: acknowledged",
+        "{a}"
+    );
     let alarms = a["status"]["alarms"].as_array().unwrap();
     assert!(
         alarms
