@@ -332,10 +332,11 @@ pub struct Change<'a> {
 pub fn simple_change(
     out: &Out,
     link: &LinkArgs,
+    kind: DeviceKind,
     yes: bool,
     c: Change<'_>,
 ) -> Result<ExitCode, Fail> {
-    let (mut key, mut client) = link.connect(DeviceKind::Programmer)?;
+    let (mut key, mut client) = link.connect(kind)?;
     let old = status(&mut client)?;
     let review = (c.review)(&old);
     if !out.json {
@@ -358,6 +359,103 @@ pub fn simple_change(
         Some(client.bearer.stats),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `programmer cancel-bolus` and `remote cancel-bolus`: review (is a bolus running),
+/// confirm, send, read back that none runs.
+pub fn cancel_bolus(
+    out: &Out,
+    link: &LinkArgs,
+    kind: DeviceKind,
+    yes: bool,
+) -> Result<ExitCode, Fail> {
+    simple_change(
+        out,
+        link,
+        kind,
+        yes,
+        Change {
+            review: &|s| {
+                format!(
+                    "OLD: {}, {}\nNEW: no bolus running",
+                    mode_text(&s.mode),
+                    if s.bolus_active {
+                        "a bolus running"
+                    } else {
+                        "no bolus running"
+                    }
+                )
+            },
+            question: "Cancel the bolus?",
+            cmd: Command::CancelBolus,
+            verify: &|_, s| {
+                if s.bolus_active {
+                    Err("the pump still runs a bolus".into())
+                } else {
+                    Ok(())
+                }
+            },
+            done: "bolus cancelled",
+        },
+    )
+}
+
+/// An alarm by the name `interrogate` shows, or bad input listing the names.
+pub fn alarm_named(alarm: &str) -> Result<AlarmKind, Fail> {
+    AlarmKind::ALL
+        .into_iter()
+        .find(|k| k.name().eq_ignore_ascii_case(alarm.trim()))
+        .ok_or_else(|| {
+            let known: Vec<&str> = AlarmKind::ALL.iter().map(|k| k.name()).collect();
+            Fail::Usage(format!(
+                "--alarm: unknown alarm '{alarm}'; known: {}",
+                known.join(", ")
+            ))
+        })
+}
+
+/// `programmer acknowledge` and `remote acknowledge`: review (the alarm's state),
+/// confirm, send, read back that it is acknowledged (or gone).
+pub fn acknowledge(
+    out: &Out,
+    link: &LinkArgs,
+    kind: DeviceKind,
+    alarm: &str,
+    yes: bool,
+) -> Result<ExitCode, Fail> {
+    let alarm = alarm_named(alarm)?;
+    simple_change(
+        out,
+        link,
+        kind,
+        yes,
+        Change {
+            review: &|s| {
+                let state = s
+                    .alarms
+                    .iter()
+                    .find(|a| a.kind == alarm)
+                    .map_or("not active", |a| {
+                        if a.acknowledged {
+                            "acknowledged"
+                        } else {
+                            "sounding"
+                        }
+                    });
+                format!("OLD: alarm {} {state}\nNEW: acknowledged", alarm.name())
+            },
+            question: "Acknowledge the alarm?",
+            cmd: Command::Acknowledge(alarm),
+            verify: &|_, s| match s.alarms.iter().find(|a| a.kind == alarm) {
+                Some(a) if !a.acknowledged => Err(format!(
+                    "the pump holds alarm {} unacknowledged",
+                    alarm.name()
+                )),
+                _ => Ok(()),
+            },
+            done: "alarm acknowledged",
+        },
+    )
 }
 
 /// `programmer reduce` and `remote reduce`: every basal flow `percent` lower. Review
@@ -1544,6 +1642,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
         } => simple_change(
             &out,
             &args.link,
+            DeviceKind::Programmer,
             *yes,
             Change {
                 review: &|s| {
@@ -1627,6 +1726,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
         ProgCommand::Resume { yes } => simple_change(
             &out,
             &args.link,
+            DeviceKind::Programmer,
             *yes,
             Change {
                 review: &|s| format!("OLD: {}\nNEW: running", mode_text(&s.mode)),
@@ -1649,6 +1749,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             simple_change(
                 &out,
                 &args.link,
+                DeviceKind::Programmer,
                 *yes,
                 Change {
                     review: &|s| {
@@ -1861,82 +1962,18 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        ProgCommand::CancelBolus { yes } => simple_change(
-            &out,
-            &args.link,
-            *yes,
-            Change {
-                review: &|s| {
-                    format!(
-                        "OLD: {}, {}\nNEW: no bolus running",
-                        mode_text(&s.mode),
-                        if s.bolus_active {
-                            "a bolus running"
-                        } else {
-                            "no bolus running"
-                        }
-                    )
-                },
-                question: "Cancel the bolus?",
-                cmd: Command::CancelBolus,
-                verify: &|_, s| {
-                    if s.bolus_active {
-                        Err("the pump still runs a bolus".into())
-                    } else {
-                        Ok(())
-                    }
-                },
-                done: "bolus cancelled",
-            },
-        ),
+        ProgCommand::CancelBolus { yes } => {
+            cancel_bolus(&out, &args.link, DeviceKind::Programmer, *yes)
+        }
         ProgCommand::Acknowledge { alarm, yes } => {
-            let kind = AlarmKind::ALL
-                .into_iter()
-                .find(|k| k.name().eq_ignore_ascii_case(alarm.trim()))
-                .ok_or_else(|| {
-                    let known: Vec<&str> = AlarmKind::ALL.iter().map(|k| k.name()).collect();
-                    Fail::Usage(format!(
-                        "--alarm: unknown alarm '{alarm}'; known: {}",
-                        known.join(", ")
-                    ))
-                })?;
-            simple_change(
-                &out,
-                &args.link,
-                *yes,
-                Change {
-                    review: &|s| {
-                        let state =
-                            s.alarms
-                                .iter()
-                                .find(|a| a.kind == kind)
-                                .map_or("not active", |a| {
-                                    if a.acknowledged {
-                                        "acknowledged"
-                                    } else {
-                                        "sounding"
-                                    }
-                                });
-                        format!("OLD: alarm {} {state}\nNEW: acknowledged", kind.name())
-                    },
-                    question: "Acknowledge the alarm?",
-                    cmd: Command::Acknowledge(kind),
-                    verify: &|_, s| match s.alarms.iter().find(|a| a.kind == kind) {
-                        Some(a) if !a.acknowledged => Err(format!(
-                            "the pump holds alarm {} unacknowledged",
-                            kind.name()
-                        )),
-                        _ => Ok(()),
-                    },
-                    done: "alarm acknowledged",
-                },
-            )
+            acknowledge(&out, &args.link, DeviceKind::Programmer, alarm, *yes)
         }
         ProgCommand::Mri { state, yes } => {
             let on = state == "on";
             simple_change(
                 &out,
                 &args.link,
+                DeviceKind::Programmer,
                 *yes,
                 Change {
                     review: &|s| {
@@ -1982,6 +2019,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             simple_change(
                 &out,
                 &args.link,
+                DeviceKind::Programmer,
                 *yes,
                 Change {
                     review: &|s| {

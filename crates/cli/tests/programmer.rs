@@ -568,6 +568,30 @@ fn every_changing_command_reviews_confirms_sends_and_reads_back_rx_031() {
         text(&o)
     );
 
+    // The reduction sounds its alarm; the emergency device acknowledges it itself.
+    let a = json(&e.ok(
+        &[
+            "--json",
+            "acknowledge",
+            "--alarm",
+            "dose reduced in an emergency",
+            "--yes",
+        ],
+        &log,
+    ));
+    assert_eq!(
+        a["review"], "OLD: alarm dose reduced in an emergency sounding\nNEW: acknowledged",
+        "{a}"
+    );
+    assert!(
+        a["status"]["alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["kind"] == "dose reduced in an emergency" && x["acknowledged"] == true),
+        "{a}"
+    );
+
     // Revoke the emergency device: the device list before and after, read back.
     let o = p.ok(&["revoke", &emergency_id, "--yes"], &log);
     let out = stdout(&o);
