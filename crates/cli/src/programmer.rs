@@ -710,7 +710,14 @@ pub fn confirm(question: &str, yes: bool) -> Result<bool, Fail> {
     }
 }
 
-/// A refusal as an error (exit 1) carrying the pump's text.
+/// [`Refusal::code`] of the pump's prescription check (hard or unconfirmed soft).
+const PRESCRIPTION_REFUSAL: u8 = 2;
+/// [`Refusal::code`] of a flagged refill reconciliation that was not confirmed.
+const RECONCILIATION_REFUSAL: u8 = 3;
+
+/// A refusal as an error carrying the pump's text: exit status 3 for a hard finding of
+/// the pump's prescription check, 4 for a soft finding or flagged reconciliation not
+/// confirmed, 1 otherwise.
 pub fn refused(reply: &Reply) -> Fail {
     match reply {
         Reply::Refused { code, text } => {
@@ -726,10 +733,28 @@ pub fn refused(reply: &Reply) -> Fail {
             } else {
                 ""
             };
-            Fail::Runtime(format!(
+            let message = format!(
                 "the pump refused (code {code}): {why}{}{what_to_do}",
                 in_words(text)
-            ))
+            );
+            // The pump's own prescription check and reconciliation: the same exit
+            // statuses as the programmer's gate (the pump also knows the program in force,
+            // so it may find what the file alone did not).
+            let hard = *code == PRESCRIPTION_REFUSAL
+                && text.starts_with("rejected by the prescription check");
+            if hard {
+                Fail::Exit(EXIT_HARD, message)
+            } else if *code == PRESCRIPTION_REFUSAL || *code == RECONCILIATION_REFUSAL {
+                Fail::Exit(
+                    EXIT_SOFT_UNCONFIRMED,
+                    format!(
+                        "{message}\n(confirm with --confirm-soft REASON; --yes does not \
+                         confirm)"
+                    ),
+                )
+            } else {
+                Fail::Runtime(message)
+            }
         }
         Reply::Malformed => Fail::Runtime("the pump could not decode the command".into()),
         other => Fail::Runtime(format!("unexpected answer from the pump: {other:?}")),
@@ -2237,6 +2262,50 @@ mod tests {
             "program: 2 soft finding(s) confirmed by the clinician, reason (part 2 of 3) \
              \"cut agreed with Dr Müller\""
         );
+    }
+
+    #[test]
+    fn the_pumps_own_findings_exit_as_the_programmers_gate_does_rx_031() {
+        use thecal_pump::command::Refusal;
+        assert_eq!(
+            Refusal::code_name(PRESCRIPTION_REFUSAL),
+            Some("prescription check")
+        );
+        assert_eq!(
+            Refusal::code_name(RECONCILIATION_REFUSAL),
+            Some("refill reconciliation not confirmed")
+        );
+        let reply = |r: Refusal| Reply::from(&thecal_pump::command::Response::Refused(r));
+        let exit = |f: Fail| match f {
+            Fail::Exit(code, m) => (code, m),
+            other => panic!("{:?}", matches!(other, Fail::Runtime(_))),
+        };
+        let (code, m) = exit(refused(&reply(Refusal::Prescription {
+            hard: true,
+            findings: Default::default(),
+        })));
+        assert_eq!(code, 3, "{m}");
+        let (code, m) = exit(refused(&reply(Refusal::Prescription {
+            hard: false,
+            findings: Default::default(),
+        })));
+        assert_eq!(code, 4, "{m}");
+        assert!(m.contains("--confirm-soft REASON"), "{m}");
+        let rec = thecal_rx::refill::reconcile(
+            "20 mL".parse().unwrap(),
+            "5 mL".parse().unwrap(),
+            Volume::ZERO,
+            None,
+        )
+        .unwrap();
+        assert!(rec.flagged);
+        let (code, _) = exit(refused(&reply(Refusal::Reconciliation(rec))));
+        assert_eq!(code, 4);
+        // Any other refusal stays exit status 1.
+        assert!(matches!(
+            refused(&reply(Refusal::NoBolus)),
+            Fail::Runtime(_)
+        ));
     }
 
     #[test]

@@ -348,6 +348,30 @@ fn every_changing_command_reviews_confirms_sends_and_reads_back_rx_031() {
     assert_eq!(r["program"]["contents"], "baclofen 2 mg/mL", "{r}");
     assert_eq!(r["status"]["reservoir"], "20 mL", "{r}");
 
+    // The pump's own finding: nothing aspirated where it expects 20 mL always flags; a
+    // refill without --confirm-soft is refused as unconfirmed (exit status 4, as the
+    // programmer's own gate), --yes does not confirm it.
+    let o = p.fails(
+        &[
+            "refill",
+            "--aspirated",
+            "0 mL",
+            "--added",
+            "20 mL",
+            "--contents",
+            "baclofen 2000 mcg/mL",
+            "--yes",
+        ],
+        "",
+        4,
+    );
+    assert!(
+        text(&o).contains("the pump refused (code 3)")
+            && text(&o).contains("confirm with --confirm-soft REASON"),
+        "{}",
+        text(&o)
+    );
+
     // A hard finding (3000 mcg/mL, above the 2000 mcg/mL label maximum) is refused
     // before anything is sent: the program version stays.
     let before = json(&p.ok(&["--json", "interrogate"], &log))["status"]["program_version"]
