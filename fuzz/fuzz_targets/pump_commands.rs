@@ -24,7 +24,7 @@ use libfuzzer_sys::fuzz_target;
 use thecal_pump::alarm::AlarmKind;
 use thecal_pump::battery::BatteryReading;
 use thecal_pump::catheter::CatheterRecord;
-use thecal_pump::command::{BridgeChoice, Command, Mode, Response, Role, StopReason};
+use thecal_pump::command::{BridgeChoice, Command, Mode, Response, Role, SoftReason, StopReason};
 use thecal_pump::core::{Action, Pump};
 use thecal_pump::persist::Slot;
 use thecal_pump::profile::HardwareProfile;
@@ -120,7 +120,8 @@ enum FCommand {
         schedule: FSchedule,
         patient_bolus: Option<FPatientBolus>,
         reservoir_ul: u16,
-        confirm_soft: bool,
+        /// The clinician's reason (any text: too long or blank confirms nothing).
+        confirm_soft: Option<String>,
     },
     Refill {
         aspirated_ul: u16,
@@ -130,7 +131,7 @@ enum FCommand {
         contents: FAdmixture,
         keep_dose: bool,
         bridge: FBridge,
-        confirm: bool,
+        confirm: Option<String>,
     },
     ClinicianBolus {
         volume_ul: u16,
@@ -318,6 +319,11 @@ fn schedule(s: &FSchedule) -> Schedule {
     }
 }
 
+/// A fuzzed reason as the command carries it: `None` when it is blank or too long.
+fn reason(text: &Option<String>) -> Option<SoftReason> {
+    text.as_deref().and_then(|t| SoftReason::new(t).ok())
+}
+
 fn command(c: &FCommand, pump: &Pump) -> Command {
     match c {
         FCommand::Interrogate => Command::Interrogate,
@@ -344,7 +350,7 @@ fn command(c: &FCommand, pump: &Pump) -> Command {
                 }),
                 reservoir_volume: Volume::from_ul(u32::from(*reservoir_ul)),
             },
-            confirm_soft: *confirm_soft,
+            confirm_soft: reason(confirm_soft),
         },
         FCommand::Refill {
             aspirated_ul,
@@ -370,7 +376,7 @@ fn command(c: &FCommand, pump: &Pump) -> Command {
                 }
                 FBridge::None => BridgeChoice::None,
             },
-            confirm: *confirm,
+            confirm: reason(confirm),
             beyond_use_utc_ms: None,
         },
         FCommand::ClinicianBolus {
@@ -603,7 +609,7 @@ impl Sim {
                 contents: contents.clone(),
                 keep_dose: false,
                 bridge: BridgeChoice::None,
-                confirm: true,
+                confirm: SoftReason::new("first fill").ok(),
                 beyond_use_utc_ms: None,
             },
             Command::Program {
@@ -618,7 +624,7 @@ impl Sim {
                     }),
                     reservoir_volume: "20 mL".parse().expect("volume"),
                 },
-                confirm_soft: true,
+                confirm_soft: SoftReason::new("start of therapy").ok(),
             },
             Command::Resume,
         ];

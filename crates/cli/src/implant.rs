@@ -89,9 +89,30 @@ pub struct ImplantArgs {
     /// Open a proximity enrolment window at start, as if the wand were held over the pump.
     #[arg(long)]
     wand: bool,
-    /// Print JSON lines on standard output (the first: the bound address).
+    /// Print JSON lines on standard output: the first with the bound address, then one
+    /// per status line (connection, command, refused traffic, alarm tone, wand,
+    /// stopping), each `{"event": …, "text": …, "utc": …}` with its fields.
     #[arg(long)]
     json: bool,
+}
+
+/// `--json`: status lines also go to standard output as JSON lines.
+static JSON_LINES: AtomicBool = AtomicBool::new(false);
+
+/// One status line: in words on standard error, and with `--json` also as a JSON line
+/// on standard output: `{"event": EVENT, "text": TEXT, "utc": …, FIELDS…}`. A reader
+/// that stopped reading standard output does not stop the implant.
+fn say(event: &str, text: &str, fields: Value) {
+    eprintln!("{text}");
+    if JSON_LINES.load(Ordering::Relaxed) {
+        let mut v = json!({"event": event, "text": text, "utc": rfc3339(unix_ms())});
+        if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), fields) {
+            obj.extend(more);
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{v}");
+        let _ = out.flush();
+    }
 }
 
 /// The hardware profile used when none is given or stored.
@@ -545,7 +566,7 @@ impl Diag {
         self.roll();
         if self.printed < DIAG_FULL {
             self.printed += 1;
-            eprintln!("{}", detail());
+            say("refused", &detail(), json!({"cause": cause}));
         } else {
             *self.suppressed.entry(cause).or_default() += 1;
         }
@@ -571,10 +592,14 @@ impl Diag {
             .iter()
             .map(|(k, n)| format!("{k}: {n}"))
             .collect();
-        eprintln!(
-            "{total} more refused datagram(s) in the last {} s, not shown one by one ({})",
-            self.since.elapsed().as_secs(),
-            parts.join(", ")
+        say(
+            "refused-summary",
+            &format!(
+                "{total} more refused datagram(s) in the last {} s, not shown one by one ({})",
+                self.since.elapsed().as_secs(),
+                parts.join(", ")
+            ),
+            json!({"count": total, "by_cause": self.suppressed}),
         );
         self.suppressed.clear();
     }
@@ -648,10 +673,14 @@ impl Virtual {
                             .last_tone
                             .is_some_and(|t| t.elapsed() < StdDuration::from_secs(60));
                         if !quiet {
-                            eprintln!(
-                                "alarm tone: {} ({:?} priority)",
-                                sound.kind.name(),
-                                sound.priority
+                            say(
+                                "alarm-tone",
+                                &format!(
+                                    "alarm tone: {} ({:?} priority)",
+                                    sound.kind.name(),
+                                    sound.priority
+                                ),
+                                json!({"alarm": sound.kind.name(), "priority": sound.priority.to_string()}),
                             );
                             self.last_tone = Some(StdInstant::now());
                         }
@@ -681,7 +710,11 @@ impl Virtual {
                 let now = self.clock.now();
                 self.pump.set_registry_fault(now, false);
                 self.drain()?;
-                eprintln!("registry: written anew after the wand enrolment; alarm cleared");
+                say(
+                    "registry-restored",
+                    "registry: written anew after the wand enrolment; alarm cleared",
+                    json!({}),
+                );
             }
         }
         Ok(())
@@ -713,14 +746,21 @@ impl Virtual {
                 .map_err(|e| e.to_string())?
                 .as_bytes(),
         )?;
-        eprintln!(
-            "wand: enrolment window open for 5 min; token in {}{}",
-            self.store.path("proximity.token").display(),
-            if full {
-                " (the registry is full: a revoked device must be removed first)"
-            } else {
-                ""
-            }
+        say(
+            "wand-window",
+            &format!(
+                "wand: enrolment window open for 5 min; token in {}{}",
+                self.store.path("proximity.token").display(),
+                if full {
+                    " (the registry is full: a revoked device must be removed first)"
+                } else {
+                    ""
+                }
+            ),
+            json!({
+                "token": self.store.path("proximity.token").display().to_string(),
+                "registry_full": full,
+            }),
         );
         Ok(())
     }
@@ -743,7 +783,11 @@ impl Virtual {
                 .map_err(|e| e.to_string())?
                 .as_bytes(),
         )?;
-        eprintln!("wand: the radio is awake (no enrolment window)");
+        say(
+            "wand-wake",
+            "wand: the radio is awake (no enrolment window)",
+            json!({}),
+        );
         Ok(())
     }
 
@@ -769,9 +813,13 @@ impl Virtual {
             }
             Ok(_) => {
                 if !self.wand_warned {
-                    eprintln!(
-                        "{} is not a regular file: ignored (no enrolment window opened)",
-                        wand.display()
+                    say(
+                        "wand-ignored",
+                        &format!(
+                            "{} is not a regular file: ignored (no enrolment window opened)",
+                            wand.display()
+                        ),
+                        json!({"path": wand.display().to_string()}),
                     );
                     self.wand_warned = true;
                 }
@@ -827,7 +875,19 @@ impl Virtual {
                         } else {
                             format!("connection from {peer}: key {} ({})", s.key_id(), s.role())
                         };
-                        eprintln!("{what}{}", event_suffix(&logged));
+                        say(
+                            if s.confirmed() {
+                                "connection"
+                            } else {
+                                "hello-pending"
+                            },
+                            &format!("{what}{}", event_suffix(&logged)),
+                            json!({
+                                "peer": peer.to_string(), "key_id": s.key_id(),
+                                "role": s.role().to_string(),
+                                "logged": logged.iter().map(describe_event).collect::<Vec<_>>(),
+                            }),
+                        );
                         out.truncate(accepted.reply_len);
                         self.conns.insert(
                             peer,
@@ -910,7 +970,15 @@ impl Virtual {
                                 .collect::<Vec<_>>()
                                 .join("; ")
                         };
-                        eprintln!("command from {peer} (key {key_id}, {role}): {text}");
+                        say(
+                            "command",
+                            &format!("command from {peer} (key {key_id}, {role}): {text}"),
+                            json!({
+                                "peer": peer.to_string(), "key_id": key_id,
+                                "role": role.to_string(),
+                                "logged": logged.iter().map(describe_event).collect::<Vec<_>>(),
+                            }),
+                        );
                         // Sessions of revoked or removed devices end now.
                         let registry = self.implant.registry();
                         self.conns.retain(|_, c| {
@@ -1075,6 +1143,7 @@ fn serve(
             .map_err(|e| format!("cannot install the signal handler: {e}"))?;
     }
     let local = socket.local_addr().map_err(|e| e.to_string())?;
+    JSON_LINES.store(args.json, Ordering::Relaxed);
     if args.json {
         println!(
             "{}",
@@ -1109,11 +1178,15 @@ fn serve(
     let mut buf = vec![0u8; MAX_FRAME + 1];
     loop {
         if stop.load(Ordering::SeqCst) {
-            eprintln!("stopping (signal)");
+            say("stopping", "stopping (signal)", json!({"why": "signal"}));
             break;
         }
         if exit_after.is_some_and(|d| started.elapsed() >= d) {
-            eprintln!("stopping (--exit-after)");
+            say(
+                "stopping",
+                "stopping (--exit-after)",
+                json!({"why": "exit-after"}),
+            );
             break;
         }
         v.tick()?;
@@ -1142,7 +1215,11 @@ fn serve(
                     let frame = buf[..n].to_vec();
                     if let Some(reply) = v.datagram(peer, &frame)? {
                         if let Err(e) = socket.send_to(&reply, peer) {
-                            eprintln!("cannot answer {peer}: {e}");
+                            say(
+                                "send-failed",
+                                &format!("cannot answer {peer}: {e}"),
+                                json!({"peer": peer.to_string(), "error": e.to_string()}),
+                            );
                         }
                     }
                     socket

@@ -8,11 +8,13 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
-use thecal_link::{Body, LinkCommand, PublicKey, Reply, key_id_for};
+use thecal_link::{Body, DeviceInfo, LinkCommand, PublicKey, Reply, key_id_for};
 use thecal_pump::alarm::AlarmKind;
 use thecal_pump::command::{
-    BridgeChoice, Command, CommandKind, Mode, Refusal, Role, Status, StopReason,
+    BridgeChoice, Command, CommandKind, Mode, Refusal, Role, SOFT_REASON_MAX, SoftReason, Status,
+    StopReason,
 };
+use thecal_pump::core::AlarmSettings;
 use thecal_pump::event::Event;
 use thecal_pump::log::{self, LogChain, LogEntry};
 use thecal_rx::check::{self, Prescription, Severity};
@@ -242,6 +244,9 @@ enum ProgCommand {
     Revoke {
         /// Its key id (see `devices`).
         key_id: u32,
+        /// Revoke without asking.
+        #[arg(long)]
+        yes: bool,
     },
     /// Remove a revoked device from the pump's registry, freeing its place.
     Remove {
@@ -327,13 +332,15 @@ pub struct Change<'a> {
 pub fn simple_change(
     out: &Out,
     link: &LinkArgs,
+    kind: DeviceKind,
     yes: bool,
     c: Change<'_>,
 ) -> Result<ExitCode, Fail> {
-    let (mut key, mut client) = link.connect(DeviceKind::Programmer)?;
+    let (mut key, mut client) = link.connect(kind)?;
     let old = status(&mut client)?;
+    let review = (c.review)(&old);
     if !out.json {
-        println!("{}", (c.review)(&old));
+        println!("{review}");
     }
     if confirm(c.question, yes)? {
         client.reconnect(&mut key)?;
@@ -347,11 +354,108 @@ pub fn simple_change(
         ));
     }
     out.emit(
-        json!({"accepted": true, "old": status_json(&old), "status": status_json(&s)}),
+        json!({"accepted": true, "review": review, "old": status_json(&old), "status": status_json(&s)}),
         &format!("{}. read back:\n{}", c.done, status_text(&s)),
         Some(client.bearer.stats),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `programmer cancel-bolus` and `remote cancel-bolus`: review (is a bolus running),
+/// confirm, send, read back that none runs.
+pub fn cancel_bolus(
+    out: &Out,
+    link: &LinkArgs,
+    kind: DeviceKind,
+    yes: bool,
+) -> Result<ExitCode, Fail> {
+    simple_change(
+        out,
+        link,
+        kind,
+        yes,
+        Change {
+            review: &|s| {
+                format!(
+                    "OLD: {}, {}\nNEW: no bolus running",
+                    mode_text(&s.mode),
+                    if s.bolus_active {
+                        "a bolus running"
+                    } else {
+                        "no bolus running"
+                    }
+                )
+            },
+            question: "Cancel the bolus?",
+            cmd: Command::CancelBolus,
+            verify: &|_, s| {
+                if s.bolus_active {
+                    Err("the pump still runs a bolus".into())
+                } else {
+                    Ok(())
+                }
+            },
+            done: "bolus cancelled",
+        },
+    )
+}
+
+/// An alarm by the name `interrogate` shows, or bad input listing the names.
+pub fn alarm_named(alarm: &str) -> Result<AlarmKind, Fail> {
+    AlarmKind::ALL
+        .into_iter()
+        .find(|k| k.name().eq_ignore_ascii_case(alarm.trim()))
+        .ok_or_else(|| {
+            let known: Vec<&str> = AlarmKind::ALL.iter().map(|k| k.name()).collect();
+            Fail::Usage(format!(
+                "--alarm: unknown alarm '{alarm}'; known: {}",
+                known.join(", ")
+            ))
+        })
+}
+
+/// `programmer acknowledge` and `remote acknowledge`: review (the alarm's state),
+/// confirm, send, read back that it is acknowledged (or gone).
+pub fn acknowledge(
+    out: &Out,
+    link: &LinkArgs,
+    kind: DeviceKind,
+    alarm: &str,
+    yes: bool,
+) -> Result<ExitCode, Fail> {
+    let alarm = alarm_named(alarm)?;
+    simple_change(
+        out,
+        link,
+        kind,
+        yes,
+        Change {
+            review: &|s| {
+                let state = s
+                    .alarms
+                    .iter()
+                    .find(|a| a.kind == alarm)
+                    .map_or("not active", |a| {
+                        if a.acknowledged {
+                            "acknowledged"
+                        } else {
+                            "sounding"
+                        }
+                    });
+                format!("OLD: alarm {} {state}\nNEW: acknowledged", alarm.name())
+            },
+            question: "Acknowledge the alarm?",
+            cmd: Command::Acknowledge(alarm),
+            verify: &|_, s| match s.alarms.iter().find(|a| a.kind == alarm) {
+                Some(a) if !a.acknowledged => Err(format!(
+                    "the pump holds alarm {} unacknowledged",
+                    alarm.name()
+                )),
+                _ => Ok(()),
+            },
+            done: "alarm acknowledged",
+        },
+    )
 }
 
 /// `programmer reduce` and `remote reduce`: every basal flow `percent` lower. Review
@@ -499,6 +603,22 @@ pub fn gate(out: &Out, findings: &check::Findings, confirm_soft: Option<&str>) -
     }
 }
 
+/// The reason given with `--confirm-soft`, as the pump command carries it: at most
+/// [`SOFT_REASON_MAX`] bytes of UTF-8 (a longer one is bad input, exit status 2). An
+/// empty reason confirms nothing (the gate then refuses a soft finding).
+pub fn soft_reason(confirm_soft: Option<&str>) -> Result<Option<SoftReason>, Fail> {
+    match confirm_soft.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => SoftReason::new(text).map(Some).map_err(|e| {
+            Fail::Usage(format!(
+                "--confirm-soft: {e} (this one is {} bytes; the pump logs at most \
+                 {SOFT_REASON_MAX})",
+                text.len()
+            ))
+        }),
+    }
+}
+
 /// Compares the program read back with the one sent (the pump keeps its own reservoir
 /// volume); a difference is an error that says what the pump holds (exit status 5).
 pub fn verify_program(sent: &Prescription, back: &Prescription) -> Result<(), Fail> {
@@ -519,6 +639,60 @@ pub fn verify_program(sent: &Prescription, back: &Prescription) -> Result<(), Fa
     }
 }
 
+/// Compares the pump's state after a refill with what was recorded: the contents sent,
+/// a new program version, and no more in the reservoir than was added (the pump may
+/// have delivered a little since). A difference says what the pump holds (exit status 5).
+pub fn verify_refill(
+    old: &Status,
+    contents: &Admixture,
+    added: Volume,
+    s: &Status,
+    p: &Prescription,
+) -> Result<(), Fail> {
+    let mut wrong = Vec::new();
+    if p.contents != *contents {
+        wrong.push(format!(
+            "contents {} but {} was sent",
+            contents_text(&p.contents),
+            contents_text(contents)
+        ));
+    }
+    if s.program_version <= old.program_version {
+        wrong.push(format!(
+            "program version {} (unchanged from before the refill)",
+            s.program_version
+        ));
+    }
+    if s.reservoir > added {
+        wrong.push(format!(
+            "a reservoir of {} but {added} was added",
+            s.reservoir
+        ));
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(Fail::Exit(
+            EXIT_READ_BACK,
+            format!("read-back mismatch: the pump holds {}", wrong.join("; ")),
+        ))
+    }
+}
+
+/// Alarm thresholds in words.
+pub fn alarm_settings_text(a: &AlarmSettings) -> String {
+    format!(
+        "low-reservoir alarm at {} or {}, whichever comes first; reminder after {} stopped",
+        a.low_reservoir,
+        if a.low_reservoir_days == 0 {
+            "never by days (off)".to_string()
+        } else {
+            format!("{} days of therapy left", a.low_reservoir_days)
+        },
+        a.stopped_reminder
+    )
+}
+
 /// Asks "y/N" on the terminal unless `yes`; returns whether it asked (the pause may have
 /// outlasted the pump's session idle limit: reconnect before sending).
 pub fn confirm(question: &str, yes: bool) -> Result<bool, Fail> {
@@ -536,7 +710,14 @@ pub fn confirm(question: &str, yes: bool) -> Result<bool, Fail> {
     }
 }
 
-/// A refusal as an error (exit 1) carrying the pump's text.
+/// [`Refusal::code`] of the pump's prescription check (hard or unconfirmed soft).
+const PRESCRIPTION_REFUSAL: u8 = 2;
+/// [`Refusal::code`] of a flagged refill reconciliation that was not confirmed.
+const RECONCILIATION_REFUSAL: u8 = 3;
+
+/// A refusal as an error carrying the pump's text: exit status 3 for a hard finding of
+/// the pump's prescription check, 4 for a soft finding or flagged reconciliation not
+/// confirmed, 1 otherwise.
 pub fn refused(reply: &Reply) -> Fail {
     match reply {
         Reply::Refused { code, text } => {
@@ -552,10 +733,28 @@ pub fn refused(reply: &Reply) -> Fail {
             } else {
                 ""
             };
-            Fail::Runtime(format!(
+            let message = format!(
                 "the pump refused (code {code}): {why}{}{what_to_do}",
                 in_words(text)
-            ))
+            );
+            // The pump's own prescription check and reconciliation: the same exit
+            // statuses as the programmer's gate (the pump also knows the program in force,
+            // so it may find what the file alone did not).
+            let hard = *code == PRESCRIPTION_REFUSAL
+                && text.starts_with("rejected by the prescription check");
+            if hard {
+                Fail::Exit(EXIT_HARD, message)
+            } else if *code == PRESCRIPTION_REFUSAL || *code == RECONCILIATION_REFUSAL {
+                Fail::Exit(
+                    EXIT_SOFT_UNCONFIRMED,
+                    format!(
+                        "{message}\n(confirm with --confirm-soft REASON; --yes does not \
+                         confirm)"
+                    ),
+                )
+            } else {
+                Fail::Runtime(message)
+            }
         }
         Reply::Malformed => Fail::Runtime("the pump could not decode the command".into()),
         other => Fail::Runtime(format!("unexpected answer from the pump: {other:?}")),
@@ -590,6 +789,33 @@ fn note_clock(s: &Status) {
     if let Ok(mut c) = PUMP_CLOCK.lock() {
         *c = Some((s.now.ms(), s.utc_ms.unwrap_or(host)));
     }
+}
+
+fn devices(client: &mut Client) -> Result<Vec<DeviceInfo>, Fail> {
+    match ok(client, Body::Link(LinkCommand::Devices))? {
+        Reply::Devices(list) => Ok(list.iter().copied().collect()),
+        other => Err(refused(&other)),
+    }
+}
+
+/// One enrolled device in words (`own`: this programmer's key id).
+fn device_text(d: &DeviceInfo, own: u32) -> String {
+    format!(
+        "key {:>10}  {:<15} {}{}  {}",
+        d.key_id,
+        d.role.to_string(),
+        if d.revoked { "REVOKED" } else { "active " },
+        if d.key_id == own {
+            " (this programmer)"
+        } else {
+            ""
+        },
+        hex(&d.key)
+    )
+}
+
+fn device_json(d: &DeviceInfo) -> Value {
+    json!({"key_id": d.key_id, "role": d.role.to_string(), "revoked": d.revoked, "key": hex(&d.key)})
 }
 
 fn program_of(client: &mut Client) -> Result<Prescription, Fail> {
@@ -704,6 +930,12 @@ pub fn status_json(s: &Status) -> Value {
         "clock_set": s.clock_set,
         "bolus_active": s.bolus_active,
         "bridging": s.bridging,
+        "alarm_settings": {
+            "low_reservoir": s.alarm_settings.low_reservoir.to_string(),
+            "low_reservoir_days": s.alarm_settings.low_reservoir_days,
+            "stopped_reminder": s.alarm_settings.stopped_reminder.to_string(),
+            "text": alarm_settings_text(&s.alarm_settings),
+        },
     })
 }
 
@@ -961,6 +1193,90 @@ pub fn describe_event(e: &Event) -> String {
             length_mm / 10,
             length_mm % 10
         ),
+        Event::SoftFindingConfirmed {
+            command,
+            findings,
+            part,
+            parts,
+            text,
+        } => {
+            let head = format!(
+                "{}: {findings} soft finding(s) confirmed by the clinician, reason",
+                command_name(command)
+            );
+            let text = text.as_str().unwrap_or("(not UTF-8)");
+            if parts == 1 {
+                format!("{head} \"{text}\"")
+            } else {
+                format!(
+                    "{head} (part {} of {parts}) \"{text}\"",
+                    part.saturating_add(1)
+                )
+            }
+        }
+    }
+}
+
+/// The soft-finding confirmations in `entries` whose parts are all present, in order:
+/// the first part's sequence number maps to the whole reason, every further part's to
+/// `None`.
+pub fn confirmation_reasons(
+    entries: &[LogEntry],
+) -> std::collections::HashMap<u32, Option<String>> {
+    let mut whole = std::collections::HashMap::new();
+    // The first part's sequence number, the further parts seen, the text so far.
+    let mut current: Option<(u32, Vec<u32>, String)> = None;
+    for e in entries {
+        let Event::SoftFindingConfirmed {
+            part, parts, text, ..
+        } = e.event
+        else {
+            current = None;
+            continue;
+        };
+        let text = text.as_str().unwrap_or("");
+        current = match current.take() {
+            _ if part == 0 => Some((e.seq, Vec::new(), text.to_string())),
+            Some((first, mut more, mut joined)) if usize::from(part) == more.len() + 1 => {
+                more.push(e.seq);
+                joined.push_str(text);
+                Some((first, more, joined))
+            }
+            _ => None,
+        };
+        if let Some((first, more, joined)) = &current {
+            if more.len() + 1 == usize::from(parts) {
+                whole.insert(*first, Some(joined.clone()));
+                for seq in more {
+                    whole.insert(*seq, None);
+                }
+                current = None;
+            }
+        }
+    }
+    whole
+}
+
+/// A log entry in words, a confirmation's whole reason on its first part.
+fn describe_entry(
+    e: &LogEntry,
+    reasons: &std::collections::HashMap<u32, Option<String>>,
+) -> String {
+    match (e.event, reasons.get(&e.seq)) {
+        (
+            Event::SoftFindingConfirmed {
+                command, findings, ..
+            },
+            Some(Some(reason)),
+        ) => format!(
+            "{}: {findings} soft finding(s) confirmed by the clinician, reason \"{reason}\"",
+            command_name(command)
+        ),
+        (Event::SoftFindingConfirmed { part, parts, .. }, Some(None)) => format!(
+            "(the reason above, part {} of {parts})",
+            part.saturating_add(1)
+        ),
+        _ => describe_event(&e.event),
     }
 }
 
@@ -1210,6 +1526,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                 .map_err(|e| Fail::Usage(format!("{}: {e}", prescription.display())))?;
             let new = file.prescription.clone();
             let findings = file.check();
+            let reason = soft_reason(confirm_soft.as_deref())?;
             // Hard findings and unconfirmed soft ones are refused here, before the pump
             // is even contacted.
             gate(&out, &findings, confirm_soft.as_deref())?;
@@ -1247,7 +1564,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                 &mut client,
                 Body::Pump(Command::Program {
                     prescription: new.clone(),
-                    confirm_soft: confirm_soft.is_some(),
+                    confirm_soft: reason.clone(),
                 }),
             )?;
             let back = program_of(&mut client)?;
@@ -1265,7 +1582,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                     "new": program_json(&new),
                     "read_back": program_json(&back),
                     "read_back_matches": same,
-                    "confirm_soft_reason": confirm_soft,
+                    "confirm_soft_reason": reason.as_ref().map(SoftReason::as_str),
                     "findings": findings.iter().map(|f| json!({"severity": f.severity.to_string(), "message": f.to_string()})).collect::<Vec<_>>(),
                     "status": status_json(&s),
                 }),
@@ -1296,6 +1613,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
         } => {
             let contents = parse_contents(contents)?;
             let bridge = parse_bridge(bridge)?;
+            let reason = soft_reason(confirm_soft.as_deref())?;
             let (mut key, mut client) = connect(&args)?;
             let old = status(&mut client)?;
             let old_p = program_of(&mut client)?;
@@ -1313,7 +1631,14 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                     }
                 );
             }
-            if confirm("Record this refill?", *yes)? {
+            let question = match &reason {
+                None => "Record this refill?".to_string(),
+                Some(r) => format!(
+                    "Record this refill, confirming the pump's soft findings and a flagged \
+                     reconciliation because \"{r}\"?"
+                ),
+            };
+            if confirm(&question, *yes)? {
                 client.reconnect(&mut key)?;
             }
             ok(
@@ -1324,22 +1649,13 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
                     contents: contents.clone(),
                     keep_dose: *keep_dose,
                     bridge,
-                    confirm: confirm_soft.is_some(),
+                    confirm: reason.clone(),
                     beyond_use_utc_ms: None,
                 }),
             )?;
             let s = status(&mut client)?;
             let p = program_of(&mut client)?;
-            if p.contents != contents {
-                return Err(Fail::Exit(
-                    EXIT_READ_BACK,
-                    format!(
-                        "read-back mismatch: the pump holds {} but {} was sent",
-                        contents_text(&p.contents),
-                        contents_text(&contents)
-                    ),
-                ));
-            }
+            verify_refill(&old, &contents, *added, &s, &p)?;
             out.emit(
                 json!({
                     "accepted": true,
@@ -1363,6 +1679,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
         } => simple_change(
             &out,
             &args.link,
+            DeviceKind::Programmer,
             *yes,
             Change {
                 review: &|s| {
@@ -1423,6 +1740,19 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             }
             ok(&mut client, Body::Pump(Command::Stop { reason }))?;
             let s = status(&mut client)?;
+            match s.mode {
+                Mode::Stopped { reason: held, .. } if held == reason => {}
+                other => {
+                    return Err(Fail::Exit(
+                        EXIT_READ_BACK,
+                        format!(
+                            "read-back mismatch: the pump is {} (a stop for {} was sent)",
+                            mode_text(&other),
+                            reason_text(reason)
+                        ),
+                    ));
+                }
+            }
             out.emit(
                 json!({"accepted": true, "old_mode": mode_text(&old.mode), "status": status_json(&s)}),
                 &format!("stopped. read back:\n{}", status_text(&s)),
@@ -1433,6 +1763,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
         ProgCommand::Resume { yes } => simple_change(
             &out,
             &args.link,
+            DeviceKind::Programmer,
             *yes,
             Change {
                 review: &|s| format!("OLD: {}\nNEW: running", mode_text(&s.mode)),
@@ -1455,6 +1786,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             simple_change(
                 &out,
                 &args.link,
+                DeviceKind::Programmer,
                 *yes,
                 Change {
                     review: &|s| {
@@ -1588,15 +1920,56 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        ProgCommand::Revoke { key_id } => {
-            let (_key, mut client) = connect(&args)?;
+        ProgCommand::Revoke { key_id, yes } => {
+            let (mut key, mut client) = connect(&args)?;
+            let before = devices(&mut client)?;
+            let device = before.iter().find(|d| d.key_id == *key_id);
+            if !out.json {
+                println!(
+                    "OLD: {}\nNEW: key {key_id} revoked: the pump will not answer it again",
+                    device.map_or_else(
+                        || format!("no device with key id {key_id} is enrolled"),
+                        |d| device_text(d, key.key_id())
+                    )
+                );
+            }
+            if confirm(&format!("Revoke key {key_id}?"), *yes)? {
+                client.reconnect(&mut key)?;
+            }
             ok(
                 &mut client,
                 Body::Link(LinkCommand::Revoke { key_id: *key_id }),
             )?;
+            let after = devices(&mut client)?;
+            match after.iter().find(|d| d.key_id == *key_id) {
+                Some(d) if d.revoked => {}
+                other => {
+                    return Err(Fail::Exit(
+                        EXIT_READ_BACK,
+                        format!(
+                            "read-back mismatch: the pump holds {}",
+                            other.map_or_else(
+                                || format!("no device with key id {key_id}"),
+                                |d| device_text(d, key.key_id())
+                            )
+                        ),
+                    ));
+                }
+            }
             out.emit(
-                json!({"revoked": key_id}),
-                &format!("key {key_id} revoked: the pump will not answer it again"),
+                json!({
+                    "revoked": key_id,
+                    "old": device.map(device_json),
+                    "devices": after.iter().map(device_json).collect::<Vec<_>>(),
+                }),
+                &format!(
+                    "key {key_id} revoked: the pump will not answer it again. read back:\n{}",
+                    after
+                        .iter()
+                        .map(|d| device_text(d, key.key_id()))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
                 Some(client.bearer.stats),
             );
             Ok(ExitCode::SUCCESS)
@@ -1616,111 +1989,28 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
         }
         ProgCommand::Devices => {
             let (key, mut client) = connect(&args)?;
-            let r = ok(&mut client, Body::Link(LinkCommand::Devices))?;
-            let Reply::Devices(list) = r else {
-                return Err(refused(&r));
-            };
+            let list = devices(&mut client)?;
             let own = key.key_id();
-            let mut text = String::new();
-            for d in &list {
-                text += &format!(
-                    "key {:>10}  {:<15} {}{}  {}\n",
-                    d.key_id,
-                    d.role.to_string(),
-                    if d.revoked { "REVOKED" } else { "active " },
-                    if d.key_id == own {
-                        " (this programmer)"
-                    } else {
-                        ""
-                    },
-                    hex(&d.key)
-                );
-            }
+            let text: String = list.iter().map(|d| device_text(d, own) + "\n").collect();
             out.emit(
-                json!({"devices": list.iter().map(|d| json!({
-                    "key_id": d.key_id, "role": d.role.to_string(), "revoked": d.revoked, "key": hex(&d.key),
-                })).collect::<Vec<_>>()}),
+                json!({"devices": list.iter().map(device_json).collect::<Vec<_>>()}),
                 &text,
                 Some(client.bearer.stats),
             );
             Ok(ExitCode::SUCCESS)
         }
-        ProgCommand::CancelBolus { yes } => simple_change(
-            &out,
-            &args.link,
-            *yes,
-            Change {
-                review: &|s| {
-                    format!(
-                        "OLD: {}, {}\nNEW: no bolus running",
-                        mode_text(&s.mode),
-                        if s.bolus_active {
-                            "a bolus running"
-                        } else {
-                            "no bolus running"
-                        }
-                    )
-                },
-                question: "Cancel the bolus?",
-                cmd: Command::CancelBolus,
-                verify: &|_, s| {
-                    if s.bolus_active {
-                        Err("the pump still runs a bolus".into())
-                    } else {
-                        Ok(())
-                    }
-                },
-                done: "bolus cancelled",
-            },
-        ),
+        ProgCommand::CancelBolus { yes } => {
+            cancel_bolus(&out, &args.link, DeviceKind::Programmer, *yes)
+        }
         ProgCommand::Acknowledge { alarm, yes } => {
-            let kind = AlarmKind::ALL
-                .into_iter()
-                .find(|k| k.name().eq_ignore_ascii_case(alarm.trim()))
-                .ok_or_else(|| {
-                    let known: Vec<&str> = AlarmKind::ALL.iter().map(|k| k.name()).collect();
-                    Fail::Usage(format!(
-                        "--alarm: unknown alarm '{alarm}'; known: {}",
-                        known.join(", ")
-                    ))
-                })?;
-            simple_change(
-                &out,
-                &args.link,
-                *yes,
-                Change {
-                    review: &|s| {
-                        let state =
-                            s.alarms
-                                .iter()
-                                .find(|a| a.kind == kind)
-                                .map_or("not active", |a| {
-                                    if a.acknowledged {
-                                        "acknowledged"
-                                    } else {
-                                        "sounding"
-                                    }
-                                });
-                        format!("OLD: alarm {} {state}\nNEW: acknowledged", kind.name())
-                    },
-                    question: "Acknowledge the alarm?",
-                    cmd: Command::Acknowledge(kind),
-                    verify: &|_, s| match s.alarms.iter().find(|a| a.kind == kind) {
-                        Some(a) if !a.acknowledged => Err(format!(
-                            "the pump holds alarm {} unacknowledged",
-                            kind.name()
-                        )),
-                        _ => Ok(()),
-                    },
-                    done: "alarm acknowledged",
-                },
-            )
+            acknowledge(&out, &args.link, DeviceKind::Programmer, alarm, *yes)
         }
         ProgCommand::Mri { state, yes } => {
             let on = state == "on";
             simple_change(
                 &out,
                 &args.link,
+                DeviceKind::Programmer,
                 *yes,
                 Change {
                     review: &|s| {
@@ -1757,29 +2047,45 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             low_alarm_days,
             stopped_reminder,
             yes,
-        } => simple_change(
-            &out,
-            &args.link,
-            *yes,
-            Change {
-                review: &|_| {
-                    format!(
-                        "NEW: low-reservoir alarm at {low_alarm} or {low_alarm_days} days of \
-                         therapy left, whichever comes first; reminder after {} stopped",
-                        span(*stopped_reminder)
-                    )
+        } => {
+            let new = AlarmSettings {
+                low_reservoir: *low_alarm,
+                low_reservoir_days: *low_alarm_days,
+                stopped_reminder: *stopped_reminder,
+            };
+            simple_change(
+                &out,
+                &args.link,
+                DeviceKind::Programmer,
+                *yes,
+                Change {
+                    review: &|s| {
+                        format!(
+                            "OLD: {}\nNEW: {}",
+                            alarm_settings_text(&s.alarm_settings),
+                            alarm_settings_text(&new)
+                        )
+                    },
+                    question: "Set these alarm thresholds?",
+                    cmd: Command::AlarmSettings {
+                        low_reservoir: new.low_reservoir,
+                        low_reservoir_days: new.low_reservoir_days,
+                        stopped_reminder: new.stopped_reminder,
+                    },
+                    verify: &|_, s| {
+                        if s.alarm_settings == new {
+                            Ok(())
+                        } else {
+                            Err(format!(
+                                "the pump holds: {}",
+                                alarm_settings_text(&s.alarm_settings)
+                            ))
+                        }
+                    },
+                    done: "alarm settings set",
                 },
-                question: "Set these alarm thresholds?",
-                cmd: Command::AlarmSettings {
-                    low_reservoir: *low_alarm,
-                    low_reservoir_days: *low_alarm_days,
-                    stopped_reminder: *stopped_reminder,
-                },
-                // The status carries no thresholds: the pump's acceptance is the read-back.
-                verify: &|_, _| Ok(()),
-                done: "alarm settings set",
-            },
-        ),
+            )
+        }
         ProgCommand::Reduce { percent, yes } => {
             reduce(&out, &args.link, DeviceKind::Programmer, *percent, *yes)
         }
@@ -1828,13 +2134,14 @@ fn logs(out: &Out, client: &mut Client, from: u32) -> Result<ExitCode, Fail> {
         (&entries[..], anchor)
     };
     let verdict = log::verify_to_head(checked, anchor, &head);
+    let reasons = confirmation_reasons(&entries);
     let mut text = String::new();
     for e in &entries {
         text += &format!(
             "{:>6}  {}  {}\n",
             e.seq,
             when(e.at),
-            describe_event(&e.event)
+            describe_entry(e, &reasons)
         );
     }
     let head_hex = hex(&head.last_hash());
@@ -1855,7 +2162,7 @@ fn logs(out: &Out, client: &mut Client, from: u32) -> Result<ExitCode, Fail> {
         json!({
             "entries": entries.iter().map(|e| json!({
                 "seq": e.seq, "at": when(e.at), "at_ms": e.at.ms(),
-                "text": describe_event(&e.event), "hash": hex(&e.hash),
+                "text": describe_entry(e, &reasons), "hash": hex(&e.hash),
             })).collect::<Vec<_>>(),
             "verified": ok_chain,
             "verdict": line,
@@ -1924,6 +2231,110 @@ mod tests {
                 "expected a read-back mismatch, got {:?}",
                 other.err().map(|_| ())
             ),
+        }
+    }
+
+    #[test]
+    fn a_confirmation_reads_as_one_line_with_its_whole_reason_rx_030() {
+        let reason = "sedation after dose rise; cut agreed with Dr Müller, 2 steps";
+        let mut chain = LogChain::new();
+        let mut entries = vec![
+            chain
+                .append(Instant::from_ms(1), Event::ProgramChanged { version: 3 })
+                .unwrap(),
+        ];
+        for e in Event::soft_confirmation(
+            CommandKind::Program.code(),
+            2,
+            &SoftReason::new(reason).unwrap(),
+        ) {
+            entries.push(chain.append(Instant::from_ms(2), e).unwrap());
+        }
+        let reasons = confirmation_reasons(&entries);
+        let lines: Vec<String> = entries
+            .iter()
+            .map(|e| describe_entry(e, &reasons))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "program changed (version 3)".to_string(),
+                format!(
+                    "program: 2 soft finding(s) confirmed by the clinician, reason \"{reason}\""
+                ),
+                "(the reason above, part 2 of 3)".to_string(),
+                "(the reason above, part 3 of 3)".to_string(),
+            ]
+        );
+        // A part on its own (the rest not downloaded) still reads in words.
+        let alone = describe_entry(&entries[2], &confirmation_reasons(&entries[2..]));
+        assert_eq!(
+            alone,
+            // Bytes 26 to 51 of the reason: 26 bytes, "ü" taking two.
+            "program: 2 soft finding(s) confirmed by the clinician, reason (part 2 of 3) \
+             \"cut agreed with Dr Müller\""
+        );
+    }
+
+    #[test]
+    fn the_pumps_own_findings_exit_as_the_programmers_gate_does_rx_031() {
+        use thecal_pump::command::Refusal;
+        assert_eq!(
+            Refusal::code_name(PRESCRIPTION_REFUSAL),
+            Some("prescription check")
+        );
+        assert_eq!(
+            Refusal::code_name(RECONCILIATION_REFUSAL),
+            Some("refill reconciliation not confirmed")
+        );
+        let reply = |r: Refusal| Reply::from(&thecal_pump::command::Response::Refused(r));
+        let exit = |f: Fail| match f {
+            Fail::Exit(code, m) => (code, m),
+            other => panic!("{:?}", matches!(other, Fail::Runtime(_))),
+        };
+        let (code, m) = exit(refused(&reply(Refusal::Prescription {
+            hard: true,
+            findings: Default::default(),
+        })));
+        assert_eq!(code, 3, "{m}");
+        let (code, m) = exit(refused(&reply(Refusal::Prescription {
+            hard: false,
+            findings: Default::default(),
+        })));
+        assert_eq!(code, 4, "{m}");
+        assert!(m.contains("--confirm-soft REASON"), "{m}");
+        let rec = thecal_rx::refill::reconcile(
+            "20 mL".parse().unwrap(),
+            "5 mL".parse().unwrap(),
+            Volume::ZERO,
+            None,
+        )
+        .unwrap();
+        assert!(rec.flagged);
+        let (code, _) = exit(refused(&reply(Refusal::Reconciliation(rec))));
+        assert_eq!(code, 4);
+        // Any other refusal stays exit status 1.
+        assert!(matches!(
+            refused(&reply(Refusal::NoBolus)),
+            Fail::Runtime(_)
+        ));
+    }
+
+    #[test]
+    fn a_reason_longer_than_the_pump_logs_is_bad_input_naming_the_limit_rx_030() {
+        assert!(soft_reason(None).unwrap().is_none());
+        assert!(soft_reason(Some("  ")).unwrap().is_none());
+        assert_eq!(
+            soft_reason(Some("first fill")).unwrap().unwrap().as_str(),
+            "first fill"
+        );
+        match soft_reason(Some(&"x".repeat(65))) {
+            Err(Fail::Usage(m)) => {
+                assert!(m.contains("--confirm-soft"), "{m}");
+                assert!(m.contains("65 bytes"), "{m}");
+                assert!(m.contains("at most 64"), "{m}");
+            }
+            other => panic!("{:?}", other.map(|_| ()).err().is_some()),
         }
     }
 

@@ -42,6 +42,22 @@ enum RemoteCommand {
     Status,
     /// Active alarms, explained.
     Alarms,
+    /// Cancel your own patient bolus while it runs (read back: none runs).
+    CancelBolus {
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Acknowledge an alarm: silences its tone (a critical alarm sounds again while its
+    /// cause persists), e.g. --alarm "low reservoir".
+    Acknowledge {
+        /// The alarm's name as `alarms` shows it.
+        #[arg(long)]
+        alarm: String,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Emergency device: reduce every basal flow by a percentage (1-50); never an
     /// increase, never a stop.
     Reduce {
@@ -205,6 +221,12 @@ fn run_inner(args: RemoteArgs) -> Result<ExitCode, Fail> {
                 Some(client.bearer.stats),
             );
             Ok(ExitCode::SUCCESS)
+        }
+        RemoteCommand::CancelBolus { yes } => {
+            crate::programmer::cancel_bolus(&out, &args.link, DeviceKind::Remote, *yes)
+        }
+        RemoteCommand::Acknowledge { alarm, yes } => {
+            crate::programmer::acknowledge(&out, &args.link, DeviceKind::Remote, alarm, *yes)
         }
         RemoteCommand::Reduce { percent, yes } => {
             crate::programmer::reduce(&out, &args.link, DeviceKind::Remote, *percent, *yes)

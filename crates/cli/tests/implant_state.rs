@@ -1062,6 +1062,7 @@ fn a_full_registry_is_said_as_such_and_a_removal_frees_a_place_link_010() {
             "--implant",
             &implant.addr,
             "revoke",
+            "--yes",
             &lost,
         ],
         &implant,

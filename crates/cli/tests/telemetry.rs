@@ -343,6 +343,13 @@ fn udp_telemetry_end_to_end_link_008() {
     // The patient's bolus, status and alarms.
     let b = json(&run(remote(&["--json", "bolus"])));
     assert_eq!(b["accepted"], true, "{b}");
+    // The patient cancels it: review, send, read back that none runs.
+    let c = json(&run(remote(&["--json", "cancel-bolus", "--yes"])));
+    assert_eq!(
+        c["review"], "OLD: running, a bolus running\nNEW: no bolus running",
+        "{c}"
+    );
+    assert_eq!(c["status"]["bolus_active"], false, "{c}");
     let st = json(&run(remote(&["--json", "status"])));
     assert_eq!(st["running"], true, "{st}");
     assert!(st["next_refill"].is_string(), "{st}");
@@ -376,7 +383,7 @@ fn udp_telemetry_end_to_end_link_008() {
     // The devices, then revoke the remote: it gets no answer at all.
     let d = json(&run(prog(&["--json", "devices"])));
     assert_eq!(d["devices"].as_array().unwrap().len(), 2, "{d}");
-    run(prog(&["revoke", &remote_id.to_string()]));
+    run(prog(&["revoke", &remote_id.to_string(), "--yes"]));
     let o = run_fail(remote(&["status"]));
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(

@@ -64,7 +64,8 @@ pub enum Body {
     Link(LinkCommand),
 }
 
-/// The telemetry's own commands. All are clinician-only.
+/// The telemetry's own commands. All are clinician-only, but an emergency device may
+/// read the program ([`LinkCommand::allowed`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LinkCommand {
     /// Open an enrolment window for one new device with `role`: the implant answers
@@ -124,9 +125,11 @@ impl LinkCommand {
     }
 
     /// Whether `role` may send this command: the telemetry's commands are the
-    /// clinician's alone.
+    /// clinician's alone, except that an emergency device may read the program it is
+    /// about to reduce (to show it and to verify the reduction).
     pub const fn allowed(&self, role: Role) -> bool {
         matches!(role, Role::Clinician)
+            || matches!((self, role), (LinkCommand::ReadProgram, Role::Emergency))
     }
 }
 
@@ -335,7 +338,10 @@ mod tests {
     use alloc::vec::Vec;
     use proptest::prelude::*;
     use thecal_pump::alarm::{AlarmKind, Priority};
-    use thecal_pump::command::{ActiveAlarm, BridgeChoice, CommandKind, Mode, Refusal, StopReason};
+    use thecal_pump::command::{
+        ActiveAlarm, BridgeChoice, CommandKind, Mode, Refusal, SOFT_REASON_MAX, SoftReason,
+        StopReason,
+    };
     use thecal_rx::Duration;
     use thecal_rx::check::Prescription;
     use thecal_rx::dose::Admixture;
@@ -360,7 +366,8 @@ mod tests {
                     patient_bolus: None,
                     reservoir_volume: q("20 mL"),
                 },
-                confirm_soft: true,
+                // The longest reason: 21 three-byte characters (63 bytes).
+                confirm_soft: SoftReason::new(&"€".repeat(21)).ok(),
             },
             Command::Refill {
                 aspirated: Volume::ZERO,
@@ -368,7 +375,7 @@ mod tests {
                 contents,
                 keep_dose: true,
                 bridge: BridgeChoice::Bolus(Duration::from_minutes(30)),
-                confirm: false,
+                confirm: SoftReason::new(&"x".repeat(SOFT_REASON_MAX)).ok(),
                 beyond_use_utc_ms: None,
             },
             Command::ClinicianBolus {
@@ -443,6 +450,11 @@ mod tests {
                 length_mm: 1_500,
                 pump_segment: Volume::from_nl(100_000),
             }),
+            alarm_settings: thecal_pump::core::AlarmSettings {
+                low_reservoir: Volume::MAX,
+                low_reservoir_days: u16::MAX,
+                stopped_reminder: Duration::from_hours(24),
+            },
         }
     }
 
@@ -459,6 +471,47 @@ mod tests {
         kinds.sort_unstable();
         kinds.dedup();
         assert_eq!(kinds.len(), CommandKind::ALL.len());
+    }
+
+    #[test]
+    fn a_soft_findings_reason_travels_bounded_link_026() {
+        let reason = "x".repeat(SOFT_REASON_MAX);
+        let req = Request::pump(
+            9,
+            Command::Program {
+                prescription: Prescription {
+                    contents: Admixture::single(DrugId::Baclofen, q("2000 mcg/mL")),
+                    schedule: Schedule::continuous(q("0.6 mL/day")),
+                    patient_bolus: None,
+                    reservoir_volume: q("20 mL"),
+                },
+                confirm_soft: SoftReason::new(&reason).ok(),
+            },
+        );
+        let mut buf = [0u8; MAX_PLAINTEXT];
+        let bytes = req.encode(&mut buf).unwrap().to_vec();
+        assert_eq!(Request::decode(&bytes).unwrap(), req);
+        // The reason on the wire: postcard's length (64) and the bytes.
+        let at = bytes
+            .windows(SOFT_REASON_MAX)
+            .position(|w| w == reason.as_bytes())
+            .unwrap();
+        assert_eq!(bytes[at - 1], 64);
+        // One byte longer (65) does not decode: the pump never sees it.
+        let mut longer = bytes[..at - 1].to_vec();
+        longer.push(65);
+        longer.extend_from_slice(reason.as_bytes());
+        longer.push(b'x');
+        longer.extend_from_slice(&bytes[at + SOFT_REASON_MAX..]);
+        assert_eq!(Request::decode(&longer), Err(MessageError::Malformed));
+        // Nor does an empty or blank reason: a confirmation always carries one.
+        for blank in [&b""[..], b"   "] {
+            let mut b = bytes[..at - 1].to_vec();
+            b.push(u8::try_from(blank.len()).unwrap());
+            b.extend_from_slice(blank);
+            b.extend_from_slice(&bytes[at + SOFT_REASON_MAX..]);
+            assert_eq!(Request::decode(&b), Err(MessageError::Malformed));
+        }
     }
 
     #[test]
@@ -521,7 +574,12 @@ mod tests {
         for (i, c) in commands.into_iter().enumerate() {
             assert!(thecal_pump::event::LINK_COMMAND_CODES.contains(&c.code()));
             assert!(c.allowed(Role::Clinician));
-            assert!(!c.allowed(Role::PatientRemote) && !c.allowed(Role::Emergency));
+            assert!(!c.allowed(Role::PatientRemote));
+            assert_eq!(
+                c.allowed(Role::Emergency),
+                c == LinkCommand::ReadProgram,
+                "an emergency device reads the program it reduces, nothing else: {c:?}"
+            );
             let req = Request::link(u32::try_from(i).unwrap(), c);
             let bytes = req.encode(&mut buf).unwrap();
             assert_eq!(Request::decode(bytes).unwrap(), req);

@@ -130,8 +130,9 @@ pub enum Command {
     Program {
         /// The new prescription (its contents must equal the reservoir's).
         prescription: Prescription,
-        /// The clinician confirmed every soft finding.
-        confirm_soft: bool,
+        /// The clinician confirmed every soft finding, for this reason (logged with
+        /// the change); `None`: no soft finding is confirmed.
+        confirm_soft: Option<SoftReason>,
     },
     /// Record a refill: the residual was aspirated and `added` of `contents` injected.
     Refill {
@@ -145,8 +146,9 @@ pub enum Command {
         keep_dose: bool,
         /// Old fluid in the dead volume.
         bridge: BridgeChoice,
-        /// The clinician confirmed soft findings and a flagged reconciliation.
-        confirm: bool,
+        /// The clinician confirmed soft findings and a flagged reconciliation, for this
+        /// reason (logged with the refill); `None`: nothing is confirmed.
+        confirm: Option<SoftReason>,
         /// The compounding pharmacy's beyond-use date of this fill, UTC ms since 1970
         /// (needs the wall clock set); `None`: the drug library's stability alone. The
         /// pump takes the earlier of the two.
@@ -224,6 +226,80 @@ pub enum Command {
     /// needed before drug reaches the tip. Priming is refused until a catheter is
     /// recorded.
     SetCatheter(crate::catheter::CatheterRecord),
+}
+
+/// The longest reason a clinician may give for confirming soft findings, in bytes of
+/// UTF-8 (the log keeps it in at most three entries, [`crate::event::ReasonPart`]).
+pub const SOFT_REASON_MAX: usize = 64;
+
+/// Why a soft-finding confirmation's reason was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReasonError {
+    /// Empty or only white space: a confirmation needs a reason.
+    Empty,
+    /// Longer than [`SOFT_REASON_MAX`] bytes.
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+}
+
+impl fmt::Display for ReasonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReasonError::Empty => f.write_str(
+                "the reason for confirming soft findings is empty; give the clinical reason",
+            ),
+            ReasonError::TooLong { len } => write!(
+                f,
+                "the reason for confirming soft findings is {len} bytes long; at most \
+                 {SOFT_REASON_MAX} bytes of UTF-8 are allowed"
+            ),
+        }
+    }
+}
+
+/// The clinician's reason for confirming soft findings: 1 to [`SOFT_REASON_MAX`] bytes of
+/// UTF-8, not only white space. It travels with the command and is logged with the
+/// change ([`crate::event::Event::SoftFindingConfirmed`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "heapless::String<SOFT_REASON_MAX>")]
+pub struct SoftReason(heapless::String<SOFT_REASON_MAX>);
+
+impl SoftReason {
+    /// The reason, trimmed of surrounding white space.
+    ///
+    /// # Errors
+    /// [`ReasonError::Empty`] for an empty reason, [`ReasonError::TooLong`] above
+    /// [`SOFT_REASON_MAX`] bytes.
+    pub fn new(text: &str) -> Result<Self, ReasonError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(ReasonError::Empty);
+        }
+        let mut s = heapless::String::new();
+        s.push_str(text)
+            .map_err(|_| ReasonError::TooLong { len: text.len() })?;
+        Ok(SoftReason(s))
+    }
+
+    /// The reason.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl TryFrom<heapless::String<SOFT_REASON_MAX>> for SoftReason {
+    type Error = ReasonError;
+    fn try_from(s: heapless::String<SOFT_REASON_MAX>) -> Result<Self, Self::Error> {
+        SoftReason::new(s.as_str())
+    }
+}
+
+impl fmt::Display for SoftReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Shortest no-delivery reminder interval a clinician may set.
@@ -780,6 +856,9 @@ pub struct Status {
     pub bridging: bool,
     /// The catheter record (`None`: not recorded; priming is refused).
     pub catheter: Option<crate::catheter::CatheterRecord>,
+    /// The alarm thresholds in force (what `Command::AlarmSettings` set), so that a
+    /// programmer can read back what it sent.
+    pub alarm_settings: crate::core::AlarmSettings,
 }
 
 /// The pump's answer to a command.

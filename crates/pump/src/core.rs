@@ -52,9 +52,9 @@ use crate::alarm::{AlarmKind, Alarms, Sound};
 use crate::battery::{Battery, BatteryReading, BatteryState};
 use crate::catheter::CatheterRecord;
 use crate::command::{
-    ActiveAlarm, BridgeChoice, Command, FaultCode, Mode, REMINDER_INTERVAL_DEFAULT,
-    REMINDER_INTERVAL_MAX, REMINDER_INTERVAL_MIN, Refusal, Response, Role, Status, StopReason,
-    allowed,
+    ActiveAlarm, BridgeChoice, Command, CommandKind, FaultCode, Mode, REMINDER_INTERVAL_DEFAULT,
+    REMINDER_INTERVAL_MAX, REMINDER_INTERVAL_MIN, Refusal, Response, Role, SoftReason, Status,
+    StopReason, allowed,
 };
 use crate::event::{Event, LinkEvent};
 use crate::fluid::FluidPath;
@@ -881,6 +881,7 @@ impl Pump {
             bolus_active: self.s.bolus.is_some(),
             bridging: self.s.bridging,
             catheter: self.s.catheter,
+            alarm_settings: self.s.settings,
         })
     }
 
@@ -1960,7 +1961,7 @@ impl Pump {
             Command::Program {
                 prescription,
                 confirm_soft,
-            } => self.apply_program(now, prescription, *confirm_soft),
+            } => self.apply_program(now, prescription, confirm_soft.as_ref()),
             Command::Refill {
                 aspirated,
                 added,
@@ -1976,7 +1977,7 @@ impl Pump {
                 contents,
                 *keep_dose,
                 *bridge,
-                *confirm,
+                confirm.as_ref(),
                 *beyond_use_utc_ms,
             ),
             Command::ClinicianBolus { volume, duration } => {
@@ -2262,8 +2263,9 @@ impl Pump {
         Ok(())
     }
 
-    /// Runs the prescription check against the program in force.
-    fn check_program(&self, now: Instant, rx: &Prescription, confirm: bool) -> Result<(), Refusal> {
+    /// Runs the prescription check against the program in force; returns how many soft
+    /// findings the confirmation covered.
+    fn check_program(&self, now: Instant, rx: &Prescription, confirm: bool) -> Result<u8, Refusal> {
         let previous = self.s.baseline.then_some(Previous {
             prescription: &self.s.program,
             elapsed: now.saturating_since(self.s.program_since),
@@ -2297,25 +2299,52 @@ impl Pump {
                         "the pump supports at most 48 patient boluses per 24 h",
                     ));
                 }
-                Ok(())
+                let soft = findings
+                    .iter()
+                    .filter(|f| f.severity == Severity::Soft)
+                    .count();
+                Ok(u8::try_from(soft).unwrap_or(u8::MAX))
             }
         }
     }
 
-    fn apply_program(&mut self, now: Instant, rx: &Prescription, confirm: bool) -> Response {
+    fn apply_program(
+        &mut self,
+        now: Instant,
+        rx: &Prescription,
+        confirm: Option<&SoftReason>,
+    ) -> Response {
         if rx.contents != self.s.program.contents {
             return Response::Refused(Refusal::ContentsMismatch);
         }
-        if let Err(r) = self.check_program(now, rx, confirm) {
-            return Response::Refused(r);
-        }
+        let soft = match self.check_program(now, rx, confirm.is_some()) {
+            Ok(n) => n,
+            Err(r) => return Response::Refused(r),
+        };
         let mut rx = rx.clone();
         rx.reservoir_volume = self.s.reservoir;
         if let Err(r) = self.change_program(now, rx, Role::Clinician) {
             return Response::Refused(r);
         }
         self.s.baseline = true;
+        self.log_confirmation(now, CommandKind::Program, soft, confirm);
         Response::Accepted
+    }
+
+    /// Logs a clinician's confirmation of soft findings with its reason, once the change
+    /// it confirmed was made (nothing when no reason was given).
+    fn log_confirmation(
+        &mut self,
+        now: Instant,
+        kind: CommandKind,
+        findings: u8,
+        reason: Option<&SoftReason>,
+    ) {
+        if let Some(reason) = reason {
+            for event in Event::soft_confirmation(kind.code(), findings, reason) {
+                self.log(now, event);
+            }
+        }
     }
 
     /// The one way to change the program (its schedule, bolus settings or contents):
@@ -2425,7 +2454,7 @@ impl Pump {
         contents: &Admixture,
         keep_dose: bool,
         bridge: BridgeChoice,
-        confirm: bool,
+        confirm: Option<&SoftReason>,
         pharmacy_bud: Option<u64>,
     ) -> Response {
         use Response::Refused;
@@ -2455,7 +2484,7 @@ impl Pump {
                 });
             }
         };
-        if rec.flagged && !confirm {
+        if rec.flagged && confirm.is_none() {
             return Refused(Refusal::Reconciliation(rec));
         }
         let mut rx = self.s.program.clone();
@@ -2493,9 +2522,11 @@ impl Pump {
         }
         rx.contents = contents.clone();
         rx.reservoir_volume = added;
+        let mut soft = u8::from(rec.flagged);
         if contents.active().next().is_some() {
-            if let Err(r) = self.check_program(now, &rx, confirm) {
-                return Refused(r);
+            match self.check_program(now, &rx, confirm.is_some()) {
+                Ok(n) => soft = soft.saturating_add(n),
+                Err(r) => return Refused(r),
             }
         }
         // Before anything changes: the limiter must be able to count the new drugs.
@@ -2521,6 +2552,7 @@ impl Pump {
             return Refused(r);
         }
         self.s.baseline = keep_baseline;
+        self.log_confirmation(now, CommandKind::Refill, soft, confirm);
         self.clear(now, AlarmKind::EmptyReservoir);
         self.clear(now, AlarmKind::LowReservoir);
         self.s.beyond_use = beyond_use;
@@ -2854,7 +2886,7 @@ mod tests {
             contents: contents.clone(),
             keep_dose: false,
             bridge: BridgeChoice::None,
-            confirm: true,
+            confirm: crate::command::SoftReason::new("confirmed in the test").ok(),
             beyond_use_utc_ms: None,
         };
         assert_eq!(
@@ -2869,7 +2901,7 @@ mod tests {
         };
         let program = Command::Program {
             prescription: rx,
-            confirm_soft: true,
+            confirm_soft: crate::command::SoftReason::new("confirmed in the test").ok(),
         };
         assert_eq!(
             p.handle_command(now, Role::Clinician, 0, &program),
@@ -2953,7 +2985,7 @@ mod tests {
             0,
             &Command::Program {
                 prescription: good,
-                confirm_soft: true,
+                confirm_soft: crate::command::SoftReason::new("confirmed in the test").ok(),
             },
         );
         assert_eq!(r, Response::Accepted);

@@ -5,7 +5,7 @@ use thecal_rx::drug::DrugId;
 use thecal_rx::{Mass, Volume};
 
 use crate::alarm::AlarmKind;
-use crate::command::{FaultCode, Role, StopReason};
+use crate::command::{FaultCode, Role, SoftReason, StopReason};
 use crate::core::BolusKind;
 
 /// One logged event. Every variant is small and fixed-size so that a log entry has a
@@ -156,6 +156,104 @@ pub enum Event {
         /// The catheter's internal volume.
         volume: Volume,
     },
+    /// A clinician confirmed soft findings of a program or refill, for a reason: one
+    /// entry per part of the reason (see [`Event::soft_confirmation`]), logged after the
+    /// change was made.
+    SoftFindingConfirmed {
+        /// The command whose findings were confirmed (its [`crate::command::CommandKind`]
+        /// code: program or refill).
+        command: u8,
+        /// How many soft findings the pump found (a flagged refill reconciliation counts
+        /// as one).
+        findings: u8,
+        /// Which part of the reason this entry carries, from 0.
+        part: u8,
+        /// How many parts the reason has (1 to [`REASON_PARTS_MAX`]).
+        parts: u8,
+        /// This part of the reason's text.
+        text: ReasonPart,
+    },
+}
+
+/// The most bytes of a reason one log entry carries: the event stays within the 32 bytes
+/// of the largest other event, so a log entry stays 64 bytes in memory.
+pub const REASON_PART_LEN: usize = 26;
+
+/// The most entries a reason of [`crate::command::SOFT_REASON_MAX`] bytes takes: parts
+/// end at character boundaries, so each holds at least `REASON_PART_LEN - 3` bytes.
+pub const REASON_PARTS_MAX: usize = 3;
+
+const _: () = assert!(
+    REASON_PARTS_MAX * (REASON_PART_LEN - 3) >= crate::command::SOFT_REASON_MAX,
+    "a reason must fit its parts"
+);
+
+/// Up to [`REASON_PART_LEN`] bytes of a reason's UTF-8, cut at a character boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReasonPart {
+    len: u8,
+    bytes: [u8; REASON_PART_LEN],
+}
+
+impl ReasonPart {
+    /// The part's text; `None` if the stored bytes are not UTF-8 or its length is out of
+    /// range (a log entry that was not written by the pump).
+    pub fn as_str(&self) -> Option<&str> {
+        self.bytes
+            .get(..usize::from(self.len))
+            .and_then(|b| core::str::from_utf8(b).ok())
+    }
+}
+
+impl Event {
+    /// The entries that log a confirmation of `findings` soft findings of the command
+    /// with code `command` for `reason`: the reason cut at character boundaries into
+    /// parts of at most [`REASON_PART_LEN`] bytes, in order.
+    pub fn soft_confirmation(
+        command: u8,
+        findings: u8,
+        reason: &SoftReason,
+    ) -> heapless::Vec<Event, REASON_PARTS_MAX> {
+        let mut texts: heapless::Vec<ReasonPart, REASON_PARTS_MAX> = heapless::Vec::new();
+        let mut current = ReasonPart {
+            len: 0,
+            bytes: [0; REASON_PART_LEN],
+        };
+        for c in reason.as_str().chars() {
+            let mut utf8 = [0u8; 4];
+            let encoded = c.encode_utf8(&mut utf8).as_bytes();
+            let at = usize::from(current.len);
+            let end = at.saturating_add(encoded.len());
+            if end > REASON_PART_LEN {
+                // A reason of at most SOFT_REASON_MAX bytes always fits (checked above).
+                let _ = texts.push(current);
+                current = ReasonPart {
+                    len: 0,
+                    bytes: [0; REASON_PART_LEN],
+                };
+            }
+            let at = usize::from(current.len);
+            if let Some(slot) = current.bytes.get_mut(at..at.saturating_add(encoded.len())) {
+                slot.copy_from_slice(encoded);
+                current.len = current
+                    .len
+                    .saturating_add(u8::try_from(encoded.len()).unwrap_or(u8::MAX));
+            }
+        }
+        let _ = texts.push(current);
+        let parts = u8::try_from(texts.len()).unwrap_or(u8::MAX);
+        texts
+            .into_iter()
+            .enumerate()
+            .map(|(i, text)| Event::SoftFindingConfirmed {
+                command,
+                findings,
+                part: u8::try_from(i).unwrap_or(u8::MAX),
+                parts,
+                text,
+            })
+            .collect()
+    }
 }
 
 /// What the telemetry asks the core to log (see [`crate::core::Pump::log_link`]): its

@@ -36,7 +36,11 @@
 //! [`MAX_EVENT_LEN`] = 40, hash 16). An [`EventLog`] occupies 131,120 bytes in memory
 //! (2048 × 64 plus 48 of bookkeeping on a 64-bit host) and 145,408 bytes of storage
 //! at 71 bytes an entry; a [`FaultLog`] 65,584 bytes in memory and 72,704 bytes of
-//! storage.
+//! storage. A clinician's reason for confirming soft findings (up to
+//! [`SOFT_REASON_MAX`](crate::command::SOFT_REASON_MAX) = 64 bytes) is logged in up to
+//! three entries of at most 26 bytes of text each
+//! ([`Event::SoftFindingConfirmed`]), so no entry grows; such confirmations come at
+//! clinic visits, well inside the daily budget.
 
 use core::fmt;
 
@@ -484,7 +488,7 @@ mod tests {
 
     use super::*;
     use crate::alarm::AlarmKind;
-    use crate::command::{FaultCode, Role, StopReason};
+    use crate::command::{FaultCode, Role, SOFT_REASON_MAX, SoftReason, StopReason};
     use crate::core::BolusKind;
 
     const ROLES: [Role; 3] = [Role::Clinician, Role::PatientRemote, Role::Emergency];
@@ -575,6 +579,9 @@ mod tests {
             length_mm: u16::MAX,
             volume: v,
         });
+        // The longest reason, in full parts of one-byte characters.
+        let reason = SoftReason::new(&"x".repeat(SOFT_REASON_MAX)).unwrap();
+        out.extend(Event::soft_confirmation(u8::MAX, u8::MAX, &reason));
         out
     }
 
@@ -603,6 +610,7 @@ mod tests {
             Event::HandshakeDenied { .. } => 19,
             Event::DoseReduced { .. } => 20,
             Event::CatheterSet { .. } => 21,
+            Event::SoftFindingConfirmed { .. } => 22,
         }
     }
 
@@ -660,6 +668,13 @@ mod tests {
             }),
             prop::sample::select(FaultCode::ALL.to_vec()).prop_map(|code| Event::Fault { code }),
             any::<u32>().prop_map(|key_id| Event::DeviceRevoked { key_id }),
+            (any::<u8>(), any::<u8>(), "[a-zA-Z0-9 éü€😀]{1,40}").prop_map(
+                |(command, findings, text)| {
+                    let reason = SoftReason::new(&text)
+                        .unwrap_or_else(|_| SoftReason::new("reason").unwrap());
+                    Event::soft_confirmation(command, findings, &reason)[0]
+                }
+            ),
             (any::<u32>(), any::<u8>(), any::<u32>()).prop_map(|(key_id, reason, count)| {
                 Event::HandshakeDenied {
                     key_id,
@@ -694,7 +709,7 @@ mod tests {
     #[test]
     fn every_event_variant_fits_max_event_len_pump_024() {
         let events = worst_case_events();
-        let mut seen = [false; 22];
+        let mut seen = [false; 23];
         let mut longest = 0;
         for e in &events {
             seen[variant_index(e)] = true;
@@ -704,7 +719,10 @@ mod tests {
             longest = longest.max(len);
         }
         assert!(seen.iter().all(|&s| s), "a variant lacks a worst case");
-        assert_eq!(longest, 32, "Refill with three u64::MAX volumes");
+        assert_eq!(
+            longest, 32,
+            "Refill with three u64::MAX volumes, a full part of a soft-finding reason"
+        );
     }
 
     #[test]

@@ -154,7 +154,7 @@ fn bridging_after(rig: &mut Rig) -> Duration {
         contents: Admixture::single(DrugId::Baclofen, q("2000 mcg/mL")),
         keep_dose: true,
         bridge: BridgeChoice::Automatic,
-        confirm: true,
+        confirm: thecal_pump::command::SoftReason::new("reconciled in the test").ok(),
         beyond_use_utc_ms: None,
     });
     assert!(rig.pump.status().bridging);
@@ -268,7 +268,7 @@ fn priming_is_refused_while_the_catheter_holds_an_earlier_fill_pump_037() {
         contents: Admixture::single(DrugId::Baclofen, q("2000 mcg/mL")),
         keep_dose: true,
         bridge: BridgeChoice::None,
-        confirm: true,
+        confirm: thecal_pump::command::SoftReason::new("reconciled in the test").ok(),
         beyond_use_utc_ms: None,
     });
     let r = rig.cmd(Command::PrimingBolus { duration: q("1 h") });

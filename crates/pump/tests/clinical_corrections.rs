@@ -311,7 +311,7 @@ fn empty_for_mri(rig: &mut Rig) {
         contents,
         keep_dose: false,
         bridge: BridgeChoice::None,
-        confirm: true,
+        confirm: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
         beyond_use_utc_ms: None,
     });
 }
@@ -429,7 +429,7 @@ fn refill_ziconotide(rig: &mut Rig, ml: &str, pharmacy: Option<u64>) -> Response
         contents: Admixture::single(DrugId::Ziconotide, q("5 mcg/mL")),
         keep_dose: false,
         bridge: BridgeChoice::None,
-        confirm: true,
+        confirm: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
         beyond_use_utc_ms: pharmacy,
     })
 }
@@ -517,4 +517,145 @@ fn a_long_clinician_bolus_is_not_vetoed_when_its_allowance_would_expire_pump_036
         .count();
     assert_eq!(vetoes, 0, "the basal after an allowed bolus was vetoed");
     assert!(!rig.pump.alarms().is_active(AlarmKind::LimiterVeto));
+}
+
+// ----- soft findings confirmed with a reason (PUMP-037) ----------------------------------
+
+/// The reason logged for `command`, joined from its parts in log order.
+fn logged_reasons(rig: &Rig, command: CommandKind) -> Vec<(u8, String)> {
+    let mut out: Vec<(u8, String)> = Vec::new();
+    for e in &rig.events {
+        if let Event::SoftFindingConfirmed {
+            command: c,
+            findings,
+            part,
+            parts,
+            text,
+        } = e.event
+        {
+            if c != command.code() {
+                continue;
+            }
+            assert!(part < parts && parts <= 3, "{:?}", e.event);
+            if part == 0 {
+                out.push((findings, String::new()));
+            }
+            out.last_mut().unwrap().1 += text.as_str().unwrap();
+        }
+    }
+    out
+}
+
+#[test]
+fn a_confirmed_soft_finding_and_its_reason_are_logged_with_the_change_pump_038() {
+    let mut rig = baclofen(HardwareProfile::synchromed_class(20));
+    rig.run_for(Duration::from_days(2));
+    // A baclofen cut from 0.5 to 0.3 mL/day (1000 to 600 mcg/day, 40 %) is beyond the
+    // 20 % step: a soft finding (withdrawal risk) that needs a confirmed reason.
+    let cut = |confirm_soft| Command::Program {
+        prescription: thecal_rx::check::Prescription {
+            contents: Admixture::single(DrugId::Baclofen, q("2000 mcg/mL")),
+            schedule: Schedule::continuous(q("0.3 mL/day")),
+            patient_bolus: None,
+            reservoir_volume: q("20 mL"),
+        },
+        confirm_soft,
+    };
+    // The rig's own start confirmed its first program ("confirmed in the test").
+    let before = logged_reasons(&rig, CommandKind::Program);
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].1, "confirmed in the test");
+    let parts_before = rig
+        .events
+        .iter()
+        .filter(|e| matches!(e.event, Event::SoftFindingConfirmed { .. }))
+        .count();
+    match rig.cmd(cut(None)) {
+        Response::Refused(Refusal::Prescription { hard: false, .. }) => {}
+        other => panic!("an unconfirmed cut must be refused as soft: {other:?}"),
+    }
+    assert_eq!(logged_reasons(&rig, CommandKind::Program), before);
+    // 61 bytes with a two-byte character: three parts (26 + 26 + 9 bytes at most).
+    let reason = "sedation after dose rise; cut agreed with Dr Müller, 2 steps";
+    assert_eq!(reason.len(), 61);
+    let r = thecal_pump::command::SoftReason::new(reason).unwrap();
+    let version = rig.pump.status().program_version;
+    rig.ok(cut(Some(r)));
+    assert_eq!(rig.pump.status().program_version, version + 1);
+    let logged = logged_reasons(&rig, CommandKind::Program);
+    assert_eq!(logged.len(), 2, "{:?}", rig.events);
+    assert_eq!(logged[1].1, reason);
+    assert!(logged[1].0 >= 1, "the pump counted the soft finding(s)");
+    let parts = rig
+        .events
+        .iter()
+        .filter(|e| matches!(e.event, Event::SoftFindingConfirmed { .. }))
+        .count();
+    assert_eq!(parts - parts_before, 3);
+
+    // A flagged reconciliation confirmed with a reason: 0 mL aspirated where the pump
+    // expects drug always flags; the reason is logged with the refill.
+    let refill = |confirm| Command::Refill {
+        aspirated: Volume::ZERO,
+        added: q("20 mL"),
+        contents: Admixture::single(DrugId::Baclofen, q("2000 mcg/mL")),
+        keep_dose: false,
+        bridge: BridgeChoice::None,
+        confirm,
+        beyond_use_utc_ms: None,
+    };
+    assert!(matches!(
+        rig.cmd(refill(None)),
+        Response::Refused(Refusal::Reconciliation(_))
+    ));
+    let why =
+        thecal_pump::command::SoftReason::new("needle in a side port; residual lost").unwrap();
+    rig.ok(refill(Some(why)));
+    let logged = logged_reasons(&rig, CommandKind::Refill);
+    assert_eq!(
+        logged.len(),
+        2,
+        "the rig's first fill and this one: {logged:?}"
+    );
+    assert_eq!(logged[1].1, "needle in a side port; residual lost");
+    assert!(logged[1].0 >= 1, "the flagged reconciliation counts");
+
+    // The log still verifies end to end, and the entries survived the rig's restarts.
+    assert!(thecal_pump::log::verify(&rig.events, None).is_ok());
+}
+
+#[test]
+fn a_reason_is_1_to_64_bytes_of_utf8_and_splits_at_character_boundaries_pump_038() {
+    use thecal_pump::command::{ReasonError, SOFT_REASON_MAX, SoftReason};
+    assert_eq!(SOFT_REASON_MAX, 64);
+    assert_eq!(SoftReason::new("  \t "), Err(ReasonError::Empty));
+    assert_eq!(
+        SoftReason::new(&"x".repeat(65)),
+        Err(ReasonError::TooLong { len: 65 })
+    );
+    assert!(
+        ReasonError::TooLong { len: 65 }
+            .to_string()
+            .contains("at most 64 bytes"),
+    );
+    // Surrounding white space is not part of the reason.
+    assert_eq!(SoftReason::new(" ok ").unwrap().as_str(), "ok");
+    // 16 four-byte characters (64 bytes): parts of 24, 24 and 16 bytes, never a
+    // character cut in two.
+    let emoji = "😀".repeat(16);
+    let r = SoftReason::new(&emoji).unwrap();
+    let parts = Event::soft_confirmation(2, 1, &r);
+    let lens: Vec<usize> = parts
+        .iter()
+        .map(|e| match e {
+            Event::SoftFindingConfirmed { text, .. } => text.as_str().unwrap().len(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(lens, [24, 24, 16]);
+    // A short reason takes one entry.
+    assert_eq!(
+        Event::soft_confirmation(3, 0, &SoftReason::new("first fill").unwrap()).len(),
+        1
+    );
 }

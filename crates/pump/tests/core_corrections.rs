@@ -116,7 +116,7 @@ fn a_lower_concentration_keeps_the_old_limits_until_the_old_fluid_has_cleared_pu
         contents: Admixture::single(DrugId::Baclofen, q("1000 mcg/mL")),
         keep_dose: false,
         bridge: BridgeChoice::None,
-        confirm: true,
+        confirm: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
         beyond_use_utc_ms: None,
     });
     let d0 = rig.pump.delivered().raw();
@@ -180,7 +180,7 @@ fn six_drugs_rotated_over_seven_years_are_never_vetoed_pump_027() {
             contents: Admixture::single(next, q(conc)),
             keep_dose: false,
             bridge: BridgeChoice::None,
-            confirm: true,
+            confirm: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
             beyond_use_utc_ms: None,
         });
         assert_eq!(
@@ -232,14 +232,14 @@ fn a_fifth_drug_the_limiter_cannot_count_is_refused_before_anything_changes_pump
         contents: mix.clone(),
         keep_dose: false,
         bridge: BridgeChoice::None,
-        confirm: true,
+        confirm: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
         beyond_use_utc_ms: None,
     });
     let mut rx = rig.pump.program().clone();
     rx.schedule = Schedule::continuous(q("0.5 mL/day"));
     rig.ok(Command::Program {
         prescription: rx,
-        confirm_soft: true,
+        confirm_soft: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
     });
     rig.ok(Command::Resume);
     rig.run_for(Duration::from_days(1));
@@ -253,7 +253,7 @@ fn a_fifth_drug_the_limiter_cannot_count_is_refused_before_anything_changes_pump
         contents: Admixture::single(DrugId::Fentanyl, q("500 mcg/mL")),
         keep_dose: false,
         bridge: BridgeChoice::None,
-        confirm: true,
+        confirm: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
         beyond_use_utc_ms: None,
     });
     assert!(
@@ -370,7 +370,7 @@ fn a_log_heavy_command_storm_never_silently_stops_saving_or_delivery_pump_028() 
     let rx = rig.pump.program().clone();
     rig.ok(Command::Program {
         prescription: rx,
-        confirm_soft: true,
+        confirm_soft: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
     });
     rig.ok(Command::Resume);
     let d1 = rig.pump.delivered().raw();
@@ -466,7 +466,7 @@ fn a_bolus_cut_short_by_an_empty_reservoir_logs_the_volume_it_delivered_pump_029
         contents: Admixture::single(DrugId::Baclofen, q("2000 mcg/mL")),
         keep_dose: false,
         bridge: BridgeChoice::None,
-        confirm: true,
+        confirm: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
         beyond_use_utc_ms: None,
     });
     rig.run_for(Duration::from_minutes(50));
@@ -530,7 +530,7 @@ fn a_pump_at_end_of_service_refuses_a_refill_and_says_replace_it_pump_021() {
         contents: Admixture::single(DrugId::Baclofen, q("2000 mcg/mL")),
         keep_dose: false,
         bridge: BridgeChoice::None,
-        confirm: true,
+        confirm: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
         beyond_use_utc_ms: None,
     });
     assert!(
@@ -594,7 +594,7 @@ fn repeated_emergency_reductions_stop_at_half_the_clinicians_program_pump_026() 
     rx.schedule = Schedule::continuous(q("0.5 mL/day"));
     rig.ok(Command::Program {
         prescription: rx,
-        confirm_soft: true,
+        confirm_soft: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
     });
     assert!(
         !rig.pump

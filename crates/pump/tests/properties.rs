@@ -186,7 +186,7 @@ fn apply(rig: &mut Rig, op: &Op) {
                 ),
                 keep_dose,
                 bridge,
-                confirm: true,
+                confirm: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
                 beyond_use_utc_ms: None,
             });
         }
@@ -195,7 +195,7 @@ fn apply(rig: &mut Rig, op: &Op) {
             rx.schedule = schedule(flow_ul, flex);
             let _ = rig.cmd(Command::Program {
                 prescription: rx,
-                confirm_soft: true,
+                confirm_soft: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
             });
         }
         Op::Stall(on) => rig.stall = on,
@@ -241,7 +241,7 @@ fn apply(rig: &mut Rig, op: &Op) {
                 contents: Admixture::new(&parts).unwrap(),
                 keep_dose: false,
                 bridge: BridgeChoice::None,
-                confirm: true,
+                confirm: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
                 beyond_use_utc_ms: None,
             });
         }
@@ -461,7 +461,7 @@ fn apply_valve(rig: &mut Rig, op: &ValveOp) {
                 contents,
                 keep_dose: false,
                 bridge: BridgeChoice::None,
-                confirm: true,
+                confirm: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
                 beyond_use_utc_ms: None,
             });
         }
@@ -528,8 +528,9 @@ proptest! {
             prop_assert!(rig.now.ms() - last <= silent_ok, "silent from {} to the end", last);
         }
         check_windows(&rig, Duration::from_days(1), |_| Some(2_000_000)).map_err(TestCaseError::fail)?;
-        // Each drug against its own limits (a refill with other drugs leaves baclofen in
-        // the catheter while the program's first drug is another).
+        // Every drug's windows against the limits the limiter had for that same drug (a
+        // refill may change the drugs: baclofen still leaving the catheter is judged by
+        // baclofen's limits, never by the new first drug's).
         check_every_drug(&rig).map_err(TestCaseError::fail)?;
         prop_assert_eq!(rig.pump.dropped_actions(), 0);
         prop_assert!(thecal_pump::log::verify(rig.events.iter(), None).is_ok());
@@ -584,7 +585,7 @@ fn power_cut_at_every_write_of_a_refill_and_reprogram_restores_old_or_new_pump_0
         contents: Admixture::single(DrugId::Baclofen, q("2000 mcg/mL")),
         keep_dose: true,
         bridge: BridgeChoice::Automatic,
-        confirm: false,
+        confirm: None,
         beyond_use_utc_ms: None,
     });
     let after_refill = rig.pump.status();
@@ -593,7 +594,7 @@ fn power_cut_at_every_write_of_a_refill_and_reprogram_restores_old_or_new_pump_0
     rx.schedule = Schedule::continuous(q("0.3 mL/day"));
     rig.ok(Command::Program {
         prescription: rx,
-        confirm_soft: true,
+        confirm_soft: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
     });
     let after_program = rig.pump.status();
     rig.run_for(Duration::from_hours(1));

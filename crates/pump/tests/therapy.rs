@@ -264,7 +264,7 @@ fn concentration_change_keeps_the_tip_dose_continuous_pump_013() {
             contents: Admixture::single(DrugId::Baclofen, q("2000 mcg/mL")),
             keep_dose: true,
             bridge,
-            confirm: false,
+            confirm: None,
             beyond_use_utc_ms: None,
         });
         assert_eq!(
@@ -474,7 +474,7 @@ fn stop_is_clinician_only_and_a_stopped_pump_reminds_pump_016() {
     rx.schedule = Schedule::continuous(q("0.55 mL/day"));
     rig.ok(Command::Program {
         prescription: rx,
-        confirm_soft: true,
+        confirm_soft: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
     });
     assert_eq!(rig.pump.status().mode, Mode::Running);
 }
@@ -491,7 +491,7 @@ fn role_capabilities_are_enforced_pump_003() {
     );
     let program = Command::Program {
         prescription: rig.pump.program().clone(),
-        confirm_soft: true,
+        confirm_soft: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
     };
     for (role, cmd) in [
         (Role::PatientRemote, program.clone()),
@@ -559,7 +559,8 @@ fn refill_reconciliation_and_capacity_are_checked_pump_014() {
         contents: Admixture::single(DrugId::Baclofen, q("2000 mcg/mL")),
         keep_dose: false,
         bridge: BridgeChoice::Automatic,
-        confirm,
+        confirm: confirm
+            .then(|| thecal_pump::command::SoftReason::new("residual checked").unwrap()),
         beyond_use_utc_ms: None,
     };
     // 40 mL into a 20 mL pump (the reservoir-size mix-up).

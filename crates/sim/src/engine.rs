@@ -282,7 +282,7 @@ impl<'a> Engine<'a> {
                     contents: contents.clone(),
                     keep_dose: false,
                     bridge: BridgeChoice::None,
-                    confirm: true,
+                    confirm: thecal_pump::command::SoftReason::new("simulated clinic visit").ok(),
                     beyond_use_utc_ms: None,
                 };
                 // The implant: the catheter is recorded before anything is filled.
@@ -293,7 +293,8 @@ impl<'a> Engine<'a> {
                 rx.reservoir_volume = fill;
                 let r = self.clinician(Command::Program {
                     prescription: rx,
-                    confirm_soft: true,
+                    confirm_soft: thecal_pump::command::SoftReason::new("simulated clinic visit")
+                        .ok(),
                 });
                 if let Response::Refused(reason) = r {
                     self.setup_refused = Some(reason.to_string());
@@ -718,7 +719,8 @@ impl<'a> Engine<'a> {
                 }
                 self.clinician(Command::Program {
                     prescription: rx,
-                    confirm_soft: true,
+                    confirm_soft: thecal_pump::command::SoftReason::new("simulated clinic visit")
+                        .ok(),
                 });
             }
             Event::Titrate(dose) => {
@@ -733,7 +735,10 @@ impl<'a> Engine<'a> {
                         self.note(format!("titrate to {dose} ({flow})"));
                         self.clinician(Command::Program {
                             prescription: rx,
-                            confirm_soft: true,
+                            confirm_soft: thecal_pump::command::SoftReason::new(
+                                "simulated clinic visit",
+                            )
+                            .ok(),
                         });
                     }
                     Err(e) => self.note(format!("titrate to {dose}: {e}")),
@@ -911,7 +916,7 @@ impl<'a> Engine<'a> {
             contents,
             keep_dose,
             bridge,
-            confirm: true,
+            confirm: thecal_pump::command::SoftReason::new("simulated clinic visit").ok(),
             beyond_use_utc_ms: None,
         };
         let r = self.clinician(cmd(entered_volume, entered_contents.clone()));
@@ -981,14 +986,14 @@ impl<'a> Engine<'a> {
             contents: self.contents.clone(),
             keep_dose: false,
             bridge: BridgeChoice::None,
-            confirm: true,
+            confirm: thecal_pump::command::SoftReason::new("simulated clinic visit").ok(),
             beyond_use_utc_ms: None,
         });
         let mut rx = program;
         rx.contents = self.contents.clone();
         self.clinician(Command::Program {
             prescription: rx,
-            confirm_soft: true,
+            confirm_soft: thecal_pump::command::SoftReason::new("simulated clinic visit").ok(),
         });
         self.clinician(Command::Resume);
     }

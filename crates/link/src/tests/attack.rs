@@ -465,7 +465,7 @@ impl World {
                 contents: contents.clone(),
                 keep_dose: false,
                 bridge: BridgeChoice::None,
-                confirm: true,
+                confirm: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
                 beyond_use_utc_ms: None,
             },
         );
@@ -501,7 +501,7 @@ fn program(contents: Admixture, flow: &str) -> Command {
             patient_bolus: Some(patient_bolus()),
             reservoir_volume: q("20 mL"),
         },
-        confirm_soft: true,
+        confirm_soft: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
     }
 }
 

@@ -23,7 +23,7 @@ pub fn setup(stop: bool) -> Vec<Command> {
             contents: contents.clone(),
             keep_dose: false,
             bridge: BridgeChoice::None,
-            confirm: true,
+            confirm: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
             beyond_use_utc_ms: None,
         },
         Command::Program {
@@ -38,7 +38,7 @@ pub fn setup(stop: bool) -> Vec<Command> {
                 }),
                 reservoir_volume: volume,
             },
-            confirm_soft: true,
+            confirm_soft: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
         },
         Command::Resume,
     ];

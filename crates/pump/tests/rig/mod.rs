@@ -236,7 +236,7 @@ impl Rig {
             contents: contents.clone(),
             keep_dose: false,
             bridge: BridgeChoice::None,
-            confirm: true,
+            confirm: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
             beyond_use_utc_ms: None,
         });
         self.ok(Command::Program {
@@ -246,7 +246,7 @@ impl Rig {
                 patient_bolus: pb,
                 reservoir_volume: q(fill),
             },
-            confirm_soft: true,
+            confirm_soft: thecal_pump::command::SoftReason::new("confirmed in the test").ok(),
         });
         self.ok(Command::Resume);
     }
