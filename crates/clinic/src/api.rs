@@ -1423,6 +1423,7 @@ async fn create_alarm(
         implant_id,
         details: n.validate(st.now())?,
         recorded_by: u.actor.username.clone(),
+        acknowledgement: None,
     };
     let row = st
         .store

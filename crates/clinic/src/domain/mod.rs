@@ -7,6 +7,7 @@
 pub mod calendar;
 pub mod change;
 pub mod events;
+pub mod history;
 pub mod pumplog;
 pub mod records;
 pub mod replacement;
