@@ -11,6 +11,7 @@ pub mod history;
 pub mod pumplog;
 pub mod records;
 pub mod replacement;
+pub mod scales;
 pub mod trial;
 pub mod visit;
 
