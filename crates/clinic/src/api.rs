@@ -32,6 +32,8 @@ use crate::domain::trial::{self, Decision, NewTrial, Trial};
 use crate::domain::{FieldError, change, text, visit};
 use crate::storage::{Actor, AuditRow, Kind, NewRow, Row, SessionRow, Storage, StoreError};
 
+mod history;
+
 /// The service's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -1694,7 +1696,11 @@ impl utoipa::Modify for CommonErrors {
           change_state, create_implant, explant, list_prescriptions, create_prescription,
           open_visit, get_visit, aspirate, investigation, release, fill, close_visit, report,
           create_trial, decide_trial, create_complication, create_alarm, list_alarms, create_mri, get_mri,
-          close_mri_episode, get_calendar, replacements, audit_log, openapi_json),
+          close_mri_episode, get_calendar, replacements, audit_log, openapi_json,
+          history::import_log, history::timeline, history::acknowledge_alarm,
+          history::create_revision, history::list_revisions, history::create_plan,
+          history::plan_status, history::list_plans, history::create_assessment,
+          history::list_assessments),
     tags((name = "session"), (name = "users"), (name = "patients"), (name = "implants"),
          (name = "prescriptions"), (name = "visits"), (name = "trials"), (name = "calendar"),
          (name = "audit"))
@@ -1772,6 +1778,29 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/calendar", get(get_calendar))
         .route("/api/v1/replacements", get(replacements))
         .route("/api/v1/audit", get(audit_log))
+        .route("/api/v1/implants/{id}/log", post(history::import_log))
+        .route("/api/v1/implants/{id}/timeline", get(history::timeline))
+        .route(
+            "/api/v1/alarms/{id}/acknowledge",
+            post(history::acknowledge_alarm),
+        )
+        .route(
+            "/api/v1/implants/{id}/revisions",
+            get(history::list_revisions).post(history::create_revision),
+        )
+        .route(
+            "/api/v1/implants/{id}/replacement-plans",
+            post(history::create_plan),
+        )
+        .route(
+            "/api/v1/replacement-plans/{id}/status",
+            post(history::plan_status),
+        )
+        .route("/api/v1/replacement-plans", get(history::list_plans))
+        .route(
+            "/api/v1/patients/{id}/assessments",
+            get(history::list_assessments).post(history::create_assessment),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .fallback(not_found)
         .layer(middleware::from_fn(security_headers))

@@ -49,7 +49,10 @@ pub fn acknowledge(
     if let Some(done) = &alarm.acknowledgement {
         return Err(FieldError::new(
             "step",
-            format!("the alarm was acknowledged already by {} at {}", done.by, done.at),
+            format!(
+                "the alarm was acknowledged already by {} at {}",
+                done.by, done.at
+            ),
         ));
     }
     let at = a.at.unwrap_or(now);
@@ -251,9 +254,9 @@ pub fn revise(
                 low_alarm: new_pump.low_alarm.clone(),
                 eri_projected: new_pump.eri_projected,
             };
-            let (checked, _, _) = n.validate(today).map_err(|e| {
-                FieldError::new(format!("change.new_pump.{}", e.field), e.message)
-            })?;
+            let (checked, _, _) = n
+                .validate(today)
+                .map_err(|e| FieldError::new(format!("change.new_pump.{}", e.field), e.message))?;
             if checked.serial == imp.details.serial {
                 return Err(FieldError::new(
                     "change.new_pump.serial",
@@ -289,7 +292,12 @@ pub fn revise(
                 on: r.on,
                 reason: reason.clone(),
             });
-            (RevisionChange::Explant, "explanted", None, "explant".to_owned())
+            (
+                RevisionChange::Explant,
+                "explanted",
+                None,
+                "explant".to_owned(),
+            )
         }
     };
     after.revisions.push(Revision {
@@ -392,7 +400,11 @@ pub struct ListedPlan {
     pub days_to_stop: i64,
 }
 
-fn check_date(planned_on: NaiveDate, replace_before: NaiveDate, today: NaiveDate) -> Result<(), FieldError> {
+fn check_date(
+    planned_on: NaiveDate,
+    replace_before: NaiveDate,
+    today: NaiveDate,
+) -> Result<(), FieldError> {
     if planned_on < today || planned_on >= replace_before {
         return Err(FieldError::new(
             "planned_on",
@@ -549,12 +561,18 @@ mod tests {
             action: "refilled".into(),
             at: Some(Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap()),
         };
-        assert_eq!(acknowledge(&mut a, early, "rn", now).unwrap_err().field, "at");
+        assert_eq!(
+            acknowledge(&mut a, early, "rn", now).unwrap_err().field,
+            "at"
+        );
         let empty = AcknowledgeAlarm {
             action: " ".into(),
             at: None,
         };
-        assert_eq!(acknowledge(&mut a, empty, "rn", now).unwrap_err().field, "action");
+        assert_eq!(
+            acknowledge(&mut a, empty, "rn", now).unwrap_err().field,
+            "action"
+        );
         let ok = AcknowledgeAlarm {
             action: "refilled 20 mL; alarm cleared".into(),
             at: None,
@@ -563,7 +581,10 @@ mod tests {
         let ack = a.acknowledgement.clone().unwrap();
         assert_eq!((ack.by.as_str(), ack.at), ("nurse1", now));
         assert_eq!(ack.action, "refilled 20 mL; alarm cleared");
-        assert_eq!(acknowledge(&mut a, ok, "rn", now).unwrap_err().field, "step");
+        assert_eq!(
+            acknowledge(&mut a, ok, "rn", now).unwrap_err().field,
+            "step"
+        );
     }
 
     #[test]
@@ -605,7 +626,9 @@ mod tests {
             ..r
         };
         assert_eq!(
-            revise(&implant(None), before_implant, "dr", today).unwrap_err().field,
+            revise(&implant(None), before_implant, "dr", today)
+                .unwrap_err()
+                .field,
             "on"
         );
     }
@@ -631,13 +654,18 @@ mod tests {
         let out = revise(&implant(Some("2027-01-01")), r.clone(), "dr", today).unwrap();
         assert_eq!(out.status, "replaced");
         let n = out.new_implant.unwrap();
-        assert_eq!((n.serial.as_str(), n.implanted_on), ("NGP200", d("2026-12-01")));
+        assert_eq!(
+            (n.serial.as_str(), n.implanted_on),
+            ("NGP200", d("2026-12-01"))
+        );
         // The catheter is kept.
         assert_eq!((n.catheter_length_cm, n.tip_level.as_str()), (60, "T10"));
         assert!(out.implant.explant.is_some());
         // Once replaced, no further revision of the old pump.
         assert_eq!(
-            revise(&out.implant, r.clone(), "dr", today).unwrap_err().field,
+            revise(&out.implant, r.clone(), "dr", today)
+                .unwrap_err()
+                .field,
             "state"
         );
         let same_serial = NewRevision {
@@ -653,7 +681,9 @@ mod tests {
             ..r
         };
         assert_eq!(
-            revise(&implant(None), same_serial, "dr", today).unwrap_err().field,
+            revise(&implant(None), same_serial, "dr", today)
+                .unwrap_err()
+                .field,
             "change.new_pump.serial"
         );
     }
@@ -674,7 +704,10 @@ mod tests {
             planned_on: d("2026-12-02"),
             notes: String::new(),
         };
-        assert_eq!(new_plan(&imp, past, "dr", today).unwrap_err().field, "planned_on");
+        assert_eq!(
+            new_plan(&imp, past, "dr", today).unwrap_err().field,
+            "planned_on"
+        );
         let ok = NewReplacementPlan {
             planned_on: d("2027-03-31"),
             notes: "oral baclofen bridge".into(),
@@ -692,12 +725,16 @@ mod tests {
         };
         change_status(&mut p, to(PlanStatus::Scheduled), today).unwrap();
         assert_eq!(
-            change_status(&mut p, to(PlanStatus::Planned), today).unwrap_err().field,
+            change_status(&mut p, to(PlanStatus::Planned), today)
+                .unwrap_err()
+                .field,
             "status"
         );
         change_status(&mut p, to(PlanStatus::Done), today).unwrap();
         assert_eq!(
-            change_status(&mut p, to(PlanStatus::Done), today).unwrap_err().field,
+            change_status(&mut p, to(PlanStatus::Done), today)
+                .unwrap_err()
+                .field,
             "status"
         );
     }

@@ -421,11 +421,17 @@ mod tests {
 
     #[test]
     fn nrs_is_0_to_10_clinic_064() {
-        assert_eq!(score(&Answers::NrsPain { score: 7 }).unwrap().total_tenths, 70);
+        assert_eq!(
+            score(&Answers::NrsPain { score: 7 }).unwrap().total_tenths,
+            70
+        );
         let e = score(&Answers::NrsPain { score: 11 }).unwrap_err();
         assert_eq!(
             (e.field.as_str(), e.message.as_str()),
-            ("answers.score", "must be a whole number from 0 to 10 (got 11)")
+            (
+                "answers.score",
+                "must be a whole number from 0 to 10 (got 11)"
+            )
         );
         assert!(score(&Answers::NrsPain { score: -1 }).is_err());
     }
@@ -454,9 +460,18 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(e.field, "answers.sections[0]");
-        assert!(score(&Answers::Odi { sections: vec![None; 10] }).is_err());
+        assert!(
+            score(&Answers::Odi {
+                sections: vec![None; 10]
+            })
+            .is_err()
+        );
         assert_eq!(
-            score(&Answers::Odi { sections: vec![Some(1); 9] }).unwrap_err().field,
+            score(&Answers::Odi {
+                sections: vec![Some(1); 9]
+            })
+            .unwrap_err()
+            .field,
             "answers.sections"
         );
     }
@@ -474,8 +489,14 @@ mod tests {
         // Severity (8 + 3 + 5 + 4) / 4 = 5.0; interference 30 / 7 = 4.29 → 4.3.
         let s = score(&b(40, vec![5, 4, 6, 3, 4, 5, 3])).unwrap();
         assert_eq!((s.total_tenths, s.secondary_tenths), (50, Some(43)));
-        assert_eq!(score(&b(45, vec![0; 7])).unwrap_err().field, "answers.relief_percent");
-        assert_eq!(score(&b(40, vec![0; 6])).unwrap_err().field, "answers.interference");
+        assert_eq!(
+            score(&b(45, vec![0; 7])).unwrap_err().field,
+            "answers.relief_percent"
+        );
+        assert_eq!(
+            score(&b(40, vec![0; 6])).unwrap_err().field,
+            "answers.interference"
+        );
         assert_eq!(
             score(&b(40, vec![0, 0, 11, 0, 0, 0, 0])).unwrap_err().field,
             "answers.interference[2]"
