@@ -885,6 +885,10 @@ async fn create_prescription(
             at: now,
         }),
         change: checked.change,
+        admixture: checked.regimen.components,
+        flex: n.flex.clone(),
+        patient_bolus: checked.regimen.bolus_record,
+        therapy: Some(checked.therapy),
     };
     let row = st
         .store
@@ -1156,6 +1160,16 @@ fn due_input(
         concentration: Concentration::from_raw(rx.concentration_ng_ml),
         first_refill,
         clinic_max: Duration::from_days(st.config.clinic_max_days),
+        schedule: rx
+            .therapy
+            .as_ref()
+            .map(|t| t.schedule.clone())
+            .filter(|s| s.constant_flow().is_none()),
+        patient_bolus: rx
+            .therapy
+            .as_ref()
+            .and_then(|t| t.patient_bolus)
+            .map(|b| (b.volume, b.max_per_day)),
     })
 }
 

@@ -762,10 +762,119 @@ async fn assessments_keep_raw_answers_and_computed_totals_clinic_064(b: Backend)
     assert_eq!(list[0]["recorded_by"], "nurse");
 }
 
+async fn admixture_flex_schedule_and_patient_bolus_are_checked_by_rx_clinic_065(b: Backend) {
+    let Some(c) = Clinic::new(b).await else {
+        return;
+    };
+    let p = c.login(Role::Physician).await;
+    let (_, iid) = setup(&c, &p, "S1", "2026-10-01").await;
+    let path = format!("/api/v1/implants/{iid}/prescriptions");
+    let mix = |naive: bool| {
+        json!({"drug": "morphine", "concentration": "10 mg/mL", "daily_dose": "2 mg/day",
+               "reservoir_volume": "20 mL", "reason": "cancer pain", "opioid_naive": naive,
+               "admixture": [{"drug": "bupivacaine", "concentration": "10 mg/mL"}],
+               "patient_bolus": {"dose": "0.5 mg", "duration": "10 min", "lockout": "4 h",
+                                 "max_per_day": 4},
+               "confirm_soft_findings": "reviewed"})
+    };
+    // Opioid patient boluses in an opioid-naive patient: refused by thecal-rx.
+    let (s, v) = c.call(Some(&p), "POST", &path, Some(mix(true))).await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("prescription")),
+        "{v}"
+    );
+    let (s, v) = c.call(Some(&p), "POST", &path, Some(mix(false))).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["admixture"][0]["drug"], "bupivacaine");
+    // 0.5 mg at 10 mg/mL = 0.05 mL a bolus.
+    assert_eq!(v["patient_bolus"]["volume"], "0.05 mL");
+    assert_eq!(v["therapy"]["patient_bolus"]["max_per_day"], 4);
+    // Five drugs: more than thecal-rx allows in one reservoir.
+    let mut five = mix(false);
+    five["admixture"] = json!([
+        {"drug": "bupivacaine", "concentration": "10 mg/mL"},
+        {"drug": "clonidine", "concentration": "100 mcg/mL"},
+        {"drug": "fentanyl", "concentration": "50 mcg/mL"},
+        {"drug": "sufentanil", "concentration": "5 mcg/mL"}]);
+    let (s, v) = c.call(Some(&p), "POST", &path, Some(five)).await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("admixture")),
+        "{v}"
+    );
+
+    // A baclofen flex day on another pump: 300 mcg/day until 08:00, 600 after, and 50 mcg
+    // at 20:00: the heaviest day is 100 + 400 + 50 = 550 mcg; 0.275 mL a day at 2 mg/mL.
+    let (_, iid2) = setup(&c, &p, "S2", "2026-10-01").await;
+    let flex = json!({"drug": "baclofen", "concentration": "2000 mcg/mL",
+        "reservoir_volume": "20 mL", "reason": "night spasms",
+        "confirm_soft_findings": "screening response lasted over 8 h",
+        "flex": {"steps": [{"start": "00:00", "daily_dose": "300 mcg/day"},
+                           {"start": "08:00", "daily_dose": "600 mcg/day"}],
+                 "boluses": [{"start": "20:00", "dose": "50 mcg", "duration": "30 min"}]}});
+    let (s, v) = c
+        .call(
+            Some(&p),
+            "POST",
+            &format!("/api/v1/implants/{iid2}/prescriptions"),
+            Some(flex.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["daily_dose"], "550 mcg/day");
+    assert_eq!(v["flow"], "0.275 mL/day");
+    assert_eq!(v["flex"]["steps"][1]["start"], "08:00");
+    // The same day doubled an hour later: thecal-rx's titration rule counts the
+    // periodic bolus in the heaviest day (550 → 1100 mcg) and asks for a reason.
+    let mut doubled = flex.clone();
+    doubled["flex"]["steps"][0]["daily_dose"] = json!("600 mcg/day");
+    doubled["flex"]["steps"][1]["daily_dose"] = json!("1200 mcg/day");
+    doubled["flex"]["boluses"][0]["dose"] = json!("100 mcg");
+    doubled
+        .as_object_mut()
+        .unwrap()
+        .remove("confirm_soft_findings");
+    c.advance(TimeDelta::hours(1));
+    let (s, v) = c
+        .call(
+            Some(&p),
+            "POST",
+            &format!("/api/v1/implants/{iid2}/prescriptions"),
+            Some(doubled),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("confirm_soft_findings")),
+        "{v}"
+    );
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("from 550 mcg/day to 1.1 mg/day"), "{v}");
+    assert!(msg.contains("1 h after the last change"), "{v}");
+    // Both a dose and a flex schedule: refused, naming the field.
+    let mut both = flex;
+    both["daily_dose"] = json!("500 mcg/day");
+    let (s, v) = c
+        .call(
+            Some(&p),
+            "POST",
+            &format!("/api/v1/implants/{iid2}/prescriptions"),
+            Some(both),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("daily_dose")),
+        "{v}"
+    );
+}
+
 on_both_databases!(
     pump_log_is_verified_imported_once_and_shown_in_the_timeline_clinic_060,
     alarm_acknowledgement_records_who_when_and_what_clinic_061,
     revisions_change_the_implant_and_keep_its_history_clinic_062,
     replacement_plans_are_stored_and_listed_by_urgency_clinic_063,
     assessments_keep_raw_answers_and_computed_totals_clinic_064,
+    admixture_flex_schedule_and_patient_bolus_are_checked_by_rx_clinic_065,
 );

@@ -10,6 +10,7 @@ pub mod events;
 pub mod history;
 pub mod pumplog;
 pub mod records;
+pub mod regimen;
 pub mod replacement;
 pub mod scales;
 pub mod trial;

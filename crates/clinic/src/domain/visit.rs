@@ -282,6 +282,10 @@ mod tests {
             findings: vec![],
             confirmation: None,
             change: vec![],
+            admixture: vec![],
+            flex: None,
+            patient_bolus: None,
+            therapy: None,
         }
     }
 
