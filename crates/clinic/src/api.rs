@@ -918,6 +918,44 @@ fn last_fill(rx: &Prescription, last: Option<&RefillVisit>) -> (DateTime<Utc>, V
     }
 }
 
+/// The prescription versions of an implant as (start, thecal-rx schedule), oldest first,
+/// with the first version (whose initial fill starts the reservoir's history).
+async fn versions(
+    st: &AppState,
+    implant_id: i64,
+) -> ApiResult<(
+    Option<Prescription>,
+    Vec<(DateTime<Utc>, thecal_rx::schedule::Schedule)>,
+)> {
+    let all: Vec<Prescription> = st
+        .store
+        .list(Kind::Prescription, Some(implant_id), 100_000)
+        .await?
+        .iter()
+        .map(parse)
+        .collect::<ApiResult<_>>()?;
+    let schedules = all
+        .iter()
+        .filter_map(|p| change::rx_of(p).map(|r| (p.created_at, r.schedule)))
+        .collect();
+    Ok((all.into_iter().next(), schedules))
+}
+
+/// Where the current version's delivery starts: (when, residual then). From the last
+/// fill (a closed visit, else the first prescription's initial fill), every version in
+/// force since has delivered its part: a dose change is not a refill.
+async fn fill_point(
+    st: &AppState,
+    implant_id: i64,
+    rx: &Prescription,
+    last: Option<&RefillVisit>,
+) -> ApiResult<(DateTime<Utc>, Volume)> {
+    let (first, schedules) = versions(st, implant_id).await?;
+    let (at, volume) = last_fill(first.as_ref().unwrap_or(rx), last);
+    let from = at.max(rx.created_at);
+    Ok((from, visit::residual_across(volume, at, &schedules, from)))
+}
+
 async fn last_closed(st: &AppState, implant_id: i64) -> ApiResult<Option<RefillVisit>> {
     match st
         .store
@@ -980,9 +1018,12 @@ async fn open_visit(
     }
     let rx = current_rx(&st, implant_id).await?;
     let last = last_closed(&st, implant_id).await?;
-    let (at, volume) = last_fill(&rx, last.as_ref());
+    let (at, volume) = fill_point(&st, implant_id, &rx, last.as_ref()).await?;
     let now = st.now();
-    let expected = visit::expected(volume, Flow::from_raw(rx.flow_nl_day), at, now);
+    let schedule = change::rx_of(&rx).map(|r| r.schedule).unwrap_or_else(|| {
+        thecal_rx::schedule::Schedule::continuous(Flow::from_raw(rx.flow_nl_day))
+    });
+    let expected = visit::residual_across(volume, at, &[(at, schedule)], now);
     let v = visit::open(implant_id, rx.id, expected, &u.actor.username, now);
     let row = st
         .store
@@ -1600,7 +1641,7 @@ async fn get_calendar(
             Some(v) => Some(serde_json::from_str(v).map_err(|_| ApiError::internal())?),
             None => None,
         };
-        let (at, volume) = last_fill(&rx, last.as_ref());
+        let (at, volume) = fill_point(&st, imp.id, &rx, last.as_ref()).await?;
         let input = due_input(&st, &imp, &patient, &rx, at, volume, last.is_none())?;
         match calendar::due(&input) {
             Ok(d) => dues.push(d),

@@ -870,6 +870,43 @@ async fn admixture_flex_schedule_and_patient_bolus_are_checked_by_rx_clinic_065(
     );
 }
 
+async fn a_dose_change_is_not_a_refill_clinic_066(b: Backend) {
+    let Some(c) = Clinic::new(b).await else {
+        return;
+    };
+    let p = c.login(Role::Physician).await;
+    let (_, iid) = setup(&c, &p, "S1", "2030-01-01").await;
+    let path = format!("/api/v1/implants/{iid}/prescriptions");
+    let mut first = baclofen("200 mcg/day");
+    first["confirm_soft_findings"] = json!("screening");
+    let (s, v) = c.call(Some(&p), "POST", &path, Some(first)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // Ten days at 0.1 mL/day, then +10 %: 0.11 mL/day for thirty days.
+    c.advance(TimeDelta::days(10));
+    let p = c.login(Role::Physician).await;
+    let mut up = baclofen("220 mcg/day");
+    up["confirm_soft_findings"] = json!("titration");
+    let (s, v) = c.call(Some(&p), "POST", &path, Some(up)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    c.advance(TimeDelta::days(30));
+    let n = c.login(Role::Nurse).await;
+    let (s, v) = c
+        .call(
+            Some(&n),
+            "POST",
+            &format!("/api/v1/implants/{iid}/visits"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // 20 − 10 × 0.1 − 30 × 0.11 = 20 − 1 − 3.3 = 15.7 mL (the titration did not refill).
+    assert_eq!(
+        v["expected_residual_nl"].as_u64(),
+        Some(15_700_000),
+        "expected residual after a titration: {v}"
+    );
+}
+
 on_both_databases!(
     pump_log_is_verified_imported_once_and_shown_in_the_timeline_clinic_060,
     alarm_acknowledgement_records_who_when_and_what_clinic_061,
@@ -877,4 +914,5 @@ on_both_databases!(
     replacement_plans_are_stored_and_listed_by_urgency_clinic_063,
     assessments_keep_raw_answers_and_computed_totals_clinic_064,
     admixture_flex_schedule_and_patient_bolus_are_checked_by_rx_clinic_065,
+    a_dose_change_is_not_a_refill_clinic_066,
 );
