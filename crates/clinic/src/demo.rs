@@ -210,7 +210,7 @@ impl Twin {
 }
 
 /// The battery of Ben's twin pump: small, so that its projected ERI falls within months.
-const BEN_BATTERY: &str = "9000 J";
+const BEN_BATTERY: &str = "3500 J";
 
 /// Records each titration the twin's core was sent as a prescription version, at its
 /// time (the clinic's checks apply).

@@ -907,6 +907,86 @@ async fn a_dose_change_is_not_a_refill_clinic_066(b: Backend) {
     );
 }
 
+async fn demo_histories_come_from_the_digital_twin_clinic_067(b: Backend) {
+    let Some(db) = fresh(b).await else { return };
+    let now = Utc.with_ymd_and_hms(2026, 12, 3, 9, 0, 0).unwrap();
+    let t0 = std::time::Instant::now();
+    thecal_clinic::demo::seed(db.store.clone(), now)
+        .await
+        .unwrap();
+    let seeded = t0.elapsed();
+    println!("demo seeded in {seeded:?}");
+    let state = AppState {
+        store: db.store.clone(),
+        config: Config::default(),
+        now: Arc::new(move || now),
+    };
+    let c = Clinic {
+        app: router(state),
+        _db: db,
+        clock: Arc::new(Mutex::new(now)),
+    };
+    let (s, token, body) = c
+        .login_raw("rn.demo", thecal_clinic::demo::DEMO_PASSWORD, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let n = User {
+        token: token.unwrap(),
+        csrf: body["csrf_token"].as_str().unwrap().to_owned(),
+    };
+    // Dan (patient 4, implant 3, the fifth visit): the twin's catheter half occluded
+    // from day 30, so more drug is left than the prescription expects: 0.1 mL/day for
+    // 100 days is about 10 mL expected of 20; about 30 × 0.1 + 70 × 0.05 = 6.5 mL left the
+    // reservoir, so about 13.5 mL remain.
+    let (_, rec) = c.call(Some(&n), "GET", "/api/v1/patients/4", None).await;
+    assert_eq!(rec["implants"][0]["id"], 3, "{rec}");
+    let (_, v) = c.call(Some(&n), "GET", "/api/v1/visits/5", None).await;
+    assert_eq!(v["implant_id"], 3, "{v}");
+    assert_eq!(v["flagged"], true, "{v}");
+    let aspirated = v["aspirated_nl"].as_i64().unwrap();
+    let expected = v["expected_residual_nl"].as_i64().unwrap();
+    // Opened an hour before now: 20 − 0.1 × (99 + 23/24) = 10.004167 mL.
+    assert_eq!(expected, 10_004_167, "{v}");
+    assert!(
+        (13_000_000..=14_000_000).contains(&aspirated),
+        "the twin's residual: {v}"
+    );
+    // Ben (implant 2): three versions, the titrations the twin's core was sent.
+    let (_, rxs) = c
+        .call(Some(&n), "GET", "/api/v1/implants/2/prescriptions", None)
+        .await;
+    let doses: Vec<&str> = rxs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["daily_dose"].as_str().unwrap())
+        .collect();
+    assert_eq!(doses, vec!["1 mg/day", "1.2 mg/day", "1.4 mg/day"], "{rxs}");
+    // His projected ERI is the twin's battery projection: in the future, within the
+    // six months that open the replacement case.
+    let (_, plans) = c.call(Some(&n), "GET", "/api/v1/replacements", None).await;
+    assert_eq!(plans[0]["implant_id"], 2, "{plans}");
+    let eri: chrono::NaiveDate = plans[0]["eri"].as_str().unwrap().parse().unwrap();
+    assert!(
+        eri > now.date_naive() && eri < now.date_naive() + TimeDelta::days(183),
+        "{plans}"
+    );
+    // Ada (implant 1): refilled three times, the residuals the twin's pump left; her
+    // pump has since run low, and the twin's low-reservoir alarm is on file.
+    let (_, alarms) = c
+        .call(Some(&n), "GET", "/api/v1/implants/1/alarms", None)
+        .await;
+    assert!(
+        alarms
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "LowReservoir"),
+        "{alarms}"
+    );
+    assert!(seeded < std::time::Duration::from_secs(30), "{seeded:?}");
+}
+
 on_both_databases!(
     pump_log_is_verified_imported_once_and_shown_in_the_timeline_clinic_060,
     alarm_acknowledgement_records_who_when_and_what_clinic_061,
@@ -915,4 +995,5 @@ on_both_databases!(
     assessments_keep_raw_answers_and_computed_totals_clinic_064,
     admixture_flex_schedule_and_patient_bolus_are_checked_by_rx_clinic_065,
     a_dose_change_is_not_a_refill_clinic_066,
+    demo_histories_come_from_the_digital_twin_clinic_067,
 );
