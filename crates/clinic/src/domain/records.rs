@@ -439,7 +439,7 @@ pub struct Prescription {
     /// The prescription as thecal-rx checked it (contents, schedule, patient bolus,
     /// reservoir volume): the next version is checked against it.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub therapy: Option<thecal_rx::check::Prescription>,
 }
 
