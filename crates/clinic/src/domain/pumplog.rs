@@ -47,7 +47,8 @@ pub struct ExportEntry {
 /// The pump's chain head or anchor: a sequence number and a hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ChainPoint {
-    /// Sequence number (for the head: the next entry's).
+    /// Sequence number (for the head: the next entry's; the programmer prints the head's
+    /// as `next_seq`, and both names are accepted).
     #[schema(minimum = 0, maximum = 4294967295_u64)]
     #[serde(alias = "next_seq")]
     pub seq: u32,
