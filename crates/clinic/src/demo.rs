@@ -189,13 +189,14 @@ impl Twin {
             .collect()
     }
 
-    /// The alarms the twin's core raised (from its log, not the repeated tones):
+    /// The alarms the twin's core raised (from its log: not the repeated tones, not the
+    /// clearings):
     /// (hours after implant, kind, priority).
     fn alarms(&self) -> Vec<(f64, String, &'static str)> {
         self.run
             .alarms
             .iter()
-            .filter(|a| a.what != "tone")
+            .filter(|a| a.what == "raised")
             .map(|a| {
                 let p = if a.priority == "High" { "high" } else { "low" };
                 (a.t_h, a.kind.clone(), p)
@@ -613,4 +614,46 @@ async fn refill(
     d.call("POST", &format!("/api/v1/visits/{vid}/close"), None)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thecal_sim::result::{AlarmMark, RunResult, Totals};
+
+    #[test]
+    fn only_raised_alarms_are_recorded_from_the_twin_clinic_067() {
+        let mark = |t_h: f64, kind: &str, priority: &str, what: &str| AlarmMark {
+            t_h,
+            kind: kind.into(),
+            priority: priority.into(),
+            what: what.into(),
+        };
+        let twin = Twin {
+            run: RunResult {
+                scenario: "t".into(),
+                description: "t".into(),
+                duration_h: 48.0,
+                samples: vec![],
+                alarms: vec![
+                    mark(10.0, "LowReservoir", "Medium", "raised"),
+                    mark(10.0, "LowReservoir", "Medium", "tone"),
+                    mark(20.0, "LowReservoir", "Medium", "cleared"),
+                    mark(30.0, "EndOfService", "High", "raised"),
+                ],
+                notes: vec![],
+                totals: Totals::default(),
+                verdicts: vec![],
+                radio: None,
+            },
+        };
+        let got: Vec<(f64, String, &str)> = twin.alarms();
+        assert_eq!(
+            got,
+            vec![
+                (10.0, "LowReservoir".to_owned(), "low"),
+                (30.0, "EndOfService".to_owned(), "high"),
+            ]
+        );
+    }
 }
