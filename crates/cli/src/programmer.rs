@@ -2124,6 +2124,8 @@ fn logs(out: &Out, client: &mut Client, from: u32) -> Result<ExitCode, Fail> {
             break h;
         }
     };
+    // The pump's own anchor (the entry before its oldest kept entry), for the export.
+    let pump_anchor = anchor;
     // From a later start, the first entry downloaded anchors the chain.
     let (checked, anchor) = if from > 0 && anchor.is_none() {
         match entries.first() {
@@ -2163,7 +2165,11 @@ fn logs(out: &Out, client: &mut Client, from: u32) -> Result<ExitCode, Fail> {
             "entries": entries.iter().map(|e| json!({
                 "seq": e.seq, "at": when(e.at), "at_ms": e.at.ms(),
                 "text": describe_entry(e, &reasons), "hash": hex(&e.hash),
+                // The typed event, so that a reader (the clinic's import) can recompute
+                // the entry's hash.
+                "event": e.event,
             })).collect::<Vec<_>>(),
+            "anchor": pump_anchor.map(|(seq, h): (u32, log::Hash)| json!({"seq": seq, "hash": hex(&h)})),
             "verified": ok_chain,
             "verdict": line,
             "head": {"next_seq": head.next_seq(), "hash": head_hex},

@@ -416,6 +416,18 @@ fn udp_telemetry_end_to_end_link_008() {
         log.contains(&format!("device revoked: key {remote_id}")),
         "{log}"
     );
+    // The same log as JSON is what the clinic imports: thecal-clinic verifies its hash
+    // chain entry by entry (CLINIC-060) and describes every entry.
+    let lj = json(&run(prog(&["--json", "logs"])));
+    let export: thecal_clinic::domain::pumplog::LogExport =
+        serde_json::from_value(lj.clone()).unwrap();
+    let verified = thecal_clinic::domain::pumplog::verify(
+        &export,
+        &thecal_clinic::domain::pumplog::Stored::default(),
+    )
+    .unwrap();
+    assert_eq!(verified.len(), lj["entries"].as_array().unwrap().len());
+    assert!(verified.iter().any(|e| e.category == "program"), "{lj}");
 
     // Bad input is exit 2 with one line.
     let o = thecal(

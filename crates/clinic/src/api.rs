@@ -32,6 +32,8 @@ use crate::domain::trial::{self, Decision, NewTrial, Trial};
 use crate::domain::{FieldError, change, text, visit};
 use crate::storage::{Actor, AuditRow, Kind, NewRow, Row, SessionRow, Storage, StoreError};
 
+mod history;
+
 /// The service's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -883,6 +885,10 @@ async fn create_prescription(
             at: now,
         }),
         change: checked.change,
+        admixture: checked.regimen.components,
+        flex: n.flex.clone(),
+        patient_bolus: checked.regimen.bolus_record,
+        therapy: Some(checked.therapy),
     };
     let row = st
         .store
@@ -910,6 +916,44 @@ fn last_fill(rx: &Prescription, last: Option<&RefillVisit>) -> (DateTime<Utc>, V
         Some((at, nl)) => (at, Volume::from_raw(nl)),
         None => (rx.created_at, Volume::from_raw(rx.reservoir_volume_nl)),
     }
+}
+
+/// The prescription versions of an implant as (start, thecal-rx schedule), oldest first,
+/// with the first version (whose initial fill starts the reservoir's history).
+async fn versions(
+    st: &AppState,
+    implant_id: i64,
+) -> ApiResult<(
+    Option<Prescription>,
+    Vec<(DateTime<Utc>, thecal_rx::schedule::Schedule)>,
+)> {
+    let all: Vec<Prescription> = st
+        .store
+        .list(Kind::Prescription, Some(implant_id), 100_000)
+        .await?
+        .iter()
+        .map(parse)
+        .collect::<ApiResult<_>>()?;
+    let schedules = all
+        .iter()
+        .filter_map(|p| change::rx_of(p).map(|r| (p.created_at, r.schedule)))
+        .collect();
+    Ok((all.into_iter().next(), schedules))
+}
+
+/// Where the current version's delivery starts: (when, residual then). From the last
+/// fill (a closed visit, else the first prescription's initial fill), every version in
+/// force since has delivered its part: a dose change is not a refill.
+async fn fill_point(
+    st: &AppState,
+    implant_id: i64,
+    rx: &Prescription,
+    last: Option<&RefillVisit>,
+) -> ApiResult<(DateTime<Utc>, Volume)> {
+    let (first, schedules) = versions(st, implant_id).await?;
+    let (at, volume) = last_fill(first.as_ref().unwrap_or(rx), last);
+    let from = at.max(rx.created_at);
+    Ok((from, visit::residual_across(volume, at, &schedules, from)))
 }
 
 async fn last_closed(st: &AppState, implant_id: i64) -> ApiResult<Option<RefillVisit>> {
@@ -974,9 +1018,12 @@ async fn open_visit(
     }
     let rx = current_rx(&st, implant_id).await?;
     let last = last_closed(&st, implant_id).await?;
-    let (at, volume) = last_fill(&rx, last.as_ref());
+    let (at, volume) = fill_point(&st, implant_id, &rx, last.as_ref()).await?;
     let now = st.now();
-    let expected = visit::expected(volume, Flow::from_raw(rx.flow_nl_day), at, now);
+    let schedule = change::rx_of(&rx).map(|r| r.schedule).unwrap_or_else(|| {
+        thecal_rx::schedule::Schedule::continuous(Flow::from_raw(rx.flow_nl_day))
+    });
+    let expected = visit::residual_across(volume, at, &[(at, schedule)], now);
     let v = visit::open(implant_id, rx.id, expected, &u.actor.username, now);
     let row = st
         .store
@@ -1154,6 +1201,16 @@ fn due_input(
         concentration: Concentration::from_raw(rx.concentration_ng_ml),
         first_refill,
         clinic_max: Duration::from_days(st.config.clinic_max_days),
+        schedule: rx
+            .therapy
+            .as_ref()
+            .map(|t| t.schedule.clone())
+            .filter(|s| s.constant_flow().is_none()),
+        patient_bolus: rx
+            .therapy
+            .as_ref()
+            .and_then(|t| t.patient_bolus)
+            .map(|b| (b.volume, b.max_per_day)),
     })
 }
 
@@ -1423,6 +1480,7 @@ async fn create_alarm(
         implant_id,
         details: n.validate(st.now())?,
         recorded_by: u.actor.username.clone(),
+        acknowledgement: None,
     };
     let row = st
         .store
@@ -1583,7 +1641,7 @@ async fn get_calendar(
             Some(v) => Some(serde_json::from_str(v).map_err(|_| ApiError::internal())?),
             None => None,
         };
-        let (at, volume) = last_fill(&rx, last.as_ref());
+        let (at, volume) = fill_point(&st, imp.id, &rx, last.as_ref()).await?;
         let input = due_input(&st, &imp, &patient, &rx, at, volume, last.is_none())?;
         match calendar::due(&input) {
             Ok(d) => dues.push(d),
@@ -1693,7 +1751,11 @@ impl utoipa::Modify for CommonErrors {
           change_state, create_implant, explant, list_prescriptions, create_prescription,
           open_visit, get_visit, aspirate, investigation, release, fill, close_visit, report,
           create_trial, decide_trial, create_complication, create_alarm, list_alarms, create_mri, get_mri,
-          close_mri_episode, get_calendar, replacements, audit_log, openapi_json),
+          close_mri_episode, get_calendar, replacements, audit_log, openapi_json,
+          history::import_log, history::timeline, history::acknowledge_alarm,
+          history::create_revision, history::list_revisions, history::create_plan,
+          history::plan_status, history::list_plans, history::create_assessment,
+          history::list_assessments),
     tags((name = "session"), (name = "users"), (name = "patients"), (name = "implants"),
          (name = "prescriptions"), (name = "visits"), (name = "trials"), (name = "calendar"),
          (name = "audit"))
@@ -1771,6 +1833,29 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/calendar", get(get_calendar))
         .route("/api/v1/replacements", get(replacements))
         .route("/api/v1/audit", get(audit_log))
+        .route("/api/v1/implants/{id}/log", post(history::import_log))
+        .route("/api/v1/implants/{id}/timeline", get(history::timeline))
+        .route(
+            "/api/v1/alarms/{id}/acknowledge",
+            post(history::acknowledge_alarm),
+        )
+        .route(
+            "/api/v1/implants/{id}/revisions",
+            get(history::list_revisions).post(history::create_revision),
+        )
+        .route(
+            "/api/v1/implants/{id}/replacement-plans",
+            post(history::create_plan),
+        )
+        .route(
+            "/api/v1/replacement-plans/{id}/status",
+            post(history::plan_status),
+        )
+        .route("/api/v1/replacement-plans", get(history::list_plans))
+        .route(
+            "/api/v1/patients/{id}/assessments",
+            get(history::list_assessments).post(history::create_assessment),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .fallback(not_found)
         .layer(middleware::from_fn(security_headers))

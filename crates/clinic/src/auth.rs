@@ -263,6 +263,56 @@ pub const ROUTES: &[RouteRule] = &[
         path: "/api/v1/audit",
         access: Access::Roles(&[U]),
     },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/implants/{id}/log",
+        access: Access::Roles(RECORD),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/api/v1/implants/{id}/timeline",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/alarms/{id}/acknowledge",
+        access: Access::Roles(RECORD),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/api/v1/implants/{id}/revisions",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/implants/{id}/revisions",
+        access: Access::Roles(PRESCRIBE),
+    },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/implants/{id}/replacement-plans",
+        access: Access::Roles(PRESCRIBE),
+    },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/replacement-plans/{id}/status",
+        access: Access::Roles(PRESCRIBE),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/api/v1/replacement-plans",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/api/v1/patients/{id}/assessments",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/patients/{id}/assessments",
+        access: Access::Roles(RECORD),
+    },
 ];
 
 /// The rule for a method and routed path.

@@ -4,7 +4,14 @@
 //! prescription versions whose pump nears ERI, a patient after a positive trial, a refill
 //! visit left open with a flagged reconciliation, and a refill due this week.
 //!
-//! The histories are scripted here, not yet produced by the digital twin (thecal-sim).
+//! The pumps' histories come from the digital twin: each implanted patient's pump is run
+//! by thecal-sim (the real pump core against models of the mechanism, battery, catheter
+//! and patient) from its implant date to today, and the clinic records what the twin
+//! lived: the residual aspirated at each refill is the twin's true reservoir read to
+//! 0.1 mL (so the reconciliation is thecal-rx's verdict on a real discrepancy), dose
+//! changes are the titrations the twin's core was sent, alarms are the ones it raised,
+//! and the projected ERI is the twin's battery projection. Dan's catheter is half
+//! occluded in the twin, so his reconciliation is flagged.
 
 use std::sync::{Arc, Mutex};
 
@@ -107,6 +114,150 @@ fn rx(drug: &str, conc: &str, dose: &str, volume: &str, why: &str) -> Value {
            "reason": why, "confirm_soft_findings": "demo: agreed at the multidisciplinary meeting"})
 }
 
+/// A pump's life in the digital twin: `days` from the implant to today.
+struct Twin {
+    run: thecal_sim::result::RunResult,
+}
+
+/// The twin's scenario (thecal-sim's TOML format).
+struct TwinSpec<'a> {
+    name: &'a str,
+    days: i64,
+    device: &'a str,
+    battery: Option<&'a str>,
+    condition: &'a str,
+    drug: &'a str,
+    concentration: &'a str,
+    rate: &'a str,
+    fill: &'a str,
+    /// `[[event]]` tables.
+    events: &'a str,
+}
+
+impl Twin {
+    fn run(spec: &TwinSpec<'_>) -> Result<Twin, String> {
+        let battery = spec
+            .battery
+            .map(|b| format!("battery = \"{b}\"\n"))
+            .unwrap_or_default();
+        let toml = format!(
+            "name = \"{name}\"\ndescription = \"demo clinic: {name}\"\nduration = \"{days} d\"\n\
+             fill = \"{fill}\"\nsample_every = \"1 h\"\n\n[device]\nmodel = \"{device}\"\n{battery}\n\
+             [patient]\ncondition = \"{condition}\"\n\n[prescription]\n\
+             drug = [{{ name = \"{drug}\", concentration = \"{conc}\" }}]\n\
+             basal = {{ rate = \"{rate}\" }}\n\n{events}",
+            name = spec.name,
+            days = spec.days,
+            fill = spec.fill,
+            device = spec.device,
+            condition = spec.condition,
+            drug = spec.drug,
+            conc = spec.concentration,
+            rate = spec.rate,
+            events = spec.events,
+        );
+        let sc = thecal_sim::scenario::parse(&toml)
+            .map_err(|e| format!("demo: twin {}: {e}", spec.name))?;
+        Ok(Twin {
+            run: thecal_sim::engine::run(&sc),
+        })
+    }
+
+    /// The twin's true reservoir just before `day`, read to 0.1 mL as from a syringe.
+    fn residual_before(&self, day: i64) -> Result<String, String> {
+        let t_h = day as f64 * 24.0;
+        let s = self
+            .run
+            .samples
+            .iter()
+            .rfind(|s| s.t_h < t_h)
+            .ok_or_else(|| format!("demo: the twin has no sample before day {day}"))?;
+        let tenths = (s.reservoir_ml.max(0.0) * 10.0).round() as u64;
+        Ok(format!("{}.{} mL", tenths / 10, tenths % 10))
+    }
+
+    /// The dose changes the twin's core was sent: (day, dose).
+    fn titrations(&self) -> Vec<(f64, String)> {
+        self.run
+            .notes
+            .iter()
+            .filter_map(|n| {
+                let rest = n.text.strip_prefix("titrate to ")?;
+                let (dose, _) = rest.split_once(" (")?;
+                Some((n.t_h / 24.0, dose.to_owned()))
+            })
+            .collect()
+    }
+
+    /// The alarms the twin's core raised (from its log: not the repeated tones, not the
+    /// clearings):
+    /// (hours after implant, kind, priority).
+    fn alarms(&self) -> Vec<(f64, String, &'static str)> {
+        self.run
+            .alarms
+            .iter()
+            .filter(|a| a.what == "raised")
+            .map(|a| {
+                let p = if a.priority == "High" { "high" } else { "low" };
+                (a.t_h, a.kind.clone(), p)
+            })
+            .collect()
+    }
+
+    /// The projected ERI, days after the implant.
+    fn eri_day(&self) -> Option<i64> {
+        self.run.totals.projected_eri_day.map(|d| d.floor() as i64)
+    }
+}
+
+/// The battery of Ben's twin pump: small, so that its projected ERI falls within months.
+const BEN_BATTERY: &str = "3500 J";
+
+/// Records each titration the twin's core was sent as a prescription version, at its
+/// time (the clinic's checks apply).
+#[allow(clippy::too_many_arguments)]
+async fn prescribe_titrations(
+    d: &mut Driver,
+    twin: &Twin,
+    start: DateTime<Utc>,
+    implant: i64,
+    drug: &str,
+    conc: &str,
+    volume: &str,
+) -> Result<(), String> {
+    for (day, dose) in twin.titrations() {
+        d.at(start + TimeDelta::seconds((day * 86_400.0) as i64));
+        d.login("dr.demo").await?;
+        d.call(
+            "POST",
+            &format!("/api/v1/implants/{implant}/prescriptions"),
+            Some(rx(drug, conc, &dose, volume, "titration")),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Records the twin's alarms on an implant (at the driver's current time).
+async fn record_alarms(
+    d: &Driver,
+    implant: i64,
+    twin: &Twin,
+    start: DateTime<Utc>,
+) -> Result<(), String> {
+    for (t_h, kind, priority) in twin.alarms() {
+        let at = start + TimeDelta::seconds((t_h * 3600.0) as i64);
+        d.call(
+            "POST",
+            &format!("/api/v1/implants/{implant}/alarms"),
+            Some(json!({"kind": kind, "priority": priority, "raised_at": at,
+                        "action": "from the pump's interrogation"})),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Fills an empty store with the demo clinic as of `now`; returns the logins (user, role).
 ///
 /// # Errors
@@ -145,11 +296,28 @@ pub async fn seed(
     let day = |n: i64| now - TimeDelta::days(n);
     let date = |n: i64| day(n).date_naive().to_string();
 
-    // Ada: spinal spasticity, baclofen; refilled every 90 days, last 160 days ago: overdue.
-    d.at(day(400));
+    // Ada: spinal spasticity, baclofen, implanted 400 days ago, titrated +10 % on day 5,
+    // refilled on days 60, 150 and 240; the twin's pump has since run low: overdue.
+    let start = day(400);
+    let twin = Twin::run(&TwinSpec {
+        name: "ada",
+        days: 400,
+        device: "synchromed-20",
+        battery: None,
+        condition: "spasticity",
+        drug: "baclofen",
+        concentration: "2000 mcg/mL",
+        rate: "0.1 mL/day",
+        fill: "20 mL",
+        events: "[[event]]\nat = \"5 d\"\nkind = \"titrate\"\ndose = \"220 mcg/day\"\n\n\
+                 [[event]]\nat = \"60 d\"\nkind = \"refill\"\nvolume = \"19 mL\"\n\
+                 repeat_every = \"90 d\"\nrepeat = 2\n",
+    })?;
+    d.at(start);
     d.login("dr.demo").await?;
     let ada = id(&d.call("POST", "/api/v1/patients", Some(json!({"mrn": "DEMO-001", "name": "Ada Demo",
         "date_of_birth": "1978-04-02", "condition": {"kind": "spasticity", "origin": "spinal"}, "weight_kg": 64}))).await?)?;
+    let ada_eri = twin.eri_day().map(|e| date(400 - e));
     let ada_imp = id(&d
         .call(
             "POST",
@@ -158,7 +326,7 @@ pub async fn seed(
                 "DEMO-NGP-001",
                 "20 mL",
                 &date(400),
-                Some(&date(-1500)),
+                ada_eri.as_deref(),
             )),
         )
         .await?)?;
@@ -174,32 +342,49 @@ pub async fn seed(
         )),
     )
     .await?;
-    d.at(day(395));
-    d.login("dr.demo").await?;
-    d.call(
-        "POST",
-        &format!("/api/v1/implants/{ada_imp}/prescriptions"),
-        Some(rx(
-            "baclofen",
-            "2000 mcg/mL",
-            "220 mcg/day",
-            "20 mL",
-            "titration +10 %",
-        )),
+    prescribe_titrations(
+        &mut d,
+        &twin,
+        start,
+        ada_imp,
+        "baclofen",
+        "2000 mcg/mL",
+        "20 mL",
     )
     .await?;
-    for when in [340, 250, 160] {
-        d.at(day(when));
+    for refill_day in [60, 150, 240] {
+        d.at(start + TimeDelta::days(refill_day));
         d.login("rn.demo").await?;
-        refill(&mut d, ada_imp, None, "19 mL", "2000 mcg/mL", None).await?;
+        let residual = twin.residual_before(refill_day)?;
+        refill(&mut d, ada_imp, Some(&residual), "19 mL", "2000 mcg/mL").await?;
     }
+    d.at(now);
+    d.login("rn.demo").await?;
+    record_alarms(&d, ada_imp, &twin, start).await?;
 
-    // Ben: cancer pain, morphine titrated over three versions; the pump nears ERI.
-    d.at(day(200));
+    // Ben: cancer pain, morphine titrated over three versions (days 10 and 40 in the
+    // twin), refilled on day 160; a small battery: the twin projects ERI soon.
+    let start = day(200);
+    let twin = Twin::run(&TwinSpec {
+        name: "ben",
+        days: 200,
+        device: "synchromed-40",
+        battery: Some(BEN_BATTERY),
+        condition: "pain",
+        drug: "morphine",
+        concentration: "10 mg/mL",
+        rate: "0.1 mL/day",
+        fill: "40 mL",
+        events: "[[event]]\nat = \"10 d\"\nkind = \"titrate\"\ndose = \"1.2 mg/day\"\n\n\
+                 [[event]]\nat = \"40 d\"\nkind = \"titrate\"\ndose = \"1.4 mg/day\"\n\n\
+                 [[event]]\nat = \"160 d\"\nkind = \"refill\"\nvolume = \"39 mL\"\n",
+    })?;
+    d.at(start);
     d.login("dr.demo").await?;
     let ben = id(&d.call("POST", "/api/v1/patients", Some(json!({"mrn": "DEMO-002", "name": "Ben Demo",
         "date_of_birth": "1951-11-20", "condition": {"kind": "pain", "type": "cancer"}, "weight_kg": 71,
         "allergies": "none known"}))).await?)?;
+    let ben_eri = twin.eri_day().map(|e| date(200 - e));
     let ben_imp = id(&d
         .call(
             "POST",
@@ -208,27 +393,27 @@ pub async fn seed(
                 "DEMO-NGP-002",
                 "40 mL",
                 &date(200),
-                Some(&date(-40)),
+                ben_eri.as_deref(),
             )),
         )
         .await?)?;
-    for (when, dose, why) in [
-        (200, "1 mg/day", "start"),
-        (190, "1.2 mg/day", "pain 7/10"),
-        (160, "1.4 mg/day", "pain 6/10"),
-    ] {
-        d.at(day(when));
-        d.login("dr.demo").await?;
-        d.call(
-            "POST",
-            &format!("/api/v1/implants/{ben_imp}/prescriptions"),
-            Some(rx("morphine", "10 mg/mL", dose, "40 mL", why)),
-        )
-        .await?;
-    }
-    d.at(day(40));
+    d.call(
+        "POST",
+        &format!("/api/v1/implants/{ben_imp}/prescriptions"),
+        Some(rx("morphine", "10 mg/mL", "1 mg/day", "40 mL", "start")),
+    )
+    .await?;
+    prescribe_titrations(
+        &mut d, &twin, start, ben_imp, "morphine", "10 mg/mL", "40 mL",
+    )
+    .await?;
+    d.at(start + TimeDelta::days(160));
     d.login("rn.demo").await?;
-    refill(&mut d, ben_imp, None, "39 mL", "10 mg/mL", None).await?;
+    let residual = twin.residual_before(160)?;
+    refill(&mut d, ben_imp, Some(&residual), "39 mL", "10 mg/mL").await?;
+    d.at(now);
+    d.login("rn.demo").await?;
+    record_alarms(&d, ben_imp, &twin, start).await?;
 
     // Cleo: screened, trialled (NRS 8 → 3), implant recommended.
     d.at(day(20));
@@ -271,8 +456,23 @@ pub async fn seed(
     )
     .await?;
 
-    // Dan: a refill visit open today with a flagged reconciliation.
-    d.at(day(100));
+    // Dan: cerebral spasticity, implanted 100 days ago; in the twin his catheter is half
+    // occluded from day 30, so today's aspirate finds far more than expected: the visit is
+    // left open with the flagged reconciliation.
+    let start = day(100);
+    let twin = Twin::run(&TwinSpec {
+        name: "dan",
+        days: 100,
+        device: "synchromed-20",
+        battery: None,
+        condition: "spasticity",
+        drug: "baclofen",
+        concentration: "500 mcg/mL",
+        rate: "0.1 mL/day",
+        fill: "20 mL",
+        events: "[[event]]\nat = \"30 d\"\nkind = \"occlusion\"\nfraction = 0.5\n",
+    })?;
+    d.at(start);
     d.login("dr.demo").await?;
     let dan = id(&d
         .call(
@@ -282,6 +482,7 @@ pub async fn seed(
         "date_of_birth": "1990-02-28", "condition": {"kind": "spasticity", "origin": "cerebral"}})),
         )
         .await?)?;
+    let dan_eri = twin.eri_day().map(|e| date(100 - e));
     let dan_imp = id(&d
         .call(
             "POST",
@@ -290,7 +491,7 @@ pub async fn seed(
                 "DEMO-NGP-004",
                 "20 mL",
                 &date(100),
-                Some(&date(-2000)),
+                dan_eri.as_deref(),
             )),
         )
         .await?)?;
@@ -302,19 +503,35 @@ pub async fn seed(
     .await?;
     d.at(now - TimeDelta::hours(1));
     d.login("rn.demo").await?;
+    record_alarms(&d, dan_imp, &twin, start).await?;
     let v = d
         .call("POST", &format!("/api/v1/implants/{dan_imp}/visits"), None)
         .await?;
     let vid = id(&v)?;
+    let residual = twin.residual_before(100)?;
     d.call(
         "POST",
         &format!("/api/v1/visits/{vid}/aspirate"),
-        Some(json!({"aspirated": "7 mL"})),
+        Some(json!({ "aspirated": residual })),
     )
     .await?;
 
-    // Eve: refilled 95 days ago, due this week.
-    d.at(day(200));
+    // Eve: spinal spasticity, implanted 200 days ago, refilled on day 105 (95 days ago):
+    // due this week.
+    let start = day(200);
+    let twin = Twin::run(&TwinSpec {
+        name: "eve",
+        days: 200,
+        device: "synchromed-20",
+        battery: None,
+        condition: "spasticity",
+        drug: "baclofen",
+        concentration: "2000 mcg/mL",
+        rate: "0.15 mL/day",
+        fill: "20 mL",
+        events: "[[event]]\nat = \"105 d\"\nkind = \"refill\"\nvolume = \"19 mL\"\n",
+    })?;
+    d.at(start);
     d.login("dr.demo").await?;
     let eve = id(&d
         .call(
@@ -324,6 +541,7 @@ pub async fn seed(
         "date_of_birth": "1983-09-09", "condition": {"kind": "spasticity", "origin": "spinal"}})),
         )
         .await?)?;
+    let eve_eri = twin.eri_day().map(|e| date(200 - e));
     let eve_imp = id(&d
         .call(
             "POST",
@@ -332,7 +550,7 @@ pub async fn seed(
                 "DEMO-NGP-005",
                 "20 mL",
                 &date(200),
-                Some(&date(-900)),
+                eve_eri.as_deref(),
             )),
         )
         .await?)?;
@@ -348,9 +566,13 @@ pub async fn seed(
         )),
     )
     .await?;
-    d.at(day(95));
+    d.at(start + TimeDelta::days(105));
     d.login("rn.demo").await?;
-    refill(&mut d, eve_imp, None, "19 mL", "2000 mcg/mL", None).await?;
+    let residual = twin.residual_before(105)?;
+    refill(&mut d, eve_imp, Some(&residual), "19 mL", "2000 mcg/mL").await?;
+    d.at(now);
+    d.login("rn.demo").await?;
+    record_alarms(&d, eve_imp, &twin, start).await?;
     d.at(now);
     Ok(logins)
 }
@@ -363,7 +585,6 @@ async fn refill(
     aspirated: Option<&str>,
     added: &str,
     conc: &str,
-    outcome: Option<&str>,
 ) -> Result<(), String> {
     let v = d
         .call("POST", &format!("/api/v1/implants/{implant}/visits"), None)
@@ -371,19 +592,17 @@ async fn refill(
     let vid = id(&v)?;
     let expected =
         thecal_rx::Volume::from_raw(v["expected_residual_nl"].as_u64().unwrap_or(0)).to_string();
-    d.call(
-        "POST",
-        &format!("/api/v1/visits/{vid}/aspirate"),
-        Some(json!({"aspirated": aspirated.unwrap_or(&expected)})),
-    )
-    .await?;
-    if let Some(o) = outcome {
-        d.call(
+    let after = d
+        .call(
             "POST",
-            &format!("/api/v1/visits/{vid}/investigation"),
-            Some(json!({"outcome": o})),
+            &format!("/api/v1/visits/{vid}/aspirate"),
+            Some(json!({"aspirated": aspirated.unwrap_or(&expected)})),
         )
         .await?;
+    if after["flagged"] == json!(true) {
+        return Err(format!(
+            "demo: the twin's residual at visit {vid} was flagged: {after}; adjust the script"
+        ));
     }
     let expiry = (v["opened_at"].as_str().unwrap_or("2030-01-01")[..4]
         .parse::<i32>()
@@ -395,4 +614,46 @@ async fn refill(
     d.call("POST", &format!("/api/v1/visits/{vid}/close"), None)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thecal_sim::result::{AlarmMark, RunResult, Totals};
+
+    #[test]
+    fn only_raised_alarms_are_recorded_from_the_twin_clinic_067() {
+        let mark = |t_h: f64, kind: &str, priority: &str, what: &str| AlarmMark {
+            t_h,
+            kind: kind.into(),
+            priority: priority.into(),
+            what: what.into(),
+        };
+        let twin = Twin {
+            run: RunResult {
+                scenario: "t".into(),
+                description: "t".into(),
+                duration_h: 48.0,
+                samples: vec![],
+                alarms: vec![
+                    mark(10.0, "LowReservoir", "Medium", "raised"),
+                    mark(10.0, "LowReservoir", "Medium", "tone"),
+                    mark(20.0, "LowReservoir", "Medium", "cleared"),
+                    mark(30.0, "EndOfService", "High", "raised"),
+                ],
+                notes: vec![],
+                totals: Totals::default(),
+                verdicts: vec![],
+                radio: None,
+            },
+        };
+        let got: Vec<(f64, String, &str)> = twin.alarms();
+        assert_eq!(
+            got,
+            vec![
+                (10.0, "LowReservoir".to_owned(), "low"),
+                (30.0, "EndOfService".to_owned(), "high"),
+            ]
+        );
+    }
 }

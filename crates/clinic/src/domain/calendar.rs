@@ -52,6 +52,10 @@ pub struct DueInput {
     pub first_refill: bool,
     /// The clinic's maximum interval.
     pub clinic_max: Duration,
+    /// The prescribed schedule when it is not a constant `flow` (a flex schedule).
+    pub schedule: Option<Schedule>,
+    /// Patient-bolus volume and most per day: thecal-rx plans as if every one were used.
+    pub patient_bolus: Option<(Volume, u8)>,
 }
 
 /// One implant's due refill.
@@ -83,7 +87,10 @@ pub fn diluted(drug: DrugId, conc: Concentration) -> bool {
 /// A plan thecal-rx refuses (volume above capacity, no limit, overflow).
 pub fn due(input: &DueInput) -> Result<Due, FieldError> {
     // The worst-case margin is applied by thecal-rx (`over_delivery_permille`).
-    let nominal = Schedule::continuous(input.flow);
+    let nominal = input
+        .schedule
+        .clone()
+        .unwrap_or_else(|| Schedule::continuous(input.flow));
     let stability = input
         .drug
         .info()
@@ -95,7 +102,7 @@ pub fn due(input: &DueInput) -> Result<Due, FieldError> {
         volume: input.volume_after,
         schedule: &nominal,
         start: LocalTime(start_ms),
-        patient_bolus: None,
+        patient_bolus: input.patient_bolus,
         low_alarm: input.low_alarm,
         low_alarm_days: 0,
         over_delivery_permille: input.accuracy_permille,
@@ -217,6 +224,8 @@ mod tests {
             concentration: Concentration::from_mcg_per_ml(2000),
             first_refill: false,
             clinic_max: Duration::from_days(DEFAULT_CLINIC_MAX_DAYS),
+            schedule: None,
+            patient_bolus: None,
         }
     }
 
@@ -237,6 +246,38 @@ mod tests {
         assert_eq!(
             nominal.due_on,
             NaiveDate::from_ymd_opt(2026, 2, 15).unwrap()
+        );
+    }
+
+    #[test]
+    fn patient_boluses_and_a_flex_day_are_planned_at_their_worst_clinic_065() {
+        // 0.4 mL/day basal plus 2 boluses of 0.05 mL a day, all used: 0.5 mL/day, so 18 mL
+        // last 36 days (2026-02-06), not the basal's 45.
+        let mut i = input(20, "0.4 mL/day", 0);
+        i.patient_bolus = Some((Volume::from_raw(50_000), 2));
+        assert_eq!(
+            due(&i).unwrap().due_on,
+            NaiveDate::from_ymd_opt(2026, 2, 6).unwrap()
+        );
+        // A flex day: 0.2 mL/day until noon, 0.8 mL/day after: 0.1 + 0.4 = 0.5 mL a day;
+        // the constant `flow` beside it is not used.
+        let mut f = input(20, "0.1 mL/day", 0);
+        let steps = [
+            thecal_rx::schedule::Step {
+                start_minute: 0,
+                flow: "0.2 mL/day".parse().unwrap(),
+            },
+            thecal_rx::schedule::Step {
+                start_minute: 720,
+                flow: "0.8 mL/day".parse().unwrap(),
+            },
+        ];
+        f.schedule = Some(Schedule::daily(
+            thecal_rx::schedule::DayProfile::new(&steps).unwrap(),
+        ));
+        assert_eq!(
+            due(&f).unwrap().due_on,
+            NaiveDate::from_ymd_opt(2026, 2, 6).unwrap()
         );
     }
 

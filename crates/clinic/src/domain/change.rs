@@ -3,12 +3,13 @@
 //! physician's reason; the change is described against the old version in words.
 
 use thecal_rx::check::{self, Context, DeviceLimits, Previous, Severity};
-use thecal_rx::dose::{Admixture, daily_dose, flow_for_dose};
+use thecal_rx::dose::{Admixture, daily_dose};
 use thecal_rx::drug::{DrugId, Library};
 use thecal_rx::schedule::Schedule;
 use thecal_rx::{Concentration, Duration, Flow, MassRate, Volume};
 
 use super::records::{FindingRecord, NewPrescription, Prescription, drug};
+use super::regimen::{Regimen, read};
 use super::{FieldError, quantity, text};
 
 /// A prescription checked by thecal-rx.
@@ -30,10 +31,17 @@ pub struct Checked {
     pub worst: Option<Severity>,
     /// The change against the version in force, in words.
     pub change: Vec<String>,
+    /// The admixture, schedule and patient bolus read into thecal-rx's types.
+    pub regimen: Regimen,
+    /// The prescription thecal-rx checked.
+    pub therapy: check::Prescription,
 }
 
 /// The thecal-rx prescription of a stored version (single drug, continuous).
 pub fn rx_of(p: &Prescription) -> Option<check::Prescription> {
+    if let Some(t) = &p.therapy {
+        return Some(t.clone());
+    }
     let drug = DrugId::from_name(&p.drug)?;
     Some(check::Prescription {
         contents: Admixture::single(drug, Concentration::from_raw(p.concentration_ng_ml)),
@@ -55,22 +63,30 @@ pub fn check_new(
 ) -> Result<Checked, FieldError> {
     let drug = drug("drug", &new.drug)?;
     let concentration: Concentration = quantity("concentration", &new.concentration)?;
-    let dose: MassRate = quantity("daily_dose", &new.daily_dose)?;
     let volume: Volume = quantity("reservoir_volume", &new.reservoir_volume)?;
     text("reason", &new.reason, 1, 2000)?;
     if concentration.is_zero() {
         return Err(FieldError::new("concentration", "must be above zero"));
     }
-    let flow = flow_for_dose(concentration, dose).map_err(|e| {
-        FieldError::new(
-            "daily_dose",
-            format!("no flow delivers this dose at this concentration: {e}"),
-        )
-    })?;
+    let regimen = read(
+        drug,
+        concentration,
+        &new.daily_dose,
+        &new.admixture,
+        new.flex.as_ref(),
+        new.patient_bolus.as_ref(),
+    )?;
+    // The dose shown is the constant rate as entered, or the heaviest day of a flex
+    // schedule; the flow is the week's mean daily volume.
+    let dose: MassRate = match new.flex {
+        None => quantity("daily_dose", &new.daily_dose)?,
+        Some(_) => regimen.heaviest_daily_dose,
+    };
+    let flow = regimen.mean_flow;
     let rx = check::Prescription {
-        contents: Admixture::single(drug, concentration),
-        schedule: Schedule::continuous(flow),
-        patient_bolus: None,
+        contents: regimen.contents.clone(),
+        schedule: regimen.schedule.clone(),
+        patient_bolus: regimen.patient_bolus,
         reservoir_volume: volume,
     };
     let library = Library::default();
@@ -113,6 +129,8 @@ pub fn check_new(
         findings,
         worst: found.worst(),
         change,
+        regimen,
+        therapy: rx,
     })
 }
 
@@ -232,6 +250,9 @@ mod tests {
             opioid_naive: false,
             reason: "titration".into(),
             confirm_soft_findings: None,
+            admixture: vec![],
+            flex: None,
+            patient_bolus: None,
         }
     }
 
@@ -255,6 +276,10 @@ mod tests {
             findings: vec![],
             confirmation: None,
             change: vec![],
+            admixture: vec![],
+            flex: None,
+            patient_bolus: None,
+            therapy: Some(c.therapy.clone()),
         }
     }
 

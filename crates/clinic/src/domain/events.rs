@@ -138,6 +138,9 @@ pub struct Alarm {
     pub details: NewAlarm,
     /// Recorded by.
     pub recorded_by: String,
+    /// The acknowledgement, once given ([`crate::domain::history::acknowledge`]).
+    #[serde(default)]
+    pub acknowledgement: Option<crate::domain::history::Acknowledgement>,
 }
 
 /// An MRI episode as planned.

@@ -7,8 +7,12 @@
 pub mod calendar;
 pub mod change;
 pub mod events;
+pub mod history;
+pub mod pumplog;
 pub mod records;
+pub mod regimen;
 pub mod replacement;
+pub mod scales;
 pub mod trial;
 pub mod visit;
 

@@ -328,10 +328,21 @@ pub struct NewPrescription {
     pub drug: String,
     /// Concentration in the reservoir, e.g. "2000 mcg/mL".
     pub concentration: String,
-    /// Daily dose, e.g. "400 mcg/day".
+    /// Daily dose of `drug` at a constant rate, e.g. "400 mcg/day"; left empty with a flex
+    /// schedule.
+    #[serde(default)]
     pub daily_dose: String,
     /// Volume in the reservoir after the fill, e.g. "20 mL".
     pub reservoir_volume: String,
+    /// Further drugs of an admixture (`drug` is the first), up to thecal-rx's limit.
+    #[serde(default)]
+    pub admixture: Vec<super::regimen::AdmixturePart>,
+    /// A flex schedule (steps of the day, periodic boluses) instead of a constant rate.
+    #[serde(default)]
+    pub flex: Option<super::regimen::FlexSchedule>,
+    /// Patient-bolus settings.
+    #[serde(default)]
+    pub patient_bolus: Option<super::regimen::PatientBolusOrder>,
     /// The patient has not been taking opioids.
     #[serde(default)]
     pub opioid_naive: bool,
@@ -416,6 +427,20 @@ pub struct Prescription {
     pub confirmation: Option<Confirmation>,
     /// The change against the previous version, in words.
     pub change: Vec<String>,
+    /// Further drugs of the admixture.
+    #[serde(default)]
+    pub admixture: Vec<super::regimen::ComponentRecord>,
+    /// The flex schedule as entered (none: constant rate).
+    #[serde(default)]
+    pub flex: Option<super::regimen::FlexSchedule>,
+    /// Patient-bolus settings.
+    #[serde(default)]
+    pub patient_bolus: Option<super::regimen::PatientBolusRecord>,
+    /// The prescription as thecal-rx checked it (contents, schedule, patient bolus,
+    /// reservoir volume): the next version is checked against it.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub therapy: Option<thecal_rx::check::Prescription>,
 }
 
 /// A refill-visit step (CLINIC.md §2.4), in order.

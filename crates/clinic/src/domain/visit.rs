@@ -32,6 +32,36 @@ pub fn expected(
     )
 }
 
+/// The residual at `until` after a fill of `volume_after` at `filled_at`, each prescription
+/// version delivering its schedule while it was in force (`versions`: start and schedule,
+/// oldest first; the one in force at the fill is the last starting at or before it).
+/// A dose change is not a refill: the drug delivered before it still left the reservoir.
+pub fn residual_across(
+    volume_after: Volume,
+    filled_at: DateTime<Utc>,
+    versions: &[(DateTime<Utc>, Schedule)],
+    until: DateTime<Utc>,
+) -> Volume {
+    let mut residual = volume_after;
+    for (i, (start, schedule)) in versions.iter().enumerate() {
+        let end = versions
+            .get(i + 1)
+            .map_or(until, |(next, _)| *next)
+            .min(until);
+        let from = (*start).max(filled_at);
+        if end > from {
+            residual = expected_residual(
+                residual,
+                schedule,
+                LocalTime(ms(from)),
+                LocalTime(ms(end)),
+                Volume::ZERO,
+            );
+        }
+    }
+    residual
+}
+
 fn require(visit: &RefillVisit, step: VisitStep, action: &str) -> Result<(), FieldError> {
     if visit.step == step {
         Ok(())
@@ -282,6 +312,10 @@ mod tests {
             findings: vec![],
             confirmation: None,
             change: vec![],
+            admixture: vec![],
+            flex: None,
+            patient_bolus: None,
+            therapy: None,
         }
     }
 
@@ -332,6 +366,29 @@ mod tests {
         assert_eq!(
             release(&mut v, "L1", "", "rph", at(3)).unwrap_err().field,
             "step"
+        );
+    }
+
+    #[test]
+    fn a_dose_change_is_not_a_refill_clinic_066() {
+        // Filled with 40 mL on day 0 at 0.1 mL/day, titrated to 0.12 mL/day on day 10 and
+        // to 0.14 mL/day on day 40: by day 160, 1 + 3.6 + 16.8 = 21.4 mL have left the
+        // reservoir: 18.6 mL remain (not 40 − 0.14 × 120 = 23.2 mL).
+        let day = |n: i64| at(1) + chrono::TimeDelta::days(n);
+        let flow = |nl: u64| Schedule::continuous(Flow::from_raw(nl));
+        let versions = [
+            (day(0), flow(100_000)),
+            (day(10), flow(120_000)),
+            (day(40), flow(140_000)),
+        ];
+        assert_eq!(
+            residual_across(Volume::from_ml(40), day(0), &versions, day(160)),
+            Volume::from_raw(18_600_000)
+        );
+        // From a refill on day 100 (to 39 mL), only the last version counts: 39 − 8.4.
+        assert_eq!(
+            residual_across(Volume::from_ml(39), day(100), &versions, day(160)),
+            Volume::from_raw(30_600_000)
         );
     }
 

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use sqlx::Row as _;
 
 use super::{
-    Actor, AuditRow, CalendarRow, NewRow, Row, SessionRow, SessionUser, Storage, UserRow, stamp,
+    Actor, AuditRow, CalendarRow, EventRow, NewRow, Op, Row, SessionRow, SessionUser, Storage,
+    UserRow, stamp,
 };
 
 type Tx = sqlx::Transaction<'static, Db>;
@@ -72,6 +73,110 @@ async fn audit(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+async fn insert_tx(tx: &mut Tx, actor: &Actor, kind: Kind, row: NewRow, now_ms: i64) -> StoreResult<Row> {
+    let t = kind.table();
+    let seq: i64 = match row.parent_id {
+        Some(p) => {
+            lock_parent(tx, kind, p).await?;
+            sqlx::query_scalar(&format!(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM {t} WHERE parent_id = $1"
+            ))
+            .bind(p)
+            .fetch_one(&mut **tx)
+            .await?
+        }
+        None => 1,
+    };
+    let id: i64 = sqlx::query_scalar(&format!(
+        "INSERT INTO {t} (parent_id, ukey, seq, status, rev, data, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 1, $5, $6, $7) RETURNING id"
+    ))
+    .bind(row.parent_id)
+    .bind(&row.key)
+    .bind(seq)
+    .bind(&row.status)
+    .bind(&row.data)
+    .bind(now_ms)
+    .bind(now_ms)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| unique(e, kind.key_field()))?;
+    let data = stamp(&row.data, id, seq);
+    sqlx::query(&format!("UPDATE {t} SET data = $1 WHERE id = $2"))
+        .bind(&data)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    audit(tx, now_ms, Some(actor), "create", kind.entity(), Some(id), None, Some(&data))
+        .await?;
+    Ok(Row {
+        id,
+        parent_id: row.parent_id,
+        key: row.key,
+        seq,
+        status: row.status,
+        rev: 1,
+        data,
+        created_at: now_ms,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn update_tx(
+    tx: &mut Tx,
+    actor: &Actor,
+    kind: Kind,
+    id: i64,
+    rev: i64,
+    status: &str,
+    data: &str,
+    now_ms: i64,
+) -> StoreResult<Row> {
+    let t = kind.table();
+    let before = sqlx::query(&format!("SELECT {ROW_COLS} FROM {t} WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let before = match before.as_ref().map(row_of).transpose()? {
+        Some(b) => b,
+        None => return Err(StoreError::NotFound),
+    };
+    if before.rev != rev {
+        return Err(StoreError::Stale);
+    }
+    let done = sqlx::query(&format!(
+        "UPDATE {t} SET status = $1, data = $2, rev = rev + 1, updated_at = $3 \
+         WHERE id = $4 AND rev = $5"
+    ))
+    .bind(status)
+    .bind(data)
+    .bind(now_ms)
+    .bind(id)
+    .bind(rev)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Stale);
+    }
+    audit(
+        tx,
+        now_ms,
+        Some(actor),
+        "update",
+        kind.entity(),
+        Some(id),
+        Some(&before.data),
+        Some(data),
+    )
+    .await?;
+    Ok(Row {
+        status: status.to_owned(),
+        data: data.to_owned(),
+        rev: rev + 1,
+        ..before
+    })
 }
 
 #[allow(clippy::too_many_arguments)] // update: actor, kind, id, rev, status, data, time
@@ -198,53 +303,10 @@ impl Storage for Store {
     }
 
     async fn insert(&self, actor: &Actor, kind: Kind, row: NewRow, now_ms: i64) -> StoreResult<Row> {
-        let t = kind.table();
         let mut tx = self.begin().await?;
-        let seq: i64 = match row.parent_id {
-            Some(p) => {
-                lock_parent(&mut tx, kind, p).await?;
-                sqlx::query_scalar(&format!(
-                    "SELECT COALESCE(MAX(seq), 0) + 1 FROM {t} WHERE parent_id = $1"
-                ))
-                .bind(p)
-                .fetch_one(&mut *tx)
-                .await?
-            }
-            None => 1,
-        };
-        let id: i64 = sqlx::query_scalar(&format!(
-            "INSERT INTO {t} (parent_id, ukey, seq, status, rev, data, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 1, $5, $6, $7) RETURNING id"
-        ))
-        .bind(row.parent_id)
-        .bind(&row.key)
-        .bind(seq)
-        .bind(&row.status)
-        .bind(&row.data)
-        .bind(now_ms)
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| unique(e, kind.key_field()))?;
-        let data = stamp(&row.data, id, seq);
-        sqlx::query(&format!("UPDATE {t} SET data = $1 WHERE id = $2"))
-            .bind(&data)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        audit(&mut tx, now_ms, Some(actor), "create", kind.entity(), Some(id), None, Some(&data))
-            .await?;
+        let r = insert_tx(&mut tx, actor, kind, row, now_ms).await?;
         tx.commit().await?;
-        Ok(Row {
-            id,
-            parent_id: row.parent_id,
-            key: row.key,
-            seq,
-            status: row.status,
-            rev: 1,
-            data,
-            created_at: now_ms,
-        })
+        Ok(r)
     }
 
     async fn get(&self, kind: Kind, id: i64) -> StoreResult<Option<Row>> {
@@ -292,51 +354,10 @@ impl Storage for Store {
         data: &str,
         now_ms: i64,
     ) -> StoreResult<Row> {
-        let t = kind.table();
         let mut tx = self.begin().await?;
-        let before = sqlx::query(&format!("SELECT {ROW_COLS} FROM {t} WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let before = match before.as_ref().map(row_of).transpose()? {
-            Some(b) => b,
-            None => return Err(StoreError::NotFound),
-        };
-        if before.rev != rev {
-            return Err(StoreError::Stale);
-        }
-        let done = sqlx::query(&format!(
-            "UPDATE {t} SET status = $1, data = $2, rev = rev + 1, updated_at = $3 \
-             WHERE id = $4 AND rev = $5"
-        ))
-        .bind(status)
-        .bind(data)
-        .bind(now_ms)
-        .bind(id)
-        .bind(rev)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Err(StoreError::Stale);
-        }
-        audit(
-            &mut tx,
-            now_ms,
-            Some(actor),
-            "update",
-            kind.entity(),
-            Some(id),
-            Some(&before.data),
-            Some(data),
-        )
-        .await?;
+        let r = update_tx(&mut tx, actor, kind, id, rev, status, data, now_ms).await?;
         tx.commit().await?;
-        Ok(Row {
-            status: status.to_owned(),
-            data: data.to_owned(),
-            rev: rev + 1,
-            ..before
-        })
+        Ok(r)
     }
 
     async fn list(&self, kind: Kind, parent_id: Option<i64>, limit: i64) -> StoreResult<Vec<Row>> {
@@ -445,6 +466,110 @@ impl Storage for Store {
                     entity_id: r.try_get("entity_id")?,
                     before: r.try_get("before_data")?,
                     after: r.try_get("after_data")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn apply(&self, actor: &Actor, ops: Vec<Op>, now_ms: i64) -> StoreResult<Vec<Row>> {
+        let mut tx = self.begin().await?;
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(match op {
+                Op::Insert(kind, row) => insert_tx(&mut tx, actor, kind, row, now_ms).await?,
+                Op::Update {
+                    kind,
+                    id,
+                    rev,
+                    status,
+                    data,
+                } => update_tx(&mut tx, actor, kind, id, rev, &status, &data, now_ms).await?,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn import_events(
+        &self,
+        actor: &Actor,
+        implant_id: i64,
+        events: &[EventRow],
+        now_ms: i64,
+    ) -> StoreResult<usize> {
+        let mut tx = self.begin().await?;
+        lock_parent(&mut tx, Kind::Implant, implant_id).await?;
+        let mut added = 0usize;
+        for e in events {
+            let done = sqlx::query(
+                "INSERT INTO implant_events (implant_id, seq, at_ms, at_utc, category, \
+                 description, event, hash, imported_at, imported_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (implant_id, seq) DO NOTHING",
+            )
+            .bind(implant_id)
+            .bind(e.seq)
+            .bind(e.at_ms)
+            .bind(&e.at_utc)
+            .bind(&e.category)
+            .bind(&e.description)
+            .bind(&e.event)
+            .bind(&e.hash)
+            .bind(now_ms)
+            .bind(&actor.username)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                added = added.saturating_add(1);
+            }
+        }
+        let after = serde_json::json!({
+            "entries": events.len(),
+            "added": added,
+            "first_seq": events.first().map(|e| e.seq),
+            "last_seq": events.last().map(|e| e.seq),
+        })
+        .to_string();
+        audit(
+            &mut tx,
+            now_ms,
+            Some(actor),
+            "import",
+            "implant_events",
+            Some(implant_id),
+            None,
+            Some(&after),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    async fn events(
+        &self,
+        implant_id: i64,
+        from_seq: i64,
+        to_seq: i64,
+    ) -> StoreResult<Vec<EventRow>> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, at_utc, category, description, event, hash FROM implant_events \
+             WHERE implant_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq",
+        )
+        .bind(implant_id)
+        .bind(from_seq)
+        .bind(to_seq)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EventRow {
+                    seq: r.try_get("seq")?,
+                    at_ms: r.try_get("at_ms")?,
+                    at_utc: r.try_get("at_utc")?,
+                    category: r.try_get("category")?,
+                    description: r.try_get("description")?,
+                    event: r.try_get("event")?,
+                    hash: r.try_get("hash")?,
                 })
             })
             .collect()

@@ -43,11 +43,15 @@ pub enum Kind {
     Alarm,
     /// Replacement plans, parent: implant.
     ReplacementPlan,
+    /// Revisions (catheter revision, pump replacement, explant), parent: implant.
+    Revision,
+    /// Scale assessments with their raw answers, parent: patient.
+    Assessment,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Patient,
         Kind::Implant,
         Kind::Prescription,
@@ -57,6 +61,8 @@ impl Kind {
         Kind::MriEpisode,
         Kind::Alarm,
         Kind::ReplacementPlan,
+        Kind::Revision,
+        Kind::Assessment,
     ];
 
     /// The table (a fixed name: never built from input).
@@ -71,6 +77,8 @@ impl Kind {
             Kind::MriEpisode => "mri_episodes",
             Kind::Alarm => "alarms",
             Kind::ReplacementPlan => "replacement_plans",
+            Kind::Revision => "revisions",
+            Kind::Assessment => "assessments",
         }
     }
 
@@ -95,6 +103,8 @@ impl Kind {
             Kind::MriEpisode => "mri_episode",
             Kind::Alarm => "alarm",
             Kind::ReplacementPlan => "replacement_plan",
+            Kind::Revision => "revision",
+            Kind::Assessment => "assessment",
         }
     }
 }
@@ -215,6 +225,46 @@ pub struct CalendarRow {
     pub last_visit: Option<String>,
 }
 
+/// One change of several applied together ([`Storage::apply`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Insert a record (as [`Storage::insert`]).
+    Insert(Kind, NewRow),
+    /// Replace a record's status and JSON if its revision is still `rev` (as
+    /// [`Storage::update`]).
+    Update {
+        /// Kind.
+        kind: Kind,
+        /// Id.
+        id: i64,
+        /// Expected revision.
+        rev: i64,
+        /// New status.
+        status: String,
+        /// New JSON.
+        data: String,
+    },
+}
+
+/// One entry of an implant's imported pump log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    /// The entry's sequence number in the pump's chain.
+    pub seq: i64,
+    /// The pump's monotonic time, ms.
+    pub at_ms: i64,
+    /// The wall-clock time the programmer gave the entry (RFC 3339), when known.
+    pub at_utc: Option<String>,
+    /// alarm, program, refill, bolus, delivery, fault, telemetry or other.
+    pub category: String,
+    /// The entry in words.
+    pub description: String,
+    /// The typed event, JSON.
+    pub event: String,
+    /// The entry's hash, hex.
+    pub hash: String,
+}
+
 /// What went wrong in storage.
 #[derive(Debug)]
 pub enum StoreError {
@@ -325,6 +375,26 @@ pub trait Storage: Send + Sync {
     async fn with_status(&self, kind: Kind, status: &str) -> StoreResult<Vec<Row>>;
     /// The audit log, newest first.
     async fn audit(&self, limit: i64) -> StoreResult<Vec<AuditRow>>;
+    /// Applies several inserts and updates in one transaction, each with its audit row;
+    /// all or none. Returns the rows in the order of `ops`.
+    async fn apply(&self, actor: &Actor, ops: Vec<Op>, now_ms: i64) -> StoreResult<Vec<Row>>;
+    /// Stores verified pump-log entries of an implant in one transaction with one audit
+    /// row; entries whose sequence number is already stored are skipped. Returns how many
+    /// were added.
+    async fn import_events(
+        &self,
+        actor: &Actor,
+        implant_id: i64,
+        events: &[EventRow],
+        now_ms: i64,
+    ) -> StoreResult<usize>;
+    /// An implant's stored pump-log entries with `from_seq <= seq <= to_seq`, by sequence.
+    async fn events(
+        &self,
+        implant_id: i64,
+        from_seq: i64,
+        to_seq: i64,
+    ) -> StoreResult<Vec<EventRow>>;
 }
 
 /// Opens the storage a URL names, applying migrations: `sqlite://PATH` or

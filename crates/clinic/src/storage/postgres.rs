@@ -13,11 +13,18 @@ type Db = sqlx::Postgres;
 const BACKEND: &str = "postgres";
 
 /// The migrations, in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        3,
+        "history",
+        include_str!("../../migrations/postgres/0003_history.sql"),
+    ),
+];
 
 /// Advisory-lock key of the migrations ("thecal" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7468_6563_616c;

@@ -14,11 +14,18 @@ type Db = sqlx::Sqlite;
 const BACKEND: &str = "sqlite";
 
 /// The migrations, in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        3,
+        "history",
+        include_str!("../../migrations/sqlite/0003_history.sql"),
+    ),
+];
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
