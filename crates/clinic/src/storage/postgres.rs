@@ -13,11 +13,18 @@ type Db = sqlx::Postgres;
 const BACKEND: &str = "postgres";
 
 /// The migrations, in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "open_visit_fresh_sign_in_break_glass",
+        include_str!("../../migrations/postgres/0002_open_visit_fresh_sign_in_break_glass.sql"),
+    ),
+];
 
 /// Advisory-lock key of the migrations ("thecal" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7468_6563_616c;
@@ -101,6 +108,25 @@ async fn lock_parent(
         .bind(key)
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// Keeps other writers out of a table during a bulk load with explicit ids.
+async fn lock_table(tx: &mut sqlx::Transaction<'static, Db>, table: &str) -> StoreResult<()> {
+    sqlx::query(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Moves the identity sequence past the ids a bulk load gave explicitly.
+async fn after_bulk(tx: &mut sqlx::Transaction<'static, Db>, table: &str) -> StoreResult<()> {
+    sqlx::query(&format!(
+        "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
+         (SELECT COALESCE(MAX(id), 1) FROM {table}))"
+    ))
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

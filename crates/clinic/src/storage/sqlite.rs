@@ -14,11 +14,18 @@ type Db = sqlx::Sqlite;
 const BACKEND: &str = "sqlite";
 
 /// The migrations, in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "open_visit_fresh_sign_in_break_glass",
+        include_str!("../../migrations/sqlite/0002_open_visit_fresh_sign_in_break_glass.sql"),
+    ),
+];
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -94,6 +101,16 @@ async fn lock_parent(
     _kind: Kind,
     _parent: i64,
 ) -> StoreResult<()> {
+    Ok(())
+}
+
+/// `BEGIN IMMEDIATE` already keeps other writers out of a bulk load.
+async fn lock_table(_tx: &mut sqlx::Transaction<'static, Db>, _table: &str) -> StoreResult<()> {
+    Ok(())
+}
+
+/// SQLite's AUTOINCREMENT counter follows explicit ids by itself.
+async fn after_bulk(_tx: &mut sqlx::Transaction<'static, Db>, _table: &str) -> StoreResult<()> {
     Ok(())
 }
 
