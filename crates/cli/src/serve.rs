@@ -150,6 +150,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
                 clinic_max_days: args.max_interval_days,
                 fresh_sign_in_minutes: args.fresh_sign_in_minutes,
                 break_glass_minutes: args.break_glass_minutes,
+                ..Config::default()
             },
         );
         thecal_clinic::serve(listener, state)

@@ -46,6 +46,45 @@ pub struct Config {
     pub fresh_sign_in_minutes: u64,
     /// How long a break-glass grant lasts, in minutes.
     pub break_glass_minutes: u64,
+    /// The refill calendar's due dates, kept while the database's calendar generation is
+    /// unchanged (shared by every clone of the state).
+    pub calendar_cache: CalendarCache,
+}
+
+/// The due dates of every active implant as last computed, with the database's calendar
+/// generation and the clinic maximum they were computed at. Derived data only: a request
+/// finding another generation in the database computes them again, so several instances
+/// on one database never serve each other's stale dates.
+#[derive(Clone, Default)]
+pub struct CalendarCache(Arc<std::sync::Mutex<Option<Arc<CachedDues>>>>);
+
+impl std::fmt::Debug for CalendarCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CalendarCache")
+    }
+}
+
+/// Due dates computed at one calendar generation.
+struct CachedDues {
+    generation: i64,
+    clinic_max_days: u64,
+    /// Earliest due first (ties by implant).
+    dues: Vec<calendar::Due>,
+    problems: Vec<FieldError>,
+}
+
+impl CalendarCache {
+    fn get(&self, generation: i64, clinic_max_days: u64) -> Option<Arc<CachedDues>> {
+        let slot = self.0.lock().ok()?;
+        slot.as_ref()
+            .filter(|c| c.generation == generation && c.clinic_max_days == clinic_max_days)
+            .cloned()
+    }
+    fn put(&self, c: Arc<CachedDues>) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(c);
+        }
+    }
 }
 
 impl Default for Config {
@@ -56,6 +95,7 @@ impl Default for Config {
             clinic_max_days: calendar::DEFAULT_CLINIC_MAX_DAYS,
             fresh_sign_in_minutes: 5,
             break_glass_minutes: 60,
+            calendar_cache: CalendarCache::default(),
         }
     }
 }
@@ -1832,6 +1872,42 @@ async fn get_calendar(
         return Err(ApiError::invalid("days", "must be 1 to 31"));
     }
     let today = q.date.unwrap_or_else(|| st.now().date_naive());
+    let generation = st.store.calendar_generation().await?;
+    let max_days = st.config.clinic_max_days;
+    let cached = match st.config.calendar_cache.get(generation, max_days) {
+        Some(c) => c,
+        None => {
+            let (mut dues, problems) = compute_dues(&st).await?;
+            dues.sort_by_key(|d| (d.due_at, d.implant_id));
+            let c = Arc::new(CachedDues {
+                generation,
+                clinic_max_days: max_days,
+                dues,
+                problems,
+            });
+            st.config.calendar_cache.put(c.clone());
+            c
+        }
+    };
+    // Only what is due before the end of the lists can appear in them.
+    let end = today
+        .checked_add_days(chrono::Days::new(days.max(7)))
+        .unwrap_or(today);
+    let shown = cached.dues.partition_point(|d| d.due_on < end);
+    Ok(Json(CalendarResponse {
+        calendar: calendar::calendar(
+            cached.dues.get(..shown).unwrap_or_default().to_vec(),
+            today,
+            capacity,
+            days,
+        ),
+        problems: cached.problems.clone(),
+    }))
+}
+
+/// Every active implant's due refill, computed by thecal-rx, and the implants whose due
+/// date cannot be computed.
+async fn compute_dues(st: &AppState) -> ApiResult<(Vec<calendar::Due>, Vec<FieldError>)> {
     let mut dues = Vec::new();
     let mut problems = Vec::new();
     for r in st.store.calendar_rows().await? {
@@ -1851,16 +1927,13 @@ async fn get_calendar(
             None => None,
         };
         let (at, volume) = last_fill(&rx, last.as_ref());
-        let input = due_input(&st, &imp, &patient, &rx, at, volume, last.is_none())?;
+        let input = due_input(st, &imp, &patient, &rx, at, volume, last.is_none())?;
         match calendar::due(&input) {
             Ok(d) => dues.push(d),
             Err(e) => problems.push(FieldError::new(format!("implants.{}", imp.id), e.message)),
         }
     }
-    Ok(Json(CalendarResponse {
-        calendar: calendar::calendar(dues, today, capacity, days),
-        problems,
-    }))
+    Ok((dues, problems))
 }
 
 /// Replacement plans of every active implant with a projected ERI, most urgent first.

@@ -626,7 +626,124 @@ async fn break_glass_needs_a_reason_is_time_limited_and_audited_clinic_053(b: Ba
     );
 }
 
+/// The due date of an implant in the calendar, wherever it is listed.
+async fn due_of(c: &Clinic, u: &User, implant: i64) -> Option<String> {
+    let (s, v) = c
+        .call(
+            Some(u),
+            "GET",
+            "/api/v1/calendar?date=2027-01-01&days=1",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let mut found = None;
+    for list in ["overdue", "this_week"] {
+        for d in v[list].as_array().unwrap() {
+            if d["implant_id"] == implant {
+                found = d["due_on"].as_str().map(str::to_owned);
+            }
+        }
+    }
+    for day in v["days"].as_array().unwrap() {
+        for d in day["visits"].as_array().unwrap() {
+            if d["implant_id"] == implant {
+                found = d["due_on"].as_str().map(str::to_owned);
+            }
+        }
+    }
+    found
+}
+
+async fn the_calendar_follows_every_change_from_any_instance_clinic_054(b: Backend) {
+    let Some(c) = Clinic::new(b).await else {
+        return;
+    };
+    // A second instance on the same database, with its own cache.
+    let other = {
+        let c2 = c.clock.clone();
+        Clinic {
+            app: router(AppState {
+                store: c.db.store.clone(),
+                config: Config::default(),
+                now: Arc::new(move || *c2.lock().unwrap()),
+            }),
+            db: fresh(Backend::Sqlite).await.unwrap(),
+            clock: c.clock.clone(),
+        }
+    };
+    // Listed as overdue on a first day a year on, whatever its due date.
+    let (_, iid) = c.patient_with_pump(1).await;
+    let u = c.login(Role::Physician).await;
+    let before = due_of(&c, &u, iid).await;
+    assert!(before.is_some(), "listed");
+    // A new prescription through the other instance moves the due date here.
+    let p2 = other.login(Role::Physician).await;
+    let (s, v) = other
+        .call(
+            Some(&p2),
+            "POST",
+            &format!("/api/v1/implants/{iid}/prescriptions"),
+            Some(baclofen("100 mcg/day")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let after_rx = due_of(&c, &u, iid).await;
+    assert_ne!(after_rx, before, "a new prescription moves the due date");
+    // A refill closed through the other instance moves it again.
+    c.advance(TimeDelta::days(20));
+    let n2 = other.login(Role::Nurse).await;
+    let (_, v) = other
+        .call(
+            Some(&n2),
+            "POST",
+            &format!("/api/v1/implants/{iid}/visits"),
+            None,
+        )
+        .await;
+    let vid = v["id"].as_i64().unwrap();
+    let expected = v["expected_residual_nl"].as_u64().unwrap();
+    for (step, body) in [
+        ("aspirate", json!({"aspirated": format!("{expected} nL")})),
+        (
+            "fill",
+            json!({"volume_added": "20 mL", "concentration": "2000 mcg/mL",
+                   "lot": "L1", "expiry": "2027-06-01"}),
+        ),
+        ("close", json!({})),
+    ] {
+        let (s, v) = other
+            .call(
+                Some(&n2),
+                "POST",
+                &format!("/api/v1/visits/{vid}/{step}"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{step}: {v}");
+    }
+    let u = c.login(Role::Physician).await;
+    let after_visit = due_of(&c, &u, iid).await;
+    assert_ne!(after_visit, after_rx, "a closed refill moves the due date");
+    // An explant takes the pump off the calendar.
+    let (s, v) = other
+        .call(
+            Some(&other.login(Role::Physician).await),
+            "POST",
+            &format!("/api/v1/implants/{iid}/explant"),
+            Some(json!({"on": "2026-01-30", "reason": "infection"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        due_of(&c, &u, iid).await,
+        None,
+        "an explanted pump is not listed"
+    );
+}
+
 on_both_databases!(
+    the_calendar_follows_every_change_from_any_instance_clinic_054,
     racing_opens_of_one_implant_leave_exactly_one_open_visit_clinic_050,
     the_database_refuses_a_second_open_visit_of_an_implant_clinic_050,
     every_response_carries_the_security_headers_clinic_051,

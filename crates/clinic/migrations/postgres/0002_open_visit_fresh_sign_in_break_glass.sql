@@ -24,3 +24,38 @@ CREATE FUNCTION break_glass_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'break-glass grants are append-only'; END $$;
 CREATE TRIGGER break_glass_no_change BEFORE UPDATE OR DELETE ON break_glass
 FOR EACH ROW EXECUTE FUNCTION break_glass_append_only();
+
+-- The refill calendar's generation: raised by every change the calendar depends on
+-- (patients, implants, prescriptions, and visits that are or were closed), in the
+-- changing transaction, so a service instance may keep the computed due dates while the
+-- generation it computed them at is still the database's. Once per statement where
+-- possible, so a bulk load raises it once.
+CREATE TABLE calendar_generation (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n BIGINT NOT NULL
+);
+INSERT INTO calendar_generation (id, n) VALUES (1, 0);
+CREATE FUNCTION calendar_bump() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN UPDATE calendar_generation SET n = n + 1 WHERE id = 1; RETURN NULL; END $$;
+CREATE FUNCTION calendar_bump_closed_visits() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM changed_rows WHERE status = 'closed') THEN
+        UPDATE calendar_generation SET n = n + 1 WHERE id = 1;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER calendar_patients AFTER INSERT OR UPDATE OR DELETE ON patients
+FOR EACH STATEMENT EXECUTE FUNCTION calendar_bump();
+CREATE TRIGGER calendar_implants AFTER INSERT OR UPDATE OR DELETE ON implants
+FOR EACH STATEMENT EXECUTE FUNCTION calendar_bump();
+CREATE TRIGGER calendar_prescriptions AFTER INSERT OR UPDATE OR DELETE ON prescriptions
+FOR EACH STATEMENT EXECUTE FUNCTION calendar_bump();
+CREATE TRIGGER calendar_visits_insert AFTER INSERT ON visits
+REFERENCING NEW TABLE AS changed_rows
+FOR EACH STATEMENT EXECUTE FUNCTION calendar_bump_closed_visits();
+CREATE TRIGGER calendar_visits_delete AFTER DELETE ON visits
+REFERENCING OLD TABLE AS changed_rows
+FOR EACH STATEMENT EXECUTE FUNCTION calendar_bump_closed_visits();
+CREATE TRIGGER calendar_visits_update AFTER UPDATE ON visits
+FOR EACH ROW WHEN (OLD.status = 'closed' OR NEW.status = 'closed')
+EXECUTE FUNCTION calendar_bump();

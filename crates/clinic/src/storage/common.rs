@@ -1,5 +1,5 @@
 // The query code shared by the SQLite and PostgreSQL stores, included by each with its own
-// `Db`, `Store`, `Store::begin` and `lock_parent`. Table names come from `Kind::table()`
+// `Db`, `Tx`, `Store`, `Store::begin`, `lock_parent`, `lock_table` and `after_bulk`. Table names come from `Kind::table()`
 // (fixed strings); every value is a bound parameter.
 
 use async_trait::async_trait;
@@ -10,7 +10,6 @@ use super::{
     UserRow, stamp,
 };
 
-type Tx = sqlx::Transaction<'static, Db>;
 type DbRow = <Db as sqlx::Database>::Row;
 
 const ROW_COLS: &str = "id, parent_id, ukey, seq, status, rev, data, created_at";
@@ -270,6 +269,14 @@ impl Storage for Store {
             Some(r) => Ok(Some((r.try_get("reason")?, r.try_get("expires_at")?))),
             None => Ok(None),
         }
+    }
+
+    async fn calendar_generation(&self) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT n FROM calendar_generation WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     async fn insert_bulk(

@@ -317,6 +317,9 @@ pub trait Storage: Send + Sync {
         user_id: i64,
         patient_id: i64,
     ) -> StoreResult<Option<(String, i64)>>;
+    /// The refill calendar's generation: raised in the same transaction by every change
+    /// the calendar depends on (patients, implants, prescriptions, closed visits).
+    async fn calendar_generation(&self) -> StoreResult<i64>;
     /// Inserts many records in one transaction (a bulk load such as the benchmark's
     /// synthetic clinic): ids follow the table's highest in order, `"id": 0` and
     /// `"version": 0` are stamped as by [`Storage::insert`], and one audit row records the

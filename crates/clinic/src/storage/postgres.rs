@@ -10,6 +10,7 @@ use sqlx::postgres::PgPoolOptions;
 use super::{Kind, StoreError, StoreResult}; // also used by common.rs
 
 type Db = sqlx::Postgres;
+type Tx = sqlx::Transaction<'static, Db>;
 const BACKEND: &str = "postgres";
 
 /// The migrations, in order.
@@ -53,7 +54,7 @@ impl PgStore {
         Ok(store)
     }
 
-    async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, Db>> {
+    async fn begin(&self) -> StoreResult<Tx> {
         Ok(self.pool.begin().await?)
     }
 
@@ -95,11 +96,7 @@ impl PgStore {
 }
 
 /// Serialises inserts under one parent record.
-async fn lock_parent(
-    tx: &mut sqlx::Transaction<'static, Db>,
-    kind: Kind,
-    parent: i64,
-) -> StoreResult<()> {
+async fn lock_parent(tx: &mut Tx, kind: Kind, parent: i64) -> StoreResult<()> {
     let slot = Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
     let key = parent
         .wrapping_mul(16)
@@ -112,7 +109,7 @@ async fn lock_parent(
 }
 
 /// Keeps other writers out of a table during a bulk load with explicit ids.
-async fn lock_table(tx: &mut sqlx::Transaction<'static, Db>, table: &str) -> StoreResult<()> {
+async fn lock_table(tx: &mut Tx, table: &str) -> StoreResult<()> {
     sqlx::query(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
         .execute(&mut **tx)
         .await?;
@@ -120,7 +117,7 @@ async fn lock_table(tx: &mut sqlx::Transaction<'static, Db>, table: &str) -> Sto
 }
 
 /// Moves the identity sequence past the ids a bulk load gave explicitly.
-async fn after_bulk(tx: &mut sqlx::Transaction<'static, Db>, table: &str) -> StoreResult<()> {
+async fn after_bulk(tx: &mut Tx, table: &str) -> StoreResult<()> {
     sqlx::query(&format!(
         "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
          (SELECT COALESCE(MAX(id), 1) FROM {table}))"
