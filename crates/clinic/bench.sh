@@ -158,6 +158,10 @@ run_db() {
   # The refill run takes implants not used by an earlier run on this database.
   local first
   first=$(cat "$dir/$db.next-implant" 2>/dev/null || echo 1)
+  # One request each first: the measured runs see a started service (the calendar's due
+  # dates computed once, connections open).
+  curl -sf -o /dev/null -b "$lua/nurse" "$base/calendar"
+  curl -sf -o /dev/null -b "$lua/nurse" "$base/patients/1"
   for ep in calendar record refill; do
     echo "== $db: $ep: wrk -t$threads -c$conns -d$duration --latency" >&2
     BENCH_OUT="$lua/$ep.out" BENCH_PATIENTS=$patients BENCH_FIRST_IMPLANT=$first \
@@ -167,7 +171,13 @@ run_db() {
     read -r n secs p50 p99 bad sock <"$lua/$ep.out"
     results+=("$(printf '%-9s %-9s %9.0f %9s %9s %9s %9s' "$db" "$ep" \
       "$(python3 -c "print($n / $secs)")" "$p50" "$p99" "$bad" "$sock")")
-    [ "$ep" = refill ] && echo $((first + n)) >"$dir/$db.next-implant"
+    # Each refill takes 4 requests; the connections leave at most one visit each open.
+    # Past the last implant, start again from the first (their visits are closed).
+    if [ "$ep" = refill ]; then
+      local next=$((first + n / 4 + conns + 1))
+      [ $((next + n / 4 + conns)) -gt "$patients" ] && next=1
+      echo "$next" >"$dir/$db.next-implant"
+    fi
   done
   kill "$server"
   wait "$server" 2>/dev/null || true

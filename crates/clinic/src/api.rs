@@ -56,7 +56,11 @@ pub struct Config {
 /// finding another generation in the database computes them again, so several instances
 /// on one database never serve each other's stale dates.
 #[derive(Clone, Default)]
-pub struct CalendarCache(Arc<std::sync::Mutex<Option<Arc<CachedDues>>>>);
+pub struct CalendarCache {
+    slot: Arc<std::sync::Mutex<Option<Arc<CachedDues>>>>,
+    /// Held while computing, so concurrent misses compute once.
+    computing: Arc<tokio::sync::Mutex<()>>,
+}
 
 impl std::fmt::Debug for CalendarCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,13 +79,13 @@ struct CachedDues {
 
 impl CalendarCache {
     fn get(&self, generation: i64, clinic_max_days: u64) -> Option<Arc<CachedDues>> {
-        let slot = self.0.lock().ok()?;
+        let slot = self.slot.lock().ok()?;
         slot.as_ref()
             .filter(|c| c.generation == generation && c.clinic_max_days == clinic_max_days)
             .cloned()
     }
     fn put(&self, c: Arc<CachedDues>) {
-        if let Ok(mut slot) = self.0.lock() {
+        if let Ok(mut slot) = self.slot.lock() {
             *slot = Some(c);
         }
     }
@@ -1874,9 +1878,14 @@ async fn get_calendar(
     let today = q.date.unwrap_or_else(|| st.now().date_naive());
     let generation = st.store.calendar_generation().await?;
     let max_days = st.config.clinic_max_days;
-    let cached = match st.config.calendar_cache.get(generation, max_days) {
+    let cache = &st.config.calendar_cache;
+    let cached = match cache.get(generation, max_days) {
         Some(c) => c,
         None => {
+            let _computing = cache.computing.lock().await;
+            if let Some(c) = cache.get(generation, max_days) {
+                return calendar_from(&c, today, capacity, days);
+            }
             let (mut dues, problems) = compute_dues(&st).await?;
             dues.sort_by_key(|d| (d.due_at, d.implant_id));
             let c = Arc::new(CachedDues {
@@ -1889,6 +1898,16 @@ async fn get_calendar(
             c
         }
     };
+    calendar_from(&cached, today, capacity, days)
+}
+
+/// The lists from the cached due dates.
+fn calendar_from(
+    cached: &CachedDues,
+    today: NaiveDate,
+    capacity: usize,
+    days: u64,
+) -> ApiResult<Json<CalendarResponse>> {
     // Only what is due before the end of the lists can appear in them.
     let end = today
         .checked_add_days(chrono::Days::new(days.max(7)))

@@ -398,21 +398,7 @@ impl Storage for Store {
         id: i64,
         now_ms: i64,
     ) -> StoreResult<Option<Row>> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query(&format!(
-            "SELECT {ROW_COLS} FROM {} WHERE id = $1",
-            kind.table()
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let row = r.as_ref().map(row_of).transpose()?;
-        if row.is_some() {
-            audit(&mut tx, now_ms, Some(actor), "read", kind.entity(), Some(id), None, None)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(row)
+        read_audited(self, actor, kind, id, now_ms).await
     }
 
     async fn update(

@@ -127,4 +127,30 @@ async fn after_bulk(tx: &mut Tx, table: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// A record read with its audit row in one statement (a data-modifying common table
+/// expression always runs to completion): one round trip and one commit.
+async fn read_audited(
+    store: &PgStore,
+    actor: &super::Actor,
+    kind: Kind,
+    id: i64,
+    now_ms: i64,
+) -> StoreResult<Option<super::Row>> {
+    let r = sqlx::query(&format!(
+        "WITH r AS (SELECT {ROW_COLS} FROM {t} WHERE id = $1), \
+         a AS (INSERT INTO audit_log (at, actor_id, actor, action, entity, entity_id) \
+               SELECT $2, $3, $4, 'read', $5, id FROM r) \
+         SELECT {ROW_COLS} FROM r",
+        t = kind.table()
+    ))
+    .bind(id)
+    .bind(now_ms)
+    .bind(actor.user_id)
+    .bind(&actor.username)
+    .bind(kind.entity())
+    .fetch_optional(&store.pool)
+    .await?;
+    r.as_ref().map(row_of).transpose()
+}
+
 include!("common.rs");

@@ -145,4 +145,38 @@ async fn after_bulk(_tx: &mut Tx, _table: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// A record read with its audit row, in one write transaction.
+async fn read_audited(
+    store: &SqliteStore,
+    actor: &super::Actor,
+    kind: Kind,
+    id: i64,
+    now_ms: i64,
+) -> StoreResult<Option<super::Row>> {
+    let mut tx = store.begin().await?;
+    let r = sqlx::query(&format!(
+        "SELECT {ROW_COLS} FROM {} WHERE id = $1",
+        kind.table()
+    ))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let row = r.as_ref().map(row_of).transpose()?;
+    if row.is_some() {
+        audit(
+            &mut tx,
+            now_ms,
+            Some(actor),
+            "read",
+            kind.entity(),
+            Some(id),
+            None,
+            None,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(row)
+}
+
 include!("common.rs");
