@@ -803,19 +803,20 @@ async fn get_patient(
     Extension(u): Extension<CurrentUser>,
     Id(id): Id,
 ) -> ApiResult<Json<PatientRecord>> {
-    let row = st
+    let r = st
         .store
-        .read_logged(&u.actor, Kind::Patient, id, st.ms())
+        .patient_record(&u.actor, id, 1000, st.ms())
         .await?
         .ok_or_else(|| ApiError::not_found("patient"))?;
-    let implants = st.store.list(Kind::Implant, Some(id), 100).await?;
-    let trials = st.store.list(Kind::Trial, Some(id), 100).await?;
-    let complications = st.store.list(Kind::Complication, Some(id), 1000).await?;
     Ok(Json(PatientRecord {
-        patient: parse(&row)?,
-        implants: implants.iter().map(parse).collect::<ApiResult<_>>()?,
-        trials: trials.iter().map(parse).collect::<ApiResult<_>>()?,
-        complications: complications.iter().map(parse).collect::<ApiResult<_>>()?,
+        patient: parse(&r.patient)?,
+        implants: r.implants.iter().map(parse).collect::<ApiResult<_>>()?,
+        trials: r.trials.iter().map(parse).collect::<ApiResult<_>>()?,
+        complications: r
+            .complications
+            .iter()
+            .map(parse)
+            .collect::<ApiResult<_>>()?,
     }))
 }
 

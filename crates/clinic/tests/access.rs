@@ -742,7 +742,47 @@ async fn the_calendar_follows_every_change_from_any_instance_clinic_054(b: Backe
     );
 }
 
+async fn a_patients_record_lists_its_children_and_its_read_is_audited_clinic_016(b: Backend) {
+    let Some(c) = Clinic::new(b).await else {
+        return;
+    };
+    let (pid, iid) = c.patient_with_pump(1).await;
+    let (other, _) = c.patient_with_pump(2).await;
+    let n = c.login(Role::Nurse).await;
+    let (s, v) = c
+        .call(Some(&n), "GET", &format!("/api/v1/patients/{pid}"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["patient"]["id"], pid);
+    assert_eq!(v["implants"].as_array().unwrap().len(), 1);
+    assert_eq!(v["implants"][0]["id"], iid);
+    assert_eq!(v["trials"], json!([]));
+    assert_eq!(v["complications"], json!([]));
+    // No such patient: 404, and nothing audited for it.
+    let (s, _) = c
+        .call(Some(&n), "GET", "/api/v1/patients/999999", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let a = c.login(Role::Auditor).await;
+    let (_, log) = c
+        .call(Some(&a), "GET", "/api/v1/audit?limit=1000", None)
+        .await;
+    let reads: Vec<(Value, Value)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "read")
+        .map(|r| (r["actor"].clone(), r["entity_id"].clone()))
+        .collect();
+    assert_eq!(
+        reads,
+        vec![(json!("nurse"), json!(pid))],
+        "other patient {other}"
+    );
+}
+
 on_both_databases!(
+    a_patients_record_lists_its_children_and_its_read_is_audited_clinic_016,
     the_calendar_follows_every_change_from_any_instance_clinic_054,
     racing_opens_of_one_implant_leave_exactly_one_open_visit_clinic_050,
     the_database_refuses_a_second_open_visit_of_an_implant_clinic_050,

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use sqlx::Row as _;
 
 use super::{
-    Actor, AuditRow, BulkRow, CalendarRow, NewRow, Row, SessionRow, SessionUser, Storage,
-    UserRow, stamp,
+    Actor, AuditRow, BulkRow, CalendarRow, NewRow, PatientRows, Row, SessionRow, SessionUser,
+    Storage, UserRow, stamp,
 };
 
 type DbRow = <Db as sqlx::Database>::Row;
@@ -269,6 +269,16 @@ impl Storage for Store {
             Some(r) => Ok(Some((r.try_get("reason")?, r.try_get("expires_at")?))),
             None => Ok(None),
         }
+    }
+
+    async fn patient_record(
+        &self,
+        actor: &Actor,
+        patient_id: i64,
+        limit: i64,
+        now_ms: i64,
+    ) -> StoreResult<Option<PatientRows>> {
+        patient_record(self, actor, patient_id, limit, now_ms).await
     }
 
     async fn calendar_generation(&self) -> StoreResult<i64> {

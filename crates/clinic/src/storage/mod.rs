@@ -151,6 +151,19 @@ pub struct BulkRow {
     pub seq: i64,
 }
 
+/// A patient's record as rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientRows {
+    /// The patient.
+    pub patient: Row,
+    /// Implants.
+    pub implants: Vec<Row>,
+    /// Trials.
+    pub trials: Vec<Row>,
+    /// Complications.
+    pub complications: Vec<Row>,
+}
+
 /// A user account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRow {
@@ -317,6 +330,15 @@ pub trait Storage: Send + Sync {
         user_id: i64,
         patient_id: i64,
     ) -> StoreResult<Option<(String, i64)>>;
+    /// A patient's record with the read audited: the patient, and its implants, trials and
+    /// complications (oldest first, at most `limit` of each); `None` for no such patient.
+    async fn patient_record(
+        &self,
+        actor: &Actor,
+        patient_id: i64,
+        limit: i64,
+        now_ms: i64,
+    ) -> StoreResult<Option<PatientRows>>;
     /// The refill calendar's generation: raised in the same transaction by every change
     /// the calendar depends on (patients, implants, prescriptions, closed visits).
     async fn calendar_generation(&self) -> StoreResult<i64>;

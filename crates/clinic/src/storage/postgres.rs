@@ -153,4 +153,50 @@ async fn read_audited(
     r.as_ref().map(row_of).transpose()
 }
 
+/// A patient's record in one statement: the patient read and its read audited (a
+/// data-modifying common table expression), and its implants, trials and complications.
+async fn patient_record(
+    store: &PgStore,
+    actor: &super::Actor,
+    patient_id: i64,
+    limit: i64,
+    now_ms: i64,
+) -> StoreResult<Option<super::PatientRows>> {
+    let rows = sqlx::query(&format!(
+        "WITH r AS (SELECT {ROW_COLS} FROM patients WHERE id = $1), \
+         a AS (INSERT INTO audit_log (at, actor_id, actor, action, entity, entity_id) \
+               SELECT $2, $3, $4, 'read', 'patient', id FROM r) \
+         SELECT 0 AS part, {ROW_COLS} FROM r \
+         UNION ALL (SELECT 1, {ROW_COLS} FROM implants WHERE parent_id = $1 ORDER BY id LIMIT $5) \
+         UNION ALL (SELECT 2, {ROW_COLS} FROM trials WHERE parent_id = $1 ORDER BY id LIMIT $5) \
+         UNION ALL (SELECT 3, {ROW_COLS} FROM complications WHERE parent_id = $1 \
+                    ORDER BY id LIMIT $5)"
+    ))
+    .bind(patient_id)
+    .bind(now_ms)
+    .bind(actor.user_id)
+    .bind(&actor.username)
+    .bind(limit)
+    .fetch_all(&store.pool)
+    .await?;
+    let mut patient = None;
+    let (mut implants, mut trials, mut complications) = (Vec::new(), Vec::new(), Vec::new());
+    for r in &rows {
+        let part: i32 = sqlx::Row::try_get(r, "part")?;
+        let row = row_of(r)?;
+        match part {
+            0 => patient = Some(row),
+            1 => implants.push(row),
+            2 => trials.push(row),
+            _ => complications.push(row),
+        }
+    }
+    Ok(patient.map(|patient| super::PatientRows {
+        patient,
+        implants,
+        trials,
+        complications,
+    }))
+}
+
 include!("common.rs");

@@ -179,4 +179,25 @@ async fn read_audited(
     Ok(row)
 }
 
+/// A patient's record: the audited read, then the lists.
+async fn patient_record(
+    store: &SqliteStore,
+    actor: &super::Actor,
+    patient_id: i64,
+    limit: i64,
+    now_ms: i64,
+) -> StoreResult<Option<super::PatientRows>> {
+    let Some(patient) = read_audited(store, actor, Kind::Patient, patient_id, now_ms).await? else {
+        return Ok(None);
+    };
+    Ok(Some(super::PatientRows {
+        patient,
+        implants: store.list(Kind::Implant, Some(patient_id), limit).await?,
+        trials: store.list(Kind::Trial, Some(patient_id), limit).await?,
+        complications: store
+            .list(Kind::Complication, Some(patient_id), limit)
+            .await?,
+    }))
+}
+
 include!("common.rs");
