@@ -45,7 +45,7 @@ impl PgStore {
     /// No connection, or a migration fails.
     pub async fn open(url: &str) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await?;
