@@ -28,10 +28,25 @@ pub struct ServeArgs {
     /// The clinic's maximum refill interval in days.
     #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u64).range(1..=365))]
     max_interval_days: u64,
+    /// Signing a prescription needs the password given within this many minutes.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+    fresh_sign_in_minutes: u64,
+    /// How long a break-glass grant lasts, in minutes.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=720))]
+    break_glass_minutes: u64,
     /// A fresh demo clinic (new SQLite database in a temporary directory) with synthetic
     /// patients and demo logins.
     #[arg(long, conflicts_with_all = ["database", "data_dir"])]
     demo: bool,
+    /// Before serving, fill an empty clinic with this many synthetic patients for the
+    /// benchmark (crates/clinic/bench.sh); a clinic with patients is left as it is.
+    #[arg(long, value_name = "PATIENTS", conflicts_with = "demo",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    seed_bench: Option<u64>,
+    /// Closed refill visits per synthetic patient (with --seed-bench).
+    #[arg(long, default_value_t = 100, requires = "seed_bench",
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    seed_visits: u64,
 }
 
 /// The URL with any password replaced by `***`.
@@ -92,6 +107,32 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
                 println!("first administrator: {name} / {password} (shown once)");
             }
         }
+        if let Some(n) = args.seed_bench {
+            let started = std::time::Instant::now();
+            let step = (n / 10).max(1);
+            let seeded = thecal_clinic::bench::seed(
+                &store,
+                n,
+                args.seed_visits,
+                args.max_interval_days,
+                chrono::Utc::now(),
+                |done| {
+                    if done % step == 0 || done == n {
+                        eprintln!("seeded {done} of {n} patients");
+                    }
+                },
+            )
+            .await?;
+            match seeded {
+                Some(s) => println!(
+                    "seeded {} patients and {} refill visits in {:.1} s",
+                    s.patients,
+                    s.visits,
+                    started.elapsed().as_secs_f64()
+                ),
+                None => println!("--seed-bench: the clinic has patients already; not seeded"),
+            }
+        }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| format!("--listen {}: {e}", args.listen))?;
@@ -107,6 +148,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
                 secure_cookies: args.secure_cookies,
                 capacity_per_day: usize::from(args.capacity),
                 clinic_max_days: args.max_interval_days,
+                fresh_sign_in_minutes: args.fresh_sign_in_minutes,
+                break_glass_minutes: args.break_glass_minutes,
+                ..Config::default()
             },
         );
         thecal_clinic::serve(listener, state)

@@ -43,6 +43,54 @@ pub struct Config {
     pub capacity_per_day: usize,
     /// The clinic's maximum refill interval in days.
     pub clinic_max_days: u64,
+    /// Signing a prescription needs the password given within this many minutes (sign-in
+    /// or `POST /api/v1/session/reauth`).
+    pub fresh_sign_in_minutes: u64,
+    /// How long a break-glass grant lasts, in minutes.
+    pub break_glass_minutes: u64,
+    /// The refill calendar's due dates, kept while the database's calendar generation is
+    /// unchanged (shared by every clone of the state).
+    pub calendar_cache: CalendarCache,
+}
+
+/// The due dates of every active implant as last computed, with the database's calendar
+/// generation and the clinic maximum they were computed at. Derived data only: a request
+/// finding another generation in the database computes them again, so several instances
+/// on one database never serve each other's stale dates.
+#[derive(Clone, Default)]
+pub struct CalendarCache {
+    slot: Arc<std::sync::Mutex<Option<Arc<CachedDues>>>>,
+    /// Held while computing, so concurrent misses compute once.
+    computing: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for CalendarCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CalendarCache")
+    }
+}
+
+/// Due dates computed at one calendar generation.
+struct CachedDues {
+    generation: i64,
+    clinic_max_days: u64,
+    /// Earliest due first (ties by implant).
+    dues: Vec<calendar::Due>,
+    problems: Vec<FieldError>,
+}
+
+impl CalendarCache {
+    fn get(&self, generation: i64, clinic_max_days: u64) -> Option<Arc<CachedDues>> {
+        let slot = self.slot.lock().ok()?;
+        slot.as_ref()
+            .filter(|c| c.generation == generation && c.clinic_max_days == clinic_max_days)
+            .cloned()
+    }
+    fn put(&self, c: Arc<CachedDues>) {
+        if let Ok(mut slot) = self.slot.lock() {
+            *slot = Some(c);
+        }
+    }
 }
 
 impl Default for Config {
@@ -51,6 +99,9 @@ impl Default for Config {
             secure_cookies: false,
             capacity_per_day: 8,
             clinic_max_days: calendar::DEFAULT_CLINIC_MAX_DAYS,
+            fresh_sign_in_minutes: 5,
+            break_glass_minutes: 60,
+            calendar_cache: CalendarCache::default(),
         }
     }
 }
@@ -270,6 +321,8 @@ pub struct CurrentUser {
     pub csrf: String,
     /// The session's token hash.
     pub token_hash: String,
+    /// When the password was last given in this session, ms.
+    pub authenticated_at: i64,
 }
 
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
@@ -390,6 +443,7 @@ async fn authorize(
         role,
         csrf: s.csrf,
         token_hash,
+        authenticated_at: s.authenticated_at,
     });
     next.run(req).await
 }
@@ -548,6 +602,83 @@ async fn logout(
     Ok(r)
 }
 
+/// Re-authentication: the signed-in user's password again.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Reauth {
+    /// Password.
+    pub password: String,
+}
+
+/// Gives the password again in this session: signing a prescription needs it within the
+/// last minutes (the clinic's fresh sign-in window). Failures count towards the sign-in
+/// throttle.
+#[utoipa::path(post, path = "/api/v1/session/reauth", request_body = Reauth, tag = "session",
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn reauth(
+    State(st): State<AppState>,
+    Extension(u): Extension<CurrentUser>,
+    ApiJson(r): ApiJson<Reauth>,
+) -> ApiResult<Json<Me>> {
+    let now = st.ms();
+    let name = u.actor.username.clone();
+    let failures = st
+        .store
+        .login_failures_since(&name, now - auth::FAILURE_WINDOW_MS)
+        .await?;
+    if failures >= auth::MAX_FAILURES {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            Some("password"),
+            format!(
+                "too many failed sign-ins for this user name: at most {} in 15 minutes; try again later",
+                auth::MAX_FAILURES
+            ),
+        ));
+    }
+    let user = st.store.user_by_name(&name).await?;
+    if !auth::verify_password(&r.password, user.as_ref().map(|u| u.password_hash.as_str())) {
+        st.store.login_failed(&name, now).await?;
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            Some("password"),
+            "wrong password",
+        ));
+    }
+    st.store
+        .reauthenticate(&u.actor, &u.token_hash, now)
+        .await?;
+    Ok(Json(Me {
+        username: u.actor.username,
+        role: u.role,
+        csrf_token: u.csrf,
+    }))
+}
+
+/// Refuses a session whose password is older than the fresh sign-in window.
+fn require_fresh_sign_in(st: &AppState, u: &CurrentUser, what: &str) -> ApiResult<()> {
+    let window_ms = i64::try_from(st.config.fresh_sign_in_minutes)
+        .unwrap_or(i64::MAX / 60_000)
+        .saturating_mul(60_000);
+    let age_ms = st.ms().saturating_sub(u.authenticated_at);
+    if age_ms <= window_ms {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "reauthenticate",
+        Some("password"),
+        format!(
+            "{what} needs a sign-in within the last {} minutes (the password was last given {} \
+             minutes ago): give your password again with POST /api/v1/session/reauth, then \
+             repeat the request",
+            st.config.fresh_sign_in_minutes,
+            age_ms / 60_000
+        ),
+    ))
+}
+
 /// A new account.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewUser {
@@ -674,20 +805,185 @@ async fn get_patient(
     Extension(u): Extension<CurrentUser>,
     Id(id): Id,
 ) -> ApiResult<Json<PatientRecord>> {
+    let r = st
+        .store
+        .patient_record(&u.actor, id, 1000, st.ms())
+        .await?
+        .ok_or_else(|| ApiError::not_found("patient"))?;
+    Ok(Json(PatientRecord {
+        patient: parse(&r.patient)?,
+        implants: r.implants.iter().map(parse).collect::<ApiResult<_>>()?,
+        trials: r.trials.iter().map(parse).collect::<ApiResult<_>>()?,
+        complications: r
+            .complications
+            .iter()
+            .map(parse)
+            .collect::<ApiResult<_>>()?,
+    }))
+}
+
+/// Break-glass access: why the record is needed.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BreakGlassRequest {
+    /// The stated reason, 10–2000 characters (e.g. "overdose suspected in the emergency
+    /// department").
+    pub reason: String,
+}
+
+/// One pump in the break-glass view.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmergencyPump {
+    /// Implant.
+    pub implant_id: i64,
+    /// Pump model.
+    pub pump_model: String,
+    /// Serial number.
+    pub serial: String,
+    /// Drug of the prescription in force.
+    pub drug: Option<String>,
+    /// Its concentration.
+    pub concentration: Option<String>,
+    /// Its daily dose.
+    pub daily_dose: Option<String>,
+    /// Its flow.
+    pub flow: Option<String>,
+    /// The physician who signed the prescription in force.
+    pub managing_physician: Option<String>,
+    /// The maker's emergency line, where known for the model.
+    pub manufacturer_line: Option<String>,
+}
+
+/// What an emergency clinician sees under break-glass (CLINIC.md §6: drug, concentration,
+/// dose, pump model, managing physician, the maker's line), and until when.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmergencyView {
+    /// Patient.
+    pub patient_id: i64,
+    /// Name.
+    pub name: String,
+    /// Record number.
+    pub mrn: String,
+    /// Date of birth.
+    pub date_of_birth: NaiveDate,
+    /// Allergies.
+    pub allergies: String,
+    /// Pumps in place (not explanted).
+    pub pumps: Vec<EmergencyPump>,
+    /// The reason stated for this access.
+    pub reason: String,
+    /// When this access ends.
+    pub expires_at: DateTime<Utc>,
+}
+
+fn manufacturer_line(model: &str) -> Option<String> {
+    model
+        .to_ascii_lowercase()
+        .starts_with("synchromed")
+        .then(|| "Medtronic 24 h line 800-707-0933 (US)".to_owned())
+}
+
+async fn emergency_view(
+    st: &AppState,
+    u: &CurrentUser,
+    id: i64,
+    reason: String,
+    expires_ms: i64,
+) -> ApiResult<EmergencyView> {
     let row = st
         .store
         .read_logged(&u.actor, Kind::Patient, id, st.ms())
         .await?
         .ok_or_else(|| ApiError::not_found("patient"))?;
-    let implants = st.store.list(Kind::Implant, Some(id), 100).await?;
-    let trials = st.store.list(Kind::Trial, Some(id), 100).await?;
-    let complications = st.store.list(Kind::Complication, Some(id), 1000).await?;
-    Ok(Json(PatientRecord {
-        patient: parse(&row)?,
-        implants: implants.iter().map(parse).collect::<ApiResult<_>>()?,
-        trials: trials.iter().map(parse).collect::<ApiResult<_>>()?,
-        complications: complications.iter().map(parse).collect::<ApiResult<_>>()?,
-    }))
+    let p: Patient = parse(&row)?;
+    let mut pumps = Vec::new();
+    for r in st.store.list(Kind::Implant, Some(id), 100).await? {
+        let imp: Implant = parse(&r)?;
+        if imp.explant.is_some() {
+            continue;
+        }
+        let rx: Option<Prescription> =
+            match st.store.latest(Kind::Prescription, imp.id, None).await? {
+                Some(r) => Some(parse(&r)?),
+                None => None,
+            };
+        pumps.push(EmergencyPump {
+            implant_id: imp.id,
+            manufacturer_line: manufacturer_line(&imp.details.pump_model),
+            pump_model: imp.details.pump_model,
+            serial: imp.details.serial,
+            drug: rx.as_ref().map(|r| r.drug.clone()),
+            concentration: rx.as_ref().map(|r| r.concentration.clone()),
+            daily_dose: rx.as_ref().map(|r| r.daily_dose.clone()),
+            flow: rx.as_ref().map(|r| r.flow.clone()),
+            managing_physician: rx.map(|r| r.prescriber),
+        });
+    }
+    Ok(EmergencyView {
+        patient_id: p.id,
+        name: p.details.name,
+        mrn: p.details.mrn,
+        date_of_birth: p.details.date_of_birth,
+        allergies: p.details.allergies,
+        pumps,
+        reason,
+        expires_at: DateTime::from_timestamp_millis(expires_ms).unwrap_or_default(),
+    })
+}
+
+/// Break-glass access to a patient's emergency view (emergency clinicians): the stated
+/// reason is stored and audited, and access lasts the clinic's break-glass time.
+#[utoipa::path(post, path = "/api/v1/patients/{id}/break-glass", params(("id" = i64, Path, minimum = 1, description = "patient id")),
+    request_body = BreakGlassRequest, tag = "patients",
+    responses((status = 201, body = EmergencyView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn break_glass(
+    State(st): State<AppState>,
+    Extension(u): Extension<CurrentUser>,
+    Id(id): Id,
+    ApiJson(b): ApiJson<BreakGlassRequest>,
+) -> ApiResult<(StatusCode, Json<EmergencyView>)> {
+    let reason = text("reason", &b.reason, 10, 2000)?;
+    if st.store.get(Kind::Patient, id).await?.is_none() {
+        return Err(ApiError::not_found("patient"));
+    }
+    let now = st.ms();
+    let minutes = i64::try_from(st.config.break_glass_minutes).unwrap_or(60);
+    let expires = now.saturating_add(minutes.saturating_mul(60_000));
+    st.store
+        .grant_break_glass(&u.actor, id, &reason, now, expires)
+        .await?;
+    let view = emergency_view(&st, &u, id, reason, expires).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// The emergency view again while the break-glass grant lasts (each read audited).
+#[utoipa::path(get, path = "/api/v1/patients/{id}/break-glass", params(("id" = i64, Path, minimum = 1, description = "patient id")),
+    tag = "patients", responses((status = 200, body = EmergencyView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn break_glass_view(
+    State(st): State<AppState>,
+    Extension(u): Extension<CurrentUser>,
+    Id(id): Id,
+) -> ApiResult<Json<EmergencyView>> {
+    let again = format!("state your reason with POST /api/v1/patients/{id}/break-glass");
+    match st.store.break_glass(u.actor.user_id, id).await? {
+        None => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "break_glass",
+            None,
+            format!("no break-glass access to this patient: {again}"),
+        )),
+        Some((_, expires)) if expires <= st.ms() => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "break_glass",
+            None,
+            format!(
+                "your break-glass access to this patient ended at {}: {again}",
+                DateTime::from_timestamp_millis(expires)
+                    .unwrap_or_default()
+                    .format("%Y-%m-%d %H:%M UTC")
+            ),
+        )),
+        Some((reason, expires)) => Ok(Json(emergency_view(&st, &u, id, reason, expires).await?)),
+    }
 }
 
 /// A journey transition.
@@ -835,6 +1131,7 @@ async fn create_prescription(
     Id(implant_id): Id,
     ApiJson(n): ApiJson<NewPrescription>,
 ) -> ApiResult<(StatusCode, Json<Prescription>)> {
+    require_fresh_sign_in(&st, &u, "signing a prescription")?;
     let (_, imp): (Row, Implant) = load(&st, Kind::Implant, implant_id).await?;
     if imp.explant.is_some() {
         return Err(ApiError::new(
@@ -1025,7 +1322,9 @@ async fn open_visit(
     });
     let expected = visit::residual_across(volume, at, &[(at, schedule)], now);
     let v = visit::open(implant_id, rx.id, expected, &u.actor.username, now);
-    let row = st
+    // The check above is a courtesy; the guarantee is the database's unique index on the
+    // open visit of an implant, which refuses the second of two racing opens.
+    let row = match st
         .store
         .insert(
             &u.actor,
@@ -1038,7 +1337,20 @@ async fn open_visit(
             },
             st.ms(),
         )
-        .await?;
+        .await
+    {
+        Ok(row) => row,
+        Err(StoreError::Duplicate { .. }) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                None,
+                "another refill visit of this implant was opened at the same moment and is \
+                 still open: finish it before opening another",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok((StatusCode::CREATED, Json(parse(&row)?)))
 }
 
@@ -1623,6 +1935,57 @@ async fn get_calendar(
         return Err(ApiError::invalid("days", "must be 1 to 31"));
     }
     let today = q.date.unwrap_or_else(|| st.now().date_naive());
+    let generation = st.store.calendar_generation().await?;
+    let max_days = st.config.clinic_max_days;
+    let cache = &st.config.calendar_cache;
+    let cached = match cache.get(generation, max_days) {
+        Some(c) => c,
+        None => {
+            let _computing = cache.computing.lock().await;
+            if let Some(c) = cache.get(generation, max_days) {
+                return calendar_from(&c, today, capacity, days);
+            }
+            let (mut dues, problems) = compute_dues(&st).await?;
+            dues.sort_by_key(|d| (d.due_at, d.implant_id));
+            let c = Arc::new(CachedDues {
+                generation,
+                clinic_max_days: max_days,
+                dues,
+                problems,
+            });
+            st.config.calendar_cache.put(c.clone());
+            c
+        }
+    };
+    calendar_from(&cached, today, capacity, days)
+}
+
+/// The lists from the cached due dates.
+fn calendar_from(
+    cached: &CachedDues,
+    today: NaiveDate,
+    capacity: usize,
+    days: u64,
+) -> ApiResult<Json<CalendarResponse>> {
+    // Only what is due before the end of the lists can appear in them.
+    let end = today
+        .checked_add_days(chrono::Days::new(days.max(7)))
+        .unwrap_or(today);
+    let shown = cached.dues.partition_point(|d| d.due_on < end);
+    Ok(Json(CalendarResponse {
+        calendar: calendar::calendar(
+            cached.dues.get(..shown).unwrap_or_default().to_vec(),
+            today,
+            capacity,
+            days,
+        ),
+        problems: cached.problems.clone(),
+    }))
+}
+
+/// Every active implant's due refill, computed by thecal-rx, and the implants whose due
+/// date cannot be computed.
+async fn compute_dues(st: &AppState) -> ApiResult<(Vec<calendar::Due>, Vec<FieldError>)> {
     let mut dues = Vec::new();
     let mut problems = Vec::new();
     for r in st.store.calendar_rows().await? {
@@ -1641,17 +2004,14 @@ async fn get_calendar(
             Some(v) => Some(serde_json::from_str(v).map_err(|_| ApiError::internal())?),
             None => None,
         };
-        let (at, volume) = fill_point(&st, imp.id, &rx, last.as_ref()).await?;
-        let input = due_input(&st, &imp, &patient, &rx, at, volume, last.is_none())?;
+        let (at, volume) = fill_point(st, imp.id, &rx, last.as_ref()).await?;
+        let input = due_input(st, &imp, &patient, &rx, at, volume, last.is_none())?;
         match calendar::due(&input) {
             Ok(d) => dues.push(d),
             Err(e) => problems.push(FieldError::new(format!("implants.{}", imp.id), e.message)),
         }
     }
-    Ok(Json(CalendarResponse {
-        calendar: calendar::calendar(dues, today, capacity, days),
-        problems,
-    }))
+    Ok((dues, problems))
 }
 
 /// Replacement plans of every active implant with a projected ERI, most urgent first.
@@ -1747,7 +2107,7 @@ impl utoipa::Modify for CommonErrors {
 #[openapi(
     modifiers(&CommonErrors),
     info(title = "thecal clinic API", description = "Records and workflows of an intrathecal pump clinic."),
-    paths(login, whoami, logout, create_user, create_patient, list_patients, get_patient,
+    paths(login, whoami, logout, reauth, break_glass, break_glass_view, create_user, create_patient, list_patients, get_patient,
           change_state, create_implant, explant, list_prescriptions, create_prescription,
           open_visit, get_visit, aspirate, investigation, release, fill, close_visit, report,
           create_trial, decide_trial, create_complication, create_alarm, list_alarms, create_mri, get_mri,
@@ -1772,21 +2132,42 @@ async fn openapi_json() -> Response {
     }
 }
 
-async fn security_headers(req: Request, next: Next) -> Response {
+/// The security headers on every response, errors and unknown routes included: no
+/// framing (clickjacking), no sniffing, no referrer, no caching of clinical data, no
+/// powerful browser features; HSTS when served over TLS.
+pub const SECURITY_HEADERS: &[(&str, &str)] = &[
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    (
+        "content-security-policy",
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; \
+         base-uri 'none'; form-action 'self'",
+    ),
+    ("referrer-policy", "no-referrer"),
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-resource-policy", "same-origin"),
+    (
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+    ),
+    ("cache-control", "no-store"),
+];
+
+/// Strict-Transport-Security, sent when the service is served over TLS (`secure_cookies`).
+pub const HSTS: &str = "max-age=31536000";
+
+async fn security_headers(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let mut r = next.run(req).await;
     let h = r.headers_mut();
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert("cache-control", HeaderValue::from_static("no-store"));
+    for (name, value) in SECURITY_HEADERS {
+        h.insert(*name, HeaderValue::from_static(value));
+    }
+    if st.config.secure_cookies {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        );
+    }
     r
 }
 
@@ -1799,6 +2180,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/api/v1/session", post(login).get(whoami).delete(logout))
+        .route("/api/v1/session/reauth", post(reauth))
+        .route(
+            "/api/v1/patients/{id}/break-glass",
+            get(break_glass_view).post(break_glass),
+        )
         .route("/api/v1/users", post(create_user))
         .route("/api/v1/patients", get(list_patients).post(create_patient))
         .route("/api/v1/patients/{id}", get(get_patient))
@@ -1858,6 +2244,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .fallback(not_found)
-        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security_headers,
+        ))
         .with_state(state)
 }

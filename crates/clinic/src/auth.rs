@@ -44,16 +44,21 @@ pub enum Role {
     Administrator,
     /// Reads everything, changes nothing.
     Auditor,
+    /// An emergency clinician outside the clinic (CLINIC.md §6): no access to records
+    /// except the break-glass view of one patient, with a stated reason, for a limited
+    /// time, audited.
+    Emergency,
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Physician,
         Role::Nurse,
         Role::Pharmacist,
         Role::Administrator,
         Role::Auditor,
+        Role::Emergency,
     ];
 
     /// The stored name.
@@ -64,6 +69,7 @@ impl Role {
             Role::Pharmacist => "pharmacist",
             Role::Administrator => "administrator",
             Role::Auditor => "auditor",
+            Role::Emergency => "emergency",
         }
     }
 
@@ -95,7 +101,9 @@ pub struct RouteRule {
     pub access: Access,
 }
 
-use Role::{Administrator as A, Auditor as U, Nurse as N, Pharmacist as H, Physician as P};
+use Role::{
+    Administrator as A, Auditor as U, Emergency as E, Nurse as N, Pharmacist as H, Physician as P,
+};
 
 const CLINICAL_READ: &[Role] = &[P, N, H, U];
 const RECORD: &[Role] = &[P, N];
@@ -122,6 +130,21 @@ pub const ROUTES: &[RouteRule] = &[
         method: "DELETE",
         path: "/api/v1/session",
         access: Access::AnyUser,
+    },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/session/reauth",
+        access: Access::AnyUser,
+    },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/patients/{id}/break-glass",
+        access: Access::Roles(&[E]),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/api/v1/patients/{id}/break-glass",
+        access: Access::Roles(&[E]),
     },
     RouteRule {
         method: "POST",

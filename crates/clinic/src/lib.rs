@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bench;
 pub mod demo;
 pub mod domain;
 pub mod storage;

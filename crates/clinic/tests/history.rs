@@ -836,6 +836,8 @@ async fn admixture_flex_schedule_and_patient_bolus_are_checked_by_rx_clinic_065(
         .unwrap()
         .remove("confirm_soft_findings");
     c.advance(TimeDelta::hours(1));
+    // Signing needs a fresh sign-in (CLINIC-052): the physician signs in again.
+    let p = c.login(Role::Physician).await;
     let (s, v) = c
         .call(
             Some(&p),

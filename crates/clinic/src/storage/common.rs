@@ -1,16 +1,15 @@
 // The query code shared by the SQLite and PostgreSQL stores, included by each with its own
-// `Db`, `Store`, `Store::begin` and `lock_parent`. Table names come from `Kind::table()`
+// `Db`, `Tx`, `Store`, `Store::begin`, `lock_parent`, `lock_table` and `after_bulk`. Table names come from `Kind::table()`
 // (fixed strings); every value is a bound parameter.
 
 use async_trait::async_trait;
 use sqlx::Row as _;
 
 use super::{
-    Actor, AuditRow, CalendarRow, EventRow, NewRow, Op, Row, SessionRow, SessionUser, Storage,
-    UserRow, stamp,
+    Actor, AuditRow, BulkRow, CalendarRow, EventRow, NewRow, Op, PatientRows, Row, SessionRow,
+    SessionUser, Storage, UserRow, stamp,
 };
 
-type Tx = sqlx::Transaction<'static, Db>;
 type DbRow = <Db as sqlx::Database>::Row;
 
 const ROW_COLS: &str = "id, parent_id, ukey, seq, status, rev, data, created_at";
@@ -232,14 +231,15 @@ impl Storage for Store {
     async fn create_session(&self, s: &SessionRow, username: &str) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, csrf, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO sessions (token_hash, user_id, csrf, created_at, expires_at, \
+             authenticated_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&s.token_hash)
         .bind(s.user_id)
         .bind(&s.csrf)
         .bind(s.created_at)
         .bind(s.expires_at)
+        .bind(s.created_at)
         .execute(&mut *tx)
         .await?;
         let actor = Actor {
@@ -254,7 +254,8 @@ impl Storage for Store {
 
     async fn session(&self, token_hash: &str, now_ms: i64) -> StoreResult<Option<SessionUser>> {
         let r = sqlx::query(
-            "SELECT u.id, u.username, u.password_hash, u.role, u.active, s.csrf \
+            "SELECT u.id, u.username, u.password_hash, u.role, u.active, s.csrf, \
+             s.authenticated_at \
              FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = $1 AND s.expires_at > $2",
         )
@@ -267,6 +268,7 @@ impl Storage for Store {
             Some(r) => Ok(Some(SessionUser {
                 user: user_of(&r)?,
                 csrf: r.try_get("csrf")?,
+                authenticated_at: r.try_get("authenticated_at")?,
             })),
         }
     }
@@ -302,6 +304,146 @@ impl Storage for Store {
         .await?)
     }
 
+    async fn reauthenticate(&self, actor: &Actor, token_hash: &str, at_ms: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("UPDATE sessions SET authenticated_at = $1 WHERE token_hash = $2")
+            .bind(at_ms)
+            .bind(token_hash)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::NotFound);
+        }
+        audit(&mut tx, at_ms, Some(actor), "reauthenticate", "user", Some(actor.user_id), None, None)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn grant_break_glass(
+        &self,
+        actor: &Actor,
+        patient_id: i64,
+        reason: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO break_glass (user_id, patient_id, reason, granted_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(actor.user_id)
+        .bind(patient_id)
+        .bind(reason)
+        .bind(now_ms)
+        .bind(expires_ms)
+        .execute(&mut *tx)
+        .await?;
+        let after = serde_json::json!({ "reason": reason, "expires_at": expires_ms }).to_string();
+        audit(
+            &mut tx,
+            now_ms,
+            Some(actor),
+            "break_glass",
+            "patient",
+            Some(patient_id),
+            None,
+            Some(&after),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn break_glass(
+        &self,
+        user_id: i64,
+        patient_id: i64,
+    ) -> StoreResult<Option<(String, i64)>> {
+        let r = sqlx::query(
+            "SELECT reason, expires_at FROM break_glass WHERE user_id = $1 AND patient_id = $2 \
+             ORDER BY expires_at DESC LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(patient_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match r {
+            Some(r) => Ok(Some((r.try_get("reason")?, r.try_get("expires_at")?))),
+            None => Ok(None),
+        }
+    }
+
+    async fn patient_record(
+        &self,
+        actor: &Actor,
+        patient_id: i64,
+        limit: i64,
+        now_ms: i64,
+    ) -> StoreResult<Option<PatientRows>> {
+        patient_record(self, actor, patient_id, limit, now_ms).await
+    }
+
+    async fn calendar_generation(&self) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT n FROM calendar_generation WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn insert_bulk(
+        &self,
+        actor: Option<&Actor>,
+        kind: Kind,
+        rows: Vec<BulkRow>,
+        now_ms: i64,
+    ) -> StoreResult<Vec<i64>> {
+        /// Rows per INSERT statement (9 parameters each: under both databases' limits).
+        const CHUNK: usize = 500;
+        let t = kind.table();
+        let mut tx = self.begin().await?;
+        lock_table(&mut tx, t).await?;
+        let highest: i64 = sqlx::query_scalar(&format!("SELECT COALESCE(MAX(id), 0) FROM {t}"))
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut next = highest;
+        for chunk in rows.chunks(CHUNK) {
+            let mut qb = sqlx::QueryBuilder::<Db>::new(format!(
+                "INSERT INTO {t} (id, parent_id, ukey, seq, status, rev, data, created_at, \
+                 updated_at) "
+            ));
+            qb.push_values(chunk, |mut b, r| {
+                next += 1;
+                ids.push(next);
+                b.push_bind(next)
+                    .push_bind(r.row.parent_id)
+                    .push_bind(r.row.key.clone())
+                    .push_bind(r.seq)
+                    .push_bind(r.row.status.clone())
+                    .push_bind(1_i64)
+                    .push_bind(stamp(&r.row.data, next, r.seq))
+                    .push_bind(now_ms)
+                    .push_bind(now_ms);
+            });
+            qb.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| unique(e, kind.key_field()))?;
+        }
+        after_bulk(&mut tx, t).await?;
+        if let (Some(first), Some(last)) = (ids.first(), ids.last()) {
+            let after = serde_json::json!({ "bulk": ids.len(), "first_id": first, "last_id": last })
+                .to_string();
+            audit(&mut tx, now_ms, actor, "create", kind.entity(), None, None, Some(&after))
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
     async fn insert(&self, actor: &Actor, kind: Kind, row: NewRow, now_ms: i64) -> StoreResult<Row> {
         let mut tx = self.begin().await?;
         let r = insert_tx(&mut tx, actor, kind, row, now_ms).await?;
@@ -327,21 +469,7 @@ impl Storage for Store {
         id: i64,
         now_ms: i64,
     ) -> StoreResult<Option<Row>> {
-        let mut tx = self.begin().await?;
-        let r = sqlx::query(&format!(
-            "SELECT {ROW_COLS} FROM {} WHERE id = $1",
-            kind.table()
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let row = r.as_ref().map(row_of).transpose()?;
-        if row.is_some() {
-            audit(&mut tx, now_ms, Some(actor), "read", kind.entity(), Some(id), None, None)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(row)
+        read_audited(self, actor, kind, id, now_ms).await
     }
 
     async fn update(

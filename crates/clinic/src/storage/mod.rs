@@ -152,6 +152,28 @@ pub struct NewRow {
     pub data: String,
 }
 
+/// A record of a bulk load, with its sequence under the parent given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkRow {
+    /// The record.
+    pub row: NewRow,
+    /// Sequence under the parent (the prescription version), unique per parent.
+    pub seq: i64,
+}
+
+/// A patient's record as rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientRows {
+    /// The patient.
+    pub patient: Row,
+    /// Implants.
+    pub implants: Vec<Row>,
+    /// Trials.
+    pub trials: Vec<Row>,
+    /// Complications.
+    pub complications: Vec<Row>,
+}
+
 /// A user account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRow {
@@ -189,6 +211,9 @@ pub struct SessionUser {
     pub user: UserRow,
     /// CSRF token.
     pub csrf: String,
+    /// When the user last gave the password in this session (sign-in or
+    /// re-authentication), ms.
+    pub authenticated_at: i64,
 }
 
 /// An audit entry.
@@ -336,6 +361,48 @@ pub trait Storage: Send + Sync {
     async fn login_failed(&self, username: &str, at_ms: i64) -> StoreResult<()>;
     /// Failed sign-ins for `username` since `since_ms`.
     async fn login_failures_since(&self, username: &str, since_ms: i64) -> StoreResult<i64>;
+    /// Records that the session's user gave the password again (audited).
+    async fn reauthenticate(&self, actor: &Actor, token_hash: &str, at_ms: i64) -> StoreResult<()>;
+    /// Grants `actor` break-glass access to a patient's record until `expires_ms`, with
+    /// the stated reason (audited in the same transaction).
+    async fn grant_break_glass(
+        &self,
+        actor: &Actor,
+        patient_id: i64,
+        reason: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> StoreResult<()>;
+    /// The latest break-glass grant of a user for a patient: (reason, expires, ms), live or
+    /// not.
+    async fn break_glass(
+        &self,
+        user_id: i64,
+        patient_id: i64,
+    ) -> StoreResult<Option<(String, i64)>>;
+    /// A patient's record with the read audited: the patient, and its implants, trials and
+    /// complications (oldest first, at most `limit` of each); `None` for no such patient.
+    async fn patient_record(
+        &self,
+        actor: &Actor,
+        patient_id: i64,
+        limit: i64,
+        now_ms: i64,
+    ) -> StoreResult<Option<PatientRows>>;
+    /// The refill calendar's generation: raised in the same transaction by every change
+    /// the calendar depends on (patients, implants, prescriptions, closed visits).
+    async fn calendar_generation(&self) -> StoreResult<i64>;
+    /// Inserts many records in one transaction (a bulk load such as the benchmark's
+    /// synthetic clinic): ids follow the table's highest in order, `"id": 0` and
+    /// `"version": 0` are stamped as by [`Storage::insert`], and one audit row records the
+    /// load (count and id range). Returns the ids in the order of `rows`.
+    async fn insert_bulk(
+        &self,
+        actor: Option<&Actor>,
+        kind: Kind,
+        rows: Vec<BulkRow>,
+        now_ms: i64,
+    ) -> StoreResult<Vec<i64>>;
     /// Inserts a record; `data`'s `"id": 0` becomes the new id and `"version": 0` the seq.
     async fn insert(&self, actor: &Actor, kind: Kind, row: NewRow, now_ms: i64)
     -> StoreResult<Row>;

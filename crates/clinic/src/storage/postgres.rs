@@ -10,6 +10,7 @@ use sqlx::postgres::PgPoolOptions;
 use super::{Kind, StoreError, StoreResult}; // also used by common.rs
 
 type Db = sqlx::Postgres;
+type Tx = sqlx::Transaction<'static, Db>;
 const BACKEND: &str = "postgres";
 
 /// The migrations, in order.
@@ -18,6 +19,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         1,
         "init",
         include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "open_visit_fresh_sign_in_break_glass",
+        include_str!("../../migrations/postgres/0002_open_visit_fresh_sign_in_break_glass.sql"),
     ),
     (
         3,
@@ -53,7 +59,7 @@ impl PgStore {
         Ok(store)
     }
 
-    async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, Db>> {
+    async fn begin(&self) -> StoreResult<Tx> {
         Ok(self.pool.begin().await?)
     }
 
@@ -95,11 +101,7 @@ impl PgStore {
 }
 
 /// Serialises inserts under one parent record.
-async fn lock_parent(
-    tx: &mut sqlx::Transaction<'static, Db>,
-    kind: Kind,
-    parent: i64,
-) -> StoreResult<()> {
+async fn lock_parent(tx: &mut Tx, kind: Kind, parent: i64) -> StoreResult<()> {
     let slot = Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
     let key = parent
         .wrapping_mul(16)
@@ -109,6 +111,97 @@ async fn lock_parent(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Keeps other writers out of a table during a bulk load with explicit ids.
+async fn lock_table(tx: &mut Tx, table: &str) -> StoreResult<()> {
+    sqlx::query(&format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Moves the identity sequence past the ids a bulk load gave explicitly.
+async fn after_bulk(tx: &mut Tx, table: &str) -> StoreResult<()> {
+    sqlx::query(&format!(
+        "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
+         (SELECT COALESCE(MAX(id), 1) FROM {table}))"
+    ))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A record read with its audit row in one statement (a data-modifying common table
+/// expression always runs to completion): one round trip and one commit.
+async fn read_audited(
+    store: &PgStore,
+    actor: &super::Actor,
+    kind: Kind,
+    id: i64,
+    now_ms: i64,
+) -> StoreResult<Option<super::Row>> {
+    let r = sqlx::query(&format!(
+        "WITH r AS (SELECT {ROW_COLS} FROM {t} WHERE id = $1), \
+         a AS (INSERT INTO audit_log (at, actor_id, actor, action, entity, entity_id) \
+               SELECT $2, $3, $4, 'read', $5, id FROM r) \
+         SELECT {ROW_COLS} FROM r",
+        t = kind.table()
+    ))
+    .bind(id)
+    .bind(now_ms)
+    .bind(actor.user_id)
+    .bind(&actor.username)
+    .bind(kind.entity())
+    .fetch_optional(&store.pool)
+    .await?;
+    r.as_ref().map(row_of).transpose()
+}
+
+/// A patient's record in one statement: the patient read and its read audited (a
+/// data-modifying common table expression), and its implants, trials and complications.
+async fn patient_record(
+    store: &PgStore,
+    actor: &super::Actor,
+    patient_id: i64,
+    limit: i64,
+    now_ms: i64,
+) -> StoreResult<Option<super::PatientRows>> {
+    let rows = sqlx::query(&format!(
+        "WITH r AS (SELECT {ROW_COLS} FROM patients WHERE id = $1), \
+         a AS (INSERT INTO audit_log (at, actor_id, actor, action, entity, entity_id) \
+               SELECT $2, $3, $4, 'read', 'patient', id FROM r) \
+         SELECT 0 AS part, {ROW_COLS} FROM r \
+         UNION ALL (SELECT 1, {ROW_COLS} FROM implants WHERE parent_id = $1 ORDER BY id LIMIT $5) \
+         UNION ALL (SELECT 2, {ROW_COLS} FROM trials WHERE parent_id = $1 ORDER BY id LIMIT $5) \
+         UNION ALL (SELECT 3, {ROW_COLS} FROM complications WHERE parent_id = $1 \
+                    ORDER BY id LIMIT $5)"
+    ))
+    .bind(patient_id)
+    .bind(now_ms)
+    .bind(actor.user_id)
+    .bind(&actor.username)
+    .bind(limit)
+    .fetch_all(&store.pool)
+    .await?;
+    let mut patient = None;
+    let (mut implants, mut trials, mut complications) = (Vec::new(), Vec::new(), Vec::new());
+    for r in &rows {
+        let part: i32 = sqlx::Row::try_get(r, "part")?;
+        let row = row_of(r)?;
+        match part {
+            0 => patient = Some(row),
+            1 => implants.push(row),
+            2 => trials.push(row),
+            _ => complications.push(row),
+        }
+    }
+    Ok(patient.map(|patient| super::PatientRows {
+        patient,
+        implants,
+        trials,
+        complications,
+    }))
 }
 
 include!("common.rs");
