@@ -6,153 +6,18 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode, header};
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use common::{Backend, TestDb, fresh};
+use axum::http::{HeaderMap, StatusCode, header};
+use chrono::{TimeDelta, TimeZone, Utc};
+use common::clinic::{Clinic, PASSWORD, User};
+use common::{Backend, fresh};
 use serde_json::{Value, json};
 use thecal_clinic::api::{AppState, Config, HSTS, SECURITY_HEADERS, router};
-use thecal_clinic::auth::{self, ROUTES, Role};
+use thecal_clinic::auth::{ROUTES, Role};
 use thecal_clinic::storage::{Actor, Kind, NewRow, StoreError};
-use tower::ServiceExt;
-
-const PASSWORD: &str = "a long test password";
-
-struct Clinic {
-    db: TestDb,
-    app: Router,
-    clock: Arc<Mutex<DateTime<Utc>>>,
-}
-
-struct User {
-    token: String,
-    csrf: String,
-}
 
 impl Clinic {
-    async fn with(b: Backend, config: Config) -> Option<Clinic> {
-        let db = fresh(b).await?;
-        let hash = auth::hash_password(PASSWORD).unwrap();
-        for role in Role::ALL {
-            db.store
-                .create_user(None, role.as_str(), &hash, role.as_str(), 0)
-                .await
-                .unwrap();
-        }
-        let clock = Arc::new(Mutex::new(
-            Utc.with_ymd_and_hms(2026, 1, 10, 10, 0, 0).unwrap(),
-        ));
-        let c = clock.clone();
-        let state = AppState {
-            store: db.store.clone(),
-            config,
-            now: Arc::new(move || *c.lock().unwrap()),
-        };
-        Some(Clinic {
-            app: router(state),
-            db,
-            clock,
-        })
-    }
-
-    async fn new(b: Backend) -> Option<Clinic> {
-        Self::with(b, Config::default()).await
-    }
-
-    fn advance(&self, d: TimeDelta) {
-        *self.clock.lock().unwrap() += d;
-    }
-
-    async fn raw(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<String>,
-    ) -> (StatusCode, HeaderMap, String) {
-        let mut req = Request::builder().method(method).uri(path);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b)),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let resp = self.app.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), 10 << 20)
-            .await
-            .unwrap();
-        (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
-    }
-
-    async fn login(&self, role: Role) -> User {
-        let (s, headers, body) = self
-            .raw(
-                "POST",
-                "/api/v1/session",
-                &[],
-                Some(json!({"username": role.as_str(), "password": PASSWORD}).to_string()),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{body}");
-        let cookie = headers[header::SET_COOKIE].to_str().unwrap();
-        let token = cookie
-            .split(';')
-            .next()
-            .unwrap()
-            .split_once('=')
-            .unwrap()
-            .1
-            .to_owned();
-        let v: Value = serde_json::from_str(&body).unwrap();
-        User {
-            token,
-            csrf: v["csrf_token"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    async fn call_full(
-        &self,
-        u: Option<&User>,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, HeaderMap, Value) {
-        let cookie = u.map(|u| format!("{}={}", auth::COOKIE, u.token));
-        let mut h = vec![];
-        if let (Some(u), Some(c)) = (u, &cookie) {
-            h.push(("cookie", c.as_str()));
-            h.push((auth::CSRF_HEADER, u.csrf.as_str()));
-        }
-        let (s, headers, text) = self
-            .raw(method, path, &h, body.map(|b| b.to_string()))
-            .await;
-        (
-            s,
-            headers,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn call(
-        &self,
-        u: Option<&User>,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let (s, _, v) = self.call_full(u, method, path, body).await;
-        (s, v)
-    }
-
     /// A patient with a pump and a baclofen prescription: (patient id, implant id).
     async fn patient_with_pump(&self, n: u32) -> (i64, i64) {
         let p = self.login(Role::Physician).await;

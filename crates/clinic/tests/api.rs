@@ -6,157 +6,14 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode, header};
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use common::{Backend, TestDb, fresh};
+use axum::http::{StatusCode, header};
+use chrono::{TimeDelta, TimeZone, Utc};
+use common::clinic::{Clinic, PASSWORD, User};
+use common::{Backend, fresh};
 use serde_json::{Value, json};
 use thecal_clinic::api::{ApiDoc, AppState, Config, router};
 use thecal_clinic::auth::{self, ROUTES, Role};
-use tower::ServiceExt;
 use utoipa::OpenApi;
-
-const PASSWORD: &str = "a long test password";
-
-struct Clinic {
-    _db: TestDb,
-    app: Router,
-    clock: Arc<Mutex<DateTime<Utc>>>,
-}
-
-impl Clinic {
-    async fn new(b: Backend) -> Option<Clinic> {
-        let db = fresh(b).await?;
-        let hash = auth::hash_password(PASSWORD).unwrap();
-        for role in Role::ALL {
-            db.store
-                .create_user(None, role.as_str(), &hash, role.as_str(), 0)
-                .await
-                .unwrap();
-        }
-        let clock = Arc::new(Mutex::new(
-            Utc.with_ymd_and_hms(2026, 1, 10, 10, 0, 0).unwrap(),
-        ));
-        let c = clock.clone();
-        let state = AppState {
-            store: db.store.clone(),
-            config: Config::default(),
-            now: Arc::new(move || *c.lock().unwrap()),
-        };
-        Some(Clinic {
-            app: router(state),
-            _db: db,
-            clock,
-        })
-    }
-
-    fn advance(&self, d: TimeDelta) {
-        let mut c = self.clock.lock().unwrap();
-        *c += d;
-    }
-
-    async fn raw(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<String>,
-    ) -> (StatusCode, HeaderMap, String) {
-        let mut req = Request::builder().method(method).uri(path);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b)),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let resp = self.app.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), 10 << 20)
-            .await
-            .unwrap();
-        (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
-    }
-
-    async fn login_raw(
-        &self,
-        user: &str,
-        password: &str,
-        cookie: Option<&str>,
-    ) -> (StatusCode, Option<String>, Value) {
-        let cookie_header = cookie.map(|c| format!("{}={c}", auth::COOKIE));
-        let mut h = vec![];
-        if let Some(c) = &cookie_header {
-            h.push(("cookie", c.as_str()));
-        }
-        let (s, headers, body) = self
-            .raw(
-                "POST",
-                "/api/v1/session",
-                &h,
-                Some(json!({"username": user, "password": password}).to_string()),
-            )
-            .await;
-        let token = headers
-            .get(header::SET_COOKIE)
-            .map(|v| v.to_str().unwrap().to_owned())
-            .map(|c| {
-                assert!(
-                    c.contains("HttpOnly") && c.contains("SameSite=Strict"),
-                    "{c}"
-                );
-                c.split(';')
-                    .next()
-                    .unwrap()
-                    .split_once('=')
-                    .unwrap()
-                    .1
-                    .to_owned()
-            });
-        (s, token, serde_json::from_str(&body).unwrap_or(Value::Null))
-    }
-
-    async fn login(&self, role: Role) -> User {
-        let (s, token, body) = self.login_raw(role.as_str(), PASSWORD, None).await;
-        assert_eq!(s, StatusCode::OK, "{body}");
-        User {
-            token: token.unwrap(),
-            csrf: body["csrf_token"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    async fn call(
-        &self,
-        u: Option<&User>,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let cookie = u.map(|u| format!("{}={}", auth::COOKIE, u.token));
-        let mut h = vec![];
-        if let (Some(u), Some(c)) = (u, &cookie) {
-            h.push(("cookie", c.as_str()));
-            h.push((auth::CSRF_HEADER, u.csrf.as_str()));
-        }
-        let (s, _, text) = self
-            .raw(method, path, &h, body.map(|b| b.to_string()))
-            .await;
-        (
-            s,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-}
-
-struct User {
-    token: String,
-    csrf: String,
-}
 
 fn patient(mrn: &str, name: &str) -> Value {
     json!({"mrn": mrn, "name": name, "date_of_birth": "1970-05-01",
@@ -987,7 +844,7 @@ async fn demo_clinic_shows_overdue_due_eri_trial_and_flagged_visit_clinic_032(b:
     };
     let c = Clinic {
         app: router(state),
-        _db: db,
+        db,
         clock: Arc::new(Mutex::new(now)),
     };
     let (s, token, body) = c

@@ -4,6 +4,8 @@
 //! a SKIPPED notice, and `THECAL_REQUIRE_POSTGRES=1` turns its absence into a failure.
 #![allow(dead_code, missing_docs)]
 
+pub mod clinic;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
