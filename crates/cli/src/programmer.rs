@@ -1516,8 +1516,8 @@ fn catheter_record(
     pump_segment: Option<Volume>,
 ) -> Result<CatheterRecord, Fail> {
     let length_mm = parse_length_mm(length)?;
-    let custom = model.trim().eq_ignore_ascii_case("custom")
-        || model.trim() == CUSTOM_MODEL.to_string();
+    let custom =
+        model.trim().eq_ignore_ascii_case("custom") || model.trim() == CUSTOM_MODEL.to_string();
     let per_cm = volume_per_cm
         .map(|v| {
             let v = v.trim();
