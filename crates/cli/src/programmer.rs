@@ -2657,6 +2657,65 @@ mod tests {
     }
 
     #[test]
+    fn catheter_lengths_need_their_unit_and_records_say_what_is_allowed_rx_032() {
+        assert_eq!(parse_length_mm("45 cm").unwrap(), 450);
+        assert_eq!(parse_length_mm("45.5cm").unwrap(), 455);
+        assert_eq!(parse_length_mm(" 450 mm ").unwrap(), 450);
+        for bad in [
+            "45",
+            "45 m",
+            "45.25 cm",
+            "450.5 mm",
+            "cm",
+            ".5 cm",
+            "99999999 cm",
+        ] {
+            match parse_length_mm(bad) {
+                Err(Fail::Usage(m)) => assert!(m.contains("5 cm to 150 cm"), "{bad}: {m}"),
+                other => panic!("{bad}: {:?}", other.ok()),
+            }
+        }
+        // A catalogue model by code or name takes the catalogue's figures.
+        let r = catheter_record("1", "45 cm", None, None).unwrap();
+        assert_eq!(r.volume(), Volume::from_nl(119_000));
+        let named = catheter_record(
+            "one-piece intrathecal catheter, 0.60 mm lumen",
+            "62.5 cm",
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!((named.model, named.volume()), (2, Volume::from_nl(176_875)));
+        // A custom model with labelled figures: 30 cm x 2.5 uL/cm + 10 uL = 85 uL.
+        let c = catheter_record(
+            "custom",
+            "30 cm",
+            Some("2.5 uL/cm"),
+            Some(Volume::from_nl(10_000)),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.model, c.volume()),
+            (CUSTOM_MODEL, Volume::from_nl(85_000))
+        );
+        let usage = |r: Result<CatheterRecord, Fail>| match r {
+            Err(Fail::Usage(m)) => m,
+            other => panic!("{:?}", other.ok()),
+        };
+        assert!(
+            usage(catheter_record(
+                "custom",
+                "30 cm",
+                Some("11 uL"),
+                Some(Volume::ZERO)
+            ))
+            .contains("0.5 uL to 10 uL per cm")
+        );
+        assert!(usage(catheter_record("4", "30 cm", None, None)).contains("3 (trial catheter"));
+        assert!(usage(catheter_record("1", "4.9 cm", None, None)).contains("5 cm to 150 cm"));
+    }
+
+    #[test]
     fn fingerprints_and_bridges_parse() {
         assert_eq!(parse_fingerprint("123 456").unwrap(), 123_456);
         assert_eq!(parse_fingerprint("004567").unwrap(), 4_567);
