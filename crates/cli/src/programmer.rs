@@ -1078,7 +1078,7 @@ pub fn catheter_text(c: Option<&CatheterRecord>) -> String {
 /// reservoir's drug.
 pub fn dead_volume_text(s: &Status) -> String {
     format!(
-        "{} (pump path {} + catheter {}{}); {} of it ahead of the drug",
+        "{} (pump path {} + catheter {}{}); {}",
         s.dead_volume,
         s.pump_path,
         s.dead_volume.saturating_sub(s.pump_path),
@@ -1087,7 +1087,11 @@ pub fn dead_volume_text(s: &Status) -> String {
         } else {
             ""
         },
-        s.ahead_of_drug
+        if s.reservoir.is_zero() {
+            "the reservoir holds no drug".to_string()
+        } else {
+            format!("{} of it ahead of the drug", s.ahead_of_drug)
+        }
     )
 }
 
