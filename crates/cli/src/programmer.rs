@@ -2481,6 +2481,35 @@ fn flow_over(f: Flow, d: Duration) -> Volume {
     Volume::from_nl(u64::try_from(nl / 86_400_000).unwrap_or(u64::MAX))
 }
 
+/// The read-back of a priming bolus: it is under way, and the volume the pump chose is
+/// no more than the fluid that was ahead of the drug (more would push drug into the CSF
+/// at bolus speed). A difference says what the pump holds (exit status 5).
+pub fn verify_priming(old: &Status, volume: Volume, s: &Status) -> Result<(), Fail> {
+    let mut wrong = Vec::new();
+    if !s.bolus_active {
+        wrong.push(format!(
+            "the pump runs no bolus ({}); a priming bolus of {volume} was accepted",
+            mode_text(&s.mode)
+        ));
+    }
+    if volume > old.ahead_of_drug {
+        wrong.push(format!(
+            "the pump chose a priming bolus of {volume}, more than the {} that was ahead of \
+             the drug: drug would reach the CSF at bolus speed; cancel it now \
+             (thecal programmer ... cancel-bolus)",
+            old.ahead_of_drug
+        ));
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(Fail::Exit(
+            EXIT_READ_BACK,
+            format!("read-back mismatch: {}", wrong.join("; ")),
+        ))
+    }
+}
+
 /// `programmer prime`: review (the catheter, the dead volume, what is ahead of the drug,
 /// what the basal covers), confirm, send, read back the bolus under way and print the
 /// volume the pump chose.
@@ -2529,16 +2558,7 @@ fn prime(out: &Out, link: &LinkArgs, duration: Duration, yes: bool) -> Result<Ex
         )));
     };
     let s = status(&mut client)?;
-    if !s.bolus_active {
-        return Err(Fail::Exit(
-            EXIT_READ_BACK,
-            format!(
-                "read-back mismatch: the pump runs no bolus ({}); a priming bolus of {volume} \
-                 was accepted",
-                mode_text(&s.mode)
-            ),
-        ));
-    }
+    verify_priming(&old, volume, &s)?;
     out.emit(
         json!({
             "accepted": true,
@@ -2717,6 +2737,34 @@ mod tests {
         );
         assert!(usage(catheter_record("4", "30 cm", None, None)).contains("3 (trial catheter"));
         assert!(usage(catheter_record("1", "4.9 cm", None, None)).contains("5 cm to 150 cm"));
+    }
+
+    #[test]
+    fn a_priming_bolus_beyond_the_fluid_ahead_of_the_drug_is_a_read_back_mismatch_rx_032() {
+        use thecal_pump::core::Pump;
+        use thecal_pump::profile::HardwareProfile;
+        let pump = Pump::new(HardwareProfile::prometra_class(20), Instant::from_ms(0));
+        let mut old = pump.status();
+        old.ahead_of_drug = Volume::from_nl(149_000);
+        let mut running = old.clone();
+        running.bolus_active = true;
+        // 139 uL of the 149 uL ahead of the drug: as it should be.
+        assert!(verify_priming(&old, Volume::from_nl(139_000), &running).is_ok());
+        assert!(verify_priming(&old, Volume::from_nl(149_000), &running).is_ok());
+        // One nanolitre more would push drug into the CSF at bolus speed.
+        match verify_priming(&old, Volume::from_nl(149_001), &running) {
+            Err(Fail::Exit(5, m)) => assert!(
+                m.contains("more than the 0.149 mL that was ahead of the drug")
+                    && m.contains("cancel-bolus"),
+                "{m}"
+            ),
+            other => panic!("{:?}", other.is_ok()),
+        }
+        // No bolus under way after an accepted priming.
+        match verify_priming(&old, Volume::from_nl(139_000), &old) {
+            Err(Fail::Exit(5, m)) => assert!(m.contains("the pump runs no bolus"), "{m}"),
+            other => panic!("{:?}", other.is_ok()),
+        }
     }
 
     #[test]
