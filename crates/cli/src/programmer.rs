@@ -10,9 +10,10 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use thecal_link::{Body, DeviceInfo, LinkCommand, PublicKey, Reply, key_id_for};
 use thecal_pump::alarm::AlarmKind;
+use thecal_pump::catheter::{self as cath, CUSTOM_MODEL, CatheterRecord};
 use thecal_pump::command::{
-    BridgeChoice, Command, CommandKind, Mode, Refusal, Role, SOFT_REASON_MAX, SoftReason, Status,
-    StopReason,
+    BridgeChoice, Command, CommandKind, Mode, REMINDER_INTERVAL_MAX, REMINDER_INTERVAL_MIN,
+    Refusal, Role, SOFT_REASON_MAX, SoftReason, Status, StopReason,
 };
 use thecal_pump::core::AlarmSettings;
 use thecal_pump::event::Event;
@@ -282,6 +283,52 @@ enum ProgCommand {
         /// on or off.
         #[arg(value_parser = ["on", "off"])]
         state: String,
+        /// With `on`: an emergency scan that cannot wait for the pump to be emptied (the
+        /// valve is shut with drug in the reservoir).
+        #[arg(long)]
+        emergency: bool,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// How often an acknowledged no-delivery alarm (stopped, MRI mode, fault, empty
+    /// reservoir, end of service) sounds again until its cause clears: 15 min to 4 h.
+    ReminderInterval {
+        /// The interval, e.g. "30 min" (15 min to 4 h).
+        #[arg(long, allow_hyphen_values = true)]
+        interval: Duration,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Record the implanted catheter (at implant and after each revision); the pump must
+    /// be stopped. A catalogue model by code or name, or `custom` with the labelled
+    /// volume per cm and pump segment.
+    Catheter {
+        /// Catalogue code (1, 2, 3) or name, or `custom`.
+        #[arg(long)]
+        model: String,
+        /// Length left after trimming, with its unit: "45 cm" or "450 mm" (5 cm to 150 cm).
+        #[arg(long, allow_hyphen_values = true)]
+        length: String,
+        /// With `--model custom`: the labelled internal volume per cm, e.g. "2.2 uL".
+        #[arg(long, allow_hyphen_values = true)]
+        volume_per_cm: Option<String>,
+        /// With `--model custom`: the labelled pump-segment volume, e.g. "20 uL" (0 for a
+        /// one-piece catheter).
+        #[arg(long, allow_hyphen_values = true)]
+        pump_segment: Option<Volume>,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// A priming bolus that fills a drug-free catheter: the pump computes the volume
+    /// from the recorded catheter and the basal, so that the drug reaches the tip as the
+    /// priming ends.
+    Prime {
+        /// How long the priming lasts, e.g. "1 h".
+        #[arg(long, allow_hyphen_values = true)]
+        duration: Duration,
         /// Send without asking.
         #[arg(long)]
         yes: bool,
@@ -336,12 +383,26 @@ pub fn simple_change(
     yes: bool,
     c: Change<'_>,
 ) -> Result<ExitCode, Fail> {
+    checked_change(out, link, kind, yes, &|_| Ok(()), c)
+}
+
+/// [`simple_change`] with a check of the pump's status before anything is sent: `Err`
+/// says why the change is not sent (exit status 1), after the review.
+pub fn checked_change(
+    out: &Out,
+    link: &LinkArgs,
+    kind: DeviceKind,
+    yes: bool,
+    ready: &dyn Fn(&Status) -> Result<(), String>,
+    c: Change<'_>,
+) -> Result<ExitCode, Fail> {
     let (mut key, mut client) = link.connect(kind)?;
     let old = status(&mut client)?;
     let review = (c.review)(&old);
     if !out.json {
         println!("{review}");
     }
+    ready(&old).map_err(Fail::Runtime)?;
     if confirm(c.question, yes)? {
         client.reconnect(&mut key)?;
     }
@@ -714,6 +775,10 @@ pub fn confirm(question: &str, yes: bool) -> Result<bool, Fail> {
 const PRESCRIPTION_REFUSAL: u8 = 2;
 /// [`Refusal::code`] of a flagged refill reconciliation that was not confirmed.
 const RECONCILIATION_REFUSAL: u8 = 3;
+/// [`Refusal::code`] of MRI mode refused because the reservoir is not empty.
+const MRI_NOT_EMPTY_REFUSAL: u8 = 25;
+/// [`Refusal::code`] of a priming bolus refused because no catheter is recorded.
+const NO_CATHETER_REFUSAL: u8 = 26;
 
 /// A refusal as an error carrying the pump's text: exit status 3 for a hard finding of
 /// the pump's prescription check, 4 for a soft finding or flagged reconciliation not
@@ -730,6 +795,11 @@ pub fn refused(reply: &Reply) -> Fail {
             let what_to_do = if *code == refusal::REGISTRY_FULL {
                 "\nto free a place: thecal programmer ... devices (find a device no longer \
                  used), revoke KEY_ID, remove KEY_ID"
+            } else if *code == NO_CATHETER_REFUSAL {
+                "\nrecord it with the pump stopped: thecal programmer ... catheter --model \
+                 CODE --length \"45 cm\""
+            } else if *code == MRI_NOT_EMPTY_REFUSAL {
+                "\nfor a scan that cannot wait: thecal programmer ... mri on --emergency"
             } else {
                 ""
             };
@@ -930,6 +1000,22 @@ pub fn status_json(s: &Status) -> Value {
         "clock_set": s.clock_set,
         "bolus_active": s.bolus_active,
         "bridging": s.bridging,
+        "catheter": s.catheter.map(|c| json!({
+            "model": c.model,
+            "model_name": c.model_name(),
+            "length_mm": c.length_mm,
+            "volume_per_cm": c.volume_per_cm.to_string(),
+            "pump_segment": c.pump_segment.to_string(),
+            "volume": c.volume().to_string(),
+            "volume_nl": c.volume().raw(),
+            "text": c.to_string(),
+        })),
+        "pump_path": s.pump_path.to_string(),
+        "dead_volume": s.dead_volume.to_string(),
+        "dead_volume_nl": s.dead_volume.raw(),
+        "ahead_of_drug": s.ahead_of_drug.to_string(),
+        "ahead_of_drug_nl": s.ahead_of_drug.raw(),
+        "reminder_interval": s.reminder_interval.to_string(),
         "alarm_settings": {
             "low_reservoir": s.alarm_settings.low_reservoir.to_string(),
             "low_reservoir_days": s.alarm_settings.low_reservoir_days,
@@ -959,6 +1045,12 @@ pub fn status_text(s: &Status) -> String {
     if s.bolus_active {
         t += "bolus:       under way\n";
     }
+    t += &format!(
+        "catheter:    {}\ndead volume: {}\nreminder:    {}\n",
+        catheter_text(s.catheter.as_ref()),
+        dead_volume_text(s),
+        reminder_text(s.reminder_interval)
+    );
     if s.alarms.is_empty() {
         t += "alarms:      none\n";
     } else {
@@ -972,6 +1064,43 @@ pub fn status_text(s: &Status) -> String {
         }
     }
     t
+}
+
+/// The catheter record in words.
+pub fn catheter_text(c: Option<&CatheterRecord>) -> String {
+    c.map_or_else(
+        || "none recorded (priming is refused until one is)".to_string(),
+        CatheterRecord::to_string,
+    )
+}
+
+/// The dead volume in words: pump path and catheter, and how much is still ahead of the
+/// reservoir's drug.
+pub fn dead_volume_text(s: &Status) -> String {
+    format!(
+        "{} (pump path {} + catheter {}{}); {}",
+        s.dead_volume,
+        s.pump_path,
+        s.dead_volume.saturating_sub(s.pump_path),
+        if s.catheter.is_none() {
+            ", the pump model's nominal catheter"
+        } else {
+            ""
+        },
+        if s.reservoir.is_zero() {
+            "the reservoir holds no drug".to_string()
+        } else {
+            format!("{} of it ahead of the drug", s.ahead_of_drug)
+        }
+    )
+}
+
+/// The no-delivery reminder interval in words.
+pub fn reminder_text(d: Duration) -> String {
+    format!(
+        "an acknowledged no-delivery alarm (stopped, MRI mode, fault, empty reservoir, end \
+         of service) sounds again every {d}"
+    )
 }
 
 fn contents_text(a: &Admixture) -> String {
@@ -1331,6 +1460,118 @@ fn parse_bridge(s: &str) -> Result<BridgeChoice, Fail> {
             ))
         }),
     }
+}
+
+/// The catalogue in words, for an error that says what is allowed.
+fn catalogue_text() -> String {
+    let models: Vec<String> = cath::CATALOGUE
+        .iter()
+        .map(|m| format!("{} ({})", m.code, m.name))
+        .collect();
+    format!(
+        "{}, or custom (code {CUSTOM_MODEL}) with --volume-per-cm and --pump-segment from \
+         the catheter's labelling",
+        models.join(", ")
+    )
+}
+
+/// A length with its unit, "45 cm", "45.5 cm" or "450 mm", in whole millimetres.
+fn parse_length_mm(s: &str) -> Result<u16, Fail> {
+    let bad = |why: &str| {
+        Fail::Usage(format!(
+            "--length '{s}': {why}; give the length after trimming with its unit, e.g. \
+             \"45 cm\" or \"450 mm\" ({})",
+            cath::CatheterError::Length.message()
+        ))
+    };
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| bad("no unit"))?;
+    let (number, unit) = t.split_at(split);
+    let per_mm: u64 = match unit.trim() {
+        "cm" => 10,
+        "mm" => 1,
+        _ => return Err(bad("the unit is cm or mm")),
+    };
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || (per_mm == 1 && !frac.is_empty()) || frac.len() > 1 {
+        return Err(bad("not a length to the millimetre"));
+    }
+    let whole: u64 = whole.parse().map_err(|_| bad("not a number"))?;
+    let tenth: u64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().map_err(|_| bad("not a number"))?
+    };
+    let mm = whole
+        .checked_mul(per_mm)
+        .and_then(|mm| mm.checked_add(tenth))
+        .ok_or_else(|| bad("too long"))?;
+    u16::try_from(mm).map_err(|_| bad("too long"))
+}
+
+/// The catheter record from the command line, checked as the pump checks it; bad input
+/// (exit status 2) says what is allowed.
+fn catheter_record(
+    model: &str,
+    length: &str,
+    volume_per_cm: Option<&str>,
+    pump_segment: Option<Volume>,
+) -> Result<CatheterRecord, Fail> {
+    let length_mm = parse_length_mm(length)?;
+    let custom =
+        model.trim().eq_ignore_ascii_case("custom") || model.trim() == CUSTOM_MODEL.to_string();
+    let per_cm = volume_per_cm
+        .map(|v| {
+            let v = v.trim();
+            let v = v
+                .strip_suffix("/cm")
+                .or_else(|| v.strip_suffix(" per cm"))
+                .unwrap_or(v);
+            v.trim().parse::<Volume>().map_err(|e| {
+                Fail::Usage(format!(
+                    "--volume-per-cm '{v}': {e}; give the labelled internal volume per cm, \
+                     e.g. \"2.2 uL\""
+                ))
+            })
+        })
+        .transpose()?;
+    let record = if custom {
+        let (Some(volume_per_cm), Some(pump_segment)) = (per_cm, pump_segment) else {
+            return Err(Fail::Usage(
+                "--model custom needs the labelled --volume-per-cm (e.g. \"2.2 uL\") and \
+                 --pump-segment (e.g. \"20 uL\", or \"0 uL\" for a one-piece catheter)"
+                    .into(),
+            ));
+        };
+        CatheterRecord {
+            model: CUSTOM_MODEL,
+            volume_per_cm,
+            length_mm,
+            pump_segment,
+        }
+    } else {
+        let m = cath::model_named(model).ok_or_else(|| {
+            Fail::Usage(format!(
+                "--model '{model}': unknown catheter model; known: {}",
+                catalogue_text()
+            ))
+        })?;
+        CatheterRecord {
+            volume_per_cm: per_cm.unwrap_or(m.volume_per_cm),
+            pump_segment: pump_segment.unwrap_or(m.pump_segment),
+            ..CatheterRecord::of_model(m, length_mm)
+        }
+    };
+    record.validate().map_err(|e| {
+        Fail::Usage(format!(
+            "catheter {}: {}",
+            if custom { "custom" } else { model },
+            e.message()
+        ))
+    })?;
+    Ok(record)
 }
 
 fn parse_fingerprint(s: &str) -> Result<u32, Fail> {
@@ -2005,7 +2246,143 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
         ProgCommand::Acknowledge { alarm, yes } => {
             acknowledge(&out, &args.link, DeviceKind::Programmer, alarm, *yes)
         }
-        ProgCommand::Mri { state, yes } => {
+        ProgCommand::Mri {
+            state,
+            emergency: true,
+            yes,
+        } => {
+            if state != "on" {
+                return Err(Fail::Usage(
+                    "--emergency goes with `mri on` (an emergency scan); `mri off` resets the \
+                     valve after any scan"
+                        .into(),
+                ));
+            }
+            simple_change(
+                &out,
+                &args.link,
+                DeviceKind::Programmer,
+                *yes,
+                Change {
+                    review: &|s| {
+                        format!(
+                            "OLD: {}; the reservoir holds {}\nNEW: EMERGENCY MRI mode: the \
+                             valve shut with {} still in the reservoir, for a scan that \
+                             cannot wait for the pump to be emptied. The valves may open in \
+                             the magnet's field: watch the patient for an overdose during \
+                             and after the scan. The pump logs the command with this \
+                             programmer's key; reset the valve after the scan (mri off).",
+                            mode_text(&s.mode),
+                            s.reservoir,
+                            s.reservoir
+                        )
+                    },
+                    question: "Shut the valve for an emergency scan with drug in the reservoir?",
+                    cmd: Command::MriEmergency,
+                    verify: &|_, s| {
+                        if matches!(s.mode, Mode::MriSuspended) {
+                            Ok(())
+                        } else {
+                            Err(format!("the pump is {}", mode_text(&s.mode)))
+                        }
+                    },
+                    done: "emergency MRI mode on",
+                },
+            )
+        }
+        ProgCommand::ReminderInterval { interval, yes } => {
+            if !(REMINDER_INTERVAL_MIN..=REMINDER_INTERVAL_MAX).contains(interval) {
+                return Err(Fail::Usage(format!(
+                    "--interval {interval}: the no-delivery reminder interval is \
+                     {REMINDER_INTERVAL_MIN} to {REMINDER_INTERVAL_MAX}"
+                )));
+            }
+            let interval = *interval;
+            simple_change(
+                &out,
+                &args.link,
+                DeviceKind::Programmer,
+                *yes,
+                Change {
+                    review: &|s| {
+                        format!(
+                            "OLD: {}\nNEW: {}",
+                            reminder_text(s.reminder_interval),
+                            reminder_text(interval)
+                        )
+                    },
+                    question: "Set the no-delivery reminder interval?",
+                    cmd: Command::SetReminderInterval { interval },
+                    verify: &|_, s| {
+                        if s.reminder_interval == interval {
+                            Ok(())
+                        } else {
+                            Err(format!(
+                                "the pump holds a reminder interval of {}",
+                                s.reminder_interval
+                            ))
+                        }
+                    },
+                    done: "reminder interval set",
+                },
+            )
+        }
+        ProgCommand::Catheter {
+            model,
+            length,
+            volume_per_cm,
+            pump_segment,
+            yes,
+        } => {
+            let record = catheter_record(model, length, volume_per_cm.as_deref(), *pump_segment)?;
+            checked_change(
+                &out,
+                &args.link,
+                DeviceKind::Programmer,
+                *yes,
+                &|s| match s.mode {
+                    Mode::Stopped { .. } => Ok(()),
+                    other => Err(format!(
+                        "not sent: the pump is {}; a catheter record needs a stopped pump \
+                         (the fluid path changes): stop it first (thecal programmer ... stop \
+                         --reason procedure)",
+                        mode_text(&other)
+                    )),
+                },
+                Change {
+                    review: &|s| {
+                        let new_dead = s.pump_path.saturating_add(record.volume());
+                        format!(
+                            "OLD: catheter {}; dead volume {}\nNEW: catheter {}; dead volume \
+                             {new_dead} (pump path {} + catheter {})\nThe pump must be \
+                             stopped: the fluid path changes. The new catheter holds no drug: \
+                             prime it (thecal programmer ... prime --duration \"1 h\") once \
+                             the pump is filled and running.",
+                            catheter_text(s.catheter.as_ref()),
+                            dead_volume_text(s),
+                            record,
+                            s.pump_path,
+                            record.volume()
+                        )
+                    },
+                    question: "Record this catheter?",
+                    cmd: Command::SetCatheter(record),
+                    verify: &|_, s| {
+                        if s.catheter == Some(record) {
+                            Ok(())
+                        } else {
+                            Err(format!(
+                                "the pump holds catheter {}",
+                                catheter_text(s.catheter.as_ref())
+                            ))
+                        }
+                    },
+                    done: "catheter recorded",
+                },
+            )
+        }
+        ProgCommand::Prime { duration, yes } => prime(&out, &args.link, *duration, *yes),
+        ProgCommand::Mri { state, yes, .. } => {
             let on = state == "on";
             simple_change(
                 &out,
@@ -2096,6 +2473,114 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             logs(&out, &mut client, *from)
         }
     }
+}
+
+/// The volume a flow delivers over a duration, to the nearest nanolitre.
+fn flow_over(f: Flow, d: Duration) -> Volume {
+    let nl = u128::from(f.raw()) * u128::from(d.ms()) + 43_200_000;
+    Volume::from_nl(u64::try_from(nl / 86_400_000).unwrap_or(u64::MAX))
+}
+
+/// The read-back of a priming bolus: it is under way, and the volume the pump chose is
+/// no more than the fluid that was ahead of the drug (more would push drug into the CSF
+/// at bolus speed). A difference says what the pump holds (exit status 5).
+pub fn verify_priming(old: &Status, volume: Volume, s: &Status) -> Result<(), Fail> {
+    let mut wrong = Vec::new();
+    if !s.bolus_active {
+        wrong.push(format!(
+            "the pump runs no bolus ({}); a priming bolus of {volume} was accepted",
+            mode_text(&s.mode)
+        ));
+    }
+    if volume > old.ahead_of_drug {
+        wrong.push(format!(
+            "the pump chose a priming bolus of {volume}, more than the {} that was ahead of \
+             the drug: drug would reach the CSF at bolus speed; cancel it now \
+             (thecal programmer ... cancel-bolus)",
+            old.ahead_of_drug
+        ));
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(Fail::Exit(
+            EXIT_READ_BACK,
+            format!("read-back mismatch: {}", wrong.join("; ")),
+        ))
+    }
+}
+
+/// `programmer prime`: review (the catheter, the dead volume, what is ahead of the drug,
+/// what the basal covers), confirm, send, read back the bolus under way and print the
+/// volume the pump chose.
+fn prime(out: &Out, link: &LinkArgs, duration: Duration, yes: bool) -> Result<ExitCode, Fail> {
+    let (mut key, mut client) = link.connect(DeviceKind::Programmer)?;
+    let old = status(&mut client)?;
+    let program = program_of(&mut client)?;
+    let (lo, hi) = program.schedule.basal_range();
+    let (covers_lo, covers_hi) = (flow_over(lo, duration), flow_over(hi, duration));
+    let basal = if lo == hi {
+        format!("the basal {lo} covers {covers_lo} over {duration}")
+    } else {
+        format!("the basal {lo} to {hi} covers {covers_lo} to {covers_hi} over {duration}")
+    };
+    let about = |c: Volume| old.ahead_of_drug.saturating_sub(c);
+    let expected = if lo == hi {
+        format!("{}", about(covers_lo))
+    } else {
+        format!("{} to {}", about(covers_hi), about(covers_lo))
+    };
+    let review = format!(
+        "catheter:    {}\ndead volume: {}\nbasal:       {basal}\nNEW: a priming bolus over \
+         {duration} of what the basal leaves of the {} ahead of the drug: about {expected}. \
+         The pump computes the volume itself, so that the drug reaches the catheter tip as \
+         the priming ends.",
+        catheter_text(old.catheter.as_ref()),
+        dead_volume_text(&old),
+        old.ahead_of_drug
+    );
+    if !out.json {
+        println!("{review}");
+        if old.catheter.is_none() {
+            println!(
+                "No catheter is recorded: the pump will refuse (record it first: thecal \
+                 programmer ... catheter --model CODE --length \"45 cm\")."
+            );
+        }
+    }
+    if confirm(&format!("Prime the catheter over {duration}?"), yes)? {
+        client.reconnect(&mut key)?;
+    }
+    let r = ok(&mut client, Body::Pump(Command::PrimingBolus { duration }))?;
+    let Reply::BolusAccepted { volume, ends_at } = r else {
+        return Err(Fail::Runtime(format!(
+            "unexpected answer from the pump to a priming bolus: {r:?}"
+        )));
+    };
+    let s = status(&mut client)?;
+    verify_priming(&old, volume, &s)?;
+    out.emit(
+        json!({
+            "accepted": true,
+            "review": review,
+            "volume": volume.to_string(),
+            "volume_nl": volume.raw(),
+            "ends_at": when(ends_at),
+            "dead_volume": old.dead_volume.to_string(),
+            "ahead_of_drug": old.ahead_of_drug.to_string(),
+            "basal_covers": covers_lo.to_string(),
+            "old": status_json(&old),
+            "status": status_json(&s),
+        }),
+        &format!(
+            "priming bolus of {volume} started (the volume the pump chose), ending about {}. \
+             read back:\n{}",
+            when(ends_at),
+            status_text(&s)
+        ),
+        Some(client.bearer.stats),
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn logs(out: &Out, client: &mut Client, from: u32) -> Result<ExitCode, Fail> {
@@ -2199,6 +2684,93 @@ mod tests {
             parse_contents("unobtainium 1 mg/mL"),
             Err(Fail::Usage(_))
         ));
+    }
+
+    #[test]
+    fn catheter_lengths_need_their_unit_and_records_say_what_is_allowed_rx_032() {
+        assert_eq!(parse_length_mm("45 cm").unwrap(), 450);
+        assert_eq!(parse_length_mm("45.5cm").unwrap(), 455);
+        assert_eq!(parse_length_mm(" 450 mm ").unwrap(), 450);
+        for bad in [
+            "45",
+            "45 m",
+            "45.25 cm",
+            "450.5 mm",
+            "cm",
+            ".5 cm",
+            "99999999 cm",
+        ] {
+            match parse_length_mm(bad) {
+                Err(Fail::Usage(m)) => assert!(m.contains("5 cm to 150 cm"), "{bad}: {m}"),
+                other => panic!("{bad}: {:?}", other.ok()),
+            }
+        }
+        // A catalogue model by code or name takes the catalogue's figures.
+        let r = catheter_record("1", "45 cm", None, None).unwrap();
+        assert_eq!(r.volume(), Volume::from_nl(119_000));
+        let named = catheter_record(
+            "one-piece intrathecal catheter, 0.60 mm lumen",
+            "62.5 cm",
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!((named.model, named.volume()), (2, Volume::from_nl(176_875)));
+        // A custom model with labelled figures: 30 cm x 2.5 uL/cm + 10 uL = 85 uL.
+        let c = catheter_record(
+            "custom",
+            "30 cm",
+            Some("2.5 uL/cm"),
+            Some(Volume::from_nl(10_000)),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.model, c.volume()),
+            (CUSTOM_MODEL, Volume::from_nl(85_000))
+        );
+        let usage = |r: Result<CatheterRecord, Fail>| match r {
+            Err(Fail::Usage(m)) => m,
+            other => panic!("{:?}", other.ok()),
+        };
+        assert!(
+            usage(catheter_record(
+                "custom",
+                "30 cm",
+                Some("11 uL"),
+                Some(Volume::ZERO)
+            ))
+            .contains("0.5 uL to 10 uL per cm")
+        );
+        assert!(usage(catheter_record("4", "30 cm", None, None)).contains("3 (trial catheter"));
+        assert!(usage(catheter_record("1", "4.9 cm", None, None)).contains("5 cm to 150 cm"));
+    }
+
+    #[test]
+    fn a_priming_bolus_beyond_the_fluid_ahead_of_the_drug_is_a_read_back_mismatch_rx_032() {
+        use thecal_pump::core::Pump;
+        use thecal_pump::profile::HardwareProfile;
+        let pump = Pump::new(HardwareProfile::prometra_class(20), Instant::from_ms(0));
+        let mut old = pump.status();
+        old.ahead_of_drug = Volume::from_nl(149_000);
+        let mut running = old.clone();
+        running.bolus_active = true;
+        // 139 uL of the 149 uL ahead of the drug: as it should be.
+        assert!(verify_priming(&old, Volume::from_nl(139_000), &running).is_ok());
+        assert!(verify_priming(&old, Volume::from_nl(149_000), &running).is_ok());
+        // One nanolitre more would push drug into the CSF at bolus speed.
+        match verify_priming(&old, Volume::from_nl(149_001), &running) {
+            Err(Fail::Exit(5, m)) => assert!(
+                m.contains("more than the 0.149 mL that was ahead of the drug")
+                    && m.contains("cancel-bolus"),
+                "{m}"
+            ),
+            other => panic!("{:?}", other.is_ok()),
+        }
+        // No bolus under way after an accepted priming.
+        match verify_priming(&old, Volume::from_nl(139_000), &old) {
+            Err(Fail::Exit(5, m)) => assert!(m.contains("the pump runs no bolus"), "{m}"),
+            other => panic!("{:?}", other.is_ok()),
+        }
     }
 
     #[test]

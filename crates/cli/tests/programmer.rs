@@ -1036,3 +1036,371 @@ fn the_implants_status_lines_are_json_lines_with_json_rx_027() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+// ----- the catheter record, priming, emergency MRI, the reminder interval ----------------
+
+/// Starts a Prometra-class implant (the valve pump: 30 uL internal path, 2 uL pulses)
+/// and enrols a new programmer key with it.
+fn implant_and_programmer(name: &str) -> (PathBuf, Implant, Device) {
+    let work = tmpdir(name);
+    let state = work.join("implant");
+    let implant = start_implant(&state, &work, "prometra-20");
+    let log = || implant.log();
+    let p = Device {
+        device: "programmer",
+        key: work.join("programmer.key").to_str().unwrap().to_string(),
+        addr: implant.addr.clone(),
+    };
+    thecal(
+        &[
+            "programmer".into(),
+            "keygen".into(),
+            "--key".into(),
+            p.key.clone(),
+        ],
+        "",
+    );
+    let token = state.join("proximity.token");
+    wait_for(&token, &log);
+    p.ok(&["enroll", "--token", token.to_str().unwrap()], &log);
+    (work, implant, p)
+}
+
+#[test]
+fn a_catheter_is_recorded_then_primed_end_to_end_rx_032() {
+    let (work, implant, p) = implant_and_programmer("prime");
+    let log = || implant.log();
+
+    // Bad input is refused before anything is sent (exit status 2), saying what is
+    // allowed.
+    let o = p.fails(
+        &["catheter", "--model", "7", "--length", "45 cm", "--yes"],
+        "",
+        2,
+    );
+    assert!(
+        text(&o).contains("unknown catheter model")
+            && text(&o).contains("1 (two-piece intrathecal catheter, 0.53 mm lumen)")
+            && text(&o).contains("or custom (code 0) with --volume-per-cm and --pump-segment"),
+        "{}",
+        text(&o)
+    );
+    let o = p.fails(
+        &["catheter", "--model", "1", "--length", "45", "--yes"],
+        "",
+        2,
+    );
+    assert!(
+        text(&o).contains("--length '45': no unit")
+            && text(&o).contains("\"45 cm\" or \"450 mm\"")
+            && text(&o).contains("5 cm to 150 cm"),
+        "{}",
+        text(&o)
+    );
+    let o = p.fails(
+        &["catheter", "--model", "1", "--length", "151 cm", "--yes"],
+        "",
+        2,
+    );
+    assert!(
+        text(&o).contains("catheter length after trimming must be 5 cm to 150 cm"),
+        "{}",
+        text(&o)
+    );
+    let o = p.fails(
+        &[
+            "catheter", "--model", "custom", "--length", "45 cm", "--yes",
+        ],
+        "",
+        2,
+    );
+    assert!(
+        text(&o).contains("--model custom needs the labelled --volume-per-cm"),
+        "{}",
+        text(&o)
+    );
+    let o = p.fails(
+        &[
+            "catheter",
+            "--model",
+            "1",
+            "--length",
+            "45 cm",
+            "--volume-per-cm",
+            "3 uL",
+            "--yes",
+        ],
+        "",
+        2,
+    );
+    assert!(text(&o).contains("use model 0 (custom)"), "{}", text(&o));
+    let i = json(&p.ok(&["--json", "interrogate"], &log));
+    assert_eq!(i["status"]["catheter"], Value::Null, "{i}");
+
+    // A new pump is stopped: the catheter is recorded. 45 cm x 2.2 uL/cm = 99 uL plus
+    // the 20 uL pump segment = 119 uL; with the Prometra-class 30 uL internal path the
+    // dead volume is 149 uL. The review shows old against new in words.
+    let o = p.ok(
+        &["catheter", "--model", "1", "--length", "45 cm", "--yes"],
+        &log,
+    );
+    let out = stdout(&o);
+    assert!(
+        out.contains("OLD: catheter none recorded (priming is refused until one is)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "NEW: catheter two-piece intrathecal catheter, 0.53 mm lumen, 45.0 cm after \
+             trimming, 0.0022 mL per cm, pump segment 0.02 mL: holds 0.119 mL; dead volume \
+             0.149 mL (pump path 0.03 mL + catheter 0.119 mL)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("The pump must be stopped"), "{out}");
+    assert!(
+        out.contains("catheter recorded. read back:")
+            && out.contains("catheter:    two-piece intrathecal catheter, 0.53 mm lumen, 45.0 cm"),
+        "{out}"
+    );
+    let i = json(&p.ok(&["--json", "interrogate"], &log));
+    assert_eq!(i["status"]["catheter"]["length_mm"], 450, "{i}");
+    assert_eq!(i["status"]["catheter"]["volume_nl"], 119_000, "{i}");
+    assert_eq!(i["status"]["dead_volume_nl"], 149_000, "{i}");
+
+    // Fill with baclofen 2000 mcg/mL, program 0.24 mL/day (10 uL an hour), resume.
+    p.ok(
+        &[
+            "refill",
+            "--aspirated",
+            "0 mL",
+            "--added",
+            "20 mL",
+            "--contents",
+            "baclofen 2000 mcg/mL",
+            "--confirm-soft",
+            "first fill after implant",
+            "--yes",
+        ],
+        &log,
+    );
+    let rx = baclofen_rx(&work, "prime", "0.24 mL/day", "2000 mcg/mL");
+    p.ok(
+        &[
+            "program",
+            "--prescription",
+            &rx,
+            "--confirm-soft",
+            "starting dose agreed after screening",
+            "--yes",
+        ],
+        &log,
+    );
+    p.ok(&["resume", "--yes"], &log);
+
+    // A running pump: the programmer refuses the record itself, before sending.
+    let o = p.fails(
+        &["catheter", "--model", "1", "--length", "90 cm", "--yes"],
+        "",
+        1,
+    );
+    assert!(
+        text(&o).contains("not sent: the pump is running; a catheter record needs a stopped pump"),
+        "{}",
+        text(&o)
+    );
+    let i = json(&p.ok(&["--json", "interrogate"], &log));
+    assert_eq!(i["status"]["catheter"]["length_mm"], 450, "{i}");
+
+    // Priming over 1 h: the basal pushes 0.24 mL/day / 24 = 10 uL meanwhile, so the
+    // pump chooses 149 - 10 = 139 uL, and the programmer prints the pump's figure.
+    let v = json(&p.ok(&["--json", "prime", "--duration", "1 h", "--yes"], &log));
+    assert_eq!(v["volume_nl"], 139_000, "{v}");
+    assert_eq!(v["volume"], "0.139 mL", "{v}");
+    assert_eq!(v["dead_volume"], "0.149 mL", "{v}");
+    assert_eq!(v["basal_covers"], "0.01 mL", "{v}");
+    let review = v["review"].as_str().unwrap();
+    assert!(
+        review.contains("catheter:    two-piece intrathecal catheter, 0.53 mm lumen, 45.0 cm")
+            && review.contains("dead volume: 0.149 mL (pump path 0.03 mL + catheter 0.119 mL)")
+            && review.contains("the basal 0.24 mL/day covers 0.01 mL over 1 h")
+            && review.contains("about 0.139 mL"),
+        "{review}"
+    );
+    assert_eq!(v["status"]["bolus_active"], true, "{v}");
+    // The pump's log says the same volume.
+    let l = stdout(&p.ok(&["logs"], &log));
+    assert!(l.contains("priming bolus started: 0.139 mL"), "{l}");
+    assert!(
+        l.contains("catheter recorded: two-piece intrathecal catheter, 0.53 mm lumen, 45.0 cm"),
+        "{l}"
+    );
+}
+
+#[test]
+fn priming_without_a_catheter_record_is_the_pumps_refusal_rx_032() {
+    let (_work, implant, p) = implant_and_programmer("prime-none");
+    let log = || implant.log();
+    p.ok(&["resume", "--yes"], &log);
+    let o = p.fails(&["prime", "--duration", "1 h", "--yes"], "", 1);
+    let t = text(&o);
+    assert!(
+        t.contains("catheter:    none recorded")
+            && t.contains("No catheter is recorded: the pump will refuse"),
+        "{t}"
+    );
+    // The pump's own words, with what to do.
+    assert!(
+        t.contains(
+            "the pump refused (code 26): no catheter is recorded, so the priming volume is \
+             unknown"
+        ) && t.contains("catheter --model CODE --length \"45 cm\""),
+        "{t}"
+    );
+    let i = json(&p.ok(&["--json", "interrogate"], &log));
+    assert_eq!(i["status"]["bolus_active"], false, "{i}");
+}
+
+#[test]
+fn an_implant_that_holds_another_catheter_or_reminder_interval_is_a_read_back_mismatch_rx_032() {
+    use thecal_pump::catheter::CatheterRecord;
+    let work = tmpdir("catheter-mismatch");
+    // The defects: a 45 cm catheter is stored as 40 cm; a 2 h reminder interval as 4 h.
+    let fake = fake_implant(&work, |pump: &mut Pump, now| {
+        let s = pump.status();
+        if let Some(c) = s.catheter.filter(|c| c.length_mm == 450) {
+            let _ = pump.handle_command(
+                now,
+                Role::Clinician,
+                0,
+                &PumpCommand::SetCatheter(CatheterRecord {
+                    length_mm: 400,
+                    ..c
+                }),
+            );
+        }
+        if s.reminder_interval == thecal_rx::Duration::from_hours(2) {
+            let _ = pump.handle_command(
+                now,
+                Role::Clinician,
+                0,
+                &PumpCommand::SetReminderInterval {
+                    interval: thecal_rx::Duration::from_hours(4),
+                },
+            );
+        }
+    });
+    let p = enrol_and_fill(&work, &fake);
+    let o = p.fails(
+        &["catheter", "--model", "1", "--length", "45 cm", "--yes"],
+        "",
+        5,
+    );
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        err.contains(
+            "read-back mismatch: the pump holds catheter two-piece intrathecal catheter, \
+             0.53 mm lumen, 40.0 cm after trimming"
+        ),
+        "{}",
+        text(&o)
+    );
+    let o = p.fails(&["reminder-interval", "--interval", "2 h", "--yes"], "", 5);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        err.contains("read-back mismatch: the pump holds a reminder interval of 4 h"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn emergency_mri_and_the_reminder_interval_are_reviewed_and_read_back_rx_033() {
+    let (_work, implant, p) = implant_and_programmer("emergency-mri");
+    let log = || implant.log();
+    p.ok(&["resume", "--yes"], &log);
+    p.ok(
+        &[
+            "refill",
+            "--aspirated",
+            "0 mL",
+            "--added",
+            "20 mL",
+            "--contents",
+            "baclofen 2000 mcg/mL",
+            "--confirm-soft",
+            "first fill after implant",
+            "--yes",
+        ],
+        &log,
+    );
+    // MRI mode with 20 mL in a valve pump is the pump's refusal, with the way out.
+    let o = p.fails(&["mri", "on", "--yes"], "", 1);
+    assert!(
+        text(&o).contains("the pump refused (code 25): the reservoir holds 20 mL")
+            && text(&o)
+                .contains("for a scan that cannot wait: thecal programmer ... mri on --emergency"),
+        "{}",
+        text(&o)
+    );
+    let o = p.fails(&["mri", "off", "--emergency", "--yes"], "", 2);
+    assert!(
+        text(&o).contains("--emergency goes with `mri on`"),
+        "{}",
+        text(&o)
+    );
+    // Answered "n": nothing is sent.
+    let o = p.fails(&["mri", "on", "--emergency"], "n\n", 1);
+    assert!(
+        text(&o).contains("Shut the valve for an emergency scan with drug in the reservoir? [y/N]")
+            && text(&o).contains("not confirmed: nothing was sent"),
+        "{}",
+        text(&o)
+    );
+    let o = p.ok_with(&["mri", "on", "--emergency"], "y\n", &log);
+    let out = stdout(&o);
+    assert!(
+        out.contains("OLD: running; the reservoir holds 20 mL")
+            && out.contains(
+                "NEW: EMERGENCY MRI mode: the valve shut with 20 mL still in the reservoir"
+            )
+            && out.contains("emergency MRI mode on. read back:")
+            && out.contains("mode:        suspended for MRI (valve shut)"),
+        "{}",
+        text(&o)
+    );
+    let l = stdout(&p.ok(&["logs"], &log));
+    assert!(
+        l.contains("emergency MRI mode accepted from clinician key"),
+        "{l}"
+    );
+    let o = p.ok(&["mri", "off", "--yes"], &log);
+    assert!(stdout(&o).contains("mode:        running"), "{}", text(&o));
+
+    // The reminder interval: out of range is bad input; in range, old against new and
+    // read back from the status.
+    let o = p.fails(
+        &["reminder-interval", "--interval", "10 min", "--yes"],
+        "",
+        2,
+    );
+    assert!(
+        text(&o).contains("the no-delivery reminder interval is 15 min to 4 h"),
+        "{}",
+        text(&o)
+    );
+    let v = json(&p.ok(
+        &["--json", "reminder-interval", "--interval", "2 h", "--yes"],
+        &log,
+    ));
+    let review = v["review"].as_str().unwrap();
+    assert!(
+        review.starts_with("OLD: an acknowledged no-delivery alarm")
+            && review.contains("sounds again every 1 h\nNEW: ")
+            && review.ends_with("sounds again every 2 h"),
+        "{review}"
+    );
+    assert_eq!(v["status"]["reminder_interval"], "2 h", "{v}");
+    let i = json(&p.ok(&["--json", "interrogate"], &log));
+    assert_eq!(i["status"]["reminder_interval"], "2 h", "{i}");
+}

@@ -455,6 +455,10 @@ mod tests {
                 low_reservoir_days: u16::MAX,
                 stopped_reminder: Duration::from_hours(24),
             },
+            reminder_interval: Duration::from_hours(4),
+            pump_path: Volume::MAX,
+            dead_volume: Volume::MAX,
+            ahead_of_drug: Volume::MAX,
         }
     }
 

@@ -859,6 +859,18 @@ pub struct Status {
     /// The alarm thresholds in force (what `Command::AlarmSettings` set), so that a
     /// programmer can read back what it sent.
     pub alarm_settings: crate::core::AlarmSettings,
+    /// How often an acknowledged no-delivery alarm sounds again (what
+    /// `Command::SetReminderInterval` set).
+    pub reminder_interval: Duration,
+    /// The pump's internal fluid path (a constant of the pump model).
+    pub pump_path: Volume,
+    /// The dead volume: the internal path plus the recorded catheter (the pump model's
+    /// nominal catheter until one is recorded).
+    pub dead_volume: Volume,
+    /// The fluid in the path ahead of the reservoir's drug (saline, CSF or an earlier
+    /// fill): what must be pushed before the drug reaches the catheter tip, and what a
+    /// priming bolus fills.
+    pub ahead_of_drug: Volume,
 }
 
 /// The pump's answer to a command.

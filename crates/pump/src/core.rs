@@ -882,6 +882,10 @@ impl Pump {
             bridging: self.s.bridging,
             catheter: self.s.catheter,
             alarm_settings: self.s.settings,
+            reminder_interval: self.s.reminder_interval,
+            pump_path: self.profile.pump_path_volume,
+            dead_volume: self.dead_volume(),
+            ahead_of_drug: self.s.fluid.volume_until(&self.s.program.contents),
         })
     }
 

@@ -79,6 +79,12 @@ fn priming_is_refused_until_a_catheter_is_recorded_pump_037() {
     assert_eq!(rig.pump.status().catheter, Some(two_piece(45)));
     // 130 uL of pump path and 45 cm x 2.2 uL/cm + 20 uL = 119 uL of catheter.
     assert_eq!(rig.pump.dead_volume(), Volume::from_nl(249_000));
+    // The status carries them, for a programmer's review of a priming bolus.
+    let s = rig.pump.status();
+    assert_eq!(s.pump_path, Volume::from_nl(130_000));
+    assert_eq!(s.dead_volume, Volume::from_nl(249_000));
+    // No stroke has moved the ziconotide into the path yet: all of it is ahead.
+    assert_eq!(s.ahead_of_drug, Volume::from_nl(249_000));
     assert!(rig.events.iter().any(|e| e.event
         == Event::CatheterSet {
             revision: false,
@@ -111,6 +117,8 @@ fn priming_volumes_for_a_45_cm_and_a_90_cm_catheter_pump_037() {
             Schedule::continuous(q("0.1 mL/day")),
             None,
         );
+        // Nothing of the drug is in the path yet: the whole dead volume is ahead of it.
+        assert_eq!(rig.pump.status().ahead_of_drug, Volume::from_nl(dead_nl));
         rig.ok(Command::PrimingBolus { duration: q("1 h") });
         let got = priming_volume(&rig).unwrap().raw();
         assert!(

@@ -261,9 +261,15 @@ fn the_reminder_interval_is_a_bounded_clinician_setting_pump_032() {
         },
     );
     assert!(matches!(r, Response::Refused(Refusal::NotPermitted { .. })));
+    // A new pump reminds every hour; the status says so, and reads back the setting.
+    assert_eq!(rig.pump.status().reminder_interval, Duration::from_hours(1));
     rig.ok(Command::SetReminderInterval {
         interval: Duration::from_minutes(15),
     });
+    assert_eq!(
+        rig.pump.status().reminder_interval,
+        Duration::from_minutes(15)
+    );
     rig.ok(Command::Stop {
         reason: StopReason::Other,
     });
