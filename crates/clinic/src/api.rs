@@ -1661,6 +1661,29 @@ async fn create_trial(
 ) -> ApiResult<(StatusCode, Json<Trial>)> {
     let _: (Row, Patient) = load(&st, Kind::Patient, patient_id).await?;
     let evaluation = trial::evaluate(&n)?;
+    // Scores from stored assessments (raw answers) must be their computed totals.
+    let mut assessed = Vec::new();
+    for (field, id) in [
+        ("baseline_assessment", n.baseline_assessment),
+        ("post_assessment", n.post_assessment),
+    ] {
+        assessed.push(match id {
+            Some(id) => {
+                let row = st.store.get(Kind::Assessment, id).await?.ok_or_else(|| {
+                    FieldError::new(
+                        field,
+                        format!(
+                            "no scale assessment {id}: record it first \
+                             (POST /api/v1/patients/{patient_id}/assessments)"
+                        ),
+                    )
+                })?;
+                Some(parse::<crate::domain::scales::Assessment>(&row)?)
+            }
+            None => None,
+        });
+    }
+    trial::check_assessments(&n, patient_id, assessed[0].as_ref(), assessed[1].as_ref())?;
     let t = Trial {
         id: 0,
         patient_id,

@@ -846,6 +846,61 @@ async fn demo_histories_come_from_the_digital_twin_clinic_067(b: Backend) {
     assert!(seeded < std::time::Duration::from_secs(30), "{seeded:?}");
 }
 
+async fn trial_scores_come_from_the_stored_assessments_clinic_068(b: Backend) {
+    let Some(c) = Clinic::new(b).await else {
+        return;
+    };
+    let p = c.login(Role::Physician).await;
+    let (pid, _) = setup(&c, &p, "S1", "2026-10-01").await;
+    let nrs = |at: &str, score: i64| {
+        json!({"taken_at": at, "context": "trial", "scale_version": "NRS-11",
+               "recall_period": "now", "answers": {"scale": "nrs_pain", "score": score}})
+    };
+    let mut ids = vec![];
+    for (at, score) in [("2026-01-09T09:00:00Z", 8), ("2026-01-10T09:00:00Z", 4)] {
+        let (s, v) = c
+            .call(
+                Some(&p),
+                "POST",
+                &format!("/api/v1/patients/{pid}/assessments"),
+                Some(nrs(at, score)),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        ids.push(v["id"].as_i64().unwrap());
+    }
+    let trial = |baseline: u16, post_id: i64| {
+        json!({"drug": "morphine", "route": "lumbar_puncture", "doses": ["100 mcg"],
+               "scale": "nrs", "baseline": baseline, "post": 4, "observed_hours": 24,
+               "baseline_assessment": ids[0], "post_assessment": post_id})
+    };
+    let path = format!("/api/v1/patients/{pid}/trials");
+    // A baseline typed as 7 against raw answers that total 8 is refused, naming the total.
+    let (s, v) = c
+        .call(Some(&p), "POST", &path, Some(trial(7, ids[1])))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["field"], "baseline");
+    assert_eq!(
+        v["error"]["message"],
+        format!("is 7, but assessment {} totals 8 on NRS: give 8", ids[0])
+    );
+    // An assessment that does not exist is named by its field.
+    let (s, v) = c
+        .call(Some(&p), "POST", &path, Some(trial(8, 999_999)))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["field"], "post_assessment");
+    // From the answers: (8 − 4) / 8 = 50 % meets the rule.
+    let (s, v) = c
+        .call(Some(&p), "POST", &path, Some(trial(8, ids[1])))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["evaluation"]["improvement_tenths"], 500);
+    assert_eq!(v["evaluation"]["meets_rule"], true);
+    assert_eq!(v["baseline_assessment"], ids[0]);
+}
+
 on_both_databases!(
     pump_log_is_verified_imported_once_and_shown_in_the_timeline_clinic_060,
     alarm_acknowledgement_records_who_when_and_what_clinic_061,
@@ -855,4 +910,5 @@ on_both_databases!(
     admixture_flex_schedule_and_patient_bolus_are_checked_by_rx_clinic_065,
     a_dose_change_is_not_a_refill_clinic_066,
     demo_histories_come_from_the_digital_twin_clinic_067,
+    trial_scores_come_from_the_stored_assessments_clinic_068,
 );

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use super::FieldError;
 use super::records::drug;
+use super::scales::{Answers, Assessment};
 
 /// The scale the trial is scored on (CLINIC.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -23,6 +24,15 @@ pub enum Scale {
 }
 
 impl Scale {
+    /// The scale's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Scale::Nrs => "NRS",
+            Scale::Odi => "ODI",
+            Scale::AshworthMeanTenths => "mean Modified Ashworth × 10",
+        }
+    }
+
     const fn max(self) -> u16 {
         match self {
             Scale::Nrs => 10,
@@ -64,6 +74,98 @@ pub struct NewTrial {
     /// Observations, up to 4000 characters.
     #[serde(default)]
     pub observations: String,
+    /// The stored scale assessment (raw answers) the baseline comes from; `baseline`
+    /// must then equal its computed total on `scale`.
+    #[serde(default)]
+    pub baseline_assessment: Option<i64>,
+    /// The stored scale assessment the post-trial score comes from, taken after the
+    /// baseline one; `post` must then equal its computed total.
+    #[serde(default)]
+    pub post_assessment: Option<i64>,
+}
+
+/// A stored assessment's computed total on `scale`: NRS the rating, ODI the percent
+/// (rounded half up), Ashworth the mean grade × 10 (1+ as 1.5).
+///
+/// # Errors
+/// `field` when the assessment is of another scale.
+pub fn score_on(scale: Scale, a: &Assessment, field: &str) -> Result<u16, FieldError> {
+    let tenths = a.score.total_tenths;
+    let value = match (scale, &a.details.answers) {
+        (Scale::Nrs, Answers::NrsPain { .. }) | (Scale::Odi, Answers::Odi { .. }) => {
+            (tenths + 5) / 10
+        }
+        (Scale::AshworthMeanTenths, Answers::ModifiedAshworth { .. }) => tenths,
+        _ => {
+            return Err(FieldError::new(
+                field,
+                format!(
+                    "assessment {} is not on the trial's scale ({}): give an assessment of \
+                     that scale",
+                    a.id,
+                    scale.name()
+                ),
+            ));
+        }
+    };
+    u16::try_from(value)
+        .map_err(|_| FieldError::new(field, "the assessment's total is out of range"))
+}
+
+/// Checks the trial's scores against the stored assessments it names (CLINIC.md §3: the
+/// scores come from raw answers): each referenced assessment is the patient's, on the
+/// trial's scale, and its computed total equals the score typed; the post-trial one is
+/// taken after the baseline one.
+///
+/// # Errors
+/// The field that disagrees, with the assessment's total.
+pub fn check_assessments(
+    t: &NewTrial,
+    patient_id: i64,
+    baseline: Option<&Assessment>,
+    post: Option<&Assessment>,
+) -> Result<(), FieldError> {
+    for (field, typed, a) in [
+        ("baseline_assessment", t.baseline, baseline),
+        ("post_assessment", t.post, post),
+    ] {
+        let Some(a) = a else { continue };
+        if a.patient_id != patient_id {
+            return Err(FieldError::new(
+                field,
+                format!("assessment {} is another patient's", a.id),
+            ));
+        }
+        let total = score_on(t.scale, a, field)?;
+        if total != typed {
+            let score = if field == "baseline_assessment" {
+                "baseline"
+            } else {
+                "post"
+            };
+            return Err(FieldError::new(
+                score,
+                format!(
+                    "is {typed}, but assessment {} totals {total} on {}: give {total}",
+                    a.id,
+                    t.scale.name()
+                ),
+            ));
+        }
+    }
+    if let (Some(b), Some(p)) = (baseline, post) {
+        if p.details.taken_at <= b.details.taken_at {
+            return Err(FieldError::new(
+                "post_assessment",
+                format!(
+                    "assessment {} was taken before the baseline assessment {}: the post-trial \
+                     score comes after the baseline",
+                    p.id, b.id
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The evaluation of a trial.
@@ -178,7 +280,90 @@ mod tests {
             post,
             observed_hours: 24,
             observations: String::new(),
+            baseline_assessment: None,
+            post_assessment: None,
         }
+    }
+
+    fn assessed(id: i64, patient_id: i64, day: u32, answers: Answers) -> Assessment {
+        use chrono::TimeZone;
+        let details = super::super::scales::NewAssessment {
+            taken_at: Utc.with_ymd_and_hms(2026, 3, day, 9, 0, 0).unwrap(),
+            context: "trial".into(),
+            scale_version: "1".into(),
+            recall_period: "now".into(),
+            answers,
+        };
+        let score = super::super::scales::score(&details.answers).unwrap();
+        Assessment {
+            id,
+            patient_id,
+            details,
+            score,
+            recorded_by: "rn".into(),
+        }
+    }
+
+    #[test]
+    fn trial_scores_come_from_the_stored_assessments_clinic_068() {
+        let base = assessed(11, 5, 1, Answers::NrsPain { score: 8 });
+        let after = assessed(12, 5, 2, Answers::NrsPain { score: 4 });
+        let mut trial = t(Scale::Nrs, 8, 4);
+        trial.baseline_assessment = Some(11);
+        trial.post_assessment = Some(12);
+        assert_eq!(
+            check_assessments(&trial, 5, Some(&base), Some(&after)),
+            Ok(())
+        );
+        // A typed baseline that disagrees with the raw answers is refused with the total.
+        let typo = t(Scale::Nrs, 7, 4);
+        let e = check_assessments(&typo, 5, Some(&base), Some(&after)).unwrap_err();
+        assert_eq!(e.field, "baseline");
+        assert_eq!(e.message, "is 7, but assessment 11 totals 8 on NRS: give 8");
+        // Another patient's assessment, another scale, and a post-trial score taken first.
+        let e = check_assessments(&trial, 6, Some(&base), None).unwrap_err();
+        assert_eq!(e.field, "baseline_assessment");
+        let odi = assessed(
+            13,
+            5,
+            1,
+            Answers::Odi {
+                sections: vec![Some(3); 10],
+            },
+        );
+        let e = check_assessments(&trial, 5, Some(&odi), None).unwrap_err();
+        assert!(
+            e.message.contains("not on the trial's scale (NRS)"),
+            "{}",
+            e.message
+        );
+        // The scores match their assessments, but the post-trial one was taken first.
+        let swapped = t(Scale::Nrs, 4, 8);
+        let e = check_assessments(&swapped, 5, Some(&after), Some(&base)).unwrap_err();
+        assert_eq!(e.field, "post_assessment");
+        // Ashworth: grades 1+ and 2 are 15 and 20 tenths, mean 17.5 rounded half up to 18;
+        // ODI: 30 of 50 points is 60 %.
+        let mas = assessed(
+            14,
+            5,
+            1,
+            Answers::ModifiedAshworth {
+                items: vec![
+                    super::super::scales::AshworthItem {
+                        muscle: "hip adductors".into(),
+                        side: super::super::scales::Side::Left,
+                        grade: "1+".into(),
+                    },
+                    super::super::scales::AshworthItem {
+                        muscle: "hip adductors".into(),
+                        side: super::super::scales::Side::Right,
+                        grade: "2".into(),
+                    },
+                ],
+            },
+        );
+        assert_eq!(score_on(Scale::AshworthMeanTenths, &mas, "x"), Ok(18));
+        assert_eq!(score_on(Scale::Odi, &odi, "x"), Ok(60));
     }
 
     #[test]
