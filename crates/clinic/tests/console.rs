@@ -508,6 +508,10 @@ async fn refill_visit_with_flagged_reconciliation_in_chromium_clinic_100_101_102
         err.contains("mL"),
         "the error names the unit allowed: {err}"
     );
+    // The refused fields are listed at the top of the page, linked to their fields (the
+    // field itself may be below the fold on a tablet).
+    let summary = b.text_of("[data-testid=error-summary]").await;
+    assert!(summary.contains("Volume added:"), "{summary}");
     assert_eq!(b.value_of("f-volume_added").await, "18");
     assert_eq!(b.value_of("f-lot").await, "LOT-77");
     b.shot("visit-field-error").await;

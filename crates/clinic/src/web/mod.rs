@@ -1200,6 +1200,7 @@ async fn visit_view(w: &Web, s: &Session, id: i64, form: Option<Typed<'_>>) -> P
     } else {
         StatusCode::OK
     };
+    let summary = Field::summary(forms.iter().flat_map(|f| f.fields.iter()));
     Ok(render(
         status,
         &VisitPage {
@@ -1213,6 +1214,7 @@ async fn visit_view(w: &Web, s: &Session, id: i64, form: Option<Typed<'_>>) -> P
             forms: if may_record { forms } else { vec![] },
             closed: v.closed_at.is_some(),
             general_error,
+            summary,
         },
     ))
 }
@@ -1632,6 +1634,7 @@ async fn prescription_page(
     } else {
         StatusCode::OK
     };
+    let summary = Field::summary(&fields);
     Ok(render(
         status,
         &PrescriptionPage {
@@ -1643,6 +1646,7 @@ async fn prescription_page(
             compare,
             fields,
             general_error,
+            summary,
         },
     ))
 }
@@ -1765,6 +1769,7 @@ async fn trial_form(State(w): State<Web>, headers: HeaderMap, Path(id): Path<i64
             id,
             fields: trial_fields(),
             general_error: None,
+            summary: vec![],
         },
     ))
 }
@@ -1837,6 +1842,7 @@ async fn trial_submit(
     };
     let mut fields = trial_fields();
     let general_error = refill_fields(&mut fields, &form, Some(err));
+    let summary = Field::summary(&fields);
     let banner = w.banner(&p).await?;
     Ok(render(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -1845,6 +1851,7 @@ async fn trial_submit(
             id,
             fields,
             general_error,
+            summary,
         },
     ))
 }

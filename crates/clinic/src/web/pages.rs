@@ -70,6 +70,19 @@ impl Field {
             options: Vec::new(),
         }
     }
+    /// The fields' errors for the summary at the top: (name, label, error).
+    pub fn summary<'a>(
+        fields: impl IntoIterator<Item = &'a Field>,
+    ) -> Vec<(String, String, String)> {
+        fields
+            .into_iter()
+            .filter_map(|f| {
+                f.error
+                    .as_ref()
+                    .map(|e| (f.name.to_owned(), f.label.to_owned(), e.clone()))
+            })
+            .collect()
+    }
     /// With choices.
     pub fn options(mut self, o: Vec<(String, String)>) -> Self {
         self.options = o;
@@ -309,6 +322,8 @@ pub struct VisitPage {
     pub closed: bool,
     /// An error not tied to one field.
     pub general_error: Option<String>,
+    /// The field errors, listed at the top with links to their fields: (name, label, error).
+    pub summary: Vec<(String, String, String)>,
 }
 
 /// Old against new, with the findings.
@@ -346,6 +361,8 @@ pub struct PrescriptionPage {
     pub fields: Vec<Field>,
     /// An error not tied to one field.
     pub general_error: Option<String>,
+    /// The field errors, listed at the top with links to their fields: (name, label, error).
+    pub summary: Vec<(String, String, String)>,
 }
 
 /// The trial form.
@@ -360,6 +377,8 @@ pub struct TrialPage {
     pub fields: Vec<Field>,
     /// An error not tied to one field.
     pub general_error: Option<String>,
+    /// The field errors, listed at the top with links to their fields: (name, label, error).
+    pub summary: Vec<(String, String, String)>,
 }
 
 /// The printable refill report.
