@@ -340,7 +340,7 @@ impl Browser {
                 .execute("return document.readyState;", vec![])
                 .await
                 .unwrap();
-            if state == Value::from("complete") {
+            if state == "complete" {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
