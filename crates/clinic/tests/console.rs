@@ -435,8 +435,8 @@ impl Browser {
 /// Sign in; today's list; find a patient; the patient page with the band; a refill
 /// visit with a flagged reconciliation: a refused field keeps what was typed, the close
 /// is refused until the investigation is recorded; the printable report; sign out.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refill_visit_with_flagged_reconciliation_in_chromium_clinic_100_101_102_103() {
+async fn refill_visit_with_flagged_reconciliation_in_chromium_clinic_100_clinic_101_clinic_102_clinic_103_walk()
+ {
     let Some(b) = browser("refill").await else {
         return;
     };
@@ -580,8 +580,7 @@ async fn refill_visit_with_flagged_reconciliation_in_chromium_clinic_100_101_102
 /// A physician changes a prescription: old against new on the same screen, a hard finding
 /// refused (no confirm button), a soft finding refused without a reason and confirmed
 /// with one; a trial and its decision; a nurse is denied the change.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prescription_change_trial_and_nurse_denied_in_chromium_clinic_104_105() {
+async fn prescription_change_trial_and_nurse_denied_in_chromium_clinic_104_clinic_105_walk() {
     let Some(b) = browser("prescription").await else {
         return;
     };
@@ -716,8 +715,7 @@ async fn prescription_change_trial_and_nurse_denied_in_chromium_clinic_104_105()
 
 /// An expired session leads to the sign-in page saying so; a patient's name with markup
 /// is shown as text, not run.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_session_and_inert_markup_in_chromium_clinic_106_107() {
+async fn expired_session_and_inert_markup_in_chromium_clinic_106_clinic_107_walk() {
     let Some(b) = browser("session").await else {
         return;
     };
@@ -795,8 +793,7 @@ async fn get(
 
 /// Sign-in needs the form's token (double submit): a forged form from elsewhere gets no
 /// session; every asset comes from the binary and pages name no other host.
-#[tokio::test]
-async fn signin_needs_the_form_token_and_assets_are_local_clinic_100_108() {
+async fn signin_needs_the_form_token_and_assets_are_local_clinic_100_clinic_108_walk() {
     let clinic = Clinic::new().await;
     let app = clinic.app();
     // A cross-site form post carries no sign-in cookie.
@@ -895,8 +892,7 @@ async fn signin_needs_the_form_token_and_assets_are_local_clinic_100_108() {
 
 /// The page checks the authorization table before it renders a form, and the API
 /// checks again when a form is posted around the page.
-#[tokio::test]
-async fn role_checks_on_pages_and_posts_clinic_105() {
+async fn role_checks_on_pages_and_posts_clinic_105_walk() {
     let clinic = Clinic::new().await;
     let app = clinic.app();
     let api = thecal_clinic::api::router(clinic.state.clone());
@@ -959,4 +955,41 @@ async fn role_checks_on_pages_and_posts_clinic_105() {
     let (s, page, _) = get(&app, "/audit", Some(&format!("thecal_session={at}"))).await;
     assert_eq!(s, StatusCode::OK);
     assert!(page.contains("Audit log"));
+}
+
+// ---------------------------------------------------------------- the tests
+
+fn run(f: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f);
+}
+
+#[test]
+fn refill_visit_with_flagged_reconciliation_in_chromium_clinic_100_clinic_101_clinic_102_clinic_103()
+ {
+    run(refill_visit_with_flagged_reconciliation_in_chromium_clinic_100_clinic_101_clinic_102_clinic_103_walk());
+}
+
+#[test]
+fn prescription_change_trial_and_nurse_denied_in_chromium_clinic_104_clinic_105() {
+    run(prescription_change_trial_and_nurse_denied_in_chromium_clinic_104_clinic_105_walk());
+}
+
+#[test]
+fn expired_session_and_inert_markup_in_chromium_clinic_106_clinic_107() {
+    run(expired_session_and_inert_markup_in_chromium_clinic_106_clinic_107_walk());
+}
+
+#[test]
+fn signin_needs_the_form_token_and_assets_are_local_clinic_100_clinic_108() {
+    run(signin_needs_the_form_token_and_assets_are_local_clinic_100_clinic_108_walk());
+}
+
+#[test]
+fn role_checks_on_pages_and_posts_clinic_105() {
+    run(role_checks_on_pages_and_posts_clinic_105_walk());
 }
