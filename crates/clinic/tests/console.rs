@@ -423,10 +423,42 @@ impl Browser {
         }
     }
 
+    /// Prints the page to PDF (A4) through WebDriver's print command; saves it beside the
+    /// screenshots and returns its bytes.
+    async fn print_pdf(&self, page: &str) -> Vec<u8> {
+        use base64::Engine as _;
+        let v = self.c().issue_cmd(PrintPage).await.unwrap();
+        let pdf = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap();
+        std::fs::write(self.shots.join(format!("{}-{page}.pdf", self.test)), &pdf).unwrap();
+        pdf
+    }
+
     async fn close(mut self) {
         if let Some(c) = self.client.take() {
             let _ = c.close().await;
         }
+    }
+}
+
+/// WebDriver's "Print Page" command.
+#[derive(Debug)]
+struct PrintPage;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for PrintPage {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/print", session.unwrap_or_default()))
+    }
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (
+            axum::http::Method::POST,
+            Some(json!({"page": {"width": 21.0, "height": 29.7}, "background": false}).to_string()),
+        )
     }
 }
 
@@ -557,6 +589,26 @@ async fn refill_visit_with_flagged_reconciliation_in_chromium_clinic_100_clinic_
     assert!(closed.contains("Next refill due"), "{closed}");
     b.click("a[href$='/report']").await;
     b.shot("report").await;
+    let pdf = b.print_pdf("report").await;
+    assert!(pdf.starts_with(b"%PDF-"), "not a PDF");
+    assert!(pdf.len() > 10_000, "a PDF of {} bytes", pdf.len());
+    // The print stylesheet hides the navigation and the sign-out form.
+    let nav_on_paper = b
+        .c()
+        .execute(
+            "for (const s of document.styleSheets) for (const r of s.cssRules) \
+               if (r.media && r.media.mediaText === 'print') \
+                 return r.cssText.includes('header.top');
+             return false;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        nav_on_paper,
+        Value::Bool(true),
+        "the print rules hide the header"
+    );
     let report = b.main_text().await;
     for want in [
         "Dan Demo",
