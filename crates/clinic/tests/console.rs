@@ -412,8 +412,44 @@ impl Browser {
         )
     }
 
-    /// Saves the page at tablet and desktop sizes, then returns to the tablet size.
+    /// Runs axe-core (WCAG 2.1 A and AA rules) on the page: no serious or critical
+    /// violation. axe-core comes from npm at build time (`target/axe/node_modules`, or
+    /// `THECAL_AXE`); without it a SKIPPED notice, a failure under `THECAL_REQUIRE_AXE=1`.
+    async fn axe(&self, page: &str) {
+        let Some(source) = axe_source() else {
+            return;
+        };
+        self.c()
+            .execute(&format!("{source}\nreturn true;"), vec![])
+            .await
+            .unwrap();
+        let found = self
+            .c()
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, {runOnly: {type: 'tag',
+                     values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})
+                   .then(r => done(r.violations
+                     .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                     .map(v => v.impact + ' ' + v.id + ': ' + v.help + ' at ' +
+                          v.nodes.map(n => n.target.join(' ')).join(', '))))
+                   .catch(e => done(['axe failed: ' + e]));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let found: Vec<String> = serde_json::from_value(found).unwrap();
+        assert!(
+            found.is_empty(),
+            "{page}: axe-core found serious or critical violations:\n{}",
+            found.join("\n")
+        );
+    }
+
+    /// Saves the page at tablet and desktop sizes, then returns to the tablet size; checks
+    /// it with axe-core.
     async fn shot(&self, page: &str) {
+        self.axe(page).await;
         for (w, h) in [(1440u32, 900u32), (1024, 768)] {
             self.c().set_window_size(w, h).await.unwrap();
             let png = self.c().screenshot().await.unwrap();
@@ -440,6 +476,34 @@ impl Browser {
             let _ = c.close().await;
         }
     }
+}
+
+fn axe_source() -> Option<&'static str> {
+    static AXE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    AXE.get_or_init(|| {
+        let path = std::env::var_os("THECAL_AXE").map_or_else(
+            || screenshot_dir().join("../axe/node_modules/axe-core/axe.min.js"),
+            PathBuf::from,
+        );
+        match std::fs::read_to_string(&path) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let msg = format!(
+                    "SKIPPED: the axe-core accessibility check: {} ({e}); install it with \
+                     `npm install --prefix target/axe axe-core@4`; set THECAL_REQUIRE_AXE=1 \
+                     to make this a failure",
+                    path.display()
+                );
+                if std::env::var("THECAL_REQUIRE_AXE").as_deref() == Ok("1") {
+                    panic!("{msg}");
+                }
+                eprintln!("{msg}");
+                println!("{msg}");
+                None
+            }
+        }
+    })
+    .as_deref()
 }
 
 /// WebDriver's "Print Page" command.
@@ -1021,18 +1085,18 @@ fn run(f: impl std::future::Future<Output = ()>) {
 }
 
 #[test]
-fn refill_visit_with_flagged_reconciliation_in_chromium_clinic_100_clinic_101_clinic_102_clinic_103()
+fn refill_visit_with_flagged_reconciliation_in_chromium_clinic_100_clinic_101_clinic_102_clinic_103_clinic_109()
  {
     run(refill_visit_with_flagged_reconciliation_in_chromium_clinic_100_clinic_101_clinic_102_clinic_103_walk());
 }
 
 #[test]
-fn prescription_change_trial_and_nurse_denied_in_chromium_clinic_104_clinic_105() {
+fn prescription_change_trial_and_nurse_denied_in_chromium_clinic_104_clinic_105_clinic_109() {
     run(prescription_change_trial_and_nurse_denied_in_chromium_clinic_104_clinic_105_walk());
 }
 
 #[test]
-fn expired_session_and_inert_markup_in_chromium_clinic_106_clinic_107() {
+fn expired_session_and_inert_markup_in_chromium_clinic_106_clinic_107_clinic_109() {
     run(expired_session_and_inert_markup_in_chromium_clinic_106_clinic_107_walk());
 }
 
