@@ -725,6 +725,25 @@ async fn prescription_change_trial_and_nurse_denied_in_chromium_clinic_104_clini
     );
     assert!(b.text_of("[data-testid=findings]").await.contains("hard"));
     assert!(b.text_of("[data-testid=refused]").await.contains("Refused"));
+    // The verdict comes before the table, at the top of the screen; changed rows are
+    // marked in words.
+    let verdict_first = b
+        .c()
+        .execute(
+            "return (document.querySelector('[data-testid=refused]')
+                .compareDocumentPosition(document.querySelector('[data-testid=compare]'))
+                & Node.DOCUMENT_POSITION_FOLLOWING) !== 0;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        verdict_first,
+        Value::Bool(true),
+        "the verdict is above the table"
+    );
+    assert!(compare.contains("morphine (changed)"), "{compare}");
+    assert!(!compare.contains("20 mL (changed)"), "{compare}");
     assert!(
         b.c()
             .find(Locator::Css("button[value=confirm]"))

@@ -1564,7 +1564,7 @@ async fn prescription_page(
                 let hard = c.findings.iter().any(|f| f.severity == "hard");
                 let soft = c.findings.iter().any(|f| f.severity == "soft");
                 compare = Some(Compare {
-                    rows: vec![
+                    rows: [
                         (
                             "Drug".into(),
                             old(|p| p.drug.clone()),
@@ -1605,7 +1605,14 @@ async fn prescription_page(
                                 "no".into()
                             },
                         ),
-                    ],
+                    ]
+                    .into_iter()
+                    // Both columns are thecal-rx's printing of the quantity.
+                    .map(|(k, o, n)| {
+                        let changed = previous.is_some() && o != n;
+                        (k, o, n, changed)
+                    })
+                    .collect(),
                     change: c.change.clone(),
                     findings: c
                         .findings

@@ -329,8 +329,8 @@ pub struct VisitPage {
 /// Old against new, with the findings.
 #[derive(Debug, Clone)]
 pub struct Compare {
-    /// (setting, in force, new).
-    pub rows: Vec<(String, String, String)>,
+    /// (setting, in force, new, changed).
+    pub rows: Vec<(String, String, String, bool)>,
     /// The change in words.
     pub change: Vec<String>,
     /// (severity, message).
