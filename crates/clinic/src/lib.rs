@@ -6,6 +6,7 @@
 //!   migrations; every change audited in its own transaction.
 //! - [`auth`]: roles, Argon2id, session tokens, the authorization table.
 //! - [`api`]: the JSON API under `/api/v1` (axum), described by OpenAPI 3.1.
+//! - [`web`]: the web console (server-rendered pages over the API).
 //!
 //! The service keeps no state outside its database, so several instances may serve one
 //! PostgreSQL database behind a proxy.
@@ -16,6 +17,7 @@ pub mod bench;
 pub mod demo;
 pub mod domain;
 pub mod storage;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -56,12 +58,17 @@ pub async fn bootstrap_admin(
     }
 }
 
-/// Serves the API on a bound listener until Ctrl-C or SIGTERM.
+/// The API and the web console on one router.
+pub fn app(state: api::AppState) -> axum::Router {
+    api::router(state.clone()).merge(web::router(state))
+}
+
+/// Serves the API and the console on a bound listener until Ctrl-C or SIGTERM.
 ///
 /// # Errors
 /// The listener fails.
 pub async fn serve(listener: tokio::net::TcpListener, state: api::AppState) -> std::io::Result<()> {
-    axum::serve(listener, api::router(state))
+    axum::serve(listener, app(state))
         .with_graceful_shutdown(async {
             let ctrl_c = tokio::signal::ctrl_c();
             #[cfg(unix)]

@@ -1,0 +1,419 @@
+//! The console's pages: compile-time-checked templates (askama, HTML-escaped) under
+//! `crates/clinic/templates/`, and the values they show, prepared as text with units.
+
+use askama::Template;
+
+/// The signed-in user as the header shows them.
+#[derive(Debug, Clone)]
+pub struct UserView {
+    /// User name.
+    pub name: String,
+    /// Role in words.
+    pub role: String,
+    /// May read the audit log.
+    pub auditor: bool,
+}
+
+/// The patient band on every clinical page.
+#[derive(Debug, Clone)]
+pub struct Banner {
+    /// Name.
+    pub name: String,
+    /// Date of birth.
+    pub dob: String,
+    /// Medical record number.
+    pub mrn: String,
+    /// The serials of the patient's pumps in place ("none implanted" when there is none).
+    pub serials: String,
+}
+
+/// What every page's layout needs.
+#[derive(Debug, Clone, Default)]
+pub struct Ctx {
+    /// Who is signed in.
+    pub user: Option<UserView>,
+    /// The session's CSRF token for the forms.
+    pub csrf: String,
+    /// The patient of a clinical page.
+    pub banner: Option<Banner>,
+}
+
+/// A form field with its label, the rule it follows, what was typed and its error.
+#[derive(Debug, Clone)]
+pub struct Field {
+    /// Form name.
+    pub name: &'static str,
+    /// Label.
+    pub label: &'static str,
+    /// text, password, date, textarea, select, checkbox.
+    pub kind: &'static str,
+    /// What is allowed.
+    pub hint: String,
+    /// The value typed (kept on error).
+    pub value: String,
+    /// The error, next to the field.
+    pub error: Option<String>,
+    /// Choices of a select: (value, label).
+    pub options: Vec<(String, String)>,
+}
+
+impl Field {
+    /// A field.
+    pub fn new(name: &'static str, label: &'static str, kind: &'static str, hint: &str) -> Self {
+        Field {
+            name,
+            label,
+            kind,
+            hint: hint.to_owned(),
+            value: String::new(),
+            error: None,
+            options: Vec::new(),
+        }
+    }
+    /// The fields' errors for the summary at the top: (name, label, error).
+    pub fn summary<'a>(
+        fields: impl IntoIterator<Item = &'a Field>,
+    ) -> Vec<(String, String, String)> {
+        fields
+            .into_iter()
+            .filter_map(|f| {
+                f.error
+                    .as_ref()
+                    .map(|e| (f.name.to_owned(), f.label.to_owned(), e.clone()))
+            })
+            .collect()
+    }
+    /// With choices.
+    pub fn options(mut self, o: Vec<(String, String)>) -> Self {
+        self.options = o;
+        self
+    }
+}
+
+/// A message page (errors, refusals).
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    /// Layout.
+    pub ctx: Ctx,
+    /// Heading.
+    pub heading: String,
+    /// CSS class: alert, warn, notice.
+    pub class: &'static str,
+    /// Message.
+    pub message: String,
+    /// Where to go back.
+    pub back: String,
+    /// The link's text.
+    pub back_label: String,
+}
+
+/// Sign-in.
+#[derive(Template)]
+#[template(path = "signin.html")]
+pub struct SigninPage {
+    /// Layout.
+    pub ctx: Ctx,
+    /// Why the user is here (an expired session).
+    pub notice: Option<String>,
+    /// A failed sign-in.
+    pub error: Option<String>,
+    /// The sign-in form's CSRF token (also in a cookie).
+    pub form_csrf: String,
+    /// User name and password.
+    pub fields: Vec<Field>,
+}
+
+/// A due refill on the list.
+#[derive(Debug, Clone)]
+pub struct DueRow {
+    /// Patient.
+    pub patient_id: i64,
+    /// "Name (record)".
+    pub label: String,
+    /// Due date.
+    pub due_on: String,
+    /// What limits the date.
+    pub limited_by: String,
+}
+
+/// A visit whose flagged reconciliation awaits its investigation.
+#[derive(Debug, Clone)]
+pub struct FlaggedRow {
+    /// Visit.
+    pub visit_id: i64,
+    /// "Name (record)".
+    pub label: String,
+    /// Opened at.
+    pub opened: String,
+    /// The reconciliation in words.
+    pub text: String,
+}
+
+/// An implant nearing ERI.
+#[derive(Debug, Clone)]
+pub struct EriRow {
+    /// Patient.
+    pub patient_id: i64,
+    /// "Name (record)".
+    pub label: String,
+    /// Projected ERI.
+    pub eri: String,
+    /// Replace before.
+    pub replace_before: String,
+    /// Days to the projected stop.
+    pub days_to_stop: i64,
+    /// Urgency in words.
+    pub urgency: String,
+}
+
+/// Today's list.
+#[derive(Template)]
+#[template(path = "today.html")]
+pub struct TodayPage {
+    /// Layout.
+    pub ctx: Ctx,
+    /// Today.
+    pub today: String,
+    /// Overdue refills.
+    pub overdue: Vec<DueRow>,
+    /// Due this week.
+    pub this_week: Vec<DueRow>,
+    /// Flagged reconciliations awaiting investigation.
+    pub flagged: Vec<FlaggedRow>,
+    /// Implants nearing ERI.
+    pub eri: Vec<EriRow>,
+    /// Implants whose due date could not be computed.
+    pub problems: Vec<String>,
+}
+
+/// A search hit.
+#[derive(Debug, Clone)]
+pub struct PatientRow {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Date of birth.
+    pub dob: String,
+    /// Record number.
+    pub mrn: String,
+    /// Journey state.
+    pub state: String,
+}
+
+/// Patient search.
+#[derive(Template)]
+#[template(path = "patients.html")]
+pub struct PatientsPage {
+    /// Layout.
+    pub ctx: Ctx,
+    /// The query.
+    pub q: String,
+    /// A search was made.
+    pub searched: bool,
+    /// Hits.
+    pub results: Vec<PatientRow>,
+}
+
+/// An implant on the patient's page.
+#[derive(Debug, Clone)]
+pub struct ImplantView {
+    /// Id.
+    pub id: i64,
+    /// Serial.
+    pub serial: String,
+    /// The prescription in force, in words.
+    pub rx_words: String,
+    /// Implant and catheter.
+    pub rows: Vec<(String, String)>,
+    /// An open visit.
+    pub open_visit: Option<i64>,
+    /// The user may open a visit.
+    pub may_visit: bool,
+    /// The user may prescribe.
+    pub may_prescribe: bool,
+}
+
+/// A trial on the patient's page.
+#[derive(Debug, Clone)]
+pub struct TrialView {
+    /// Id.
+    pub id: i64,
+    /// What was given.
+    pub summary: String,
+    /// The evaluation.
+    pub evaluation: String,
+    /// The decision, once made.
+    pub decision: Option<String>,
+}
+
+/// A timeline entry.
+#[derive(Debug, Clone)]
+pub struct TimelineEntry {
+    /// Sort key (UTC, RFC 3339).
+    pub sort: String,
+    /// When, shown.
+    pub when: String,
+    /// Kind.
+    pub kind: &'static str,
+    /// What.
+    pub text: String,
+    /// Link.
+    pub link: Option<String>,
+}
+
+/// A patient's page.
+#[derive(Template)]
+#[template(path = "patient.html")]
+pub struct PatientPage {
+    /// Layout.
+    pub ctx: Ctx,
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Identifiers.
+    pub identifiers: Vec<(String, String)>,
+    /// Implants in place.
+    pub implants: Vec<ImplantView>,
+    /// Trials.
+    pub trials: Vec<TrialView>,
+    /// The user may record trials and decisions.
+    pub may_trial: bool,
+    /// Newest first.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// One form of a visit step.
+#[derive(Debug, Clone)]
+pub struct StepForm {
+    /// aspirate, investigation, fill, close.
+    pub action: &'static str,
+    /// Legend.
+    pub legend: &'static str,
+    /// Button.
+    pub button: &'static str,
+    /// Fields.
+    pub fields: Vec<Field>,
+}
+
+/// The refill-visit page.
+#[derive(Template)]
+#[template(path = "visit.html")]
+pub struct VisitPage {
+    /// Layout.
+    pub ctx: Ctx,
+    /// Visit id.
+    pub id: i64,
+    /// Patient id.
+    pub patient_id: i64,
+    /// Step reached, in words.
+    pub step: String,
+    /// The visit so far.
+    pub rows: Vec<(String, String)>,
+    /// Flagged and not yet investigated.
+    pub flagged: bool,
+    /// The reconciliation in words.
+    pub reconciliation: String,
+    /// The forms of the next steps.
+    pub forms: Vec<StepForm>,
+    /// Closed.
+    pub closed: bool,
+    /// An error not tied to one field.
+    pub general_error: Option<String>,
+    /// The field errors, listed at the top with links to their fields: (name, label, error).
+    pub summary: Vec<(String, String, String)>,
+}
+
+/// Old against new, with the findings.
+#[derive(Debug, Clone)]
+pub struct Compare {
+    /// (setting, in force, new, changed).
+    pub rows: Vec<(String, String, String, bool)>,
+    /// The change in words.
+    pub change: Vec<String>,
+    /// (severity, message).
+    pub findings: Vec<(String, String)>,
+    /// A hard finding refuses it.
+    pub hard: bool,
+    /// Soft findings need a reason.
+    pub soft: bool,
+}
+
+/// The prescription change form.
+#[derive(Template)]
+#[template(path = "prescription.html")]
+pub struct PrescriptionPage {
+    /// Layout.
+    pub ctx: Ctx,
+    /// Implant id.
+    pub id: i64,
+    /// Patient id.
+    pub patient_id: i64,
+    /// Pump serial.
+    pub serial: String,
+    /// The version in force, in words.
+    pub in_force: String,
+    /// The review, once the values were checked.
+    pub compare: Option<Compare>,
+    /// Fields.
+    pub fields: Vec<Field>,
+    /// An error not tied to one field.
+    pub general_error: Option<String>,
+    /// The field errors, listed at the top with links to their fields: (name, label, error).
+    pub summary: Vec<(String, String, String)>,
+}
+
+/// The trial form.
+#[derive(Template)]
+#[template(path = "trial.html")]
+pub struct TrialPage {
+    /// Layout.
+    pub ctx: Ctx,
+    /// Patient id.
+    pub id: i64,
+    /// Fields.
+    pub fields: Vec<Field>,
+    /// An error not tied to one field.
+    pub general_error: Option<String>,
+    /// The field errors, listed at the top with links to their fields: (name, label, error).
+    pub summary: Vec<(String, String, String)>,
+}
+
+/// The printable refill report.
+#[derive(Template)]
+#[template(path = "report.html")]
+pub struct ReportPage {
+    /// Layout.
+    pub ctx: Ctx,
+    /// Visit id.
+    pub id: i64,
+    /// Rows.
+    pub rows: Vec<(String, String)>,
+}
+
+/// An audit entry shown.
+#[derive(Debug, Clone)]
+pub struct AuditLine {
+    /// Id.
+    pub id: i64,
+    /// When.
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// Which record.
+    pub entity: String,
+}
+
+/// The audit view.
+#[derive(Template)]
+#[template(path = "audit.html")]
+pub struct AuditPage {
+    /// Layout.
+    pub ctx: Ctx,
+    /// Newest first.
+    pub rows: Vec<AuditLine>,
+}

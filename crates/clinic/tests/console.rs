@@ -1,0 +1,1130 @@
+//! The web console, end to end: the server on 127.0.0.1 with a fresh SQLite clinic (the
+//! demo clinic, made through the real API), driven in headless Chromium over WebDriver
+//! (chromedriver on loopback). Screenshots of each page at 1024 × 768 and 1440 × 900 go
+//! to `target/console-screenshots/`.
+//!
+//! Without Chromium and chromedriver the browser tests print `SKIPPED` (set
+//! `THECAL_REQUIRE_BROWSER=1` to make that a failure); the tests that need no browser
+//! always run. `THECAL_CHROMIUM` and `THECAL_CHROMEDRIVER` name other binaries.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::{TimeDelta, Utc};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use thecal_clinic::api::{AppState, Config};
+use thecal_clinic::storage::{self, Storage};
+use tower::ServiceExt;
+
+const PASSWORD: &str = thecal_clinic::demo::DEMO_PASSWORD;
+const SCRIPT_NAME: &str =
+    "<script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\"> Mallory";
+
+/// A clinic: a fresh SQLite database with the demo patients and a patient whose name
+/// carries markup, and a clock the test can move forward.
+struct Clinic {
+    state: AppState,
+    offset_ms: Arc<AtomicI64>,
+    dir: PathBuf,
+    script_patient: i64,
+}
+
+impl Drop for Clinic {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn random_hex() -> String {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("random");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn api_call(
+    app: &axum::Router,
+    session: Option<&(String, String)>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value, Option<String>) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some((token, csrf)) = session {
+        req = req
+            .header(header::COOKIE, format!("thecal_session={token}"))
+            .header("x-csrf-token", csrf);
+    }
+    let req = match body {
+        Some(b) => req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let cookie = resp
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        cookie,
+    )
+}
+
+async fn api_login(app: &axum::Router, user: &str) -> (String, String) {
+    let (s, v, cookie) = api_call(
+        app,
+        None,
+        "POST",
+        "/api/v1/session",
+        Some(json!({"username": user, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let cookie = cookie.unwrap();
+    let token = cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .unwrap();
+    (token, v["csrf_token"].as_str().unwrap().to_owned())
+}
+
+impl Clinic {
+    async fn new() -> Clinic {
+        let dir = std::env::temp_dir().join(format!("thecal-console-test-{}", random_hex()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("clinic.db").display());
+        let store: Arc<dyn Storage> = storage::open(&url).await.unwrap();
+        thecal_clinic::demo::seed(store.clone(), Utc::now())
+            .await
+            .unwrap();
+        let offset_ms = Arc::new(AtomicI64::new(0));
+        let o = offset_ms.clone();
+        let state = AppState {
+            store,
+            config: Config::default(),
+            now: Arc::new(move || Utc::now() + TimeDelta::milliseconds(o.load(Ordering::SeqCst))),
+        };
+        let api = thecal_clinic::api::router(state.clone());
+        let dr = api_login(&api, "dr.demo").await;
+        let (s, v, _) = api_call(
+            &api,
+            Some(&dr),
+            "POST",
+            "/api/v1/patients",
+            Some(
+                json!({"mrn": "XSS-1", "name": SCRIPT_NAME, "date_of_birth": "1990-01-01",
+                        "condition": {"kind": "pain", "type": "cancer"}}),
+            ),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        Clinic {
+            state,
+            offset_ms,
+            dir,
+            script_patient: v["id"].as_i64().unwrap(),
+        }
+    }
+
+    fn app(&self) -> axum::Router {
+        thecal_clinic::app(self.state.clone())
+    }
+
+    /// Serves the API and the console on 127.0.0.1; returns the base URL.
+    async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = self.app();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        format!("http://{addr}")
+    }
+
+    fn advance(&self, d: TimeDelta) {
+        self.offset_ms
+            .fetch_add(d.num_milliseconds(), Ordering::SeqCst);
+    }
+}
+
+// ---------------------------------------------------------------- the browser
+
+fn find_binary(env: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Ok(p) = std::env::var(env) {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|d| names.iter().map(move |n| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+struct Browser {
+    client: Option<Client>,
+    driver: Child,
+    shots: PathBuf,
+    test: &'static str,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+        PathBuf::from,
+    );
+    target.join("console-screenshots")
+}
+
+/// Starts chromedriver and a headless Chromium, or `None` after a SKIPPED notice.
+async fn browser(test: &'static str) -> Option<Browser> {
+    let chromium = find_binary("THECAL_CHROMIUM", &["chromium", "chromium-browser"]);
+    let driver = find_binary("THECAL_CHROMEDRIVER", &["chromedriver"]);
+    let (Some(chromium), Some(driver)) = (chromium, driver) else {
+        let msg = format!(
+            "SKIPPED: {test}: Chromium or chromedriver not found (Debian packages chromium, \
+             chromium-driver); set THECAL_REQUIRE_BROWSER=1 to make this a failure"
+        );
+        if std::env::var("THECAL_REQUIRE_BROWSER").as_deref() == Ok("1") {
+            panic!("{msg}");
+        }
+        eprintln!("{msg}");
+        println!("{msg}");
+        return None;
+    };
+    let port = StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(&driver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", driver.display()));
+    let mut b = Browser {
+        client: None,
+        driver: child,
+        shots: screenshot_dir(),
+        test,
+    };
+    std::fs::create_dir_all(&b.shots).unwrap();
+    let caps: serde_json::Map<String, Value> = serde_json::from_value(json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": chromium.display().to_string(),
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1024,768", "--hide-scrollbars", "--force-device-scale-factor=1",
+                     "--no-first-run", "--disable-extensions", "--lang=en-GB"]
+        }
+    }))
+    .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut last = String::new();
+    for _ in 0..100 {
+        let mut cb = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        cb.capabilities(caps.clone());
+        match cb.connect(&url).await {
+            Ok(c) => {
+                b.client = Some(c);
+                return Some(b);
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no WebDriver session at {url}: {last}");
+}
+
+impl Browser {
+    fn c(&self) -> &Client {
+        self.client.as_ref().unwrap()
+    }
+
+    async fn go(&self, url: &str) {
+        self.c().goto(url).await.unwrap();
+    }
+
+    async fn main_text(&self) -> String {
+        self.c()
+            .find(Locator::Css("main"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn text_of(&self, css: &str) -> String {
+        self.c()
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn path(&self) -> String {
+        self.c().current_url().await.unwrap().path().to_owned()
+    }
+
+    async fn type_in(&self, id: &str, text: &str) {
+        let e = self
+            .c()
+            .find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|e| panic!("#{id}: {e}"));
+        if e.attr("type").await.unwrap().as_deref() == Some("date") {
+            // Typing into a date control follows the browser's locale; set the ISO value.
+            self.c()
+                .execute(
+                    "document.getElementById(arguments[0]).value = arguments[1];",
+                    vec![Value::from(id), Value::from(text)],
+                )
+                .await
+                .unwrap();
+            return;
+        }
+        e.clear().await.unwrap();
+        e.send_keys(text).await.unwrap();
+    }
+
+    async fn choose(&self, id: &str, value: &str) {
+        self.c()
+            .find(Locator::Id(id))
+            .await
+            .unwrap()
+            .select_by_value(value)
+            .await
+            .unwrap();
+    }
+
+    /// Clicks what leads to another page and waits until that page has loaded.
+    async fn click(&self, css: &str) {
+        let old = self.c().find(Locator::Css("html")).await.unwrap();
+        self.tick(css).await;
+        for _ in 0..200 {
+            if old.tag_name().await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for _ in 0..200 {
+            let state = self
+                .c()
+                .execute("return document.readyState;", vec![])
+                .await
+                .unwrap();
+            if state == "complete" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{css}: the next page did not load");
+    }
+
+    /// Clicks a control on the page (no navigation).
+    async fn tick(&self, css: &str) {
+        match self.c().find(Locator::Css(css)).await {
+            Ok(e) => e.click().await.unwrap(),
+            Err(e) => panic!("{css}: {e}; the page:\n{}", self.main_text().await),
+        }
+    }
+
+    async fn value_of(&self, id: &str) -> String {
+        self.c()
+            .find(Locator::Id(id))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    }
+
+    /// The error shown next to a field, tied to it by aria-describedby.
+    async fn field_error(&self, name: &str) -> String {
+        let input = self
+            .c()
+            .find(Locator::Id(&format!("f-{name}")))
+            .await
+            .unwrap();
+        let described = input
+            .attr("aria-describedby")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        assert!(
+            described.split(' ').any(|d| d == format!("e-{name}")),
+            "the field {name} is not described by its error: {described}"
+        );
+        assert_eq!(
+            input.attr("aria-invalid").await.unwrap().as_deref(),
+            Some("true")
+        );
+        self.text_of(&format!("#e-{name}")).await
+    }
+
+    async fn sign_in(&self, base: &str, user: &str) {
+        self.go(&format!("{base}/signin")).await;
+        self.type_in("f-username", user).await;
+        self.type_in("f-password", PASSWORD).await;
+        self.click("form[action='/signin'] button").await;
+        assert_eq!(self.path().await, "/today", "{}", self.main_text().await);
+    }
+
+    async fn sign_out(&self) {
+        self.click("form[action='/signout'] button").await;
+        assert_eq!(self.path().await, "/signin");
+    }
+
+    /// The patient band: name, date of birth, pump serial.
+    async fn band(&self) -> (String, String, String) {
+        (
+            self.text_of("[data-testid=band-name]").await,
+            self.text_of("[data-testid=band-dob]").await,
+            self.text_of("[data-testid=band-serial]").await,
+        )
+    }
+
+    /// Runs axe-core (WCAG 2.1 A and AA rules) on the page: no serious or critical
+    /// violation. axe-core comes from npm at build time (`target/axe/node_modules`, or
+    /// `THECAL_AXE`); without it a SKIPPED notice, a failure under `THECAL_REQUIRE_AXE=1`.
+    async fn axe(&self, page: &str) {
+        let Some(source) = axe_source() else {
+            return;
+        };
+        self.c()
+            .execute(&format!("{source}\nreturn true;"), vec![])
+            .await
+            .unwrap();
+        let found = self
+            .c()
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, {runOnly: {type: 'tag',
+                     values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})
+                   .then(r => done(r.violations
+                     .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                     .map(v => v.impact + ' ' + v.id + ': ' + v.help + ' at ' +
+                          v.nodes.map(n => n.target.join(' ')).join(', '))))
+                   .catch(e => done(['axe failed: ' + e]));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let found: Vec<String> = serde_json::from_value(found).unwrap();
+        assert!(
+            found.is_empty(),
+            "{page}: axe-core found serious or critical violations:\n{}",
+            found.join("\n")
+        );
+    }
+
+    /// Saves the page at tablet and desktop sizes, then returns to the tablet size; checks
+    /// it with axe-core.
+    async fn shot(&self, page: &str) {
+        self.axe(page).await;
+        for (w, h) in [(1440u32, 900u32), (1024, 768)] {
+            self.c().set_window_size(w, h).await.unwrap();
+            let png = self.c().screenshot().await.unwrap();
+            assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+            let f = self.shots.join(format!("{}-{page}-{w}x{h}.png", self.test));
+            std::fs::write(&f, png).unwrap();
+        }
+    }
+
+    /// Prints the page to PDF (A4) through WebDriver's print command; saves it beside the
+    /// screenshots and returns its bytes.
+    async fn print_pdf(&self, page: &str) -> Vec<u8> {
+        use base64::Engine as _;
+        let v = self.c().issue_cmd(PrintPage).await.unwrap();
+        let pdf = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap();
+        std::fs::write(self.shots.join(format!("{}-{page}.pdf", self.test)), &pdf).unwrap();
+        pdf
+    }
+
+    async fn close(mut self) {
+        if let Some(c) = self.client.take() {
+            let _ = c.close().await;
+        }
+    }
+}
+
+fn axe_source() -> Option<&'static str> {
+    static AXE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    AXE.get_or_init(|| {
+        let path = std::env::var_os("THECAL_AXE").map_or_else(
+            || screenshot_dir().join("../axe/node_modules/axe-core/axe.min.js"),
+            PathBuf::from,
+        );
+        match std::fs::read_to_string(&path) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let msg = format!(
+                    "SKIPPED: the axe-core accessibility check: {} ({e}); install it with \
+                     `npm install --prefix target/axe axe-core@4`; set THECAL_REQUIRE_AXE=1 \
+                     to make this a failure",
+                    path.display()
+                );
+                if std::env::var("THECAL_REQUIRE_AXE").as_deref() == Ok("1") {
+                    panic!("{msg}");
+                }
+                eprintln!("{msg}");
+                println!("{msg}");
+                None
+            }
+        }
+    })
+    .as_deref()
+}
+
+/// WebDriver's "Print Page" command.
+#[derive(Debug)]
+struct PrintPage;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for PrintPage {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/print", session.unwrap_or_default()))
+    }
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (
+            axum::http::Method::POST,
+            Some(json!({"page": {"width": 21.0, "height": 29.7}, "background": false}).to_string()),
+        )
+    }
+}
+
+// ---------------------------------------------------------------- walks
+
+/// Sign in; today's list; find a patient; the patient page with the band; a refill
+/// visit with a flagged reconciliation: a refused field keeps what was typed, the close
+/// is refused until the investigation is recorded; the printable report; sign out.
+async fn refill_visit_with_flagged_reconciliation_in_chromium_clinic_100_clinic_101_clinic_102_clinic_103_walk()
+ {
+    let Some(b) = browser("refill").await else {
+        return;
+    };
+    let clinic = Clinic::new().await;
+    let base = clinic.serve().await;
+
+    b.go(&format!("{base}/signin")).await;
+    b.shot("signin").await;
+    b.sign_in(&base, "rn.demo").await;
+    b.shot("today").await;
+    let today = b.main_text().await;
+    for want in [
+        "Refills overdue (1)",
+        "Ada Demo (DEMO-001)",
+        "Refills due this week (1)",
+        "Flagged reconciliations awaiting investigation (1)",
+        "Dan Demo (DEMO-004)",
+        "Implants nearing replacement (ERI) (1)",
+        "Ben Demo (DEMO-002)",
+    ] {
+        assert!(
+            today.contains(want),
+            "today's list lacks {want:?}:\n{today}"
+        );
+    }
+
+    // Find a patient.
+    b.click("a[href='/patients']").await;
+    b.type_in("q", "dan").await;
+    b.click("form[role=search] button").await;
+    b.shot("search").await;
+    assert!(b.main_text().await.contains("1 found"));
+    b.click("main table a").await;
+    b.shot("patient").await;
+    let (name, dob, serial) = b.band().await;
+    assert_eq!(name, "Dan Demo");
+    assert!(dob.len() == 10 && dob.as_bytes()[4] == b'-', "{dob}");
+    assert!(!serial.is_empty() && serial != "none implanted", "{serial}");
+    let page = b.main_text().await;
+    assert!(
+        page.contains("Implant and catheter") && page.contains("Timeline"),
+        "{page}"
+    );
+    assert!(
+        page.contains(" cm, tip at "),
+        "catheter length without unit: {page}"
+    );
+
+    // The open visit with its flagged reconciliation.
+    b.click("a[href^='/visits/']").await;
+    let visit_path = b.path().await;
+    assert_eq!(b.band().await.0, "Dan Demo", "the band on the visit page");
+    assert!(
+        b.text_of("[data-testid=flagged]")
+            .await
+            .contains("cannot close until the investigation")
+    );
+    b.shot("visit-flagged").await;
+
+    // A volume without its unit is refused next to the field; what was typed stays.
+    b.type_in("f-volume_added", "18").await;
+    b.type_in("f-concentration", "2000 mcg/mL").await;
+    b.type_in("f-lot", "LOT-77").await;
+    b.type_in("f-expiry", "2030-01-31").await;
+    b.click("form:has(input[name=action][value=fill]) button")
+        .await;
+    let err = b.field_error("volume_added").await;
+    assert!(
+        err.contains("mL"),
+        "the error names the unit allowed: {err}"
+    );
+    // The refused fields are listed at the top of the page, linked to their fields (the
+    // field itself may be below the fold on a tablet).
+    let summary = b.text_of("[data-testid=error-summary]").await;
+    assert!(summary.contains("Volume added:"), "{summary}");
+    assert_eq!(b.value_of("f-volume_added").await, "18");
+    assert_eq!(b.value_of("f-lot").await, "LOT-77");
+    b.shot("visit-field-error").await;
+
+    // Dan's prescription: read its concentration from the visit page (the syringe must match).
+    let rx = b.main_text().await;
+    let conc = rx
+        .split_once("Prescription")
+        .and_then(|(_, r)| r.split_whitespace().nth(1).zip(r.split_whitespace().nth(2)))
+        .map(|(n, u)| format!("{n} {u}"))
+        .unwrap();
+    b.type_in("f-volume_added", "18 mL").await;
+    b.type_in("f-concentration", &conc).await;
+    b.click("form:has(input[name=action][value=fill]) button")
+        .await;
+    assert_eq!(b.path().await, visit_path);
+    let filled = b.main_text().await;
+    assert!(
+        filled.contains("Reservoir after the fill 18 mL"),
+        "{filled}"
+    );
+
+    // Closing without the investigation is refused at the investigation field.
+    b.click("form:has(input[name=action][value=close]) button")
+        .await;
+    let err = b.field_error("outcome").await;
+    assert!(
+        err.contains("investigation outcome before closing"),
+        "{err}"
+    );
+    b.shot("visit-close-refused").await;
+
+    b.type_in(
+        "f-outcome",
+        "pump log shows no over-delivery; catheter access port aspirated clear; pocket dry",
+    )
+    .await;
+    b.click("form:has(input[name=action][value=investigation]) button")
+        .await;
+    b.click("form:has(input[name=action][value=close]) button")
+        .await;
+    let closed = b.main_text().await;
+    assert!(closed.contains("Next refill due"), "{closed}");
+    b.click("a[href$='/report']").await;
+    b.shot("report").await;
+    let pdf = b.print_pdf("report").await;
+    assert!(pdf.starts_with(b"%PDF-"), "not a PDF");
+    assert!(pdf.len() > 10_000, "a PDF of {} bytes", pdf.len());
+    // The print stylesheet hides the navigation and the sign-out form.
+    let nav_on_paper = b
+        .c()
+        .execute(
+            "for (const s of document.styleSheets) for (const r of s.cssRules) \
+               if (r.media && r.media.mediaText === 'print') \
+                 return r.cssText.includes('header.top');
+             return false;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        nav_on_paper,
+        Value::Bool(true),
+        "the print rules hide the header"
+    );
+    let report = b.main_text().await;
+    for want in [
+        "Dan Demo",
+        "pump log shows no over-delivery",
+        "LOT-77",
+        "18 mL",
+        "Next refill due",
+    ] {
+        assert!(report.contains(want), "report lacks {want:?}:\n{report}");
+    }
+    b.sign_out().await;
+    b.go(&format!("{base}/today")).await;
+    assert_eq!(
+        b.path().await,
+        "/signin",
+        "signed out, the pages need a sign-in"
+    );
+    b.close().await;
+}
+
+/// A physician changes a prescription: old against new on the same screen, a hard finding
+/// refused (no confirm button), a soft finding refused without a reason and confirmed
+/// with one; a trial and its decision; a nurse is denied the change.
+async fn prescription_change_trial_and_nurse_denied_in_chromium_clinic_104_clinic_105_walk() {
+    let Some(b) = browser("prescription").await else {
+        return;
+    };
+    let clinic = Clinic::new().await;
+    let base = clinic.serve().await;
+    b.sign_in(&base, "dr.demo").await;
+    b.go(&format!("{base}/patients?q=DEMO-001")).await;
+    b.click("main table a").await;
+    let patient_path = b.path().await;
+    b.click("a[href$='/prescription']").await;
+    assert_eq!(b.band().await.0, "Ada Demo");
+    b.shot("prescription-form").await;
+
+    // Hard: morphine 100 mg/mL is above the library's hard limit.
+    b.choose("f-drug", "morphine").await;
+    b.type_in("f-concentration", "100 mg/mL").await;
+    b.type_in("f-daily_dose", "5 mg/day").await;
+    b.type_in("f-reservoir_volume", "20 mL").await;
+    b.type_in("f-reason", "switch to morphine").await;
+    b.type_in("f-confirm_soft_findings", "agreed").await;
+    b.click("button[value=review]").await;
+    let compare = b.text_of("[data-testid=compare]").await;
+    assert!(
+        compare.contains("2 mg/mL") && compare.contains("100 mg/mL"),
+        "{compare}"
+    );
+    assert!(b.text_of("[data-testid=findings]").await.contains("hard"));
+    assert!(b.text_of("[data-testid=refused]").await.contains("Refused"));
+    // The verdict comes before the table, at the top of the screen; changed rows are
+    // marked in words.
+    let verdict_first = b
+        .c()
+        .execute(
+            "return (document.querySelector('[data-testid=refused]')
+                .compareDocumentPosition(document.querySelector('[data-testid=compare]'))
+                & Node.DOCUMENT_POSITION_FOLLOWING) !== 0;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        verdict_first,
+        Value::Bool(true),
+        "the verdict is above the table"
+    );
+    assert!(compare.contains("morphine (changed)"), "{compare}");
+    assert!(!compare.contains("20 mL (changed)"), "{compare}");
+    assert!(
+        b.c()
+            .find(Locator::Css("button[value=confirm]"))
+            .await
+            .is_err(),
+        "a hard finding offers no confirm button"
+    );
+    b.shot("prescription-hard").await;
+
+    // Soft: +82 % baclofen is above the allowed step.
+    b.choose("f-drug", "baclofen").await;
+    b.type_in("f-concentration", "2000 mcg/mL").await;
+    b.type_in("f-daily_dose", "400 mcg/day").await;
+    b.type_in("f-reason", "spasms worse").await;
+    b.type_in("f-confirm_soft_findings", "").await;
+    b.click("button[value=review]").await;
+    let findings = b.text_of("[data-testid=findings]").await;
+    assert!(
+        findings.contains("soft") && !findings.contains("hard"),
+        "{findings}"
+    );
+    let compare = b.text_of("[data-testid=compare]").await;
+    assert!(
+        compare.contains("220 mcg/day") && compare.contains("400 mcg/day"),
+        "{compare}"
+    );
+    b.shot("prescription-soft").await;
+    b.click("button[value=confirm]").await;
+    let err = b.field_error("confirm_soft_findings").await;
+    assert!(!err.is_empty());
+    assert_eq!(
+        b.value_of("f-daily_dose").await,
+        "400 mcg/day",
+        "kept on error"
+    );
+    assert!(
+        b.c()
+            .find(Locator::Css("[data-testid=compare]"))
+            .await
+            .is_ok(),
+        "the table stays on the screen that confirms"
+    );
+    b.type_in(
+        "f-confirm_soft_findings",
+        "screening effect lasted 12 h; inpatient observation",
+    )
+    .await;
+    b.click("button[value=confirm]").await;
+    assert_eq!(b.path().await, patient_path, "{}", b.main_text().await);
+    let words = b.text_of("[data-testid=rx-words]").await;
+    assert!(words.contains("400 mcg a day"), "{words}");
+    assert!(
+        b.main_text()
+            .await
+            .contains("soft findings confirmed by dr.demo")
+    );
+
+    // A trial and its decision.
+    b.click("a[href$='/trial']").await;
+    b.choose("f-drug", "baclofen").await;
+    b.choose("f-route", "lumbar_puncture").await;
+    b.type_in("f-doses", "50 mcg").await;
+    b.choose("f-scale", "ashworth_mean_tenths").await;
+    b.type_in("f-baseline", "3.5").await;
+    b.type_in("f-post", "15").await;
+    b.type_in("f-observed_hours", "6").await;
+    b.click("main form button").await;
+    assert!(b.field_error("baseline").await.contains("whole number"));
+    assert_eq!(b.value_of("f-doses").await, "50 mcg");
+    b.shot("trial-error").await;
+    b.type_in("f-baseline", "35").await;
+    b.click("main form button").await;
+    assert_eq!(b.path().await, patient_path, "{}", b.main_text().await);
+    b.tick("form[action$='/decision'] input[value=yes]").await;
+    b.click("form[action$='/decision'] button").await;
+    assert!(
+        b.text_of("[data-testid=trial-decision]")
+            .await
+            .contains("implant recommended by dr.demo")
+    );
+    b.shot("patient-after").await;
+    b.sign_out().await;
+
+    // A nurse is denied the change, by the page and by the server.
+    b.sign_in(&base, "rn.demo").await;
+    b.go(&format!("{base}{patient_path}")).await;
+    assert!(
+        b.c()
+            .find(Locator::Css("a[href$='/prescription']"))
+            .await
+            .is_err(),
+        "no change link for a nurse"
+    );
+    let implant = "/implants/1/prescription";
+    b.go(&format!("{base}{implant}")).await;
+    let denied = b.main_text().await;
+    assert!(
+        denied.contains("A nurse may not change a prescription; allowed: physician."),
+        "{denied}"
+    );
+    b.shot("nurse-denied").await;
+    b.close().await;
+}
+
+/// An expired session leads to the sign-in page saying so; a patient's name with markup
+/// is shown as text, not run.
+async fn expired_session_and_inert_markup_in_chromium_clinic_106_clinic_107_walk() {
+    let Some(b) = browser("session").await else {
+        return;
+    };
+    let clinic = Clinic::new().await;
+    let base = clinic.serve().await;
+    b.sign_in(&base, "dr.demo").await;
+    b.go(&format!("{base}/patients/{}", clinic.script_patient))
+        .await;
+    b.shot("markup-name").await;
+    let (name, _, serial) = b.band().await;
+    assert_eq!(name, SCRIPT_NAME, "the name is shown as typed");
+    assert_eq!(serial, "none implanted");
+    let pwned = b
+        .c()
+        .execute("return window.pwned === undefined;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(pwned, Value::Bool(true), "the stored markup ran");
+    assert!(
+        b.c()
+            .find_all(Locator::Css("script"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        b.c()
+            .find_all(Locator::Css("main img, .patient-band img"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let source = b.c().source().await.unwrap();
+    assert!(source.contains("&lt;script&gt;window.pwned=1&lt;/script&gt;"));
+
+    // Twelve hours is a clinic day; a session does not outlive it.
+    clinic.advance(TimeDelta::hours(13));
+    b.go(&format!("{base}/patients/{}", clinic.script_patient))
+        .await;
+    assert_eq!(b.path().await, "/signin");
+    let notice = b.main_text().await;
+    assert!(notice.contains("Your session has expired"), "{notice}");
+    b.shot("expired").await;
+    b.sign_in(&base, "dr.demo").await;
+    b.close().await;
+}
+
+// ---------------------------------------------------------------- without a browser
+
+async fn get(
+    app: &axum::Router,
+    path: &str,
+    cookie: Option<&str>,
+) -> (StatusCode, String, axum::http::HeaderMap) {
+    let mut req = Request::builder().uri(path);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    (
+        status,
+        String::from_utf8_lossy(&bytes).into_owned(),
+        headers,
+    )
+}
+
+/// Sign-in needs the form's token (double submit): a forged form from elsewhere gets no
+/// session; every asset comes from the binary and pages name no other host.
+async fn signin_needs_the_form_token_and_assets_are_local_clinic_100_clinic_108_walk() {
+    let clinic = Clinic::new().await;
+    let app = clinic.app();
+    // A cross-site form post carries no sign-in cookie.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/signin")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!(
+            "csrf=abc&username=dr.demo&password={PASSWORD}"
+        )))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        resp.headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .all(|c| !c.to_str().unwrap().starts_with("thecal_session=")),
+        "no session without the form's token"
+    );
+    // With the form's token and its cookie: signed in.
+    let (s, page, headers) = get(&app, "/signin", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let token = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let set = headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
+    assert!(set.starts_with(&format!("thecal_signin={token};")), "{set}");
+    let req = Request::builder()
+        .method("POST")
+        .uri("/signin")
+        .header(header::COOKIE, format!("thecal_signin={token}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!(
+            "csrf={token}&username=dr.demo&password={PASSWORD}"
+        )))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let session = resp
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|c| c.to_str().ok())
+        .find(|c| c.starts_with("thecal_session="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(session.len() > "thecal_session=".len() + 32);
+
+    let (s, css, h) = get(&app, "/static/console.css", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        h[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    assert!(css.contains("@media print"), "a print stylesheet");
+    assert!(css.contains(":focus"), "focus styles");
+    for path in [
+        "/today",
+        "/patients?q=demo",
+        "/patients/1",
+        "/visits/1",
+        "/visits/1/report",
+        "/implants/1/prescription",
+        "/patients/1/trial",
+    ] {
+        let (s, page, h) = get(&app, path, Some(&session)).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {page}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && !csp.contains("script-src"),
+            "{csp}"
+        );
+        for bad in ["http://", "https://", "<script", "//cdn"] {
+            assert!(!page.contains(bad), "{path} refers to {bad}");
+        }
+        // Every input has a label tied to it.
+        for id in page.split("<input ").skip(1).filter_map(|i| {
+            (!i.contains("type=\"hidden\"")).then(|| i.split("id=\"").nth(1)?.split('"').next())?
+        }) {
+            assert!(
+                page.contains(&format!("for=\"{id}\"")),
+                "{path}: input {id} has no label"
+            );
+        }
+    }
+}
+
+/// The page checks the authorization table before it renders a form, and the API
+/// checks again when a form is posted around the page.
+async fn role_checks_on_pages_and_posts_clinic_105_walk() {
+    let clinic = Clinic::new().await;
+    let app = clinic.app();
+    let api = thecal_clinic::api::router(clinic.state.clone());
+    let (token, csrf) = api_login(&api, "rn.demo").await;
+    let cookie = format!("thecal_session={token}");
+    let (s, page, _) = get(&app, "/implants/1/prescription", Some(&cookie)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(
+        page.contains("A nurse may not change a prescription; allowed: physician."),
+        "{page}"
+    );
+    let (s, page, _) = get(&app, "/audit", Some(&cookie)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{page}");
+    let req = Request::builder()
+        .method("POST")
+        .uri("/implants/1/prescription")
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!(
+            "csrf={csrf}&action=confirm&drug=baclofen&concentration=2000+mcg%2FmL&daily_dose=200+mcg%2Fday&reservoir_volume=20+mL&reason=x"
+        )))
+        .unwrap();
+    assert_eq!(
+        app.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let (_, rxs, _) = api_call(
+        &api,
+        Some(&(token.clone(), csrf.clone())),
+        "GET",
+        "/api/v1/implants/1/prescriptions",
+        None,
+    )
+    .await;
+    assert_eq!(rxs.as_array().unwrap().len(), 2, "no version added: {rxs}");
+    // A form without the session's token changes nothing.
+    let (dr_token, _) = api_login(&api, "dr.demo").await;
+    let req = Request::builder()
+        .method("POST")
+        .uri("/implants/1/prescription")
+        .header(header::COOKIE, format!("thecal_session={dr_token}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(
+            "csrf=forged&action=confirm&drug=baclofen&concentration=2000+mcg%2FmL&daily_dose=200+mcg%2Fday&reservoir_volume=20+mL&reason=x",
+        ))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let (_, rxs, _) = api_call(
+        &api,
+        Some(&(token, csrf)),
+        "GET",
+        "/api/v1/implants/1/prescriptions",
+        None,
+    )
+    .await;
+    assert_eq!(rxs.as_array().unwrap().len(), 2, "no version added: {rxs}");
+    // An auditor reads the audit log; the reads of records are in it.
+    let (at, _) = api_login(&api, "audit.demo").await;
+    let (s, page, _) = get(&app, "/audit", Some(&format!("thecal_session={at}"))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("Audit log"));
+}
+
+// ---------------------------------------------------------------- the tests
+
+fn run(f: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f);
+}
+
+#[test]
+fn refill_visit_with_flagged_reconciliation_in_chromium_clinic_100_clinic_101_clinic_102_clinic_103_clinic_109()
+ {
+    run(refill_visit_with_flagged_reconciliation_in_chromium_clinic_100_clinic_101_clinic_102_clinic_103_walk());
+}
+
+#[test]
+fn prescription_change_trial_and_nurse_denied_in_chromium_clinic_104_clinic_105_clinic_109() {
+    run(prescription_change_trial_and_nurse_denied_in_chromium_clinic_104_clinic_105_walk());
+}
+
+#[test]
+fn expired_session_and_inert_markup_in_chromium_clinic_106_clinic_107_clinic_109() {
+    run(expired_session_and_inert_markup_in_chromium_clinic_106_clinic_107_walk());
+}
+
+#[test]
+fn signin_needs_the_form_token_and_assets_are_local_clinic_100_clinic_108() {
+    run(signin_needs_the_form_token_and_assets_are_local_clinic_100_clinic_108_walk());
+}
+
+#[test]
+fn role_checks_on_pages_and_posts_clinic_105() {
+    run(role_checks_on_pages_and_posts_clinic_105_walk());
+}
