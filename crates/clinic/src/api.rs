@@ -1153,10 +1153,12 @@ async fn create_prescription(
     let elapsed = previous.as_ref().map(|p| {
         Duration::from_ms(u64::try_from((now - p.created_at).num_milliseconds()).unwrap_or(0))
     });
-    let checked = change::check_new(
+    let (_, patient): (Row, Patient) = load(&st, Kind::Patient, imp.patient_id).await?;
+    let checked = change::check_new_for(
         &n,
         Volume::from_raw(imp.capacity_nl),
         previous.as_ref().zip(elapsed),
+        Some(&patient.details.condition),
     )?;
     let reason = change::accept(&checked, n.confirm_soft_findings.as_deref())?;
     let rx = Prescription {

@@ -140,7 +140,8 @@ fn prescription(
     created_at: DateTime<Utc>,
 ) -> Result<Prescription, String> {
     let capacity = Volume::from_raw(p.implant.capacity_nl);
-    let checked = change::check_new(&p.rx, capacity, None).map_err(|e| err("prescription", e))?;
+    let checked = change::check_new_for(&p.rx, capacity, None, Some(&p.patient.details.condition))
+        .map_err(|e| err("prescription", e))?;
     let confirmation = change::accept(&checked, Some("synthetic maintenance dose"))
         .map_err(|e| err("prescription", e))?
         .map(|reason| crate::domain::records::Confirmation {

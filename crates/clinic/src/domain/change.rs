@@ -8,7 +8,9 @@ use thecal_rx::drug::{DrugId, Library};
 use thecal_rx::schedule::Schedule;
 use thecal_rx::{Concentration, Duration, Flow, MassRate, Volume};
 
-use super::records::{FindingRecord, NewPrescription, Prescription, drug};
+use super::records::{
+    Condition, FindingRecord, NewPrescription, Prescription, SpasticityOrigin, drug,
+};
 use super::regimen::{Regimen, read};
 use super::{FieldError, quantity, text};
 
@@ -61,6 +63,37 @@ pub fn check_new(
     capacity: Volume,
     previous: Option<(&Prescription, Duration)>,
 ) -> Result<Checked, FieldError> {
+    check_new_for(new, capacity, previous, None)
+}
+
+/// What thecal-rx's check knows of the patient from the clinic's record: the origin of
+/// spasticity (baclofen's titration step depends on it; an unknown origin, or a pain
+/// patient, takes the stricter cerebral rule).
+pub fn rx_patient(condition: Option<&Condition>) -> check::Patient {
+    check::Patient {
+        spasticity_origin: match condition {
+            Some(Condition::Spasticity {
+                origin: SpasticityOrigin::Spinal,
+            }) => check::SpasticityOrigin::Spinal,
+            Some(Condition::Spasticity {
+                origin: SpasticityOrigin::Cerebral,
+            }) => check::SpasticityOrigin::Cerebral,
+            _ => check::SpasticityOrigin::Unknown,
+        },
+        prior_opioid: None,
+    }
+}
+
+/// [`check_new`] for a patient whose condition is known.
+///
+/// # Errors
+/// As [`check_new`].
+pub fn check_new_for(
+    new: &NewPrescription,
+    capacity: Volume,
+    previous: Option<(&Prescription, Duration)>,
+    condition: Option<&Condition>,
+) -> Result<Checked, FieldError> {
     let drug = drug("drug", &new.drug)?;
     let concentration: Concentration = quantity("concentration", &new.concentration)?;
     let volume: Volume = quantity("reservoir_volume", &new.reservoir_volume)?;
@@ -100,7 +133,7 @@ pub fn check_new(
         }),
         opioid_naive: new.opioid_naive,
     };
-    let found = check::check(&rx, &ctx);
+    let found = check::check_with(&rx, &ctx, &rx_patient(condition));
     let mut findings: Vec<FindingRecord> = found
         .iter()
         .map(|f| FindingRecord {
@@ -366,6 +399,44 @@ mod tests {
             accept(&jump, Some(" severe spasms after fall ")),
             Ok(Some("severe spasms after fall".into()))
         );
+    }
+
+    #[test]
+    fn baclofen_step_follows_the_patients_origin_of_spasticity_clinic_069() {
+        // 400 → 480 mcg/day a day later is +20 %: within the spinal step (10–30 % per
+        // 24 h, label) but beyond the cerebral one (5–15 %), which also applies when the
+        // origin is not recorded.
+        let first = check_new(
+            &new("baclofen", "2000 mcg/mL", "400 mcg/day"),
+            Volume::from_ml(20),
+            None,
+        )
+        .unwrap();
+        let old = stored(&first);
+        let step = |c: Option<&Condition>| {
+            check_new_for(
+                &new("baclofen", "2000 mcg/mL", "480 mcg/day"),
+                Volume::from_ml(20),
+                Some((&old, Duration::from_days(1))),
+                c,
+            )
+            .unwrap()
+            .findings
+            .iter()
+            .any(|f| f.message.contains("allowed step"))
+        };
+        let spinal = Condition::Spasticity {
+            origin: SpasticityOrigin::Spinal,
+        };
+        let cerebral = Condition::Spasticity {
+            origin: SpasticityOrigin::Cerebral,
+        };
+        assert!(
+            !step(Some(&spinal)),
+            "a spinal patient's +20 % was judged a large step"
+        );
+        assert!(step(Some(&cerebral)));
+        assert!(step(None));
     }
 
     #[test]

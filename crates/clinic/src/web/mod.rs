@@ -1558,10 +1558,11 @@ async fn prescription_page(
             Duration::from_ms(u64::try_from((now - p.created_at).num_milliseconds()).unwrap_or(0))
         });
         // The same check the API stores with (thecal-rx through the domain).
-        match change::check_new(
+        match change::check_new_for(
             &n,
             Volume::from_raw(imp.capacity_nl),
             previous.as_ref().zip(elapsed),
+            Some(&p.details.condition),
         ) {
             Ok(c) => {
                 let old =
