@@ -4,7 +4,10 @@
 //! random against the log chain, a torn log line, bounded diagnostics under a flood, the
 //! wand under 2,000 forged hellos a second, and the clients' words.
 
-use std::io::{BufRead as _, BufReader, Read as _};
+mod common;
+
+use common::{BIN, text};
+use std::io::{BufRead as _, BufReader};
 use std::net::UdpSocket;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -16,8 +19,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use thecal_link::frame::{Kind, MAX_FRAME};
 use thecal_pump::log::{LogEntry, verify};
-
-const BIN: &str = env!("CARGO_BIN_EXE_thecal");
 
 struct Implant {
     child: Child,
@@ -111,50 +112,7 @@ fn start(state: &Path, work: &Path, extra: &[&str]) -> Implant {
 }
 
 fn thecal(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run thecal");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("thecal {args:?} did not finish within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    common::run(args, None, Duration::from_secs(30))
 }
 
 fn ok(args: &[&str], implant: &Implant) -> Output {

@@ -3,8 +3,11 @@
 //! runs them; and a read-back mismatch against a fake implant built here from the real
 //! pump core and link endpoint.
 
+mod common;
+
+use common::{BIN, text};
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -17,8 +20,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use thecal_pump::command::{Command as PumpCommand, Role, SoftReason};
 use thecal_pump::core::Pump;
-
-const BIN: &str = env!("CARGO_BIN_EXE_thecal");
 
 /// Kills the implant however the test ends.
 struct Implant {
@@ -97,54 +98,7 @@ fn start_implant(state: &Path, work: &Path, model: &str) -> Implant {
 
 /// Runs thecal with `stdin` and a deadline.
 fn thecal(args: &[String], stdin: &str) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run thecal");
-    {
-        let mut i = child.stdin.take().unwrap();
-        let _ = i.write_all(stdin.as_bytes());
-    }
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("thecal {args:?} did not finish within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    common::run(args, Some(stdin), Duration::from_secs(30))
 }
 
 fn stdout(o: &Output) -> String {

@@ -1,7 +1,10 @@
 //! The telemetry end to end over loopback UDP, each device in its own process: a virtual
 //! implant, a clinician programmer and a patient remote, as a user runs them.
 
-use std::io::{BufRead as _, BufReader, Read as _};
+mod common;
+
+use common::{BIN, text};
+use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -9,8 +12,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_thecal");
 
 /// Kills the implant however the test ends.
 struct Implant {
@@ -76,55 +77,7 @@ fn start_implant(state: &Path, work: &Path) -> (Implant, String) {
 
 /// Runs thecal with a deadline (a hung command fails the test instead of hanging it).
 fn thecal(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run thecal");
-    {
-        use std::io::Write as _;
-        let mut i = child.stdin.take().unwrap();
-        let _ = i.write_all(stdin.as_bytes());
-    }
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("thecal {args:?} did not finish within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    common::run(args, Some(stdin), Duration::from_secs(20))
 }
 
 fn ok(args: &[&str], implant: &Implant) -> Output {
