@@ -1315,13 +1315,13 @@ pub fn describe_event(e: &Event) -> String {
             model,
             length_mm,
             volume,
-        } => format!(
-            "catheter {}: {}, {}.{} cm after trimming, holds {volume}",
-            if revision { "revised" } else { "recorded" },
-            thecal_pump::catheter::model(model).map_or("custom catheter", |m| m.name),
-            length_mm / 10,
-            length_mm % 10
-        ),
+        } => thecal_pump::catheter::SetWords {
+            revision,
+            model,
+            length_mm,
+            volume,
+        }
+        .to_string(),
         Event::SoftFindingConfirmed {
             command,
             findings,
@@ -1477,38 +1477,14 @@ fn catalogue_text() -> String {
 
 /// A length with its unit, "45 cm", "45.5 cm" or "450 mm", in whole millimetres.
 fn parse_length_mm(s: &str) -> Result<u16, Fail> {
-    let bad = |why: &str| {
+    cath::parse_length_mm(s).map_err(|why| {
         Fail::Usage(format!(
-            "--length '{s}': {why}; give the length after trimming with its unit, e.g. \
+            "--length '{s}': {}; give the length after trimming with its unit, e.g. \
              \"45 cm\" or \"450 mm\" ({})",
+            why.message(),
             cath::CatheterError::Length.message()
         ))
-    };
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| bad("no unit"))?;
-    let (number, unit) = t.split_at(split);
-    let per_mm: u64 = match unit.trim() {
-        "cm" => 10,
-        "mm" => 1,
-        _ => return Err(bad("the unit is cm or mm")),
-    };
-    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() || (per_mm == 1 && !frac.is_empty()) || frac.len() > 1 {
-        return Err(bad("not a length to the millimetre"));
-    }
-    let whole: u64 = whole.parse().map_err(|_| bad("not a number"))?;
-    let tenth: u64 = if frac.is_empty() {
-        0
-    } else {
-        frac.parse().map_err(|_| bad("not a number"))?
-    };
-    let mm = whole
-        .checked_mul(per_mm)
-        .and_then(|mm| mm.checked_add(tenth))
-        .ok_or_else(|| bad("too long"))?;
-    u16::try_from(mm).map_err(|_| bad("too long"))
+    })
 }
 
 /// The catheter record from the command line, checked as the pump checks it; bad input

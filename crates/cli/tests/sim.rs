@@ -381,7 +381,7 @@ fn a_bad_scenario_exits_2_with_one_line_naming_the_problem_sim_020_sim_040() {
                 "synchromed-20",
                 "[[event]]\nat = \"1 d\"\nkind = \"catheter-revision\"\nlength = \"45\"\n",
             ),
-            "event[0].length: '45' needs a unit: cm or mm",
+            "event[0].length: '45': no unit; give the length with its unit",
         ),
         (
             scenario(

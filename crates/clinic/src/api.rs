@@ -769,6 +769,17 @@ pub struct ListQuery {
     pub limit: Option<i64>,
 }
 
+impl ListQuery {
+    /// The limit asked for, checked.
+    fn checked(&self) -> ApiResult<i64> {
+        let limit = self.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(ApiError::invalid("limit", "must be 1 to 1000"));
+        }
+        Ok(limit)
+    }
+}
+
 /// Lists patients.
 #[utoipa::path(get, path = "/api/v1/patients", params(ListQuery), tag = "patients",
     responses((status = 200, body = [Patient]), (status = 400, body = ErrorBody)))]
@@ -776,11 +787,7 @@ async fn list_patients(
     State(st): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<Patient>>> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be 1 to 1000"));
-    }
-    let rows = st.store.list(Kind::Patient, None, limit).await?;
+    let rows = st.store.list(Kind::Patient, None, q.checked()?).await?;
     Ok(Json(rows.iter().map(parse).collect::<ApiResult<_>>()?))
 }
 
@@ -2054,26 +2061,14 @@ async fn replacements(State(st): State<AppState>) -> ApiResult<Json<Vec<Plan>>> 
     Ok(Json(replacement::by_urgency(plans)))
 }
 
-/// Audit parameters.
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct AuditQuery {
-    /// At most this many, 1–1000 (default 100).
-    #[param(minimum = 1, maximum = 1000, nullable = false)]
-    pub limit: Option<i64>,
-}
-
 /// The audit log, newest first (auditors).
-#[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery), tag = "audit",
+#[utoipa::path(get, path = "/api/v1/audit", params(ListQuery), tag = "audit",
     responses((status = 200, body = [AuditRow]), (status = 400, body = ErrorBody)))]
 async fn audit_log(
     State(st): State<AppState>,
-    ApiQuery(q): ApiQuery<AuditQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<AuditRow>>> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be 1 to 1000"));
-    }
-    Ok(Json(st.store.audit(limit).await?))
+    Ok(Json(st.store.audit(q.checked()?).await?))
 }
 
 /// Adds the error responses every route can give: 400 (a bad id, query or body), 401 and

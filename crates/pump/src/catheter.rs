@@ -192,18 +192,115 @@ impl CatheterRecord {
 
     /// The model's name (or "custom catheter").
     pub fn model_name(&self) -> &'static str {
-        model(self.model).map_or("custom catheter", |m| m.name)
+        model_name(self.model)
+    }
+}
+
+/// The name of the catalogue model with this code (or "custom catheter").
+pub fn model_name(code: u16) -> &'static str {
+    model(code).map_or("custom catheter", |m| m.name)
+}
+
+/// Why a typed length was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LengthError {
+    /// No unit after the number.
+    NoUnit,
+    /// A unit other than cm or mm.
+    Unit,
+    /// Finer than a millimetre, or not a number.
+    NotMillimetres,
+    /// Above 6553.5 cm.
+    TooLong,
+}
+
+impl LengthError {
+    /// What was wrong.
+    pub const fn message(self) -> &'static str {
+        match self {
+            LengthError::NoUnit => "no unit",
+            LengthError::Unit => "the unit is cm or mm",
+            LengthError::NotMillimetres => "not a length to the millimetre",
+            LengthError::TooLong => "too long",
+        }
+    }
+}
+
+/// A length with its unit, "45 cm", "45.5 cm" or "450 mm", in whole millimetres.
+///
+/// # Errors
+/// [`LengthError`]: what is wrong with the text.
+pub fn parse_length_mm(s: &str) -> Result<u16, LengthError> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or(LengthError::NoUnit)?;
+    let (number, unit) = t.split_at_checked(split).ok_or(LengthError::NoUnit)?;
+    let per_mm: u64 = match unit.trim() {
+        "cm" => 10,
+        "mm" => 1,
+        _ => return Err(LengthError::Unit),
+    };
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || (per_mm == 1 && !frac.is_empty()) || frac.len() > 1 {
+        return Err(LengthError::NotMillimetres);
+    }
+    let whole: u64 = whole.parse().map_err(|_| LengthError::NotMillimetres)?;
+    let tenth: u64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().map_err(|_| LengthError::NotMillimetres)?
+    };
+    let mm = whole
+        .checked_mul(per_mm)
+        .and_then(|mm| mm.checked_add(tenth))
+        .ok_or(LengthError::TooLong)?;
+    u16::try_from(mm).map_err(|_| LengthError::TooLong)
+}
+
+/// A length in millimetres, written in centimetres ("45.0 cm").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Length(pub u16);
+
+impl fmt::Display for Length {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{} cm", self.0 / 10, self.0 % 10)
+    }
+}
+
+/// A logged catheter record ([`crate::event::Event::CatheterSet`]) in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetWords {
+    /// It replaced a recorded catheter.
+    pub revision: bool,
+    /// Catalogue code.
+    pub model: u16,
+    /// Length after trimming, mm.
+    pub length_mm: u16,
+    /// Internal volume.
+    pub volume: Volume,
+}
+
+impl fmt::Display for SetWords {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "catheter {}: {}, {} after trimming, holds {}",
+            if self.revision { "revised" } else { "recorded" },
+            model_name(self.model),
+            Length(self.length_mm),
+            self.volume
+        )
     }
 }
 
 impl fmt::Display for CatheterRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let cm = self.length_mm / 10;
-        let mm = self.length_mm % 10;
         write!(
             f,
-            "{}, {cm}.{mm} cm after trimming, {} per cm, pump segment {}: holds {}",
+            "{}, {} after trimming, {} per cm, pump segment {}: holds {}",
             self.model_name(),
+            Length(self.length_mm),
             self.volume_per_cm,
             self.pump_segment,
             self.volume()
@@ -259,6 +356,20 @@ mod tests {
         let wrong = CatheterRecord { model: 1, ..good };
         assert_eq!(wrong.validate(), Err(CatheterError::NotCatalogue));
         assert_eq!(model_named("1").map(|m| m.code), Some(1));
+        assert_eq!(parse_length_mm("45 cm"), Ok(450));
+        assert_eq!(parse_length_mm(" 45.5cm"), Ok(455));
+        assert_eq!(parse_length_mm("450 mm"), Ok(450));
+        assert_eq!(parse_length_mm("45"), Err(LengthError::NoUnit));
+        assert_eq!(parse_length_mm("45 in"), Err(LengthError::Unit));
+        assert_eq!(
+            parse_length_mm("45.25 cm"),
+            Err(LengthError::NotMillimetres)
+        );
+        assert_eq!(
+            parse_length_mm("450.5 mm"),
+            Err(LengthError::NotMillimetres)
+        );
+        assert_eq!(parse_length_mm("6553.6 cm"), Err(LengthError::TooLong));
         assert_eq!(
             model_named("ONE-PIECE intrathecal catheter, 0.60 mm lumen").map(|m| m.code),
             Some(2)

@@ -355,30 +355,16 @@ fn catheter_of(
             format!("unknown model '{model}'; known: {}", known.join(", ")),
         ));
     };
-    let t = length.trim();
-    let (num, per_unit_mm) = if let Some(n) = t.strip_suffix("mm") {
-        (n.trim(), 1.0)
-    } else if let Some(n) = t.strip_suffix("cm") {
-        (n.trim(), 10.0)
-    } else {
-        return Err(err(
+    let mm = thecal_pump::catheter::parse_length_mm(length).map_err(|why| {
+        err(
             format!("{field}.length"),
-            format!("'{length}' needs a unit: cm or mm (e.g. \"45 cm\")"),
-        ));
-    };
-    let mm = num
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v > 0.0)
-        .map(|v| (v * per_unit_mm).round())
-        .filter(|v| *v <= f64::from(u16::MAX))
-        .ok_or_else(|| {
-            err(
-                format!("{field}.length"),
-                format!("'{length}' is not a positive length"),
-            )
-        })?;
-    let record = CatheterRecord::of_model(m, mm as u16);
+            format!(
+                "'{length}': {}; give the length with its unit (e.g. \"45 cm\" or \"450 mm\")",
+                why.message()
+            ),
+        )
+    })?;
+    let record = CatheterRecord::of_model(m, mm);
     record
         .validate()
         .map_err(|e| err(format!("{field}.length"), e.message()))?;

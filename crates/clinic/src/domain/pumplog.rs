@@ -182,13 +182,13 @@ pub fn describe(e: &Event) -> (&'static str, String) {
             volume,
         } => (
             "program",
-            format!(
-                "catheter {}: {}, {}.{} cm after trimming, holds {volume}",
-                if *revision { "revised" } else { "recorded" },
-                thecal_pump::catheter::model(*model).map_or("custom catheter", |m| m.name),
-                length_mm / 10,
-                length_mm % 10
-            ),
+            thecal_pump::catheter::SetWords {
+                revision: *revision,
+                model: *model,
+                length_mm: *length_mm,
+                volume: *volume,
+            }
+            .to_string(),
         ),
         Event::SoftFindingConfirmed {
             findings,
