@@ -299,7 +299,10 @@ impl Browser {
             .find(Locator::Id(id))
             .await
             .unwrap_or_else(|e| panic!("#{id}: {e}"));
-        if e.attr("type").await.unwrap().as_deref() == Some("date") {
+        if matches!(
+            e.attr("type").await.unwrap().as_deref(),
+            Some("date" | "datetime-local")
+        ) {
             // Typing into a date control follows the browser's locale; set the ISO value.
             self.c()
                 .execute(
@@ -742,13 +745,19 @@ async fn prescription_change_trial_and_nurse_denied_in_chromium_clinic_104_clini
         Value::Bool(true),
         "the verdict is above the table"
     );
-    assert!(compare.contains("morphine (changed)"), "{compare}");
+    assert!(
+        compare.contains("morphine 100 mg/mL (changed)"),
+        "{compare}"
+    );
     assert!(!compare.contains("20 mL (changed)"), "{compare}");
     assert!(
-        b.c()
+        !b.c()
             .find(Locator::Css("button[value=confirm]"))
             .await
-            .is_err(),
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap(),
         "a hard finding offers no confirm button"
     );
     b.shot("prescription-hard").await;
@@ -898,6 +907,288 @@ async fn expired_session_and_inert_markup_in_chromium_clinic_106_clinic_107_walk
     b.close().await;
 }
 
+/// Waits until the prescription editor's review region shows a verdict (the findings
+/// while typing); returns the region's text.
+async fn wait_verdict(b: &Browser, want: &str) -> String {
+    for _ in 0..200 {
+        let v = b
+            .c()
+            .execute(
+                "const e = document.querySelector('#review .review-body');
+                 return e ? e.getAttribute('data-verdict') : null;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if v == Value::from(want) {
+            return b.text_of("#review").await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the review never showed {want:?}:\n{}",
+        b.text_of("#review").await
+    );
+}
+
+async fn confirm_shown(b: &Browser) -> bool {
+    b.c()
+        .find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .is_displayed()
+        .await
+        .unwrap()
+}
+
+/// A physician registers a patient and records an implant, a complication, an alarm and
+/// its acknowledgement through the forms (a refused field keeps what was typed), then
+/// prescribes an admixture with the findings shown while typing (a hard finding refused,
+/// soft findings confirmed with a reason); a pharmacist releases a lot; a nurse is
+/// denied the implant form.
+async fn forms_admixture_and_release_in_chromium_walk() {
+    let Some(b) = browser("forms").await else {
+        return;
+    };
+    let clinic = Clinic::new().await;
+    let base = clinic.serve().await;
+    b.sign_in(&base, "dr.demo").await;
+    b.click("a[href='/patients']").await;
+    b.click("a[href='/patients/new']").await;
+    b.shot("patient-new").await;
+    b.type_in("f-name", "Zoe Formtest").await;
+    b.type_in("f-mrn", "FORM-001").await;
+    b.type_in("f-date_of_birth", "1971-04-02").await;
+    b.choose("f-condition", "pain_cancer").await;
+    b.type_in("f-weight_kg", "72.5").await;
+    b.type_in("f-allergies", "none known").await;
+    b.click("main form button").await;
+    let err = b.field_error("weight_kg").await;
+    assert!(
+        err.contains("whole number of kilograms from 1 to 400"),
+        "{err}"
+    );
+    assert!(
+        b.text_of("[data-testid=error-summary]")
+            .await
+            .contains("Weight (kg):")
+    );
+    assert_eq!(b.value_of("f-name").await, "Zoe Formtest", "kept on error");
+    assert_eq!(b.value_of("f-weight_kg").await, "72.5", "kept on error");
+    assert_eq!(
+        b.value_of("f-condition").await,
+        "pain_cancer",
+        "kept on error"
+    );
+    b.shot("patient-new-error").await;
+    b.type_in("f-weight_kg", "72").await;
+    b.click("main form button").await;
+    assert!(
+        b.path().await.starts_with("/patients/"),
+        "{}",
+        b.main_text().await
+    );
+    let patient_path = b.path().await;
+    assert_eq!(b.band().await.0, "Zoe Formtest");
+    assert_eq!(b.band().await.2, "none implanted");
+    assert!(b.main_text().await.contains("pain, cancer"));
+
+    // The implant.
+    b.click("a[href$='/implant']").await;
+    b.shot("implant-new").await;
+    b.type_in("f-pump_model", "SynchroMed II 8637-20").await;
+    b.type_in("f-serial", "FT-20-001").await;
+    b.type_in("f-reservoir", "20 mL").await;
+    b.type_in("f-low_alarm", "2 mL").await;
+    b.type_in("f-accuracy_margin_permille", "145").await;
+    b.type_in("f-implanted_on", "2026-01-15").await;
+    b.choose("f-pocket", "subfascial").await;
+    b.type_in("f-catheter_model", "8709SC").await;
+    b.type_in("f-catheter_length_cm", "45 cm").await;
+    b.type_in("f-tip_level", "T10").await;
+    b.click("main form button").await;
+    assert!(
+        b.field_error("catheter_length_cm")
+            .await
+            .contains("whole number of centimetres")
+    );
+    assert_eq!(b.value_of("f-serial").await, "FT-20-001");
+    assert_eq!(
+        b.band().await.0,
+        "Zoe Formtest",
+        "the band on the implant form"
+    );
+    b.shot("implant-error").await;
+    // The domain's own rule, refused at its field by the API: the alarm below capacity.
+    b.type_in("f-catheter_length_cm", "45").await;
+    b.type_in("f-low_alarm", "20 mL").await;
+    b.click("main form button").await;
+    assert!(
+        b.field_error("low_alarm")
+            .await
+            .contains("below the reservoir capacity 20 mL"),
+        "the API's message at its field"
+    );
+    b.type_in("f-low_alarm", "2 mL").await;
+    b.click("main form button").await;
+    assert_eq!(b.path().await, patient_path, "{}", b.main_text().await);
+    assert_eq!(b.band().await.2, "FT-20-001");
+    let page = b.main_text().await;
+    assert!(page.contains("8709SC, 45 cm, tip at T10"), "{page}");
+
+    // A complication.
+    b.click("a[href$='/complication']").await;
+    b.choose("f-kind", "csf_leak").await;
+    b.type_in("f-onset", "2026-01-20").await;
+    b.type_in("f-description", "positional headache; blood patch")
+        .await;
+    b.shot("complication-new").await;
+    b.click("main form button").await;
+    assert!(
+        b.main_text()
+            .await
+            .contains("csf leak: positional headache")
+    );
+
+    // An alarm and its acknowledgement.
+    b.click("a[href$='/alarms']").await;
+    b.click("a[href$='/alarms/new']").await;
+    b.type_in("f-kind", "low reservoir").await;
+    b.choose("f-priority", "low").await;
+    b.type_in("f-raised_at", "2026-02-01T08:30").await;
+    b.shot("alarm-new").await;
+    b.click("main form button").await;
+    assert!(
+        b.text_of("[data-testid=alarms]")
+            .await
+            .contains("low reservoir")
+    );
+    b.click("a[href$='/acknowledge']").await;
+    b.click("main form button").await;
+    assert!(
+        b.field_error("action").await.contains("1"),
+        "an empty action is refused"
+    );
+    b.shot("alarm-acknowledge-error").await;
+    b.type_in("f-action", "refill booked for tomorrow").await;
+    b.click("main form button").await;
+    let alarms = b.text_of("[data-testid=alarms]").await;
+    assert!(
+        alarms.contains("by dr.demo") && alarms.contains("refill booked"),
+        "{alarms}"
+    );
+    b.shot("alarms").await;
+
+    // An admixture prescribed on the new pump, the findings shown while typing.
+    b.go(&format!("{base}{patient_path}")).await;
+    b.click("a[href$='/prescription']").await;
+    let rx_path = b.path().await;
+    assert!(
+        b.text_of("#review")
+            .await
+            .contains("appear here as you type")
+    );
+    b.choose("f-drug", "morphine").await;
+    b.type_in("f-concentration", "10 mg/mL").await;
+    b.type_in("f-daily_dose", "1 mg/day").await;
+    b.type_in("f-reservoir_volume", "18 mL").await;
+    b.choose("f-mix1_drug", "clonidine").await;
+    b.type_in("f-mix1_concentration", "100 mcg/mL").await;
+    b.type_in("f-reason", "cancer pain, start").await;
+    let review = wait_verdict(&b, "soft").await;
+    assert!(
+        review.contains("morphine 10 mg/mL + clonidine 100 mcg/mL"),
+        "{review}"
+    );
+    assert!(
+        review.contains("clonidine 10 mcg/day"),
+        "the second drug's dose: {review}"
+    );
+    assert!(
+        review.contains("SynchroMed-class programmable pump"),
+        "{review}"
+    );
+    assert!(b.text_of("[data-testid=findings]").await.contains("soft"));
+    assert!(confirm_shown(&b).await, "soft findings may be confirmed");
+    assert_eq!(b.path().await, rx_path, "no page was sent");
+    b.shot("prescription-admixture-soft").await;
+    // Hard while typing: morphine 100 mg/mL is above the library's limit.
+    b.type_in("f-concentration", "100 mg/mL").await;
+    let review = wait_verdict(&b, "hard").await;
+    assert!(review.contains("Refused"), "{review}");
+    assert!(!confirm_shown(&b).await, "no confirm for a hard finding");
+    b.shot("prescription-admixture-hard").await;
+    // A confirm sent anyway is refused by the server and nothing is stored.
+    b.type_in("f-concentration", "10 mg/mL").await;
+    wait_verdict(&b, "soft").await;
+    b.click("#confirm").await;
+    assert!(
+        b.field_error("confirm_soft_findings")
+            .await
+            .starts_with("✖ required")
+    );
+    assert_eq!(
+        b.value_of("f-mix1_concentration").await,
+        "100 mcg/mL",
+        "kept on error"
+    );
+    b.type_in(
+        "f-confirm_soft_findings",
+        "two-drug admixture agreed at the pain board",
+    )
+    .await;
+    wait_verdict(&b, "soft").await;
+    b.click("#confirm").await;
+    assert_eq!(b.path().await, patient_path, "{}", b.main_text().await);
+    let words = b.text_of("[data-testid=rx-words]").await;
+    assert!(
+        words.contains("morphine 10 mg/mL with clonidine 100 mcg/mL"),
+        "{words}"
+    );
+    b.sign_out().await;
+
+    // A nurse is denied the implant and prescription forms.
+    b.sign_in(&base, "rn.demo").await;
+    b.go(&format!("{base}{patient_path}/implant")).await;
+    assert!(
+        b.main_text()
+            .await
+            .contains("A nurse may not record an implant; allowed: physician.")
+    );
+    b.go(&format!("{base}{rx_path}")).await;
+    assert!(
+        b.main_text()
+            .await
+            .contains("A nurse may not change a prescription; allowed: physician.")
+    );
+    b.sign_out().await;
+
+    // The pharmacist releases the lot of Dan's compounded admixture for his open visit.
+    b.sign_in(&base, "rph.demo").await;
+    b.go(&format!("{base}/patients?q=DEMO-004")).await;
+    b.click("main table a").await;
+    b.click("a[href^='/visits/']").await;
+    b.click("a[href$='/release']").await;
+    assert_eq!(b.band().await.0, "Dan Demo");
+    b.shot("release").await;
+    b.click("main form button").await;
+    assert!(
+        b.field_error("lot").await.contains("1"),
+        "an empty lot is refused"
+    );
+    b.shot("release-error").await;
+    b.type_in("f-lot", "CMP-2026-117").await;
+    b.type_in(
+        "f-note",
+        "baclofen 2000 mcg/mL verified; sterility and BUD checked",
+    )
+    .await;
+    b.click("main form button").await;
+    assert!(b.path().await.starts_with("/visits/"));
+    assert!(b.main_text().await.contains("lot CMP-2026-117 by rph.demo"));
+    b.close().await;
+}
+
 // ---------------------------------------------------------------- without a browser
 
 async fn get(
@@ -1002,16 +1293,30 @@ async fn signin_needs_the_form_token_and_assets_are_local_clinic_100_clinic_108_
         "/visits/1/report",
         "/implants/1/prescription",
         "/patients/1/trial",
+        "/patients/new",
+        "/patients/1/implant",
+        "/patients/1/complication",
+        "/implants/1/alarms",
+        "/implants/1/alarms/new",
     ] {
         let (s, page, h) = get(&app, path, Some(&session)).await;
         assert_eq!(s, StatusCode::OK, "{path}: {page}");
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(
-            csp.contains("default-src 'none'") && !csp.contains("script-src"),
+            csp.contains("default-src 'none'")
+                && csp.contains("script-src 'self';")
+                && !csp.contains("unsafe-inline"),
             "{csp}"
         );
-        for bad in ["http://", "https://", "<script", "//cdn"] {
+        for bad in ["http://", "https://", "//cdn"] {
             assert!(!page.contains(bad), "{path} refers to {bad}");
+        }
+        // The one script is the binary's own file, never inline.
+        for tag in page.split("<script").skip(1) {
+            assert!(
+                tag.starts_with(" src=\"/static/findings.js\" defer></script>"),
+                "{path}: a script other than the console's own: <script{tag}"
+            );
         }
         // Every input has a label tied to it.
         for id in page.split("<input ").skip(1).filter_map(|i| {
@@ -1112,6 +1417,12 @@ fn refill_visit_with_flagged_reconciliation_in_chromium_clinic_100_clinic_101_cl
 #[test]
 fn prescription_change_trial_and_nurse_denied_in_chromium_clinic_104_clinic_105_clinic_109() {
     run(prescription_change_trial_and_nurse_denied_in_chromium_clinic_104_clinic_105_walk());
+}
+
+#[test]
+fn forms_admixture_findings_while_typing_and_release_in_chromium_clinic_130_clinic_131_clinic_132_clinic_134_clinic_109()
+ {
+    run(forms_admixture_and_release_in_chromium_walk());
 }
 
 #[test]
