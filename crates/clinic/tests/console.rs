@@ -920,7 +920,7 @@ async fn wait_verdict(b: &Browser, want: &str) -> String {
             )
             .await
             .unwrap();
-        if v == Value::from(want) {
+        if v.as_str() == Some(want) {
             return b.text_of("#review").await;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1397,6 +1397,278 @@ async fn role_checks_on_pages_and_posts_clinic_105_walk() {
     assert!(page.contains("Audit log"));
 }
 
+async fn post_form(
+    app: &axum::Router,
+    path: &str,
+    cookie: &str,
+    body: String,
+) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method("POST")
+        .uri(path)
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Every route of the forms and the prescription editor × every role: the page and the
+/// post are refused (403, nothing stored) exactly where the API's table refuses the API
+/// route they call; the anonymous are sent to sign in.
+async fn form_routes_by_role_clinic_135_walk() {
+    use thecal_clinic::auth::{self, Role};
+    use thecal_clinic::web::{forms, prescribe};
+    let clinic = Clinic::new().await;
+    let app = clinic.app();
+    let api = thecal_clinic::api::router(clinic.state.clone());
+    let admin = api_login(&api, "admin.demo").await;
+    let (s, v, _) = api_call(
+        &api,
+        Some(&admin),
+        "POST",
+        "/api/v1/users",
+        Some(json!({"username": "er.demo", "password": PASSWORD, "role": "emergency"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let mut routes: Vec<(&str, &str, (&str, &str))> = forms::ROUTES
+        .iter()
+        .map(|r| (r.method, r.path, r.api))
+        .collect();
+    routes.extend(
+        prescribe::ROUTES
+            .iter()
+            .map(|(m, p)| (*m, *p, prescribe::PRESCRIBE)),
+    );
+    let users = [
+        ("dr.demo", Role::Physician),
+        ("rn.demo", Role::Nurse),
+        ("rph.demo", Role::Pharmacist),
+        ("admin.demo", Role::Administrator),
+        ("audit.demo", Role::Auditor),
+        ("er.demo", Role::Emergency),
+    ];
+    let dr = api_login(&api, "dr.demo").await;
+    let count = |path: &'static str| {
+        let api = api.clone();
+        let dr = dr.clone();
+        async move {
+            let (_, v, _) = api_call(&api, Some(&dr), "GET", path, None).await;
+            v.to_string().len()
+        }
+    };
+    let before = (
+        count("/api/v1/patients?limit=1000").await,
+        count("/api/v1/patients/1").await,
+        count("/api/v1/implants/1/alarms").await,
+        count("/api/v1/implants/1/prescriptions").await,
+        count("/api/v1/visits/1").await,
+    );
+    let mut walked = 0;
+    for (user, role) in users {
+        let (token, csrf) = api_login(&api, user).await;
+        let cookie = format!("thecal_session={token}");
+        for (method, path, rule) in &routes {
+            // Ids of the demo clinic: patient 1, implant 1, alarm 1, visit 1.
+            let concrete = path.replace("{id}", "1");
+            let allowed = auth::allowed(auth::rule(rule.0, rule.1).unwrap(), Some(role));
+            let (status, page) = if *method == "GET" {
+                let (s, p, _) = get(&app, &concrete, Some(&cookie)).await;
+                (s, p)
+            } else {
+                post_form(&app, &concrete, &cookie, format!("csrf={csrf}")).await
+            };
+            walked += 1;
+            if allowed {
+                assert_ne!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{user} {method} {concrete}: {page}"
+                );
+                assert!(
+                    status != StatusCode::SEE_OTHER || *method == "POST",
+                    "{user} {method} {concrete}"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{user} {method} {concrete}: {page}"
+                );
+                assert!(
+                    page.contains(&format!("A {} may not", role.as_str())),
+                    "{page}"
+                );
+            }
+            // The anonymous are sent to sign in.
+            if *method == "GET" {
+                let (s, _, h) = get(&app, &concrete, None).await;
+                assert_eq!(s, StatusCode::SEE_OTHER, "{method} {concrete}");
+                assert_eq!(h[header::LOCATION], "/signin");
+            } else {
+                let (s, _) = post_form(&app, &concrete, "x=1", "csrf=x".into()).await;
+                assert_eq!(s, StatusCode::SEE_OTHER, "{method} {concrete}");
+            }
+        }
+    }
+    assert_eq!(walked, 6 * routes.len());
+    // The empty posts of the allowed stored nothing either (every field is required).
+    let after = (
+        count("/api/v1/patients?limit=1000").await,
+        count("/api/v1/patients/1").await,
+        count("/api/v1/implants/1/alarms").await,
+        count("/api/v1/implants/1/prescriptions").await,
+        count("/api/v1/visits/1").await,
+    );
+    assert_eq!(before, after, "a refused or empty form changed a record");
+}
+
+/// A confirm whose values differ from the review on the screen is reviewed again, not
+/// stored (the review's digest); the check while typing answers the review region only.
+async fn confirm_needs_the_review_of_its_own_values_clinic_131_walk() {
+    let clinic = Clinic::new().await;
+    let app = clinic.app();
+    let api = thecal_clinic::api::router(clinic.state.clone());
+    let (token, csrf) = api_login(&api, "dr.demo").await;
+    let cookie = format!("thecal_session={token}");
+    let values = "drug=baclofen&concentration=2000+mcg%2FmL&daily_dose=230+mcg%2Fday&reservoir_volume=20+mL&reason=titration";
+    let (s, fragment) = post_form(
+        &app,
+        "/implants/1/prescription/check",
+        &cookie,
+        format!("csrf={csrf}&{values}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        fragment
+            .trim_start()
+            .starts_with("<div class=\"review-body\""),
+        "{fragment}"
+    );
+    assert!(!fragment.contains("<html"), "a fragment, not a page");
+    let digest = fragment
+        .split("name=\"reviewed\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(digest.len(), 64, "{fragment}");
+    let versions = |api: axum::Router, t: (String, String)| async move {
+        let (_, v, _) = api_call(
+            &api,
+            Some(&t),
+            "GET",
+            "/api/v1/implants/1/prescriptions",
+            None,
+        )
+        .await;
+        v.as_array().unwrap().len()
+    };
+    let n0 = versions(api.clone(), (token.clone(), csrf.clone())).await;
+    // The dose changed after the review: not stored, the review of the values sent shown.
+    let changed = values.replace("230+mcg", "260+mcg");
+    let (s, page) = post_form(
+        &app,
+        "/implants/1/prescription",
+        &cookie,
+        format!("csrf={csrf}&action=confirm&reviewed={digest}&{changed}&confirm_soft_findings=ok"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(page.contains("data-testid=\"review-notice\""), "{page}");
+    assert!(page.contains("260 mcg/day"), "{page}");
+    assert_eq!(
+        versions(api.clone(), (token.clone(), csrf.clone())).await,
+        n0
+    );
+    // The values reviewed are stored.
+    let (s, page) = post_form(
+        &app,
+        "/implants/1/prescription",
+        &cookie,
+        format!("csrf={csrf}&action=confirm&reviewed={digest}&{values}&confirm_soft_findings=ok"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{page}");
+    assert_eq!(versions(api, (token, csrf)).await, n0 + 1);
+}
+
+/// Search finds every patient: 1,100 more patients than the API's list returns at once,
+/// paged by 50 with a count and next and previous links.
+async fn search_pages_reach_every_patient_clinic_133_walk() {
+    use thecal_clinic::storage::{BulkRow, Kind, NewRow};
+    let clinic = Clinic::new().await;
+    let rows: Vec<BulkRow> = (0..1100)
+        .map(|i| BulkRow {
+            row: NewRow {
+                parent_id: None,
+                key: Some(format!("BULK-{i:04}")),
+                status: "referred".into(),
+                data: json!({"id": 0, "state": "referred", "mrn": format!("BULK-{i:04}"),
+                    "name": format!("Bulk Patient {i:04}"), "date_of_birth": "1960-01-01",
+                    "condition": {"kind": "pain", "type": "cancer"}, "allergies": "", "contacts": ""})
+                .to_string(),
+            },
+            seq: 1,
+        })
+        .collect();
+    clinic
+        .state
+        .store
+        .insert_bulk(None, Kind::Patient, rows, Utc::now().timestamp_millis())
+        .await
+        .unwrap();
+    let app = clinic.app();
+    let api = thecal_clinic::api::router(clinic.state.clone());
+    let (token, _) = api_login(&api, "rn.demo").await;
+    let cookie = format!("thecal_session={token}");
+    let (s, page, _) = get(&app, "/patients?q=bulk+patient", Some(&cookie)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        page.contains("1100 found, showing 1–50 (page 1 of 22)"),
+        "{page}"
+    );
+    // The last patient, beyond the first 1,000, is on the last page.
+    let (_, last, _) = get(&app, "/patients?q=bulk+patient&page=22", Some(&cookie)).await;
+    assert!(last.contains("Bulk Patient 1099"), "{last}");
+    assert!(last.contains("showing 1051–1100"), "{last}");
+    assert!(
+        last.contains("href=\"/patients?q=bulk+patient&#38;page=21\""),
+        "{last}"
+    );
+    assert!(!last.contains("data-testid=\"next\""));
+    // Every page once, by the next links: each patient exactly once.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut path = "/patients?q=bulk+patient".to_owned();
+    loop {
+        let (_, p, _) = get(&app, &path, Some(&cookie)).await;
+        for name in p.split(">Bulk Patient ").skip(1) {
+            assert!(seen.insert(name[..4].to_owned()), "twice: {}", &name[..4]);
+        }
+        match p
+            .split("rel=\"next\" data-testid=\"next\"")
+            .next()
+            .and_then(|h| h.rsplit("href=\"").next())
+        {
+            Some(h) if p.contains("data-testid=\"next\"") => {
+                path = h.split('"').next().unwrap().replace("&#38;", "&");
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(seen.len(), 1100);
+    let (s, bad, _) = get(&app, "/patients?q=bulk&page=99", Some(&cookie)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(bad.contains("a whole number from 1 to 22"), "{bad}");
+}
+
 // ---------------------------------------------------------------- the tests
 
 fn run(f: impl std::future::Future<Output = ()>) {
@@ -1438,4 +1710,19 @@ fn signin_needs_the_form_token_and_assets_are_local_clinic_100_clinic_108() {
 #[test]
 fn role_checks_on_pages_and_posts_clinic_105() {
     run(role_checks_on_pages_and_posts_clinic_105_walk());
+}
+
+#[test]
+fn form_routes_by_role_clinic_135() {
+    run(form_routes_by_role_clinic_135_walk());
+}
+
+#[test]
+fn confirm_needs_the_review_of_its_own_values_clinic_131() {
+    run(confirm_needs_the_review_of_its_own_values_clinic_131_walk());
+}
+
+#[test]
+fn search_pages_reach_every_patient_clinic_133() {
+    run(search_pages_reach_every_patient_clinic_133_walk());
 }
