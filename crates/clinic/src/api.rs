@@ -20,6 +20,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::{self, Role};
 use crate::domain::calendar::{self, Calendar, DueInput};
+use crate::domain::device::Device;
 use crate::domain::events::{
     Alarm, Complication, MriClose, MriEpisode, NewAlarm, NewComplication, NewMri, close_mri,
 };
@@ -177,6 +178,10 @@ impl ApiError {
             field: field.map(str::to_owned),
             message: message.into(),
         }
+    }
+    /// Status, field and message (for the console's pages).
+    pub fn parts(&self) -> (StatusCode, Option<&str>, &str) {
+        (self.status, self.field.as_deref(), &self.message)
     }
     fn invalid(field: &str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid", Some(field), message)
@@ -1126,20 +1131,30 @@ async fn list_prescriptions(
     Ok(Json(rows.iter().map(parse).collect::<ApiResult<_>>()?))
 }
 
-/// A new prescription version, checked by thecal-rx: hard findings refuse it, soft
-/// findings need `confirm_soft_findings`.
-#[utoipa::path(post, path = "/api/v1/implants/{id}/prescriptions", params(("id" = i64, Path, minimum = 1, description = "implant id")),
-    request_body = NewPrescription, tag = "prescriptions",
-    responses((status = 201, body = Prescription), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_prescription(
-    State(st): State<AppState>,
-    Extension(u): Extension<CurrentUser>,
-    Id(implant_id): Id,
-    ApiJson(n): ApiJson<NewPrescription>,
-) -> ApiResult<(StatusCode, Json<Prescription>)> {
-    require_fresh_sign_in(&st, &u, "signing a prescription")?;
-    let (_, imp): (Row, Implant) = load(&st, Kind::Implant, implant_id).await?;
+/// A new version checked against the implant's own pump, the version in force and the
+/// patient: what [`create_prescription`] stores with, and what the console shows while
+/// the prescriber types (one implementation).
+pub struct Review {
+    /// The implant.
+    pub implant: Implant,
+    /// Its patient.
+    pub patient: Patient,
+    /// The version in force.
+    pub previous: Option<Prescription>,
+    /// thecal-rx's check, or the field that could not be read.
+    pub checked: Result<change::Checked, FieldError>,
+}
+
+/// Reviews a new version for an implant (no change is made).
+///
+/// # Errors
+/// The implant or its patient is missing, or the pump was explanted.
+pub async fn prescription_review(
+    st: &AppState,
+    implant_id: i64,
+    n: &NewPrescription,
+) -> ApiResult<Review> {
+    let (_, imp): (Row, Implant) = load(st, Kind::Implant, implant_id).await?;
     if imp.explant.is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -1160,13 +1175,42 @@ async fn create_prescription(
     let elapsed = previous.as_ref().map(|p| {
         Duration::from_ms(u64::try_from((now - p.created_at).num_milliseconds()).unwrap_or(0))
     });
-    let (_, patient): (Row, Patient) = load(&st, Kind::Patient, imp.patient_id).await?;
-    let checked = change::check_new_for(
-        &n,
+    let (_, patient): (Row, Patient) = load(st, Kind::Patient, imp.patient_id).await?;
+    let device = Device::of_implant(
+        &imp.details.pump_model,
         Volume::from_raw(imp.capacity_nl),
+        previous.as_ref(),
+    );
+    let checked = change::check_new_on(
+        n,
+        &device,
         previous.as_ref().zip(elapsed),
         Some(&patient.details.condition),
-    )?;
+    );
+    Ok(Review {
+        implant: imp,
+        patient,
+        previous,
+        checked,
+    })
+}
+
+/// A new prescription version, checked by thecal-rx: hard findings refuse it, soft
+/// findings need `confirm_soft_findings`.
+#[utoipa::path(post, path = "/api/v1/implants/{id}/prescriptions", params(("id" = i64, Path, minimum = 1, description = "implant id")),
+    request_body = NewPrescription, tag = "prescriptions",
+    responses((status = 201, body = Prescription), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_prescription(
+    State(st): State<AppState>,
+    Extension(u): Extension<CurrentUser>,
+    Id(implant_id): Id,
+    ApiJson(n): ApiJson<NewPrescription>,
+) -> ApiResult<(StatusCode, Json<Prescription>)> {
+    require_fresh_sign_in(&st, &u, "signing a prescription")?;
+    let review = prescription_review(&st, implant_id, &n).await?;
+    let checked = review.checked?;
+    let now = st.now();
     let reason = change::accept(&checked, n.confirm_soft_findings.as_deref())?;
     let rx = Prescription {
         id: 0,

@@ -261,6 +261,8 @@ async fn hostile_text_in_every_field_is_inert_and_escaped_clinic_027(b: Backend)
     let iid = v["id"].as_i64().unwrap();
     let mut rx = baclofen("200 mcg/day");
     rx["reason"] = json!(evil);
+    // A pump model the check does not know is a soft finding (CLINIC-132): confirmed.
+    rx["confirm_soft_findings"] = json!(evil);
     assert_eq!(
         c.call(
             Some(&p),

@@ -299,7 +299,10 @@ impl Browser {
             .find(Locator::Id(id))
             .await
             .unwrap_or_else(|e| panic!("#{id}: {e}"));
-        if e.attr("type").await.unwrap().as_deref() == Some("date") {
+        if matches!(
+            e.attr("type").await.unwrap().as_deref(),
+            Some("date" | "datetime-local")
+        ) {
             // Typing into a date control follows the browser's locale; set the ISO value.
             self.c()
                 .execute(
@@ -742,13 +745,19 @@ async fn prescription_change_trial_and_nurse_denied_in_chromium_clinic_104_clini
         Value::Bool(true),
         "the verdict is above the table"
     );
-    assert!(compare.contains("morphine (changed)"), "{compare}");
+    assert!(
+        compare.contains("morphine 100 mg/mL (changed)"),
+        "{compare}"
+    );
     assert!(!compare.contains("20 mL (changed)"), "{compare}");
     assert!(
-        b.c()
+        !b.c()
             .find(Locator::Css("button[value=confirm]"))
             .await
-            .is_err(),
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap(),
         "a hard finding offers no confirm button"
     );
     b.shot("prescription-hard").await;
@@ -898,6 +907,288 @@ async fn expired_session_and_inert_markup_in_chromium_clinic_106_clinic_107_walk
     b.close().await;
 }
 
+/// Waits until the prescription editor's review region shows a verdict (the findings
+/// while typing); returns the region's text.
+async fn wait_verdict(b: &Browser, want: &str) -> String {
+    for _ in 0..200 {
+        let v = b
+            .c()
+            .execute(
+                "const e = document.querySelector('#review .review-body');
+                 return e ? e.getAttribute('data-verdict') : null;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if v.as_str() == Some(want) {
+            return b.text_of("#review").await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the review never showed {want:?}:\n{}",
+        b.text_of("#review").await
+    );
+}
+
+async fn confirm_shown(b: &Browser) -> bool {
+    b.c()
+        .find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .is_displayed()
+        .await
+        .unwrap()
+}
+
+/// A physician registers a patient and records an implant, a complication, an alarm and
+/// its acknowledgement through the forms (a refused field keeps what was typed), then
+/// prescribes an admixture with the findings shown while typing (a hard finding refused,
+/// soft findings confirmed with a reason); a pharmacist releases a lot; a nurse is
+/// denied the implant form.
+async fn forms_admixture_and_release_in_chromium_walk() {
+    let Some(b) = browser("forms").await else {
+        return;
+    };
+    let clinic = Clinic::new().await;
+    let base = clinic.serve().await;
+    b.sign_in(&base, "dr.demo").await;
+    b.click("a[href='/patients']").await;
+    b.click("a[href='/patients/new']").await;
+    b.shot("patient-new").await;
+    b.type_in("f-name", "Zoe Formtest").await;
+    b.type_in("f-mrn", "FORM-001").await;
+    b.type_in("f-date_of_birth", "1971-04-02").await;
+    b.choose("f-condition", "pain_cancer").await;
+    b.type_in("f-weight_kg", "72.5").await;
+    b.type_in("f-allergies", "none known").await;
+    b.click("main form button").await;
+    let err = b.field_error("weight_kg").await;
+    assert!(
+        err.contains("whole number of kilograms from 1 to 400"),
+        "{err}"
+    );
+    assert!(
+        b.text_of("[data-testid=error-summary]")
+            .await
+            .contains("Weight (kg):")
+    );
+    assert_eq!(b.value_of("f-name").await, "Zoe Formtest", "kept on error");
+    assert_eq!(b.value_of("f-weight_kg").await, "72.5", "kept on error");
+    assert_eq!(
+        b.value_of("f-condition").await,
+        "pain_cancer",
+        "kept on error"
+    );
+    b.shot("patient-new-error").await;
+    b.type_in("f-weight_kg", "72").await;
+    b.click("main form button").await;
+    assert!(
+        b.path().await.starts_with("/patients/"),
+        "{}",
+        b.main_text().await
+    );
+    let patient_path = b.path().await;
+    assert_eq!(b.band().await.0, "Zoe Formtest");
+    assert_eq!(b.band().await.2, "none implanted");
+    assert!(b.main_text().await.contains("pain, cancer"));
+
+    // The implant.
+    b.click("a[href$='/implant']").await;
+    b.shot("implant-new").await;
+    b.type_in("f-pump_model", "SynchroMed II 8637-20").await;
+    b.type_in("f-serial", "FT-20-001").await;
+    b.type_in("f-reservoir", "20 mL").await;
+    b.type_in("f-low_alarm", "2 mL").await;
+    b.type_in("f-accuracy_margin_permille", "145").await;
+    b.type_in("f-implanted_on", "2026-01-15").await;
+    b.choose("f-pocket", "subfascial").await;
+    b.type_in("f-catheter_model", "8709SC").await;
+    b.type_in("f-catheter_length_cm", "45 cm").await;
+    b.type_in("f-tip_level", "T10").await;
+    b.click("main form button").await;
+    assert!(
+        b.field_error("catheter_length_cm")
+            .await
+            .contains("whole number of centimetres")
+    );
+    assert_eq!(b.value_of("f-serial").await, "FT-20-001");
+    assert_eq!(
+        b.band().await.0,
+        "Zoe Formtest",
+        "the band on the implant form"
+    );
+    b.shot("implant-error").await;
+    // The domain's own rule, refused at its field by the API: the alarm below capacity.
+    b.type_in("f-catheter_length_cm", "45").await;
+    b.type_in("f-low_alarm", "20 mL").await;
+    b.click("main form button").await;
+    assert!(
+        b.field_error("low_alarm")
+            .await
+            .contains("below the reservoir capacity 20 mL"),
+        "the API's message at its field"
+    );
+    b.type_in("f-low_alarm", "2 mL").await;
+    b.click("main form button").await;
+    assert_eq!(b.path().await, patient_path, "{}", b.main_text().await);
+    assert_eq!(b.band().await.2, "FT-20-001");
+    let page = b.main_text().await;
+    assert!(page.contains("8709SC, 45 cm, tip at T10"), "{page}");
+
+    // A complication.
+    b.click("a[href$='/complication']").await;
+    b.choose("f-kind", "csf_leak").await;
+    b.type_in("f-onset", "2026-01-20").await;
+    b.type_in("f-description", "positional headache; blood patch")
+        .await;
+    b.shot("complication-new").await;
+    b.click("main form button").await;
+    assert!(
+        b.main_text()
+            .await
+            .contains("csf leak: positional headache")
+    );
+
+    // An alarm and its acknowledgement.
+    b.click("a[href$='/alarms']").await;
+    b.click("a[href$='/alarms/new']").await;
+    b.type_in("f-kind", "low reservoir").await;
+    b.choose("f-priority", "low").await;
+    b.type_in("f-raised_at", "2026-02-01T08:30").await;
+    b.shot("alarm-new").await;
+    b.click("main form button").await;
+    assert!(
+        b.text_of("[data-testid=alarms]")
+            .await
+            .contains("low reservoir")
+    );
+    b.click("a[href$='/acknowledge']").await;
+    b.click("main form button").await;
+    assert!(
+        b.field_error("action").await.contains("1"),
+        "an empty action is refused"
+    );
+    b.shot("alarm-acknowledge-error").await;
+    b.type_in("f-action", "refill booked for tomorrow").await;
+    b.click("main form button").await;
+    let alarms = b.text_of("[data-testid=alarms]").await;
+    assert!(
+        alarms.contains("by dr.demo") && alarms.contains("refill booked"),
+        "{alarms}"
+    );
+    b.shot("alarms").await;
+
+    // An admixture prescribed on the new pump, the findings shown while typing.
+    b.go(&format!("{base}{patient_path}")).await;
+    b.click("a[href$='/prescription']").await;
+    let rx_path = b.path().await;
+    assert!(
+        b.text_of("#review")
+            .await
+            .contains("appear here as you type")
+    );
+    b.choose("f-drug", "morphine").await;
+    b.type_in("f-concentration", "10 mg/mL").await;
+    b.type_in("f-daily_dose", "1 mg/day").await;
+    b.type_in("f-reservoir_volume", "18 mL").await;
+    b.choose("f-mix1_drug", "clonidine").await;
+    b.type_in("f-mix1_concentration", "100 mcg/mL").await;
+    b.type_in("f-reason", "cancer pain, start").await;
+    let review = wait_verdict(&b, "soft").await;
+    assert!(
+        review.contains("morphine 10 mg/mL + clonidine 100 mcg/mL"),
+        "{review}"
+    );
+    assert!(
+        review.contains("clonidine 10 mcg/day"),
+        "the second drug's dose: {review}"
+    );
+    assert!(
+        review.contains("SynchroMed-class programmable pump"),
+        "{review}"
+    );
+    assert!(b.text_of("[data-testid=findings]").await.contains("soft"));
+    assert!(confirm_shown(&b).await, "soft findings may be confirmed");
+    assert_eq!(b.path().await, rx_path, "no page was sent");
+    b.shot("prescription-admixture-soft").await;
+    // Hard while typing: morphine 100 mg/mL is above the library's limit.
+    b.type_in("f-concentration", "100 mg/mL").await;
+    let review = wait_verdict(&b, "hard").await;
+    assert!(review.contains("Refused"), "{review}");
+    assert!(!confirm_shown(&b).await, "no confirm for a hard finding");
+    b.shot("prescription-admixture-hard").await;
+    // A confirm sent anyway is refused by the server and nothing is stored.
+    b.type_in("f-concentration", "10 mg/mL").await;
+    wait_verdict(&b, "soft").await;
+    b.click("#confirm").await;
+    assert!(
+        b.field_error("confirm_soft_findings")
+            .await
+            .starts_with("✖ required")
+    );
+    assert_eq!(
+        b.value_of("f-mix1_concentration").await,
+        "100 mcg/mL",
+        "kept on error"
+    );
+    b.type_in(
+        "f-confirm_soft_findings",
+        "two-drug admixture agreed at the pain board",
+    )
+    .await;
+    wait_verdict(&b, "soft").await;
+    b.click("#confirm").await;
+    assert_eq!(b.path().await, patient_path, "{}", b.main_text().await);
+    let words = b.text_of("[data-testid=rx-words]").await;
+    assert!(
+        words.contains("morphine 10 mg/mL with clonidine 100 mcg/mL"),
+        "{words}"
+    );
+    b.sign_out().await;
+
+    // A nurse is denied the implant and prescription forms.
+    b.sign_in(&base, "rn.demo").await;
+    b.go(&format!("{base}{patient_path}/implant")).await;
+    assert!(
+        b.main_text()
+            .await
+            .contains("A nurse may not record an implant; allowed: physician.")
+    );
+    b.go(&format!("{base}{rx_path}")).await;
+    assert!(
+        b.main_text()
+            .await
+            .contains("A nurse may not change a prescription; allowed: physician.")
+    );
+    b.sign_out().await;
+
+    // The pharmacist releases the lot of Dan's compounded admixture for his open visit.
+    b.sign_in(&base, "rph.demo").await;
+    b.go(&format!("{base}/patients?q=DEMO-004")).await;
+    b.click("main table a").await;
+    b.click("a[href^='/visits/']").await;
+    b.click("a[href$='/release']").await;
+    assert_eq!(b.band().await.0, "Dan Demo");
+    b.shot("release").await;
+    b.click("main form button").await;
+    assert!(
+        b.field_error("lot").await.contains("1"),
+        "an empty lot is refused"
+    );
+    b.shot("release-error").await;
+    b.type_in("f-lot", "CMP-2026-117").await;
+    b.type_in(
+        "f-note",
+        "baclofen 2000 mcg/mL verified; sterility and BUD checked",
+    )
+    .await;
+    b.click("main form button").await;
+    assert!(b.path().await.starts_with("/visits/"));
+    assert!(b.main_text().await.contains("lot CMP-2026-117 by rph.demo"));
+    b.close().await;
+}
+
 // ---------------------------------------------------------------- without a browser
 
 async fn get(
@@ -1002,16 +1293,30 @@ async fn signin_needs_the_form_token_and_assets_are_local_clinic_100_clinic_108_
         "/visits/1/report",
         "/implants/1/prescription",
         "/patients/1/trial",
+        "/patients/new",
+        "/patients/1/implant",
+        "/patients/1/complication",
+        "/implants/1/alarms",
+        "/implants/1/alarms/new",
     ] {
         let (s, page, h) = get(&app, path, Some(&session)).await;
         assert_eq!(s, StatusCode::OK, "{path}: {page}");
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(
-            csp.contains("default-src 'none'") && !csp.contains("script-src"),
+            csp.contains("default-src 'none'")
+                && csp.contains("script-src 'self';")
+                && !csp.contains("unsafe-inline"),
             "{csp}"
         );
-        for bad in ["http://", "https://", "<script", "//cdn"] {
+        for bad in ["http://", "https://", "//cdn"] {
             assert!(!page.contains(bad), "{path} refers to {bad}");
+        }
+        // The one script is the binary's own file, never inline.
+        for tag in page.split("<script").skip(1) {
+            assert!(
+                tag.starts_with(" src=\"/static/findings.js\" defer></script>"),
+                "{path}: a script other than the console's own: <script{tag}"
+            );
         }
         // Every input has a label tied to it.
         for id in page.split("<input ").skip(1).filter_map(|i| {
@@ -1092,6 +1397,278 @@ async fn role_checks_on_pages_and_posts_clinic_105_walk() {
     assert!(page.contains("Audit log"));
 }
 
+async fn post_form(
+    app: &axum::Router,
+    path: &str,
+    cookie: &str,
+    body: String,
+) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method("POST")
+        .uri(path)
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Every route of the forms and the prescription editor × every role: the page and the
+/// post are refused (403, nothing stored) exactly where the API's table refuses the API
+/// route they call; the anonymous are sent to sign in.
+async fn form_routes_by_role_clinic_135_walk() {
+    use thecal_clinic::auth::{self, Role};
+    use thecal_clinic::web::{forms, prescribe};
+    let clinic = Clinic::new().await;
+    let app = clinic.app();
+    let api = thecal_clinic::api::router(clinic.state.clone());
+    let admin = api_login(&api, "admin.demo").await;
+    let (s, v, _) = api_call(
+        &api,
+        Some(&admin),
+        "POST",
+        "/api/v1/users",
+        Some(json!({"username": "er.demo", "password": PASSWORD, "role": "emergency"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let mut routes: Vec<(&str, &str, (&str, &str))> = forms::ROUTES
+        .iter()
+        .map(|r| (r.method, r.path, r.api))
+        .collect();
+    routes.extend(
+        prescribe::ROUTES
+            .iter()
+            .map(|(m, p)| (*m, *p, prescribe::PRESCRIBE)),
+    );
+    let users = [
+        ("dr.demo", Role::Physician),
+        ("rn.demo", Role::Nurse),
+        ("rph.demo", Role::Pharmacist),
+        ("admin.demo", Role::Administrator),
+        ("audit.demo", Role::Auditor),
+        ("er.demo", Role::Emergency),
+    ];
+    let dr = api_login(&api, "dr.demo").await;
+    let count = |path: &'static str| {
+        let api = api.clone();
+        let dr = dr.clone();
+        async move {
+            let (_, v, _) = api_call(&api, Some(&dr), "GET", path, None).await;
+            v.to_string().len()
+        }
+    };
+    let before = (
+        count("/api/v1/patients?limit=1000").await,
+        count("/api/v1/patients/1").await,
+        count("/api/v1/implants/1/alarms").await,
+        count("/api/v1/implants/1/prescriptions").await,
+        count("/api/v1/visits/1").await,
+    );
+    let mut walked = 0;
+    for (user, role) in users {
+        let (token, csrf) = api_login(&api, user).await;
+        let cookie = format!("thecal_session={token}");
+        for (method, path, rule) in &routes {
+            // Ids of the demo clinic: patient 1, implant 1, alarm 1, visit 1.
+            let concrete = path.replace("{id}", "1");
+            let allowed = auth::allowed(auth::rule(rule.0, rule.1).unwrap(), Some(role));
+            let (status, page) = if *method == "GET" {
+                let (s, p, _) = get(&app, &concrete, Some(&cookie)).await;
+                (s, p)
+            } else {
+                post_form(&app, &concrete, &cookie, format!("csrf={csrf}")).await
+            };
+            walked += 1;
+            if allowed {
+                assert_ne!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{user} {method} {concrete}: {page}"
+                );
+                assert!(
+                    status != StatusCode::SEE_OTHER || *method == "POST",
+                    "{user} {method} {concrete}"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{user} {method} {concrete}: {page}"
+                );
+                assert!(
+                    page.contains(&format!("A {} may not", role.as_str())),
+                    "{page}"
+                );
+            }
+            // The anonymous are sent to sign in.
+            if *method == "GET" {
+                let (s, _, h) = get(&app, &concrete, None).await;
+                assert_eq!(s, StatusCode::SEE_OTHER, "{method} {concrete}");
+                assert_eq!(h[header::LOCATION], "/signin");
+            } else {
+                let (s, _) = post_form(&app, &concrete, "x=1", "csrf=x".into()).await;
+                assert_eq!(s, StatusCode::SEE_OTHER, "{method} {concrete}");
+            }
+        }
+    }
+    assert_eq!(walked, 6 * routes.len());
+    // The empty posts of the allowed stored nothing either (every field is required).
+    let after = (
+        count("/api/v1/patients?limit=1000").await,
+        count("/api/v1/patients/1").await,
+        count("/api/v1/implants/1/alarms").await,
+        count("/api/v1/implants/1/prescriptions").await,
+        count("/api/v1/visits/1").await,
+    );
+    assert_eq!(before, after, "a refused or empty form changed a record");
+}
+
+/// A confirm whose values differ from the review on the screen is reviewed again, not
+/// stored (the review's digest); the check while typing answers the review region only.
+async fn confirm_needs_the_review_of_its_own_values_clinic_131_walk() {
+    let clinic = Clinic::new().await;
+    let app = clinic.app();
+    let api = thecal_clinic::api::router(clinic.state.clone());
+    let (token, csrf) = api_login(&api, "dr.demo").await;
+    let cookie = format!("thecal_session={token}");
+    let values = "drug=baclofen&concentration=2000+mcg%2FmL&daily_dose=230+mcg%2Fday&reservoir_volume=20+mL&reason=titration";
+    let (s, fragment) = post_form(
+        &app,
+        "/implants/1/prescription/check",
+        &cookie,
+        format!("csrf={csrf}&{values}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        fragment
+            .trim_start()
+            .starts_with("<div class=\"review-body\""),
+        "{fragment}"
+    );
+    assert!(!fragment.contains("<html"), "a fragment, not a page");
+    let digest = fragment
+        .split("name=\"reviewed\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(digest.len(), 64, "{fragment}");
+    let versions = |api: axum::Router, t: (String, String)| async move {
+        let (_, v, _) = api_call(
+            &api,
+            Some(&t),
+            "GET",
+            "/api/v1/implants/1/prescriptions",
+            None,
+        )
+        .await;
+        v.as_array().unwrap().len()
+    };
+    let n0 = versions(api.clone(), (token.clone(), csrf.clone())).await;
+    // The dose changed after the review: not stored, the review of the values sent shown.
+    let changed = values.replace("230+mcg", "260+mcg");
+    let (s, page) = post_form(
+        &app,
+        "/implants/1/prescription",
+        &cookie,
+        format!("csrf={csrf}&action=confirm&reviewed={digest}&{changed}&confirm_soft_findings=ok"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(page.contains("data-testid=\"review-notice\""), "{page}");
+    assert!(page.contains("260 mcg/day"), "{page}");
+    assert_eq!(
+        versions(api.clone(), (token.clone(), csrf.clone())).await,
+        n0
+    );
+    // The values reviewed are stored.
+    let (s, page) = post_form(
+        &app,
+        "/implants/1/prescription",
+        &cookie,
+        format!("csrf={csrf}&action=confirm&reviewed={digest}&{values}&confirm_soft_findings=ok"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{page}");
+    assert_eq!(versions(api, (token, csrf)).await, n0 + 1);
+}
+
+/// Search finds every patient: 1,100 more patients than the API's list returns at once,
+/// paged by 50 with a count and next and previous links.
+async fn search_pages_reach_every_patient_clinic_133_walk() {
+    use thecal_clinic::storage::{BulkRow, Kind, NewRow};
+    let clinic = Clinic::new().await;
+    let rows: Vec<BulkRow> = (0..1100)
+        .map(|i| BulkRow {
+            row: NewRow {
+                parent_id: None,
+                key: Some(format!("BULK-{i:04}")),
+                status: "referred".into(),
+                data: json!({"id": 0, "state": "referred", "mrn": format!("BULK-{i:04}"),
+                    "name": format!("Bulk Patient {i:04}"), "date_of_birth": "1960-01-01",
+                    "condition": {"kind": "pain", "type": "cancer"}, "allergies": "", "contacts": ""})
+                .to_string(),
+            },
+            seq: 1,
+        })
+        .collect();
+    clinic
+        .state
+        .store
+        .insert_bulk(None, Kind::Patient, rows, Utc::now().timestamp_millis())
+        .await
+        .unwrap();
+    let app = clinic.app();
+    let api = thecal_clinic::api::router(clinic.state.clone());
+    let (token, _) = api_login(&api, "rn.demo").await;
+    let cookie = format!("thecal_session={token}");
+    let (s, page, _) = get(&app, "/patients?q=bulk+patient", Some(&cookie)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        page.contains("1100 found, showing 1–50 (page 1 of 22)"),
+        "{page}"
+    );
+    // The last patient, beyond the first 1,000, is on the last page.
+    let (_, last, _) = get(&app, "/patients?q=bulk+patient&page=22", Some(&cookie)).await;
+    assert!(last.contains("Bulk Patient 1099"), "{last}");
+    assert!(last.contains("showing 1051–1100"), "{last}");
+    assert!(
+        last.contains("href=\"/patients?q=bulk+patient&#38;page=21\""),
+        "{last}"
+    );
+    assert!(!last.contains("data-testid=\"next\""));
+    // Every page once, by the next links: each patient exactly once.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut path = "/patients?q=bulk+patient".to_owned();
+    loop {
+        let (_, p, _) = get(&app, &path, Some(&cookie)).await;
+        for name in p.split(">Bulk Patient ").skip(1) {
+            assert!(seen.insert(name[..4].to_owned()), "twice: {}", &name[..4]);
+        }
+        match p
+            .split("rel=\"next\" data-testid=\"next\"")
+            .next()
+            .and_then(|h| h.rsplit("href=\"").next())
+        {
+            Some(h) if p.contains("data-testid=\"next\"") => {
+                path = h.split('"').next().unwrap().replace("&#38;", "&");
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(seen.len(), 1100);
+    let (s, bad, _) = get(&app, "/patients?q=bulk&page=99", Some(&cookie)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(bad.contains("a whole number from 1 to 22"), "{bad}");
+}
+
 // ---------------------------------------------------------------- the tests
 
 fn run(f: impl std::future::Future<Output = ()>) {
@@ -1115,6 +1692,12 @@ fn prescription_change_trial_and_nurse_denied_in_chromium_clinic_104_clinic_105_
 }
 
 #[test]
+fn forms_admixture_findings_while_typing_and_release_in_chromium_clinic_130_clinic_131_clinic_132_clinic_134_clinic_109()
+ {
+    run(forms_admixture_and_release_in_chromium_walk());
+}
+
+#[test]
 fn expired_session_and_inert_markup_in_chromium_clinic_106_clinic_107_clinic_109() {
     run(expired_session_and_inert_markup_in_chromium_clinic_106_clinic_107_walk());
 }
@@ -1127,4 +1710,19 @@ fn signin_needs_the_form_token_and_assets_are_local_clinic_100_clinic_108() {
 #[test]
 fn role_checks_on_pages_and_posts_clinic_105() {
     run(role_checks_on_pages_and_posts_clinic_105_walk());
+}
+
+#[test]
+fn form_routes_by_role_clinic_135() {
+    run(form_routes_by_role_clinic_135_walk());
+}
+
+#[test]
+fn confirm_needs_the_review_of_its_own_values_clinic_131() {
+    run(confirm_needs_the_review_of_its_own_values_clinic_131_walk());
+}
+
+#[test]
+fn search_pages_reach_every_patient_clinic_133() {
+    run(search_pages_reach_every_patient_clinic_133_walk());
 }

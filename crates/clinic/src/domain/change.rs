@@ -2,12 +2,13 @@
 //! pump and the version in force; hard findings refuse it, soft findings need a named
 //! physician's reason; the change is described against the old version in words.
 
-use thecal_rx::check::{self, Context, DeviceLimits, Previous, Severity};
+use thecal_rx::check::{self, Context, Previous, Severity};
 use thecal_rx::dose::{Admixture, daily_dose};
 use thecal_rx::drug::{DrugId, Library};
 use thecal_rx::schedule::Schedule;
 use thecal_rx::{Concentration, Duration, Flow, MassRate, Volume};
 
+use super::device::{Device, PumpClass};
 use super::records::{
     Condition, FindingRecord, NewPrescription, Prescription, SpasticityOrigin, drug,
 };
@@ -37,6 +38,8 @@ pub struct Checked {
     pub regimen: Regimen,
     /// The prescription thecal-rx checked.
     pub therapy: check::Prescription,
+    /// The pump it was checked against, in words.
+    pub device: String,
 }
 
 /// The thecal-rx prescription of a stored version (single drug, continuous).
@@ -84,13 +87,33 @@ pub fn rx_patient(condition: Option<&Condition>) -> check::Patient {
     }
 }
 
-/// [`check_new`] for a patient whose condition is known.
+/// [`check_new`] for a patient whose condition is known, on a SynchroMed-class pump.
 ///
 /// # Errors
 /// As [`check_new`].
 pub fn check_new_for(
     new: &NewPrescription,
     capacity: Volume,
+    previous: Option<(&Prescription, Duration)>,
+    condition: Option<&Condition>,
+) -> Result<Checked, FieldError> {
+    let device = Device {
+        model: "SynchroMed-class".into(),
+        class: PumpClass::SynchroMed,
+        capacity,
+    };
+    check_new_on(new, &device, previous, condition)
+}
+
+/// Checks a new version against the implant's own pump ([`Device::of_implant`]), the
+/// version in force and the patient: the check the API stores with and the console shows
+/// while the prescriber types.
+///
+/// # Errors
+/// As [`check_new`].
+pub fn check_new_on(
+    new: &NewPrescription,
+    device: &Device,
     previous: Option<(&Prescription, Duration)>,
     condition: Option<&Condition>,
 ) -> Result<Checked, FieldError> {
@@ -126,7 +149,7 @@ pub fn check_new_for(
     let old = previous.and_then(|(p, elapsed)| rx_of(p).map(|rx| (rx, elapsed)));
     let ctx = Context {
         library: &library,
-        device: DeviceLimits::synchromed_class(capacity),
+        device: device.limits(&rx),
         previous: old.as_ref().map(|(rx, elapsed)| Previous {
             prescription: rx,
             elapsed: *elapsed,
@@ -147,6 +170,14 @@ pub fn check_new_for(
             message: "more findings than can be listed; the prescription is refused".into(),
         });
     }
+    let mut worst = found.worst();
+    if let Some(m) = device.unrecognised_finding() {
+        findings.push(FindingRecord {
+            severity: "soft".into(),
+            message: m,
+        });
+        worst = worst.max(Some(Severity::Soft));
+    }
     let change = match previous {
         Some((p, _)) => describe(p, drug, concentration, dose, flow, volume),
         None => vec![format!(
@@ -160,9 +191,10 @@ pub fn check_new_for(
         flow,
         reservoir_volume: volume,
         findings,
-        worst: found.worst(),
+        worst,
         change,
         regimen,
+        device: device.describe(&rx, dose),
         therapy: rx,
     })
 }

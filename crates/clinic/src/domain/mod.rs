@@ -6,6 +6,7 @@
 
 pub mod calendar;
 pub mod change;
+pub mod device;
 pub mod events;
 pub mod history;
 pub mod pumplog;

@@ -8,13 +8,17 @@
 //! - Pages check the user's role against [`auth::ROUTES`] before they render a form, and the
 //!   API checks it again when the form is sent.
 //! - Forms carry the session's CSRF token in a hidden field; sign-in carries a token that
-//!   is also in a short-lived cookie (double submit). No scripts; every asset comes from
+//!   is also in a short-lived cookie (double submit). Every page works without scripts; one
+//!   script, served by the binary, shows the prescription check while typing. Every asset comes from
 //!   the binary (`/static/console.css`, with a print stylesheet).
 
 // A handler's early return is a ready page (a redirect, a refusal); boxing it gains nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod forms;
 pub mod pages;
+pub mod prescribe;
+pub mod search;
 
 use std::collections::HashMap;
 
@@ -29,23 +33,20 @@ use axum::routing::{get, post};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use thecal_rx::Volume;
 use thecal_rx::drug::DrugId;
-use thecal_rx::{Duration, Volume};
 use tower::ServiceExt;
 
 use crate::api::AppState;
 use crate::auth::{self, Role};
-use crate::domain::change;
 use crate::domain::events::{Alarm, Complication};
-use crate::domain::records::{
-    Condition, Implant, NewPrescription, Patient, Prescription, RefillVisit,
-};
+use crate::domain::records::{Condition, Implant, Patient, Prescription, RefillVisit};
 use crate::domain::trial::Trial;
 use crate::storage::Kind;
 use pages::{
-    AuditLine, AuditPage, Banner, Compare, Ctx, DueRow, EriRow, Field, FlaggedRow, ImplantView,
-    MessagePage, PatientPage, PatientRow, PatientsPage, PrescriptionPage, ReportPage, SigninPage,
-    StepForm, TimelineEntry, TodayPage, TrialPage, TrialView, UserView, VisitPage,
+    AuditLine, AuditPage, Banner, Ctx, DueRow, EriRow, Field, FlaggedRow, ImplantView, MessagePage,
+    PatientPage, ReportPage, SigninPage, StepForm, TimelineEntry, TodayPage, TrialPage, TrialView,
+    UserView, VisitPage,
 };
 
 /// The console's stylesheet, compiled into the binary.
@@ -72,18 +73,16 @@ pub fn router(state: AppState) -> Router {
         .route("/signin", get(signin_form).post(signin))
         .route("/signout", post(signout))
         .route("/today", get(today))
-        .route("/patients", get(patients))
         .route("/patients/{id}", get(patient))
         .route("/patients/{id}/trial", get(trial_form).post(trial_submit))
         .route("/trials/{id}/decision", post(trial_decision))
-        .route(
-            "/implants/{id}/prescription",
-            get(prescription_form).post(prescription_submit),
-        )
         .route("/implants/{id}/visit", post(visit_open))
         .route("/visits/{id}", get(visit_page).post(visit_submit))
         .route("/visits/{id}/report", get(report))
         .route("/audit", get(audit))
+        .merge(forms::routes())
+        .merge(prescribe::routes())
+        .merge(search::routes())
         .layer(middleware::from_fn(page_headers))
         .with_state(web)
 }
@@ -94,8 +93,8 @@ async fn page_headers(req: Request, next: Next) -> Response {
     h.insert(
         "content-security-policy",
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-             frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     h.insert(
@@ -511,9 +510,13 @@ fn rx_words(rx: Option<&Prescription>) -> String {
     match rx {
         None => "No prescription recorded.".to_owned(),
         Some(rx) => format!(
-            "{} {} at {} a day, delivered at {}; reservoir filled to {} (version {}, by {} on {}).",
+            "{} {}{} at {} a day, delivered at {}; reservoir filled to {} (version {}, by {} on {}).",
             rx.drug,
             rx.concentration,
+            rx.admixture
+                .iter()
+                .map(|c| format!(" with {} {}", c.drug, c.concentration))
+                .collect::<String>(),
             rx.daily_dose.trim_end_matches("/day"),
             rx.flow,
             Volume::from_raw(rx.reservoir_volume_nl),
@@ -752,45 +755,6 @@ async fn today(State(w): State<Web>, headers: HeaderMap) -> Page {
 }
 
 // ---------------------------------------------------------------- patients
-
-#[derive(Deserialize)]
-struct SearchQuery {
-    q: Option<String>,
-}
-
-async fn patients(State(w): State<Web>, headers: HeaderMap, Query(q): Query<SearchQuery>) -> Page {
-    let s = w.session(&headers).await?;
-    w.require(&s, "GET", "/api/v1/patients", "read patients' records")?;
-    let query = q.q.unwrap_or_default();
-    let needle = query.trim().to_lowercase();
-    let mut results = Vec::new();
-    if !needle.is_empty() {
-        let all: Vec<Patient> = w.get_json(&s, "/api/v1/patients?limit=1000").await?;
-        results = all
-            .into_iter()
-            .filter(|p| {
-                p.details.name.to_lowercase().contains(&needle)
-                    || p.details.mrn.to_lowercase().contains(&needle)
-            })
-            .map(|p| PatientRow {
-                id: p.id,
-                name: p.details.name,
-                dob: p.details.date_of_birth.to_string(),
-                mrn: p.details.mrn,
-                state: words(&p.state),
-            })
-            .collect();
-    }
-    Ok(render(
-        StatusCode::OK,
-        &PatientsPage {
-            ctx: s.ctx(),
-            searched: !needle.is_empty(),
-            q: query,
-            results,
-        },
-    ))
-}
 
 #[derive(Deserialize)]
 struct RecordJson {
@@ -1167,6 +1131,12 @@ async fn visit_view(w: &Web, s: &Session, id: i64, form: Option<Typed<'_>>) -> P
             v.investigation.clone().unwrap_or_else(|| "—".into()),
         ),
     ];
+    if let Some(r) = &v.pharmacist_release {
+        rows.push((
+            "Pharmacist's release".to_owned(),
+            format!("lot {} by {} at {}", r.lot, r.by, when(&r.at)),
+        ));
+    }
     if let Some(f) = &v.fill {
         rows.push((
             "Added".to_owned(),
@@ -1457,256 +1427,6 @@ async fn report(State(w): State<Web>, headers: HeaderMap, Path(id): Path<i64>) -
             rows,
         },
     ))
-}
-
-// ---------------------------------------------------------------- prescription
-
-fn rx_fields() -> Vec<Field> {
-    vec![
-        Field::new("drug", "Drug", "select", "One drug of the library.").options(drug_options()),
-        Field::new(
-            "concentration",
-            "Concentration",
-            "text",
-            "With its unit, e.g. 2000 mcg/mL or 25 mg/mL; above zero, within the drug's limits.",
-        ),
-        Field::new(
-            "daily_dose",
-            "Daily dose",
-            "text",
-            "With its unit, e.g. 400 mcg/day; within the drug's limits.",
-        ),
-        Field::new(
-            "reservoir_volume",
-            "Reservoir volume after the fill",
-            "text",
-            "A volume with its unit, e.g. 20 mL; at most the reservoir's capacity.",
-        ),
-        Field::new(
-            "opioid_naive",
-            "The patient is opioid-naive",
-            "checkbox",
-            "Tick when the patient has not been taking opioids.",
-        ),
-        Field::new(
-            "reason",
-            "Reason for the change",
-            "textarea",
-            "1–2000 characters.",
-        ),
-        Field::new(
-            "confirm_soft_findings",
-            "Reason for accepting the soft findings",
-            "textarea",
-            "Required when the check lists soft findings, 1–2000 characters; recorded with your name.",
-        ),
-    ]
-}
-
-fn new_rx(form: &HashMap<String, String>) -> NewPrescription {
-    let confirm = val(form, "confirm_soft_findings");
-    NewPrescription {
-        drug: val(form, "drug"),
-        concentration: val(form, "concentration"),
-        daily_dose: val(form, "daily_dose"),
-        reservoir_volume: val(form, "reservoir_volume"),
-        opioid_naive: val(form, "opioid_naive") == "on",
-        reason: val(form, "reason"),
-        confirm_soft_findings: if confirm.trim().is_empty() {
-            None
-        } else {
-            Some(confirm)
-        },
-        // The console's form prescribes one drug at a constant rate; admixtures, flex
-        // schedules and patient boluses are prescribed through the API.
-        admixture: Vec::new(),
-        flex: None,
-        patient_bolus: None,
-    }
-}
-
-async fn prescription_page(
-    w: &Web,
-    s: &Session,
-    id: i64,
-    form: Option<&HashMap<String, String>>,
-    err: Option<(Option<String>, String)>,
-) -> Page {
-    w.require(
-        s,
-        "POST",
-        "/api/v1/implants/{id}/prescriptions",
-        "change a prescription",
-    )?;
-    let (imp, p) = w.implant_and_patient(s, id).await?;
-    let previous: Option<Prescription> = match w.st.store.latest(Kind::Prescription, id, None).await
-    {
-        Ok(Some(r)) => serde_json::from_str(&r.data).ok(),
-        Ok(None) => None,
-        Err(e) => {
-            eprintln!("thecal-clinic: storage error: {e}");
-            return Err((StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response());
-        }
-    };
-    let mut fields = rx_fields();
-    let mut general_error = None;
-    let mut compare = None;
-    if let Some(form) = form {
-        let n = new_rx(form);
-        let now = (w.st.now)();
-        let elapsed = previous.as_ref().map(|p| {
-            Duration::from_ms(u64::try_from((now - p.created_at).num_milliseconds()).unwrap_or(0))
-        });
-        // The same check the API stores with (thecal-rx through the domain).
-        match change::check_new_for(
-            &n,
-            Volume::from_raw(imp.capacity_nl),
-            previous.as_ref().zip(elapsed),
-            Some(&p.details.condition),
-        ) {
-            Ok(c) => {
-                let old =
-                    |f: fn(&Prescription) -> String| previous.as_ref().map_or("—".to_owned(), f);
-                let hard = c.findings.iter().any(|f| f.severity == "hard");
-                let soft = c.findings.iter().any(|f| f.severity == "soft");
-                compare = Some(Compare {
-                    rows: [
-                        (
-                            "Drug".into(),
-                            old(|p| p.drug.clone()),
-                            c.drug.name().to_owned(),
-                        ),
-                        (
-                            "Concentration".into(),
-                            old(|p| p.concentration.clone()),
-                            c.concentration.to_string(),
-                        ),
-                        (
-                            "Daily dose".into(),
-                            old(|p| p.daily_dose.clone()),
-                            c.daily_dose.to_string(),
-                        ),
-                        (
-                            "Flow (derived)".into(),
-                            old(|p| p.flow.clone()),
-                            c.flow.to_string(),
-                        ),
-                        (
-                            "Reservoir volume".into(),
-                            old(|p| Volume::from_raw(p.reservoir_volume_nl).to_string()),
-                            c.reservoir_volume.to_string(),
-                        ),
-                        (
-                            "Opioid-naive".into(),
-                            old(|p| {
-                                if p.opioid_naive {
-                                    "yes".into()
-                                } else {
-                                    "no".into()
-                                }
-                            }),
-                            if n.opioid_naive {
-                                "yes".into()
-                            } else {
-                                "no".into()
-                            },
-                        ),
-                    ]
-                    .into_iter()
-                    // Both columns are thecal-rx's printing of the quantity.
-                    .map(|(k, o, n)| {
-                        let changed = previous.is_some() && o != n;
-                        (k, o, n, changed)
-                    })
-                    .collect(),
-                    change: c.change.clone(),
-                    findings: c
-                        .findings
-                        .iter()
-                        .map(|f| (f.severity.clone(), f.message.clone()))
-                        .collect(),
-                    hard,
-                    soft,
-                });
-            }
-            Err(e) => {
-                if err.is_none() {
-                    general_error =
-                        refill_fields(&mut fields, form, Some((Some(e.field), e.message)));
-                }
-            }
-        }
-        let g = refill_fields(&mut fields, form, err);
-        if general_error.is_none() {
-            general_error = g;
-        }
-    }
-    let banner = w.banner(&p).await?;
-    let status = if general_error.is_some() || fields.iter().any(|f| f.error.is_some()) {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    let summary = Field::summary(&fields);
-    Ok(render(
-        status,
-        &PrescriptionPage {
-            ctx: s.ctx_for(banner),
-            id,
-            patient_id: p.id,
-            serial: imp.details.serial.clone(),
-            in_force: rx_words(previous.as_ref()),
-            compare,
-            fields,
-            general_error,
-            summary,
-        },
-    ))
-}
-
-async fn prescription_form(State(w): State<Web>, headers: HeaderMap, Path(id): Path<i64>) -> Page {
-    let s = w.session(&headers).await?;
-    prescription_page(&w, &s, id, None, None).await
-}
-
-async fn prescription_submit(
-    State(w): State<Web>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Page {
-    let s = w.session(&headers).await?;
-    check_csrf(&s, &form)?;
-    w.require(
-        &s,
-        "POST",
-        "/api/v1/implants/{id}/prescriptions",
-        "change a prescription",
-    )?;
-    if val(&form, "action") != "confirm" {
-        return prescription_page(&w, &s, id, Some(&form), None).await;
-    }
-    let n = new_rx(&form);
-    let body = serde_json::to_value(&n)
-        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response())?;
-    let a = w
-        .call(
-            Method::POST,
-            &format!("/api/v1/implants/{id}/prescriptions"),
-            Some(&s),
-            Some(body),
-        )
-        .await?;
-    if a.status.is_success() {
-        let (_, p) = w.implant_and_patient(&s, id).await?;
-        return Ok(see_other(&format!("/patients/{}", p.id)));
-    }
-    let (field, msg) = a.error();
-    let field = match field.as_deref() {
-        Some("prescription") => None,
-        _ => field,
-    };
-    prescription_page(&w, &s, id, Some(&form), Some((field, msg))).await
 }
 
 // ---------------------------------------------------------------- trials

@@ -202,20 +202,6 @@ pub struct PatientRow {
     pub state: String,
 }
 
-/// Patient search.
-#[derive(Template)]
-#[template(path = "patients.html")]
-pub struct PatientsPage {
-    /// Layout.
-    pub ctx: Ctx,
-    /// The query.
-    pub q: String,
-    /// A search was made.
-    pub searched: bool,
-    /// Hits.
-    pub results: Vec<PatientRow>,
-}
-
 /// An implant on the patient's page.
 #[derive(Debug, Clone)]
 pub struct ImplantView {
@@ -320,45 +306,6 @@ pub struct VisitPage {
     pub forms: Vec<StepForm>,
     /// Closed.
     pub closed: bool,
-    /// An error not tied to one field.
-    pub general_error: Option<String>,
-    /// The field errors, listed at the top with links to their fields: (name, label, error).
-    pub summary: Vec<(String, String, String)>,
-}
-
-/// Old against new, with the findings.
-#[derive(Debug, Clone)]
-pub struct Compare {
-    /// (setting, in force, new, changed).
-    pub rows: Vec<(String, String, String, bool)>,
-    /// The change in words.
-    pub change: Vec<String>,
-    /// (severity, message).
-    pub findings: Vec<(String, String)>,
-    /// A hard finding refuses it.
-    pub hard: bool,
-    /// Soft findings need a reason.
-    pub soft: bool,
-}
-
-/// The prescription change form.
-#[derive(Template)]
-#[template(path = "prescription.html")]
-pub struct PrescriptionPage {
-    /// Layout.
-    pub ctx: Ctx,
-    /// Implant id.
-    pub id: i64,
-    /// Patient id.
-    pub patient_id: i64,
-    /// Pump serial.
-    pub serial: String,
-    /// The version in force, in words.
-    pub in_force: String,
-    /// The review, once the values were checked.
-    pub compare: Option<Compare>,
-    /// Fields.
-    pub fields: Vec<Field>,
     /// An error not tied to one field.
     pub general_error: Option<String>,
     /// The field errors, listed at the top with links to their fields: (name, label, error).
