@@ -167,6 +167,9 @@ pub enum Attack {
     Wand,
 }
 
+/// The most frames one attack event may send (`duration` ÷ `every`; SIM-060).
+pub const MAX_ATTACK_FRAMES: u64 = 2_000_000;
+
 /// The event kinds of this module.
 pub(crate) const ATTACK_KINDS: &str = "handshake-flood, replay, jamming, bolus-flood, wand";
 
@@ -190,19 +193,35 @@ pub(crate) fn attack(
             .ok_or_else(|| err(f("duration"), "is required for this kind"))?;
         quantity(&f("duration"), text)
     };
+    // An attack sends one frame per `every` for `duration`: bound the frames (SIM-060).
+    let frames = |every: Duration, duration: Duration| -> Result<(), FileError> {
+        let n = duration.ms() / every.ms().max(1);
+        if n > MAX_ATTACK_FRAMES {
+            return Err(err(
+                f("every"),
+                format!(
+                    "{every} for {duration} sends {n} frames; allowed: at most \
+                     {MAX_ATTACK_FRAMES} frames an attack"
+                ),
+            ));
+        }
+        Ok(())
+    };
     Ok(Some(match kind {
-        "handshake-flood" => Attack::HandshakeFlood {
-            every: gap("100 ms")?,
-            duration: span()?,
-        },
+        "handshake-flood" => {
+            let (every, duration) = (gap("100 ms")?, span()?);
+            frames(every, duration)?;
+            Attack::HandshakeFlood { every, duration }
+        }
         "replay" => Attack::Replay {
             every: gap("10 min")?,
         },
         "jamming" => Attack::Jamming { duration: span()? },
-        "bolus-flood" => Attack::BolusFlood {
-            every: gap("1 min")?,
-            duration: span()?,
-        },
+        "bolus-flood" => {
+            let (every, duration) = (gap("1 min")?, span()?);
+            frames(every, duration)?;
+            Attack::BolusFlood { every, duration }
+        }
         "wand" => Attack::Wand,
         _ => return Ok(None),
     }))

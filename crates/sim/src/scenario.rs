@@ -441,6 +441,14 @@ struct ScenarioSpec {
     expect: Vec<ExpectSpec>,
 }
 
+/// The longest run a scenario may ask for: 10,958 days (30 years, several pump
+/// lifetimes; SIM-060).
+pub const MAX_DURATION: Duration = Duration::from_ms(10_958 * 86_400_000);
+/// The most events a scenario may hold once `repeat` is expanded (SIM-060).
+pub const MAX_EVENTS: u64 = 100_000;
+/// The most timeline samples a run may take (about 10 MB of samples; SIM-060).
+pub const MAX_SAMPLES: u64 = 100_000;
+
 /// The device kinds a scenario may name.
 pub const DEVICES: &str =
     "synchromed-20, synchromed-40, prometra-20, prometra-40, external, constant-rate";
@@ -768,10 +776,29 @@ pub fn parse(text: &str) -> Result<Scenario, FileError> {
     };
     let pressing = match spec.patient.pressing.as_deref() {
         None | Some("never") => Pressing::Never,
-        Some("when-poor") => Pressing::WhenPoor {
-            threshold: spec.patient.press_threshold.unwrap_or(0.5),
-            per_hour: spec.patient.presses_per_hour.unwrap_or(1.0),
-        },
+        Some("when-poor") => {
+            let threshold = spec.patient.press_threshold.unwrap_or(0.5);
+            if !(0.0..=1.0).contains(&threshold) {
+                return Err(err(
+                    "patient.press_threshold",
+                    format!("{threshold} is out of range; allowed: 0 to 1 (symptom control)"),
+                ));
+            }
+            let per_hour = spec.patient.presses_per_hour.unwrap_or(1.0);
+            if !(per_hour > 0.0 && per_hour <= 60.0) {
+                return Err(err(
+                    "patient.presses_per_hour",
+                    format!(
+                        "{per_hour} is out of range; allowed: above 0 and at most 60 \
+                         (use pressing = \"every-minute\" for a press a minute)"
+                    ),
+                ));
+            }
+            Pressing::WhenPoor {
+                threshold,
+                per_hour,
+            }
+        }
         Some("every-minute") => Pressing::EveryMinute,
         Some(other) => {
             return Err(err(
@@ -780,6 +807,20 @@ pub fn parse(text: &str) -> Result<Scenario, FileError> {
             ));
         }
     };
+    // Bound the expansion before any memory is taken for it (SIM-060).
+    let mut expanded: u64 = 0;
+    for (i, e) in spec.event.iter().enumerate() {
+        expanded = expanded.saturating_add(u64::from(e.repeat.unwrap_or(0)).saturating_add(1));
+        if expanded > MAX_EVENTS {
+            return Err(err(
+                format!("event[{i}].repeat"),
+                format!(
+                    "the events expand to more than {MAX_EVENTS} (each repeat adds one); \
+                     allowed: at most {MAX_EVENTS} events after expansion"
+                ),
+            ));
+        }
+    }
     let mut events = Vec::new();
     for (i, e) in spec.event.iter().enumerate() {
         let at: Duration = quantity(&format!("event[{i}].at"), &e.at)?;
@@ -851,6 +892,12 @@ pub fn parse(text: &str) -> Result<Scenario, FileError> {
     if duration.is_zero() {
         return Err(err("duration", "must be above zero"));
     }
+    if duration > MAX_DURATION {
+        return Err(err(
+            "duration",
+            format!("{duration} is too long; allowed: above zero and at most {MAX_DURATION}"),
+        ));
+    }
     let sample_every: Duration = match &spec.sample_every {
         Some(s) => quantity("sample_every", s)?,
         None if duration > Duration::from_days(400) => Duration::from_days(1),
@@ -859,6 +906,18 @@ pub fn parse(text: &str) -> Result<Scenario, FileError> {
     if sample_every.is_zero() {
         return Err(err("sample_every", "must be above zero"));
     }
+    let samples = duration.ms() / sample_every.ms();
+    if samples > MAX_SAMPLES {
+        return Err(err(
+            "sample_every",
+            format!(
+                "{sample_every} over {duration} takes {samples} samples; allowed: at most \
+                 {MAX_SAMPLES} (sample less often, e.g. every {})",
+                Duration::from_ms(duration.ms().div_ceil(MAX_SAMPLES))
+            ),
+        ));
+    }
+
     Ok(Scenario {
         name: spec.name,
         description: spec.description,

@@ -17,7 +17,17 @@ pub fn run<S: AsRef<OsStr> + std::fmt::Debug>(
     stdin: Option<&str>,
     deadline: Duration,
 ) -> Output {
-    let mut child = Command::new(BIN)
+    run_program(BIN, args, stdin, deadline)
+}
+
+/// Runs `program` (thecal, or a wrapper that runs it) as [`run`] does.
+pub fn run_program<S: AsRef<OsStr> + std::fmt::Debug>(
+    program: &str,
+    args: &[S],
+    stdin: Option<&str>,
+    deadline: Duration,
+) -> Output {
+    let mut child = Command::new(program)
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -27,7 +37,7 @@ pub fn run<S: AsRef<OsStr> + std::fmt::Debug>(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run thecal");
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
     if let (Some(text), Some(mut i)) = (stdin, child.stdin.take()) {
         let _ = i.write_all(text.as_bytes());
     }
@@ -50,7 +60,7 @@ pub fn run<S: AsRef<OsStr> + std::fmt::Debug>(
         }
         if Instant::now() > until {
             let _ = child.kill();
-            panic!("thecal {args:?} did not finish within {deadline:?}");
+            panic!("{program} {args:?} did not finish within {deadline:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
     };
