@@ -107,8 +107,17 @@ pub fn run(args: SimArgs) -> Result<ExitCode, String> {
                 .collect();
             files.sort();
             let mut list = Vec::new();
+            let mut unreadable = 0usize;
             for f in files {
-                let sc = load(&f)?;
+                // A file that does not parse is reported and the rest are still listed.
+                let sc = match load(&f) {
+                    Ok(sc) => sc,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        unreadable += 1;
+                        continue;
+                    }
+                };
                 if json {
                     list.push(serde_json::json!({
                         "name": sc.name,
@@ -124,6 +133,14 @@ pub fn run(args: SimArgs) -> Result<ExitCode, String> {
                     "{}",
                     serde_json::to_string_pretty(&list).unwrap_or_default()
                 );
+            }
+            if unreadable > 0 {
+                eprintln!(
+                    "error: {unreadable} scenario file(s) in {} could not be read (above); \
+                     the others are listed",
+                    dir.display()
+                );
+                return Ok(ExitCode::from(2));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -281,3 +281,36 @@ fn no_generated_scenario_crashes_or_outgrows_its_memory_sim_060() {
         "no accepted file: {codes:?}"
     );
 }
+
+#[test]
+fn list_reports_every_unparsable_file_and_lists_the_rest_sim_061() {
+    let dir = tmp("list");
+    std::fs::write(dir.join("a-good.toml"), scenario("duration = \"1 d\"", "")).expect("write");
+    std::fs::write(dir.join("b-bad.toml"), "name = ").expect("write");
+    std::fs::write(
+        dir.join("c-bad.toml"),
+        scenario("duration = \"18446744073709551615 ms\"", ""),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("d-good.toml"),
+        scenario("duration = \"2 d\"", "").replace("name = \"bounds\"", "name = \"second\""),
+    )
+    .expect("write");
+    let out = common::run(
+        &["sim", "list", "--dir", dir.to_str().expect("UTF-8")],
+        None,
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", common::text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("bounds ") && stdout.contains("second "),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("b-bad.toml: "), "{stderr}");
+    assert!(stderr.contains("c-bad.toml: duration: "), "{stderr}");
+    assert!(stderr.contains("2 scenario file(s)"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -318,6 +318,9 @@ impl<'a> Engine<'a> {
                 if let Dev::Programmable(p) = &mut self.dev {
                     p.last_program_version = p.pump.status().program_version;
                 }
+                // The implant's fill (and its top-up after priming) is the set-up, not a
+                // refill the scenario made: `totals.refills` counts the scenario's own.
+                self.result.totals.refills = 0;
             }
         }
         self.schedule_press();

@@ -55,3 +55,18 @@ fn the_engine_jumps_between_events_and_wakes_the_core_only_when_it_asks_sim_001(
     );
     assert!(r.totals.engine_events >= strokes);
 }
+
+#[test]
+fn refills_count_the_scenarios_refills_not_the_set_up_fill_sim_061() {
+    // By hand from the files: bridging-automatic holds one refill event; missed-refill's
+    // one refill event is the missed appointment (`missed = true`), so none happens;
+    // priming-after-implant holds none (the implant's fill is the set-up).
+    for (name, refills) in [
+        ("bridging-automatic", 1),
+        ("missed-refill", 0),
+        ("priming-after-implant", 0),
+    ] {
+        let r = run(&scenario(name));
+        assert_eq!(r.totals.refills, refills, "{name}");
+    }
+}
