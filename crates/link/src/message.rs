@@ -238,6 +238,7 @@ pub enum Reply {
 /// segment of the path full (four drugs each) and every number at its largest. Below
 /// [`crate::session::MAX_PLAINTEXT`], so the reading is one frame (tested).
 pub const FLUID_PATH_ANSWER_MAX: usize = 985;
+const _: () = assert!(FLUID_PATH_ANSWER_MAX <= crate::session::MAX_PLAINTEXT);
 
 impl From<&Response> for Reply {
     fn from(r: &Response) -> Self {
@@ -713,7 +714,6 @@ mod tests {
         };
         let bytes = a.encode(&mut buf).unwrap();
         assert_eq!(bytes.len(), FLUID_PATH_ANSWER_MAX);
-        assert!(FLUID_PATH_ANSWER_MAX <= MAX_PLAINTEXT);
         assert_eq!(Answer::decode(bytes).unwrap(), a);
         // A single fill of four drugs encodes no larger than a merged segment.
         let mut r = largest_path_reading();

@@ -139,7 +139,7 @@ pub enum LookaheadError {
     /// The fluid path reading is not a path.
     Reading(ReadingError),
     /// The twin could not be brought to the read state.
-    Twin(TwinError),
+    Twin(Box<TwinError>),
     /// The twin refused a command of the change: the implant would refuse it too.
     Refused {
         /// The command's position in the change, from 0.
@@ -305,7 +305,7 @@ pub fn look_ahead(
 ) -> Result<Forecast, LookaheadError> {
     check_options(options)?;
     let pump = Pump::twin(profile, &state.status, &state.program, &state.path)
-        .map_err(LookaheadError::Twin)?;
+        .map_err(|e| LookaheadError::Twin(Box::new(e)))?;
     let truth = FluidPath::from_segments(state.path.dead_volume, &state.path.segments)
         .map_err(LookaheadError::Reading)?;
     let active: Vec<AlarmKind> = state.status.alarms.iter().map(|a| a.kind).collect();
