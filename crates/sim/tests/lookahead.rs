@@ -218,7 +218,7 @@ fn a_reservoir_that_runs_low_within_the_look_ahead_is_an_alarm_with_its_time_sim
 }
 
 #[test]
-fn a_command_the_implant_would_refuse_is_named_sim_050() {
+fn a_command_the_implant_would_refuse_is_named_sim_050_pump_040() {
     let pump = baclofen_500_at_300_per_day();
     let state = over_the_link(&pump);
     let e = look_ahead(
@@ -257,7 +257,7 @@ fn a_command_the_implant_would_refuse_is_named_sim_050() {
 }
 
 #[test]
-fn the_look_ahead_from_the_decoded_messages_equals_the_one_from_the_pump_sim_051() {
+fn the_look_ahead_from_the_decoded_messages_equals_the_one_from_the_pump_sim_051_pump_039() {
     let pump = baclofen_500_at_300_per_day();
     let direct = Interrogation::from_pump(&pump).unwrap();
     let decoded = over_the_link(&pump);
@@ -380,17 +380,17 @@ fn accuracy_for_a_refill(name: &str) {
 }
 
 #[test]
-fn bridging_none_matches_the_full_simulation_within_one_percent_sim_054() {
+fn bridging_none_matches_the_full_simulation_within_one_percent_sim_054_pump_040() {
     accuracy_for_a_refill("bridging-none");
 }
 
 #[test]
-fn bridging_automatic_matches_the_full_simulation_within_one_percent_sim_054() {
+fn bridging_automatic_matches_the_full_simulation_within_one_percent_sim_054_pump_040() {
     accuracy_for_a_refill("bridging-automatic");
 }
 
 #[test]
-fn priming_after_implant_matches_the_full_simulation_within_one_percent_sim_054() {
+fn priming_after_implant_matches_the_full_simulation_within_one_percent_sim_054_pump_040() {
     let (sc, event, day, pump) = scenario_and_state("priming-after-implant");
     let Event::Priming(duration) = event else {
         panic!("not a priming")
