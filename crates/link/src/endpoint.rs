@@ -645,6 +645,9 @@ pub mod refusal {
     pub const REGISTRY_FULL: u8 = 108;
     /// Only a revoked device can be removed from the registry.
     pub const NOT_REVOKED: u8 = 109;
+    /// The fluid path cannot be read into a bounded reading (a merged segment holds
+    /// more drugs than a reading carries).
+    pub const PATH_UNREADABLE: u8 = 110;
 }
 
 impl Implant {
@@ -1379,6 +1382,10 @@ impl Implant {
                 }
             }
             LinkCommand::ReadProgram => Reply::Program(host.pump.program().clone()),
+            LinkCommand::ReadFluidPath => match host.pump.path_reading() {
+                Ok(reading) => Reply::FluidPath(reading),
+                Err(e) => refused_fmt(refusal::PATH_UNREADABLE, format_args!("{e}")),
+            },
         }
     }
 

@@ -13,6 +13,7 @@ use core::fmt::{self, Write as _};
 use serde::{Deserialize, Serialize};
 use thecal_pump::command::{Command, Response, Role, Status};
 use thecal_pump::log::{Hash, LogChain, LogEntry};
+use thecal_pump::reading::PathReading;
 use thecal_rx::check::Prescription;
 use thecal_rx::{Instant, Volume};
 
@@ -106,6 +107,10 @@ pub enum LinkCommand {
         /// The revoked device's key id.
         key_id: u32,
     },
+    /// Read the fluid path (what lies in the pump path and the catheter, tip first) and
+    /// the settings a digital twin needs beyond the status and the program
+    /// ([`Reply::FluidPath`], LINK-027). Added in link version 2.
+    ReadFluidPath,
 }
 
 impl LinkCommand {
@@ -121,6 +126,7 @@ impl LinkCommand {
             LinkCommand::ReadLog { .. } => 106,
             LinkCommand::ReadProgram => 107,
             LinkCommand::Remove { .. } => 108,
+            LinkCommand::ReadFluidPath => 109,
         }
     }
 
@@ -222,7 +228,17 @@ pub enum Reply {
     },
     /// The prescription the pump is running.
     Program(Prescription),
+    /// The fluid path and the twin's settings, read at one instant (LINK-027): at most
+    /// [`thecal_pump::reading::MAX_SEGMENTS`] segments of at most four drugs each, so
+    /// that the largest answer fits one frame ([`FLUID_PATH_ANSWER_MAX`]).
+    FluidPath(PathReading),
 }
+
+/// The most bytes an [`Answer`] carrying a [`Reply::FluidPath`] takes encoded: every
+/// segment of the path full (four drugs each) and every number at its largest. Below
+/// [`crate::session::MAX_PLAINTEXT`], so the reading is one frame (tested).
+pub const FLUID_PATH_ANSWER_MAX: usize = 985;
+const _: () = assert!(FLUID_PATH_ANSWER_MAX <= crate::session::MAX_PLAINTEXT);
 
 impl From<&Response> for Reply {
     fn from(r: &Response) -> Self {
@@ -570,6 +586,7 @@ mod tests {
             LinkCommand::Devices,
             LinkCommand::ReadLog { from_seq: u32::MAX },
             LinkCommand::ReadProgram,
+            LinkCommand::ReadFluidPath,
         ];
         let mut codes: Vec<u8> = commands.iter().map(LinkCommand::code).collect();
         codes.sort_unstable();
@@ -644,6 +661,116 @@ mod tests {
             let bytes = a.encode(&mut buf).unwrap();
             assert_eq!(Answer::decode(bytes).unwrap(), a);
         }
+    }
+
+    /// The largest fluid path reading: every segment a merged one of four drugs, every
+    /// number at its largest.
+    fn largest_path_reading() -> PathReading {
+        use thecal_pump::core::{Bolus, BolusKind};
+        use thecal_pump::reading::{MAX_SEGMENTS, PathSegment, SegmentFluid};
+        let mut segments = heapless::Vec::new();
+        for _ in 0..MAX_SEGMENTS {
+            let mut drugs = heapless::Vec::new();
+            for d in [
+                DrugId::Morphine,
+                DrugId::Bupivacaine,
+                DrugId::Clonidine,
+                DrugId::Baclofen,
+            ] {
+                drugs
+                    .push((d, thecal_rx::Concentration::from_raw(u64::MAX)))
+                    .unwrap();
+            }
+            segments
+                .push(PathSegment {
+                    volume: Volume::MAX,
+                    fluid: SegmentFluid::Mixed(drugs),
+                })
+                .unwrap();
+        }
+        PathReading {
+            now: Instant::from_ms(u64::MAX),
+            program_version: u32::MAX,
+            reservoir: Volume::MAX,
+            dead_volume: Volume::MAX,
+            segments,
+            offset_minutes: Some(i16::MIN),
+            beyond_use: Some(Instant::from_ms(u64::MAX)),
+            bolus: Some(Bolus {
+                kind: BolusKind::Priming,
+                volume: Volume::MAX,
+                start: Instant::from_ms(u64::MAX),
+                duration: Duration::from_ms(u64::MAX),
+            }),
+        }
+    }
+
+    #[test]
+    fn the_largest_fluid_path_reading_fits_one_frame_link_027() {
+        let mut buf = [0u8; MAX_PLAINTEXT];
+        let a = Answer {
+            command_id: u32::MAX,
+            reply: Reply::FluidPath(largest_path_reading()),
+        };
+        let bytes = a.encode(&mut buf).unwrap();
+        assert_eq!(bytes.len(), FLUID_PATH_ANSWER_MAX);
+        assert_eq!(Answer::decode(bytes).unwrap(), a);
+        // A single fill of four drugs encodes no larger than a merged segment.
+        let mut r = largest_path_reading();
+        let four = Admixture::new(&[
+            thecal_rx::dose::Component {
+                drug: DrugId::Morphine,
+                concentration: thecal_rx::Concentration::from_raw(u64::MAX),
+            },
+            thecal_rx::dose::Component {
+                drug: DrugId::Bupivacaine,
+                concentration: thecal_rx::Concentration::from_raw(u64::MAX),
+            },
+            thecal_rx::dose::Component {
+                drug: DrugId::Clonidine,
+                concentration: thecal_rx::Concentration::from_raw(u64::MAX),
+            },
+            thecal_rx::dose::Component {
+                drug: DrugId::Baclofen,
+                concentration: thecal_rx::Concentration::from_raw(u64::MAX),
+            },
+        ])
+        .unwrap();
+        for s in &mut r.segments {
+            s.fluid = thecal_pump::reading::SegmentFluid::Fluid(four.clone());
+        }
+        let a = Answer {
+            command_id: u32::MAX,
+            reply: Reply::FluidPath(r),
+        };
+        let bytes = a.encode(&mut buf).unwrap();
+        assert!(bytes.len() <= FLUID_PATH_ANSWER_MAX);
+        assert_eq!(Answer::decode(bytes).unwrap(), a);
+    }
+
+    #[test]
+    fn a_fluid_path_answer_with_a_fifth_drug_or_a_seventeenth_segment_does_not_decode_link_027() {
+        let mut buf = [0u8; 2 * MAX_PLAINTEXT];
+        let a = Answer {
+            command_id: 1,
+            reply: Reply::FluidPath(largest_path_reading()),
+        };
+        let good = a.encode(&mut buf).unwrap().to_vec();
+        // Command id (1 byte), reply tag (1), now (10), program version (5), reservoir
+        // (10), dead volume (10): then the segment count. One more segment is refused by
+        // the bounded vector.
+        let count_at = 1 + 1 + 10 + 5 + 10 + 10;
+        assert_eq!(good[count_at], 16);
+        let mut longer = good.clone();
+        longer[count_at] = 17;
+        assert_eq!(Answer::decode(&longer), Err(MessageError::Malformed));
+        // A merged segment of five drugs: the first segment's drug count 4 → 5 (after
+        // the count, the segment's volume (10 bytes) and its variant tag).
+        let four_at = count_at + 1 + 10 + 1;
+        assert_eq!(good[four_at], 4);
+        let mut five = good.clone();
+        five[four_at] = 5;
+        assert_eq!(Answer::decode(&five), Err(MessageError::Malformed));
     }
 
     #[test]

@@ -61,7 +61,10 @@ use crate::fluid::FluidPath;
 use crate::limiter::{Limiter, LimiterError, Limits, Window};
 use crate::log::{LogChain, LogEntry};
 use crate::persist::{self, Persister, Restored, Slot};
+
+mod twin;
 use crate::profile::{HardwareProfile, Mechanism};
+pub use twin::TwinError;
 
 /// Largest encoded persistent record, bytes.
 pub const RECORD_CAPACITY: usize = 8192;

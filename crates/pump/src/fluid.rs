@@ -46,6 +46,8 @@ use thecal_rx::drug::DrugId;
 use thecal_rx::quantity::{NL_PER_ML, Rounding, mul_div};
 use thecal_rx::{Concentration, Mass, Volume};
 
+use crate::reading::{PathSegment, ReadingError, SegmentFluid};
+
 /// The most segments the path holds.
 pub const MAX_SEGMENTS: usize = 16;
 
@@ -1158,7 +1160,7 @@ fn append(
 }
 
 /// Whether two admixtures hold the same drugs at the same concentrations, in any order.
-fn same_contents(a: &Admixture, b: &Admixture) -> bool {
+pub(crate) fn same_contents(a: &Admixture, b: &Admixture) -> bool {
     a.components().len() == b.components().len()
         && a.components().iter().all(|c| b.components().contains(c))
 }
@@ -1240,6 +1242,115 @@ fn sub_saturating(a: &Masses, b: &Masses) -> Masses {
         *o = x.saturating_sub(*y);
     }
     out
+}
+
+impl FluidPath {
+    /// The segments as a programmer reads them (PUMP-039), tip first: a single fill
+    /// names its admixture, a merged segment each drug at its mean concentration.
+    ///
+    /// # Errors
+    /// [`ReadingError::TooManyDrugs`] for a merged segment holding more drugs than a
+    /// reading carries (the limiter counts at most that many in the path, so it does
+    /// not happen while the pump is intact).
+    pub fn read_segments(&self) -> Result<Vec<PathSegment, MAX_SEGMENTS>, ReadingError> {
+        let mut out = Vec::new();
+        for (i, seg) in self.segments.iter().enumerate() {
+            let fluid = match &seg.contents {
+                Contents::Fluid(a) => SegmentFluid::Fluid(a.clone()),
+                Contents::Mixed => {
+                    let mut drugs = Vec::new();
+                    for drug in ACTIVE {
+                        if seg.mass_pg(drug).is_zero() {
+                            continue;
+                        }
+                        drugs
+                            .push((drug, seg.concentration(drug)))
+                            .map_err(|_| ReadingError::TooManyDrugs { segment: i })?;
+                    }
+                    SegmentFluid::Mixed(drugs)
+                }
+            };
+            out.push(PathSegment {
+                volume: seg.volume,
+                fluid,
+            })
+            .map_err(|_| ReadingError::TooManySegments {
+                count: self.segments.len(),
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// A path of `dead_volume` holding `segments`, tip first, as read by
+    /// [`FluidPath::read_segments`] (a digital twin starts from it). A single fill's mass
+    /// is what that fill carries in the segment's volume; a merged segment's is its
+    /// concentration times its volume. Sub-nanogram remainders of the original are not
+    /// read, so masses may differ from the implant's by under a nanogram per segment.
+    ///
+    /// # Errors
+    /// A zero-volume segment, more than [`MAX_SEGMENTS`], segments that do not add up to
+    /// `dead_volume`, or a mass that cannot be counted: each names what is wrong.
+    pub fn from_segments(
+        dead_volume: Volume,
+        segments: &[PathSegment],
+    ) -> Result<Self, ReadingError> {
+        let mut path = FluidPath {
+            dead_volume,
+            segments: Deque::new(),
+            run: None,
+            carry: NO_MASS,
+            present: Present(Slots::ALL),
+            prepared: Prepared::default(),
+        };
+        let mut sum = Volume::ZERO;
+        for (i, s) in segments.iter().enumerate() {
+            if s.volume.is_zero() {
+                return Err(ReadingError::EmptySegment { segment: i });
+            }
+            sum = sum.saturating_add(s.volume);
+            let overflow = |_| ReadingError::MassOverflow { segment: i };
+            let (contents, masses) = match &s.fluid {
+                SegmentFluid::Fluid(a) => (
+                    Contents::Fluid(a.clone()),
+                    added_mass(a, Volume::ZERO, s.volume).map_err(overflow)?,
+                ),
+                SegmentFluid::Mixed(drugs) => {
+                    let mut masses = NO_MASS;
+                    for (drug, c) in drugs {
+                        let m = mass_upto(
+                            &Component {
+                                drug: *drug,
+                                concentration: *c,
+                            },
+                            s.volume,
+                        )
+                        .map_err(overflow)?;
+                        if let Some(slot) = active_index(*drug).and_then(|j| masses.get_mut(j)) {
+                            *slot = slot.saturating_add(m);
+                        }
+                    }
+                    (Contents::Mixed, masses)
+                }
+            };
+            path.segments
+                .push_back(Segment {
+                    volume: s.volume,
+                    contents,
+                    masses,
+                })
+                .map_err(|_| ReadingError::TooManySegments {
+                    count: segments.len(),
+                })?;
+        }
+        if sum != dead_volume {
+            return Err(ReadingError::VolumeMismatch {
+                segments: sum,
+                dead_volume,
+            });
+        }
+        path.present = Present(path.held_slots());
+        Ok(path)
+    }
 }
 
 #[cfg(test)]

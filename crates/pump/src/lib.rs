@@ -9,6 +9,7 @@
 //! | module | owns | must never |
 //! |---|---|---|
 //! | [`profile`] | hardware profiles as data, presets | hold state |
+//! | [`reading`] | what a programmer reads of the fluid path, for a digital twin | allocate, or report a path that does not add up |
 //! | [`command`] | commands, roles, the capability table | act on the pump |
 //! | [`event`] | the events written to the log | — |
 //! | [`limiter`] | the independent dose limiter (rolling 1 h / 24 h) | be switched off or reset by a command or a clock change |
@@ -43,3 +44,4 @@ pub mod limiter;
 pub mod log;
 pub mod persist;
 pub mod profile;
+pub mod reading;

@@ -285,3 +285,65 @@ fn priming_is_refused_while_the_catheter_holds_an_earlier_fill_pump_037() {
         "a priming bolus over an earlier fill was {r:?}"
     );
 }
+
+#[test]
+fn a_path_read_as_segments_rebuilds_the_same_path_and_bad_readings_are_named_pump_039() {
+    use thecal_pump::fluid::FluidPath;
+    use thecal_pump::reading::{PathSegment, ReadingError, SegmentFluid};
+    use thecal_rx::dose::Admixture;
+    use thecal_rx::drug::DrugId;
+    use thecal_rx::{Concentration, Volume};
+
+    // 250 uL: 200 uL of baclofen 500 mcg/mL at the tip, 50 uL of 2000 mcg/mL behind.
+    let old = Admixture::single(DrugId::Baclofen, Concentration::from_raw(500_000));
+    let new = Admixture::single(DrugId::Baclofen, Concentration::from_raw(2_000_000));
+    let mut path = FluidPath::new(Volume::from_ul(250), &old).unwrap();
+    path.push(Volume::from_ul(50), &new).unwrap();
+    let segments = path.read_segments().unwrap();
+    assert_eq!(segments.len(), 2);
+    assert_eq!(segments[0].volume, Volume::from_ul(200));
+    assert_eq!(segments[0].fluid, SegmentFluid::Fluid(old.clone()));
+    assert_eq!(segments[1].volume, Volume::from_ul(50));
+    let rebuilt = FluidPath::from_segments(Volume::from_ul(250), &segments).unwrap();
+    // By hand: 200 uL × 500 mcg/mL = 100 mcg, 50 uL × 2000 mcg/mL = 100 mcg.
+    assert_eq!(rebuilt.mass_in_path(DrugId::Baclofen).raw(), 200_000);
+    assert_eq!(rebuilt.volume_until(&new), Volume::from_ul(200));
+    // The next 200 uL pushed deliver the old fluid's 100 mcg, in both.
+    let a = path.clone().push(Volume::from_ul(200), &new).unwrap();
+    let b = rebuilt.clone().push(Volume::from_ul(200), &new).unwrap();
+    assert_eq!(a.mass_of(DrugId::Baclofen).raw(), 100_000);
+    assert_eq!(a, b);
+
+    // Segments that do not add up to the dead volume, an empty one: named.
+    let e = FluidPath::from_segments(Volume::from_ul(300), &segments).unwrap_err();
+    assert_eq!(
+        e,
+        ReadingError::VolumeMismatch {
+            segments: Volume::from_ul(250),
+            dead_volume: Volume::from_ul(300)
+        }
+    );
+    assert!(e.to_string().contains("must add up to it"), "{e}");
+    let mut empty = segments.to_vec();
+    empty.insert(
+        1,
+        PathSegment {
+            volume: Volume::ZERO,
+            fluid: SegmentFluid::Fluid(new.clone()),
+        },
+    );
+    assert_eq!(
+        FluidPath::from_segments(Volume::from_ul(250), &empty).unwrap_err(),
+        ReadingError::EmptySegment { segment: 1 }
+    );
+    let many: Vec<PathSegment> = (0..17)
+        .map(|_| PathSegment {
+            volume: Volume::from_ul(1),
+            fluid: SegmentFluid::Fluid(new.clone()),
+        })
+        .collect();
+    assert_eq!(
+        FluidPath::from_segments(Volume::from_ul(17), &many).unwrap_err(),
+        ReadingError::TooManySegments { count: 17 }
+    );
+}

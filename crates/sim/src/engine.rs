@@ -1149,7 +1149,13 @@ impl<'a> Engine<'a> {
     }
 
     /// Runs to the end and judges the expectations.
-    pub fn run(mut self) -> RunResult {
+    pub fn run(self) -> RunResult {
+        self.run_keeping_pump().0
+    }
+
+    /// [`Engine::run`], also handing back the programmable pump's core as it stands at
+    /// the end (`None` for a constant-rate pump): what an interrogation would read then.
+    pub fn run_keeping_pump(mut self) -> (RunResult, Option<Pump>) {
         loop {
             let pump_at = match &self.dev {
                 Dev::Programmable(p) => p
@@ -1252,7 +1258,11 @@ impl<'a> Engine<'a> {
             );
         }
         self.result.verdicts = verdicts;
-        self.result
+        let pump = match self.dev {
+            Dev::Programmable(p) => Some(p.pump),
+            Dev::Constant { .. } => None,
+        };
+        (self.result, pump)
     }
 }
 

@@ -10,6 +10,7 @@
 //! |---|---|
 //! | [`models`] | physics and physiology: pump mechanisms, catheter, environment, patient |
 //! | [`engine`] | the event loop around the core |
+//! | [`lookahead`] | the look ahead: the core run forward from an interrogated state with a proposed change |
 //! | [`scenario`] | the TOML scenario format, expectations and their verdicts |
 //! | [`prescription_file`] | the TOML prescription format shared with `thecal calc check` |
 //! | [`result`] | what a run produces |
@@ -20,6 +21,7 @@
 
 pub mod accuracy;
 pub mod engine;
+pub mod lookahead;
 pub mod models;
 pub mod population;
 /// The prescription file format now lives in `thecal_rx::file`.

@@ -105,7 +105,7 @@ fn prologue_binds_version_and_protocol() {
     assert!(p.starts_with(session::LINK_VERSION));
     assert!(p.ends_with(PROTOCOL_NAME));
     assert_eq!(frame::VERSION, 1);
-    assert!(session::LINK_VERSION.ends_with('1'));
+    assert!(session::LINK_VERSION.ends_with('2'));
 }
 
 #[test]
@@ -417,6 +417,28 @@ fn a_different_prologue_fails_the_handshake_link_001() {
     let _ = programmer;
     let r = read_hello(&pump, entropy(10), &wrap_hello(&msg[..n]));
     assert_eq!(r.map(|_| ()), Err(LinkError::Handshake));
+}
+
+#[test]
+fn a_version_1_programmer_fails_the_handshake_with_a_version_2_implant_link_028() {
+    // Link version 2 added the fluid path read: a programmer of version 1 would not know
+    // its answer, so the handshake, which binds the version, refuses it.
+    let (programmer, pump) = (keys(23), keys(24));
+    let mut hs = raw(
+        true,
+        23,
+        Some(pump.public()),
+        &prologue_with(b"thecal-link/1;Noise_IK_25519_ChaChaPoly_BLAKE2s", &HEADER),
+    );
+    let mut msg = [0u8; 128];
+    let n = hs.write_message(&[], &mut msg).unwrap();
+    let _ = programmer;
+    let r = read_hello(&pump, entropy(12), &wrap_hello(&msg[..n]));
+    assert_eq!(r.map(|_| ()), Err(LinkError::Handshake));
+    // The same hello with this build's prologue is read.
+    let mut hs = raw_initiator(23, pump.public());
+    let n = hs.write_message(&[], &mut msg).unwrap();
+    assert!(read_hello(&pump, entropy(12), &wrap_hello(&msg[..n])).is_ok());
 }
 
 #[test]
