@@ -38,7 +38,7 @@ use crate::models::environment::Environment;
 use crate::models::faults::{FaultInjector, FaultPlan, StrokeOutcome};
 use crate::models::mechanism::{GasPump, Peristaltic, ValvePulse};
 use crate::models::patient::{Condition, Patient};
-use crate::result::{AlarmMark, Note, RunResult, Sample, Totals};
+use crate::result::{AlarmMark, Note, PumpLog, RunResult, Sample, Totals};
 use crate::scenario::{self, Device, Event, Pressing, RefillError, Scenario};
 
 /// 2027-01-04 00:00 UTC, a Monday: the wall-clock start of every run.
@@ -121,6 +121,8 @@ pub struct Engine<'a> {
     /// Why the pump refused the scenario's initial prescription, if it did.
     setup_refused: Option<String>,
     result: RunResult,
+    /// Every event-log entry the core emitted, set-up included ([`Engine::run_logged`]).
+    log: PumpLog,
     /// The telemetry, when the scenario has a radio ([`crate::radio`]).
     radio: Option<Box<crate::radio::Telemetry>>,
     /// The prescribed rate of a running programmable pump with a constant program, ng/ms,
@@ -242,6 +244,7 @@ impl<'a> Engine<'a> {
                 verdicts: Vec::new(),
                 radio: None,
             },
+            log: PumpLog::default(),
             radio: crate::radio::Telemetry::new(sc),
             basal_rate: None,
             sc_catheter: sc.catheter,
@@ -349,6 +352,11 @@ impl<'a> Engine<'a> {
             let mut stroke = false;
             while let Some(a) = p.pump.poll_action() {
                 stroke |= a == Action::Stroke;
+                // The priming's entries are the implant's log too (true time zero: the
+                // priming comes before the scenario's time starts).
+                if let Action::Log(e) = a {
+                    self.log.entries.push((0, e));
+                }
             }
             if stroke {
                 p.pump.handle_stroke_done(t, true);
@@ -368,7 +376,11 @@ impl<'a> Engine<'a> {
             t = next.max(t);
             p.pump.handle_timeout(t);
         }
-        while p.pump.poll_action().is_some() {}
+        while let Some(a) = p.pump.poll_action() {
+            if let Action::Log(e) = a {
+                self.log.entries.push((0, e));
+            }
+        }
         self.hw_offset = t.ms();
     }
 
@@ -481,7 +493,10 @@ impl<'a> Engine<'a> {
                             t.copy_from_slice(b);
                         }
                     }
-                    Some(Action::Log(e)) => log = Some(e.event),
+                    Some(Action::Log(e)) => {
+                        self.log.entries.push((self.now, e));
+                        log = Some(e.event);
+                    }
                     Some(Action::FaultLog(_)) => {}
                     Some(Action::Alarm(s)) => tone = Some((s.kind, format!("{:?}", s.priority))),
                 }
@@ -1146,7 +1161,13 @@ impl<'a> Engine<'a> {
     }
 
     /// Runs to the end and judges the expectations.
-    pub fn run(mut self) -> RunResult {
+    pub fn run(self) -> RunResult {
+        self.run_logged().0
+    }
+
+    /// Runs to the end and judges the expectations; also returns the pump's whole event
+    /// log (set-up included) with its chain head (empty for a constant-rate pump).
+    pub fn run_logged(mut self) -> (RunResult, PumpLog) {
         loop {
             let pump_at = match &self.dev {
                 Dev::Programmable(p) => p
@@ -1249,7 +1270,10 @@ impl<'a> Engine<'a> {
             );
         }
         self.result.verdicts = verdicts;
-        self.result
+        if let Dev::Programmable(p) = &self.dev {
+            self.log.head = p.pump.log_head();
+        }
+        (self.result, self.log)
     }
 }
 
