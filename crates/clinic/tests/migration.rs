@@ -42,8 +42,19 @@ fn visit_json(id: i64, minute: u32) -> String {
     serde_json::to_string(&v).unwrap()
 }
 
+/// Removes a test database when dropped, also when an assertion failed.
+struct Remove(Option<Box<dyn FnOnce()>>);
+
+impl Drop for Remove {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
 /// A database at schema 1 with the two open visits; returns its URL and what removes it.
-async fn at_schema_1(b: Backend) -> Option<(String, Box<dyn FnOnce()>)> {
+async fn at_schema_1(b: Backend) -> Option<(String, Remove)> {
     let sql = format!(
         "{}\nCREATE TABLE schema_migrations (version {int} PRIMARY KEY, name TEXT NOT NULL, \
          applied_at {int} NOT NULL);\nINSERT INTO schema_migrations VALUES (1, 'init', 1);\n{}",
@@ -72,9 +83,9 @@ async fn at_schema_1(b: Backend) -> Option<(String, Box<dyn FnOnce()>)> {
             pool.close().await;
             Some((
                 format!("sqlite://{}", path.display()),
-                Box::new(move || {
+                Remove(Some(Box::new(move || {
                     let _ = std::fs::remove_dir_all(&dir);
-                }),
+                }))),
             ))
         }
         Backend::Postgres => {
@@ -95,7 +106,7 @@ async fn at_schema_1(b: Backend) -> Option<(String, Box<dyn FnOnce()>)> {
             pool.close().await;
             Some((
                 url,
-                Box::new(move || {
+                Remove(Some(Box::new(move || {
                     let _ = std::thread::spawn(move || {
                         tokio::runtime::Builder::new_current_thread()
                             .enable_all()
@@ -112,7 +123,7 @@ async fn at_schema_1(b: Backend) -> Option<(String, Box<dyn FnOnce()>)> {
                             });
                     })
                     .join();
-                }),
+                }))),
             ))
         }
     }
@@ -121,15 +132,12 @@ async fn at_schema_1(b: Backend) -> Option<(String, Box<dyn FnOnce()>)> {
 async fn second_open_visit_is_set_aside_at_migration_2_and_the_service_starts_clinic_071(
     b: Backend,
 ) {
-    let Some((url, remove)) = at_schema_1(b).await else {
+    let Some((url, _remove)) = at_schema_1(b).await else {
         return;
     };
     let store = match storage::open(&url).await {
         Ok(s) => s,
-        Err(e) => {
-            remove();
-            panic!("the service did not start on a database with two open visits: {e}");
-        }
+        Err(e) => panic!("the service did not start on a database with two open visits: {e}"),
     };
     let v1 = store
         .get(Kind::Visit, 1)
@@ -200,7 +208,6 @@ async fn second_open_visit_is_set_aside_at_migration_2_and_the_service_starts_cl
     assert_eq!(again.get(Kind::Visit, 1).await.unwrap(), Some(v1));
     assert_eq!(again.get(Kind::Visit, 2).await.unwrap(), Some(v2));
     drop(again);
-    remove();
 }
 
 on_both_databases!(second_open_visit_is_set_aside_at_migration_2_and_the_service_starts_clinic_071,);
