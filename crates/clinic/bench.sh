@@ -13,8 +13,9 @@
 # Usage: crates/clinic/bench.sh [sqlite|postgres|both]      (default both)
 # Env: BENCH_PATIENTS (10000), BENCH_VISITS (100), BENCH_DURATION (15s),
 #      BENCH_CONNECTIONS (16), BENCH_THREADS (1), BENCH_DIR (target/clinic-bench),
-#      BENCH_PG (postgres://postgres@127.0.0.1:5432, trust authentication; database
-#      thecal_bench), BENCH_RESEED (0).
+#      BENCH_PG (postgres://postgres@127.0.0.1:5432, trust authentication), BENCH_PG_DB
+#      (thecal_bench), BENCH_RESEED (0), BENCH_ENDPOINTS ("calendar record refill": the
+#      endpoints to measure, a subset of them in that order).
 # Needs wrk (Debian: apt-get install wrk), curl, python3; psql for PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,6 +27,15 @@ conns=${BENCH_CONNECTIONS:-16}
 threads=${BENCH_THREADS:-1}
 dir=${BENCH_DIR:-target/clinic-bench}
 pg=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
+pgdb=${BENCH_PG_DB:-thecal_bench}
+endpoints=${BENCH_ENDPOINTS:-calendar record refill}
+for ep in $endpoints; do
+  case "$ep" in calendar | record | refill) ;; *)
+    echo "bench.sh: BENCH_ENDPOINTS: unknown endpoint $ep (allowed: calendar record refill)" >&2
+    exit 2
+    ;;
+  esac
+done
 case "$which" in sqlite | postgres | both) ;; *)
   echo "usage: $0 [sqlite|postgres|both]" >&2
   exit 2
@@ -126,10 +136,10 @@ run_db() {
       echo "bench.sh: psql not found" >&2
       exit 1
     }
-    [ "${BENCH_RESEED:-0}" = 1 ] && psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS thecal_bench" >/dev/null
-    psql -qtA "$pg/postgres" -c "SELECT 1 FROM pg_database WHERE datname = 'thecal_bench'" | grep -q 1 ||
-      psql -q "$pg/postgres" -c "CREATE DATABASE thecal_bench" >/dev/null
-    url="$pg/thecal_bench"
+    [ "${BENCH_RESEED:-0}" = 1 ] && psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS $pgdb" >/dev/null
+    psql -qtA "$pg/postgres" -c "SELECT 1 FROM pg_database WHERE datname = '$pgdb'" | grep -q 1 ||
+      psql -q "$pg/postgres" -c "CREATE DATABASE $pgdb" >/dev/null
+    url="$pg/$pgdb"
   fi
   local port=$((20000 + RANDOM % 20000))
   local base="http://127.0.0.1:$port/api/v1"
@@ -162,7 +172,7 @@ run_db() {
   # dates computed once, connections open).
   curl -sf -o /dev/null -b "$lua/nurse" "$base/calendar"
   curl -sf -o /dev/null -b "$lua/nurse" "$base/patients/1"
-  for ep in calendar record refill; do
+  for ep in $endpoints; do
     echo "== $db: $ep: wrk -t$threads -c$conns -d$duration --latency" >&2
     BENCH_OUT="$lua/$ep.out" BENCH_PATIENTS=$patients BENCH_FIRST_IMPLANT=$first \
       BENCH_THREADS=$threads wrk -t"$threads" -c"$conns" -d"$duration" --latency \

@@ -31,7 +31,9 @@ use crate::domain::records::{
 use crate::domain::replacement::{self, Plan};
 use crate::domain::trial::{self, Decision, NewTrial, Trial};
 use crate::domain::{FieldError, change, text, visit};
-use crate::storage::{Actor, AuditRow, Kind, NewRow, Row, SessionRow, Storage, StoreError};
+use crate::storage::{
+    Actor, AuditRow, Kind, NewRow, Row, SET_ASIDE, SessionRow, Storage, StoreError,
+};
 
 mod history;
 
@@ -1430,8 +1432,12 @@ pub struct Investigation {
 }
 
 async fn save_visit(st: &AppState, u: &CurrentUser, row: &Row, v: &RefillVisit) -> ApiResult<()> {
+    // A visit set aside at migration 2 stays set aside (not the implant's open visit)
+    // until it closes.
     let status = if v.step == VisitStep::Closed {
         "closed"
+    } else if row.status == SET_ASIDE {
+        SET_ASIDE
     } else {
         "open"
     };

@@ -117,6 +117,8 @@ fn rx(drug: &str, conc: &str, dose: &str, volume: &str, why: &str) -> Value {
 /// A pump's life in the digital twin: `days` from the implant to today.
 struct Twin {
     run: thecal_sim::result::RunResult,
+    /// The twin pump's whole event log, set-up included, with its chain head.
+    log: thecal_sim::result::PumpLog,
 }
 
 /// The twin's scenario (thecal-sim's TOML format).
@@ -158,9 +160,8 @@ impl Twin {
         );
         let sc = thecal_sim::scenario::parse(&toml)
             .map_err(|e| format!("demo: twin {}: {e}", spec.name))?;
-        Ok(Twin {
-            run: thecal_sim::engine::run(&sc),
-        })
+        let (run, log) = thecal_sim::engine::Engine::new(&sc).run_logged();
+        Ok(Twin { run, log })
     }
 
     /// The twin's true reservoir just before `day`, read to 0.1 mL as from a syringe.
@@ -204,6 +205,23 @@ impl Twin {
             .collect()
     }
 
+    /// The pump's event log as `thecal programmer logs --json` prints it, every entry from
+    /// the implant's set-up on, timed from `start` (the implant).
+    fn log_export(&self, start: DateTime<Utc>) -> Value {
+        let entries: Vec<Value> = self
+            .log
+            .entries
+            .iter()
+            .map(|(t_ms, e)| {
+                let at = start + TimeDelta::milliseconds(i64::try_from(*t_ms).unwrap_or(0));
+                json!({"seq": e.seq, "at_ms": e.at.ms(), "at": at.to_rfc3339(),
+                       "event": e.event, "hash": crate::domain::pumplog::hex(&e.hash)})
+            })
+            .collect();
+        json!({"entries": entries, "head": {"seq": self.log.head.next_seq(),
+               "hash": crate::domain::pumplog::hex(&self.log.head.last_hash())}})
+    }
+
     /// The projected ERI, days after the implant.
     fn eri_day(&self) -> Option<i64> {
         self.run.totals.projected_eri_day.map(|d| d.floor() as i64)
@@ -234,6 +252,30 @@ async fn prescribe_titrations(
             Some(rx(drug, conc, &dose, volume, "titration")),
         )
         .await?;
+    }
+    Ok(())
+}
+
+/// Imports the twin pump's whole event log into the implant's record, as a programmer
+/// would upload it (the clinic verifies the hash chain to the pump's head).
+async fn import_log(
+    d: &Driver,
+    implant: i64,
+    twin: &Twin,
+    start: DateTime<Utc>,
+) -> Result<(), String> {
+    let r = d
+        .call(
+            "POST",
+            &format!("/api/v1/implants/{implant}/log"),
+            Some(twin.log_export(start)),
+        )
+        .await?;
+    if r["added"].as_u64() != Some(twin.log.entries.len() as u64) {
+        return Err(format!(
+            "demo: implant {implant}: the twin's {} log entries were not all imported: {r}",
+            twin.log.entries.len()
+        ));
     }
     Ok(())
 }
@@ -361,6 +403,7 @@ pub async fn seed(
     d.at(now);
     d.login("rn.demo").await?;
     record_alarms(&d, ada_imp, &twin, start).await?;
+    import_log(&d, ada_imp, &twin, start).await?;
 
     // Ben: cancer pain, morphine titrated over three versions (days 10 and 40 in the
     // twin), refilled on day 160; a small battery: the twin projects ERI soon.
@@ -414,6 +457,7 @@ pub async fn seed(
     d.at(now);
     d.login("rn.demo").await?;
     record_alarms(&d, ben_imp, &twin, start).await?;
+    import_log(&d, ben_imp, &twin, start).await?;
 
     // Cleo: screened, trialled (NRS 8 → 3), implant recommended.
     d.at(day(20));
@@ -504,6 +548,7 @@ pub async fn seed(
     d.at(now - TimeDelta::hours(1));
     d.login("rn.demo").await?;
     record_alarms(&d, dan_imp, &twin, start).await?;
+    import_log(&d, dan_imp, &twin, start).await?;
     let v = d
         .call("POST", &format!("/api/v1/implants/{dan_imp}/visits"), None)
         .await?;
@@ -573,6 +618,7 @@ pub async fn seed(
     d.at(now);
     d.login("rn.demo").await?;
     record_alarms(&d, eve_imp, &twin, start).await?;
+    import_log(&d, eve_imp, &twin, start).await?;
     d.at(now);
     Ok(logins)
 }
@@ -646,6 +692,7 @@ mod tests {
                 verdicts: vec![],
                 radio: None,
             },
+            log: thecal_sim::result::PumpLog::default(),
         };
         let got: Vec<(f64, String, &str)> = twin.alarms();
         assert_eq!(

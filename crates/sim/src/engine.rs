@@ -38,7 +38,7 @@ use crate::models::environment::Environment;
 use crate::models::faults::{FaultInjector, FaultPlan, StrokeOutcome};
 use crate::models::mechanism::{GasPump, Peristaltic, ValvePulse};
 use crate::models::patient::{Condition, Patient};
-use crate::result::{AlarmMark, Note, RunResult, Sample, Totals};
+use crate::result::{AlarmMark, Note, PumpLog, RunResult, Sample, Totals};
 use crate::scenario::{self, Device, Event, Pressing, RefillError, Scenario};
 
 /// 2027-01-04 00:00 UTC, a Monday: the wall-clock start of every run.
@@ -121,6 +121,8 @@ pub struct Engine<'a> {
     /// Why the pump refused the scenario's initial prescription, if it did.
     setup_refused: Option<String>,
     result: RunResult,
+    /// Every event-log entry the core emitted, set-up included ([`Engine::run_logged`]).
+    log: PumpLog,
     /// The telemetry, when the scenario has a radio ([`crate::radio`]).
     radio: Option<Box<crate::radio::Telemetry>>,
     /// The prescribed rate of a running programmable pump with a constant program, ng/ms,
@@ -242,6 +244,7 @@ impl<'a> Engine<'a> {
                 verdicts: Vec::new(),
                 radio: None,
             },
+            log: PumpLog::default(),
             radio: crate::radio::Telemetry::new(sc),
             basal_rate: None,
             sc_catheter: sc.catheter,
@@ -352,6 +355,11 @@ impl<'a> Engine<'a> {
             let mut stroke = false;
             while let Some(a) = p.pump.poll_action() {
                 stroke |= a == Action::Stroke;
+                // The priming's entries are the implant's log too (true time zero: the
+                // priming comes before the scenario's time starts).
+                if let Action::Log(e) = a {
+                    self.log.entries.push((0, e));
+                }
             }
             if stroke {
                 p.pump.handle_stroke_done(t, true);
@@ -371,7 +379,11 @@ impl<'a> Engine<'a> {
             t = next.max(t);
             p.pump.handle_timeout(t);
         }
-        while p.pump.poll_action().is_some() {}
+        while let Some(a) = p.pump.poll_action() {
+            if let Action::Log(e) = a {
+                self.log.entries.push((0, e));
+            }
+        }
         self.hw_offset = t.ms();
     }
 
@@ -484,7 +496,10 @@ impl<'a> Engine<'a> {
                             t.copy_from_slice(b);
                         }
                     }
-                    Some(Action::Log(e)) => log = Some(e.event),
+                    Some(Action::Log(e)) => {
+                        self.log.entries.push((self.now, e));
+                        log = Some(e.event);
+                    }
                     Some(Action::FaultLog(_)) => {}
                     Some(Action::Alarm(s)) => tone = Some((s.kind, format!("{:?}", s.priority))),
                 }
@@ -1150,12 +1165,25 @@ impl<'a> Engine<'a> {
 
     /// Runs to the end and judges the expectations.
     pub fn run(self) -> RunResult {
-        self.run_keeping_pump().0
+        self.run_all().0
     }
 
     /// [`Engine::run`], also handing back the programmable pump's core as it stands at
     /// the end (`None` for a constant-rate pump): what an interrogation would read then.
-    pub fn run_keeping_pump(mut self) -> (RunResult, Option<Pump>) {
+    pub fn run_keeping_pump(self) -> (RunResult, Option<Pump>) {
+        let (r, _, pump) = self.run_all();
+        (r, pump)
+    }
+
+    /// Runs to the end and judges the expectations; also returns the pump's whole event
+    /// log (set-up included) with its chain head (empty for a constant-rate pump).
+    pub fn run_logged(self) -> (RunResult, PumpLog) {
+        let (r, log, _) = self.run_all();
+        (r, log)
+    }
+
+    /// Runs to the end: the result, the pump's whole log and the pump's core at the end.
+    fn run_all(mut self) -> (RunResult, PumpLog, Option<Pump>) {
         loop {
             let pump_at = match &self.dev {
                 Dev::Programmable(p) => p
@@ -1258,11 +1286,14 @@ impl<'a> Engine<'a> {
             );
         }
         self.result.verdicts = verdicts;
+        if let Dev::Programmable(p) = &self.dev {
+            self.log.head = p.pump.log_head();
+        }
         let pump = match self.dev {
             Dev::Programmable(p) => Some(p.pump),
             Dev::Constant { .. } => None,
         };
-        (self.result, pump)
+        (self.result, self.log, pump)
     }
 }
 

@@ -110,6 +110,19 @@ pub struct Verdict {
     pub detail: String,
 }
 
+/// The twin pump's event log as its core emitted it, from the implant on: the set-up
+/// (catheter record, first fill, program, start, priming, clock) and every later entry,
+/// hash-chained by thecal-pump, for a clinic to import and verify.
+#[derive(Debug, Clone, Default)]
+pub struct PumpLog {
+    /// The entries, oldest first, each with the true time it was emitted (ms since the
+    /// start of the run).
+    pub entries: Vec<(u64, thecal_pump::log::LogEntry)>,
+    /// The core's event-chain head at the end of the run (next sequence number and last
+    /// hash).
+    pub head: thecal_pump::log::LogChain,
+}
+
 /// Everything a run produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {

@@ -534,6 +534,12 @@ pub struct RefillVisit {
     /// The pharmacist's release of a compounded admixture.
     #[serde(default)]
     pub pharmacist_release: Option<Release>,
+    /// Why this visit was set aside rather than left open: a second open visit of the
+    /// same implant found when the one-open-visit rule came in (schema migration 2). A
+    /// set-aside visit is not the implant's open visit; it goes on through its steps to
+    /// close like any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_aside: Option<String>,
     /// Opened at.
     pub opened_at: DateTime<Utc>,
     /// Closed at.

@@ -107,6 +107,7 @@ pub fn open(
         opened_at: at,
         closed_at: None,
         pharmacist_release: None,
+        set_aside: None,
     }
 }
 

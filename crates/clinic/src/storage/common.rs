@@ -74,6 +74,55 @@ async fn audit(
     Ok(())
 }
 
+/// Before migration 2 makes "one open refill visit per implant" a unique index: every
+/// open visit of an implant that has a later open visit is set aside ([`super::SET_ASIDE`],
+/// the reason in its record, revision raised) with its audit row, in the migration's
+/// transaction, so the index can be made and no visit is lost. Returns how many.
+async fn set_aside_duplicate_open_visits(tx: &mut Tx, now_ms: i64) -> StoreResult<usize> {
+    let rows = sqlx::query(&format!(
+        "SELECT {ROW_COLS}, (SELECT MAX(w.id) FROM visits w WHERE w.parent_id = v.parent_id \
+         AND w.status = 'open') AS kept FROM visits v WHERE v.status = 'open' AND EXISTS \
+         (SELECT 1 FROM visits w WHERE w.parent_id = v.parent_id AND w.status = 'open' \
+         AND w.id > v.id) ORDER BY v.id"
+    ))
+    .fetch_all(&mut **tx)
+    .await?;
+    for r in &rows {
+        let before = row_of(r)?;
+        let kept: i64 = r.try_get("kept")?;
+        let reason = format!(
+            "set aside when one open refill visit per implant became a rule (schema \
+             migration 2): implant {} also had visit {kept} open, opened later, which stays \
+             its open visit; review this visit and close it",
+            before.parent_id.unwrap_or_default()
+        );
+        let mut data: serde_json::Value = serde_json::from_str(&before.data)
+            .map_err(|e| StoreError::Migration(format!("visit {}: record: {e}", before.id)))?;
+        if let serde_json::Value::Object(m) = &mut data {
+            m.insert("set_aside".into(), reason.into());
+        } else {
+            return Err(StoreError::Migration(format!(
+                "visit {}: the record is not a JSON object",
+                before.id
+            )));
+        }
+        let data = data.to_string();
+        sqlx::query(
+            "UPDATE visits SET status = $1, data = $2, rev = rev + 1, updated_at = $3 \
+             WHERE id = $4",
+        )
+        .bind(super::SET_ASIDE)
+        .bind(&data)
+        .bind(now_ms)
+        .bind(before.id)
+        .execute(&mut **tx)
+        .await?;
+        audit(tx, now_ms, None, "update", "visit", Some(before.id), Some(&before.data), Some(&data))
+            .await?;
+    }
+    Ok(rows.len())
+}
+
 async fn insert_tx(tx: &mut Tx, actor: &Actor, kind: Kind, row: NewRow, now_ms: i64) -> StoreResult<Row> {
     let t = kind.table();
     let seq: i64 = match row.parent_id {

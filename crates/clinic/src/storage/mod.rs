@@ -22,6 +22,11 @@ mod sqlite;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+/// The status of a refill visit set aside at schema migration 2: an older second open
+/// visit of an implant, kept (never deleted) with the reason in its record, audited, and
+/// no longer the implant's open visit, so the one-open-visit index can be made.
+pub const SET_ASIDE: &str = "set_aside";
+
 /// A kind of record, and its table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {

@@ -2,6 +2,17 @@
 //! share one database. Migrations run under a transaction-scoped advisory lock, so
 //! instances starting together apply each migration once; inserts under one parent take
 //! an advisory lock on that parent so their sequence numbers never collide.
+//!
+//! Durability: every connection commits synchronously (`synchronous_commit` is raised to
+//! `on` at connect if the server, database or role set it `off`; stronger settings such as
+//! `remote_apply` are kept), so every change and its audit row survive a crash once
+//! acknowledged. The one exception is a read-audit transaction — one statement that reads
+//! a record and writes nothing but that read's own audit row ([`read_audited`],
+//! [`patient_record`]): it commits with `synchronous_commit = off` for that transaction
+//! only (`set_config(…, true)`, the function form of `SET LOCAL`), so a read does not wait
+//! for a WAL flush. A crash may lose the read-audit rows of the last fraction of a second
+//! (up to three times `wal_writer_delay`), never corrupt them, and never any change: the
+//! WAL is written in order, so a later synchronous commit flushes every earlier one.
 
 use std::time::Duration;
 
@@ -32,6 +43,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// Run on every new connection: changes commit synchronously whatever the server's,
+/// database's or role's default (`off` becomes `on`; `local`, `remote_write`, `on` and
+/// `remote_apply` are kept).
+const SYNCHRONOUS_SESSION: &str = "SELECT CASE WHEN current_setting('synchronous_commit') = 'off' \
+     THEN set_config('synchronous_commit', 'on', false) END";
+
+/// Selected beside the record in a read-audit statement: this transaction only commits
+/// without waiting for the WAL flush (see the module docs).
+const ASYNC_COMMIT: &str = "set_config('synchronous_commit', 'off', true) AS async_commit";
+
 /// Advisory-lock key of the migrations ("thecal" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7468_6563_616c;
 
@@ -52,6 +73,12 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    sqlx::query(SYNCHRONOUS_SESSION).execute(conn).await?;
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
         let store = PgStore { pool };
@@ -75,6 +102,7 @@ impl PgStore {
         )
         .execute(&mut *tx)
         .await?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
         for (version, name, sql) in MIGRATIONS {
             let done: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations WHERE version = $1")
@@ -82,6 +110,22 @@ impl PgStore {
                     .fetch_one(&mut *tx)
                     .await?;
             if done == 0 {
+                if *version == 2 {
+                    let n = set_aside_duplicate_open_visits(&mut tx, now_ms)
+                        .await
+                        .map_err(|e| {
+                            StoreError::Migration(format!(
+                                "postgres 2: setting aside second open refill visits: {e}"
+                            ))
+                        })?;
+                    if n > 0 {
+                        eprintln!(
+                            "thecal-clinic: migration 2 set aside {n} refill visit(s) that were \
+                             a second open visit of their implant (status {}, audited)",
+                            super::SET_ASIDE
+                        );
+                    }
+                }
                 sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(|e| {
                     StoreError::Migration(format!("postgres {version} {name}: {e}"))
                 })?;
@@ -90,7 +134,7 @@ impl PgStore {
                 )
                 .bind(version)
                 .bind(name)
-                .bind(chrono::Utc::now().timestamp_millis())
+                .bind(now_ms)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -133,7 +177,8 @@ async fn after_bulk(tx: &mut Tx, table: &str) -> StoreResult<()> {
 }
 
 /// A record read with its audit row in one statement (a data-modifying common table
-/// expression always runs to completion): one round trip and one commit.
+/// expression always runs to completion): one round trip and one commit, which does not
+/// wait for the WAL flush (a read-audit transaction: see the module docs).
 async fn read_audited(
     store: &PgStore,
     actor: &super::Actor,
@@ -142,7 +187,7 @@ async fn read_audited(
     now_ms: i64,
 ) -> StoreResult<Option<super::Row>> {
     let r = sqlx::query(&format!(
-        "WITH r AS (SELECT {ROW_COLS} FROM {t} WHERE id = $1), \
+        "WITH r AS (SELECT {ROW_COLS}, {ASYNC_COMMIT} FROM {t} WHERE id = $1), \
          a AS (INSERT INTO audit_log (at, actor_id, actor, action, entity, entity_id) \
                SELECT $2, $3, $4, 'read', $5, id FROM r) \
          SELECT {ROW_COLS} FROM r",
@@ -159,7 +204,9 @@ async fn read_audited(
 }
 
 /// A patient's record in one statement: the patient read and its read audited (a
-/// data-modifying common table expression), and its implants, trials and complications.
+/// data-modifying common table expression), and its implants, trials and complications;
+/// the commit does not wait for the WAL flush (a read-audit transaction: see the module
+/// docs).
 async fn patient_record(
     store: &PgStore,
     actor: &super::Actor,
@@ -168,7 +215,7 @@ async fn patient_record(
     now_ms: i64,
 ) -> StoreResult<Option<super::PatientRows>> {
     let rows = sqlx::query(&format!(
-        "WITH r AS (SELECT {ROW_COLS} FROM patients WHERE id = $1), \
+        "WITH r AS (SELECT {ROW_COLS}, {ASYNC_COMMIT} FROM patients WHERE id = $1), \
          a AS (INSERT INTO audit_log (at, actor_id, actor, action, entity, entity_id) \
                SELECT $2, $3, $4, 'read', 'patient', id FROM r) \
          SELECT 0 AS part, {ROW_COLS} FROM r \

@@ -109,6 +109,7 @@ impl SqliteStore {
         )
         .execute(&mut *tx)
         .await?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
         for (version, name, sql) in MIGRATIONS {
             let done: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM schema_migrations WHERE version = $1")
@@ -116,6 +117,22 @@ impl SqliteStore {
                     .fetch_one(&mut *tx)
                     .await?;
             if done == 0 {
+                if *version == 2 {
+                    let n = set_aside_duplicate_open_visits(&mut tx, now_ms)
+                        .await
+                        .map_err(|e| {
+                            StoreError::Migration(format!(
+                                "sqlite 2: setting aside second open refill visits: {e}"
+                            ))
+                        })?;
+                    if n > 0 {
+                        eprintln!(
+                            "thecal-clinic: migration 2 set aside {n} refill visit(s) that were \
+                             a second open visit of their implant (status {}, audited)",
+                            super::SET_ASIDE
+                        );
+                    }
+                }
                 sqlx::raw_sql(sql)
                     .execute(&mut *tx)
                     .await
@@ -125,7 +142,7 @@ impl SqliteStore {
                 )
                 .bind(version)
                 .bind(name)
-                .bind(chrono::Utc::now().timestamp_millis())
+                .bind(now_ms)
                 .execute(&mut *tx)
                 .await?;
             }
