@@ -239,7 +239,11 @@ pub fn line_chart(root: &Area<'_>, c: &LineChart<'_>) -> PlotResult {
     for l in &c.lines {
         draw_line!(chart, l.points.iter().copied(), l.colour);
     }
-    empty_note(root, c.lines.iter().all(|l| l.points.is_empty()), c.empty_note)?;
+    empty_note(
+        root,
+        c.lines.iter().all(|l| l.points.is_empty()),
+        c.empty_note,
+    )?;
     root.present()?;
     Ok(())
 }

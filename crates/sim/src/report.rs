@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 use serde::Serialize;
 
-use crate::plot::{FONT, Mark, header};
 use crate::plot::{
     C_EXPECTED, C_OTHER, C_PRESCRIBED, C_TIP, C_TRUE, Line, LineChart, SIZE, draw_line,
     line_chart_file, mesh, segments, y_range,
 };
+use crate::plot::{FONT, Mark, header};
 use crate::result::{AlarmMark, RadioTotals, RunResult, Verdict};
 
 /// Runs longer than this (hours) are plotted in days, shorter ones in hours.
@@ -393,7 +393,6 @@ const C_HIGH: RGBColor = RGBColor(214, 39, 40);
 const C_MEDIUM: RGBColor = RGBColor(230, 149, 0);
 const C_LOW: RGBColor = RGBColor(23, 162, 184);
 const C_SPAN: RGBColor = RGBColor(205, 205, 205);
-
 
 fn title(result: &RunResult, what: &str) -> String {
     if result.scenario.is_empty() {
