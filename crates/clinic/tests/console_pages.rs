@@ -603,3 +603,153 @@ fn keyboard_only_sign_in_search_and_mri_checklist_in_chromium_clinic_115() {
 fn every_console_page_and_form_against_every_role_clinic_105_clinic_116() {
     run(every_page_and_role_walk());
 }
+
+/// Account administration through the API: the list carries no password hash; a disabled
+/// account's session ends and it cannot sign in; a role change ends its sessions too; an
+/// administrator cannot disable or demote themselves (so one always remains), another
+/// administrator can; each change is audited with before and after.
+async fn accounts_walk() {
+    let clinic = Clinic::new().await;
+    let api = thecal_clinic::api::router(clinic.state.clone());
+    let admin = api_login(&api, "admin.demo").await;
+    let (s, list, _) = api_call(&api, Some(&admin), "GET", "/api/v1/users", None).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let text = list.to_string();
+    assert!(
+        !text.contains("argon2") && !text.contains("password"),
+        "{text}"
+    );
+    let id_of = |name: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["username"] == name)
+            .map(|a| a["id"].as_i64().unwrap())
+            .unwrap()
+    };
+    let me = id_of("admin.demo");
+    let rn = id_of("rn.demo");
+    // The nurse is signed in; disabling ends the session and refuses the next sign-in.
+    let nurse = api_login(&api, "rn.demo").await;
+    let (s, v, _) = api_call(
+        &api,
+        Some(&admin),
+        "POST",
+        &format!("/api/v1/users/{rn}"),
+        Some(serde_json::json!({"role": "nurse", "active": false})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["active"], false);
+    let (s, _, _) = api_call(&api, Some(&nurse), "GET", "/api/v1/calendar", None).await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "the disabled account's session ended"
+    );
+    let (s, v, _) = api_call(
+        &api,
+        None,
+        "POST",
+        "/api/v1/session",
+        Some(serde_json::json!({"username": "rn.demo", "password": PASSWORD})),
+    )
+    .await;
+    assert_ne!(s, StatusCode::OK, "a disabled account cannot sign in: {v}");
+    let audit = clinic.state.store.audit(5).await.unwrap();
+    let row = audit
+        .iter()
+        .find(|r| r.action == "update" && r.entity == "user")
+        .unwrap();
+    assert!(row.before.as_deref().unwrap().contains("\"active\":true"));
+    assert!(row.after.as_deref().unwrap().contains("\"active\":false"));
+    // A role change ends the physician's sessions (the next request signs in again).
+    let dr = api_login(&api, "dr.demo").await;
+    let dr_id = id_of("dr.demo");
+    let (s, _, _) = api_call(
+        &api,
+        Some(&admin),
+        "POST",
+        &format!("/api/v1/users/{dr_id}"),
+        Some(serde_json::json!({"role": "auditor", "active": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = api_call(&api, Some(&dr), "GET", "/api/v1/calendar", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Not one's own account, and not the last administrator.
+    for body in [
+        serde_json::json!({"role": "administrator", "active": false}),
+        serde_json::json!({"role": "nurse", "active": true}),
+    ] {
+        let (s, v, _) = api_call(
+            &api,
+            Some(&admin),
+            "POST",
+            &format!("/api/v1/users/{me}"),
+            Some(body),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("your own account")
+        );
+    }
+    let (s, v, _) = api_call(
+        &api,
+        Some(&admin),
+        "POST",
+        "/api/v1/users",
+        Some(serde_json::json!({"username": "admin.two", "password": PASSWORD, "role": "administrator"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let two = api_login(&api, "admin.two").await;
+    // The second administrator may demote the first; then the second is the last.
+    let (s, v, _) = api_call(
+        &api,
+        Some(&two),
+        "POST",
+        &format!("/api/v1/users/{me}"),
+        Some(serde_json::json!({"role": "auditor", "active": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v, _) = api_call(
+        &api,
+        Some(&two),
+        "POST",
+        &format!("/api/v1/users/{}", v["id"]),
+        Some(serde_json::json!({"role": "administrator", "active": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let admin = api_login(&api, "admin.demo").await;
+    let (_, list, _) = api_call(&api, Some(&admin), "GET", "/api/v1/users", None).await;
+    let two_id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["username"] == "admin.two")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    // admin.demo is an administrator again; disabling admin.two leaves one: allowed.
+    let (s, v, _) = api_call(
+        &api,
+        Some(&admin),
+        "POST",
+        &format!("/api/v1/users/{two_id}"),
+        Some(serde_json::json!({"role": "administrator", "active": false})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+#[test]
+fn accounts_are_listed_changed_and_disabled_never_by_their_own_administrator_clinic_114() {
+    run(accounts_walk());
+}

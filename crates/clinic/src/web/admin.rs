@@ -2,7 +2,7 @@
 //! no clinical data): the accounts with their roles, a form to create one, and per
 //! account a form to change its role or disable it, all through the API
 //! (`GET /api/v1/users`, `POST /api/v1/users`, `POST /api/v1/users/{id}`), which refuses
-//! an administrator's own disabling or demotion and the last administrator's.
+//! an administrator's own disabling or demotion.
 //! A password typed into a refused form is never sent back.
 
 use std::collections::HashMap;

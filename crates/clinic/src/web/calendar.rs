@@ -123,7 +123,12 @@ pub(super) async fn calendar_page(
     w.require(&s, "GET", "/api/v1/calendar", "read the refill calendar")?;
     let typed = q.days.unwrap_or_default();
     let mut field = days_field();
-    field.value = typed.clone();
+    // The field shows the days listed, so the list never looks unasked-for.
+    field.value = if typed.trim().is_empty() {
+        DEFAULT_DAYS.to_string()
+    } else {
+        typed.clone()
+    };
     let days = match parse_days(&typed) {
         Ok(d) => d,
         Err(e) => {

@@ -24,6 +24,9 @@ use crate::domain::events::MriEpisode;
 use crate::domain::records::Implant;
 use crate::storage::Kind;
 
+/// A refused form: what was typed and the error.
+type Refused<'a> = (&'a HashMap<String, String>, super::FieldErr);
+
 /// The MRI page of an implant: the checklist and the implant's episodes.
 #[derive(Template)]
 #[template(path = "mri.html")]
@@ -145,7 +148,7 @@ async fn implant_mri(
     w: &Web,
     s: &Session,
     id: i64,
-    typed: Option<(&HashMap<String, String>, (Option<String>, String))>,
+    typed: Option<Refused<'_>>,
 ) -> Page {
     w.require(s, "GET", "/api/v1/mri/{id}", "read MRI episodes")?;
     let (imp, p) = w.implant_and_patient(s, id).await?;
@@ -305,7 +308,7 @@ async fn episode_view(
     w: &Web,
     s: &Session,
     id: i64,
-    typed: Option<(&HashMap<String, String>, (Option<String>, String))>,
+    typed: Option<Refused<'_>>,
 ) -> Page {
     let e: MriEpisode = w.get_json(s, &format!("/api/v1/mri/{id}")).await?;
     let (imp, p) = w.implant_and_patient(s, e.implant_id).await?;

@@ -201,7 +201,7 @@ async fn replacement_view(
     w: &Web,
     s: &Session,
     id: i64,
-    typed: Option<(&str, &HashMap<String, String>, (Option<String>, String))>,
+    typed: Option<super::Typed<'_>>,
 ) -> Page {
     w.require(
         s,
