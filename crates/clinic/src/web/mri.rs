@@ -144,12 +144,7 @@ pub(super) fn tenths_of_tesla(typed: &str) -> Result<u16, String> {
     Ok(tenths)
 }
 
-async fn implant_mri(
-    w: &Web,
-    s: &Session,
-    id: i64,
-    typed: Option<Refused<'_>>,
-) -> Page {
+async fn implant_mri(w: &Web, s: &Session, id: i64, typed: Option<Refused<'_>>) -> Page {
     w.require(s, "GET", "/api/v1/mri/{id}", "read MRI episodes")?;
     let (imp, p) = w.implant_and_patient(s, id).await?;
     let may_record = may(s.role, "POST", "/api/v1/implants/{id}/mri") && imp.explant.is_none();
@@ -304,12 +299,7 @@ fn close_fields() -> Vec<Field> {
     ]
 }
 
-async fn episode_view(
-    w: &Web,
-    s: &Session,
-    id: i64,
-    typed: Option<Refused<'_>>,
-) -> Page {
+async fn episode_view(w: &Web, s: &Session, id: i64, typed: Option<Refused<'_>>) -> Page {
     let e: MriEpisode = w.get_json(s, &format!("/api/v1/mri/{id}")).await?;
     let (imp, p) = w.implant_and_patient(s, e.implant_id).await?;
     let mut rows = vec![

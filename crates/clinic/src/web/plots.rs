@@ -282,7 +282,11 @@ fn reservoir_plot(
 /// The SVG with its role and accessible name, for inline use in a page.
 pub fn inline(p: &PlotView) -> String {
     let name = askama_escape(&format!("{}: {}", p.title, p.summary));
-    match p.svg.strip_prefix("<svg") {
+    // In HTML an inline svg element needs no namespace; the page names no other host.
+    let svg = p
+        .svg
+        .replacen(" xmlns=\"http://www.w3.org/2000/svg\"", "", 1);
+    match svg.strip_prefix("<svg") {
         Some(rest) => format!(
             "<svg role=\"img\" aria-label=\"{name}\" aria-describedby=\"{}-table\" focusable=\"false\"{rest}",
             p.id

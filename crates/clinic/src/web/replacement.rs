@@ -197,12 +197,7 @@ fn status_fields() -> Vec<Field> {
     ]
 }
 
-async fn replacement_view(
-    w: &Web,
-    s: &Session,
-    id: i64,
-    typed: Option<super::Typed<'_>>,
-) -> Page {
+async fn replacement_view(w: &Web, s: &Session, id: i64, typed: Option<super::Typed<'_>>) -> Page {
     w.require(
         s,
         "GET",
