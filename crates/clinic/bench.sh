@@ -7,6 +7,11 @@
 #   record    GET  /api/v1/patients/{id}       (a random patient; the read is audited)
 #   refill    POST /api/v1/implants/{id}/visits, then /aspirate, /fill, /close of each
 #             visit opened (every request one step of a refill; 4 requests per refill)
+# and, with BENCH_ENDPOINTS naming them, the console's pages (server-rendered HTML, the same
+# session):
+#   today     GET  /today                      (today's list)
+#   patient   GET  /patients/{id}              (a random patient's page: record, timeline,
+#                                               and the two plots drawn as SVG)
 # and prints one table. The seeded databases are kept in BENCH_DIR and reused by the next
 # run (BENCH_RESEED=1 starts afresh).
 #
@@ -14,8 +19,8 @@
 # Env: BENCH_PATIENTS (10000), BENCH_VISITS (100), BENCH_DURATION (15s),
 #      BENCH_CONNECTIONS (16), BENCH_THREADS (1), BENCH_DIR (target/clinic-bench),
 #      BENCH_PG (postgres://postgres@127.0.0.1:5432, trust authentication), BENCH_PG_DB
-#      (thecal_bench), BENCH_RESEED (0), BENCH_ENDPOINTS ("calendar record refill": the
-#      endpoints to measure, a subset of them in that order).
+#      (thecal_bench), BENCH_RESEED (0), BENCH_ENDPOINTS ("calendar record refill"; any of
+#      calendar record refill today patient, e.g. "today patient" for the console's pages).
 # Needs wrk (Debian: apt-get install wrk), curl, python3; psql for PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,16 +31,16 @@ duration=${BENCH_DURATION:-15s}
 conns=${BENCH_CONNECTIONS:-16}
 threads=${BENCH_THREADS:-1}
 dir=${BENCH_DIR:-target/clinic-bench}
-pg=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
-pgdb=${BENCH_PG_DB:-thecal_bench}
 endpoints=${BENCH_ENDPOINTS:-calendar record refill}
 for ep in $endpoints; do
-  case "$ep" in calendar | record | refill) ;; *)
-    echo "bench.sh: BENCH_ENDPOINTS: unknown endpoint $ep (allowed: calendar record refill)" >&2
+  case "$ep" in calendar | record | refill | today | patient) ;; *)
+    echo "bench.sh: BENCH_ENDPOINTS: unknown endpoint $ep (allowed: calendar record refill today patient)" >&2
     exit 2
     ;;
   esac
 done
+pg=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
+pgdb=${BENCH_PG_DB:-thecal_bench}
 case "$which" in sqlite | postgres | both) ;; *)
   echo "usage: $0 [sqlite|postgres|both]" >&2
   exit 2
@@ -78,6 +83,18 @@ local n = tonumber(os.getenv("BENCH_PATIENTS"))
 init = function() math.randomseed(os.time() + (tonumber(tid) or 0)) end
 request = function()
   return wrk.format("GET", "/api/v1/patients/" .. math.random(1, n))
+end
+$done_lua
+EOF
+cat >"$lua/today.lua" <<EOF
+request = function() return wrk.format("GET", "/today") end
+$done_lua
+EOF
+cat >"$lua/patient.lua" <<EOF
+local n = tonumber(os.getenv("BENCH_PATIENTS"))
+init = function() math.randomseed(os.time() + (tonumber(tid) or 0)) end
+request = function()
+  return wrk.format("GET", "/patients/" .. math.random(1, n))
 end
 $done_lua
 EOF

@@ -35,6 +35,7 @@ use crate::storage::{
     Actor, AuditRow, Kind, NewRow, Row, SET_ASIDE, SessionRow, Storage, StoreError,
 };
 
+pub(crate) mod accounts;
 mod history;
 
 /// The service's settings.
@@ -2185,7 +2186,7 @@ impl utoipa::Modify for CommonErrors {
           history::import_log, history::timeline, history::acknowledge_alarm,
           history::create_revision, history::list_revisions, history::create_plan,
           history::plan_status, history::list_plans, history::create_assessment,
-          history::list_assessments),
+          history::list_assessments, accounts::list_users, accounts::change_user),
     tags((name = "session"), (name = "users"), (name = "patients"), (name = "implants"),
          (name = "prescriptions"), (name = "visits"), (name = "trials"), (name = "calendar"),
          (name = "audit"))
@@ -2255,7 +2256,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/patients/{id}/break-glass",
             get(break_glass_view).post(break_glass),
         )
-        .route("/api/v1/users", post(create_user))
+        .route("/api/v1/users", post(create_user).get(accounts::list_users))
+        .route("/api/v1/users/{id}", post(accounts::change_user))
         .route("/api/v1/patients", get(list_patients).post(create_patient))
         .route("/api/v1/patients/{id}", get(get_patient))
         .route("/api/v1/patients/{id}/state", post(change_state))

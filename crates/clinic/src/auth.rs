@@ -153,6 +153,16 @@ pub const ROUTES: &[RouteRule] = &[
     },
     RouteRule {
         method: "GET",
+        path: "/api/v1/users",
+        access: Access::Roles(&[A]),
+    },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/users/{id}",
+        access: Access::Roles(&[A]),
+    },
+    RouteRule {
+        method: "GET",
         path: "/api/v1/patients",
         access: Access::Roles(CLINICAL_READ),
     },

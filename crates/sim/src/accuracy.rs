@@ -16,7 +16,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::Serialize;
 
-use crate::report::{FONT, Mark, header};
+use crate::plot::{FONT, Mark, header};
 
 /// The observation windows of IEC 60601-2-24, minutes.
 pub const WINDOWS_MIN: [f64; 5] = [2.0, 5.0, 11.0, 19.0, 31.0];

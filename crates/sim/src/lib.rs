@@ -15,6 +15,7 @@
 //! | [`prescription_file`] | the TOML prescription format shared with `thecal calc check` |
 //! | [`result`] | what a run produces |
 //! | [`report`] | summary.json, timeline.csv, SVG plots, HTML |
+//! | [`plot`] | the one plotting implementation: the reports' charts and the clinic console's |
 //! | [`accuracy`] | the IEC 60601-2-24 trumpet curve |
 //! | [`population`] | Monte Carlo over patients and devices |
 //! | [`radio`] | the telemetry: a patient remote over the real link, attackers on the air |
@@ -23,6 +24,7 @@ pub mod accuracy;
 pub mod engine;
 pub mod lookahead;
 pub mod models;
+pub mod plot;
 pub mod population;
 /// The prescription file format now lives in `thecal_rx::file`.
 pub use thecal_rx::file as prescription_file;

@@ -17,7 +17,8 @@ use plotters::prelude::*;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::report::{FONT, Mark, esc, header, html_head};
+use crate::plot::{FONT, Mark, header};
+use crate::report::{esc, html_head};
 
 /// What one simulated patient came to.
 #[derive(Debug, Clone, PartialEq, Serialize)]

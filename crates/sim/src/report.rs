@@ -13,16 +13,18 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::Serialize;
 
+use crate::plot::{
+    C_EXPECTED, C_OTHER, C_PRESCRIBED, C_TIP, C_TRUE, Line, LineChart, SIZE, draw_line,
+    line_chart_file, mesh, segments, y_range,
+};
+use crate::plot::{FONT, Mark, header};
 use crate::result::{AlarmMark, RadioTotals, RunResult, Verdict};
 
 /// Runs longer than this (hours) are plotted in days, shorter ones in hours.
 const DAYS_ABOVE_H: f64 = 72.0;
-/// At most this many points per line in a plot (min/max decimation beyond).
-const MAX_PLOT_POINTS: usize = 4000;
 /// At most this many alarm events listed in `index.html`.
 const MAX_HTML_ALARMS: usize = 500;
 
@@ -268,7 +270,7 @@ pub fn write(result: &RunResult, dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-type PlotResult = Result<(), Box<dyn std::error::Error>>;
+use crate::plot::PlotResult;
 type PlotFn = fn(&RunResult, &Path) -> PlotResult;
 
 /// The CSV header: one column per [`crate::result::Sample`] field, units in the name.
@@ -383,69 +385,6 @@ fn x_range(result: &RunResult, ax: TimeAxis) -> std::ops::Range<f64> {
     0.0..if end > 0.0 { end } else { 1.0 }
 }
 
-/// A y range covering the finite values (and zero), with a little head room.
-pub(crate) fn y_range(values: impl IntoIterator<Item = f64>) -> std::ops::Range<f64> {
-    let (mut lo, mut hi) = (0.0f64, 0.0f64);
-    for v in values.into_iter().filter(|v| v.is_finite()) {
-        lo = lo.min(v);
-        hi = hi.max(v);
-    }
-    if hi - lo <= f64::EPSILON * hi.abs().max(1.0) {
-        hi = lo + 1.0;
-    }
-    let pad = (hi - lo) * 0.05;
-    (if lo < 0.0 { lo - pad } else { lo })..hi + pad
-}
-
-/// Splits a line at non-finite points, then thins each piece to at most
-/// [`MAX_PLOT_POINTS`] keeping the minimum and maximum of each bucket.
-pub(crate) fn segments(points: impl IntoIterator<Item = (f64, f64)>) -> Vec<Vec<(f64, f64)>> {
-    let mut out = Vec::new();
-    let mut cur: Vec<(f64, f64)> = Vec::new();
-    for (x, y) in points {
-        if x.is_finite() && y.is_finite() {
-            cur.push((x, y));
-        } else if !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out.into_iter().map(decimate).collect()
-}
-
-fn decimate(seg: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
-    if seg.len() <= MAX_PLOT_POINTS {
-        return seg;
-    }
-    let buckets = MAX_PLOT_POINTS / 2;
-    let per = seg.len().div_ceil(buckets);
-    let mut out = Vec::with_capacity(MAX_PLOT_POINTS + 2);
-    for chunk in seg.chunks(per) {
-        let mut lo = 0;
-        let mut hi = 0;
-        for (i, p) in chunk.iter().enumerate() {
-            if p.1 < chunk[lo].1 {
-                lo = i;
-            }
-            if p.1 > chunk[hi].1 {
-                hi = i;
-            }
-        }
-        let (a, b) = if lo <= hi { (lo, hi) } else { (hi, lo) };
-        out.push(chunk[a]);
-        if b != a {
-            out.push(chunk[b]);
-        }
-    }
-    out
-}
-
-const C_TRUE: RGBColor = RGBColor(31, 119, 180);
-const C_EXPECTED: RGBColor = RGBColor(255, 127, 14);
-const C_PRESCRIBED: RGBColor = RGBColor(90, 90, 90);
-const C_TIP: RGBColor = RGBColor(44, 160, 44);
 const C_CSF: RGBColor = RGBColor(31, 119, 180);
 const C_EFFECT: RGBColor = RGBColor(44, 160, 44);
 const C_WITHDRAWAL: RGBColor = RGBColor(148, 103, 189);
@@ -453,11 +392,7 @@ const C_OVERDOSE: RGBColor = RGBColor(214, 39, 40);
 const C_HIGH: RGBColor = RGBColor(214, 39, 40);
 const C_MEDIUM: RGBColor = RGBColor(230, 149, 0);
 const C_LOW: RGBColor = RGBColor(23, 162, 184);
-const C_OTHER: RGBColor = RGBColor(120, 120, 120);
 const C_SPAN: RGBColor = RGBColor(205, 205, 205);
-
-pub(crate) const FONT: &str = "sans-serif";
-pub(crate) const SIZE: (u32, u32) = (1000, 480);
 
 fn title(result: &RunResult, what: &str) -> String {
     if result.scenario.is_empty() {
@@ -465,89 +400,6 @@ fn title(result: &RunResult, what: &str) -> String {
     } else {
         format!("{what} — {}", result.scenario)
     }
-}
-
-/// Draws the axes, labels and grid of a chart.
-macro_rules! mesh {
-    ($chart:expr, $x:expr, $y:expr) => {
-        $chart
-            .configure_mesh()
-            .x_desc($x)
-            .y_desc($y)
-            .axis_desc_style((FONT, 16))
-            .label_style((FONT, 14))
-            .light_line_style(BLACK.mix(0.05))
-            .draw()?
-    };
-}
-
-/// Draws a line that may contain NaN (split into pieces at the gaps).
-macro_rules! draw_line {
-    ($chart:expr, $points:expr, $color:expr) => {{
-        let style = $color.stroke_width(2);
-        $chart.draw_series(
-            segments($points)
-                .into_iter()
-                .map(move |seg| PathElement::new(seg, style)),
-        )?;
-    }};
-}
-
-/// How a legend entry is marked.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Mark {
-    /// A line.
-    Line,
-    /// A filled box.
-    Box,
-    /// A filled dot.
-    Dot,
-    /// A ring.
-    Ring,
-    /// A vertical tick.
-    Tick,
-}
-
-/// A drawing area of the SVG backend.
-pub(crate) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
-
-/// Draws a title and, under it, a one-line legend; returns the area left for the chart.
-/// Legends outside the plot area never hide data.
-pub(crate) fn header<'a>(
-    area: &Area<'a>,
-    title: &str,
-    entries: &[(&str, RGBColor, Mark)],
-) -> Result<Area<'a>, Box<dyn std::error::Error>> {
-    let body = area.titled(title, (FONT, 22))?;
-    if entries.is_empty() {
-        return Ok(body);
-    }
-    let (strip, rest) = body.split_vertically(30);
-    let font: TextStyle = (FONT, 15).into();
-    let mut x = 80i32;
-    let y = 12i32;
-    for (label, c, mark) in entries {
-        match mark {
-            Mark::Line => strip.draw(&PathElement::new(
-                vec![(x, y), (x + 26, y)],
-                c.stroke_width(3),
-            ))?,
-            Mark::Box => strip.draw(&Rectangle::new(
-                [(x + 5, y - 7), (x + 21, y + 7)],
-                c.filled(),
-            ))?,
-            Mark::Dot => strip.draw(&Circle::new((x + 13, y), 6, c.filled()))?,
-            Mark::Ring => strip.draw(&Circle::new((x + 13, y), 6, c.stroke_width(2)))?,
-            Mark::Tick => strip.draw(&PathElement::new(
-                vec![(x + 13, y - 10), (x + 13, y + 10)],
-                c.stroke_width(2),
-            ))?,
-        }
-        let (w, _) = strip.estimate_text_size(label, &font)?;
-        strip.draw(&Text::new(label.to_string(), (x + 32, y - 5), font.clone()))?;
-        x += 32 + w as i32 + 28;
-    }
-    Ok(rest)
 }
 
 /// One timeline quantity drawn as a line: legend label, colour, and the value.
@@ -566,33 +418,29 @@ fn plot_series(
     legend_order: &[usize],
 ) -> PlotResult {
     let ax = TimeAxis::for_run(result);
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE)?;
     let s = &result.samples;
-    let legend: Vec<(&str, RGBColor, Mark)> = legend_order
-        .iter()
-        .filter_map(|i| series.get(*i))
-        .map(|(label, colour, _)| (*label, *colour, Mark::Line))
-        .collect();
-    let area = header(&root, &title(result, heading), &legend)?;
-    let mut chart = ChartBuilder::on(&area)
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(y_label_area)
-        .build_cartesian_2d(
-            x_range(result, ax),
-            y_range(
-                s.iter()
-                    .flat_map(|x| series.iter().map(move |(_, _, f)| f(x))),
-            ),
-        )?;
-    mesh!(chart, ax.desc, y_desc);
-    for (_, colour, f) in series {
-        draw_line!(chart, s.iter().map(|x| (ax.x(x.t_h), f(x))), *colour);
-    }
-    empty_note(&root, s.is_empty())?;
-    root.present()?;
-    Ok(())
+    let title = title(result, heading);
+    line_chart_file(
+        path,
+        SIZE,
+        &LineChart {
+            title: &title,
+            x_desc: ax.desc,
+            y_desc,
+            x_range: x_range(result, ax),
+            y_label_area,
+            lines: series
+                .iter()
+                .map(|(label, colour, f)| Line {
+                    label,
+                    colour: *colour,
+                    points: s.iter().map(|x| (ax.x(x.t_h), f(x))).collect(),
+                })
+                .collect(),
+            legend_order: legend_order.to_vec(),
+            empty_note: "no samples",
+        },
+    )
 }
 
 fn plot_reservoir(result: &RunResult, path: &Path) -> PlotResult {
@@ -710,7 +558,7 @@ fn plot_patient(result: &RunResult, path: &Path) -> PlotResult {
         s.iter().map(|x| (ax.x(x.t_h), x.overdose_risk)),
         C_OVERDOSE
     );
-    empty_note(&root, s.is_empty())?;
+    crate::plot::empty_note(&root, s.is_empty(), "no samples")?;
     root.present()?;
     Ok(())
 }
@@ -801,7 +649,7 @@ fn plot_radio(result: &RunResult, path: &Path) -> PlotResult {
         prev = Some(*e);
     }
     draw_line!(chart, steps, C_RADIO);
-    empty_note(&root, series.is_empty())?;
+    crate::plot::empty_note(&root, series.is_empty(), "no samples")?;
     root.present()?;
     Ok(())
 }
@@ -924,18 +772,6 @@ fn plot_alarms(result: &RunResult, path: &Path) -> PlotResult {
         ))?;
     }
     root.present()?;
-    Ok(())
-}
-
-fn empty_note(root: &DrawingArea<SVGBackend<'_>, Shift>, empty: bool) -> PlotResult {
-    if empty {
-        let (w, h) = root.dim_in_pixel();
-        root.draw(&Text::new(
-            "no samples",
-            (w as i32 / 2 - 50, h as i32 / 2),
-            (FONT, 20).into_font().color(&C_OTHER),
-        ))?;
-    }
     Ok(())
 }
 
@@ -1312,6 +1148,7 @@ fn index_html(result: &RunResult, sm: &Summary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plot::MAX_PLOT_POINTS;
     use crate::result::{Note, Sample, Totals};
 
     fn sample(t_h: f64, constant_rate: bool) -> Sample {

@@ -277,6 +277,67 @@ impl Storage for Store {
             .await?)
     }
 
+    async fn users(&self) -> StoreResult<Vec<UserRow>> {
+        let rows = sqlx::query(
+            "SELECT id, username, password_hash, role, active FROM users ORDER BY username",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_of).collect()
+    }
+
+    async fn update_user(
+        &self,
+        actor: &Actor,
+        id: i64,
+        role: &str,
+        active: bool,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let Some(old) = sqlx::query(
+            "SELECT id, username, password_hash, role, active FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Err(StoreError::NotFound);
+        };
+        let old = user_of(&old)?;
+        sqlx::query("UPDATE users SET role = $1, active = $2 WHERE id = $3")
+            .bind(role)
+            .bind(active)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if !active || old.role != role {
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let view = |role: &str, active: bool| {
+            serde_json::json!({ "username": old.username, "role": role, "active": active })
+                .to_string()
+        };
+        let before = view(&old.role, old.active);
+        let after = view(role, active);
+        audit(
+            &mut tx,
+            now_ms,
+            Some(actor),
+            "update",
+            "user",
+            Some(id),
+            Some(&before),
+            Some(&after),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn create_session(&self, s: &SessionRow, username: &str) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query(

@@ -356,6 +356,19 @@ pub trait Storage: Send + Sync {
     async fn user_by_name(&self, username: &str) -> StoreResult<Option<UserRow>>;
     /// Number of users.
     async fn user_count(&self) -> StoreResult<i64>;
+    /// Every account, by user name (with the password hash: never sent to anyone).
+    async fn users(&self) -> StoreResult<Vec<UserRow>>;
+    /// Sets an account's role and whether it may sign in, audited with before and after;
+    /// the sessions of an account disabled or given another role end in the same
+    /// transaction. [`StoreError::NotFound`] for no such account.
+    async fn update_user(
+        &self,
+        actor: &Actor,
+        id: i64,
+        role: &str,
+        active: bool,
+        now_ms: i64,
+    ) -> StoreResult<()>;
     /// Stores a session and audits the sign-in.
     async fn create_session(&self, s: &SessionRow, username: &str) -> StoreResult<()>;
     /// The live session with this token hash.

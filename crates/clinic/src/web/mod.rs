@@ -15,9 +15,14 @@
 // A handler's early return is a ready page (a redirect, a refusal); boxing it gains nothing.
 #![allow(clippy::result_large_err)]
 
+mod admin;
+mod calendar;
 pub mod forms;
+mod mri;
 pub mod pages;
+pub mod plots;
 pub mod prescribe;
+mod replacement;
 pub mod search;
 
 use std::collections::HashMap;
@@ -68,7 +73,7 @@ pub fn router(state: AppState) -> Router {
         st: state,
     };
     Router::new()
-        .route("/", get(|| async { see_other("/today") }))
+        .route("/", get(root))
         .route("/static/console.css", get(css))
         .route("/signin", get(signin_form).post(signin))
         .route("/signout", post(signout))
@@ -83,8 +88,42 @@ pub fn router(state: AppState) -> Router {
         .merge(forms::routes())
         .merge(prescribe::routes())
         .merge(search::routes())
+        .route("/calendar", get(calendar::calendar_page))
+        .route("/replacements", get(replacement::replacements_page))
+        .route(
+            "/implants/{id}/replacement",
+            get(replacement::replacement_page).post(replacement::replacement_submit),
+        )
+        .route(
+            "/implants/{id}/mri",
+            get(mri::mri_page).post(mri::mri_submit),
+        )
+        .route(
+            "/mri/{id}",
+            get(mri::episode_page).post(mri::episode_submit),
+        )
+        .route(
+            "/admin/accounts",
+            get(admin::accounts_page).post(admin::account_create),
+        )
+        .route("/admin/accounts/{id}", post(admin::account_change))
         .layer(middleware::from_fn(page_headers))
         .with_state(web)
+}
+
+/// Where a role starts: the accounts for an administrator, today's list for the others.
+fn home(role: Option<Role>) -> &'static str {
+    match role {
+        Some(r) if !may(r, "GET", "/api/v1/calendar") && may(r, "GET", "/api/v1/users") => {
+            "/admin/accounts"
+        }
+        _ => "/today",
+    }
+}
+
+async fn root(State(w): State<Web>, headers: HeaderMap) -> Page {
+    let s = w.session(&headers).await?;
+    Ok(see_other(home(Some(s.role))))
 }
 
 async fn page_headers(req: Request, next: Next) -> Response {
@@ -239,6 +278,8 @@ impl Session {
                 name: self.username.clone(),
                 role: self.role.as_str().to_owned(),
                 auditor: may(self.role, "GET", "/api/v1/audit"),
+                clinical: may(self.role, "GET", "/api/v1/calendar"),
+                admin: may(self.role, "GET", "/api/v1/users"),
             }),
             csrf: self.csrf.clone(),
             banner: None,
@@ -436,7 +477,15 @@ impl Web {
             StatusCode::FORBIDDEN,
             "Not allowed",
             &format!(
-                "A {} may not {what}; allowed: {}.",
+                "{} {} may not {what}; allowed: {}.",
+                if matches!(
+                    s.role,
+                    Role::Administrator | Role::Auditor | Role::Emergency
+                ) {
+                    "An"
+                } else {
+                    "A"
+                },
                 s.role.as_str(),
                 allowed_roles(method, api_path)
             ),
@@ -623,7 +672,11 @@ async fn signin(
         }
         return signin_page(None, Some(msg), fields);
     }
-    let mut r = see_other("/today");
+    // The administrator's page is the accounts; everyone else starts on today's list.
+    let role = serde_json::from_slice::<serde_json::Value>(&a.body)
+        .ok()
+        .and_then(|v| v["role"].as_str().and_then(Role::parse));
+    let mut r = see_other(home(role));
     if let Some(c) = a.set_cookie {
         r.headers_mut().append(header::SET_COOKIE, c);
     }
@@ -909,7 +962,10 @@ async fn patient(State(w): State<Web>, headers: HeaderMap, Path(id): Path<i64>) 
                     .map_or("not recorded".to_owned(), |d| d.to_string()),
             ),
         ];
+        let plots = plots::implant_plots(imp.id, id_d.implanted_on, &rxs, &visits, (w.st.now)());
         implants.push(ImplantView {
+            plots,
+            may_mri: may(s.role, "GET", "/api/v1/mri/{id}"),
             id: imp.id,
             serial: id_d.serial.clone(),
             rx_words: rx_words(rxs.last()),

@@ -12,6 +12,10 @@ pub struct UserView {
     pub role: String,
     /// May read the audit log.
     pub auditor: bool,
+    /// May read clinical records (the clinical pages in the menu).
+    pub clinical: bool,
+    /// May administer accounts.
+    pub admin: bool,
 }
 
 /// The patient band on every clinical page.
@@ -219,6 +223,10 @@ pub struct ImplantView {
     pub may_visit: bool,
     /// The user may prescribe.
     pub may_prescribe: bool,
+    /// The user may read MRI episodes (the checklist link).
+    pub may_mri: bool,
+    /// Daily dose and reservoir over time, with their text alternatives.
+    pub plots: Vec<super::plots::PlotView>,
 }
 
 /// A trial on the patient's page.
