@@ -7,6 +7,8 @@
 //! - [`auth`]: roles, Argon2id, session tokens, the authorization table.
 //! - [`api`]: the JSON API under `/api/v1` (axum), described by OpenAPI 3.1.
 //! - [`web`]: the web console (server-rendered pages over the API).
+//! - [`programming`]: the server as the clinician programmer (its key, the link to each
+//!   implant, the programming session's record).
 //!
 //! The service keeps no state outside its database, so several instances may serve one
 //! PostgreSQL database behind a proxy.
@@ -16,6 +18,7 @@ pub mod auth;
 pub mod bench;
 pub mod demo;
 pub mod domain;
+pub mod programming;
 pub mod storage;
 pub mod web;
 

@@ -47,11 +47,13 @@ pub enum Kind {
     Revision,
     /// Scale assessments with their raw answers, parent: patient.
     Assessment,
+    /// Programming sessions with the implant, parent: implant.
+    ProgrammingSession,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Patient,
         Kind::Implant,
         Kind::Prescription,
@@ -63,6 +65,7 @@ impl Kind {
         Kind::ReplacementPlan,
         Kind::Revision,
         Kind::Assessment,
+        Kind::ProgrammingSession,
     ];
 
     /// The table (a fixed name: never built from input).
@@ -79,6 +82,7 @@ impl Kind {
             Kind::ReplacementPlan => "replacement_plans",
             Kind::Revision => "revisions",
             Kind::Assessment => "assessments",
+            Kind::ProgrammingSession => "programming_sessions",
         }
     }
 
@@ -105,6 +109,7 @@ impl Kind {
             Kind::ReplacementPlan => "replacement_plan",
             Kind::Revision => "revision",
             Kind::Assessment => "assessment",
+            Kind::ProgrammingSession => "programming_session",
         }
     }
 }

@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "history",
         include_str!("../../migrations/postgres/0003_history.sql"),
     ),
+    (
+        6,
+        "programming_sessions",
+        include_str!("../../migrations/postgres/0006_programming_sessions.sql"),
+    ),
 ];
 
 /// Advisory-lock key of the migrations ("thecal" in ASCII).
