@@ -457,11 +457,14 @@ pub(super) async fn programming(
 ) -> ApiResult<Json<Programming>> {
     let (_, imp): (Row, Implant) = load(&st, Kind::Implant, implant_id).await?;
     let all = sessions(&st, implant_id).await?;
-    let runs = all.iter().rev().find_map(|(r, s)| {
+    // The latest state the implant itself reported: a pending session's change is not
+    // in it (only what the implant held when that session interrogated it).
+    let runs = all.last().map(|(r, s)| {
         if r.status == status::PENDING {
-            return None;
+            s.before.clone()
+        } else {
+            s.confirmed.clone().unwrap_or_else(|| s.before.clone())
         }
-        s.confirmed.clone().or_else(|| Some(s.before.clone()))
     });
     let station = ext.map(|Extension(s)| s);
     let address = station
