@@ -71,7 +71,26 @@ pub fn app(state: api::AppState) -> axum::Router {
 /// # Errors
 /// The listener fails.
 pub async fn serve(listener: tokio::net::TcpListener, state: api::AppState) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    serve_router(listener, app(state)).await
+}
+
+/// The API and the console with this server's programmer station ([`programming`]).
+pub fn app_with_station(
+    state: api::AppState,
+    station: Arc<programming::Station>,
+) -> axum::Router {
+    app(state).layer(axum::Extension(station))
+}
+
+/// Serves a router on a bound listener until Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// The listener fails.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
         .with_graceful_shutdown(async {
             let ctrl_c = tokio::signal::ctrl_c();
             #[cfg(unix)]

@@ -13,6 +13,7 @@
 //! ([`Step`]): it may stop the implant (a restart or a dropped link) or fail the step
 //! (the server killed there, before anything more is recorded).
 
+pub mod demo;
 pub mod record;
 
 use std::path::{Path, PathBuf};
