@@ -75,10 +75,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: api::AppState) -> s
 }
 
 /// The API and the console with this server's programmer station ([`programming`]).
-pub fn app_with_station(
-    state: api::AppState,
-    station: Arc<programming::Station>,
-) -> axum::Router {
+pub fn app_with_station(state: api::AppState, station: Arc<programming::Station>) -> axum::Router {
     app(state).layer(axum::Extension(station))
 }
 

@@ -93,8 +93,14 @@ pub async fn start(
             station
                 .enrol(&serial, &running.addr.to_string(), &token)
                 .map_err(|e| e.to_string())?;
-            put_in_service(&station, &serial, &program, cm, "demo: implant and first fill")
-                .map_err(|e| e.to_string())?;
+            put_in_service(
+                &station,
+                &serial,
+                &program,
+                cm,
+                "demo: implant and first fill",
+            )
+            .map_err(|e| e.to_string())?;
             Ok(running)
         })
         .await

@@ -315,6 +315,8 @@ pub fn disagreements(c: &ClinicView, s: &Snapshot) -> Vec<String> {
 /// The change a session carries to the implant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// Stored and sent once per session: the size of a program is not worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum Intent {
     /// A new program: a prescription version of the clinic's record.
     Program {

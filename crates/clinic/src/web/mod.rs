@@ -15,6 +15,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod pages;
+mod programming;
 
 use std::collections::HashMap;
 
@@ -84,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/visits/{id}", get(visit_page).post(visit_submit))
         .route("/visits/{id}/report", get(report))
         .route("/audit", get(audit))
+        .merge(programming::routes())
         .layer(middleware::from_fn(page_headers))
         .with_state(web)
 }
