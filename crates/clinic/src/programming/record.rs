@@ -190,6 +190,18 @@ pub struct ClinicView {
     pub today: Option<NaiveDate>,
 }
 
+/// An alarm's name compared without case, spaces or underscores ("LowReservoir" is
+/// "low reservoir").
+fn same_alarm(a: &str, b: &str) -> bool {
+    let norm = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    norm(a) == norm(b)
+}
+
 /// Every way the clinic's record and the implant disagree, each named in words.
 pub fn disagreements(c: &ClinicView, s: &Snapshot) -> Vec<String> {
     let mut out = Vec::new();
@@ -251,11 +263,7 @@ pub fn disagreements(c: &ClinicView, s: &Snapshot) -> Vec<String> {
         }
     }
     for a in &s.alarms {
-        if !c
-            .open_alarms
-            .iter()
-            .any(|k| k.eq_ignore_ascii_case(&a.kind))
-        {
+        if !c.open_alarms.iter().any(|k| same_alarm(k, &a.kind)) {
             out.push(format!(
                 "alarm: the implant holds {} ({} priority{}), not in the clinic's record",
                 a.kind,
@@ -269,7 +277,7 @@ pub fn disagreements(c: &ClinicView, s: &Snapshot) -> Vec<String> {
         }
     }
     for k in &c.open_alarms {
-        if !s.alarms.iter().any(|a| a.kind.eq_ignore_ascii_case(k)) {
+        if !s.alarms.iter().any(|a| same_alarm(&a.kind, k)) {
             out.push(format!(
                 "alarm: the clinic's record has {k} open; the implant no longer holds it"
             ));
@@ -573,6 +581,18 @@ mod tests {
             ..ClinicView::default()
         };
         assert_eq!(disagreements(&agree, &held), Vec::<String>::new());
+        // The same alarm, named as the pump or as a stored enum name.
+        let mut low = held.clone();
+        low.alarms.push(AlarmHeld {
+            kind: "low reservoir".into(),
+            priority: "low".into(),
+            acknowledged: true,
+        });
+        let recorded = ClinicView {
+            open_alarms: vec!["LowReservoir".into()],
+            ..agree.clone()
+        };
+        assert_eq!(disagreements(&recorded, &low), Vec::<String>::new());
         let mut held2 = held.clone();
         held2.alarms.push(AlarmHeld {
             kind: "low reservoir".into(),
