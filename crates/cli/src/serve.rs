@@ -50,6 +50,27 @@ pub struct ServeArgs {
     seed_visits: u64,
 }
 
+/// Fault injection for the crash tests (documented in docs/clinic.md):
+/// `THECAL_FAULT_PAUSE_AFTER_SEND_MS` holds every programming send this long after the
+/// pump answered the command, before the read-back, so a test can kill the server there.
+fn pause_after_send(station: &thecal_clinic::programming::Station) -> Result<(), String> {
+    use thecal_clinic::programming::Step;
+    let Ok(text) = std::env::var("THECAL_FAULT_PAUSE_AFTER_SEND_MS") else {
+        return Ok(());
+    };
+    let ms: u64 = text.trim().parse().map_err(|_| {
+        format!("THECAL_FAULT_PAUSE_AFTER_SEND_MS: '{text}' is not a whole number of milliseconds")
+    })?;
+    eprintln!("fault injection: each programming send pauses {ms} ms after the pump's answer");
+    station.set_fault(Some(std::sync::Arc::new(move |step| {
+        if step == Step::AfterSend {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        Ok(())
+    })));
+    Ok(())
+}
+
 /// How many demo pumps run as virtual implants.
 const DEMO_IMPLANTS: usize = 4;
 
@@ -99,6 +120,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
             thecal_clinic::programming::Station::open(&station_dir)
                 .map_err(|e| format!("programmer station {}: {e}", station_dir.display()))?,
         );
+        pause_after_send(&station)?;
         let mut demo_implants = Vec::new();
         let store = thecal_clinic::storage::open(&url)
             .await
