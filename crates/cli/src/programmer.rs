@@ -8,16 +8,16 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
-use thecal_link::{Body, DeviceInfo, LinkCommand, PublicKey, Reply, key_id_for};
+use thecal_link::{Body, DeviceInfo, LinkCommand, Reply};
 use thecal_pump::alarm::AlarmKind;
 use thecal_pump::catheter::{self as cath, CUSTOM_MODEL, CatheterRecord};
 use thecal_pump::command::{
-    BridgeChoice, Command, CommandKind, Mode, REMINDER_INTERVAL_MAX, REMINDER_INTERVAL_MIN,
-    Refusal, Role, SOFT_REASON_MAX, SoftReason, Status, StopReason,
+    BridgeChoice, Command, Mode, REMINDER_INTERVAL_MAX, REMINDER_INTERVAL_MIN, Role,
+    SOFT_REASON_MAX, SoftReason, Status, StopReason,
 };
 use thecal_pump::core::AlarmSettings;
 use thecal_pump::event::Event;
-use thecal_pump::log::{self, LogChain, LogEntry};
+use thecal_pump::log::{self, LogEntry};
 use thecal_rx::check::{self, Prescription, Severity};
 use thecal_rx::dose::{Admixture, Component};
 use thecal_rx::file as rxfile;
@@ -28,7 +28,11 @@ use crate::bearer::{
     Stats, finish,
 };
 use crate::implant::{rfc3339, unix_ms};
-use crate::keyfile::{DeviceKind, Key, Pairing, check_private, hex, unhex32, write_private};
+use crate::keyfile::{DeviceKind, Key, check_private, hex, write_private};
+use thecal_programmer::describe::{
+    command_name, contents_text, describe_event, minute, program_text,
+};
+use thecal_programmer::session;
 
 /// What every `thecal programmer` and `thecal remote` command needs: this device's key,
 /// the pump's address, the output form.
@@ -683,11 +687,7 @@ pub fn soft_reason(confirm_soft: Option<&str>) -> Result<Option<SoftReason>, Fai
 /// Compares the program read back with the one sent (the pump keeps its own reservoir
 /// volume); a difference is an error that says what the pump holds (exit status 5).
 pub fn verify_program(sent: &Prescription, back: &Prescription) -> Result<(), Fail> {
-    let expected = Prescription {
-        reservoir_volume: back.reservoir_volume,
-        ..sent.clone()
-    };
-    if *back == expected {
+    if session::program_matches(sent, back) {
         Ok(())
     } else {
         Err(Fail::Exit(
@@ -831,23 +831,24 @@ pub fn refused(reply: &Reply) -> Fail {
     }
 }
 
+/// A reply that is not what was asked, in the programmer's words.
+fn lift(e: Fail) -> Fail {
+    match e {
+        Fail::Refused(r) => refused(&r),
+        e => e,
+    }
+}
+
 /// Sends a command and expects `Accepted`-like success (any non-refusal).
 fn ok(client: &mut Client, body: Body) -> Result<Reply, Fail> {
-    match client.request(body)? {
-        r @ (Reply::Refused { .. } | Reply::Malformed) => Err(refused(&r)),
-        r => Ok(r),
-    }
+    session::ok(client, body).map_err(lift)
 }
 
 /// Reads the status.
 pub fn status(client: &mut Client) -> Result<Status, Fail> {
-    match client.request(Body::Pump(Command::Interrogate))? {
-        Reply::Status(s) => {
-            note_clock(&s);
-            Ok(s)
-        }
-        other => Err(refused(&other)),
-    }
+    let s = session::status(client).map_err(lift)?;
+    note_clock(&s);
+    Ok(s)
 }
 
 /// The pump's monotonic time and the wall time it corresponds to, from the last status
@@ -862,10 +863,7 @@ fn note_clock(s: &Status) {
 }
 
 fn devices(client: &mut Client) -> Result<Vec<DeviceInfo>, Fail> {
-    match ok(client, Body::Link(LinkCommand::Devices))? {
-        Reply::Devices(list) => Ok(list.iter().copied().collect()),
-        other => Err(refused(&other)),
-    }
+    session::devices(client).map_err(lift)
 }
 
 /// One enrolled device in words (`own`: this programmer's key id).
@@ -889,10 +887,7 @@ fn device_json(d: &DeviceInfo) -> Value {
 }
 
 fn program_of(client: &mut Client) -> Result<Prescription, Fail> {
-    match client.request(Body::Link(LinkCommand::ReadProgram))? {
-        Reply::Program(p) => Ok(p),
-        other => Err(refused(&other)),
-    }
+    session::program(client).map_err(lift)
 }
 
 // ----- plain words ---------------------------------------------------------------------
@@ -1103,19 +1098,6 @@ pub fn reminder_text(d: Duration) -> String {
     )
 }
 
-fn contents_text(a: &Admixture) -> String {
-    let parts: Vec<String> = a
-        .components()
-        .iter()
-        .map(|c| format!("{} {}", c.drug, c.concentration))
-        .collect();
-    parts.join(" + ")
-}
-
-fn minute(m: u16) -> String {
-    format!("{:02}:{:02}", m / 60, m % 60)
-}
-
 /// A prescription as JSON.
 pub fn program_json(p: &Prescription) -> Value {
     let daily = p.schedule.mean_daily();
@@ -1142,208 +1124,6 @@ pub fn program_json(p: &Prescription) -> Value {
         })),
         "reservoir_volume": p.reservoir_volume.to_string(),
     })
-}
-
-/// A prescription in words.
-pub fn program_text(p: &Prescription) -> String {
-    let mut t = format!("  contents:      {}\n", contents_text(&p.contents));
-    let profiles = p.schedule.profiles();
-    for (i, day) in profiles.iter().enumerate() {
-        let steps: Vec<String> = day
-            .steps()
-            .iter()
-            .map(|s| format!("{} {}", minute(s.start_minute), s.flow))
-            .collect();
-        let label = if profiles.len() == 1 {
-            "basal:        ".to_string()
-        } else {
-            format!("basal day {}:  ", i + 1)
-        };
-        t += &format!("  {label} {}\n", steps.join(", "));
-    }
-    let daily = p.schedule.mean_daily();
-    t += &format!("  per day:       {daily}");
-    if let Ok(doses) = p.contents.daily_doses(Flow::from_raw(daily.raw())) {
-        for (d, m) in doses.iter() {
-            t += &format!(" = {m} {d}");
-        }
-    }
-    t += "\n";
-    if !p.schedule.boluses().is_empty() {
-        for b in p.schedule.boluses() {
-            t += &format!(
-                "  periodic bolus: {} at {} over {}\n",
-                b.volume,
-                minute(b.start_minute),
-                b.duration
-            );
-        }
-    }
-    t += &match p.patient_bolus {
-        Some(b) => format!(
-            "  patient bolus: {} over {}, lockout {}, at most {} a day\n",
-            b.volume, b.duration, b.lockout, b.max_per_day
-        ),
-        None => "  patient bolus: none\n".into(),
-    };
-    t += &format!("  reservoir:     {}\n", p.reservoir_volume);
-    t
-}
-
-fn command_name(code: u8) -> String {
-    if let Some(k) = CommandKind::ALL.iter().find(|k| k.code() == code) {
-        return k.name().into();
-    }
-    match code {
-        100 => "open enrolment",
-        101 => "read pending enrolment",
-        102 => "confirm enrolment",
-        103 => "cancel enrolment",
-        104 => "revoke",
-        105 => "list devices",
-        106 => "read log",
-        107 => "read program",
-        108 => "remove device",
-        _ => return format!("command {code}"),
-    }
-    .into()
-}
-
-fn denial_text(code: u8) -> &'static str {
-    match code {
-        1 => "bad handshake",
-        2 => "unknown key",
-        3 => "revoked key",
-        4 => "replayed hello",
-        5 => "failed pre-authentication",
-        6 => "wrong key",
-        7 => "no enrolment window",
-        8 => "cannot enrol",
-        9 => "forged or corrupted frames",
-        _ => "denied",
-    }
-}
-
-/// A log event in plain words.
-pub fn describe_event(e: &Event) -> String {
-    match *e {
-        Event::PowerOn { restored_seq } => {
-            if restored_seq == 0 {
-                "power on (factory fresh)".into()
-            } else {
-                format!("power on (restored record {restored_seq})")
-            }
-        }
-        Event::AlarmRaised(k) => format!("alarm raised: {}", k.name()),
-        Event::AlarmCleared(k) => format!("alarm cleared: {}", k.name()),
-        Event::AlarmAcknowledged(k) => format!("alarm acknowledged: {}", k.name()),
-        Event::CommandAccepted { role, code, key_id } => {
-            format!("{} accepted from {role} key {key_id}", command_name(code))
-        }
-        Event::CommandRefused {
-            role,
-            code,
-            reason,
-            key_id,
-        } => format!(
-            "{} REFUSED from {role} key {key_id} ({})",
-            command_name(code),
-            refusal_text(reason)
-        ),
-        Event::LimiterVeto {
-            drug,
-            window_hours,
-            would_be,
-            limit,
-        } => format!(
-            "dose limiter veto: {drug} would reach {would_be} in {window_hours} h (limit {limit})"
-        ),
-        Event::MotorStall { missed } => format!("motor stall ({missed} missed)"),
-        Event::MotorRecovered { missed } => format!("motor recovered ({missed} missed)"),
-        Event::Refill {
-            added,
-            aspirated,
-            expected,
-            flagged,
-        } => format!(
-            "refill: {added} added, {aspirated} aspirated (expected {expected}){}",
-            if flagged { ", discrepancy flagged" } else { "" }
-        ),
-        Event::BolusStarted { kind, volume } => {
-            format!("{} bolus started: {volume}", kind.name())
-        }
-        Event::BolusEnded { kind, delivered } => {
-            format!("{} bolus ended: {delivered} delivered", kind.name())
-        }
-        Event::ProgramChanged { version } => format!("program changed (version {version})"),
-        Event::Stopped { reason } => format!("delivery stopped ({})", reason.name()),
-        Event::Resumed => "delivery resumed".into(),
-        Event::ClockSet {
-            old_utc_ms,
-            new_utc_ms,
-        } => {
-            if old_utc_ms == 0 {
-                format!("clock set to {}", rfc3339(new_utc_ms))
-            } else {
-                format!(
-                    "clock set from {} to {}",
-                    rfc3339(old_utc_ms),
-                    rfc3339(new_utc_ms)
-                )
-            }
-        }
-        Event::Fault { code } => format!("fault: {}", code.name()),
-        Event::DeviceEnrolled { role, key_id } => format!("device enrolled: {role} key {key_id}"),
-        Event::DeviceRevoked { key_id } => format!("device revoked: key {key_id}"),
-        Event::HandshakeDenied {
-            key_id,
-            reason,
-            count,
-        } => format!(
-            "connection denied: key {key_id}, {} ({count} denial(s) so far)",
-            denial_text(reason)
-        ),
-        Event::DoseReduced {
-            role,
-            percent,
-            left_percent,
-        } => format!(
-            "dose reduced by {percent}% by {role} ({left_percent}% of the clinician's program left)"
-        ),
-        Event::CatheterSet {
-            revision,
-            model,
-            length_mm,
-            volume,
-        } => thecal_pump::catheter::SetWords {
-            revision,
-            model,
-            length_mm,
-            volume,
-        }
-        .to_string(),
-        Event::SoftFindingConfirmed {
-            command,
-            findings,
-            part,
-            parts,
-            text,
-        } => {
-            let head = format!(
-                "{}: {findings} soft finding(s) confirmed by the clinician, reason",
-                command_name(command)
-            );
-            let text = text.as_str().unwrap_or("(not UTF-8)");
-            if parts == 1 {
-                format!("{head} \"{text}\"")
-            } else {
-                format!(
-                    "{head} (part {} of {parts}) \"{text}\"",
-                    part.saturating_add(1)
-                )
-            }
-        }
-    }
 }
 
 /// The soft-finding confirmations in `entries` whose parts are all present, in order:
@@ -1407,23 +1187,6 @@ fn describe_entry(
         ),
         _ => describe_event(&e.event),
     }
-}
-
-/// A logged refusal code in words; a code this programmer does not know (a newer
-/// pump's, or the telemetry's own) still reads as a refusal, with its number.
-fn refusal_text(code: u8) -> String {
-    use thecal_link::endpoint::refusal as link;
-    let text = match code {
-        link::BAD_WINDOW => Some("enrolment window out of range"),
-        link::NO_PENDING => Some("no pending enrolment"),
-        link::FINGERPRINT_MISMATCH => Some("fingerprint mismatch"),
-        link::UNKNOWN_KEY_ID => Some("unknown key id"),
-        link::CANNOT_ENROL => Some("cannot enrol"),
-        link::NOT_CONFIRMED => Some("enrolment not confirmed"),
-        link::OWN_KEY => Some("own key cannot be revoked"),
-        _ => Refusal::code_name(code),
-    };
-    text.map_or_else(|| format!("refusal code {code}"), String::from)
 }
 
 // ----- input -----------------------------------------------------------------------------
@@ -1567,17 +1330,7 @@ pub fn fingerprint_text(f: u32) -> String {
     format!("{:03} {:03}", f / 1000, f % 1000)
 }
 
-/// The token or invite written for a device to enrol with.
-pub struct Invitation {
-    /// The implant's static key.
-    pub implant: PublicKey,
-    /// The window's pre-shared key.
-    pub psk: [u8; 32],
-    /// The pump's address, when the invite names it.
-    pub address: Option<String>,
-    /// The implant said its registry was full when the window opened.
-    pub registry_full: bool,
-}
+pub use thecal_programmer::session::Invitation;
 
 /// Reads a proximity token or remote invite (JSON, must be private).
 pub fn read_invitation(path: &Path, what: &str) -> Result<Invitation, Fail> {
@@ -1590,38 +1343,11 @@ pub fn read_invitation(path: &Path, what: &str) -> Result<Invitation, Fail> {
     check_private(path)?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| Fail::Runtime(format!("cannot read {}: {e}", path.display())))?;
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| Fail::Usage(format!("{what} {}: not JSON: {e}", path.display())))?;
-    let field = |name: &str| -> Result<[u8; 32], Fail> {
-        let s = v
-            .get(name)
-            .and_then(Value::as_str)
-            .ok_or_else(|| Fail::Usage(format!("{what} {}: no '{name}' field", path.display())))?;
-        unhex32(name, s).map_err(Fail::Usage)
-    };
-    if let Some(exp) = v.get("expires").and_then(Value::as_str) {
-        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(exp) {
-            if t.timestamp_millis() < i64::try_from(unix_ms()).unwrap_or(i64::MAX) {
-                return Err(Fail::Runtime(format!(
-                    "the {what} {} expired at {exp}: open a new window and try again",
-                    path.display()
-                )));
-            }
-        }
-    }
-    if v.get("psk").is_none() && v.get("woken").is_some() {
-        return Err(Fail::Usage(format!(
-            "{what} {}: the wand only woke the radio; to enrol a programmer hold it again \
-             with --enrol (thecal programmer wand --state DIR --enrol)",
-            path.display()
-        )));
-    }
-    Ok(Invitation {
-        implant: PublicKey(field("implant_key")?),
-        psk: field("psk")?,
-        address: v.get("implant").and_then(Value::as_str).map(str::to_string),
-        registry_full: v.get("registry_full").and_then(Value::as_bool) == Some(true),
-    })
+    session::parse_invitation(
+        &text,
+        &format!("{what} {}", path.display()),
+        i64::try_from(unix_ms()).unwrap_or(i64::MAX),
+    )
 }
 
 // ----- subcommands -----------------------------------------------------------------------
@@ -1692,22 +1418,9 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             let mut key = Key::load(&path, DeviceKind::Programmer)?;
             let inv = read_invitation(token, "proximity token")?;
             let bearer = Bearer::new(&address, ANSWER_TIMEOUT)?;
-            let client = Client::connect(
-                bearer,
-                &mut key,
-                Hello::Enrol {
-                    psk: inv.psk,
-                    implant: inv.implant,
-                    registry_full: inv.registry_full,
-                },
-            )?;
-            let key_id = key_id_for(key.keys.public());
-            key.file.pairing = Some(Pairing {
-                implant_key: hex(&inv.implant.0),
-                preauth: hex(&client.session.enrolled_preauth_key()),
-                key_id,
-                address: Some(address.clone()),
-            });
+            let (client, pairing) = session::enrol(bearer, &mut key, &inv, &address)?;
+            let key_id = pairing.key_id;
+            key.file.pairing = Some(pairing);
             key.save()?;
             // The token is single-use: remove it so it is not mistaken for a fresh one.
             let _ = std::fs::remove_file(token);
@@ -1787,11 +1500,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             let back = program_of(&mut client)?;
             let s = status(&mut client)?;
             // The pump keeps its own reservoir volume (what is left now), not the file's.
-            let same = back
-                == Prescription {
-                    reservoir_volume: back.reservoir_volume,
-                    ..new.clone()
-                };
+            let same = session::program_matches(&new, &back);
             out.emit(
                 json!({
                     "accepted": true,
@@ -2560,43 +2269,14 @@ fn prime(out: &Out, link: &LinkArgs, duration: Duration, yes: bool) -> Result<Ex
 }
 
 fn logs(out: &Out, client: &mut Client, from: u32) -> Result<ExitCode, Fail> {
-    let mut entries: Vec<LogEntry> = Vec::new();
-    let mut anchor = None;
-    let mut next = from;
-    let mut first = true;
-    let head: LogChain = loop {
-        let r = ok(client, Body::Link(LinkCommand::ReadLog { from_seq: next }))?;
-        let Reply::Log {
-            entries: page,
-            anchor: a,
-            head: h,
-        } = r
-        else {
-            return Err(refused(&r));
-        };
-        if first {
-            anchor = a;
-            first = false;
-        }
-        let got = page.len();
-        entries.extend(page.iter().copied());
-        next = entries.last().map_or(next, |e| e.seq.saturating_add(1));
-        if got == 0 || next >= h.next_seq() {
-            break h;
-        }
-    };
-    // The pump's own anchor (the entry before its oldest kept entry), for the export.
-    let pump_anchor = anchor;
-    // From a later start, the first entry downloaded anchors the chain.
-    let (checked, anchor) = if from > 0 && anchor.is_none() {
-        match entries.first() {
-            Some(e) => (&entries[1..], Some((e.seq, e.hash))),
-            None => (&entries[..], None),
-        }
-    } else {
-        (&entries[..], anchor)
-    };
-    let verdict = log::verify_to_head(checked, anchor, &head);
+    let download = session::read_log(client, from).map_err(lift)?;
+    let verdict = download.verify();
+    let session::LogDownload {
+        entries,
+        anchor: pump_anchor,
+        head,
+        ..
+    } = download;
     let reasons = confirmation_reasons(&entries);
     let mut text = String::new();
     for e in &entries {
@@ -2648,6 +2328,8 @@ fn logs(out: &Out, client: &mut Client, from: u32) -> Result<ExitCode, Fail> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use thecal_pump::command::CommandKind;
+    use thecal_pump::log::LogChain;
 
     #[test]
     fn contents_parse_single_and_mixed() {

@@ -7,11 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
-use thecal_link::{Body, Reply, key_id_for};
+use thecal_link::{Body, Reply};
 use thecal_pump::command::Command;
 
 use crate::bearer::{ANSWER_TIMEOUT, Bearer, Client, Fail, Hello, finish};
-use crate::keyfile::{DeviceKind, Key, Pairing, hex, random_u32};
+use crate::keyfile::{DeviceKind, Key, random_u32};
 use crate::programmer::{
     LinkArgs, fingerprint_text, mode_text, read_invitation, refused, span, status, status_json,
     when,
@@ -108,23 +108,11 @@ fn run_inner(args: RemoteArgs) -> Result<ExitCode, Fail> {
                 (None, Err(e)) => return Err(e),
             };
             let bearer = Bearer::new(&address, ANSWER_TIMEOUT)?;
-            let client = Client::connect(
-                bearer,
-                &mut key,
-                Hello::Enrol {
-                    psk: inv.psk,
-                    implant: inv.implant,
-                    registry_full: inv.registry_full,
-                },
-            )?;
+            let (client, pairing) =
+                thecal_programmer::session::enrol(bearer, &mut key, &inv, &address)?;
             let fingerprint = client.session.fingerprint();
-            let key_id = key_id_for(key.keys.public());
-            key.file.pairing = Some(Pairing {
-                implant_key: hex(&inv.implant.0),
-                preauth: hex(&client.session.enrolled_preauth_key()),
-                key_id,
-                address: Some(address.clone()),
-            });
+            let key_id = pairing.key_id;
+            key.file.pairing = Some(pairing);
             key.save()?;
             out.emit(
                 json!({"fingerprint": fingerprint, "fingerprint_text": fingerprint_text(fingerprint), "key_id": key_id}),

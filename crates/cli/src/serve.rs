@@ -35,7 +35,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=720))]
     break_glass_minutes: u64,
     /// A fresh demo clinic (new SQLite database in a temporary directory) with synthetic
-    /// patients and demo logins.
+    /// patients, demo logins, and a running virtual implant for each demo pump, enrolled
+    /// with this server's programmer.
     #[arg(long, conflicts_with_all = ["database", "data_dir"])]
     demo: bool,
     /// Before serving, fill an empty clinic with this many synthetic patients for the
@@ -48,6 +49,30 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..=1000))]
     seed_visits: u64,
 }
+
+/// Fault injection for the crash tests (documented in docs/clinic.md):
+/// `THECAL_FAULT_PAUSE_AFTER_SEND_MS` holds every programming send this long after the
+/// pump answered the command, before the read-back, so a test can kill the server there.
+fn pause_after_send(station: &thecal_clinic::programming::Station) -> Result<(), String> {
+    use thecal_clinic::programming::Step;
+    let Ok(text) = std::env::var("THECAL_FAULT_PAUSE_AFTER_SEND_MS") else {
+        return Ok(());
+    };
+    let ms: u64 = text.trim().parse().map_err(|_| {
+        format!("THECAL_FAULT_PAUSE_AFTER_SEND_MS: '{text}' is not a whole number of milliseconds")
+    })?;
+    eprintln!("fault injection: each programming send pauses {ms} ms after the pump's answer");
+    station.set_fault(Some(std::sync::Arc::new(move |step| {
+        if step == Step::AfterSend {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        Ok(())
+    })));
+    Ok(())
+}
+
+/// How many demo pumps run as virtual implants.
+const DEMO_IMPLANTS: usize = 4;
 
 /// The URL with any password replaced by `***`.
 fn redacted(url: &str) -> String {
@@ -84,7 +109,19 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
+    let station_dir = if args.demo {
+        demo_dir.join("programmer")
+    } else {
+        args.data_dir.join("programmer")
+    };
     rt.block_on(async move {
+        // The programmer key: one per server (station), 0600, never shown.
+        let station = std::sync::Arc::new(
+            thecal_clinic::programming::Station::open(&station_dir)
+                .map_err(|e| format!("programmer station {}: {e}", station_dir.display()))?,
+        );
+        pause_after_send(&station)?;
+        let mut demo_implants = Vec::new();
         let store = thecal_clinic::storage::open(&url)
             .await
             .map_err(|e| format!("--database {}: {e}", redacted(&url)))?;
@@ -98,6 +135,21 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
             for (user, role) in logins {
                 println!("  {user} ({role})");
             }
+            let (implants, skipped) = thecal_clinic::programming::demo::start(
+                &store,
+                &station,
+                &demo_dir.join("implants"),
+                DEMO_IMPLANTS,
+            )
+            .await?;
+            println!("virtual implants (enrolled with this server's programmer):");
+            for i in &implants {
+                println!("  {} {} on udp://{}", i.serial, i.patient, i.addr);
+            }
+            for s in &skipped {
+                println!("  not started: {s}");
+            }
+            demo_implants = implants;
         } else {
             let admin = std::env::var("THECAL_ADMIN_PASSWORD").ok();
             if let Some((name, password)) = thecal_clinic::bootstrap_admin(&store, admin)
@@ -153,9 +205,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
                 ..Config::default()
             },
         );
-        thecal_clinic::serve(listener, state)
+        thecal_clinic::serve_router(listener, thecal_clinic::app_with_station(state, station))
             .await
             .map_err(|e| format!("serve: {e}"))?;
+        drop(demo_implants);
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -37,6 +37,7 @@ use crate::storage::{
 
 pub(crate) mod accounts;
 mod history;
+mod programming;
 
 /// The service's settings.
 #[derive(Debug, Clone)]
@@ -2186,10 +2187,13 @@ impl utoipa::Modify for CommonErrors {
           history::import_log, history::timeline, history::acknowledge_alarm,
           history::create_revision, history::list_revisions, history::create_plan,
           history::plan_status, history::list_plans, history::create_assessment,
-          history::list_assessments, accounts::list_users, accounts::change_user),
+          history::list_assessments, programming::link, programming::interrogate,
+          programming::programming, programming::get_session, programming::change,
+          programming::send, programming::open_remote, programming::confirm_remote,
+          programming::revoke_remote, programming::devices, accounts::list_users, accounts::change_user),
     tags((name = "session"), (name = "users"), (name = "patients"), (name = "implants"),
          (name = "prescriptions"), (name = "visits"), (name = "trials"), (name = "calendar"),
-         (name = "audit"))
+         (name = "audit"), (name = "programming"))
 )]
 pub struct ApiDoc;
 
@@ -2240,6 +2244,28 @@ async fn security_headers(State(st): State<AppState>, req: Request, next: Next) 
         );
     }
     r
+}
+
+/// The routes of programming the implant ([`programming`]).
+fn programming_routes() -> Router<AppState> {
+    use programming as p;
+    Router::new()
+        .route("/api/v1/implants/{id}/link", post(p::link))
+        .route("/api/v1/implants/{id}/interrogate", post(p::interrogate))
+        .route("/api/v1/implants/{id}/programming", get(p::programming))
+        .route("/api/v1/programming/{id}", get(p::get_session))
+        .route("/api/v1/programming/{id}/change", post(p::change))
+        .route("/api/v1/programming/{id}/send", post(p::send))
+        .route("/api/v1/implants/{id}/remotes", post(p::open_remote))
+        .route(
+            "/api/v1/implants/{id}/remotes/confirm",
+            post(p::confirm_remote),
+        )
+        .route(
+            "/api/v1/implants/{id}/remotes/revoke",
+            post(p::revoke_remote),
+        )
+        .route("/api/v1/implants/{id}/devices", get(p::devices))
 }
 
 async fn not_found() -> ApiError {
@@ -2314,6 +2340,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/patients/{id}/assessments",
             get(history::list_assessments).post(history::create_assessment),
         )
+        .merge(programming_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(

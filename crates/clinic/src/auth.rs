@@ -346,6 +346,58 @@ pub const ROUTES: &[RouteRule] = &[
         path: "/api/v1/patients/{id}/assessments",
         access: Access::Roles(RECORD),
     },
+    // Programming the implant: physicians and nurses (a program change is the
+    // physician's alone, checked by the handler).
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/implants/{id}/link",
+        access: Access::Roles(RECORD),
+    },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/implants/{id}/interrogate",
+        access: Access::Roles(RECORD),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/api/v1/implants/{id}/programming",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/api/v1/programming/{id}",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/programming/{id}/change",
+        access: Access::Roles(RECORD),
+    },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/programming/{id}/send",
+        access: Access::Roles(RECORD),
+    },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/implants/{id}/remotes",
+        access: Access::Roles(RECORD),
+    },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/implants/{id}/remotes/confirm",
+        access: Access::Roles(RECORD),
+    },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/implants/{id}/remotes/revoke",
+        access: Access::Roles(RECORD),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/api/v1/implants/{id}/devices",
+        access: Access::Roles(CLINICAL_READ),
+    },
 ];
 
 /// The rule for a method and routed path.

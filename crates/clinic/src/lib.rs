@@ -7,6 +7,8 @@
 //! - [`auth`]: roles, Argon2id, session tokens, the authorization table.
 //! - [`api`]: the JSON API under `/api/v1` (axum), described by OpenAPI 3.1.
 //! - [`web`]: the web console (server-rendered pages over the API).
+//! - [`programming`]: the server as the clinician programmer (its key, the link to each
+//!   implant, the programming session's record).
 //!
 //! The service keeps no state outside its database, so several instances may serve one
 //! PostgreSQL database behind a proxy.
@@ -16,6 +18,7 @@ pub mod auth;
 pub mod bench;
 pub mod demo;
 pub mod domain;
+pub mod programming;
 pub mod storage;
 pub mod web;
 
@@ -68,7 +71,23 @@ pub fn app(state: api::AppState) -> axum::Router {
 /// # Errors
 /// The listener fails.
 pub async fn serve(listener: tokio::net::TcpListener, state: api::AppState) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    serve_router(listener, app(state)).await
+}
+
+/// The API and the console with this server's programmer station ([`programming`]).
+pub fn app_with_station(state: api::AppState, station: Arc<programming::Station>) -> axum::Router {
+    app(state).layer(axum::Extension(station))
+}
+
+/// Serves a router on a bound listener until Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// The listener fails.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
         .with_graceful_shutdown(async {
             let ctrl_c = tokio::signal::ctrl_c();
             #[cfg(unix)]

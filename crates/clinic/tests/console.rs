@@ -159,6 +159,17 @@ impl Clinic {
         format!("http://{addr}")
     }
 
+    /// Serves the API and the console with a programmer station; returns the base URL.
+    async fn serve_with(&self, station: Arc<thecal_clinic::programming::Station>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = thecal_clinic::app_with_station(self.state.clone(), station);
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        format!("http://{addr}")
+    }
+
     fn advance(&self, d: TimeDelta) {
         self.offset_ms
             .fetch_add(d.num_milliseconds(), Ordering::SeqCst);
@@ -1669,6 +1680,97 @@ async fn search_pages_reach_every_patient_clinic_133_walk() {
     assert!(bad.contains("a whole number from 1 to 22"), "{bad}");
 }
 
+/// A program change on a running virtual implant (the demo's Ada), from the console:
+/// interrogation with the disagreement named, old against new, send, read back.
+async fn program_change_read_back_on_a_virtual_implant_in_chromium_clinic_157_walk() {
+    let Some(b) = browser("programming").await else {
+        return;
+    };
+    let clinic = Clinic::new().await;
+    let station = Arc::new(
+        thecal_clinic::programming::Station::open(&clinic.dir.join("programmer")).unwrap(),
+    );
+    let (implants, skipped) = thecal_clinic::programming::demo::start(
+        &clinic.state.store,
+        &station,
+        &clinic.dir.join("implants"),
+        1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(implants.len(), 1, "{skipped:?}");
+    assert_eq!(implants[0].serial, "DEMO-NGP-001");
+    let api = thecal_clinic::api::router(clinic.state.clone());
+    let dr = api_login(&api, "dr.demo").await;
+    let (_, list, _) = api_call(&api, Some(&dr), "GET", "/api/v1/patients?limit=1000", None).await;
+    let pid = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["mrn"] == "DEMO-001")
+        .and_then(|p| p["id"].as_i64())
+        .unwrap_or_else(|| panic!("{list}"));
+    let (_, rec, _) = api_call(
+        &api,
+        Some(&dr),
+        "GET",
+        &format!("/api/v1/patients/{pid}"),
+        None,
+    )
+    .await;
+    let iid = rec["implants"][0]["id"].as_i64().unwrap();
+    // A new version of Ada's prescription: 240 mcg/day of the 2 mg/mL in her pump.
+    let (s, v, _) = api_call(
+        &api,
+        Some(&dr),
+        "POST",
+        &format!("/api/v1/implants/{iid}/prescriptions"),
+        Some(
+            json!({"drug": "baclofen", "concentration": "2000 mcg/mL", "daily_dose": "240 mcg/day",
+                    "reservoir_volume": "20 mL", "reason": "spasms at night",
+                    "confirm_soft_findings": "titration agreed"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let base = clinic.serve_with(station).await;
+    b.sign_in(&base, "dr.demo").await;
+    b.go(&format!("{base}/patients/{pid}")).await;
+    b.click("a[href$='/programming']").await;
+    assert_eq!(b.band().await.0, "Ada Demo");
+    assert!(
+        b.text_of("[data-testid=link-state]")
+            .await
+            .contains("enrolled")
+    );
+    b.shot("programming-pump").await;
+    b.click("[data-testid=interrogate]").await;
+    let d = b.text_of("[data-testid=disagreements]").await;
+    assert!(d.contains("program: prescription version"), "{d}");
+    b.shot("programming-interrogated").await;
+    // The pump itself finds a second increase within a day of the last (its first fill
+    // was just programmed): the clinician confirms it with a reason.
+    b.type_in("confirm-program", "titration agreed").await;
+    b.click("[data-testid=choose-program]").await;
+    // Old against new on the same screen as the send button.
+    let old = b.text_of("[data-testid=review-1]").await;
+    let new = b.text_of("[data-testid=review-2]").await;
+    assert!(old.starts_with("OLD (running now"), "{old}");
+    assert!(new.contains("240 mcg/day baclofen"), "{new}");
+    b.shot("programming-review").await;
+    b.click("[data-testid=send]").await;
+    let status = b.text_of("[data-testid=session-status]").await;
+    assert!(
+        status.contains("confirmed") && status.contains("read back"),
+        "{status}"
+    );
+    let confirmed = b.text_of("[data-testid=confirmed]").await;
+    assert!(confirmed.contains("240 mcg/day baclofen"), "{confirmed}");
+    b.shot("programming-confirmed").await;
+    b.close().await;
+    drop(implants);
+}
+
 // ---------------------------------------------------------------- the tests
 
 fn run(f: impl std::future::Future<Output = ()>) {
@@ -1725,4 +1827,9 @@ fn confirm_needs_the_review_of_its_own_values_clinic_131() {
 #[test]
 fn search_pages_reach_every_patient_clinic_133() {
     run(search_pages_reach_every_patient_clinic_133_walk());
+}
+
+#[test]
+fn program_change_read_back_on_a_virtual_implant_in_chromium_clinic_157() {
+    run(program_change_read_back_on_a_virtual_implant_in_chromium_clinic_157_walk());
 }

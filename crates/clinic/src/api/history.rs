@@ -51,6 +51,19 @@ pub(super) async fn import_log(
     ApiJson(x): ApiJson<LogExport>,
 ) -> ApiResult<Json<ImportResult>> {
     let _: (Row, Implant) = load(&st, Kind::Implant, implant_id).await?;
+    import_entries(&st, &u.actor, implant_id, &x)
+        .await
+        .map(Json)
+}
+
+/// Verifies a downloaded log against what the clinic holds and stores the new entries
+/// (the upload route's work, also run at each programming session's interrogation).
+pub(super) async fn import_entries(
+    st: &AppState,
+    actor: &crate::storage::Actor,
+    implant_id: i64,
+    x: &LogExport,
+) -> ApiResult<ImportResult> {
     let (first, last) = match (x.entries.first(), x.entries.last()) {
         (Some(f), Some(l)) => (f.seq, l.seq),
         _ => {
@@ -78,7 +91,7 @@ pub(super) async fn import_log(
             stored.overlap.push((seq, h));
         }
     }
-    let verified = pumplog::verify(&x, &stored)?;
+    let verified = pumplog::verify(x, &stored)?;
     let rows: Vec<EventRow> = verified
         .iter()
         .map(|v| {
@@ -96,15 +109,15 @@ pub(super) async fn import_log(
         .collect::<ApiResult<_>>()?;
     let added = st
         .store
-        .import_events(&u.actor, implant_id, &rows, st.ms())
+        .import_events(actor, implant_id, &rows, st.ms())
         .await?;
-    Ok(Json(ImportResult {
+    Ok(ImportResult {
         received: rows.len(),
         added,
         already_held: rows.len().saturating_sub(added),
         first_seq: first,
         last_seq: last,
-    }))
+    })
 }
 
 /// One item of an implant's timeline.

@@ -52,11 +52,13 @@ pub enum Kind {
     Revision,
     /// Scale assessments with their raw answers, parent: patient.
     Assessment,
+    /// Programming sessions with the implant, parent: implant.
+    ProgrammingSession,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Patient,
         Kind::Implant,
         Kind::Prescription,
@@ -68,6 +70,7 @@ impl Kind {
         Kind::ReplacementPlan,
         Kind::Revision,
         Kind::Assessment,
+        Kind::ProgrammingSession,
     ];
 
     /// The table (a fixed name: never built from input).
@@ -84,6 +87,7 @@ impl Kind {
             Kind::ReplacementPlan => "replacement_plans",
             Kind::Revision => "revisions",
             Kind::Assessment => "assessments",
+            Kind::ProgrammingSession => "programming_sessions",
         }
     }
 
@@ -110,6 +114,7 @@ impl Kind {
             Kind::ReplacementPlan => "replacement_plan",
             Kind::Revision => "revision",
             Kind::Assessment => "assessment",
+            Kind::ProgrammingSession => "programming_session",
         }
     }
 }

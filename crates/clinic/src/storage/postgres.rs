@@ -41,6 +41,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "history",
         include_str!("../../migrations/postgres/0003_history.sql"),
     ),
+    (
+        6,
+        "programming_sessions",
+        include_str!("../../migrations/postgres/0006_programming_sessions.sql"),
+    ),
 ];
 
 /// Run on every new connection: changes commit synchronously whatever the server's,

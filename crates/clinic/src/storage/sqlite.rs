@@ -57,6 +57,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "history",
         include_str!("../../migrations/sqlite/0003_history.sql"),
     ),
+    (
+        6,
+        "programming_sessions",
+        include_str!("../../migrations/sqlite/0006_programming_sessions.sql"),
+    ),
 ];
 
 /// The SQLite store.

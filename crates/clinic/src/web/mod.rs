@@ -22,6 +22,7 @@ mod mri;
 pub mod pages;
 pub mod plots;
 pub mod prescribe;
+mod programming;
 mod replacement;
 pub mod search;
 
@@ -107,6 +108,7 @@ pub fn router(state: AppState) -> Router {
             get(admin::accounts_page).post(admin::account_create),
         )
         .route("/admin/accounts/{id}", post(admin::account_change))
+        .merge(programming::routes())
         .layer(middleware::from_fn(page_headers))
         .with_state(web)
 }

@@ -372,3 +372,90 @@ pub struct AuditPage {
     /// Newest first.
     pub rows: Vec<AuditLine>,
 }
+
+/// A session in the pump's list.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    /// Id.
+    pub id: i64,
+    /// When opened.
+    pub opened: String,
+    /// By whom.
+    pub by: String,
+    /// Status.
+    pub status: String,
+    /// Outcome in words.
+    pub outcome: String,
+}
+
+/// The pump's programming page.
+#[derive(Template)]
+#[template(path = "programming.html")]
+pub struct ProgrammingPage {
+    /// Layout.
+    pub ctx: Ctx,
+    /// Implant id.
+    pub implant_id: i64,
+    /// Serial.
+    pub serial: String,
+    /// The station is enrolled with the pump.
+    pub enrolled: bool,
+    /// The pump's address.
+    pub address: String,
+    /// The station's key id.
+    pub key_id: String,
+    /// What the pump last confirmed, as rows.
+    pub runs: Option<Vec<(String, String)>>,
+    /// Sessions, newest first.
+    pub sessions: Vec<SessionRow>,
+    /// An error to show.
+    pub error: Option<String>,
+    /// An open window's invite (JSON).
+    pub invite: Option<String>,
+    /// When it closes.
+    pub invite_expires: String,
+    /// The last remote action in words.
+    pub remote_message: Option<String>,
+}
+
+/// A programming session's page.
+#[derive(Template)]
+#[template(path = "session.html")]
+pub struct SessionPage {
+    /// Layout.
+    pub ctx: Ctx,
+    /// Session id.
+    pub id: i64,
+    /// Implant id.
+    pub implant_id: i64,
+    /// Serial.
+    pub serial: String,
+    /// Status.
+    pub status: String,
+    /// Outcome.
+    pub outcome: Option<String>,
+    /// An error to show.
+    pub error: Option<String>,
+    /// The log verified.
+    pub log_ok: bool,
+    /// The log's check in words.
+    pub log_message: String,
+    /// Earlier sessions reconciled.
+    pub reconciled: Vec<String>,
+    /// Disagreements.
+    pub disagreements: Vec<String>,
+    /// What the pump held.
+    pub before: Vec<(String, String)>,
+    /// The change may be chosen.
+    pub choose: bool,
+    /// Prescription versions to choose: (id, words).
+    pub prescriptions: Vec<(i64, String)>,
+    /// Visits with a fill: (id, words).
+    pub visits: Vec<(i64, String)>,
+    /// Old against new.
+    pub review: Vec<String>,
+    /// The reviewed change may be sent by this user.
+    pub sendable: bool,
+    /// What the pump confirmed.
+    pub confirmed: Option<Vec<(String, String)>>,
+}
