@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use thecal_pump::alarm::AlarmKind;
 use thecal_pump::battery::BatteryState;
-use thecal_pump::command::{BridgeChoice, Command, Mode, Refusal, Response, Role, StopReason};
+use thecal_pump::command::{BridgeChoice, Command, Refusal, Response, Role, StopReason};
 use thecal_pump::core::{Action, BolusKind, Pump};
 use thecal_pump::event::Event as LogEvent;
 use thecal_pump::fluid::FluidPath;
@@ -30,7 +30,7 @@ use thecal_rx::check::Prescription;
 use thecal_rx::dose::{Admixture, Component, flow_for_dose};
 use thecal_rx::drug::DrugId;
 use thecal_rx::quantity::{MS_PER_DAY, MS_PER_HOUR};
-use thecal_rx::schedule::{LocalTime, Schedule};
+use thecal_rx::schedule::Schedule;
 use thecal_rx::{Concentration, Duration, Instant, Volume};
 
 use crate::models::catheter::{Catheter, Granuloma};
@@ -40,6 +40,8 @@ use crate::models::mechanism::{GasPump, Peristaltic, ValvePulse};
 use crate::models::patient::{Condition, Patient};
 use crate::result::{AlarmMark, Note, PumpLog, RunResult, Sample, Totals};
 use crate::scenario::{self, Device, Event, Pressing, RefillError, Scenario};
+
+mod therapy;
 
 /// 2027-01-04 00:00 UTC, a Monday: the wall-clock start of every run.
 pub const START_UTC_MS: u64 = 1_799_020_800_000;
@@ -114,6 +116,11 @@ pub struct Engine<'a> {
     tip_ng: f64,
     flow_nl: f64,
     prescribed_ng: f64,
+    /// The clinician's intended dose since the last sample, ng ([`therapy`]).
+    intended_ng: f64,
+    /// The wall clock as the patient lives it and as the pump was told it
+    /// ([`therapy::Clocks`]).
+    clocks: therapy::Clocks,
     last_sample: u64,
     press_id: u32,
     /// Hardware time at true time zero.
@@ -226,6 +233,8 @@ impl<'a> Engine<'a> {
             tip_ng: 0.0,
             flow_nl: 0.0,
             prescribed_ng: 0.0,
+            intended_ng: 0.0,
+            clocks: therapy::Clocks::default(),
             last_sample: 0,
             press_id: 0,
             hw_offset: 0,
@@ -599,7 +608,10 @@ impl<'a> Engine<'a> {
             LogEvent::BolusStarted {
                 kind: BolusKind::Patient,
                 ..
-            } => self.result.totals.boluses_given += 1,
+            } => {
+                self.result.totals.boluses_given += 1;
+                self.result.totals.patient_bolus_h.push(t_h);
+            }
             LogEvent::HandshakeDenied { .. } => {
                 if let Some(r) = self.radio.as_deref_mut() {
                     r.denial_logged();
@@ -847,6 +859,11 @@ impl<'a> Engine<'a> {
             Event::ReplacePump => self.replace_pump(),
             Event::CatheterRevision(record) => self.revise_catheter(record),
             Event::Radio(a) => self.radio_turn(crate::radio::Turn::Attack(a)),
+            Event::SetClock { shift_ms } => self.set_clock(shift_ms),
+            Event::TimeZone {
+                offset_minutes,
+                tell_pump,
+            } => self.time_zone(offset_minutes, tell_pump),
         }
     }
 
@@ -994,9 +1011,11 @@ impl<'a> Engine<'a> {
             FluidPath::new(dead, &self.contents).unwrap_or_else(|_| FluidPath::saline(dead));
         let volume = profile.reservoir_capacity.min(self.sc.fill);
         self.reservoir_nl = volume.raw() as f64;
+        // The new pump's clock is set right, in the patient's time zone.
+        self.clocks.shift_ms = 0;
         self.clinician(Command::SetClock {
             utc_ms: START_UTC_MS + self.now,
-            offset_minutes: 0,
+            offset_minutes: self.clocks.offset_minutes,
         });
         self.clinician(Command::Refill {
             aspirated: Volume::ZERO,
@@ -1050,48 +1069,6 @@ impl<'a> Engine<'a> {
 
     // ----- sampling ---------------------------------------------------------------------
 
-    fn prescribed_rate_ng_per_ms(&mut self) -> f64 {
-        match &self.dev {
-            Dev::Programmable(p) => {
-                if !matches!(p.pump.mode(), Mode::Running) {
-                    return 0.0;
-                }
-                if let Some(rate) = self.basal_rate {
-                    return rate;
-                }
-                let program = p.pump.program();
-                let local = LocalTime(START_UTC_MS + self.now);
-                let constant = program.schedule.constant_flow();
-                let flow = if let Some(f) = constant {
-                    f.raw() as f64
-                } else if p.pump.clock().is_some() {
-                    program.schedule.flow_at(local).raw() as f64
-                } else {
-                    program.schedule.mean_daily().raw() as f64
-                };
-                // The prescribed dose is the program's, at the concentration the pump
-                // believes: what the clinician prescribed.
-                let rate = flow * program.contents.concentration_of(self.primary).raw() as f64
-                    / 1e6
-                    / MS_PER_DAY as f64;
-                if constant.is_some() {
-                    // Only a command changes the program (which clears this).
-                    self.basal_rate = Some(rate);
-                }
-                rate
-            }
-            Dev::Constant { gas } => {
-                let nominal = gas.flow_ml_per_day(&Environment::default()) * 1e6;
-                if self.reservoir_nl <= 0.0 {
-                    return 0.0;
-                }
-                nominal * self.contents.concentration_of(self.primary).raw() as f64
-                    / 1e6
-                    / MS_PER_DAY as f64
-            }
-        }
-    }
-
     fn sample(&mut self) {
         self.flush();
         let dt = (self.now - self.last_sample).max(1) as f64;
@@ -1113,6 +1090,7 @@ impl<'a> Engine<'a> {
             reservoir_ml: self.reservoir_nl / 1e6,
             reservoir_expected_ml: expected,
             prescribed_mcg_per_day: self.prescribed_ng / 1000.0 * per_day,
+            intended_mcg_per_day: self.intended_ng / 1000.0 * per_day,
             tip_mcg_per_day: self.tip_ng / 1000.0 * per_day,
             flow_ml_per_day: self.flow_nl / 1e6 * per_day,
             csf_ng_per_ml: self.patient.csf_ng_per_ml(),
@@ -1126,6 +1104,7 @@ impl<'a> Engine<'a> {
         self.tip_ng = 0.0;
         self.flow_nl = 0.0;
         self.prescribed_ng = 0.0;
+        self.intended_ng = 0.0;
         self.last_sample = self.now;
     }
 
@@ -1135,9 +1114,13 @@ impl<'a> Engine<'a> {
             return;
         }
         let dt = t - self.now;
-        let prescribed = self.prescribed_rate_ng_per_ms() * dt as f64;
+        let (running, intended) = self.dose_rates_ng_per_ms();
+        let prescribed = running * dt as f64;
         self.prescribed_ng += prescribed;
         self.result.totals.prescribed_mcg += prescribed / 1000.0;
+        let intended = intended * dt as f64;
+        self.intended_ng += intended;
+        self.result.totals.intended_mcg += intended / 1000.0;
         self.now = t;
     }
 

@@ -11,6 +11,8 @@
 //! | [`models`] | physics and physiology: pump mechanisms, catheter, environment, patient |
 //! | [`engine`] | the event loop around the core |
 //! | [`lookahead`] | the look ahead: the core run forward from an interrogated state with a proposed change |
+//! | [`clock`] | the scenario's clock events: a signed clock shift, a UTC offset |
+//! | [`expect`] | the verdicts of the newer expectations (priority, alarm gap, rolling 24 h boluses, tip-dose band, interruption) |
 //! | [`scenario`] | the TOML scenario format, expectations and their verdicts |
 //! | [`prescription_file`] | the TOML prescription format shared with `thecal calc check` |
 //! | [`result`] | what a run produces |
@@ -21,7 +23,9 @@
 //! | [`radio`] | the telemetry: a patient remote over the real link, attackers on the air |
 
 pub mod accuracy;
+pub mod clock;
 pub mod engine;
+pub mod expect;
 pub mod lookahead;
 pub mod models;
 pub mod plot;

@@ -78,8 +78,13 @@ pub struct AlarmSummary {
 pub struct DrugTotals {
     /// Drug.
     pub drug: String,
-    /// Prescribed over the run, mcg.
+    /// Prescribed over the run as the pump ran it, mcg.
     pub prescribed_mcg: f64,
+    /// The clinician intended over the run, mcg (SIM-067).
+    pub intended_mcg: f64,
+    /// Delivered at the tip as a percentage of intended (`null` if nothing was
+    /// intended).
+    pub delivered_pct_of_intended: Option<f64>,
     /// Reached the CSF at the catheter tip, mcg.
     pub delivered_tip_mcg: f64,
     /// Delivered at the tip as a percentage of prescribed (`null` if nothing was
@@ -157,6 +162,10 @@ pub fn summary(result: &RunResult) -> Summary {
             drugs: vec![DrugTotals {
                 drug: t.drug.clone(),
                 prescribed_mcg: t.prescribed_mcg,
+                intended_mcg: t.intended_mcg,
+                delivered_pct_of_intended: (t.intended_mcg > 0.0)
+                    .then(|| finite(100.0 * t.delivered_tip_mcg / t.intended_mcg))
+                    .flatten(),
                 delivered_tip_mcg: t.delivered_tip_mcg,
                 delivered_pct_of_prescribed: pct,
                 to_tissue_mcg: t.to_tissue_mcg,
@@ -276,7 +285,7 @@ type PlotFn = fn(&RunResult, &Path) -> PlotResult;
 /// The CSV header: one column per [`crate::result::Sample`] field, units in the name.
 pub const TIMELINE_HEADER: &str = "time_h,reservoir_true_mL,reservoir_expected_mL,\
 prescribed_mcg_per_day,tip_mcg_per_day,flow_mL_per_day,csf_ng_per_mL,systemic_ng_per_mL,\
-effect_0_to_1,withdrawal_risk_0_to_1,overdose_risk_0_to_1,battery_pct";
+effect_0_to_1,withdrawal_risk_0_to_1,overdose_risk_0_to_1,battery_pct,intended_mcg_per_day";
 
 /// The column added to the timeline in a scenario with a radio: the implant radio's
 /// cumulative energy.
@@ -313,6 +322,7 @@ fn timeline_csv(result: &RunResult) -> String {
             x.withdrawal_risk,
             x.overdose_risk,
             x.battery_pct,
+            x.intended_mcg_per_day,
         ];
         for (i, v) in fields.iter().enumerate() {
             if i > 0 {
@@ -483,9 +493,14 @@ fn plot_dose(result: &RunResult, path: &Path) -> PlotResult {
             ("delivered at the catheter tip", C_TIP, |x| {
                 x.tip_mcg_per_day
             }),
-            ("prescribed", C_PRESCRIBED, |x| x.prescribed_mcg_per_day),
+            ("as the pump runs it", C_PRESCRIBED, |x| {
+                x.prescribed_mcg_per_day
+            }),
+            ("intended by the clinician", C_OTHER, |x| {
+                x.intended_mcg_per_day
+            }),
         ],
-        &[1, 0],
+        &[2, 1, 0],
     )
 }
 
@@ -835,12 +850,15 @@ pub fn terminal_summary(result: &RunResult) -> String {
     for d in &t.drugs {
         let _ = writeln!(
             s,
-            "dose      {}: prescribed {:.1} mcg, delivered at tip {:.1} mcg ({}), to tissue {:.1} mcg",
+            "dose      {}: prescribed {:.1} mcg, delivered at tip {:.1} mcg ({}), to tissue {:.1} mcg; \
+             intended {:.1} mcg ({} delivered)",
             if d.drug.is_empty() { "drug" } else { &d.drug },
             d.prescribed_mcg,
             d.delivered_tip_mcg,
             fmt_opt(d.delivered_pct_of_prescribed, " %"),
-            d.to_tissue_mcg
+            d.to_tissue_mcg,
+            d.intended_mcg,
+            fmt_opt(d.delivered_pct_of_intended, " %"),
         );
     }
     let _ = writeln!(
@@ -1162,6 +1180,7 @@ mod tests {
                 20.0 - 0.52 * day
             },
             prescribed_mcg_per_day: 200.0,
+            intended_mcg_per_day: 200.0,
             tip_mcg_per_day: 200.0 * (1.0 + 0.05 * (t_h * 0.3).sin()),
             flow_ml_per_day: 0.5,
             csf_ng_per_ml: 150.0 * (1.0 - (-t_h / 10.0).exp()),
@@ -1328,7 +1347,7 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), r.samples.len() + 1);
         assert!(lines[0].starts_with("time_h,reservoir_true_mL,reservoir_expected_mL"));
-        assert!(lines[0].contains("csf_ng_per_mL") && lines[0].ends_with("battery_pct"));
+        assert!(lines[0].contains("csf_ng_per_mL") && lines[0].ends_with("intended_mcg_per_day"));
         let cols = lines[0].split(',').count();
         for l in &lines[1..] {
             assert_eq!(l.split(',').count(), cols);

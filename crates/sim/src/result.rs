@@ -13,8 +13,13 @@ pub struct Sample {
     pub reservoir_ml: f64,
     /// The pump's own estimate of the reservoir, mL (NaN for a constant-rate pump).
     pub reservoir_expected_ml: f64,
-    /// Prescribed dose rate of the primary drug, mcg/day.
+    /// Prescribed dose rate of the primary drug as the pump currently runs it, mcg/day
+    /// (zero while the pump is stopped, at end of service or in a fault).
     pub prescribed_mcg_per_day: f64,
+    /// The clinician's intended dose rate of the primary drug, mcg/day: the program at
+    /// the patient's true local time, whether or not the pump runs it (zero only while a
+    /// clinician has stopped the pump; SIM-067).
+    pub intended_mcg_per_day: f64,
     /// Dose of the primary drug that reached the CSF over the last interval, as mcg/day.
     pub tip_mcg_per_day: f64,
     /// True flow out of the pump over the last interval, mL/day.
@@ -62,6 +67,8 @@ pub struct Totals {
     pub drug: String,
     /// Prescribed over the run, mcg.
     pub prescribed_mcg: f64,
+    /// The clinician intended over the run, mcg (SIM-067).
+    pub intended_mcg: f64,
     /// Reached the CSF, mcg.
     pub delivered_tip_mcg: f64,
     /// Went to tissue instead (leak, pocket fill), mcg.
@@ -97,6 +104,9 @@ pub struct Totals {
     pub missed_ml: f64,
     /// Events the engine processed.
     pub engine_events: u64,
+    /// When each patient bolus started, hours (SIM-069).
+    #[serde(skip)]
+    pub patient_bolus_h: Vec<f64>,
 }
 
 /// The verdict on one expectation.

@@ -153,6 +153,19 @@ pub enum Event {
     CatheterRevision(thecal_pump::catheter::CatheterRecord),
     /// An attack on the telemetry, or the programmer wand ([`crate::radio`]).
     Radio(crate::radio::Attack),
+    /// The clinician sets the pump's wall clock this far off the true time (zero: right;
+    /// negative: back), with the core's `SetClock` (SIM-068).
+    SetClock {
+        /// Pump clock minus true time, ms.
+        shift_ms: i64,
+    },
+    /// The patient's UTC offset changes: daylight saving, travel (SIM-068).
+    TimeZone {
+        /// The new offset, minutes (−720 to +840).
+        offset_minutes: i16,
+        /// The programmer tells the pump (`SetClock` with the true UTC and the offset).
+        tell_pump: bool,
+    },
 }
 
 /// What must come out of the run.
@@ -237,6 +250,45 @@ pub enum Expectation {
     /// What reached the tip, less the patient boluses given (at the prescription's bolus
     /// volume), is within `percent` of the prescribed basal: therapy unaffected.
     BasalWithin(f64),
+    /// The opposite of the inner expectation (`not = true`; SIM-069).
+    Not(Box<Expectation>),
+    /// The alarm was raised with this priority (`high`, `medium`, `low`; SIM-069).
+    AlarmPriority {
+        /// Alarm name.
+        alarm: String,
+        /// Priority, lower case.
+        priority: String,
+    },
+    /// The first `then` raised after the first `alarm` comes at least `at_least` and at
+    /// most `at_most` after it (SIM-069).
+    AlarmGap {
+        /// The first alarm.
+        alarm: String,
+        /// The alarm that follows it.
+        then: String,
+        /// Shortest allowed gap.
+        at_least: Option<Duration>,
+        /// Longest allowed gap.
+        at_most: Option<Duration>,
+    },
+    /// At most this many patient boluses start in any rolling 24 hours (SIM-069).
+    BolusesIn24hAtMost(u64),
+    /// After `after`, every sample's tip dose is within ±`percent` % of the intended
+    /// dose (samples with no intended dose aside; SIM-069).
+    TipDoseWithin {
+        /// Band, percent.
+        percent: f64,
+        /// Window start.
+        after: Duration,
+    },
+    /// Therapy is never interrupted (tip dose below `fraction` of the intended dose)
+    /// for longer than `longer_than` (SIM-067).
+    InterruptionAtMost {
+        /// Longest allowed interruption.
+        longer_than: Duration,
+        /// Below this fraction of the intended dose therapy counts as interrupted.
+        fraction: f64,
+    },
 }
 
 /// A scenario, typed and checked.
@@ -400,6 +452,12 @@ struct EventSpec {
     write: Option<u32>,
     program: Option<ProgramSpec>,
     every: Option<String>,
+    /// `set-clock`: the pump's clock minus the true time, "-1 d", "+90 min".
+    shift: Option<String>,
+    /// `time-zone`: the new UTC offset, "+01:00".
+    offset: Option<String>,
+    /// `time-zone`: the programmer tells the pump (default true).
+    tell_pump: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -415,6 +473,14 @@ struct ExpectSpec {
     command: Option<String>,
     count: Option<u64>,
     within_ml: Option<f64>,
+    /// Negates the expectation.
+    not: Option<bool>,
+    /// `alarm-priority`: high, medium or low.
+    priority: Option<String>,
+    /// `alarm-gap`: the alarm that follows `alarm`.
+    then: Option<String>,
+    /// `alarm-gap`: the longest allowed gap.
+    shorter_than: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -478,7 +544,7 @@ fn fraction(field: &str, v: Option<f64>) -> Result<f64, FileError> {
 
 const EVENT_KINDS: &str = "refill, program, titrate, clinician-bolus, priming, patient-press, mri, \
     occlusion, granuloma, leak, fever, flight, dive, power-cut, stop, resume, replace-pump, catheter-revision, \
-    handshake-flood, replay, jamming, bolus-flood, wand";
+    set-clock, time-zone, handshake-flood, replay, jamming, bolus-flood, wand";
 
 fn event(
     i: usize,
@@ -574,6 +640,19 @@ fn event(
         "stop" => Event::Stop,
         "resume" => Event::Resume,
         "replace-pump" => Event::ReplacePump,
+        "set-clock" => Event::SetClock {
+            shift_ms: match &e.shift {
+                None => 0,
+                Some(s) => crate::clock::shift_ms(&f("shift"), s)?,
+            },
+        },
+        "time-zone" => Event::TimeZone {
+            offset_minutes: crate::clock::offset_minutes(
+                &f("offset"),
+                need(&f("offset"), &e.offset)?,
+            )?,
+            tell_pump: e.tell_pump.unwrap_or(true),
+        },
         "catheter-revision" => Event::CatheterRevision(catheter_of(
             e.model.as_deref().unwrap_or("1"),
             need(&f("length"), &e.length)?,
@@ -595,9 +674,18 @@ const EXPECT_KINDS: &str = "no-limiter-veto, limiter-veto, alarm, no-alarm, tip-
     tip-dose-below, tip-dose-above, reservoir-tracks, delivered-within, withdrawal-flagged, no-withdrawal, overdose-flagged, \
     no-overdose, command-refused, boluses-at-most, reconciliation-flagged, end-of-service, eri-before-eos, \
     basal-within, radio-energy-below, radio-asleep, radio-never-asleep, radio-awake-at-end, link-boluses-at-least, \
-    link-boluses-at-most";
+    link-boluses-at-most, alarm-priority, alarm-gap, boluses-in-24h-at-most, tip-dose-within, interruption-at-most";
 
 fn expectation(i: usize, x: &ExpectSpec) -> Result<Expectation, FileError> {
+    let inner = expectation_kind(i, x)?;
+    Ok(if x.not == Some(true) {
+        Expectation::Not(Box::new(inner))
+    } else {
+        inner
+    })
+}
+
+fn expectation_kind(i: usize, x: &ExpectSpec) -> Result<Expectation, FileError> {
     let f = |name: &str| format!("expect[{i}].{name}");
     let opt_dur =
         |name: &str, v: &Option<String>, default: Duration| -> Result<Duration, FileError> {
@@ -646,6 +734,62 @@ fn expectation(i: usize, x: &ExpectSpec) -> Result<Expectation, FileError> {
         "radio-awake-at-end" => Expectation::RadioAwakeAtEnd,
         "link-boluses-at-least" => Expectation::LinkBolusesAtLeast(*need(&f("count"), &x.count)?),
         "link-boluses-at-most" => Expectation::LinkBolusesAtMost(*need(&f("count"), &x.count)?),
+        "alarm-priority" => Expectation::AlarmPriority {
+            alarm: alarm_name(&f("alarm"), need(&f("alarm"), &x.alarm)?)?,
+            priority: match need(&f("priority"), &x.priority)?.as_str() {
+                p @ ("high" | "medium" | "low") => p.to_string(),
+                other => {
+                    return Err(err(
+                        f("priority"),
+                        format!("unknown priority '{other}'; known: high, medium, low"),
+                    ));
+                }
+            },
+        },
+        "alarm-gap" => {
+            let at_least = x
+                .longer_than
+                .as_deref()
+                .map(|s| quantity(&f("longer_than"), s))
+                .transpose()?;
+            let at_most = x
+                .shorter_than
+                .as_deref()
+                .map(|s| quantity(&f("shorter_than"), s))
+                .transpose()?;
+            if at_least.is_none() && at_most.is_none() {
+                return Err(err(
+                    f("longer_than"),
+                    "is required for this kind, or `shorter_than`, or both (durations)",
+                ));
+            }
+            Expectation::AlarmGap {
+                alarm: alarm_name(&f("alarm"), need(&f("alarm"), &x.alarm)?)?,
+                then: alarm_name(&f("then"), need(&f("then"), &x.then)?)?,
+                at_least,
+                at_most,
+            }
+        }
+        "boluses-in-24h-at-most" => Expectation::BolusesIn24hAtMost(*need(&f("count"), &x.count)?),
+        "tip-dose-within" => Expectation::TipDoseWithin {
+            percent: match *need(&f("percent"), &x.percent)? {
+                p if p.is_finite() && p >= 0.0 => p,
+                p => {
+                    return Err(err(
+                        f("percent"),
+                        format!("{p} is out of range; allowed: 0 or above (a band of ± percent)"),
+                    ));
+                }
+            },
+            after: opt_dur("after", &x.after, Duration::ZERO)?,
+        },
+        "interruption-at-most" => Expectation::InterruptionAtMost {
+            longer_than: dur(&f("longer_than"), &x.longer_than)?,
+            fraction: match x.fraction {
+                None => 0.1,
+                v => fraction(&f("fraction"), v)?,
+            },
+        },
         other => {
             return Err(err(
                 f("kind"),
@@ -699,6 +843,10 @@ fn describe(x: &ExpectSpec) -> String {
         ("command", x.command.clone()),
         ("count", x.count.map(|f| f.to_string())),
         ("within_ml", x.within_ml.map(|f| f.to_string())),
+        ("priority", x.priority.clone()),
+        ("then", x.then.clone()),
+        ("shorter_than", x.shorter_than.clone()),
+        ("not", x.not.map(|f| f.to_string())),
     ] {
         if let Some(v) = v {
             s.push_str(&format!(" {k}={v}"));
@@ -949,10 +1097,7 @@ pub fn judge(sc: &Scenario, r: &RunResult) -> Vec<Verdict> {
     sc.expectations
         .iter()
         .map(|(text, x)| {
-            let (passed, detail) = match x {
-                Expectation::BasalWithin(pct) => basal_verdict(sc, *pct, r),
-                _ => verdict(x, r),
-            };
+            let (passed, detail) = judge_one(sc, x, r);
             Verdict {
                 expectation: text.clone(),
                 passed,
@@ -962,20 +1107,37 @@ pub fn judge(sc: &Scenario, r: &RunResult) -> Vec<Verdict> {
         .collect()
 }
 
+/// One expectation's verdict: whether it held, and what was found.
+fn judge_one(sc: &Scenario, x: &Expectation, r: &RunResult) -> (bool, String) {
+    match x {
+        Expectation::BasalWithin(pct) => basal_verdict(sc, *pct, r),
+        Expectation::Not(inner) => {
+            let (passed, detail) = judge_one(sc, inner, r);
+            (!passed, detail)
+        }
+        Expectation::AlarmPriority { .. }
+        | Expectation::AlarmGap { .. }
+        | Expectation::BolusesIn24hAtMost(_)
+        | Expectation::TipDoseWithin { .. }
+        | Expectation::InterruptionAtMost { .. } => crate::expect::verdict(x, r),
+        _ => verdict(x, r),
+    }
+}
+
 fn hours(d: Duration) -> f64 {
     d.ms() as f64 / 3_600_000.0
 }
 
 /// The longest stretch (hours) in which the tip dose stays below `fraction` of the
-/// prescribed, counting only samples after `after_h` with a prescribed dose.
-fn longest_below(r: &RunResult, fraction: f64, after_h: f64) -> (f64, f64) {
+/// intended dose, counting only samples after `after_h` with an intended dose (SIM-067).
+pub(crate) fn longest_below(r: &RunResult, fraction: f64, after_h: f64) -> (f64, f64) {
     let mut longest = 0.0f64;
     let mut at = 0.0;
     let mut start: Option<f64> = None;
     let mut prev_t: f64 = 0.0;
     for s in r.samples.iter().filter(|s| s.t_h > after_h) {
-        let below = s.prescribed_mcg_per_day > 0.0
-            && s.tip_mcg_per_day < fraction * s.prescribed_mcg_per_day;
+        let below =
+            s.intended_mcg_per_day > 0.0 && s.tip_mcg_per_day < fraction * s.intended_mcg_per_day;
         match (below, start) {
             (true, None) => start = Some(prev_t.max(after_h)),
             (false, Some(s0)) => {
@@ -1080,8 +1242,8 @@ fn verdict(x: &Expectation, r: &RunResult) -> (bool, String) {
             let mut start: Option<f64> = None;
             let mut prev = 0.0;
             for s in &r.samples {
-                let above = s.prescribed_mcg_per_day > 0.0
-                    && s.tip_mcg_per_day > fraction * s.prescribed_mcg_per_day;
+                let above = s.intended_mcg_per_day > 0.0
+                    && s.tip_mcg_per_day > fraction * s.intended_mcg_per_day;
                 match (above, start) {
                     (true, None) => start = Some(prev),
                     (false, Some(s0)) => {
@@ -1117,16 +1279,16 @@ fn verdict(x: &Expectation, r: &RunResult) -> (bool, String) {
             _ => (false, "no reservoir estimate".into()),
         },
         Expectation::DeliveredWithin(pct) => {
-            let err = if t.prescribed_mcg > 0.0 {
-                (t.delivered_tip_mcg - t.prescribed_mcg) / t.prescribed_mcg * 100.0
+            let err = if t.intended_mcg > 0.0 {
+                (t.delivered_tip_mcg - t.intended_mcg) / t.intended_mcg * 100.0
             } else {
                 0.0
             };
             (
                 err.abs() <= *pct,
                 format!(
-                    "delivered {:.1} mcg of {:.1} prescribed ({err:+.2} %)",
-                    t.delivered_tip_mcg, t.prescribed_mcg
+                    "delivered {:.1} mcg of {:.1} intended ({err:+.2} %)",
+                    t.delivered_tip_mcg, t.intended_mcg
                 ),
             )
         }
@@ -1199,7 +1361,7 @@ fn verdict(x: &Expectation, r: &RunResult) -> (bool, String) {
         | Expectation::RadioAwakeAtEnd
         | Expectation::LinkBolusesAtLeast(_)
         | Expectation::LinkBolusesAtMost(_) => radio_verdict(x, r),
-        Expectation::BasalWithin(_) => (false, "judged with the scenario".into()),
+        _ => (false, "judged elsewhere".into()),
     }
 }
 
@@ -1211,17 +1373,17 @@ fn basal_verdict(sc: &Scenario, pct: f64, r: &RunResult) -> (bool, String) {
         _ => 0.0,
     };
     let basal = t.delivered_tip_mcg - bolus_mcg * t.boluses_given as f64;
-    let err = if t.prescribed_mcg > 0.0 {
-        (basal - t.prescribed_mcg) / t.prescribed_mcg * 100.0
+    let err = if t.intended_mcg > 0.0 {
+        (basal - t.intended_mcg) / t.intended_mcg * 100.0
     } else {
         0.0
     };
     (
         err.abs() <= pct,
         format!(
-            "basal delivered {basal:.1} mcg of {:.1} prescribed ({err:+.2} %; {} boluses of \
+            "basal delivered {basal:.1} mcg of {:.1} intended ({err:+.2} %; {} boluses of \
              {bolus_mcg:.1} mcg set aside)",
-            t.prescribed_mcg, t.boluses_given
+            t.intended_mcg, t.boluses_given
         ),
     )
 }
