@@ -87,6 +87,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The calculator and the simulator only print: like other Unix tools they end quietly
+    // when the reader of their output goes away (`thecal sim run … | head`). The serving
+    // commands keep SIGPIPE ignored, as their sockets need.
+    if matches!(cli.command, Command::Calc(_) | Command::Sim(_)) {
+        sigpipe::reset();
+    }
     let result = match cli.command {
         Command::Calc(args) => calc::run(args),
         Command::Sim(args) => sim::run(args),

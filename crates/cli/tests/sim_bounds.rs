@@ -314,3 +314,42 @@ fn list_reports_every_unparsable_file_and_lists_the_rest_sim_061() {
     assert!(stderr.contains("2 scenario file(s)"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn output_read_only_in_part_ends_the_run_quietly_sim_040() {
+    use std::io::Read as _;
+    let dir = tmp("pipe");
+    let mut child = Command::new(common::BIN)
+        .args([
+            "sim",
+            "run",
+            "scenarios/seven-years.toml",
+            "--out",
+            dir.join("report").to_str().expect("UTF-8"),
+            "--json",
+        ])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run thecal");
+    // Read one byte, as `| head -c 1` would, and go away.
+    let mut first = [0u8; 1];
+    let mut out = child.stdout.take().expect("stdout");
+    out.read_exact(&mut first).expect("first byte");
+    drop(out);
+    let status = child.wait().expect("wait");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    assert_eq!(first[0], b'{');
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{status:?}: {stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
