@@ -290,7 +290,7 @@ proptest! {
         let last = fluids.last().unwrap();
         pair.push(dead, last);
         prop_assert!(!pair.merged());
-        pair.check(&[last.clone()]);
+        pair.check(std::slice::from_ref(last));
     }
 }
 
