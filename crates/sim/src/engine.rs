@@ -9,9 +9,9 @@
 //!
 //! The physics the core cannot see lives here: the **true** reservoir (which a pocket
 //! fill leaves empty while the pump believes it full), the true stroke volumes (bias,
-//! variation, stalls, lost strokes), the true catheter contents (a `FluidPath` fed with
-//! true volumes and the true drug, which after a wrong-concentration refill differs from
-//! what the pump was told) and its routing (occlusion, granuloma, leak), and the patient.
+//! variation, stalls, lost strokes), the true catheter contents ([`crate::truth`]: exact,
+//! independent of the pump's `FluidPath`, fed with true volumes and the true drug, which
+//! after a wrong-concentration refill differs from what the pump was told) and its routing (occlusion, granuloma, leak), and the patient.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -23,7 +23,6 @@ use thecal_pump::battery::BatteryState;
 use thecal_pump::command::{BridgeChoice, Command, Refusal, Response, Role, StopReason};
 use thecal_pump::core::{Action, BolusKind, Pump};
 use thecal_pump::event::Event as LogEvent;
-use thecal_pump::fluid::FluidPath;
 use thecal_pump::persist::Slot;
 use thecal_pump::profile::{HardwareProfile, Mechanism};
 use thecal_rx::check::Prescription;
@@ -40,6 +39,7 @@ use crate::models::mechanism::{GasPump, Peristaltic, ValvePulse};
 use crate::models::patient::{Condition, Patient};
 use crate::result::{AlarmMark, Note, PumpLog, RunResult, Sample, Totals};
 use crate::scenario::{self, Device, Event, Pressing, RefillError, Scenario};
+use crate::truth::{FG_PER_NG, TrueCatheter, drug_slot};
 
 mod therapy;
 
@@ -100,7 +100,7 @@ pub struct Engine<'a> {
     reservoir_nl: f64,
     contents: Admixture,
     /// The true catheter contents.
-    catheter_fluid: FluidPath,
+    catheter_fluid: TrueCatheter,
     catheter: Catheter,
     env: Environment,
     faults: FaultInjector,
@@ -204,8 +204,7 @@ impl<'a> Engine<'a> {
         } else {
             saline
         };
-        let catheter_fluid =
-            FluidPath::new(dead, &initial).unwrap_or_else(|_| FluidPath::saline(dead));
+        let catheter_fluid = TrueCatheter::new(dead, &initial);
         let mut condition = match sc.condition {
             scenario::Condition::Pain => Condition::pain(),
             scenario::Condition::Spasticity => Condition::spasticity(),
@@ -679,9 +678,10 @@ impl<'a> Engine<'a> {
         self.pending_nl -= volume.raw() as f64;
         let (mut to_csf, mut to_tissue) = (0.0, 0.0);
         if !volume.is_zero() {
-            if let Ok(out) = self.catheter_fluid.push(volume, &self.contents) {
+            let out = self.catheter_fluid.push(volume, &self.contents);
+            if let Some(fg) = out.get(drug_slot(self.primary)) {
                 let routing = self.catheter.routing(ms_h(self.now));
-                let ng = out.mass_of(self.primary).raw() as f64;
+                let ng = *fg as f64 / FG_PER_NG as f64;
                 let pass = (1.0 - routing.blocked).max(1e-12);
                 to_csf = ng * routing.to_csf / pass;
                 to_tissue = ng * routing.to_tissue / pass;
@@ -1007,8 +1007,7 @@ impl<'a> Engine<'a> {
         let catheter = self.catheter();
         self.clinician(Command::SetCatheter(catheter));
         let dead = profile.pump_path_volume.saturating_add(catheter.volume());
-        self.catheter_fluid =
-            FluidPath::new(dead, &self.contents).unwrap_or_else(|_| FluidPath::saline(dead));
+        self.catheter_fluid = TrueCatheter::new(dead, &self.contents);
         let volume = profile.reservoir_capacity.min(self.sc.fill);
         self.reservoir_nl = volume.raw() as f64;
         // The new pump's clock is set right, in the patient's time zone.

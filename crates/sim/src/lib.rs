@@ -21,6 +21,7 @@
 //! | [`accuracy`] | the IEC 60601-2-24 trumpet curve |
 //! | [`population`] | Monte Carlo over patients and devices |
 //! | [`radio`] | the telemetry: a patient remote over the real link, attackers on the air |
+//! | [`truth`] | the true catheter contents, independent of the pump's fluid path |
 
 pub mod accuracy;
 pub mod clock;
@@ -36,3 +37,4 @@ pub mod radio;
 pub mod report;
 pub mod result;
 pub mod scenario;
+pub mod truth;

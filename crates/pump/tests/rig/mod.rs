@@ -1,8 +1,15 @@
 //! A test rig that plays the firmware around the core: it keeps the two persistence
 //! slots, moves the motor, keeps the logs, and drives time by the core's own
-//! `poll_timeout`, exactly as the documented call order says.
+//! `poll_timeout`, exactly as the documented call order says. What leaves the catheter
+//! tip is judged by the simulator's true catheter ([`truth`]), not by the pump's own
+//! fluid path (PUMP-042).
 
 #![allow(dead_code, clippy::unwrap_used, clippy::arithmetic_side_effects)]
+
+/// The simulator's true catheter: plain source shared as a test-only module, so the pump
+/// keeps its dependencies.
+#[path = "../../../sim/src/truth.rs"]
+pub mod truth;
 
 use thecal_pump::alarm::Sound;
 use thecal_pump::command::{BridgeChoice, Command, Response, Role};
@@ -49,8 +56,11 @@ pub struct Rig {
     pub sounds: Vec<(Instant, Sound)>,
     /// Strokes the motor really moved.
     pub strokes_moved: u64,
-    /// Every completed stroke: (time, drug masses that left the catheter tip).
+    /// Every completed stroke: (time, drug masses that left the catheter tip), by the
+    /// true catheter.
     pub tip: Vec<(Instant, Vec<(DrugId, Mass)>)>,
+    /// The true contents of the pump path and catheter (the oracle of `tip`).
+    pub truth: truth::TrueCatheter,
     /// The limiter's limits for the program's first drug at each completed stroke.
     pub limits: Vec<Option<Limits>>,
     /// The limiter's limits of every drug it counts, at each completed stroke.
@@ -64,6 +74,11 @@ pub struct Rig {
 impl Rig {
     pub fn new(profile: HardwareProfile) -> Self {
         let pump = Pump::new(profile, Instant::ZERO);
+        // A new pump's path and catheter hold saline.
+        let truth = truth::TrueCatheter::new(
+            pump.dead_volume(),
+            &Admixture::single(DrugId::Saline, thecal_rx::Concentration::ZERO),
+        );
         let mut rig = Rig {
             profile,
             pump,
@@ -77,6 +92,7 @@ impl Rig {
             sounds: Vec::new(),
             strokes_moved: 0,
             tip: Vec::new(),
+            truth,
             limits: Vec::new(),
             all_limits: Vec::new(),
             stall: false,
@@ -116,12 +132,8 @@ impl Rig {
                 let ok = !self.stall;
                 if ok {
                     let contents = self.pump.program().contents.clone();
-                    let d = self
-                        .pump
-                        .fluid()
-                        .peek(self.profile.stroke_volume, &contents)
-                        .unwrap();
-                    self.tip.push((self.now, d.masses().to_vec()));
+                    let d = self.truth.push_ng(self.profile.stroke_volume, &contents);
+                    self.tip.push((self.now, d));
                     let first = contents.active().next().map(|c| c.drug);
                     self.limits
                         .push(first.and_then(|dr| self.pump.limiter().limits(dr)));
@@ -175,6 +187,11 @@ impl Rig {
     pub fn cmd_as(&mut self, role: Role, cmd: Command) -> Response {
         self.wakes += 1;
         let r = self.pump.handle_command(self.now, role, 7, &cmd);
+        if let (Command::SetCatheter(record), Response::Accepted) = (&cmd, &r) {
+            // The surgeon's new catheter, in the body as in the pump's record.
+            self.truth
+                .replace_catheter(self.profile.pump_path_volume, record.volume());
+        }
         self.drain();
         r
     }
