@@ -299,7 +299,10 @@ impl Browser {
             .find(Locator::Id(id))
             .await
             .unwrap_or_else(|e| panic!("#{id}: {e}"));
-        if e.attr("type").await.unwrap().as_deref() == Some("date") {
+        if matches!(
+            e.attr("type").await.unwrap().as_deref(),
+            Some("date" | "datetime-local")
+        ) {
             // Typing into a date control follows the browser's locale; set the ISO value.
             self.c()
                 .execute(
