@@ -1291,11 +1291,23 @@ async fn versions(
         .iter()
         .map(parse)
         .collect::<ApiResult<_>>()?;
+    Ok(versions_of(all))
+}
+
+/// The first version and every version's schedule from when it was made, of one
+/// implant's prescriptions (oldest first).
+#[allow(clippy::type_complexity)]
+fn versions_of(
+    all: Vec<Prescription>,
+) -> (
+    Option<Prescription>,
+    Vec<(DateTime<Utc>, thecal_rx::schedule::Schedule)>,
+) {
     let schedules = all
         .iter()
         .filter_map(|p| change::rx_of(p).map(|r| (p.created_at, r.schedule)))
         .collect();
-    Ok((all.into_iter().next(), schedules))
+    (all.into_iter().next(), schedules)
 }
 
 /// Where the current version's delivery starts: (when, residual then). From the last
@@ -1308,9 +1320,19 @@ async fn fill_point(
     last: Option<&RefillVisit>,
 ) -> ApiResult<(DateTime<Utc>, Volume)> {
     let (first, schedules) = versions(st, implant_id).await?;
-    let (at, volume) = last_fill(first.as_ref().unwrap_or(rx), last);
+    Ok(fill_point_of(first.as_ref(), &schedules, rx, last))
+}
+
+/// [`fill_point`] from the implant's versions.
+fn fill_point_of(
+    first: Option<&Prescription>,
+    schedules: &[(DateTime<Utc>, thecal_rx::schedule::Schedule)],
+    rx: &Prescription,
+    last: Option<&RefillVisit>,
+) -> (DateTime<Utc>, Volume) {
+    let (at, volume) = last_fill(first.unwrap_or(rx), last);
     let from = at.max(rx.created_at);
-    Ok((from, visit::residual_across(volume, at, &schedules, from)))
+    (from, visit::residual_across(volume, at, schedules, from))
 }
 
 async fn last_closed(st: &AppState, implant_id: i64) -> ApiResult<Option<RefillVisit>> {
@@ -2084,8 +2106,20 @@ async fn compute_dues(
     let mut dues = Vec::new();
     let mut problems = Vec::new();
     let mut eris = Vec::new();
-    for r in st.store.calendar_rows().await? {
-        let imp: Implant = serde_json::from_str(&r.implant).map_err(|_| ApiError::internal())?;
+    let rows = st.store.calendar_rows().await?;
+    // Every active implant's prescriptions in a few statements, not one per implant.
+    let implants: Vec<Implant> = rows
+        .iter()
+        .map(|r| serde_json::from_str(&r.implant).map_err(|_| ApiError::internal()))
+        .collect::<ApiResult<_>>()?;
+    let ids: Vec<i64> = implants.iter().map(|i| i.id).collect();
+    let mut rxs: std::collections::HashMap<i64, Vec<Prescription>> =
+        std::collections::HashMap::new();
+    for r in st.store.list_under(Kind::Prescription, &ids).await? {
+        let p: Prescription = parse(&r)?;
+        rxs.entry(p.implant_id).or_default().push(p);
+    }
+    for (r, imp) in rows.into_iter().zip(implants) {
         if let Some(eri) = imp.details.eri_projected {
             eris.push((imp.id, eri));
         }
@@ -2103,7 +2137,8 @@ async fn compute_dues(
             Some(v) => Some(serde_json::from_str(v).map_err(|_| ApiError::internal())?),
             None => None,
         };
-        let (at, volume) = fill_point(st, imp.id, &rx, last.as_ref()).await?;
+        let (first, schedules) = versions_of(rxs.remove(&imp.id).unwrap_or_default());
+        let (at, volume) = fill_point_of(first.as_ref(), &schedules, &rx, last.as_ref());
         let input = due_input(st, &imp, &patient, &rx, at, volume, last.is_none())?;
         match calendar::due(&input) {
             Ok(d) => dues.push(d),

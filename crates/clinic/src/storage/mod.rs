@@ -434,6 +434,9 @@ pub trait Storage: Send + Sync {
     /// read once), in one statement per [`GET_MANY_CHUNK`] ids: a list page reads what it
     /// shows in a bounded number of queries, never one query per row.
     async fn get_many(&self, kind: Kind, ids: &[i64]) -> StoreResult<Vec<Row>>;
+    /// Every record under these parents, by parent then id, in one statement per
+    /// [`GET_MANY_CHUNK`] parents (the refill calendar's prescriptions of every implant).
+    async fn list_under(&self, kind: Kind, parent_ids: &[i64]) -> StoreResult<Vec<Row>>;
     /// A record, with the read audited.
     async fn read_logged(
         &self,
