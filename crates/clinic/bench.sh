@@ -20,7 +20,8 @@
 #      BENCH_CONNECTIONS (16), BENCH_THREADS (1), BENCH_DIR (target/clinic-bench),
 #      BENCH_PG (postgres://postgres@127.0.0.1:5432, trust authentication), BENCH_PG_DB
 #      (thecal_bench), BENCH_RESEED (0), BENCH_ENDPOINTS ("calendar record refill"; any of
-#      calendar record refill today patient, e.g. "today patient" for the console's pages).
+#      calendar record refill today patient, e.g. "today patient" for the console's pages),
+#      BENCH_BIN (a thecal built in release already; default: build it).
 # Needs wrk (Debian: apt-get install wrk), curl, python3; psql for PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -52,8 +53,16 @@ for tool in wrk curl python3; do
     exit 1
   }
 done
-cargo build --release --quiet -p thecal
-bin=$PWD/target/release/thecal
+if [ -n "${BENCH_BIN:-}" ]; then
+  bin=$(cd "$(dirname "$BENCH_BIN")" && pwd)/$(basename "$BENCH_BIN")
+  [ -x "$bin" ] || {
+    echo "bench.sh: BENCH_BIN: $BENCH_BIN is not an executable thecal" >&2
+    exit 2
+  }
+else
+  cargo build --release --quiet -p thecal
+  bin=$PWD/target/release/thecal
+fi
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 lua=$(mktemp -d)
@@ -196,8 +205,10 @@ run_db() {
       -s "$lua/$ep.lua" -H "Cookie: thecal_session=$token" -H "X-CSRF-Token: $csrf" \
       -H 'Content-Type: application/json' "http://127.0.0.1:$port" >"$dir/$db.$ep.wrk.txt"
     read -r n secs p50 p99 bad sock <"$lua/$ep.out"
-    results+=("$(printf '%-9s %-9s %9.0f %9s %9s %9s %9s' "$db" "$ep" \
-      "$(python3 -c "print($n / $secs)")" "$p50" "$p99" "$bad" "$sock")")
+    # The machine's 1-minute load average at the run's end (other work sharing it).
+    results+=("$(printf '%-9s %-9s %9.0f %9s %9s %9s %9s %6s' "$db" "$ep" \
+      "$(python3 -c "print($n / $secs)")" "$p50" "$p99" "$bad" "$sock" \
+      "$(cut -d' ' -f1 /proc/loadavg)")")
     # Each refill takes 4 requests; the connections leave at most one visit each open.
     # Past the last implant, start again from the first (their visits are closed).
     if [ "$ep" = refill ]; then
@@ -215,5 +226,5 @@ run_db() {
 [ "$which" != sqlite ] && run_db postgres
 echo
 echo "patients $patients, visits $((patients * visits)); wrk -t$threads -c$conns -d$duration; $(nproc) cores"
-printf '%-9s %-9s %9s %9s %9s %9s %9s\n' database endpoint 'req/s' 'p50 ms' 'p99 ms' non-2xx 'sock err'
+printf '%-9s %-9s %9s %9s %9s %9s %9s %6s\n' database endpoint 'req/s' 'p50 ms' 'p99 ms' non-2xx 'sock err' load1
 printf '%s\n' "${results[@]}"

@@ -28,7 +28,7 @@ use crate::domain::records::{
     Confirmation, Explant, Fill, Implant, JourneyState, NewImplant, NewPatient, NewPrescription,
     Patient, Prescription, RefillVisit, VisitStep,
 };
-use crate::domain::replacement::{self, Plan};
+use crate::domain::replacement::Plan;
 use crate::domain::trial::{self, Decision, NewTrial, Trial};
 use crate::domain::{FieldError, change, text, visit};
 use crate::storage::{
@@ -37,7 +37,9 @@ use crate::storage::{
 
 pub(crate) mod accounts;
 mod history;
+mod paging;
 mod programming;
+pub use paging::{ReplacementQuery, TOTAL_COUNT};
 
 /// The service's settings.
 #[derive(Debug, Clone)]
@@ -82,6 +84,8 @@ struct CachedDues {
     /// Earliest due first (ties by implant).
     dues: Vec<calendar::Due>,
     problems: Vec<FieldError>,
+    /// Every active implant's projected ERI, by implant id (the replacement plan's input).
+    eris: Vec<(i64, NaiveDate)>,
 }
 
 impl CalendarCache {
@@ -1288,11 +1292,23 @@ async fn versions(
         .iter()
         .map(parse)
         .collect::<ApiResult<_>>()?;
+    Ok(versions_of(all))
+}
+
+/// The first version and every version's schedule from when it was made, of one
+/// implant's prescriptions (oldest first).
+#[allow(clippy::type_complexity)]
+fn versions_of(
+    all: Vec<Prescription>,
+) -> (
+    Option<Prescription>,
+    Vec<(DateTime<Utc>, thecal_rx::schedule::Schedule)>,
+) {
     let schedules = all
         .iter()
         .filter_map(|p| change::rx_of(p).map(|r| (p.created_at, r.schedule)))
         .collect();
-    Ok((all.into_iter().next(), schedules))
+    (all.into_iter().next(), schedules)
 }
 
 /// Where the current version's delivery starts: (when, residual then). From the last
@@ -1305,9 +1321,19 @@ async fn fill_point(
     last: Option<&RefillVisit>,
 ) -> ApiResult<(DateTime<Utc>, Volume)> {
     let (first, schedules) = versions(st, implant_id).await?;
-    let (at, volume) = last_fill(first.as_ref().unwrap_or(rx), last);
+    Ok(fill_point_of(first.as_ref(), &schedules, rx, last))
+}
+
+/// [`fill_point`] from the implant's versions.
+fn fill_point_of(
+    first: Option<&Prescription>,
+    schedules: &[(DateTime<Utc>, thecal_rx::schedule::Schedule)],
+    rx: &Prescription,
+    last: Option<&RefillVisit>,
+) -> (DateTime<Utc>, Volume) {
+    let (at, volume) = last_fill(first.unwrap_or(rx), last);
     let from = at.max(rx.created_at);
-    Ok((from, visit::residual_across(volume, at, &schedules, from)))
+    (from, visit::residual_across(volume, at, schedules, from))
 }
 
 async fn last_closed(st: &AppState, implant_id: i64) -> ApiResult<Option<RefillVisit>> {
@@ -2019,29 +2045,34 @@ async fn get_calendar(
         return Err(ApiError::invalid("days", "must be 1 to 31"));
     }
     let today = q.date.unwrap_or_else(|| st.now().date_naive());
+    let cached = cached_dues(&st).await?;
+    calendar_from(&cached, today, capacity, days)
+}
+
+/// The due dates and projected ERIs at the database's calendar generation, from the cache
+/// or computed once by concurrent misses.
+async fn cached_dues(st: &AppState) -> ApiResult<Arc<CachedDues>> {
     let generation = st.store.calendar_generation().await?;
     let max_days = st.config.clinic_max_days;
     let cache = &st.config.calendar_cache;
-    let cached = match cache.get(generation, max_days) {
-        Some(c) => c,
-        None => {
-            let _computing = cache.computing.lock().await;
-            if let Some(c) = cache.get(generation, max_days) {
-                return calendar_from(&c, today, capacity, days);
-            }
-            let (mut dues, problems) = compute_dues(&st).await?;
-            dues.sort_by_key(|d| (d.due_at, d.implant_id));
-            let c = Arc::new(CachedDues {
-                generation,
-                clinic_max_days: max_days,
-                dues,
-                problems,
-            });
-            st.config.calendar_cache.put(c.clone());
-            c
-        }
-    };
-    calendar_from(&cached, today, capacity, days)
+    if let Some(c) = cache.get(generation, max_days) {
+        return Ok(c);
+    }
+    let _computing = cache.computing.lock().await;
+    if let Some(c) = cache.get(generation, max_days) {
+        return Ok(c);
+    }
+    let (mut dues, problems, eris) = compute_dues(st).await?;
+    dues.sort_by_key(|d| (d.due_at, d.implant_id));
+    let c = Arc::new(CachedDues {
+        generation,
+        clinic_max_days: max_days,
+        dues,
+        problems,
+        eris,
+    });
+    cache.put(c.clone());
+    Ok(c)
 }
 
 /// The lists from the cached due dates.
@@ -2067,13 +2098,32 @@ fn calendar_from(
     }))
 }
 
-/// Every active implant's due refill, computed by thecal-rx, and the implants whose due
-/// date cannot be computed.
-async fn compute_dues(st: &AppState) -> ApiResult<(Vec<calendar::Due>, Vec<FieldError>)> {
+/// Every active implant's due refill, computed by thecal-rx, the implants whose due
+/// date cannot be computed, and the active implants' projected ERIs.
+#[allow(clippy::type_complexity)]
+async fn compute_dues(
+    st: &AppState,
+) -> ApiResult<(Vec<calendar::Due>, Vec<FieldError>, Vec<(i64, NaiveDate)>)> {
     let mut dues = Vec::new();
     let mut problems = Vec::new();
-    for r in st.store.calendar_rows().await? {
-        let imp: Implant = serde_json::from_str(&r.implant).map_err(|_| ApiError::internal())?;
+    let mut eris = Vec::new();
+    let rows = st.store.calendar_rows().await?;
+    // Every active implant's prescriptions in a few statements, not one per implant.
+    let implants: Vec<Implant> = rows
+        .iter()
+        .map(|r| serde_json::from_str(&r.implant).map_err(|_| ApiError::internal()))
+        .collect::<ApiResult<_>>()?;
+    let ids: Vec<i64> = implants.iter().map(|i| i.id).collect();
+    let mut rxs: std::collections::HashMap<i64, Vec<Prescription>> =
+        std::collections::HashMap::new();
+    for r in st.store.list_under(Kind::Prescription, &ids).await? {
+        let p: Prescription = parse(&r)?;
+        rxs.entry(p.implant_id).or_default().push(p);
+    }
+    for (r, imp) in rows.into_iter().zip(implants) {
+        if let Some(eri) = imp.details.eri_projected {
+            eris.push((imp.id, eri));
+        }
         let patient: Patient =
             serde_json::from_str(&r.patient).map_err(|_| ApiError::internal())?;
         let Some(rx) = r.prescription.as_deref() else {
@@ -2088,29 +2138,39 @@ async fn compute_dues(st: &AppState) -> ApiResult<(Vec<calendar::Due>, Vec<Field
             Some(v) => Some(serde_json::from_str(v).map_err(|_| ApiError::internal())?),
             None => None,
         };
-        let (at, volume) = fill_point(st, imp.id, &rx, last.as_ref()).await?;
+        let (first, schedules) = versions_of(rxs.remove(&imp.id).unwrap_or_default());
+        let (at, volume) = fill_point_of(first.as_ref(), &schedules, &rx, last.as_ref());
         let input = due_input(st, &imp, &patient, &rx, at, volume, last.is_none())?;
         match calendar::due(&input) {
             Ok(d) => dues.push(d),
             Err(e) => problems.push(FieldError::new(format!("implants.{}", imp.id), e.message)),
         }
     }
-    Ok((dues, problems))
+    Ok((dues, problems, eris))
 }
 
-/// Replacement plans of every active implant with a projected ERI, most urgent first.
-#[utoipa::path(get, path = "/api/v1/replacements", tag = "calendar",
-    responses((status = 200, body = [Plan])))]
-async fn replacements(State(st): State<AppState>) -> ApiResult<Json<Vec<Plan>>> {
+/// Replacement plans of the active implants with a projected ERI, most urgent first, a
+/// page at a time (`offset`, `limit`); `X-Total-Count` carries how many the whole list
+/// has. With `urgent=true` only those needing action (not `planned`).
+#[utoipa::path(get, path = "/api/v1/replacements", params(ReplacementQuery), tag = "calendar",
+    responses((status = 200, body = [Plan],
+        headers(("X-Total-Count" = i64, description = "plans in the whole list"))),
+        (status = 400, body = ErrorBody)))]
+async fn replacements(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<ReplacementQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let (offset, limit) = q.checked()?;
     let today = st.now().date_naive();
-    let mut plans = Vec::new();
-    for r in st.store.with_status(Kind::Implant, "active").await? {
-        let imp: Implant = parse(&r)?;
-        if let Some(eri) = imp.details.eri_projected {
-            plans.push(replacement::plan(imp.id, eri, today));
-        }
-    }
-    Ok(Json(replacement::by_urgency(plans)))
+    let cached = cached_dues(&st).await?;
+    let (total, page) = paging::replacement_page(
+        &cached.eris,
+        today,
+        q.urgent.unwrap_or(false),
+        offset,
+        limit,
+    );
+    Ok(([(paging::TOTAL_COUNT, total.to_string())], Json(page)))
 }
 
 /// The audit log, newest first (auditors).

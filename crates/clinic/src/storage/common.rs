@@ -572,6 +572,56 @@ impl Storage for Store {
         r.as_ref().map(row_of).transpose()
     }
 
+    async fn list_under(&self, kind: Kind, parent_ids: &[i64]) -> StoreResult<Vec<Row>> {
+        let mut ids = parent_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut out = Vec::new();
+        for chunk in ids.chunks(super::GET_MANY_CHUNK) {
+            let marks = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT {ROW_COLS} FROM {} WHERE parent_id IN ({marks}) ORDER BY parent_id, id",
+                kind.table()
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push(row_of(&r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get_many(&self, kind: Kind, ids: &[i64]) -> StoreResult<Vec<Row>> {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(super::GET_MANY_CHUNK) {
+            let marks = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT {ROW_COLS} FROM {} WHERE id IN ({marks}) ORDER BY id",
+                kind.table()
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push(row_of(&r)?);
+            }
+        }
+        Ok(out)
+    }
+
     async fn read_logged(
         &self,
         actor: &Actor,

@@ -338,6 +338,10 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// Ids read by one statement of [`Storage::get_many`] (under SQLite's bound-parameter
+/// limit).
+pub const GET_MANY_CHUNK: usize = 500;
+
 /// Result of a storage call.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -431,6 +435,13 @@ pub trait Storage: Send + Sync {
     -> StoreResult<Row>;
     /// A record.
     async fn get(&self, kind: Kind, id: i64) -> StoreResult<Option<Row>>;
+    /// The records with these ids, by id (ids not found are left out; a repeated id is
+    /// read once), in one statement per [`GET_MANY_CHUNK`] ids: a list page reads what it
+    /// shows in a bounded number of queries, never one query per row.
+    async fn get_many(&self, kind: Kind, ids: &[i64]) -> StoreResult<Vec<Row>>;
+    /// Every record under these parents, by parent then id, in one statement per
+    /// [`GET_MANY_CHUNK`] parents (the refill calendar's prescriptions of every implant).
+    async fn list_under(&self, kind: Kind, parent_ids: &[i64]) -> StoreResult<Vec<Row>>;
     /// A record, with the read audited.
     async fn read_logged(
         &self,

@@ -18,6 +18,7 @@
 mod admin;
 mod calendar;
 pub mod forms;
+mod lists;
 mod mri;
 pub mod pages;
 pub mod plots;
@@ -50,9 +51,8 @@ use crate::domain::records::{Condition, Implant, Patient, Prescription, RefillVi
 use crate::domain::trial::Trial;
 use crate::storage::Kind;
 use pages::{
-    AuditLine, AuditPage, Banner, Ctx, DueRow, EriRow, Field, FlaggedRow, ImplantView, MessagePage,
-    PatientPage, ReportPage, SigninPage, StepForm, TimelineEntry, TodayPage, TrialPage, TrialView,
-    UserView, VisitPage,
+    AuditLine, AuditPage, Banner, Ctx, DueRow, Field, ImplantView, MessagePage, PatientPage,
+    ReportPage, SigninPage, StepForm, TimelineEntry, TrialPage, TrialView, UserView, VisitPage,
 };
 
 /// The console's stylesheet, compiled into the binary.
@@ -241,6 +241,8 @@ struct Answer {
     status: StatusCode,
     body: Vec<u8>,
     set_cookie: Option<HeaderValue>,
+    /// A paged list's `X-Total-Count`.
+    total: Option<usize>,
 }
 
 impl Answer {
@@ -336,6 +338,10 @@ impl Web {
         };
         let status = resp.status();
         let set_cookie = resp.headers().get(header::SET_COOKIE).cloned();
+        let total = resp
+            .headers()
+            .get(crate::api::TOTAL_COUNT)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
         let body = axum::body::to_bytes(resp.into_body(), 16 << 20)
             .await
             .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response())?;
@@ -343,6 +349,7 @@ impl Web {
             status,
             body: body.to_vec(),
             set_cookie,
+            total,
         })
     }
 
@@ -753,60 +760,7 @@ fn due_rows(v: Vec<DueJson>) -> Vec<DueRow> {
 async fn today(State(w): State<Web>, headers: HeaderMap) -> Page {
     let s = w.session(&headers).await?;
     w.require(&s, "GET", "/api/v1/calendar", "read the refill calendar")?;
-    let cal: CalendarJson = w.get_json(&s, "/api/v1/calendar").await?;
-    let plans: Vec<PlanJson> = w.get_json(&s, "/api/v1/replacements").await?;
-    let mut eri = Vec::new();
-    for p in plans.into_iter().filter(|p| p.urgency != "planned") {
-        let (_, patient) = w.implant_and_patient(&s, p.implant_id).await?;
-        eri.push(EriRow {
-            patient_id: patient.id,
-            label: format!("{} ({})", patient.details.name, patient.details.mrn),
-            eri: p.eri.to_string(),
-            replace_before: p.replace_before.to_string(),
-            days_to_stop: p.days_to_stop,
-            urgency: p.urgency.replace('_', " "),
-        });
-    }
-    let open =
-        w.st.store
-            .with_status(Kind::Visit, "open")
-            .await
-            .map_err(|e| {
-                eprintln!("thecal-clinic: storage error: {e}");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-            })?;
-    let mut flagged = Vec::new();
-    for row in open {
-        let Ok(v) = serde_json::from_str::<RefillVisit>(&row.data) else {
-            continue;
-        };
-        if !v.flagged || v.investigation.is_some() {
-            continue;
-        }
-        let (_, patient) = w.implant_and_patient(&s, v.implant_id).await?;
-        flagged.push(FlaggedRow {
-            visit_id: row.id,
-            label: format!("{} ({})", patient.details.name, patient.details.mrn),
-            opened: when(&v.opened_at),
-            text: v.reconciliation.unwrap_or_default(),
-        });
-    }
-    Ok(render(
-        StatusCode::OK,
-        &TodayPage {
-            ctx: s.ctx(),
-            today: (w.st.now)().date_naive().to_string(),
-            overdue: due_rows(cal.overdue),
-            this_week: due_rows(cal.this_week),
-            flagged,
-            eri,
-            problems: cal
-                .problems
-                .into_iter()
-                .map(|p| format!("{}: {}", p.field, p.message))
-                .collect(),
-        },
-    ))
+    lists::today_page(&w, &s).await
 }
 
 // ---------------------------------------------------------------- patients

@@ -189,6 +189,11 @@ pub struct TodayPage {
     pub eri: Vec<EriRow>,
     /// Implants whose due date could not be computed.
     pub problems: Vec<String>,
+    /// How many each list has in all (overdue, this week, flagged, ERI): the page shows
+    /// the most urgent of each and links to the whole list.
+    pub totals: [usize; 4],
+    /// Whether each list has more than the page shows.
+    pub more: [bool; 4],
 }
 
 /// A search hit.

@@ -87,6 +87,7 @@ async fn call(
         status,
         body: body.to_vec(),
         set_cookie: None,
+        total: None,
     })
 }
 

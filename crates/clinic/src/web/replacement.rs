@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -63,8 +63,23 @@ pub struct ReplacementsPage {
     pub ctx: Ctx,
     /// Today.
     pub today: String,
-    /// By urgency.
+    /// By urgency: this page of the list.
     pub rows: Vec<PlanRow>,
+    /// This page (from 1), the number of pages, the list's length.
+    pub page: usize,
+    /// Pages in all.
+    pub pages: usize,
+    /// Implants in the list.
+    pub total: usize,
+}
+
+/// Implants on one page of the replacement plan.
+pub const PLAN_PAGE: usize = 50;
+
+/// The replacement plan's page number.
+#[derive(Debug, Deserialize)]
+pub(super) struct PlanPageQuery {
+    page: Option<String>,
 }
 
 /// One implant's replacement.
@@ -113,7 +128,11 @@ async fn stored_plans(w: &Web, s: &Session) -> Result<Vec<StoredPlan>, axum::res
     w.get_json(s, "/api/v1/replacement-plans").await
 }
 
-pub(super) async fn replacements_page(State(w): State<Web>, headers: HeaderMap) -> Page {
+pub(super) async fn replacements_page(
+    State(w): State<Web>,
+    headers: HeaderMap,
+    Query(q): Query<PlanPageQuery>,
+) -> Page {
     let s = w.session(&headers).await?;
     w.require(
         &s,
@@ -121,11 +140,44 @@ pub(super) async fn replacements_page(State(w): State<Web>, headers: HeaderMap) 
         "/api/v1/replacements",
         "read the replacement plan",
     )?;
-    let plans: Vec<PlanJson> = w.get_json(&s, "/api/v1/replacements").await?;
+    let page = match q.page.as_deref().map(str::parse::<usize>) {
+        None => 1,
+        Some(Ok(n)) if n >= 1 => n,
+        Some(_) => {
+            return Err(message(
+                s.ctx(),
+                StatusCode::BAD_REQUEST,
+                "Not available",
+                "page: a whole number from 1",
+                "/replacements",
+            ));
+        }
+    };
+    let offset = (page - 1).saturating_mul(PLAN_PAGE);
+    let (total, plans): (usize, Vec<PlanJson>) = w
+        .get_page(
+            &s,
+            &format!("/api/v1/replacements?offset={offset}&limit={PLAN_PAGE}"),
+        )
+        .await?;
+    let pages = total.div_ceil(PLAN_PAGE).max(1);
+    if page > pages {
+        return Err(message(
+            s.ctx(),
+            StatusCode::NOT_FOUND,
+            "Not found",
+            &format!("page: the replacement plan has {pages} page(s)"),
+            "/replacements",
+        ));
+    }
     let stored = stored_plans(&w, &s).await?;
+    let ids: Vec<i64> = plans.iter().map(|p| p.implant_id).collect();
+    let named = w.implants_and_patients(&ids).await?;
     let mut rows = Vec::new();
     for p in plans {
-        let (imp, patient) = w.implant_and_patient(&s, p.implant_id).await?;
+        let Some((imp, patient)) = named.get(&p.implant_id) else {
+            continue;
+        };
         let (urgency, class) = urgency_words(&p.urgency);
         let open = replacement::plan(imp.id, p.eri, (w.st.now)().date_naive()).open_case_on;
         rows.push(PlanRow {
@@ -155,6 +207,9 @@ pub(super) async fn replacements_page(State(w): State<Web>, headers: HeaderMap) 
             ctx: s.ctx(),
             today: (w.st.now)().date_naive().to_string(),
             rows,
+            page,
+            pages,
+            total,
         },
     ))
 }

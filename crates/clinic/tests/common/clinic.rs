@@ -36,8 +36,17 @@ impl Clinic {
         Self::with(b, Config::default()).await
     }
 
+    /// As [`Clinic::new`], serving the console's pages too.
+    pub async fn with_console(b: Backend) -> Option<Clinic> {
+        Self::build(b, Config::default(), thecal_clinic::app).await
+    }
+
     /// As [`Clinic::new`] with `config`.
     pub async fn with(b: Backend, config: Config) -> Option<Clinic> {
+        Self::build(b, config, router).await
+    }
+
+    async fn build(b: Backend, config: Config, app: fn(AppState) -> Router) -> Option<Clinic> {
         let db = fresh(b).await?;
         let hash = auth::hash_password(PASSWORD).unwrap();
         for role in Role::ALL {
@@ -56,7 +65,7 @@ impl Clinic {
             now: Arc::new(move || *c.lock().unwrap()),
         };
         Some(Clinic {
-            app: router(state),
+            app: app(state),
             db,
             clock,
         })

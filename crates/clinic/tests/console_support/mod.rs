@@ -159,6 +159,20 @@ impl Clinic {
         format!("http://{addr}")
     }
 
+    /// Serves the API and the console with a programmer station; returns the base URL.
+    pub async fn serve_with(
+        &self,
+        station: std::sync::Arc<thecal_clinic::programming::Station>,
+    ) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = thecal_clinic::app_with_station(self.state.clone(), station);
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        format!("http://{addr}")
+    }
+
     pub fn advance(&self, d: TimeDelta) {
         self.offset_ms
             .fetch_add(d.num_milliseconds(), Ordering::SeqCst);
@@ -299,7 +313,10 @@ impl Browser {
             .find(Locator::Id(id))
             .await
             .unwrap_or_else(|e| panic!("#{id}: {e}"));
-        if e.attr("type").await.unwrap().as_deref() == Some("date") {
+        if matches!(
+            e.attr("type").await.unwrap().as_deref(),
+            Some("date" | "datetime-local")
+        ) {
             // Typing into a date control follows the browser's locale; set the ISO value.
             self.c()
                 .execute(
