@@ -13,7 +13,9 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Directory of the SQLite database `clinic.db` (created if absent).
+    /// Directory of the SQLite database `clinic.db` and of the programmer station's key
+    /// (`programmer/programmer.key`, 0600); created if absent. With `--database` it still
+    /// holds the key.
     #[arg(long, default_value = "thecal-data")]
     data_dir: PathBuf,
     /// Database URL instead of the data directory: `postgres://user@host/db` or `sqlite://PATH`.

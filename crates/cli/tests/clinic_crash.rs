@@ -332,12 +332,19 @@ fn acknowledged_refills_survive_sigkill_on_postgres_clinic_029() {
         println!("{msg}");
         return;
     }
+    // The data directory still holds the server's programmer station (its key), never
+    // the source tree's working directory.
+    let dir = std::env::temp_dir().join(format!("thecal-crash-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     crash_and_recover(
         vec![
             "--database".into(),
             format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            "--data-dir".into(),
+            dir.display().to_string(),
         ],
         "PostgreSQL",
     );
     psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -61,7 +61,7 @@ fn tests_in(file: &str, text: &str, out: &mut Vec<TestFn>) {
         while j > 0 {
             j -= 1;
             let above = lines[j].trim();
-            if above == "#[test]" {
+            if above == "#[test]" || above.starts_with("#[tokio::test") {
                 marked = true;
                 break;
             }

@@ -247,3 +247,36 @@ impl TrueCatheter {
 pub fn drug_slot(drug: DrugId) -> usize {
     slot(drug)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thecal_rx::Concentration;
+
+    fn fluid(text: &str) -> Admixture {
+        Admixture::single(DrugId::Baclofen, text.parse::<Concentration>().unwrap())
+    }
+
+    /// Worked by hand: a 100 µL path of 500 mcg/mL baclofen, then 2000 mcg/mL pushed in.
+    /// 1 µL of 500 mcg/mL is 500 ng = 5 × 10⁸ fg. Pushing 150 µL delivers the 100 µL of old
+    /// fluid (50,000 ng) and 50 µL of the new (100,000 ng): 150,000 ng in all, exactly; the
+    /// path then holds 100 µL of the new fluid only (200,000 ng), never a blend.
+    #[test]
+    fn old_fluid_leaves_first_and_masses_are_exact_sim_062() {
+        let old = fluid("500 mcg/mL");
+        let new = fluid("2000 mcg/mL");
+        let mut t = TrueCatheter::new("100 uL".parse().unwrap(), &old);
+        let out = t.push("150 uL".parse().unwrap(), &new);
+        let slot = drug_slot(DrugId::Baclofen);
+        assert_eq!(out[slot], 150_000 * FG_PER_NG);
+        assert_eq!(t.delivered_fg(DrugId::Baclofen), 150_000 * FG_PER_NG);
+        assert_eq!(t.in_path_fg(DrugId::Baclofen), 200_000 * FG_PER_NG);
+        let stretches: Vec<_> = t.stretches().collect();
+        assert_eq!(stretches.len(), 1);
+        assert_eq!(stretches[0].0, "100 uL".parse::<Volume>().unwrap());
+        // A 1 nL push of 2000 mcg/mL carries 2 ng exactly, not a rounded share.
+        let before = t.delivered_fg(DrugId::Baclofen);
+        t.push(Volume::from_raw(1), &new);
+        assert_eq!(t.delivered_fg(DrugId::Baclofen) - before, 2 * FG_PER_NG);
+    }
+}
