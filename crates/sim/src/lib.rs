@@ -35,4 +35,5 @@ pub use thecal_rx::file as prescription_file;
 pub mod radio;
 pub mod report;
 pub mod result;
+pub mod risks;
 pub mod scenario;
