@@ -83,3 +83,65 @@ pub fn verdict(x: &Expectation, r: &RunResult) -> (bool, String) {
     };
     (p.first_flagged_day.is_some() == want, detail)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(t_h: f64, opioid: f64, clonidine: f64) -> Sample {
+        Sample {
+            t_h,
+            reservoir_ml: 0.0,
+            reservoir_expected_ml: 0.0,
+            prescribed_mcg_per_day: 0.0,
+            intended_mcg_per_day: 0.0,
+            tip_mcg_per_day: 0.0,
+            flow_ml_per_day: 0.0,
+            csf_ng_per_ml: 0.0,
+            systemic_ng_per_ml: 0.0,
+            effect: 0.0,
+            withdrawal_risk: 0.0,
+            overdose_risk: 0.0,
+            battery_pct: f64::NAN,
+            opioid_withdrawal_risk: opioid,
+            clonidine_withdrawal_risk: clonidine,
+            opioid_tolerance: f64::NAN,
+        }
+    }
+
+    #[test]
+    fn peaks_and_verdicts_worked_by_hand_sim_072() {
+        // Opioid: 0.2 at 12 h, 0.5 at 24 h (first flag, day 1), 0.9 at 36 h (peak,
+        // day 1.5). Clonidine: 0.49 at most, never flagged.
+        let samples = vec![s(12.0, 0.2, 0.1), s(24.0, 0.5, 0.49), s(36.0, 0.9, 0.3)];
+        let sum = summary(&samples);
+        assert_eq!(sum.opioid_withdrawal.peak, 0.9);
+        assert_eq!(sum.opioid_withdrawal.peak_day, Some(1.5));
+        assert_eq!(sum.opioid_withdrawal.first_flagged_day, Some(1.0));
+        assert_eq!(sum.clonidine_withdrawal.peak, 0.49);
+        assert_eq!(sum.clonidine_withdrawal.first_flagged_day, None);
+        assert_eq!(sum.overdose.peak_day, None);
+        let r = RunResult {
+            scenario: "t".into(),
+            description: String::new(),
+            duration_h: 36.0,
+            samples,
+            alarms: Vec::new(),
+            notes: Vec::new(),
+            totals: crate::result::Totals::default(),
+            verdicts: Vec::new(),
+            radio: None,
+        };
+        let (held, detail) = verdict(&Expectation::OpioidWithdrawalFlagged, &r);
+        assert!(held);
+        assert_eq!(
+            detail,
+            "peak opioid withdrawal risk 0.90, first flagged at day 1.00"
+        );
+        assert!(!verdict(&Expectation::NoOpioidWithdrawal, &r).0);
+        assert!(verdict(&Expectation::NoClonidineWithdrawal, &r).0);
+        let (held, detail) = verdict(&Expectation::ClonidineWithdrawalFlagged, &r);
+        assert!(!held);
+        assert_eq!(detail, "peak clonidine withdrawal risk 0.49");
+    }
+}
