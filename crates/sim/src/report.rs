@@ -1357,7 +1357,12 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), r.samples.len() + 1);
         assert!(lines[0].starts_with("time_h,reservoir_true_mL,reservoir_expected_mL"));
-        assert!(lines[0].contains("csf_ng_per_mL") && lines[0].ends_with("intended_mcg_per_day"));
+        // The columns added later come after the existing ones (SIM-072).
+        assert!(lines[0].contains(
+            "battery_pct,intended_mcg_per_day,opioid_withdrawal_risk_0_to_1,\
+             clonidine_withdrawal_risk_0_to_1,opioid_tolerance_x"
+        ));
+        assert!(lines[0].contains("csf_ng_per_mL") && lines[0].ends_with("opioid_tolerance_x"));
         let cols = lines[0].split(',').count();
         for l in &lines[1..] {
             assert_eq!(l.split(',').count(), cols);
