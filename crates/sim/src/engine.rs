@@ -36,11 +36,12 @@ use crate::models::catheter::{Catheter, Granuloma};
 use crate::models::environment::Environment;
 use crate::models::faults::{FaultInjector, FaultPlan, StrokeOutcome};
 use crate::models::mechanism::{GasPump, Peristaltic, ValvePulse};
-use crate::models::patient::{Condition, Patient};
+use crate::models::patient::{Condition, Patient, Risks};
 use crate::result::{AlarmMark, Note, PumpLog, RunResult, Sample, Totals};
 use crate::scenario::{self, Device, Event, Pressing, RefillError, Scenario};
 use crate::truth::{FG_PER_NG, TrueCatheter, drug_slot};
 
+mod body;
 mod therapy;
 
 /// 2027-01-04 00:00 UTC, a Monday: the wall-clock start of every run.
@@ -105,6 +106,8 @@ pub struct Engine<'a> {
     env: Environment,
     faults: FaultInjector,
     patient: Patient,
+    /// One patient model per other active drug of the admixture (SIM-070).
+    companions: Vec<Patient>,
     primary: DrugId,
     /// True volume moved since the last flush, nL: pushed through the catheter, and
     /// given to the patient as a constant infusion over the interval, at the next flush
@@ -211,6 +214,7 @@ impl<'a> Engine<'a> {
         };
         condition.high_risk = sc.high_risk;
         let patient = Patient::new(primary, condition);
+        let companions = body::companions(&sc.prescription.contents, primary, condition);
         let mut engine = Engine {
             sc,
             rng,
@@ -226,6 +230,7 @@ impl<'a> Engine<'a> {
             env: Environment::default(),
             faults: FaultInjector::new(FaultPlan::NONE),
             patient,
+            companions,
             primary,
             pending_nl: 0.0,
             last_flush: 0,
@@ -258,6 +263,7 @@ impl<'a> Engine<'a> {
             sc_catheter: sc.catheter,
         };
         engine.setup();
+        engine.set_tolerance();
         engine
     }
 
@@ -677,6 +683,7 @@ impl<'a> Engine<'a> {
         let volume = Volume::from_nl(self.pending_nl.round() as u64);
         self.pending_nl -= volume.raw() as f64;
         let (mut to_csf, mut to_tissue) = (0.0, 0.0);
+        let mut others = [(0.0, 0.0); thecal_rx::dose::MAX_DRUGS];
         if !volume.is_zero() {
             let out = self.catheter_fluid.push(volume, &self.contents);
             if let Some(fg) = out.get(drug_slot(self.primary)) {
@@ -685,17 +692,12 @@ impl<'a> Engine<'a> {
                 let pass = (1.0 - routing.blocked).max(1e-12);
                 to_csf = ng * routing.to_csf / pass;
                 to_tissue = ng * routing.to_tissue / pass;
+                body::split(&out, &self.companions, &routing, &mut others);
             }
         }
-        if dt_h > 0.0 {
-            self.patient.set_infusion_csf(to_csf / dt_h);
-            self.patient.set_infusion_systemic(to_tissue / dt_h);
-            self.patient.advance(dt_h);
-            self.patient.set_infusion_csf(0.0);
-            self.patient.set_infusion_systemic(0.0);
-        } else {
-            self.patient.dose_csf(to_csf);
-            self.patient.dose_systemic(to_tissue);
+        self.patient.receive(to_csf, to_tissue, dt_h);
+        for (c, (csf, tissue)) in self.companions.iter_mut().zip(others) {
+            c.receive(csf, tissue, dt_h);
         }
         self.tip_ng += to_csf;
         self.result.totals.delivered_tip_mcg += to_csf / 1000.0;
@@ -918,6 +920,7 @@ impl<'a> Engine<'a> {
                 self.reservoir_nl = 0.0;
                 let ng = true_ng(&contents, volume);
                 self.patient.dose_systemic(ng);
+                body::refill_error(&mut self.companions, &contents, volume, false);
                 self.result.totals.to_tissue_mcg += ng / 1000.0;
                 self.note(format!(
                     "pocket fill: {volume} injected into the tissue pocket"
@@ -927,6 +930,7 @@ impl<'a> Engine<'a> {
                 self.reservoir_nl = 0.0;
                 let ng = true_ng(&contents, volume);
                 self.patient.dose_csf(ng);
+                body::refill_error(&mut self.companions, &contents, volume, true);
                 self.result.totals.delivered_tip_mcg += ng / 1000.0;
                 self.note(format!(
                     "refill through the catheter access port: {volume} straight to the CSF"
@@ -1084,6 +1088,7 @@ impl<'a> Engine<'a> {
             }
             Dev::Constant { .. } => (f64::NAN, f64::NAN),
         };
+        let risks = Risks::of(core::iter::once(&self.patient).chain(&self.companions));
         let s = Sample {
             t_h: ms_h(self.now),
             reservoir_ml: self.reservoir_nl / 1e6,
@@ -1095,9 +1100,12 @@ impl<'a> Engine<'a> {
             csf_ng_per_ml: self.patient.csf_ng_per_ml(),
             systemic_ng_per_ml: self.patient.systemic_ng_per_ml(),
             effect: self.patient.effect(self.hour_of_day()),
-            withdrawal_risk: self.patient.withdrawal_risk(),
-            overdose_risk: self.patient.overdose_risk(),
+            withdrawal_risk: risks.withdrawal,
+            overdose_risk: risks.overdose,
             battery_pct: battery,
+            opioid_withdrawal_risk: risks.opioid_withdrawal,
+            clonidine_withdrawal_risk: risks.clonidine_withdrawal,
+            opioid_tolerance: risks.opioid_tolerance,
         };
         self.result.samples.push(s);
         self.tip_ng = 0.0;

@@ -36,5 +36,6 @@ pub use thecal_rx::file as prescription_file;
 pub mod radio;
 pub mod report;
 pub mod result;
+pub mod risks;
 pub mod scenario;
 pub mod truth;

@@ -51,6 +51,8 @@ pub struct Summary {
     pub alarms: Vec<AlarmSummary>,
     /// Totals of the run.
     pub totals: TotalsSummary,
+    /// The peak and first flag of each patient risk (SIM-072).
+    pub risks: crate::risks::RiskSummary,
     /// The telemetry, in a scenario with a radio (absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub radio: Option<RadioTotals>,
@@ -186,6 +188,7 @@ pub fn summary(result: &RunResult) -> Summary {
                 eos_day: t.eos_day,
             },
         },
+        risks: crate::risks::summary(&result.samples),
         radio: result.radio.clone(),
     }
 }
@@ -285,7 +288,8 @@ type PlotFn = fn(&RunResult, &Path) -> PlotResult;
 /// The CSV header: one column per [`crate::result::Sample`] field, units in the name.
 pub const TIMELINE_HEADER: &str = "time_h,reservoir_true_mL,reservoir_expected_mL,\
 prescribed_mcg_per_day,tip_mcg_per_day,flow_mL_per_day,csf_ng_per_mL,systemic_ng_per_mL,\
-effect_0_to_1,withdrawal_risk_0_to_1,overdose_risk_0_to_1,battery_pct,intended_mcg_per_day";
+effect_0_to_1,withdrawal_risk_0_to_1,overdose_risk_0_to_1,battery_pct,intended_mcg_per_day,\
+opioid_withdrawal_risk_0_to_1,clonidine_withdrawal_risk_0_to_1,opioid_tolerance_x";
 
 /// The column added to the timeline in a scenario with a radio: the implant radio's
 /// cumulative energy.
@@ -323,6 +327,9 @@ fn timeline_csv(result: &RunResult) -> String {
             x.overdose_risk,
             x.battery_pct,
             x.intended_mcg_per_day,
+            x.opioid_withdrawal_risk,
+            x.clonidine_withdrawal_risk,
+            x.opioid_tolerance,
         ];
         for (i, v) in fields.iter().enumerate() {
             if i > 0 {
@@ -1189,6 +1196,9 @@ mod tests {
             withdrawal_risk: (-t_h / 5.0).exp() * 0.6,
             overdose_risk: 0.02,
             battery_pct: if constant_rate { f64::NAN } else { 100.0 - day },
+            opioid_withdrawal_risk: 0.0,
+            clonidine_withdrawal_risk: 0.0,
+            opioid_tolerance: f64::NAN,
         }
     }
 
@@ -1347,7 +1357,12 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), r.samples.len() + 1);
         assert!(lines[0].starts_with("time_h,reservoir_true_mL,reservoir_expected_mL"));
-        assert!(lines[0].contains("csf_ng_per_mL") && lines[0].ends_with("intended_mcg_per_day"));
+        // The columns added later come after the existing ones (SIM-072).
+        assert!(lines[0].contains(
+            "battery_pct,intended_mcg_per_day,opioid_withdrawal_risk_0_to_1,\
+             clonidine_withdrawal_risk_0_to_1,opioid_tolerance_x"
+        ));
+        assert!(lines[0].contains("csf_ng_per_mL") && lines[0].ends_with("opioid_tolerance_x"));
         let cols = lines[0].split(',').count();
         for l in &lines[1..] {
             assert_eq!(l.split(',').count(), cols);

@@ -32,10 +32,18 @@ pub struct Sample {
     pub effect: f64,
     /// Baclofen withdrawal risk, 0 to 1.
     pub withdrawal_risk: f64,
-    /// Opioid overdose (respiratory depression) risk, 0 to 1.
+    /// Overdose (respiratory depression) risk, 0 to 1: for morphine and hydromorphone the
+    /// ventilatory depression of the concentration model (SIM-071).
     pub overdose_risk: f64,
     /// Battery remaining, percent (NaN without a battery).
     pub battery_pct: f64,
+    /// Opioid withdrawal risk, 0 to 1 (SIM-070).
+    pub opioid_withdrawal_risk: f64,
+    /// Clonidine withdrawal (rebound hypertension) risk, 0 to 1 (SIM-070).
+    pub clonidine_withdrawal_risk: f64,
+    /// Opioid tolerance factor `T` of the respiratory-depression model, 1 for a naive
+    /// patient (SIM-071; NaN without morphine or hydromorphone).
+    pub opioid_tolerance: f64,
 }
 
 /// An alarm event.

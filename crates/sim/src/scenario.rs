@@ -224,6 +224,15 @@ pub enum Expectation {
     OverdoseFlagged,
     /// It never is.
     NoOverdose,
+    /// The opioid withdrawal risk is flagged at some time (SIM-072).
+    OpioidWithdrawalFlagged,
+    /// It never is.
+    NoOpioidWithdrawal,
+    /// The clonidine withdrawal (rebound hypertension) risk is flagged at some time
+    /// (SIM-072).
+    ClonidineWithdrawalFlagged,
+    /// It never is.
+    NoClonidineWithdrawal,
     /// At least one command of this kind is refused.
     CommandRefused(String),
     /// At most this many patient boluses are given.
@@ -672,7 +681,8 @@ fn event(
 
 const EXPECT_KINDS: &str = "no-limiter-veto, limiter-veto, alarm, no-alarm, tip-dose-not-below, \
     tip-dose-below, tip-dose-above, reservoir-tracks, delivered-within, withdrawal-flagged, no-withdrawal, overdose-flagged, \
-    no-overdose, command-refused, boluses-at-most, reconciliation-flagged, end-of-service, eri-before-eos, \
+    no-overdose, opioid-withdrawal-flagged, no-opioid-withdrawal, clonidine-withdrawal-flagged, \
+    no-clonidine-withdrawal, command-refused, boluses-at-most, reconciliation-flagged, end-of-service, eri-before-eos, \
     basal-within, radio-energy-below, radio-asleep, radio-never-asleep, radio-awake-at-end, link-boluses-at-least, \
     link-boluses-at-most, alarm-priority, alarm-gap, boluses-in-24h-at-most, tip-dose-within, interruption-at-most";
 
@@ -719,6 +729,10 @@ fn expectation_kind(i: usize, x: &ExpectSpec) -> Result<Expectation, FileError> 
         "no-withdrawal" => Expectation::NoWithdrawal,
         "overdose-flagged" => Expectation::OverdoseFlagged,
         "no-overdose" => Expectation::NoOverdose,
+        "opioid-withdrawal-flagged" => Expectation::OpioidWithdrawalFlagged,
+        "no-opioid-withdrawal" => Expectation::NoOpioidWithdrawal,
+        "clonidine-withdrawal-flagged" => Expectation::ClonidineWithdrawalFlagged,
+        "no-clonidine-withdrawal" => Expectation::NoClonidineWithdrawal,
         "command-refused" => Expectation::CommandRefused(command_name(
             &f("command"),
             need(&f("command"), &x.command)?,
@@ -1120,6 +1134,10 @@ fn judge_one(sc: &Scenario, x: &Expectation, r: &RunResult) -> (bool, String) {
         | Expectation::BolusesIn24hAtMost(_)
         | Expectation::TipDoseWithin { .. }
         | Expectation::InterruptionAtMost { .. } => crate::expect::verdict(x, r),
+        Expectation::OpioidWithdrawalFlagged
+        | Expectation::NoOpioidWithdrawal
+        | Expectation::ClonidineWithdrawalFlagged
+        | Expectation::NoClonidineWithdrawal => crate::risks::verdict(x, r),
         _ => verdict(x, r),
     }
 }

@@ -33,6 +33,9 @@ fn sample(t_h: f64, intended: f64, running: f64, tip: f64) -> Sample {
         withdrawal_risk: 0.0,
         overdose_risk: 0.0,
         battery_pct: 50.0,
+        opioid_withdrawal_risk: 0.0,
+        clonidine_withdrawal_risk: 0.0,
+        opioid_tolerance: f64::NAN,
     }
 }
 

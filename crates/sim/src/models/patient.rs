@@ -66,6 +66,124 @@ pub const OVERDOSE_FLAG_MULTIPLE: f64 = 3.0;
 /// Risk at which [`Patient::withdrawal_flagged`] and [`Patient::overdose_flagged`] are
 /// true.
 pub const FLAG_AT: f64 = 0.5;
+/// Time constant of the opioid tolerance average of the CSF level, hours: 7 days
+/// (assumption: tolerance builds and is lost over days to weeks).
+pub const TOLERANCE_TAU_H: f64 = 168.0;
+/// Gain β of opioid tolerance: the tolerance factor is `T = 1 + β·u_tol`, where
+/// `u_tol` is the potency-weighted steady exposure the patient is established on
+/// (assumption, check: tolerance to respiratory depression is held to develop at least
+/// as fully as tolerance to analgesia; β = 2 puts the flag at about 2.5 times a usual
+/// established exposure).
+pub const TOLERANCE_GAIN: f64 = 2.0;
+/// Opioid withdrawal risk is 0 while the 6-hour CSF average is at least this fraction
+/// of the 3-day baseline (assumption, placed so that an abrupt stop of morphine is
+/// flagged about 8.5 h later, within the 8–24 h onset after a short-acting opioid,
+/// check).
+pub const OPIOID_RATIO_HI: f64 = 0.6;
+/// Opioid withdrawal risk is 1 at or below this fraction (assumption).
+pub const OPIOID_RATIO_LO: f64 = 0.2;
+/// Clonidine withdrawal risk is 0 while the plasma level is at least this fraction of
+/// the baseline's steady plasma level (assumption, placed so that an abrupt stop is
+/// flagged about a day later, within the 18–36 h onset reported after oral clonidine,
+/// check).
+pub const CLONIDINE_RATIO_HI: f64 = 0.6;
+/// Clonidine withdrawal risk is 1 at or below this fraction (assumption).
+pub const CLONIDINE_RATIO_LO: f64 = 0.2;
+
+/// The concentration model of opioid respiratory depression (SIM-071) for one drug.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Respiration {
+    /// Half-life of equilibration between the lumbar CSF and the respiratory centres
+    /// (rostral spread), hours.
+    pub effect_half_life_h: f64,
+    /// Effect-site concentration (in CSF terms) giving half the maximal ventilatory
+    /// depression in an opioid-naive adult, ng/mL.
+    pub c50_csf_ng_per_ml: f64,
+    /// Plasma concentration giving half the maximal ventilatory depression in an
+    /// opioid-naive adult, ng/mL.
+    pub c50_plasma_ng_per_ml: f64,
+    /// Hill coefficient γ.
+    pub hill: f64,
+    /// Where the figures come from.
+    pub source: &'static str,
+}
+
+/// Morphine (SIM-071). See `docs/models.md` for the sources.
+pub const MORPHINE_RESPIRATION: Respiration = Respiration {
+    effect_half_life_h: 3.0,
+    c50_csf_ng_per_ml: 4_600.0,
+    c50_plasma_ng_per_ml: 9.4,
+    hill: 1.0,
+    source: "effect t½ 3 h and CSF C50 4,600 ng/mL: a 0.6 mg intrathecal bolus peaks at C50 \
+             about 3 h later, calibrated to Bailey et al., Anesthesiology 1993;79:49-59 \
+             (assumption, check); plasma C50 33 nmol/L = 9.4 ng/mL, Dahan et al., \
+             Anesthesiology 2004;101:1201-9 (check); γ 1 (assumption)",
+};
+
+/// Hydromorphone (SIM-071): morphine's model at five times the potency.
+pub const HYDROMORPHONE_RESPIRATION: Respiration = Respiration {
+    effect_half_life_h: 3.0,
+    c50_csf_ng_per_ml: 4_600.0 / 5.0,
+    c50_plasma_ng_per_ml: 9.4 / 5.0,
+    hill: 1.0,
+    source: "morphine's model with C50 ÷ 5, the usual intrathecal and parenteral \
+             hydromorphone:morphine potency ratio (assumption, check)",
+};
+
+impl Respiration {
+    /// The model for `drug`: morphine and hydromorphone; `None` for any other drug.
+    pub fn of(drug: DrugId) -> Option<&'static Respiration> {
+        match drug {
+            DrugId::Morphine => Some(&MORPHINE_RESPIRATION),
+            DrugId::Hydromorphone => Some(&HYDROMORPHONE_RESPIRATION),
+            _ => None,
+        }
+    }
+
+    /// Time constant of the effect compartment, hours: `t½ / ln 2`.
+    pub fn effect_tau_h(&self) -> f64 {
+        self.effect_half_life_h / core::f64::consts::LN_2
+    }
+}
+
+/// The risks of a patient on several drugs (one [`Patient`] per drug), each the largest
+/// over the drugs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Risks {
+    /// Baclofen withdrawal risk.
+    pub withdrawal: f64,
+    /// Overdose (respiratory depression) risk.
+    pub overdose: f64,
+    /// Opioid withdrawal risk (SIM-070).
+    pub opioid_withdrawal: f64,
+    /// Clonidine withdrawal (rebound hypertension) risk (SIM-070).
+    pub clonidine_withdrawal: f64,
+    /// Opioid tolerance factor of the first opioid with a respiration model (NaN if
+    /// none).
+    pub opioid_tolerance: f64,
+}
+
+impl Risks {
+    /// The risks of `patients`.
+    pub fn of<'p>(patients: impl IntoIterator<Item = &'p Patient>) -> Risks {
+        let mut r = Risks {
+            opioid_tolerance: f64::NAN,
+            ..Risks::default()
+        };
+        for p in patients {
+            r.withdrawal = r.withdrawal.max(p.withdrawal_risk());
+            r.overdose = r.overdose.max(p.overdose_risk());
+            r.opioid_withdrawal = r.opioid_withdrawal.max(p.opioid_withdrawal_risk());
+            r.clonidine_withdrawal = r.clonidine_withdrawal.max(p.clonidine_withdrawal_risk());
+            if r.opioid_tolerance.is_nan() {
+                if let Some(t) = p.opioid_tolerance() {
+                    r.opioid_tolerance = t;
+                }
+            }
+        }
+        r
+    }
+}
 
 /// Pharmacokinetic and pharmacodynamic parameters of one drug.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -388,6 +506,11 @@ pub struct Patient {
     fast_ng_per_ml: f64,
     slow_ng_per_ml: f64,
     baseline_ng_per_ml: f64,
+    /// Opioid effect-site concentration for respiration, ng/mL (SIM-071).
+    effect_site_ng_per_ml: f64,
+    /// The CSF level the patient's opioid tolerance corresponds to, ng/mL: a 7-day
+    /// average of `C_csf` (SIM-071).
+    tolerance_ng_per_ml: f64,
 }
 
 impl Patient {
@@ -404,6 +527,8 @@ impl Patient {
             fast_ng_per_ml: 0.0,
             slow_ng_per_ml: 0.0,
             baseline_ng_per_ml: 0.0,
+            effect_site_ng_per_ml: 0.0,
+            tolerance_ng_per_ml: 0.0,
         }
     }
 
@@ -419,6 +544,10 @@ impl Patient {
         p.fast_ng_per_ml = c;
         p.slow_ng_per_ml = c;
         p.baseline_ng_per_ml = c;
+        p.effect_site_ng_per_ml = c;
+        if !p.condition.opioid_naive {
+            p.tolerance_ng_per_ml = c;
+        }
         p
     }
 
@@ -468,6 +597,10 @@ impl Patient {
         self.fast_ng_per_ml = filter(self.fast_ng_per_ml, FAST_TAU_H);
         self.slow_ng_per_ml = filter(self.slow_ng_per_ml, SLOW_TAU_H);
         self.baseline_ng_per_ml = filter(self.baseline_ng_per_ml, BASELINE_TAU_H);
+        if let Some(r) = Respiration::of(self.drug) {
+            self.effect_site_ng_per_ml = filter(self.effect_site_ng_per_ml, r.effect_tau_h());
+            self.tolerance_ng_per_ml = filter(self.tolerance_ng_per_ml, TOLERANCE_TAU_H);
+        }
         self.a_sys_ng = a_sys.max(0.0);
         self.a_csf_ng = (a_inf + a * (-k * t).exp()).max(0.0);
     }
@@ -546,6 +679,110 @@ impl Patient {
         self.withdrawal_risk() >= FLAG_AT
     }
 
+    /// Sets the patient's opioid tolerance to that of someone established on `daily_ng`
+    /// ng/day intrathecally (the 7-day average at that dose's steady CSF level). The
+    /// engine calls it at the start of a run for an opioid-tolerant patient (SIM-071).
+    pub fn set_opioid_tolerance(&mut self, daily_ng: f64) {
+        self.tolerance_ng_per_ml = self.params.steady_csf_ng_per_ml(daily_ng.max(0.0));
+    }
+
+    /// The opioid's potency-weighted exposure `u = Ce/C50,csf + C_sys/C50,sys`
+    /// (dimensionless; 0 for a drug without a [`Respiration`] model).
+    pub fn opioid_exposure(&self) -> f64 {
+        Respiration::of(self.drug).map_or(0.0, |r| {
+            self.effect_site_ng_per_ml / r.c50_csf_ng_per_ml
+                + self.systemic_ng_per_ml() / r.c50_plasma_ng_per_ml
+        })
+    }
+
+    /// The tolerance factor `T = 1 + β·u_tol` ([`TOLERANCE_GAIN`]), where `u_tol` is the
+    /// steady exposure that the 7-day CSF average corresponds to
+    /// (`C_sys,ss = C_csf,ss × CL_csf / CL_sys`).
+    /// 1 for a naive patient; `None` for a drug without a [`Respiration`] model.
+    pub fn opioid_tolerance(&self) -> Option<f64> {
+        Respiration::of(self.drug).map(|r| {
+            let b = self.tolerance_ng_per_ml;
+            let sys =
+                b * self.params.csf_clearance_ml_per_h / self.params.systemic_clearance_ml_per_h();
+            1.0 + TOLERANCE_GAIN * (b / r.c50_csf_ng_per_ml + sys / r.c50_plasma_ng_per_ml)
+        })
+    }
+
+    /// Fractional ventilatory depression, 0..1: the sigmoid Emax (Hill) model
+    /// `D = v^γ / (1 + v^γ)`, `v = u / T`, with `Emax = 1`. Flagged (≥ 0.5) when the
+    /// exposure reaches the tolerance factor, which steady therapy never does (there
+    /// `u = (T − 1)/β`).
+    pub fn ventilatory_depression(&self) -> f64 {
+        let (Some(r), Some(t)) = (Respiration::of(self.drug), self.opioid_tolerance()) else {
+            return 0.0;
+        };
+        let v = (self.opioid_exposure() / t).max(0.0);
+        let vg = v.powf(r.hill);
+        if vg.is_finite() { vg / (1.0 + vg) } else { 1.0 }
+    }
+
+    fn established(&self) -> bool {
+        let established = ESTABLISHED_FRACTION
+            * self
+                .params
+                .steady_csf_ng_per_ml(self.params.reference_daily_ng);
+        established > 0.0 && self.baseline_ng_per_ml >= established
+    }
+
+    /// Opioid withdrawal risk, 0..1 (SIM-070): for an opioid, the 6-hour average of
+    /// `C_csf` against the 3-day baseline, `r = fast / baseline`, scored
+    /// `clamp((0.6 − r) / 0.4)` (flagged at `r ≤ 0.4`); 0 for another drug or a patient
+    /// not established.
+    pub fn opioid_withdrawal_risk(&self) -> f64 {
+        if !self.drug.class().is_opioid() || !self.established() {
+            return 0.0;
+        }
+        ramp_down(
+            self.fast_ng_per_ml / self.baseline_ng_per_ml,
+            OPIOID_RATIO_HI,
+            OPIOID_RATIO_LO,
+        )
+    }
+
+    /// Clonidine withdrawal (rebound hypertension) risk, 0..1 (SIM-070): the plasma
+    /// level against the steady plasma level of the 3-day CSF baseline,
+    /// `r = C_sys / (B × CL_csf / CL_sys)`, scored `clamp((0.6 − r) / 0.4)` (flagged at
+    /// `r ≤ 0.4`); 0 for another drug or a patient not established.
+    pub fn clonidine_withdrawal_risk(&self) -> f64 {
+        if self.drug != DrugId::Clonidine || !self.established() {
+            return 0.0;
+        }
+        let steady_sys = self.baseline_ng_per_ml * self.params.csf_clearance_ml_per_h
+            / self.params.systemic_clearance_ml_per_h();
+        ramp_down(
+            self.systemic_ng_per_ml() / steady_sys,
+            CLONIDINE_RATIO_HI,
+            CLONIDINE_RATIO_LO,
+        )
+    }
+
+    /// The effect-site concentration for respiration and the 7-day tolerance average of
+    /// `C_csf`, ng/mL (0 for a drug without a [`Respiration`] model).
+    pub fn opioid_averages(&self) -> (f64, f64) {
+        (self.effect_site_ng_per_ml, self.tolerance_ng_per_ml)
+    }
+
+    /// Gives the patient what left the catheter tip over the last `dt_h` hours: `to_csf`
+    /// ng into the CSF and `to_tissue` ng into the blood, as constant infusions over the
+    /// interval (impulses when `dt_h` is 0), advancing to the interval's end.
+    pub fn receive(&mut self, to_csf: f64, to_tissue: f64, dt_h: f64) {
+        if dt_h > 0.0 {
+            self.set_infusion_csf(to_csf / dt_h);
+            self.set_infusion_systemic(to_tissue / dt_h);
+            self.advance(dt_h);
+            self.set_infusion_csf(0.0);
+            self.set_infusion_systemic(0.0);
+        } else {
+            self.dose_csf(to_csf);
+            self.dose_systemic(to_tissue);
+        }
+    }
+
     /// The daily dose whose steady levels are the overdose reference, ng/day: the hard
     /// maximum daily dose of the rx library, or for an opioid-naive patient on an opioid
     /// the top of the usual starting range. `None` for a drug not scored.
@@ -565,8 +802,14 @@ impl Patient {
         rate.map(|r| r.raw() as f64).filter(|r| *r > 0.0)
     }
 
-    /// Overdose (respiratory depression) risk, 0..1.
+    /// Overdose (respiratory depression) risk, 0..1: for morphine and hydromorphone the
+    /// ventilatory depression of the concentration model ([`Patient::ventilatory_depression`],
+    /// SIM-071); for the other respiratory depressants (fentanyl, sufentanil, baclofen) the
+    /// level against the hard limit's steady level.
     pub fn overdose_risk(&self) -> f64 {
+        if Respiration::of(self.drug).is_some() {
+            return self.ventilatory_depression();
+        }
         let Some(daily) = self.overdose_reference_daily_ng() else {
             return 0.0;
         };
@@ -838,32 +1081,14 @@ mod tests {
     }
 
     #[test]
-    fn overdose_risk_against_the_hard_limit_sim_013() {
-        // Morphine at its hard limit, 15 mg/day: the reference itself, risk 0.
-        let m = Patient::at_steady_state(DrugId::Morphine, Condition::pain(), 15e6);
-        close(m.overdose_risk(), 0.0, 1e-9);
-        // Three times the hard limit: flagged at exactly 0.5.
-        let m3 = Patient::at_steady_state(DrugId::Morphine, Condition::pain(), 45e6);
-        close(m3.overdose_risk(), 0.5, 1e-9);
-        assert!(m3.overdose_flagged());
-        // Pocket fill of 20 mL × 10 mg/mL: 200 mg into 245 L = 816 ng/mL against a
-        // reference of 625,000 / 67,928 = 9.2 ng/mL: risk 1.
-        let mut pf = Patient::at_steady_state(DrugId::Morphine, Condition::pain(), 3e6);
-        pf.dose_systemic(200e6);
-        // 200e6 / 245,000 = 816.33, plus the 3 mg/day steady level 1.84 = 818.17.
-        close(pf.systemic_ng_per_ml(), 818.17, 0.01);
-        close(pf.overdose_risk(), 1.0, 0.0);
-        // Opioid naive: the reference is 0.5 mg/day, so 3 mg/day is 6× → risk 1;
-        // a tolerant patient on 3 mg/day is at 0.2× → 0.
-        let naive = Patient::at_steady_state(DrugId::Morphine, Condition::pain_opioid_naive(), 3e6);
-        close(
-            naive.overdose_reference_daily_ng().unwrap_or(0.0),
-            500_000.0,
-            0.0,
-        );
-        close(naive.overdose_risk(), 1.0, 0.0);
-        let tolerant = Patient::at_steady_state(DrugId::Morphine, Condition::pain(), 3e6);
-        close(tolerant.overdose_risk(), 0.0, 0.0);
+    fn overdose_risk_of_the_other_drugs_against_the_hard_limit_sim_013() {
+        // Fentanyl keeps the ratio model: at its 1000 mcg/day hard limit, risk 0; three
+        // times it, flagged at exactly 0.5.
+        let f = Patient::at_steady_state(DrugId::Fentanyl, Condition::pain(), 1e6);
+        close(f.overdose_risk(), 0.0, 1e-9);
+        let f3 = Patient::at_steady_state(DrugId::Fentanyl, Condition::pain(), 3e6);
+        close(f3.overdose_risk(), 0.5, 1e-9);
+        assert!(f3.overdose_flagged());
         // Baclofen is scored against its 2000 mcg/day library maximum; ziconotide is
         // not scored.
         let b = Patient::at_steady_state(DrugId::Baclofen, Condition::spasticity(), 8e6);
@@ -872,6 +1097,184 @@ mod tests {
         close(z.overdose_risk(), 0.0, 0.0);
         close(overdose_score(3.0), 0.5, 1e-12);
         close(overdose_score(5.0), 1.0, 0.0);
+        // An opioid-naive patient on fentanyl: the reference is the top of the usual
+        // starting range (75 mcg/day), so 150 mcg/day is 2× → 0.25.
+        let naive =
+            Patient::at_steady_state(DrugId::Fentanyl, Condition::pain_opioid_naive(), 150e3);
+        close(
+            naive.overdose_reference_daily_ng().unwrap_or(0.0),
+            75_000.0,
+            0.0,
+        );
+        close(naive.overdose_risk(), 0.25, 1e-9);
+    }
+
+    /// A tolerant patient established on morphine 3 mg/day, kept there by an infusion.
+    fn morphine_3mg(condition: Condition) -> Patient {
+        let mut p = Patient::at_steady_state(DrugId::Morphine, condition, 3e6);
+        p.set_infusion_csf(3e6 / 24.0);
+        p
+    }
+
+    #[test]
+    fn steady_morphine_is_not_flagged_but_the_naive_patient_is_sim_071() {
+        // By hand: V_csf = 15 × 1.5 / ln 2 = 32.461 mL; C_csf,ss = 3e6/24/15 =
+        // 8333.33 ng/mL; CL_sys = ln 2 / 2.5 × 245,000 = 67,928.4 mL/h, C_sys,ss =
+        // 3e6/24/67,928.4 = 1.8402 ng/mL. u = 8333.33/4600 + 1.8402/9.4 = 1.81159 +
+        // 0.19577 = 2.00736. Tolerant: T = 1 + 2 × 2.00736 = 5.01472, v = u/T =
+        // 0.40029, D = v/(1 + v) = 0.28586. Naive: T = 1, D = 2.00736/3.00736 = 0.66748.
+        let mut p = morphine_3mg(Condition::pain());
+        close(p.opioid_exposure(), 2.00736, 1e-4);
+        close(p.opioid_tolerance().unwrap_or(0.0), 5.01472, 1e-4);
+        close(p.overdose_risk(), 0.28586, 1e-4);
+        // It stays there over a week of steady therapy.
+        p.advance(24.0 * 7.0);
+        close(p.overdose_risk(), 0.28586, 1e-4);
+        assert!(!p.overdose_flagged());
+        let naive = morphine_3mg(Condition::pain_opioid_naive());
+        close(naive.opioid_tolerance().unwrap_or(0.0), 1.0, 0.0);
+        close(naive.overdose_risk(), 0.66748, 1e-4);
+        assert!(naive.overdose_flagged());
+        // A drug without the respiration model has no tolerance factor.
+        assert!(
+            Patient::new(DrugId::Baclofen, Condition::spasticity())
+                .opioid_tolerance()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn access_port_injection_of_morphine_is_flagged_by_hand_sim_071() {
+        // 20 mL × 10 mg/mL = 200 mg into the CSF of the tolerant 3 mg/day patient.
+        // At t = 3 h, by hand (k = ln2/1.5 = 0.46210, k_e0 = ln2/3 = 0.23105,
+        // k_sys = ln2/2.5 = 0.27726, 1/τ_tol = 1/168):
+        //   C0 = 200e6 / 32.4606 = 6,161,308 ng/mL
+        //   Ce  = 8333.3 + C0·k_e0/(k − k_e0)·(e^{−k_e0 t} − e^{−kt})
+        //       = 8333.3 + C0 × 1 × (0.5 − 0.25) = 1,548,660 ng/mL
+        //   A_sys(bolus) = 200e6·k/(k_sys − k)·(e^{−kt} − e^{−k_sys t})
+        //       = 200e6 × (−2.5) × (0.25 − 0.43528) = 92.64e6 ng → 378.11 ng/mL,
+        //     + 1.84 steady = 379.95 ng/mL
+        //   tolerance average = 8333.3 + C0/168/(k − 1/168)·(e^{−t/168} − e^{−kt})
+        //       = 67,210.9 ng/mL
+        //   u = 1,548,660/4600 + 379.95/9.4 = 336.67 + 40.42 = 377.09
+        //   T = 1 + 2 × (67,210.9/4600 + 67,210.9 × 15/67,928.4/9.4) = 33.380
+        //   v = 11.297, D = 0.91868.
+        let mut p = morphine_3mg(Condition::pain());
+        p.dose_csf(200e6);
+        p.advance(3.0);
+        close(p.opioid_averages().0, 1_548_660.4, 1.0);
+        close(p.systemic_ng_per_ml(), 379.953, 1e-2);
+        close(p.opioid_averages().1, 67_210.9, 0.5);
+        close(p.opioid_tolerance().unwrap_or(0.0), 33.380, 1e-3);
+        close(p.overdose_risk(), 0.91868, 1e-4);
+        assert!(p.overdose_flagged());
+    }
+
+    #[test]
+    fn a_tenfold_wrong_concentration_is_flagged_within_hours_sim_071() {
+        // The pump believes 2 mg/mL while the reservoir holds 20: ten times the dose,
+        // 30 mg/day. Flagged within a day, while a doubled dose never is.
+        let run = |daily: f64| {
+            let mut p = morphine_3mg(Condition::pain());
+            p.set_infusion_csf(daily / 24.0);
+            let mut first = None;
+            for h in 1..=72 {
+                p.advance(1.0);
+                if first.is_none() && p.overdose_flagged() {
+                    first = Some(h);
+                }
+            }
+            first
+        };
+        let tenfold = run(30e6);
+        assert!(tenfold.is_some_and(|h| h <= 24), "{tenfold:?}");
+        assert_eq!(run(6e6), None);
+    }
+
+    #[test]
+    fn abrupt_morphine_stop_scores_opioid_withdrawal_by_hand_sim_070() {
+        // Stop from steady state (C0 = 1, k = ln2/1.5 = 0.46210, τ 6 h and 72 h):
+        //   fast(t) = e^{−t/6} + (1/6)(e^{−kt} − e^{−t/6})/(1/6 − k)
+        //   base(t) = e^{−t/72} + (1/72)(e^{−kt} − e^{−t/72})/(1/72 − k)
+        // t = 6: 0.54016 / 0.94662 = 0.57062 → (0.6 − 0.57062)/0.4 = 0.07345
+        // t = 8: 0.39831 / 0.92180 = 0.43210 → 0.41974 (not flagged)
+        // t = 12: 0.20948 / 0.87259 = 0.24007 → 0.89983 (flagged)
+        let mut p = Patient::at_steady_state(DrugId::Morphine, Condition::pain(), 3e6);
+        close(p.opioid_withdrawal_risk(), 0.0, 0.0);
+        p.advance(6.0);
+        close(p.opioid_withdrawal_risk(), 0.07345, 1e-4);
+        p.advance(2.0);
+        close(p.opioid_withdrawal_risk(), 0.41974, 1e-4);
+        assert!(p.opioid_withdrawal_risk() < FLAG_AT);
+        p.advance(4.0);
+        close(p.opioid_withdrawal_risk(), 0.89983, 1e-4);
+        // Baclofen's score is untouched; clonidine's is 0 for morphine.
+        close(p.withdrawal_risk(), 0.0, 0.0);
+        close(p.clonidine_withdrawal_risk(), 0.0, 0.0);
+        // Hydromorphone has the same CSF kinetics: the same score.
+        let mut h = Patient::at_steady_state(DrugId::Hydromorphone, Condition::pain(), 6e5);
+        h.advance(12.0);
+        close(h.opioid_withdrawal_risk(), 0.89983, 1e-4);
+        // A halved dose is not flagged: the worst ratio is about 0.5 → ≤ 0.25.
+        let mut half = morphine_3mg(Condition::pain());
+        half.set_infusion_csf(1.5e6 / 24.0);
+        let mut worst: f64 = 0.0;
+        for _ in 0..5 * 24 {
+            half.advance(1.0);
+            worst = worst.max(half.opioid_withdrawal_risk());
+        }
+        assert!(worst < FLAG_AT, "{worst}");
+    }
+
+    #[test]
+    fn abrupt_clonidine_stop_scores_rebound_hypertension_by_hand_sim_070() {
+        // Stop from steady state (150 mcg/day; k = ln2/1.3 = 0.53319, k_sys = ln2/12 =
+        // 0.057762, τ_base = 72 h). Normalised to the steady levels:
+        //   C_sys(t)/C_sys,ss = e^{−k_s t} + k_s(e^{−kt} − e^{−k_s t})/(k_s − k)
+        //   base(t)/C_csf,ss  = e^{−t/72} + (1/72)(e^{−kt} − e^{−t/72})/(1/72 − k)
+        // and C_sys,ss = C_csf,ss × CL_csf/CL_sys, so r = the first over the second.
+        // t = 18: 0.39649 / 0.79957 = 0.49588 → (0.6 − 0.49588)/0.4 = 0.2603
+        // t = 24: 0.28039 / 0.73571 = 0.38111 → 0.5472 (flagged)
+        // t = 36: 0.14018 / 0.62277 = 0.22509 → 0.9373
+        let mut p = Patient::at_steady_state(DrugId::Clonidine, Condition::pain(), 150e3);
+        close(p.clonidine_withdrawal_risk(), 0.0, 1e-12);
+        p.advance(18.0);
+        close(p.clonidine_withdrawal_risk(), 0.2603, 1e-3);
+        assert!(p.clonidine_withdrawal_risk() < FLAG_AT);
+        p.advance(6.0);
+        close(p.clonidine_withdrawal_risk(), 0.5472, 1e-3);
+        assert!(p.clonidine_withdrawal_risk() >= FLAG_AT);
+        p.advance(12.0);
+        close(p.clonidine_withdrawal_risk(), 0.9373, 1e-3);
+        close(p.opioid_withdrawal_risk(), 0.0, 0.0);
+        // Halving the dose is not flagged.
+        let mut half = Patient::at_steady_state(DrugId::Clonidine, Condition::pain(), 150e3);
+        half.set_infusion_csf(75e3 / 24.0);
+        let mut worst: f64 = 0.0;
+        for _ in 0..5 * 24 {
+            half.advance(1.0);
+            worst = worst.max(half.clonidine_withdrawal_risk());
+        }
+        assert!(worst < FLAG_AT, "{worst}");
+        // Never established: no risk.
+        let mut naive = Patient::new(DrugId::Clonidine, Condition::pain());
+        naive.dose_csf(10.0);
+        naive.advance(30.0);
+        close(naive.clonidine_withdrawal_risk(), 0.0, 0.0);
+    }
+
+    #[test]
+    fn risks_of_an_admixture_take_the_largest_sim_070() {
+        let mut m = Patient::at_steady_state(DrugId::Morphine, Condition::pain(), 3e6);
+        let mut c = Patient::at_steady_state(DrugId::Clonidine, Condition::pain(), 150e3);
+        m.advance(24.0);
+        c.advance(24.0);
+        let r = Risks::of([&m, &c]);
+        close(r.clonidine_withdrawal, c.clonidine_withdrawal_risk(), 0.0);
+        close(r.opioid_withdrawal, 1.0, 0.0);
+        close(r.withdrawal, 0.0, 0.0);
+        close(r.opioid_tolerance, m.opioid_tolerance().unwrap_or(0.0), 0.0);
+        assert!(Risks::of([&c]).opioid_tolerance.is_nan());
     }
 
     #[test]
