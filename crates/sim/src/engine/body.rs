@@ -2,7 +2,7 @@
 //! admixture besides the primary one, dosed with that drug's own mass out of the tip,
 //! and the opioid tolerance a patient brings to the run.
 
-use thecal_pump::fluid::TipDelivery;
+use crate::truth::{FG_PER_NG, Femtograms, drug_slot};
 use thecal_rx::Volume;
 use thecal_rx::dose::{Admixture, MAX_DRUGS};
 use thecal_rx::drug::DrugId;
@@ -28,14 +28,15 @@ pub(super) fn companions(
 /// What of each companion's drug left the tip, split as the primary's (to the CSF, to
 /// the tissue), ng.
 pub(super) fn split(
-    out: &TipDelivery,
+    out: &Femtograms,
     companions: &[Patient],
     routing: &Routing,
     into: &mut [(f64, f64); MAX_DRUGS],
 ) {
     let pass = (1.0 - routing.blocked).max(1e-12);
     for (c, slot) in companions.iter().zip(into.iter_mut()) {
-        let ng = out.mass_of(c.drug).raw() as f64;
+        let fg = out.get(drug_slot(c.drug)).copied().unwrap_or(0);
+        let ng = fg as f64 / FG_PER_NG as f64;
         *slot = (ng * routing.to_csf / pass, ng * routing.to_tissue / pass);
     }
 }
