@@ -319,19 +319,35 @@ impl Web {
         s: Option<&Session>,
         body: Option<serde_json::Value>,
     ) -> Result<Answer, Response> {
+        self.call_with_station(method, path, s, body, None).await
+    }
+
+    /// [`Web::call`], handing the API the server's programmer station where there is one
+    /// (the programming routes need it).
+    async fn call_with_station(
+        &self,
+        method: Method,
+        path: &str,
+        s: Option<&Session>,
+        body: Option<serde_json::Value>,
+        station: Option<std::sync::Arc<crate::programming::Station>>,
+    ) -> Result<Answer, Response> {
         let mut b = axum::http::Request::builder().method(method).uri(path);
         if let Some(s) = s {
             b = b
                 .header(header::COOKIE, format!("{}={}", auth::COOKIE, s.token))
                 .header(auth::CSRF_HEADER, &s.csrf);
         }
-        let req = match body {
+        let mut req = match body {
             Some(v) => b
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(Body::from(v.to_string())),
             None => b.body(Body::empty()),
         }
         .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response())?;
+        if let Some(st) = station {
+            req.extensions_mut().insert(st);
+        }
         let resp = match self.api.clone().oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},

@@ -9,14 +9,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use tower::ServiceExt;
 
 use super::pages::{ProgrammingPage, SessionPage, SessionRow};
 use super::{Answer, Page, Session, Web, check_csrf, message, render, see_other, when};
@@ -56,39 +54,8 @@ async fn call(
     s: &Session,
     body: Option<serde_json::Value>,
 ) -> Result<Answer, axum::response::Response> {
-    use axum::response::IntoResponse as _;
-    let b = axum::http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(
-            header::COOKIE,
-            format!("{}={}", crate::auth::COOKIE, s.token),
-        )
-        .header(crate::auth::CSRF_HEADER, &s.csrf);
-    let mut req = match body {
-        Some(v) => b
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(v.to_string())),
-        None => b.body(Body::empty()),
-    }
-    .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response())?;
-    if let Some(st) = station {
-        req.extensions_mut().insert(st.0.clone());
-    }
-    let resp = match w.api.clone().oneshot(req).await {
-        Ok(r) => r,
-        Err(never) => match never {},
-    };
-    let status = resp.status();
-    let body = axum::body::to_bytes(resp.into_body(), 16 << 20)
-        .await
-        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response())?;
-    Ok(Answer {
-        status,
-        body: body.to_vec(),
-        set_cookie: None,
-        total: None,
-    })
+    let st = station.as_ref().map(|st| st.0.clone());
+    w.call_with_station(method, path, Some(s), body, st).await
 }
 
 async fn get_json<T: DeserializeOwned>(
