@@ -41,6 +41,12 @@ pub struct ServeArgs {
     /// with this server's programmer.
     #[arg(long, conflicts_with_all = ["database", "data_dir"])]
     demo: bool,
+    /// With --demo: the virtual implants' time runs this many times faster than the wall
+    /// clock (1 to 3600; 1 is real time), so a priming, a day of therapy or a dose-limit
+    /// window passes while one watches.
+    #[arg(long, value_name = "TIMES", default_value_t = 1, requires = "demo",
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    implant_speed: u32,
     /// Before serving, fill an empty clinic with this many synthetic patients for the
     /// benchmark (crates/clinic/bench.sh); a clinic with patients is left as it is.
     #[arg(long, value_name = "PATIENTS", conflicts_with = "demo",
@@ -142,6 +148,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
                 &station,
                 &demo_dir.join("implants"),
                 DEMO_IMPLANTS,
+                args.implant_speed,
             )
             .await?;
             println!("virtual implants (enrolled with this server's programmer):");

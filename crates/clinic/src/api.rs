@@ -2249,7 +2249,7 @@ impl utoipa::Modify for CommonErrors {
           history::plan_status, history::list_plans, history::create_assessment,
           history::list_assessments, programming::link, programming::interrogate,
           programming::programming, programming::get_session, programming::change,
-          programming::send, programming::open_remote, programming::confirm_remote,
+          programming::acknowledge, programming::send, programming::open_remote, programming::confirm_remote,
           programming::revoke_remote, programming::devices, accounts::list_users, accounts::change_user),
     tags((name = "session"), (name = "users"), (name = "patients"), (name = "implants"),
          (name = "prescriptions"), (name = "visits"), (name = "trials"), (name = "calendar"),
@@ -2315,6 +2315,7 @@ fn programming_routes() -> Router<AppState> {
         .route("/api/v1/implants/{id}/programming", get(p::programming))
         .route("/api/v1/programming/{id}", get(p::get_session))
         .route("/api/v1/programming/{id}/change", post(p::change))
+        .route("/api/v1/programming/{id}/acknowledge", post(p::acknowledge))
         .route("/api/v1/programming/{id}/send", post(p::send))
         .route("/api/v1/implants/{id}/remotes", post(p::open_remote))
         .route(

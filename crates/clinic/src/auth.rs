@@ -375,6 +375,11 @@ pub const ROUTES: &[RouteRule] = &[
     },
     RouteRule {
         method: "POST",
+        path: "/api/v1/programming/{id}/acknowledge",
+        access: Access::Roles(RECORD),
+    },
+    RouteRule {
+        method: "POST",
         path: "/api/v1/programming/{id}/send",
         access: Access::Roles(RECORD),
     },

@@ -1154,11 +1154,13 @@ async fn program_change_read_back_on_a_virtual_implant_in_chromium_clinic_157_wa
         &station,
         &clinic.dir.join("implants"),
         1,
+        600,
     )
     .await
     .unwrap();
     assert_eq!(implants.len(), 1, "{skipped:?}");
     assert_eq!(implants[0].serial, "DEMO-NGP-001");
+    primed(&station, "DEMO-NGP-001").await;
     let api = thecal_clinic::api::router(clinic.state.clone());
     let dr = api_login(&api, "dr.demo").await;
     let (_, list, _) = api_call(&api, Some(&dr), "GET", "/api/v1/patients?limit=1000", None).await;
@@ -1230,6 +1232,165 @@ async fn program_change_read_back_on_a_virtual_implant_in_chromium_clinic_157_wa
     drop(implants);
 }
 
+/// Waits until the demo pump's priming has ended (its time runs 600 times faster): the
+/// catheter holds drug to the tip.
+async fn primed(station: &std::sync::Arc<thecal_clinic::programming::Station>, serial: &str) {
+    for _ in 0..600 {
+        let (st, serial2) = (station.clone(), serial.to_owned());
+        let (s, _) = tokio::task::spawn_blocking(move || {
+            st.with(&serial2, thecal_programmer::session::status)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        if s.ahead_of_drug.is_zero() && !s.bolus_active {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{serial}: the priming did not end");
+}
+
+/// A refill with a concentration change on the demo's running pump: the look ahead
+/// beside the review shows the old, stronger fluid in the catheter reaching the tip too
+/// fast when bridging is off (held at the limiter's cap, with its alarm); the send
+/// button needs the acknowledgement ticked; the change is read back with who
+/// acknowledged.
+async fn refill_look_ahead_warns_when_bridging_is_off_clinic_117_clinic_119_walk() {
+    let Some(b) = browser("lookahead").await else {
+        return;
+    };
+    let clinic = Clinic::new().await;
+    let station = std::sync::Arc::new(
+        thecal_clinic::programming::Station::open(&clinic.dir.join("programmer")).unwrap(),
+    );
+    let (implants, skipped) = thecal_clinic::programming::demo::start(
+        &clinic.state.store,
+        &station,
+        &clinic.dir.join("implants"),
+        1,
+        600,
+    )
+    .await
+    .unwrap();
+    assert_eq!(implants.len(), 1, "{skipped:?}");
+    primed(&station, "DEMO-NGP-001").await;
+    let api = thecal_clinic::api::router(clinic.state.clone());
+    let dr = api_login(&api, "dr.demo").await;
+    let rn = api_login(&api, "rn.demo").await;
+    let (_, list, _) = api_call(&api, Some(&dr), "GET", "/api/v1/patients?limit=1000", None).await;
+    let pid = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["mrn"] == "DEMO-001")
+        .and_then(|p| p["id"].as_i64())
+        .unwrap_or_else(|| panic!("{list}"));
+    let (_, rec, _) = api_call(
+        &api,
+        Some(&dr),
+        "GET",
+        &format!("/api/v1/patients/{pid}"),
+        None,
+    )
+    .await;
+    let iid = rec["implants"][0]["id"].as_i64().unwrap();
+    let (_, rxs, _) = api_call(
+        &api,
+        Some(&dr),
+        "GET",
+        &format!("/api/v1/implants/{iid}/prescriptions"),
+        None,
+    )
+    .await;
+    let dose = rxs.as_array().unwrap().last().unwrap()["daily_dose"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Half the concentration, the same daily dose: the pump will run twice as fast.
+    let (s, v, _) = api_call(
+        &api,
+        Some(&dr),
+        "POST",
+        &format!("/api/v1/implants/{iid}/prescriptions"),
+        Some(
+            json!({"drug": "baclofen", "concentration": "1000 mcg/mL", "daily_dose": dose,
+                    "reservoir_volume": "20 mL", "reason": "concentration change",
+                    "confirm_soft_findings": "concentration change agreed"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v, _) = api_call(
+        &api,
+        Some(&rn),
+        "POST",
+        &format!("/api/v1/implants/{iid}/visits"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let vid = v["id"].as_i64().unwrap();
+    let (s, v, _) = api_call(
+        &api,
+        Some(&rn),
+        "POST",
+        &format!("/api/v1/visits/{vid}/aspirate"),
+        Some(json!({"aspirated": "19 mL", "investigation": "pump time accelerated in the demo"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v, _) = api_call(
+        &api,
+        Some(&rn),
+        "POST",
+        &format!("/api/v1/visits/{vid}/fill"),
+        Some(
+            json!({"volume_added": "18 mL", "concentration": "1000 mcg/mL", "lot": "L7",
+                    "expiry": "2027-06-01", "bridging": "none"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let base = clinic.serve_with(station).await;
+    b.sign_in(&base, "rn.demo").await;
+    b.go(&format!("{base}/implants/{iid}/programming")).await;
+    b.click("[data-testid=interrogate]").await;
+    b.choose("visit_id", &vid.to_string()).await;
+    b.choose("bridge", "none").await;
+    b.click("[data-testid=choose-refill]").await;
+    let warn = b.text_of("[data-testid=lookahead-warnings]").await;
+    assert!(
+        warn.contains("TOO HIGH") && warn.contains("dose limit"),
+        "{warn}"
+    );
+    let table = b.text_of("[data-testid=lookahead]").await;
+    assert!(table.contains("of") && table.contains("%"), "{table}");
+    assert!(
+        b.text_of("[data-testid=lookahead-refill]")
+            .await
+            .contains("Next refill")
+    );
+    b.shot("programming-lookahead").await;
+    b.axe("programming-lookahead").await;
+    // The send button does not submit until the acknowledgement is ticked.
+    b.tick("[data-testid=send]").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = b.text_of("[data-testid=session-status]").await;
+    assert!(status.contains("reviewed"), "{status}");
+    let label = b.text_of("label[for=acknowledge]").await;
+    assert!(label.contains("rn.demo"), "{label}");
+    b.tick("[data-testid=acknowledge]").await;
+    b.click("[data-testid=send]").await;
+    let status = b.text_of("[data-testid=session-status]").await;
+    assert!(status.contains("confirmed"), "{status}");
+    let ack = b.text_of("[data-testid=acknowledged]").await;
+    assert!(ack.contains("Acknowledged by rn.demo"), "{ack}");
+    b.shot("programming-lookahead-sent").await;
+    b.close().await;
+    drop(implants);
+}
+
 // ---------------------------------------------------------------- the tests
 
 #[test]
@@ -1282,4 +1443,9 @@ fn search_pages_reach_every_patient_clinic_133() {
 #[test]
 fn program_change_read_back_on_a_virtual_implant_in_chromium_clinic_157() {
     run(program_change_read_back_on_a_virtual_implant_in_chromium_clinic_157_walk());
+}
+
+#[test]
+fn refill_look_ahead_warns_when_bridging_is_off_in_chromium_clinic_117_clinic_119() {
+    run(refill_look_ahead_warns_when_bridging_is_off_clinic_117_clinic_119_walk());
 }

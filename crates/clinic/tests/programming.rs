@@ -42,6 +42,11 @@ fn baclofen(dose: &str) -> Value {
 
 impl Bench {
     async fn new(b: Backend) -> Option<Bench> {
+        Bench::with_speed(b, 1).await
+    }
+
+    /// The same with the implant's time running `speed` times faster than the wall clock.
+    async fn with_speed(b: Backend, speed: u32) -> Option<Bench> {
         implant::set_voice(Voice::Silent);
         let mut c = Clinic::new(b).await?;
         let dir = std::env::temp_dir().join(format!("thecal-prog-{}", random_hex(6)));
@@ -92,7 +97,9 @@ impl Bench {
         assert_eq!(s, StatusCode::CREATED, "{rx}");
         // The pump: a virtual implant on a thread; the wand's window; enrolment.
         let state = dir.join("pump");
-        let running = implant::spawn(implant::Config::new(&state), "127.0.0.1:0").unwrap();
+        let mut config = implant::Config::new(&state);
+        config.speed = speed;
+        let running = implant::spawn(config, "127.0.0.1:0").unwrap();
         let addr = running.addr.to_string();
         let (token, _) = implant::wand(&state, Duration::from_secs(5), true).unwrap();
         let token = std::fs::read_to_string(token).unwrap();
@@ -119,7 +126,7 @@ impl Bench {
             serde_json::from_value(rx["therapy"].clone()).unwrap();
         let st = station.clone();
         tokio::task::spawn_blocking(move || {
-            put_in_service(&st, "NGP1", &program, 45, "first fill")
+            put_in_service(&st, "NGP1", &program, 45, "first fill", None)
         })
         .await
         .unwrap()
@@ -179,6 +186,20 @@ impl Bench {
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         assert_eq!(v["status"], "reviewed");
+        // This pump's catheter was never primed: the look ahead rightly warns that the
+        // drug reaches the tip only after the dead volume, which the physician accepts.
+        if v["session"]["lookahead"]["needs_acknowledgement"] == true {
+            let (s, v) = self
+                .c
+                .call(
+                    Some(&self.doctor),
+                    "POST",
+                    &format!("/api/v1/programming/{sid}/acknowledge"),
+                    None,
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+        }
         sid
     }
 
@@ -186,6 +207,17 @@ impl Bench {
         self.c
             .call(
                 Some(&self.doctor),
+                "POST",
+                &format!("/api/v1/programming/{sid}/send"),
+                None,
+            )
+            .await
+    }
+
+    async fn send_as(&self, u: &User, sid: i64) -> (StatusCode, Value) {
+        self.c
+            .call(
+                Some(u),
                 "POST",
                 &format!("/api/v1/programming/{sid}/send"),
                 None,
@@ -456,6 +488,21 @@ async fn a_refill_is_sent_from_the_visit_and_read_back_clinic_153(b: Backend) {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    // The catheter of this pump was never primed: the drug reaches the tip only after
+    // the dead volume, a warning the nurse acknowledges before the refill is sent.
+    let warnings = v["session"]["lookahead"]["warnings"].to_string();
+    assert!(warnings.contains("TOO LOW"), "{warnings}");
+    let (s, v2) = t.send_as(&t.nurse, sid).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v2}");
+    let (s, v2) =
+        t.c.call(
+            Some(&t.nurse),
+            "POST",
+            &format!("/api/v1/programming/{sid}/acknowledge"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v2}");
     let review = v["session"]["review"].to_string();
     assert!(review.contains("add 18 mL of baclofen 2 mg/mL"), "{review}");
     let (s, v) =
@@ -750,6 +797,220 @@ async fn without_a_station_or_enrolment_the_routes_say_so_clinic_156(b: Backend)
     t.kill();
 }
 
+/// A primed implant (the priming bolus run to its end at the implant's accelerated time)
+/// with a refill visit filled at `conc` under a prescription of `conc` at 200 mcg/day:
+/// the session id reviewed with `bridge`, and the visit id.
+async fn primed_refill(t: &Bench, conc: &str) -> i64 {
+    let st = t.station.clone();
+    tokio::task::spawn_blocking(move || {
+        st.with("NGP1", |c| {
+            thecal_programmer::session::ok(
+                c,
+                thecal_link::Body::Pump(thecal_pump::command::Command::PrimingBolus {
+                    duration: thecal_rx::Duration::from_minutes(30),
+                }),
+            )
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    // The catheter holds drug to the tip once the priming ends.
+    let mut primed = false;
+    for _ in 0..600 {
+        let st = t.station.clone();
+        let s = tokio::task::spawn_blocking(move || {
+            st.with("NGP1", thecal_programmer::session::status)
+        })
+        .await
+        .unwrap()
+        .unwrap()
+        .0;
+        if s.ahead_of_drug.is_zero() && !s.bolus_active {
+            primed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(primed, "the priming bolus did not end");
+    let (s, v) =
+        t.c.call(
+            Some(&t.doctor),
+            "POST",
+            &format!("/api/v1/implants/{}/prescriptions", t.iid),
+            Some(
+                json!({"drug": "baclofen", "concentration": conc, "daily_dose": "200 mcg/day",
+                   "reservoir_volume": "20 mL", "reason": "concentration change",
+                   "confirm_soft_findings": "concentration change agreed"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) =
+        t.c.call(
+            Some(&t.nurse),
+            "POST",
+            &format!("/api/v1/implants/{}/visits", t.iid),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let vid = v["id"].as_i64().unwrap();
+    let (s, v) =
+        t.c.call(
+            Some(&t.nurse),
+            "POST",
+            &format!("/api/v1/visits/{vid}/aspirate"),
+            Some(json!({"aspirated": "19 mL", "investigation": "accelerated test clock"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) =
+        t.c.call(
+            Some(&t.nurse),
+            "POST",
+            &format!("/api/v1/visits/{vid}/fill"),
+            Some(json!({"volume_added": "18 mL",
+            "concentration": conc, "lot": "L2", "expiry": "2027-01-01", "bridging": "none"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    vid
+}
+
+async fn a_concentration_change_without_bridging_is_forecast_and_sent_only_once_acknowledged_clinic_117(
+    b: Backend,
+) {
+    // Time at the implant runs 600 times faster, so the priming bolus ends in seconds.
+    let Some(t) = Bench::with_speed(b, 600).await else {
+        return;
+    };
+    let vid = primed_refill(&t, "1000 mcg/mL").await;
+    let (s, v) = t.interrogate(&t.nurse).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let sid = v["id"].as_i64().unwrap();
+    let dead_nl = v["twin"]["path"]["dead_volume"].as_u64().unwrap() as f64;
+    let choose = |bridge: &'static str| {
+        let c = &t.c;
+        let nurse = &t.nurse;
+        async move {
+            let (s, v) = c
+                .call(
+                    Some(nurse),
+                    "POST",
+                    &format!("/api/v1/programming/{sid}/change"),
+                    Some(json!({"visit_id": vid, "bridge": bridge})),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            v["session"].clone()
+        }
+    };
+    // With automatic bridging the pump keeps 200 mcg/day at the tip: nothing to
+    // acknowledge, and there is nothing to acknowledge.
+    let sess = choose("auto").await;
+    let l = &sess["lookahead"];
+    assert_eq!(l["needs_acknowledgement"], false, "{l}");
+    assert_eq!(l["days"], 14);
+    for d in l["daily"].as_array().unwrap() {
+        let p = d["doses"][0]["percent"].as_u64().unwrap();
+        assert!((98..=102).contains(&p), "{d}");
+    }
+    let (s, v) =
+        t.c.call(
+            Some(&t.nurse),
+            "POST",
+            &format!("/api/v1/programming/{sid}/acknowledge"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    // Bridging off. By hand: 2000 mcg/mL in the catheter, 1000 mcg/mL in the reservoir,
+    // the dose kept at 200 mcg/day, so the pump runs 0.2 mL/day instead of 0.1: the old
+    // fluid would reach the tip at 0.2 mL/day × 2000 mcg/mL = 400 mcg/day, 200 % of the
+    // prescribed, until the dead volume has passed (dead volume ÷ 0.2 mL/day, over a
+    // day here). The pump's independent limiter holds what leaves the tip in any 24 h
+    // to the program's day volume with its 20 % margin at the concentration: 0.2 mL ×
+    // 1.2 × 1000 mcg/mL = 240 mcg (the old program's, 0.1 mL × 1.2 × 2000 mcg/mL, is
+    // the same). So: day 0 above the prescribed but at most 240 mcg, a dose-limit alarm,
+    // and, since nothing is lost, every microgram in the path and the reservoir reaches
+    // the tip: over 14 days the dead volume at 2000 mcg/mL plus the rest of what left the
+    // reservoir (18 mL less what is left) at 1000 mcg/mL.
+    let sess = choose("none").await;
+    let l = &sess["lookahead"];
+    assert_eq!(l["needs_acknowledgement"], true, "{l}");
+    let warnings = l["warnings"].to_string();
+    assert!(warnings.contains("TOO HIGH"), "{warnings}");
+    assert!(
+        dead_nl / 1e6 / 0.2 * 24.0 > 24.0,
+        "dead volume {dead_nl} nL"
+    );
+    let mcg = |d: &Value| d["doses"][0]["tip_ng"].as_u64().unwrap() as f64 / 1000.0;
+    let days = l["daily"].as_array().unwrap();
+    for d in &days[..2] {
+        assert!(mcg(d) > 210.0 && mcg(d) <= 241.0, "{d}");
+    }
+    let alarms = l["alarms"].to_string();
+    assert!(alarms.contains("dose limit"), "{alarms}");
+    let left_ml = days[13]["reservoir_nl"].as_u64().unwrap() as f64 / 1e6;
+    let dead_ml = dead_nl / 1e6;
+    let conserved = dead_ml * 2000.0 + (18.0 - left_ml - dead_ml) * 1000.0;
+    let total: f64 = days.iter().map(mcg).sum();
+    assert!(
+        (total - conserved).abs() <= 0.001 * conserved,
+        "{total} mcg at the tip over 14 days; by conservation {conserved} mcg"
+    );
+    let last = &l["daily"][13]["doses"][0];
+    assert!(
+        (98..=102).contains(&last["percent"].as_u64().unwrap()),
+        "{last}"
+    );
+    // Not sent unacknowledged: 409, and the pump keeps its program.
+    let (s, v) = t.send_as(&t.nurse, sid).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "acknowledgement_required", "{v}");
+    assert_eq!(t.session(sid).await["status"], "reviewed");
+    // Acknowledged, then chosen again: the acknowledgement is of the forecast read, so it
+    // is cleared.
+    let (s, v) =
+        t.c.call(
+            Some(&t.nurse),
+            "POST",
+            &format!("/api/v1/programming/{sid}/acknowledge"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        v["session"]["acknowledged"]["read"]
+            .to_string()
+            .contains("TOO HIGH")
+    );
+    let sess = choose("none").await;
+    assert!(sess["acknowledged"].is_null(), "{sess}");
+    let (s, _) = t.send_as(&t.nurse, sid).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, v) =
+        t.c.call(
+            Some(&t.nurse),
+            "POST",
+            &format!("/api/v1/programming/{sid}/acknowledge"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let by = v["session"]["acknowledged"]["by"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!by.is_empty());
+    let (s, v) = t.send_as(&t.nurse, sid).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "confirmed", "{v}");
+    assert_eq!(v["session"]["acknowledged"]["by"], by.as_str());
+    t.kill();
+}
+
 fn b_name(b: Backend) -> &'static str {
     match b {
         Backend::Sqlite => "sqlite",
@@ -764,4 +1025,5 @@ on_both_databases!(
     a_forged_log_entry_raises_an_alarm_and_imports_nothing_clinic_154,
     a_patient_remote_is_enrolled_by_its_fingerprint_and_revoked_clinic_155,
     without_a_station_or_enrolment_the_routes_say_so_clinic_156,
+    a_concentration_change_without_bridging_is_forecast_and_sent_only_once_acknowledged_clinic_117,
 );

@@ -9,6 +9,7 @@ use serde_json::Value;
 use thecal_link::{Body, DeviceInfo, LinkCommand, PublicKey, Reply, key_id_for};
 use thecal_pump::command::{Command, Role, Status};
 use thecal_pump::log::{self, Hash, LogChain, LogEntry};
+use thecal_pump::reading::PathReading;
 use thecal_rx::Instant;
 use thecal_rx::check::Prescription;
 
@@ -35,6 +36,15 @@ pub fn status(client: &mut Client) -> Result<Status, Fail> {
 pub fn program(client: &mut Client) -> Result<Prescription, Fail> {
     match client.request(Body::Link(LinkCommand::ReadProgram))? {
         Reply::Program(p) => Ok(p),
+        other => Err(Fail::Refused(Box::new(other))),
+    }
+}
+
+/// The fluid path and the settings a twin needs (link version 2): what the look ahead
+/// starts from, with [`status`] and [`program`].
+pub fn fluid_path(client: &mut Client) -> Result<PathReading, Fail> {
+    match client.request(Body::Link(LinkCommand::ReadFluidPath))? {
+        Reply::FluidPath(r) => Ok(r),
         other => Err(Fail::Refused(Box::new(other))),
     }
 }

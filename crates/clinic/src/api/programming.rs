@@ -26,10 +26,12 @@ use super::{
 };
 use crate::auth::Role;
 use crate::domain::change::rx_of;
+use crate::domain::device::Device as PumpDevice;
 use crate::domain::events::{Alarm, AlarmPriority, NewAlarm};
 use crate::domain::pumplog::{ChainPoint, ExportEntry, LogExport, hex};
 use crate::domain::records::{Implant, Prescription, RefillVisit, VisitStep, drug};
 use crate::domain::{FieldError, quantity};
+use crate::programming::forecast::{self, Acknowledgement, TwinState};
 use crate::programming::record::{
     self, Air, ClinicView, Intent, LogCheck, Session, Snapshot, status,
 };
@@ -246,12 +248,13 @@ pub(super) async fn interrogate(
         .unwrap_or(0);
     let serial = imp.details.serial.clone();
     let s2 = station.clone();
-    let ((status_read, program, log), stats) = blocking(move || {
+    let ((status_read, program, path, log), stats) = blocking(move || {
         s2.with(&serial, |c| {
             let s = session::status(c)?;
             let p = session::program(c)?;
+            let path = session::fluid_path(c)?;
             let log = session::read_log(c, from)?;
-            Ok((s, p, log))
+            Ok((s, p, path, log))
         })
     })
     .await?
@@ -413,6 +416,12 @@ pub(super) async fn interrogate(
         confirmed: None,
         outcome: None,
         air: vec![("interrogation".into(), air(&stats))],
+        twin: Some(TwinState {
+            status: status_read,
+            path,
+        }),
+        lookahead: None,
+        acknowledged: None,
     };
     ops.push(Op::Insert(
         Kind::ProgrammingSession,
@@ -693,6 +702,26 @@ pub(super) async fn change(
         }
     };
     s.review = record::review(&s.before, &intent);
+    // The look ahead of the very command the change sends, from the interrogated state.
+    let cmd = command_of(&intent)?;
+    let (_, imp): (Row, Implant) = load(&st, Kind::Implant, s.implant_id).await?;
+    let device = PumpDevice::of_implant(
+        &imp.details.pump_model,
+        Volume::from_raw(imp.capacity_nl),
+        None,
+    );
+    let (twin, program, host_ms) = (
+        s.twin.clone(),
+        s.before.program.clone(),
+        s.opened_at.timestamp_millis(),
+    );
+    let view = tokio::task::spawn_blocking(move || {
+        forecast::run(&device, twin.as_ref(), &program, &cmd, host_ms)
+    })
+    .await
+    .map_err(|_| ApiError::internal())?;
+    s.lookahead = Some(view);
+    s.acknowledged = None;
     s.intent = Some(intent);
     let row = st
         .store
@@ -755,6 +784,65 @@ fn command_of(i: &Intent) -> Result<Command, ApiError> {
     })
 }
 
+/// Acknowledges the look ahead's warnings (dose excursions at the catheter tip, alarms
+/// the change would raise, or no forecast at all) by the signed-in clinician's name; the
+/// change can then be sent. Choosing the change again clears the acknowledgement.
+#[utoipa::path(post, path = "/api/v1/programming/{id}/acknowledge", params(("id" = i64, Path, minimum = 1, description = "session id")),
+    tag = "programming",
+    responses((status = 200, body = SessionListed), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn acknowledge(
+    State(st): State<AppState>,
+    Extension(u): Extension<CurrentUser>,
+    Id(id): Id,
+) -> ApiResult<Json<SessionListed>> {
+    let (row, mut s): (Row, Session) = load(&st, Kind::ProgrammingSession, id).await?;
+    let (status::REVIEWED, Some(intent)) = (row.status.as_str(), &s.intent) else {
+        return Err(ApiError::from(FieldError::new(
+            "state",
+            format!(
+                "this session is {}: a look ahead is acknowledged after the change is chosen, \
+                 before it is sent",
+                row.status
+            ),
+        )));
+    };
+    if matches!(intent, Intent::Program { .. }) && u.role != Role::Physician {
+        return Err(ApiError::forbidden(
+            "only a physician may acknowledge the look ahead of a program change",
+        ));
+    }
+    let read = match &s.lookahead {
+        Some(l) if l.needs_acknowledgement => l.to_acknowledge(),
+        _ => {
+            return Err(ApiError::from(FieldError::new(
+                "state",
+                "the look ahead of this change has no warning to acknowledge",
+            )));
+        }
+    };
+    s.acknowledged = Some(Acknowledgement {
+        by: u.actor.username.clone(),
+        at: st.now(),
+        read,
+    });
+    let row = st
+        .store
+        .update(
+            &u.actor,
+            Kind::ProgrammingSession,
+            id,
+            row.rev,
+            status::REVIEWED,
+            &json(&s)?,
+            st.ms(),
+        )
+        .await?;
+    Ok(Json(SessionListed {
+        session: parse(&row)?,
+        status: row.status,
+    }))
+}
+
 /// How a send ended, when the implant answered.
 enum Sent {
     /// Read back.
@@ -799,6 +887,28 @@ pub(super) async fn send(
             "state",
             "a later interrogation of this implant exists: work from it",
         )));
+    }
+    match &s.lookahead {
+        None => {
+            return Err(ApiError::from(FieldError::new(
+                "state",
+                "this change has no look ahead: choose the change again so the digital twin \
+                 forecasts it before it is sent",
+            )));
+        }
+        Some(l) if l.needs_acknowledgement && s.acknowledged.is_none() => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "acknowledgement_required",
+                Some("acknowledged"),
+                format!(
+                    "the look ahead warns: {}. A clinician acknowledges these by name \
+                     (POST /api/v1/programming/{id}/acknowledge) before the change is sent",
+                    l.to_acknowledge().join("; ")
+                ),
+            ));
+        }
+        Some(_) => {}
     }
     let cmd = command_of(&intent)?;
     let (_, imp): (Row, Implant) = load(&st, Kind::Implant, s.implant_id).await?;

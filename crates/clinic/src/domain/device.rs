@@ -72,6 +72,21 @@ impl Device {
         }
     }
 
+    /// The thecal-pump hardware profile of this pump (a model name of
+    /// [`HardwareProfile::by_model`]): the class's profile with a 40 mL reservoir when the
+    /// record's is above 20 mL. `None` for a constant-rate pump or a model the check does
+    /// not know: the digital twin does not model them.
+    pub fn profile_name(&self) -> Option<&'static str> {
+        let large = self.capacity > Volume::from_ul(20_000);
+        match (self.class, large) {
+            (PumpClass::SynchroMed, false) => Some("synchromed-20"),
+            (PumpClass::SynchroMed, true) => Some("synchromed-40"),
+            (PumpClass::Prometra, false) => Some("prometra-20"),
+            (PumpClass::Prometra, true) => Some("prometra-40"),
+            (PumpClass::ConstantRate(_) | PumpClass::Unrecognised, _) => None,
+        }
+    }
+
     /// The limits thecal-rx checks `rx` against: the class's flow range (thecal-pump's
     /// profile) with the recorded reservoir; for a constant-rate pump, its one flow (the
     /// version in force's, else the new version's lowest basal flow, which it then sets).

@@ -12,6 +12,7 @@ use thecal_programmer::implant::{self, Running};
 
 use super::{Station, put_in_service};
 use crate::domain::change::rx_of;
+use crate::domain::device::Device;
 use crate::domain::records::{Implant, Patient, Prescription};
 use crate::storage::{Kind, Storage};
 
@@ -28,17 +29,28 @@ pub struct DemoImplant {
     pub running: Running,
 }
 
-fn model_of(imp: &Implant) -> &'static str {
-    if imp.capacity_nl > 20_000_000 {
-        "synchromed-40"
-    } else {
-        "synchromed-20"
-    }
+/// The virtual implant's hardware: the record's pump class and reservoir (the same
+/// profile the look ahead's twin runs, so the forecast is of this pump).
+fn model_of(imp: &Implant) -> Result<&'static str, String> {
+    Device::of_implant(
+        &imp.details.pump_model,
+        thecal_rx::Volume::from_raw(imp.capacity_nl),
+        None,
+    )
+    .profile_name()
+    .ok_or_else(|| {
+        format!(
+            "{} is not a programmable pump model the virtual implant runs",
+            imp.details.pump_model
+        )
+    })
 }
 
 /// Starts a virtual implant for each active demo implant with a prescription (at most
 /// `max`), state directories under `dir`; implants that cannot be put in service as the
-/// record says are skipped with the reason.
+/// record says are skipped with the reason. Each implant's time runs `speed` times faster
+/// than the wall clock (1: real time); each is put in service with its catheter primed
+/// (the priming bolus runs its length in the implant's time).
 ///
 /// # Errors
 /// The store cannot be read.
@@ -47,6 +59,7 @@ pub async fn start(
     station: &Arc<Station>,
     dir: &Path,
     max: usize,
+    speed: u32,
 ) -> Result<(Vec<DemoImplant>, Vec<String>), String> {
     implant::set_voice(implant::Voice::Silent);
     let rows = store
@@ -82,11 +95,18 @@ pub async fn start(
         let serial = imp.details.serial.clone();
         let state = dir.join(&serial);
         let station = station.clone();
-        let model = model_of(&imp);
+        let model = match model_of(&imp) {
+            Ok(m) => m,
+            Err(e) => {
+                skipped.push(format!("{}: {e}", imp.details.serial));
+                continue;
+            }
+        };
         let cm = imp.details.catheter_length_cm;
         let started = tokio::task::spawn_blocking(move || -> Result<Running, String> {
             let mut config = implant::Config::new(&state);
             config.model = Some(model.into());
+            config.speed = speed;
             let running = implant::spawn(config, "127.0.0.1:0")?;
             let (token, _) = implant::wand(&state, std::time::Duration::from_secs(10), true)?;
             let token = std::fs::read_to_string(token).map_err(|e| e.to_string())?;
@@ -99,6 +119,7 @@ pub async fn start(
                 &program,
                 cm,
                 "demo: implant and first fill",
+                thecal_pump::profile::HardwareProfile::by_model(model).map(|p| p.max_flow),
             )
             .map_err(|e| e.to_string())?;
             Ok(running)

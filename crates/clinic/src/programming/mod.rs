@@ -14,6 +14,7 @@
 //! (the server killed there, before anything more is recorded).
 
 pub mod demo;
+pub mod forecast;
 pub mod record;
 
 use std::path::{Path, PathBuf};
@@ -180,8 +181,12 @@ impl Station {
 /// Puts a new pump into service as the clinic's record has it, through the link: the
 /// clock set, the catheter recorded (catalogue model 1 at `catheter_cm`, with delivery
 /// stopped for it), the first fill of `program`'s contents and volume, and `program`
-/// itself, each confirmed with `reason` (at most 64 bytes). What the demo's virtual
-/// implants and the tests start from.
+/// itself, each confirmed with `reason` (at most 64 bytes); then, with `prime` (the
+/// pump's highest flow), the priming bolus that fills the drug-free catheter, over the
+/// shortest whole number of minutes that flow allows (the basal runs on meanwhile, and
+/// the drug reaches the tip as the priming ends). Without priming the catheter holds no
+/// drug and the first fill reaches the tip only after the basal has pushed the dead
+/// volume. What the demo's virtual implants and the tests start from.
 ///
 /// # Errors
 /// No answer, or the pump refused a step.
@@ -191,6 +196,7 @@ pub fn put_in_service(
     program: &thecal_rx::check::Prescription,
     catheter_cm: u16,
     reason: &str,
+    prime: Option<thecal_rx::Flow>,
 ) -> Result<Stats, Fail> {
     use thecal_link::Body;
     use thecal_pump::catheter::{CatheterRecord, model};
@@ -232,6 +238,30 @@ pub fn put_in_service(
         ];
         for cmd in steps {
             session::ok(c, Body::Pump(cmd))?;
+        }
+        if let Some(max) = prime {
+            let ahead = session::status(c)?.ahead_of_drug;
+            let spare = max
+                .raw()
+                .saturating_sub(program.schedule.basal_range().1.raw())
+                .max(1);
+            // Minutes at the spare flow, with a tenth more so the pump's own check of
+            // the bolus rate (rounded up) passes.
+            let minutes = u64::try_from(
+                u128::from(ahead.raw())
+                    .saturating_mul(11 * 1440)
+                    .div_ceil(u128::from(spare).saturating_mul(10)),
+            )
+            .unwrap_or(u64::MAX)
+            .max(1);
+            if !ahead.is_zero() {
+                session::ok(
+                    c,
+                    Body::Pump(Command::PrimingBolus {
+                        duration: thecal_rx::Duration::from_minutes(minutes),
+                    }),
+                )?;
+            }
         }
         Ok(())
     })?;

@@ -105,7 +105,7 @@ pub struct AlarmHeld {
 
 /// The wall time of a pump instant: by the pump's clock when it is set, else by the
 /// server's clock at the status's read (`host_ms`).
-fn wall(s: &Status, t_ms: u64, host_ms: i64) -> Option<DateTime<Utc>> {
+pub(crate) fn wall(s: &Status, t_ms: u64, host_ms: i64) -> Option<DateTime<Utc>> {
     let base = s
         .utc_ms
         .and_then(|u| i64::try_from(u).ok())
@@ -445,6 +445,17 @@ pub struct Session {
     pub outcome: Option<String>,
     /// Bytes and round trips on air, by step.
     pub air: Vec<(String, Air)>,
+    /// The implant's status and fluid path at interrogation: what a look ahead starts
+    /// from (absent in sessions interrogated before the fluid path was read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub twin: Option<super::forecast::TwinState>,
+    /// The look ahead of the chosen change.
+    #[serde(default)]
+    pub lookahead: Option<super::forecast::LookaheadView>,
+    /// The acknowledgement of the look ahead's warnings by name, when they needed one.
+    #[serde(default)]
+    pub acknowledged: Option<super::forecast::Acknowledgement>,
 }
 
 /// Old against new, in words, for a change on the implant's state.

@@ -463,4 +463,41 @@ pub struct SessionPage {
     pub sendable: bool,
     /// What the pump confirmed.
     pub confirmed: Option<Vec<(String, String)>>,
+    /// The look ahead of the chosen change.
+    pub lookahead: Option<LookaheadPage>,
+}
+
+/// The look ahead as the session page shows it.
+#[derive(Debug, Clone)]
+pub struct LookaheadPage {
+    /// The drugs, one column each.
+    pub drugs: Vec<String>,
+    /// Rows: day, its date, one cell per drug (tip of prescribed, percent), whether any
+    /// cell is outside the band, and the reservoir at the day's end.
+    pub rows: Vec<LookaheadRow>,
+    /// The next refill by the implant's own rule, in words.
+    pub next_refill: String,
+    /// Warnings (excursions, no forecast).
+    pub warnings: Vec<String>,
+    /// Alarms the change would raise.
+    pub alarms: Vec<String>,
+    /// Sending needs an acknowledgement.
+    pub needs_ack: bool,
+    /// Who acknowledged, when, in words.
+    pub acknowledged: Option<String>,
+    /// The twin's hardware and how long it took, in words.
+    pub about: String,
+}
+
+/// One day of the look ahead on the page.
+#[derive(Debug, Clone)]
+pub struct LookaheadRow {
+    /// Day number from the change.
+    pub day: u32,
+    /// Its date.
+    pub date: String,
+    /// Per drug: tip of prescribed in words, and whether it is outside 80-120 %.
+    pub cells: Vec<(String, bool)>,
+    /// Reservoir at the day's end.
+    pub reservoir: String,
 }

@@ -1,8 +1,9 @@
 //! The console's pages for programming a pump: the link with the pump (enrolment through
 //! the wand's window), interrogation beside the clinic's record with every disagreement
 //! named, the change chosen from the clinic's own prescription versions or refill
-//! visits, old against new on the same screen as the send button, and what the pump
-//! confirmed; patient-remote enrolment and revocation. Every step is the API's
+//! visits, old against new on the same screen as the send button with the digital twin's
+//! look ahead of the change (its warnings acknowledged by name before sending), and what
+//! the pump confirmed; patient-remote enrolment and revocation. Every step is the API's
 //! ([`crate::api`]'s programming routes), called in-process with the user's session and
 //! this server's programmer station.
 
@@ -16,10 +17,11 @@ use axum::{Extension, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::pages::{ProgrammingPage, SessionPage, SessionRow};
+use super::pages::{LookaheadPage, LookaheadRow, ProgrammingPage, SessionPage, SessionRow};
 use super::{Answer, Page, Session, Web, check_csrf, message, render, see_other, when};
 use crate::domain::records::{Prescription, RefillVisit};
 use crate::programming::Station;
+use crate::programming::forecast::{Acknowledgement, LookaheadView};
 use crate::programming::record::{Session as ProgSession, Snapshot, status};
 use crate::storage::Kind;
 
@@ -374,8 +376,73 @@ async fn render_session(
         review: ps.review.clone(),
         sendable,
         confirmed: ps.confirmed.as_ref().map(snapshot_rows),
+        lookahead: ps
+            .lookahead
+            .as_ref()
+            .map(|l| lookahead_page(l, ps.acknowledged.as_ref())),
     };
     Ok(render(StatusCode::OK, &page))
+}
+
+/// The look ahead in the page's words: a day per row, a drug per column.
+fn lookahead_page(l: &LookaheadView, ack: Option<&Acknowledgement>) -> LookaheadPage {
+    let mut drugs: Vec<String> = Vec::new();
+    for d in &l.daily {
+        for x in &d.doses {
+            if !drugs.contains(&x.drug) {
+                drugs.push(x.drug.clone());
+            }
+        }
+    }
+    let rows = l
+        .daily
+        .iter()
+        .map(|d| LookaheadRow {
+            day: d.day,
+            date: d
+                .starts
+                .map_or_else(String::new, |t| t.format("%a %d %b").to_string()),
+            cells: drugs
+                .iter()
+                .map(|drug| match d.doses.iter().find(|x| &x.drug == drug) {
+                    Some(x) => {
+                        let pct = x.percent.map_or(String::new(), |p| format!(" ({p} %)"));
+                        let out = x.percent.is_some_and(|p| !(80..=120).contains(&p));
+                        (format!("{} of {}{pct}", x.tip, x.prescribed), out)
+                    }
+                    None => ("none".to_owned(), false),
+                })
+                .collect(),
+            reservoir: d.reservoir.clone(),
+        })
+        .collect();
+    LookaheadPage {
+        drugs,
+        rows,
+        next_refill: l.next_refill.map_or_else(
+            || "not within reach of the forecast".to_owned(),
+            |t| t.format("%Y-%m-%d").to_string(),
+        ),
+        warnings: l.warnings.clone(),
+        alarms: l.alarms.clone(),
+        needs_ack: l.needs_acknowledgement,
+        acknowledged: ack.map(|a| {
+            format!(
+                "Acknowledged by {} at {}",
+                a.by,
+                a.at.format("%Y-%m-%d %H:%M UTC")
+            )
+        }),
+        about: match &l.twin_model {
+            Some(m) if l.unavailable.is_none() => format!(
+                "The digital twin ({m}) ran the real pump core forward {} days from what the \
+                 pump answered at interrogation, in {:.1} ms.",
+                l.days,
+                l.took_us as f64 / 1000.0
+            ),
+            _ => "No forecast could be made.".to_owned(),
+        },
+    }
 }
 
 async fn session_page(
@@ -435,6 +502,21 @@ async fn send(
 ) -> Page {
     let s = w.session(&headers).await?;
     check_csrf(&s, &form)?;
+    if form.get("acknowledge").map(String::as_str) == Some("yes") {
+        let a = call(
+            &w,
+            &station,
+            Method::POST,
+            &format!("/api/v1/programming/{id}/acknowledge"),
+            &s,
+            None,
+        )
+        .await?;
+        if !a.status.is_success() {
+            let (_, msg) = a.error();
+            return render_session(&w, &station, &s, id, Some(msg)).await;
+        }
+    }
     let a = call(
         &w,
         &station,
