@@ -1391,6 +1391,144 @@ async fn refill_look_ahead_warns_when_bridging_is_off_clinic_117_clinic_119_walk
     drop(implants);
 }
 
+/// A program change on the demo's running pump, the pump killed after it took the
+/// command and before the read-back: the console says the session stays pending; an
+/// entry of the pump's event log is forged while it is off; at the next interrogation
+/// the console shows the change found applied (the record rolled forward to what the
+/// pump holds) and the broken chain as an alarm, importing nothing.
+async fn killed_mid_session_and_forged_log_clinic_152_clinic_154_walk() {
+    let Some(b) = browser("reconcile").await else {
+        return;
+    };
+    let clinic = Clinic::new().await;
+    let station = std::sync::Arc::new(
+        thecal_clinic::programming::Station::open(&clinic.dir.join("programmer")).unwrap(),
+    );
+    let (mut implants, skipped) = thecal_clinic::programming::demo::start(
+        &clinic.state.store,
+        &station,
+        &clinic.dir.join("implants"),
+        1,
+        600,
+    )
+    .await
+    .unwrap();
+    assert_eq!(implants.len(), 1, "{skipped:?}");
+    primed(&station, "DEMO-NGP-001").await;
+    let demo = implants.pop().unwrap();
+    let addr = demo.addr.to_string();
+    let running = std::sync::Arc::new(std::sync::Mutex::new(Some(demo.running)));
+    let state = clinic.dir.join("implants").join("DEMO-NGP-001");
+    let api = thecal_clinic::api::router(clinic.state.clone());
+    let dr = api_login(&api, "dr.demo").await;
+    let (_, list, _) = api_call(&api, Some(&dr), "GET", "/api/v1/patients?limit=1000", None).await;
+    let pid = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["mrn"] == "DEMO-001")
+        .and_then(|p| p["id"].as_i64())
+        .unwrap_or_else(|| panic!("{list}"));
+    let (_, rec, _) = api_call(
+        &api,
+        Some(&dr),
+        "GET",
+        &format!("/api/v1/patients/{pid}"),
+        None,
+    )
+    .await;
+    let iid = rec["implants"][0]["id"].as_i64().unwrap();
+    let (s, v, _) = api_call(
+        &api,
+        Some(&dr),
+        "POST",
+        &format!("/api/v1/implants/{iid}/prescriptions"),
+        Some(
+            json!({"drug": "baclofen", "concentration": "2000 mcg/mL", "daily_dose": "240 mcg/day",
+                    "reservoir_volume": "20 mL", "reason": "spasms at night",
+                    "confirm_soft_findings": "titration agreed"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let base = clinic.serve_with(station.clone()).await;
+    b.sign_in(&base, "dr.demo").await;
+    b.go(&format!("{base}/implants/{iid}/programming")).await;
+    b.click("[data-testid=interrogate]").await;
+    b.type_in("confirm-program", "titration agreed").await;
+    b.click("[data-testid=choose-program]").await;
+    if b.c()
+        .find(Locator::Css("[data-testid=acknowledge]"))
+        .await
+        .is_ok()
+    {
+        b.tick("[data-testid=acknowledge]").await;
+    }
+    // The pump takes the command, then stops before it is read back.
+    let r2 = running.clone();
+    station.set_fault(Some(std::sync::Arc::new(move |step| {
+        if step == thecal_clinic::programming::Step::AfterSend {
+            if let Some(r) = r2.lock().unwrap().take() {
+                r.stop().unwrap();
+            }
+        }
+        Ok(())
+    })));
+    b.click("[data-testid=send]").await;
+    station.set_fault(None);
+    let err = b.text_of("[data-testid=session-error]").await;
+    assert!(err.contains("stays pending"), "{err}");
+    assert!(
+        b.text_of("[data-testid=session-status]")
+            .await
+            .contains("pending")
+    );
+    b.shot("programming-pending").await;
+    // While it is off, the new program's log entry is rewritten.
+    let log = state.join("events.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let forged = lines
+        .iter()
+        .rposition(|e| e["event"].get("ProgramChanged").is_some())
+        .unwrap();
+    lines[forged]["event"] = json!({"ProgramChanged": {"version": 99}});
+    let out: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&log, out).unwrap();
+    let mut config = thecal_programmer::implant::Config::new(&state);
+    config.model = Some("synchromed-20".into());
+    config.speed = 600;
+    *running.lock().unwrap() = Some(thecal_programmer::implant::spawn(config, &addr).unwrap());
+    b.go(&format!("{base}/implants/{iid}/programming")).await;
+    b.click("[data-testid=interrogate]").await;
+    let reconciled = b.text_of("[data-testid=reconciled]").await;
+    assert!(reconciled.contains("found applied"), "{reconciled}");
+    let alarm = b.text_of("[data-testid=log-alarm]").await;
+    assert!(alarm.contains("EVENT LOG CHAIN BROKEN"), "{alarm}");
+    b.shot("programming-reconciled-forged-log").await;
+    b.axe("programming-reconciled-forged-log").await;
+    // The alarm is in the record.
+    let (_, alarms, _) = api_call(
+        &api,
+        Some(&dr),
+        "GET",
+        &format!("/api/v1/implants/{iid}/alarms"),
+        None,
+    )
+    .await;
+    assert!(
+        alarms.to_string().contains("event log chain broken"),
+        "{alarms}"
+    );
+    b.close().await;
+    if let Some(r) = running.lock().unwrap().take() {
+        r.stop().unwrap();
+    }
+}
+
 // ---------------------------------------------------------------- the tests
 
 #[test]
@@ -1448,4 +1586,9 @@ fn program_change_read_back_on_a_virtual_implant_in_chromium_clinic_157() {
 #[test]
 fn refill_look_ahead_warns_when_bridging_is_off_in_chromium_clinic_117_clinic_119() {
     run(refill_look_ahead_warns_when_bridging_is_off_clinic_117_clinic_119_walk());
+}
+
+#[test]
+fn killed_mid_session_and_forged_log_in_chromium_clinic_152_clinic_154() {
+    run(killed_mid_session_and_forged_log_clinic_152_clinic_154_walk());
 }
