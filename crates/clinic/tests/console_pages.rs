@@ -411,6 +411,13 @@ async fn keyboard_walk() {
         "{}",
         b.main_text().await
     );
+    // The episode keeps the checks as confirmed, worded as on the checklist.
+    let kept = b.main_text().await;
+    assert!(
+        kept.contains("Checks confirmed at planning")
+            && kept.contains("✓ An interrogation after the scan is booked"),
+        "{kept}"
+    );
 
     // Close it: the box with Space, the findings typed, Enter on the button.
     b.tab_to("#f-post_scan_interrogation", 30).await;

@@ -155,6 +155,11 @@ pub struct NewMri {
     /// Can the patient go without drug for the scan and the recovery? If not, the other
     /// route planned, 1–2000 characters.
     pub therapy_plan: String,
+    /// The checklist's statements the clinician confirmed, as worded on the checklist of
+    /// the pump's kind (at most 12, each 1–300 characters; none when the plan came from
+    /// elsewhere).
+    #[serde(default)]
+    pub confirmed: Vec<String>,
 }
 
 /// The result of the post-scan check.
@@ -196,9 +201,21 @@ impl NewMri {
                 "must be 2 to 70 (tenths of a tesla; 15 = 1.5 T)",
             ));
         }
+        if self.confirmed.len() > 12 {
+            return Err(FieldError::new(
+                "confirmed",
+                "at most 12 confirmed checks (the checklist's statements)",
+            ));
+        }
+        let confirmed = self
+            .confirmed
+            .iter()
+            .map(|c| text("confirmed", c, 1, 300))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(NewMri {
             labeling: text("labeling", &self.labeling, 1, 200)?,
             therapy_plan: text("therapy_plan", &self.therapy_plan, 1, 2000)?,
+            confirmed,
             ..self
         })
     }
@@ -247,6 +264,7 @@ mod tests {
                 field_tenths_tesla: 15,
                 labeling: "SynchroMed II 2008".into(),
                 therapy_plan: "baclofen: oral bridge 10 mg tid".into(),
+                confirmed: vec!["An interrogation after the scan is booked".into()],
             }
             .validate()
             .unwrap(),
@@ -279,6 +297,15 @@ mod tests {
             ..episode().plan
         };
         assert_eq!(bad.validate().unwrap_err().field, "field_tenths_tesla");
+        // The confirmed checks are kept as worded; an empty one or too many are refused.
+        assert_eq!(episode().plan.confirmed.len(), 1);
+        for confirmed in [vec![String::new()], vec!["x".to_owned(); 13]] {
+            let bad = NewMri {
+                confirmed,
+                ..episode().plan
+            };
+            assert_eq!(bad.validate().unwrap_err().field, "confirmed");
+        }
     }
 
     #[test]

@@ -232,6 +232,7 @@ pub(super) fn check_plan(
     })?;
     let tenths =
         tenths_of_tesla(&val(form, "field_strength")).map_err(|m| err("field_strength", m))?;
+    let mut confirmed = Vec::new();
     for f in checklist(valve).iter().filter(|f| f.kind == "checkbox") {
         if val(form, f.name) != "on" {
             return Err(err(
@@ -239,12 +240,14 @@ pub(super) fn check_plan(
                 "required: tick it once it is true; the scan is not planned without it".to_owned(),
             ));
         }
+        confirmed.push(f.label);
     }
     Ok(serde_json::json!({
         "scan_on": scan_on,
         "field_tenths_tesla": tenths,
         "labeling": val(form, "labeling"),
         "therapy_plan": val(form, "therapy_plan"),
+        "confirmed": confirmed,
     }))
 }
 
@@ -320,6 +323,19 @@ async fn episode_view(w: &Web, s: &Session, id: i64, typed: Option<Refused<'_>>)
         (
             "Therapy while the pump cannot deliver".to_owned(),
             e.plan.therapy_plan.clone(),
+        ),
+        (
+            "Checks confirmed at planning".to_owned(),
+            if e.plan.confirmed.is_empty() {
+                "none recorded (planned without the console's checklist)".to_owned()
+            } else {
+                e.plan
+                    .confirmed
+                    .iter()
+                    .map(|c| format!("✓ {c}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            },
         ),
     ];
     if let Some(c) = &e.closed {
@@ -440,6 +456,15 @@ mod tests {
         form.insert("chk_after".into(), "on".into());
         let v = check_plan(false, &form).unwrap();
         assert_eq!(v["field_tenths_tesla"], 15);
+        // What was confirmed is sent to be stored, as the checklist words it.
+        let confirmed = v["confirmed"].as_array().unwrap();
+        assert_eq!(confirmed.len(), 3);
+        assert!(
+            confirmed[2]
+                .as_str()
+                .unwrap()
+                .contains("interrogation after the scan")
+        );
         // A valve pump has its own checks: the peristaltic pump's ticks do not do.
         assert_eq!(
             check_plan(true, &form).unwrap_err().0.as_deref(),
