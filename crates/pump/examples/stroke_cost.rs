@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p thecal-pump --example stroke_cost -- 2          # therapy
 //! cargo run --release -p thecal-pump --example stroke_cost -- 2 stopped  # tones only
+//! cargo run --release -p thecal-pump --example stroke_cost -- 2 nopersist  # no records
 //! ```
 //!
 //! Run under `valgrind --tool=callgrind` with 1 and with 2 days: the set-up cost is
@@ -149,7 +150,11 @@ impl Driver {
 fn main() {
     let mut args = std::env::args().skip(1);
     let days: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
-    let stopped = args.next().as_deref() == Some("stopped");
+    let mode = args.next();
+    let stopped = mode.as_deref() == Some("stopped");
+    // `nopersist`: the same therapy without any record, to tell the core's own cost
+    // from the journal's.
+    let persist = mode.as_deref() != Some("nopersist");
 
     let mut d = Driver {
         pump: Pump::new(HardwareProfile::synchromed_class(40), Instant::ZERO),
@@ -157,6 +162,7 @@ fn main() {
         now: Instant::ZERO,
         c: Counts::default(),
     };
+    d.pump.set_persistence(persist);
     d.drain();
     for command in therapy::setup(stopped) {
         d.command(command);

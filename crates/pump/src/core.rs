@@ -3042,7 +3042,6 @@ fn is_program_limit(f: &Finding) -> bool {
     )
 }
 
-/// A slot that was never written (all 0x00 or all 0xFF).
 /// The drug mass of a stroke, all drugs, ng: the figure its stroke record carries.
 fn mass_ng(masses: &[(DrugId, Mass)]) -> u32 {
     let ng = masses
@@ -3051,8 +3050,9 @@ fn mass_ng(masses: &[(DrugId, Mass)]) -> u32 {
     u32::try_from(ng).unwrap_or(u32::MAX)
 }
 
-fn blank(slot: &[u8]) -> bool {
-    slot.iter().all(|b| *b == 0) || slot.iter().all(|b| *b == 0xff)
+/// A memory that was never written (all 0x00 or all 0xFF).
+fn blank(memory: &[u8]) -> bool {
+    memory.iter().all(|b| *b == 0) || memory.iter().all(|b| *b == 0xff)
 }
 
 #[cfg(test)]
