@@ -13,10 +13,30 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== embedded build of the firmware crates (thumbv7em-none-eabihf)"
 if rustup target list --installed 2>/dev/null | grep -qx thumbv7em-none-eabihf; then
   cargo build --release --target thumbv7em-none-eabihf -p thecal-rx -p thecal-pump -p thecal-link
-  # A minimal firmware image around the core: it must link with the whole core kept.
+  # The firmware image around the core (QEMU's Cortex-M4 board mps2-an386).
   (cd firmware-size && cargo build --release --quiet)
+  if command -v qemu-system-arm >/dev/null 2>&1; then
+    echo "== the core on a Cortex-M4 (QEMU mps2-an386): the scripted stream, compared with x86-64"
+    fw_out="$PWD/target/firmware-qemu.out"
+    mkdir -p target
+    t0=$(date +%s%N)
+    timeout 600 qemu-system-arm -M mps2-an386 -nographic -semihosting-config enable=on,target=native \
+      -kernel firmware-size/target/thumbv7em-none-eabihf/release/thecal-firmware-size >"$fw_out"
+    t1=$(date +%s%N)
+    cat "$fw_out"
+    echo "qemu_wall_ms $(((t1 - t0) / 1000000)) (five simulated days)"
+    ram=$(awk '$1 == "ram_total" {print $2}' "$fw_out")
+    if [ "${ram:-999999}" -lt 32768 ]; then
+      echo "RAM (static + stack high-water) $ram bytes: within the 32 KiB budget"
+    else
+      echo "notice: RAM (static + stack high-water) ${ram:-unknown} bytes is OVER the 32 KiB budget"
+    fi
+    THECAL_FIRMWARE_OUTPUT="$fw_out" cargo test --quiet -p thecal-pump --test firmware_stream
+  else
+    echo "notice: qemu-system-arm is not installed; the Cortex-M4 run is skipped"
+  fi
 else
-  echo "notice: target thumbv7em-none-eabihf is not installed; embedded build skipped"
+  echo "notice: target thumbv7em-none-eabihf is not installed; embedded build and Cortex-M4 run skipped"
 fi
 
 echo "== the fuzz target compiles (run it with cargo-fuzz: see fuzz/README.md)"

@@ -1,180 +1,137 @@
-//! A minimal firmware image around the therapy core, built for `thumbv7em-none-eabihf`
-//! only to measure its footprint (flash: `.text` + `.rodata` + `.data`; RAM: `.data` +
-//! `.bss` + the stack that holds the `Pump`).
+//! The therapy core on a Cortex-M4: a firmware image for QEMU's `mps2-an386` board.
 //!
-//! `_start` restores the core from two static slot buffers and runs the documented call
-//! order for ever: wait for `poll_timeout()` on a fake timer register, `handle_timeout`,
-//! drain `poll_action()` (persist into the slots, strokes to a fake motor register,
-//! answered with `handle_stroke_done`), plus battery, magnet and (feature `commands`)
-//! postcard-decoded radio commands, so that the linker keeps the whole core. Every
-//! register is a volatile access to a made-up address: the image is never run.
+//! It runs the scripted stream of [`script`] (five simulated days of therapy with
+//! refills, boluses, a power cut and a restart from the journal), prints the report over
+//! semihosting, then its footprint: the static RAM (`.data` + `.bss` + `.uninit`, the
+//! `Pump` among them), the stack's high-water mark (the stack is painted at start and
+//! read back at the end), and flash (`.text` + `.rodata`). The host test
+//! `crates/pump/tests/firmware_stream.rs` runs the same stream on x86-64 and compares.
+//!
+//! ```text
+//! cd firmware-size && cargo run --release     # needs qemu-system-arm
+//! ```
+//!
+//! The `Pump` lives in a static and is built in place at each power-on; the journal's
+//! NOR flash is the `.nor` region (an external memory-mapped QSPI NOR, not MCU RAM).
 #![no_std]
 #![no_main]
 
+mod script;
+
+use core::fmt::Write;
+use core::mem::MaybeUninit;
 use core::panic::PanicInfo;
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
-use thecal_pump::battery::BatteryReading;
-use thecal_pump::core::{Action, Pump, RECORD_CAPACITY};
-use thecal_pump::persist::Slot;
-use thecal_pump::profile::HardwareProfile;
+use cortex_m_rt::entry;
+use cortex_m_semihosting::{debug, hio};
+use thecal_pump::core::Pump;
 use thecal_rx::Instant;
 
-/// Size of the core's state machine on this target, bytes (read it with `nm`/`readelf`
-/// or from the `.rodata` of the ELF; also asserted at compile time below).
-#[unsafe(no_mangle)]
-#[used]
-pub static PUMP_SIZE: usize = core::mem::size_of::<Pump>();
-/// Alignment of `Pump` on this target.
-#[unsafe(no_mangle)]
-#[used]
-pub static PUMP_ALIGN: usize = core::mem::align_of::<Pump>();
+/// The journal's NOR flash (external, memory-mapped).
+#[unsafe(link_section = ".nor")]
+static mut NOR: MaybeUninit<script::Flash> = MaybeUninit::uninit();
 
-// Fake memory-mapped registers.
-const TIMER_MS_LO: *const u32 = 0x4000_0000 as *const u32;
-const TIMER_MS_HI: *const u32 = 0x4000_0004 as *const u32;
-const MOTOR_GO: *mut u32 = 0x4000_0100 as *mut u32;
-const MOTOR_DONE: *const u32 = 0x4000_0104 as *const u32;
-const TONE: *mut u32 = 0x4000_0200 as *mut u32;
-const LOG_OUT: *mut u32 = 0x4000_0300 as *mut u32;
-const BATT_MV: *const u32 = 0x4000_0400 as *const u32;
-const BATT_UJ: *const u32 = 0x4000_0404 as *const u32;
-const MAGNET: *const u32 = 0x4000_0500 as *const u32;
-const RADIO_LEN: *const u32 = 0x4000_0600 as *const u32;
-const RADIO_RSP: *mut u32 = 0x4000_0604 as *mut u32;
-const WFI_UNTIL: *mut u32 = 0x4000_0700 as *mut u32;
+/// The core's state machine, built in place at each power-on.
+static mut PUMP: MaybeUninit<Pump> = MaybeUninit::uninit();
 
-/// The two A/B record slots (in a real image: two flash or FRAM pages).
-static mut SLOT_A: [u8; RECORD_CAPACITY] = [0; RECORD_CAPACITY];
-static mut SLOT_B: [u8; RECORD_CAPACITY] = [0; RECORD_CAPACITY];
-/// The radio's receive buffer (a postcard-encoded `(role, Command)`).
-#[cfg(feature = "commands")]
-static mut RADIO_RX: [u8; 512] = [0; 512];
+/// The word the free stack is painted with.
+const PAINT: u32 = 0xC0FF_EE11;
 
-fn now() -> Instant {
-    // SAFETY: a made-up register, only ever read.
-    let (lo, hi) = unsafe { (read_volatile(TIMER_MS_LO), read_volatile(TIMER_MS_HI)) };
-    Instant::from_ms((u64::from(hi) << 32) | u64::from(lo))
+unsafe extern "C" {
+    static __stext: u8;
+    static __etext: u8;
+    static __srodata: u8;
+    static __erodata: u8;
+    static __sdata: u8;
+    static __sheap: u8;
+    static _stack_start: u8;
 }
 
-/// Carries out every queued action in order.
-fn drain(pump: &mut Pump) {
-    loop {
-        let mut stroke = false;
-        match pump.poll_action() {
-            None => break,
-            Some(Action::Stroke) => stroke = true,
-            Some(Action::Persist { slot, bytes }) => {
-                let dst = match slot {
-                    Slot::A => addr_of_mut!(SLOT_A),
-                    Slot::B => addr_of_mut!(SLOT_B),
-                };
-                // SAFETY: single-threaded; the slots are only touched here and at start.
-                let dst = unsafe { &mut *dst };
-                let n = bytes.len().min(dst.len());
-                dst[..n].copy_from_slice(&bytes[..n]);
-            }
-            Some(Action::Alarm(sound)) => {
-                // SAFETY: a made-up register.
-                unsafe { write_volatile(TONE, sound.kind as u32) }
-            }
-            Some(Action::Log(e) | Action::FaultLog(e)) => {
-                // SAFETY: a made-up register.
-                unsafe { write_volatile(LOG_OUT, e.seq) }
-            }
-        }
-        if stroke {
-            // SAFETY: made-up registers.
-            let ok = unsafe {
-                write_volatile(MOTOR_GO, 1);
-                read_volatile(MOTOR_DONE) != 0
-            };
-            pump.handle_stroke_done(now(), ok);
-        }
+fn addr(p: *const u8) -> usize {
+    p as usize
+}
+
+/// Paints the free stack from the end of the statics up to a little below the current
+/// stack pointer.
+fn paint_stack() {
+    let bottom = addr(addr_of!(__sheap));
+    let sp = cortex_m::register::msp::read() as usize;
+    let mut p = (bottom + 3) & !3;
+    while p + 64 < sp {
+        // SAFETY: free stack between the statics and this frame, word-aligned.
+        unsafe { write_volatile(p as *mut u32, PAINT) };
+        p += 4;
     }
 }
 
-#[cfg(feature = "commands")]
-fn radio(pump: &mut Pump) {
-    use thecal_pump::command::{Command, Response, Role};
-    // SAFETY: made-up register; the buffer is only read here.
-    let len = unsafe { read_volatile(RADIO_LEN) } as usize;
-    if len == 0 {
-        return;
+/// The deepest the stack ever reached, bytes below its top.
+fn stack_high_water() -> usize {
+    let bottom = (addr(addr_of!(__sheap)) + 3) & !3;
+    let top = addr(addr_of!(_stack_start));
+    let mut p = bottom;
+    // SAFETY: reads of RAM between the statics and the stack's top.
+    while p < top && unsafe { read_volatile(p as *const u32) } == PAINT {
+        p += 4;
     }
-    let buf = unsafe { &*addr_of!(RADIO_RX) };
-    let Some(frame) = buf.get(..len.min(buf.len())) else {
-        return;
+    top - p
+}
+
+#[entry]
+fn main() -> ! {
+    paint_stack();
+    let mut out = hio::hstdout().unwrap_or_else(|_| debug_exit(false));
+    let _ = writeln!(out, "boot");
+    // SAFETY: single-threaded; the flash region is zeroed once (a valid `NorFlash`: only
+    // integers) and then only reached through this one reference.
+    let flash = unsafe {
+        core::ptr::write_bytes(addr_of_mut!(NOR), 0, 1);
+        (*addr_of_mut!(NOR)).assume_init_mut()
     };
-    if let Ok((role, key_id, cmd)) = postcard::from_bytes::<(u8, u32, Command)>(frame) {
-        let role = match role {
-            0 => Role::Clinician,
-            1 => Role::PatientRemote,
-            _ => Role::Emergency,
-        };
-        let r = pump.handle_command(now(), role, key_id, &cmd);
-        drain(pump);
-        let code = match r {
-            Response::Accepted => 0,
-            Response::BolusAccepted { .. } => 1,
-            Response::Status(s) => s.program_version,
-            Response::Refused(r) => 0x100 | u32::from(r.code()),
-        };
-        // SAFETY: a made-up register.
-        unsafe { write_volatile(RADIO_RSP, code) }
-    }
-    pump.handle_radio(now(), 20);
+    let result = script::run(flash, &mut out, |mem, now: Instant| {
+        // SAFETY: single-threaded; the previous `Pump` is no longer used when the next
+        // power-on builds a new one in its place.
+        let slot = unsafe { &mut *addr_of_mut!(PUMP) };
+        slot.write(Pump::restore(script::profile(), mem, now))
+    });
+    let stack = stack_high_water();
+    let statics = addr(addr_of!(__sheap)) - addr(addr_of!(__sdata));
+    let text = addr(addr_of!(__etext)) - addr(addr_of!(__stext));
+    let rodata = addr(addr_of!(__erodata)) - addr(addr_of!(__srodata));
+    let _ = writeln!(
+        out,
+        "ram_static {statics}\nstack_high_water {stack}\nram_total {}\nflash_text {text}\nflash_rodata {rodata}\nflash_total {}\npump_size {}\nnor_size {}",
+        statics + stack,
+        text + rodata,
+        core::mem::size_of::<Pump>(),
+        core::mem::size_of::<script::Flash>(),
+    );
+    debug_exit(result.is_ok())
 }
 
-#[cfg(not(feature = "commands"))]
-fn radio(_pump: &mut Pump) {}
-
-/// The entry point: restore, then the call order of `thecal_pump::core` for ever.
-#[unsafe(no_mangle)]
-pub extern "C" fn _start() -> ! {
-    let profile = HardwareProfile::synchromed_class(40);
-    // SAFETY: single-threaded start-up; nothing else holds the slots.
-    let (a, b) = unsafe { (&*addr_of!(SLOT_A), &*addr_of!(SLOT_B)) };
-    let mut pump = Pump::restore(profile, a, b, now());
-    drain(&mut pump);
-    let mut magnet = false;
+fn debug_exit(ok: bool) -> ! {
+    debug::exit(if ok {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
     loop {
-        if let Some(t) = pump.poll_timeout() {
-            // SAFETY: a made-up "sleep until" register.
-            unsafe { write_volatile(WFI_UNTIL, t.ms() as u32) }
-            if now() >= t {
-                pump.handle_timeout(now());
-                drain(&mut pump);
-            }
-        }
-        // SAFETY: made-up registers.
-        let (mv, uj, m) = unsafe {
-            (
-                read_volatile(BATT_MV),
-                read_volatile(BATT_UJ),
-                read_volatile(MAGNET) != 0,
-            )
-        };
-        if mv != 0 {
-            let reading = BatteryReading {
-                remaining_uj: (uj != 0).then_some(u64::from(uj)),
-                voltage_mv: mv as u16,
-            };
-            pump.handle_battery(now(), reading);
-            drain(&mut pump);
-        }
-        if m != magnet {
-            magnet = m;
-            pump.handle_magnet(now(), m);
-            drain(&mut pump);
-        }
-        radio(&mut pump);
+        cortex_m::asm::wfi();
     }
+}
+
+#[cortex_m_rt::exception]
+unsafe fn HardFault(_frame: &cortex_m_rt::ExceptionFrame) -> ! {
+    if let Ok(mut out) = hio::hstdout() {
+        let _ = writeln!(out, "hard fault");
+    }
+    debug_exit(false)
 }
 
 #[panic_handler]
-fn panic(_info: &PanicInfo) -> ! {
-    loop {
-        core::hint::spin_loop();
+fn panic(info: &PanicInfo) -> ! {
+    if let Ok(mut out) = hio::hstdout() {
+        let _ = writeln!(out, "panic: {info}");
     }
+    debug_exit(false)
 }

@@ -4,7 +4,7 @@
 //! therapy, and a sequence of operations: time passing (through the core's own
 //! timeouts, or a spurious wake), every command with arbitrary payloads from every
 //! role, motor results (ok / stalled, answered at once or later), battery readings,
-//! magnet on/off, radio use, and power cuts restored from the two slots, optionally
+//! magnet on/off, radio use, and power cuts restored from the journal, optionally
 //! with the last write torn and the monotonic counter restarted lower.
 //!
 //! After every input and every action the harness checks:
@@ -26,7 +26,7 @@ use thecal_pump::battery::BatteryReading;
 use thecal_pump::catheter::CatheterRecord;
 use thecal_pump::command::{BridgeChoice, Command, Mode, Response, Role, SoftReason, StopReason};
 use thecal_pump::core::{Action, Pump};
-use thecal_pump::persist::Slot;
+use thecal_pump::journal::{DEFAULT_PAGES, NorFlash, PAGE_SIZE, StoreOp};
 use thecal_pump::profile::HardwareProfile;
 use thecal_rx::check::{PatientBolus, Prescription};
 use thecal_rx::dose::{Admixture, Component};
@@ -92,7 +92,7 @@ enum Op {
         count: u8,
         cmd: FCommand,
     },
-    /// Power cut and restore from the slots.
+    /// Power cut and restore from the journal.
     PowerCycle {
         /// Keep only this many bytes of the last write (the rest stays old).
         tear: Option<u16>,
@@ -444,8 +444,9 @@ fn command(c: &FCommand, pump: &Pump) -> Command {
 struct Sim {
     profile: HardwareProfile,
     pump: Pump,
-    slots: [Vec<u8>; 2],
-    /// The slot last written and what it held before.
+    /// The journal's NOR flash; every write keeps its rules.
+    mem: Box<NorFlash<DEFAULT_PAGES>>,
+    /// The bytes the last write changed: their offset and what they held before.
     last_write: Option<(usize, Vec<u8>)>,
     /// Hardware monotonic time, ms: every `now` passed in.
     hw: u64,
@@ -503,13 +504,16 @@ impl Sim {
             match self.pump.poll_action() {
                 None => break,
                 Some(Action::Stroke) => stroke = true,
-                Some(Action::Persist { slot, bytes }) => {
-                    let i = match slot {
-                        Slot::A => 0,
-                        Slot::B => 1,
+                Some(Action::Store(op)) => {
+                    let (at, len) = match op {
+                        StoreOp::Erase { page } => (usize::from(page) * PAGE_SIZE, PAGE_SIZE),
+                        StoreOp::Program { offset, bytes } => (offset as usize, bytes.len()),
                     };
-                    let old = core::mem::replace(&mut self.slots[i], bytes.to_vec());
-                    self.last_write = Some((i, old));
+                    let old = self.mem.bytes().get(at..at + len).map(<[u8]>::to_vec);
+                    if let Err(e) = self.mem.apply(op) {
+                        panic!("a write NOR flash cannot do: {e}");
+                    }
+                    self.last_write = old.map(|old| (at, old));
                 }
                 Some(Action::Alarm(_) | Action::Log(_) | Action::FaultLog(_)) => {}
             }
@@ -573,14 +577,12 @@ impl Sim {
     }
 
     fn power_cycle(&mut self, tear: Option<u16>, restart_s: Option<u16>, off_s: u16) {
-        if let (Some(keep), Some((i, old))) = (tear, self.last_write.take()) {
-            let new = &self.slots[i];
-            let keep = usize::from(keep) % (new.len() + 1);
-            let mut torn = new[..keep].to_vec();
-            if old.len() > keep {
-                torn.extend_from_slice(&old[keep..]);
+        if let (Some(keep), Some((at, old))) = (tear, self.last_write.take()) {
+            // The cut stopped the last write after `keep` bytes: the rest is as it was.
+            let keep = usize::from(keep) % (old.len() + 1);
+            for (dst, src) in self.mem.bytes_mut()[at..].iter_mut().zip(&old).skip(keep) {
+                *dst = *src;
             }
-            self.slots[i] = torn;
         }
         self.last_write = None;
         self.in_flight = false;
@@ -589,7 +591,7 @@ impl Sim {
             Some(s) => u64::from(s) * 1000,
             None => self.hw.saturating_add(u64::from(off_s) * 1000),
         };
-        self.pump = Pump::restore(self.profile, &self.slots[0], &self.slots[1], self.now());
+        self.pump = Pump::restore(self.profile, self.mem.bytes(), self.now());
         self.drain();
     }
 
@@ -648,7 +650,7 @@ fuzz_target!(|input: Input| {
     let mut sim = Sim {
         profile,
         pump: Pump::new(profile, Instant::ZERO),
-        slots: [Vec::new(), Vec::new()],
+        mem: Box::new(NorFlash::new()),
         last_write: None,
         hw: 0,
         motor: Motor::AutoOk,

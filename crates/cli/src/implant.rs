@@ -15,7 +15,7 @@ pub use thecal_programmer::implant::{rfc3339, unix_ms, wand};
 /// Arguments of `thecal implant`.
 #[derive(Debug, Args)]
 pub struct ImplantArgs {
-    /// The implant's state directory (keys, registry, persistence slots, logs).
+    /// The implant's state directory (keys, registry, persistence journal, logs).
     #[arg(long)]
     state: std::path::PathBuf,
     /// The UDP address to listen on (port 0: any free port; the bound address is printed

@@ -321,7 +321,7 @@ fn a_corrupt_registry_keeps_therapy_and_admits_only_the_wand_link_015() {
 }
 
 #[test]
-fn lost_slots_of_a_pump_in_service_fault_with_an_alarm_link_016() {
+fn a_lost_journal_of_a_pump_in_service_faults_with_an_alarm_link_016() {
     let work = tmpdir("slots");
     let state = work.join("pump");
     let key = s(&work.join("p.key"));
@@ -335,26 +335,24 @@ fn lost_slots_of_a_pump_in_service_fault_with_an_alarm_link_016() {
         ("all 0xFF", Some(vec![0xffu8; 512])),
     ];
     for (what, bytes) in blanks {
-        for slot in ["slot-a.bin", "slot-b.bin"] {
-            let p = state.join(slot);
-            let _ = std::fs::remove_file(&p);
-            if let Some(b) = &bytes {
-                std::fs::write(&p, b).unwrap();
-                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-            }
+        let p = state.join("journal.bin");
+        let _ = std::fs::remove_file(&p);
+        if let Some(b) = &bytes {
+            std::fs::write(&p, b).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
         let implant = start(&state, &work, &["--json"]);
         let first: Value = serde_json::from_str(implant.first.trim()).unwrap();
         assert_eq!(
             first["state_lost"],
             true,
-            "slots {what}: a pump in service must not come up factory-fresh: {first}\n{}",
+            "journal {what}: a pump in service must not come up factory-fresh: {first}\n{}",
             implant.log()
         );
         let i = interrogate(&key, &implant);
         assert!(
             i["status"]["mode"].as_str().unwrap().starts_with("fault"),
-            "slots {what}: {i}"
+            "journal {what}: {i}"
         );
         assert!(
             i["status"]["alarms"]
@@ -362,7 +360,7 @@ fn lost_slots_of_a_pump_in_service_fault_with_an_alarm_link_016() {
                 .unwrap()
                 .iter()
                 .any(|a| a["kind"] == "memory fault"),
-            "slots {what}: {i}"
+            "journal {what}: {i}"
         );
         implant.stop();
     }
@@ -468,12 +466,7 @@ fn the_state_directory_is_private_locked_and_follows_no_link_link_018() {
     // Links planted in the directory are never written through.
     let victim = work.join("victim");
     std::fs::write(&victim, b"precious").unwrap();
-    for name in [
-        "slot-a.tmp",
-        "slot-b.tmp",
-        ".registry.bin.tmp",
-        ".proximity.token.tmp",
-    ] {
+    for name in ["journal.tmp", ".registry.bin.tmp", ".proximity.token.tmp"] {
         let _ = std::fs::remove_file(state.join(name));
         std::os::unix::fs::symlink(&victim, state.join(name)).unwrap();
     }

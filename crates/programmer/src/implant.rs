@@ -14,7 +14,7 @@
 //! | `implant.key` | the implant's static X25519 secret (32 bytes, 0600) |
 //! | `registry.bin` | the enrolled devices and their handshake counters (magic, version, check value) |
 //! | `profile` | the hardware profile the pump was started with |
-//! | `slot-a.bin`, `slot-b.bin` | the core's two persistence slots |
+//! | `journal.bin` | the core's journal: the image of its NOR flash ring (32 pages of 4 KiB) |
 //! | `events.log`, `faults.log` | the hash-chained logs, one JSON entry a line (0600) |
 //! | `lock` | held while an implant runs on the directory |
 //! | `wand.request` | created by `thecal programmer wand`: the wand is over the pump |
@@ -46,8 +46,8 @@ use thecal_link::frame::{Kind, MAX_FRAME};
 use thecal_link::{Entropy, Host, Implant, ImplantSession, Registry, StaticKeypair};
 use thecal_pump::core::{Action, Pump};
 use thecal_pump::event::Event;
+use thecal_pump::journal::{DEFAULT_PAGES, NorFlash};
 use thecal_pump::log::{LogEntry, entry_hash};
-use thecal_pump::persist::Slot;
 use thecal_pump::profile::HardwareProfile;
 use thecal_rx::{Duration, Instant};
 use thecal_sim::models::battery::BatteryGauge;
@@ -69,7 +69,7 @@ const POLL: StdDuration = StdDuration::from_millis(100);
 /// How a virtual implant runs (the options of `thecal implant`).
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The implant's state directory (keys, registry, persistence slots, logs).
+    /// The implant's state directory (keys, registry, persistence journal, logs).
     pub state: PathBuf,
     /// Pump time runs this many times faster than the wall clock (1 to 100000).
     pub speed: u32,
@@ -266,7 +266,7 @@ fn read_nofollow(path: &Path) -> Result<Option<Vec<u8>>, String> {
     Ok(Some(b))
 }
 
-/// Whether a slot's bytes are blank: missing, empty, all 0x00 or all 0xFF.
+/// Whether the journal's bytes are blank: missing, empty, all 0x00 or all 0xFF.
 fn blank(b: &[u8]) -> bool {
     b.iter().all(|&x| x == 0) || b.iter().all(|&x| x == 0xff)
 }
@@ -374,13 +374,6 @@ impl Store {
             .map_err(|e| format!("cannot encode the registry: {e}"))?;
         write_private(&self.path("registry.bin"), bytes)
     }
-
-    fn slot_name(slot: Slot) -> &'static str {
-        match slot {
-            Slot::A => "slot-a.bin",
-            Slot::B => "slot-b.bin",
-        }
-    }
 }
 
 /// Refuses a file another user owns.
@@ -397,8 +390,8 @@ fn check_owner(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes a persistence slot: atomic (a new temporary file, never one found in place,
-/// renamed over the slot, so a killed process leaves the old record or the new one and
+/// Writes the journal's image: atomic (a new temporary file, never one found in place,
+/// renamed over the image, so a killed process leaves the old image or the new one and
 /// no symbolic link is followed) but not flushed to the disk each time, which would bound
 /// `--speed` by the disk's sync rate. The registry, which carries the anti-replay
 /// counters, is always synced ([`write_private`]).
@@ -668,6 +661,8 @@ struct Conn {
 
 struct Virtual {
     store: Store,
+    /// The journal's NOR flash, written to `journal.bin` after each step.
+    mem: Box<NorFlash<DEFAULT_PAGES>>,
     clock: Clock,
     pump: Pump,
     implant: Implant,
@@ -693,13 +688,18 @@ impl Virtual {
         // keep the core issuing strokes faster than they are carried out.
         let now = self.clock.now();
         let mut logged = Vec::new();
-        let mut persists: Vec<(Slot, Vec<u8>)> = Vec::new();
+        let mut stored = false;
         loop {
             let mut strokes = 0u32;
             while let Some(action) = self.pump.poll_action() {
                 match action {
                     Action::Stroke => strokes += 1,
-                    Action::Persist { slot, bytes } => persists.push((slot, bytes.to_vec())),
+                    Action::Store(op) => {
+                        self.mem
+                            .apply(op)
+                            .map_err(|e| format!("the journal's memory refused a write: {e}"))?;
+                        stored = true;
+                    }
                     Action::Log(entry) => {
                         self.events.append(&entry)?;
                         logged.push(entry.event);
@@ -733,8 +733,8 @@ impl Virtual {
         }
         self.events.sync()?;
         self.faults.sync()?;
-        for (slot, bytes) in persists {
-            write_slot(&self.store.path(Store::slot_name(slot)), &bytes)?;
+        if stored {
+            write_slot(&self.store.path("journal.bin"), self.mem.bytes())?;
         }
         Ok(logged)
     }
@@ -1220,8 +1220,12 @@ pub fn serve(
     };
     let mut events = LogFile::open(store.path("events.log"))?;
     let faults = LogFile::open(store.path("faults.log"))?;
-    let a = store.read("slot-a.bin")?.unwrap_or_default();
-    let b = store.read("slot-b.bin")?.unwrap_or_default();
+    let image = store.read("journal.bin")?.unwrap_or_default();
+    // The memory as the pump finds it: the image, and erased flash past its end.
+    let mut mem = Box::new(NorFlash::<DEFAULT_PAGES>::new());
+    for (dst, src) in mem.bytes_mut().iter_mut().zip(&image) {
+        *dst = *src;
+    }
     let now = clock.now();
     // In service: a device was enrolled, or the log records therapy being set up (a
     // start killed before its first record was saved is not a pump in service).
@@ -1236,20 +1240,20 @@ pub fn serve(
                     | Event::DeviceEnrolled { .. }
             )
         });
-    let lost = blank(&a) && blank(&b) && in_service;
+    let lost = blank(&image) && in_service;
     if lost {
         // The old history stays readable beside the new chain that starts now.
         let aside = store.path(&format!("events-before-state-loss-{}.log", unix_ms()));
         let _ = fs::rename(store.path("events.log"), &aside);
         note(&format!(
-            "STATE LOST: both persistence slots are missing or blank, but the log and \
+            "STATE LOST: the persistence journal is missing or blank, but the log and \
              registry show a pump in service; the pump enters its memory fault (no \
              delivery, alarm). The old log is kept in {}",
             aside.display()
         ));
         events = LogFile::open(store.path("events.log"))?;
     }
-    let mut pump = Pump::restore(hw, &a, &b, now);
+    let mut pump = Pump::restore(hw, mem.bytes(), now);
     if lost {
         pump.handle_state_lost(now);
     }
@@ -1258,6 +1262,7 @@ pub fn serve(
     let public = hex(&implant.public().0);
     let mut v = Virtual {
         store,
+        mem,
         clock,
         pump,
         implant,

@@ -19,7 +19,7 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use thecal_pump::command::{Command, Response, Role};
 use thecal_pump::core::{Action, Pump};
-use thecal_pump::persist::Slot;
+use thecal_pump::journal::{DEFAULT_PAGES, NorFlash};
 use thecal_pump::profile::HardwareProfile;
 use thecal_rx::{Duration, Instant};
 
@@ -28,9 +28,11 @@ const STROKES_PER_FILL: u64 = 50_000;
 /// Restarts the stopped pump from its snapshot after this many tone wakes.
 const WAKES_PER_RESTORE: u64 = 1_000;
 
+type Flash = NorFlash<DEFAULT_PAGES>;
+
 struct Driver {
     pump: Pump,
-    slots: [Vec<u8>; 2],
+    mem: Box<Flash>,
     now: Instant,
 }
 
@@ -43,11 +45,7 @@ impl Driver {
             match self.pump.poll_action() {
                 None => break,
                 Some(Action::Stroke) => stroke = true,
-                Some(Action::Persist { slot, bytes }) => {
-                    let s = &mut self.slots[usize::from(slot == Slot::B)];
-                    s.clear();
-                    s.extend_from_slice(bytes);
-                }
+                Some(Action::Store(op)) => self.mem.apply(op).expect("a NOR write"),
                 Some(action) => {
                     black_box(action);
                 }
@@ -85,11 +83,11 @@ impl Driver {
         strokes
     }
 
-    fn restore(slots: &[Vec<u8>; 2], now: Instant) -> Driver {
-        let pump = Pump::restore(profile(), &slots[0], &slots[1], now);
+    fn restore(mem: &Flash, now: Instant) -> Driver {
+        let pump = Pump::restore(profile(), mem.bytes(), now);
         let mut d = Driver {
             pump,
-            slots: slots.clone(),
+            mem: Box::new(mem.clone()),
             now,
         };
         d.drain();
@@ -101,11 +99,11 @@ fn profile() -> HardwareProfile {
     HardwareProfile::synchromed_class(40)
 }
 
-/// A pump set up for 0.5 mL/day (stopped if `stop`), run for a day; its slots and time.
-fn snapshot(stop: bool) -> ([Vec<u8>; 2], Instant) {
+/// A pump set up for 0.5 mL/day (stopped if `stop`), run for a day; its memory and time.
+fn snapshot(stop: bool) -> (Box<Flash>, Instant) {
     let mut d = Driver {
         pump: Pump::new(profile(), Instant::ZERO),
-        slots: [Vec::new(), Vec::new()],
+        mem: Box::new(Flash::new()),
         now: Instant::ZERO,
     };
     d.drain();
@@ -113,7 +111,7 @@ fn snapshot(stop: bool) -> ([Vec<u8>; 2], Instant) {
         d.command(command);
     }
     d.run_until(Instant::ZERO.saturating_add(Duration::from_days(1)));
-    (d.slots, d.now)
+    (d.mem, d.now)
 }
 
 fn benches(c: &mut Criterion) {

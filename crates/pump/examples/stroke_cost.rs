@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p thecal-pump --example stroke_cost -- 2          # therapy
 //! cargo run --release -p thecal-pump --example stroke_cost -- 2 stopped  # tones only
+//! cargo run --release -p thecal-pump --example stroke_cost -- 2 nopersist  # no records
 //! ```
 //!
 //! Run under `valgrind --tool=callgrind` with 1 and with 2 days: the set-up cost is
@@ -16,7 +17,7 @@ mod therapy;
 
 use thecal_pump::command::{Command, Response, Role};
 use thecal_pump::core::{Action, Pump};
-use thecal_pump::persist::Slot;
+use thecal_pump::journal::{DEFAULT_PAGES, NorFlash, StoreOp};
 use thecal_pump::profile::HardwareProfile;
 use thecal_rx::{Duration, Instant};
 
@@ -39,6 +40,7 @@ struct Counts {
     persists: u64,
     persist_bytes: u64,
     max_persist: u64,
+    erases: u64,
     tones: u64,
     logs: u64,
     fault_logs: u64,
@@ -57,6 +59,7 @@ impl Counts {
             idle_wakes: self.idle_wakes - o.idle_wakes,
             persists: self.persists - o.persists,
             persist_bytes: self.persist_bytes - o.persist_bytes,
+            erases: self.erases - o.erases,
             max_persist: self.max_persist,
             tones: self.tones - o.tones,
             logs: self.logs - o.logs,
@@ -65,10 +68,11 @@ impl Counts {
     }
 }
 
-/// The firmware side: two slots, a motor that always completes, and counters.
+/// The firmware side: the journal's NOR flash, a motor that always completes, and
+/// counters.
 struct Driver {
     pump: Pump,
-    slots: [Vec<u8>; 2],
+    mem: Box<NorFlash<DEFAULT_PAGES>>,
     now: Instant,
     c: Counts,
 }
@@ -82,13 +86,15 @@ impl Driver {
             match self.pump.poll_action() {
                 None => break,
                 Some(Action::Stroke) => stroke = true,
-                Some(Action::Persist { slot, bytes }) => {
-                    let i = usize::from(slot == Slot::B);
-                    self.slots[i].clear();
-                    self.slots[i].extend_from_slice(bytes);
-                    self.c.persists += 1;
-                    self.c.persist_bytes += bytes.len() as u64;
-                    self.c.max_persist = self.c.max_persist.max(bytes.len() as u64);
+                Some(Action::Store(op)) => {
+                    self.mem.apply(op).expect("a write NOR flash can do");
+                    if let StoreOp::Program { bytes, .. } = op {
+                        self.c.persists += 1;
+                        self.c.persist_bytes += bytes.len() as u64;
+                        self.c.max_persist = self.c.max_persist.max(bytes.len() as u64);
+                    } else {
+                        self.c.erases += 1;
+                    }
                 }
                 Some(Action::Alarm(_)) => tones += 1,
                 Some(Action::Log(_)) => self.c.logs += 1,
@@ -144,14 +150,19 @@ impl Driver {
 fn main() {
     let mut args = std::env::args().skip(1);
     let days: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
-    let stopped = args.next().as_deref() == Some("stopped");
+    let mode = args.next();
+    let stopped = mode.as_deref() == Some("stopped");
+    // `nopersist`: the same therapy without any record, to tell the core's own cost
+    // from the journal's.
+    let persist = mode.as_deref() != Some("nopersist");
 
     let mut d = Driver {
         pump: Pump::new(HardwareProfile::synchromed_class(40), Instant::ZERO),
-        slots: [Vec::new(), Vec::new()],
+        mem: Box::new(NorFlash::new()),
         now: Instant::ZERO,
         c: Counts::default(),
     };
+    d.pump.set_persistence(persist);
     d.drain();
     for command in therapy::setup(stopped) {
         d.command(command);
@@ -163,7 +174,7 @@ fn main() {
     );
     println!(
         "day strokes wakes (timeout stroke_done command) tone_wakes battery_wakes idle_wakes \
-         persists bytes/persist max_bytes tones logs fault_logs"
+         persists bytes/persist max_bytes page_erases tones logs fault_logs"
     );
     let mut prev = d.c;
     for day in 1..=days {
@@ -171,7 +182,7 @@ fn main() {
         let c = d.c.minus(prev);
         prev = d.c;
         println!(
-            "{day} {} {} ({} {} {}) {} {} {} {} {:.1} {} {} {} {}",
+            "{day} {} {} ({} {} {}) {} {} {} {} {:.1} {} {} {} {} {}",
             c.strokes,
             c.wakes,
             c.timeout_wakes,
@@ -183,6 +194,7 @@ fn main() {
             c.persists,
             c.persist_bytes as f64 / c.persists.max(1) as f64,
             c.max_persist,
+            c.erases,
             c.tones,
             c.logs,
             c.fault_logs

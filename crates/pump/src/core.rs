@@ -5,15 +5,15 @@
 //! The core never reads a clock, a sensor or a radio, and never sleeps. The firmware
 //! (or the simulator, or a test) drives it like this:
 //!
-//! 1. At power-on: [`Pump::restore`] with the bytes of slots A and B (or [`Pump::new`]
-//!    for a factory-fresh pump). The core runs its self-test.
+//! 1. At power-on: [`Pump::restore`] with the bytes of the journal's memory (or
+//!    [`Pump::new`] for a factory-fresh pump). The core runs its self-test.
 //! 2. Feed every input as it happens, each with the monotonic time `now`:
 //!    [`Pump::handle_timeout`] when the time returned by [`Pump::poll_timeout`] is
 //!    reached, [`Pump::handle_stroke_done`] when the motor reports a stroke,
 //!    [`Pump::handle_battery`], [`Pump::handle_magnet`], [`Pump::handle_radio`], and
 //!    [`Pump::handle_command`] for each authenticated command.
 //! 3. After every input, drain [`Pump::poll_action`] until it returns `None`, carrying
-//!    out each action **in order**: a `Persist` is always queued before the `Stroke`
+//!    out each action **in order**: a `Store` is always queued before the `Stroke`
 //!    it accounts for, so a power cut can lose a stroke but never repeat one. A command
 //!    response should be sent only after the actions queued with it are done.
 //! 4. Sleep until [`Pump::poll_timeout`] (or the next input). The core asks to be woken
@@ -58,16 +58,17 @@ use crate::command::{
 };
 use crate::event::{Event, LinkEvent};
 use crate::fluid::FluidPath;
+use crate::journal::{self, DELTA_LEN, Delta, Located, PAGE_SIZE, Plan, StoreOp, Writer};
 use crate::limiter::{Limiter, LimiterError, Limits, Window};
 use crate::log::{LogChain, LogEntry};
-use crate::persist::{self, Persister, Restored, Slot};
+use crate::persist;
 
 mod twin;
 use crate::profile::{HardwareProfile, Mechanism};
 pub use twin::TwinError;
 
-/// Largest encoded persistent record, bytes.
-pub const RECORD_CAPACITY: usize = 8192;
+/// Largest encoded checkpoint, bytes: one journal page.
+pub const RECORD_CAPACITY: usize = PAGE_SIZE;
 /// Most patient boluses per 24 h the pump tracks.
 pub const MAX_PATIENT_BOLUSES_PER_DAY: usize = 48;
 /// Safety margin of the prescription-derived limiter limits over the planned maximum:
@@ -95,13 +96,9 @@ pub enum Action<'a> {
     Stroke,
     /// Sound an alarm tone.
     Alarm(Sound),
-    /// Write these bytes into this slot (the whole slot; a power cut may tear it).
-    Persist {
-        /// Which slot.
-        slot: Slot,
-        /// The record.
-        bytes: &'a [u8],
-    },
+    /// Erase a page of the journal's memory or program a record into it (a power cut
+    /// may tear it); see [`crate::journal`].
+    Store(StoreOp<'a>),
     /// Append to the event log.
     Log(LogEntry),
     /// Append to the fault log.
@@ -109,7 +106,8 @@ pub enum Action<'a> {
 }
 
 /// A queued action. A persist and a stroke are not queued: they are state
-/// (`persist_needed`, `stroke_order`), so a full queue can never lose one.
+/// (`persist_needed`, `stroke_entry`, `stroke_order`), so a full queue can never lose
+/// one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pending {
     Alarm(Sound),
@@ -345,6 +343,10 @@ struct State {
     reminder_at: Option<Instant>,
     /// Since when a valve pump has been in MRI mode.
     mri_since: Option<Instant>,
+    /// Set in a checkpoint written while a stroke was in flight: the stroke is counted
+    /// but its push through the fluid path is not (it is applied when the checkpoint is
+    /// restored, as the stroke records after it are).
+    push_pending: bool,
     /// When the fill in the reservoir passes its beyond-use date.
     beyond_use: Option<Instant>,
     /// The implanted catheter; `None` until a clinician records it (the fluid path then
@@ -359,11 +361,15 @@ pub struct Pump {
     library: Library,
     s: State,
     pending: Deque<Pending, ACTION_CAPACITY>,
-    /// The state changed since the last record handed out: the next action is a
-    /// persist.
+    /// The state changed since the last record handed out, by more than a stroke: the
+    /// next action writes a checkpoint.
     persist_needed: bool,
-    persister: Persister,
+    /// A stroke was counted since the last record: (its time, its drug mass in ng). The
+    /// next action writes its stroke record, unless a checkpoint is due anyway.
+    stroke_entry: Option<(Instant, u32)>,
+    journal: Writer,
     buf: [u8; RECORD_CAPACITY],
+    delta: [u8; DELTA_LEN],
     /// A stroke was issued and is handed out after the persist and the queue.
     stroke_order: bool,
     /// An action was lost to a full queue since the last input was finished.
@@ -405,6 +411,11 @@ fn nl(exact: u128) -> Volume {
 impl Pump {
     /// A factory-fresh pump: filled with saline, stopped, no drug, clock not set.
     pub fn new(profile: HardwareProfile, now: Instant) -> Self {
+        Pump::fresh(profile, now, journal::DEFAULT_PAGES)
+    }
+
+    /// A factory-fresh pump whose journal ring has `pages` pages.
+    fn fresh(profile: HardwareProfile, now: Instant, pages: usize) -> Self {
         let saline = Admixture::single(DrugId::Saline, thecal_rx::Concentration::ZERO);
         let program = Prescription {
             contents: saline.clone(),
@@ -453,10 +464,11 @@ impl Pump {
             reminder_interval: REMINDER_INTERVAL_DEFAULT,
             reminder_at: None,
             mri_since: None,
+            push_pending: false,
             beyond_use: None,
             catheter: None,
         };
-        let mut pump = Pump::from_state(profile, s, Persister::new());
+        let mut pump = Pump::from_state(profile, s, Writer::new(pages));
         pump.log(now, Event::PowerOn { restored_seq: 0 });
         pump.mark_dirty();
         pump.self_test(now);
@@ -464,15 +476,17 @@ impl Pump {
         pump
     }
 
-    fn from_state(profile: HardwareProfile, s: State, persister: Persister) -> Self {
+    fn from_state(profile: HardwareProfile, s: State, journal: Writer) -> Self {
         Pump {
             profile,
             library: Library::new(),
             s,
             pending: Deque::new(),
             persist_needed: false,
-            persister,
+            stroke_entry: None,
+            journal,
             buf: [0; RECORD_CAPACITY],
+            delta: [0; DELTA_LEN],
             stroke_order: false,
             action_lost: false,
             reserve_open: false,
@@ -490,54 +504,159 @@ impl Pump {
         }
     }
 
-    /// Restores at power-on from the bytes of slots A and B: the newest valid record
-    /// wins. A blank memory (both slots unreadable and all 0x00 or 0xFF) gives a
-    /// factory-fresh pump; an unreadable non-blank memory gives a pump in the fault
-    /// state with a memory alarm.
-    pub fn restore(profile: HardwareProfile, slot_a: &[u8], slot_b: &[u8], now: Instant) -> Self {
-        let restored = persist::restore::<State>(slot_a, slot_b);
-        let memory_fault = restored.memory_fault();
-        let persister = Persister::after(&restored);
-        match restored {
-            Restored::Found { seq, value, .. } => {
-                let mut s = value;
-                // A monotonic counter that restarted lower must never move history back.
-                let hw = now.ms().saturating_add(s.mono_offset);
-                if hw < s.last_seen.ms() {
-                    s.mono_offset = s
-                        .mono_offset
-                        .saturating_add(s.last_seen.ms().saturating_sub(hw));
-                }
-                let mut pump = Pump::from_state(profile, s, persister);
-                let now = pump.t(now);
-                // Time spent powered off is not owed: no catch-up after a restart. A
-                // bolus under way counts the dropped credit as not delivered.
-                pump.s.accounted_to = now;
-                if pump.s.bolus.is_some() {
-                    pump.s.bolus_short = pump.s.bolus_short.saturating_add(pump.s.credit_exact);
-                }
-                pump.s.credit_exact = 0;
-                pump.log(now, Event::PowerOn { restored_seq: seq });
-                if memory_fault {
-                    pump.log(
-                        now,
-                        Event::Fault {
-                            code: FaultCode::Memory,
-                        },
-                    );
-                }
-                pump.mark_dirty();
-                pump.self_test(now);
-                pump.schedule_next(now);
-                pump
-            }
-            Restored::Empty { .. } if blank(slot_a) && blank(slot_b) => Pump::new(profile, now),
-            Restored::Empty { .. } => {
-                let mut pump = Pump::new(profile, now);
+    /// Restores at power-on from the bytes of the journal's memory (a whole number of
+    /// [`journal::PAGE_SIZE`] pages, at least [`journal::MIN_PAGES`]): the newest
+    /// checkpoint, then the stroke records after it, replayed. A blank memory (all 0x00
+    /// or 0xFF) gives a factory-fresh pump; an unreadable non-blank memory, or a stroke
+    /// record that does not replay to what it says, gives a pump in the fault state with
+    /// a memory alarm.
+    pub fn restore(profile: HardwareProfile, memory: &[u8], now: Instant) -> Self {
+        let pages = memory.len().checked_div(PAGE_SIZE).unwrap_or(0);
+        if pages < journal::MIN_PAGES {
+            let mut pump = Pump::fresh(profile, now, journal::MIN_PAGES);
+            pump.enter_fault(now, FaultCode::Memory);
+            return pump;
+        }
+        let located = journal::locate(memory);
+        let Located::Found {
+            seq,
+            page,
+            record,
+            torn,
+            ..
+        } = located
+        else {
+            let mut pump = Pump::fresh(profile, now, pages);
+            if !blank(memory) {
                 pump.enter_fault(now, FaultCode::Memory);
-                pump
+            }
+            return pump;
+        };
+        let Ok((_, s)) = persist::decode_record::<State>(record) else {
+            // The CRC checks but the body is not this format's state.
+            let mut pump = Pump::fresh(profile, now, pages);
+            pump.enter_fault(now, FaultCode::Memory);
+            return pump;
+        };
+        let mut pump = Pump::from_state(profile, s, Writer::new(pages));
+        let mut last = seq;
+        let mut replayed = true;
+        if pump.s.push_pending {
+            pump.s.push_pending = false;
+            replayed = pump.replay_push();
+        }
+        if replayed {
+            for d in located.deltas() {
+                if !pump.replay(&d) {
+                    replayed = false;
+                    break;
+                }
+                last = d.seq;
             }
         }
+        // The next record opens the page after the head (never next to a torn one).
+        pump.journal = Writer::after(pages, page, last);
+        // A monotonic counter that restarted lower must never move history back.
+        let hw = now.ms().saturating_add(pump.s.mono_offset);
+        if hw < pump.s.last_seen.ms() {
+            pump.s.mono_offset = pump
+                .s
+                .mono_offset
+                .saturating_add(pump.s.last_seen.ms().saturating_sub(hw));
+        }
+        let now = pump.t(now);
+        // Time spent powered off is not owed: no catch-up after a restart. A bolus under
+        // way counts the dropped credit as not delivered.
+        pump.s.accounted_to = now;
+        if pump.s.bolus.is_some() {
+            pump.s.bolus_short = pump.s.bolus_short.saturating_add(pump.s.credit_exact);
+        }
+        pump.s.credit_exact = 0;
+        pump.log(now, Event::PowerOn { restored_seq: last });
+        if torn {
+            pump.log(
+                now,
+                Event::Fault {
+                    code: FaultCode::Memory,
+                },
+            );
+        }
+        pump.mark_dirty();
+        if replayed {
+            pump.self_test(now);
+        } else {
+            pump.enter_fault(now, FaultCode::Memory);
+        }
+        pump.schedule_next(now);
+        pump
+    }
+
+    /// Applies the push of the stroke a checkpoint counted while it was in flight.
+    fn replay_push(&mut self) -> bool {
+        let stroke = self.profile.stroke_volume;
+        let contents = &self.s.program.contents;
+        self.s.fluid.prepare_in_place(stroke, contents).is_ok()
+            && self.s.fluid.commit_in_place(stroke, contents).is_ok()
+    }
+
+    /// Replays a stroke record on the restored state, as [`Pump::issue_stroke`] and a
+    /// completed stroke did it: the fluid path's push, the limiter's count at the
+    /// stroke's time, the reservoir, the counters and the battery. `false`, with the
+    /// state as the record found it, when the record does not follow (stroke counter,
+    /// time) or does not replay to its drug mass.
+    fn replay(&mut self, d: &Delta) -> bool {
+        let stroke = self.profile.stroke_volume;
+        let strokes = self.s.strokes.saturating_add(1);
+        // The record holds the counter's low 32 bits.
+        if d.strokes != strokes & u64::from(u32::MAX) || d.time_ms < self.s.last_seen.ms() {
+            return false;
+        }
+        let t = Instant::from_ms(d.time_ms);
+        // The program's accrual up to the stroke, as the wake that issued it did (a
+        // bolus's delivered volume is its accrual less what it lost). Nothing blocked
+        // delivery meanwhile: that would have written a checkpoint.
+        let from = self.s.accounted_to;
+        if t > from && self.running() {
+            let overlay = self.s.bolus.map_or(0, |b| b.exact_between(from, t));
+            let add = self.basal_exact(from, t).saturating_add(overlay);
+            self.s.bolus_accrued = self.s.bolus_accrued.saturating_add(overlay);
+            self.s.ideal_exact = self.s.ideal_exact.saturating_add(add);
+            self.s.credit_exact = self.s.credit_exact.saturating_add(add);
+        }
+        self.s.accounted_to = self.s.accounted_to.max(t);
+        // A stall's retry spends no credit; any other stroke spends its threshold.
+        if self.s.stall.is_none() {
+            let threshold = self.threshold();
+            self.s.credit_exact = self.s.credit_exact.saturating_sub(threshold);
+        }
+        let Ok(delivery) = self
+            .s
+            .fluid
+            .prepare_in_place(stroke, &self.s.program.contents)
+        else {
+            return false;
+        };
+        if mass_ng(delivery.masses()) != d.mass_ng {
+            self.s.fluid.discard();
+            return false;
+        }
+        // The limiter counts what was delivered (its limits may have moved since).
+        let _ = self.s.limiter.record(t, delivery.masses());
+        if self
+            .s
+            .fluid
+            .commit_in_place(stroke, &self.s.program.contents)
+            .is_err()
+        {
+            return false;
+        }
+        self.s.reservoir = self.s.reservoir.saturating_sub(stroke);
+        self.s.delivered = self.s.delivered.saturating_add(stroke);
+        self.s.strokes = strokes;
+        self.s.battery.advance(t);
+        self.s.battery.add_strokes(1);
+        self.s.last_seen = self.s.last_seen.max(t);
+        true
     }
 
     /// The monotonic time adjusted by the restart offset.
@@ -728,8 +847,8 @@ impl Pump {
     /// counted before it moves), then the log entries and tones in the order they
     /// arose, then the stroke.
     pub fn poll_action(&mut self) -> Option<Action<'_>> {
-        if self.persist_needed {
-            return self.persist_action();
+        if self.persist_needed || self.stroke_entry.is_some() {
+            return self.store_action();
         }
         if let Some(next) = self.pending.pop_front() {
             return Some(match next {
@@ -745,29 +864,77 @@ impl Pump {
         None
     }
 
-    /// [`Pump::poll_action`] of a queued persist: the record to write. Kept apart, and
-    /// out of line, so that the frequent actions (a stroke, a log entry) take a short
-    /// path.
-    #[cold]
-    #[inline(never)]
-    fn persist_action(&mut self) -> Option<Action<'_>> {
-        self.persist_needed = false;
-        match self.persister.next(&self.s, &mut self.buf) {
-            Ok((slot, len)) => Some(Action::Persist {
-                slot,
-                bytes: self.buf.get(..len).unwrap_or(&[]),
-            }),
-            // An unencodable state cannot be saved: keep running on the last good
-            // record and say so through the memory alarm.
-            Err(_) => {
-                let _ = self
-                    .s
-                    .alarms
-                    .raise(AlarmKind::MemoryFault, self.s.last_seen);
-                self.alarms_dirty = true;
-                self.poll_action()
+    /// [`Pump::poll_action`] of a record to write: a stroke record when only a stroke
+    /// was counted and it fits the head page, else a checkpoint (erasing its page
+    /// first when it opens one).
+    fn store_action(&mut self) -> Option<Action<'_>> {
+        if let (false, Some((at, mass_ng))) = (self.persist_needed, self.stroke_entry) {
+            let plan = self.journal.plan(DELTA_LEN);
+            match plan {
+                Plan::Append(offset) => {
+                    let d = Delta {
+                        time_ms: at.ms(),
+                        seq: self.journal.next_seq(),
+                        strokes: self.s.strokes,
+                        mass_ng,
+                    };
+                    if self.journal.commit(plan, DELTA_LEN).is_err() {
+                        return self.store_failed();
+                    }
+                    self.stroke_entry = None;
+                    self.delta = d.encode();
+                    return Some(Action::Store(StoreOp::Program {
+                        offset,
+                        bytes: &self.delta,
+                    }));
+                }
+                Plan::Erase(page) => return Some(Action::Store(StoreOp::Erase { page })),
+                // A new page opens with a checkpoint.
+                Plan::OpenPage(_) => {}
             }
         }
+        self.checkpoint_action()
+    }
+
+    /// The checkpoint to write: the whole state. Kept apart, and out of line, so that
+    /// the frequent actions (a stroke record, a log entry) take a short path.
+    #[cold]
+    #[inline(never)]
+    fn checkpoint_action(&mut self) -> Option<Action<'_>> {
+        self.s.push_pending = self.stroke_in_flight;
+        let len = match persist::encode_record(self.journal.next_seq(), &self.s, &mut self.buf) {
+            Ok(len) => len,
+            Err(_) => return self.store_failed(),
+        };
+        let plan = self.journal.plan(len);
+        let offset = match plan {
+            Plan::Erase(page) => return Some(Action::Store(StoreOp::Erase { page })),
+            Plan::OpenPage(offset) | Plan::Append(offset) => offset,
+        };
+        if self.journal.commit(plan, len).is_err() {
+            return self.store_failed();
+        }
+        self.persist_needed = false;
+        self.stroke_entry = None;
+        Some(Action::Store(StoreOp::Program {
+            offset,
+            bytes: self.buf.get(..len).unwrap_or(&[]),
+        }))
+    }
+
+    /// A state that cannot be saved (unencodable, or the sequence numbers exhausted):
+    /// keep running on the last good record and say so through the memory alarm.
+    #[cold]
+    #[inline(never)]
+    fn store_failed(&mut self) -> Option<Action<'_>> {
+        self.persist_needed = false;
+        self.stroke_entry = None;
+        let _ = self
+            .s
+            .alarms
+            .raise(AlarmKind::MemoryFault, self.s.last_seen);
+        self.alarms_dirty = true;
+        self.poll_action()
     }
 
     /// When the core next needs [`Pump::handle_timeout`]; `None`: only on an input.
@@ -989,7 +1156,7 @@ impl Pump {
     pub fn strokes(&self) -> u64 {
         self.s.strokes
     }
-    /// Turns persistence on or off (on by default). Off, the core emits no `Persist`
+    /// Turns persistence on or off (on by default). Off, the core emits no `Store`
     /// actions: for a simulator running years where no power is ever cut. Firmware never
     /// turns it off.
     pub fn set_persistence(&mut self, on: bool) {
@@ -1459,6 +1626,7 @@ impl Pump {
             Ok(d) => d,
             Err(_) => return self.enter_fault(now, FaultCode::FluidPath),
         };
+        let mass = mass_ng(delivery.masses());
         // Counted before the stroke happens (write-ahead): a power cut after the record
         // and before the stroke loses one stroke; it can never repeat one.
         if let Err(veto) = self.s.limiter.check_and_record(now, delivery.masses()) {
@@ -1497,7 +1665,10 @@ impl Pump {
         self.s.battery.add_strokes(1);
         self.stroke_in_flight = true;
         self.last_stroke_at = Some(now);
-        self.mark_dirty();
+        if self.persistence {
+            // A small stroke record, unless a checkpoint is due anyway.
+            self.stroke_entry = Some((now, mass));
+        }
         self.stroke_order = true;
         let low = match self.low_threshold {
             Some(v) => v,
@@ -2871,9 +3042,17 @@ fn is_program_limit(f: &Finding) -> bool {
     )
 }
 
-/// A slot that was never written (all 0x00 or all 0xFF).
-fn blank(slot: &[u8]) -> bool {
-    slot.iter().all(|b| *b == 0) || slot.iter().all(|b| *b == 0xff)
+/// The drug mass of a stroke, all drugs, ng: the figure its stroke record carries.
+fn mass_ng(masses: &[(DrugId, Mass)]) -> u32 {
+    let ng = masses
+        .iter()
+        .fold(0u64, |acc, (_, m)| acc.saturating_add(m.ng()));
+    u32::try_from(ng).unwrap_or(u32::MAX)
+}
+
+/// A memory that was never written (all 0x00 or all 0xFF).
+fn blank(memory: &[u8]) -> bool {
+    memory.iter().all(|b| *b == 0) || memory.iter().all(|b| *b == 0xff)
 }
 
 #[cfg(test)]

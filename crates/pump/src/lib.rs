@@ -16,7 +16,8 @@
 //! | [`fluid`] | the fluid path: FIFO of segments in pump path and catheter | lose or create drug mass |
 //! | [`alarm`] | alarm kinds, priorities, texts, repeat schedule | silence a critical alarm whose cause persists |
 //! | [`battery`] | energy accounting, ERI/EOS | — |
-//! | [`persist`] | A/B slot records with sequence number and CRC | return a torn or stale record |
+//! | [`persist`] | the checkpoint record: the whole state with sequence number and CRC | accept a torn or altered record |
+//! | [`journal`] | the NOR flash ring: stroke records, checkpoints, page erases, finding the newest at power-on | program a byte twice, erase the newest checkpoint, return a torn record |
 //! | [`log`] | the hash-chained event log | let an altered entry verify |
 //! | [`core`] | the state machine that ties them together | panic, allocate, read a clock |
 #![no_std]
@@ -40,6 +41,7 @@ pub mod command;
 pub mod core;
 pub mod event;
 pub mod fluid;
+pub mod journal;
 pub mod limiter;
 pub mod log;
 pub mod persist;

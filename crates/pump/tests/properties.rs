@@ -10,12 +10,13 @@
 mod rig;
 
 use proptest::prelude::*;
-use rig::{Rig, q};
+use rig::{Op as MemOp, Rig, q};
 use thecal_pump::alarm::AlarmKind;
 use thecal_pump::catheter::{self, CatheterRecord};
 use thecal_pump::command::{BridgeChoice, Command, Mode, Response, Role, StopReason};
 use thecal_pump::core::Pump;
-use thecal_pump::persist::Slot;
+use thecal_pump::journal::DELTA_LEN;
+use thecal_pump::limiter::Window;
 use thecal_pump::profile::HardwareProfile;
 use thecal_rx::check::{PatientBolus, Prescription};
 use thecal_rx::dose::{Admixture, Component};
@@ -537,29 +538,6 @@ proptest! {
     }
 }
 
-/// Restores a pump from slots built from `writes`, the last one torn after `cut` bytes.
-fn slots_after(
-    base: &(Vec<u8>, Vec<u8>),
-    writes: &[rig::Write],
-    cut: Option<usize>,
-) -> (Vec<u8>, Vec<u8>) {
-    let (mut a, mut b) = base.clone();
-    for (i, w) in writes.iter().enumerate() {
-        let target = match w.slot {
-            Slot::A => &mut a,
-            Slot::B => &mut b,
-        };
-        let last = i + 1 == writes.len();
-        let n = match cut {
-            Some(c) if last => c.min(w.bytes.len()),
-            _ => w.bytes.len(),
-        };
-        // Flash writes the record over the old bytes; a cut leaves the rest as it was.
-        target[..n].copy_from_slice(&w.bytes[..n]);
-    }
-    (a, b)
-}
-
 #[test]
 fn power_cut_at_every_write_of_a_refill_and_reprogram_restores_old_or_new_pump_023() {
     let profile = HardwareProfile::synchromed_class(20);
@@ -573,7 +551,7 @@ fn power_cut_at_every_write_of_a_refill_and_reprogram_restores_old_or_new_pump_0
         Some(ptm()),
     );
     rig.run_for(Duration::from_days(2));
-    let base = (rig.slot_a.clone(), rig.slot_b.clone());
+    let base = rig.mem.clone();
     let old = rig.pump.status();
     rig.record_writes = true;
     // The sequence: refill with 2000 mcg/mL keeping the dose (automatic bridging), run an
@@ -600,39 +578,57 @@ fn power_cut_at_every_write_of_a_refill_and_reprogram_restores_old_or_new_pump_0
     rig.run_for(Duration::from_hours(1));
     let writes = rig.writes.clone();
     assert!(writes.len() > 20, "{} writes", writes.len());
+    let rig_base_after = |_: &Rig, ws: &[rig::Write]| {
+        let mut m = base.clone();
+        for w in ws {
+            m.apply(w.op.store_op()).unwrap();
+        }
+        m
+    };
     let versions = [
         old.program_version,
         after_refill.program_version,
         after_program.program_version,
     ];
+    // The journal's ring was used as it is designed to be: stroke records, checkpoints
+    // and the page erases between them (PUMP-045, PUMP-046).
+    let erases = writes
+        .iter()
+        .filter(|w| matches!(w.op, MemOp::Erase(_)))
+        .count();
+    let small = writes.iter().filter(|w| w.op.len() == DELTA_LEN).count();
+    assert!(erases >= 1, "no page was erased");
+    assert!(
+        small > writes.len() / 2,
+        "{small} stroke records of {}",
+        writes.len()
+    );
     let mut restores = 0;
-    for k in 0..writes.len() {
-        let len = writes[k].bytes.len();
-        let complete = slots_after(&base, &writes[..=k], None);
-        let reference = Pump::restore(profile, &complete.0, &complete.1, rig.now);
-        let previous = if k == 0 {
-            base.clone()
-        } else {
-            slots_after(&base, &writes[..k], None)
-        };
-        let previous = Pump::restore(profile, &previous.0, &previous.1, rig.now);
+    // The memory before write k; the reference is the pump restored from it.
+    let mut mem = base.clone();
+    let mut previous = Pump::restore(profile, mem.bytes(), rig.now);
+    for (k, write) in writes.iter().enumerate() {
+        let op = write.op.store_op();
+        let len = write.op.len();
+        let mut complete = mem.clone();
+        complete.apply(op).unwrap();
+        let reference = Pump::restore(profile, complete.bytes(), rig.now);
         for cut in [0, 1, len / 3, len / 2, 2 * len / 3, len - 1, len] {
-            let (a, b) = slots_after(&base, &writes[..=k], Some(cut));
-            let pump = Pump::restore(profile, &a, &b, rig.now);
+            let mut torn = mem.clone();
+            torn.apply_torn(op, cut).unwrap();
+            let pump = Pump::restore(profile, torn.bytes(), rig.now);
             restores += 1;
             let s = pump.status();
-            // A cut after every byte that differs from the slot's old record leaves the
-            // new record whole: that write is committed.
-            let torn = match writes[k].slot {
-                Slot::A => &a,
-                Slot::B => &b,
+            // A cut after every byte that differs from erased flash leaves the new record
+            // whole: that write is committed. (An erase commits nothing.)
+            let whole = match &write.op {
+                MemOp::Program(offset, bytes) => {
+                    let at = *offset as usize;
+                    torn.bytes()[at..at + bytes.len()] == bytes[..]
+                }
+                MemOp::Erase(_) => cut == len,
             };
-            let whole = torn[..len] == writes[k].bytes[..];
-            assert_eq!(
-                whole,
-                cut == len || torn[..len] == writes[k].bytes[..],
-                "write {k}"
-            );
+            assert!(whole || cut < len, "write {k}");
             let expect = if whole { &reference } else { &previous };
             // Exactly the last committed state: never a mix.
             assert_eq!(
@@ -650,7 +646,16 @@ fn power_cut_at_every_write_of_a_refill_and_reprogram_restores_old_or_new_pump_0
                 expect.status().delivered,
                 "write {k} cut {cut}"
             );
+            assert_eq!(pump.strokes(), expect.strokes(), "write {k} cut {cut}");
             assert_eq!(pump.program(), expect.program(), "write {k} cut {cut}");
+            // The limiter's windows are those of the last committed state (PUMP-047).
+            for w in [Window::Hour, Window::Day] {
+                assert_eq!(
+                    pump.limiter().delivered(rig.now, DrugId::Baclofen, w),
+                    expect.limiter().delivered(rig.now, DrugId::Baclofen, w),
+                    "write {k} cut {cut}"
+                );
+            }
             assert!(
                 versions.contains(&s.program_version),
                 "write {k}: version {}",
@@ -666,7 +671,7 @@ fn power_cut_at_every_write_of_a_refill_and_reprogram_restores_old_or_new_pump_0
             );
             // The delivered counter never falls below the strokes really moved before
             // the cut (no stroke can be repeated) and never runs more than one ahead.
-            let moved = writes[k].moved * STROKE_NL;
+            let moved = write.moved * STROKE_NL;
             assert!(
                 s.delivered.raw() >= moved,
                 "write {k} cut {cut}: {} < moved {moved}",
@@ -682,12 +687,16 @@ fn power_cut_at_every_write_of_a_refill_and_reprogram_restores_old_or_new_pump_0
                 s.mode
             );
         }
+        mem = complete;
+        previous = reference;
     }
     assert!(restores > 7 * 20);
     // A pump restored mid-sequence carries on delivering by itself.
     let mid = writes.len() / 2;
-    let (a, b) = slots_after(&base, &writes[..=mid], Some(writes[mid].bytes.len() / 2));
-    let mut pump = Pump::restore(profile, &a, &b, rig.now);
+    let mut m = rig_base_after(&rig, &writes[..mid]);
+    m.apply_torn(writes[mid].op.store_op(), writes[mid].op.len() / 2)
+        .unwrap();
+    let mut pump = Pump::restore(profile, m.bytes(), rig.now);
     let d0 = pump.delivered();
     for _ in 0..200 {
         let Some(now) = pump.poll_timeout() else {

@@ -697,11 +697,15 @@ fn a_corrupt_memory_gives_the_safe_state_with_an_alarm_pump_023_pump_025() {
         None,
     );
     rig.run_for(Duration::from_hours(1));
-    for b in rig.slot_a.iter_mut().take(64) {
-        *b ^= 0x5a;
-    }
-    for b in rig.slot_b.iter_mut().take(64) {
-        *b ^= 0x5a;
+    // The start of every page of the journal is damaged.
+    for page in rig
+        .mem
+        .bytes_mut()
+        .chunks_mut(thecal_pump::journal::PAGE_SIZE)
+    {
+        for b in page.iter_mut().take(64) {
+            *b ^= 0x5a;
+        }
     }
     rig.restart();
     assert!(matches!(rig.pump.status().mode, Mode::Fault { .. }));

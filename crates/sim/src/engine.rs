@@ -23,7 +23,7 @@ use thecal_pump::battery::BatteryState;
 use thecal_pump::command::{BridgeChoice, Command, Refusal, Response, Role, StopReason};
 use thecal_pump::core::{Action, BolusKind, Pump};
 use thecal_pump::event::Event as LogEvent;
-use thecal_pump::persist::Slot;
+use thecal_pump::journal::{DEFAULT_PAGES, NorFlash, PAGE_SIZE, StoreOp};
 use thecal_pump::profile::{HardwareProfile, Mechanism};
 use thecal_rx::check::Prescription;
 use thecal_rx::dose::{Admixture, Component, flow_for_dose};
@@ -75,8 +75,9 @@ struct Programmable {
     profile: HardwareProfile,
     pump: Pump,
     mech: Mech,
-    slot_a: Vec<u8>,
-    slot_b: Vec<u8>,
+    /// The journal's NOR flash, allocated at its first write (a simulation without
+    /// persistence never needs it).
+    mem: Option<Box<NorFlash<DEFAULT_PAGES>>>,
     /// Tear the n-th persist write from now (1 = next), then restart.
     cut_in: Option<u32>,
     last_program_version: u32,
@@ -183,8 +184,7 @@ impl<'a> Engine<'a> {
                     profile,
                     pump,
                     mech,
-                    slot_a: vec![0xff; thecal_pump::core::RECORD_CAPACITY],
-                    slot_b: vec![0xff; thecal_pump::core::RECORD_CAPACITY],
+                    mem: None,
                     cut_in: None,
                     last_program_version: 0,
                 };
@@ -491,24 +491,24 @@ impl<'a> Engine<'a> {
                 match p.pump.poll_action() {
                     None => break,
                     Some(Action::Stroke) => stroke = true,
-                    Some(Action::Persist { slot, bytes }) => {
-                        let target = match slot {
-                            Slot::A => &mut p.slot_a,
-                            Slot::B => &mut p.slot_b,
+                    Some(Action::Store(op)) => {
+                        let len = match op {
+                            StoreOp::Erase { .. } => PAGE_SIZE,
+                            StoreOp::Program { bytes, .. } => bytes.len(),
                         };
                         let n = match p.cut_in {
                             Some(1) => {
                                 restart = true;
-                                bytes.len() / 2
+                                len / 2
                             }
-                            _ => bytes.len(),
+                            _ => len,
                         };
                         if let Some(c) = p.cut_in.as_mut() {
                             *c -= 1;
                         }
-                        if let (Some(t), Some(b)) = (target.get_mut(..n), bytes.get(..n)) {
-                            t.copy_from_slice(b);
-                        }
+                        let mem = p.mem.get_or_insert_with(|| Box::new(NorFlash::new()));
+                        let done = mem.apply_torn(op, n);
+                        debug_assert!(done.is_ok(), "a write NOR flash cannot do: {done:?}");
                     }
                     Some(Action::Log(e)) => {
                         self.log.entries.push((self.now, e));
@@ -705,18 +705,21 @@ impl<'a> Engine<'a> {
         self.last_flush = self.now;
     }
 
-    /// Power cut and restart from the slots.
+    /// Power cut and restart from the journal.
     fn power_cycle(&mut self) {
         self.basal_rate = None;
         let hw = self.hw();
         if let Dev::Programmable(p) = &mut self.dev {
             p.cut_in = None;
             let persistence = self.sc.persistence;
-            p.pump = Pump::restore(p.profile, &p.slot_a, &p.slot_b, hw);
+            p.pump = match &p.mem {
+                Some(mem) => Pump::restore(p.profile, mem.bytes(), hw),
+                None => Pump::restore(p.profile, &vec![0xff; DEFAULT_PAGES * PAGE_SIZE], hw),
+            };
             p.pump.set_persistence(persistence);
             let v = p.pump.status().program_version;
             self.note(format!(
-                "power cut: restarted from the slots at program version {v}"
+                "power cut: restarted from the journal at program version {v}"
             ));
         }
         self.drain();
@@ -1003,8 +1006,7 @@ impl<'a> Engine<'a> {
         }
         p.pump = Pump::new(profile, hw);
         p.pump.set_persistence(self.sc.persistence);
-        p.slot_a.fill(0xff);
-        p.slot_b.fill(0xff);
+        p.mem = None;
         p.last_program_version = 0;
         self.note("pump replaced; refilled and reprogrammed; catheter primed");
         // The catheter stays: the new pump is told which one it is.

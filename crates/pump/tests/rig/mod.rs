@@ -14,9 +14,9 @@ pub mod truth;
 use thecal_pump::alarm::Sound;
 use thecal_pump::command::{BridgeChoice, Command, Response, Role};
 use thecal_pump::core::{Action, Pump};
+use thecal_pump::journal::{DEFAULT_PAGES, NorFlash, StoreOp};
 use thecal_pump::limiter::Limits;
 use thecal_pump::log::LogEntry;
-use thecal_pump::persist::Slot;
 use thecal_pump::profile::HardwareProfile;
 use thecal_rx::check::{PatientBolus, Prescription};
 use thecal_rx::dose::Admixture;
@@ -34,21 +34,49 @@ where
     s.parse().unwrap()
 }
 
+/// One operation on the journal's memory, owned.
+#[derive(Clone, Debug)]
+pub enum Op {
+    Erase(u16),
+    Program(u32, Vec<u8>),
+}
+
+impl Op {
+    pub fn store_op(&self) -> StoreOp<'_> {
+        match self {
+            Op::Erase(page) => StoreOp::Erase { page: *page },
+            Op::Program(offset, bytes) => StoreOp::Program {
+                offset: *offset,
+                bytes,
+            },
+        }
+    }
+
+    /// Bytes the operation changes: a program's length, an erase's page.
+    pub fn len(&self) -> usize {
+        match self {
+            Op::Erase(_) => thecal_pump::journal::PAGE_SIZE,
+            Op::Program(_, bytes) => bytes.len(),
+        }
+    }
+}
+
 /// One persistence write as the hardware saw it.
 #[derive(Clone)]
 pub struct Write {
-    pub slot: Slot,
-    pub bytes: Vec<u8>,
+    pub op: Op,
     /// Strokes the motor had moved when this write was made.
     pub moved: u64,
 }
+
+/// The journal's memory: a NOR flash with its rules enforced.
+pub type Flash = NorFlash<DEFAULT_PAGES>;
 
 pub struct Rig {
     pub profile: HardwareProfile,
     pub pump: Pump,
     pub now: Instant,
-    pub slot_a: Vec<u8>,
-    pub slot_b: Vec<u8>,
+    pub mem: Box<Flash>,
     pub writes: Vec<Write>,
     pub record_writes: bool,
     pub events: Vec<LogEntry>,
@@ -83,8 +111,7 @@ impl Rig {
             profile,
             pump,
             now: Instant::ZERO,
-            slot_a: vec![0xff; 8192],
-            slot_b: vec![0xff; 8192],
+            mem: Box::new(Flash::new()),
             writes: Vec::new(),
             record_writes: false,
             events: Vec::new(),
@@ -109,17 +136,18 @@ impl Rig {
             match self.pump.poll_action() {
                 None => break,
                 Some(Action::Stroke) => stroke = true,
-                Some(Action::Persist { slot, bytes }) => {
-                    let target = match slot {
-                        Slot::A => &mut self.slot_a,
-                        Slot::B => &mut self.slot_b,
-                    };
-                    target.fill(0xff);
-                    target[..bytes.len()].copy_from_slice(bytes);
+                Some(Action::Store(op)) => {
+                    // Every write keeps the rules of NOR flash (PUMP-045).
+                    self.mem.apply(op).unwrap();
                     if self.record_writes {
+                        let op = match op {
+                            StoreOp::Erase { page } => Op::Erase(page),
+                            StoreOp::Program { offset, bytes } => {
+                                Op::Program(offset, bytes.to_vec())
+                            }
+                        };
                         self.writes.push(Write {
-                            slot,
-                            bytes: bytes.to_vec(),
+                            op,
                             moved: self.strokes_moved,
                         });
                     }
@@ -214,7 +242,7 @@ impl Rig {
 
     /// Power cut now and restart from the slots.
     pub fn restart(&mut self) {
-        self.pump = Pump::restore(self.profile, &self.slot_a, &self.slot_b, self.now);
+        self.pump = Pump::restore(self.profile, self.mem.bytes(), self.now);
         self.wakes += 1;
         self.drain();
     }
