@@ -46,6 +46,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "programming_sessions",
         include_str!("../../migrations/postgres/0006_programming_sessions.sql"),
     ),
+    (
+        7,
+        "children_in_id_order",
+        include_str!("../../migrations/postgres/0007_children_in_id_order.sql"),
+    ),
 ];
 
 /// Run on every new connection: changes commit synchronously whatever the server's,

@@ -62,6 +62,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "programming_sessions",
         include_str!("../../migrations/sqlite/0006_programming_sessions.sql"),
     ),
+    (
+        7,
+        "children_in_id_order",
+        include_str!("../../migrations/sqlite/0007_children_in_id_order.sql"),
+    ),
 ];
 
 /// The SQLite store.
