@@ -193,8 +193,8 @@ impl ShardFile {
 
     /// Reads a shard file's text; the error says what is wrong with it.
     pub fn parse(text: &str) -> Result<ShardFile, String> {
-        let f: ShardFile = serde_json::from_str(text)
-            .map_err(|e| format!("not a population shard file ({e})"))?;
+        let f: ShardFile =
+            serde_json::from_str(text).map_err(|e| format!("not a population shard file ({e})"))?;
         if f.format != FORMAT {
             return Err(format!(
                 "not a population shard file of this version (format '{}', expected '{FORMAT}')",
@@ -251,7 +251,11 @@ pub fn merge(files: &[(String, ShardFile)]) -> Result<(RunSpec, Vec<PatientOutco
     }
     let missing: Vec<u32> = (1..=n).filter(|k| !by_shard.contains_key(k)).collect();
     if !missing.is_empty() {
-        let list: Vec<String> = missing.iter().take(10).map(|k| format!("{k}/{n}")).collect();
+        let list: Vec<String> = missing
+            .iter()
+            .take(10)
+            .map(|k| format!("{k}/{n}"))
+            .collect();
         let more = if missing.len() > 10 {
             format!(" and {} more", missing.len() - 10)
         } else {
@@ -268,7 +272,10 @@ pub fn merge(files: &[(String, ShardFile)]) -> Result<(RunSpec, Vec<PatientOutco
     for (k, (name, f)) in by_shard {
         let range = Shard { k, n }.range(run.patients);
         let indices_match = f.outcomes.len() == range.len()
-            && f.outcomes.iter().zip(range.clone()).all(|(o, i)| o.index == i);
+            && f.outcomes
+                .iter()
+                .zip(range.clone())
+                .all(|(o, i)| o.index == i);
         if !indices_match {
             return Err(format!(
                 "{name}: shard {k}/{n} must hold patients {} to {} in order, one each; it holds {} \
@@ -296,8 +303,21 @@ mod tests {
             Ok("100000/100000".to_string())
         );
         for bad in [
-            "0/0", "3/2", "x", "", "/", "1/", "/2", "0/4", "-1/4", "+1/4", "1/+4", "1.5/4",
-            "1/4/5", "1/100001", "4294967296/4294967297",
+            "0/0",
+            "3/2",
+            "x",
+            "",
+            "/",
+            "1/",
+            "/2",
+            "0/4",
+            "-1/4",
+            "+1/4",
+            "1/+4",
+            "1.5/4",
+            "1/4/5",
+            "1/100001",
+            "4294967296/4294967297",
         ] {
             let e = bad.parse::<Shard>().unwrap_err();
             assert!(
@@ -330,7 +350,10 @@ mod tests {
             .map(|k| Shard::new(k, 4).unwrap().range(10))
             .collect();
         assert_eq!(ranges, [0..2, 2..5, 5..7, 7..10]);
-        assert_eq!(Shard::new(3, 8).unwrap().file_name(), "shard-00003-of-00008.json");
+        assert_eq!(
+            Shard::new(3, 8).unwrap().file_name(),
+            "shard-00003-of-00008.json"
+        );
     }
 
     fn outcome(index: usize, x: f64) -> PatientOutcome {
@@ -418,7 +441,12 @@ mod tests {
         let mut f = files(4);
         f[3].1.run.seed = 8;
         let e = err(&f);
-        assert!(e.starts_with("shard-00004-of-00004.json is from another run (5 patients, 1 d, seed 8)"), "{e}");
+        assert!(
+            e.starts_with(
+                "shard-00004-of-00004.json is from another run (5 patients, 1 d, seed 8)"
+            ),
+            "{e}"
+        );
 
         let mut f = files(2);
         f.extend(files(3).into_iter().skip(2));
@@ -438,8 +466,16 @@ mod tests {
         f[0].1.shard = 2;
         assert!(err(&f).contains("is not a shard"));
 
-        assert!(ShardFile::parse("{}").unwrap_err().starts_with("not a population shard file"));
+        assert!(
+            ShardFile::parse("{}")
+                .unwrap_err()
+                .starts_with("not a population shard file")
+        );
         let other = files(1)[0].1.to_json().replace(FORMAT, "something else");
-        assert!(ShardFile::parse(&other).unwrap_err().contains("expected 'thecal population shard 1'"));
+        assert!(
+            ShardFile::parse(&other)
+                .unwrap_err()
+                .contains("expected 'thecal population shard 1'")
+        );
     }
 }
