@@ -356,3 +356,62 @@ fn the_slurm_array_script_submits_shards_and_a_dependent_merge_that_matches_sim_
     same_report(&single, &run_dir.join("report"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The Kubernetes manifest: the shard count agrees in its two places, the shard number
+/// is `JOB_COMPLETION_INDEX + 1`, and (where `kubectl` is installed) it parses as the
+/// five objects it should be, offline (`kubectl kustomize`).
+#[test]
+fn the_kubernetes_manifest_is_an_indexed_job_and_a_merge_job_sim_076() {
+    let path = Path::new(ROOT).join("deploy/k8s/population-job.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let value = |key: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().trim_matches('"').to_string())
+            .unwrap_or_else(|| panic!("{key} not found"))
+    };
+    assert_eq!(value("SHARDS:"), value("completions:"));
+    assert_eq!(value("completionMode:"), "Indexed");
+    assert!(text.contains("--shard \"$((JOB_COMPLETION_INDEX + 1))/$SHARDS\""));
+    assert!(text.contains(
+        "[\"thecal\", \"sim\", \"merge\", \"/data/shards\", \"--out\", \"/data/report\"]"
+    ));
+    assert!(text.contains("ReadWriteMany"));
+
+    let Ok(out) = Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+    else {
+        eprintln!("kubectl is not installed: the manifest's YAML is not parsed");
+        return;
+    };
+    assert!(out.status.success());
+    let dir = tmp("kustomize");
+    std::fs::copy(&path, dir.join("population-job.yaml")).unwrap();
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        "resources:\n- population-job.yaml\n",
+    )
+    .unwrap();
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::text(&out));
+    let parsed = String::from_utf8_lossy(&out.stdout);
+    for kind in [
+        "kind: ConfigMap",
+        "kind: PersistentVolumeClaim",
+        "name: thecal-population-shards",
+        "name: thecal-population-merge",
+        "completionMode: Indexed",
+        "initContainers:",
+    ] {
+        assert!(parsed.contains(kind), "{kind} missing:\n{parsed}");
+    }
+    assert_eq!(parsed.matches("kind: Job").count(), 2, "{parsed}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
