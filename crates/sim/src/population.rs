@@ -6,6 +6,7 @@
 //! ([`patient_seed`]), so outcomes never depend on thread scheduling.
 //! [`summarize`] reduces the outcomes to statistics and [`write()`] writes
 //! `population.json`, `population.csv`, two histograms and an `index.html`.
+//! [`shard`] splits a run across machines and merges the parts back (SIM-073, SIM-074).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -19,6 +20,8 @@ use serde::Serialize;
 
 use crate::plot::{FONT, Mark, header};
 use crate::report::{esc, html_head};
+
+pub mod shard;
 
 /// What one simulated patient came to.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -60,8 +63,23 @@ pub fn run_population<F>(n: usize, seed: u64, progress: bool, run_one: F) -> Vec
 where
     F: Fn(usize, u64) -> PatientOutcome + Sync,
 {
+    run_patients(0..n, seed, progress, run_one)
+}
+
+/// [`run_population`] of the patients with the indices in `indices` only (one shard of
+/// a population, [`shard::Shard::range`]): each with the seed it has in the whole
+/// population, so the outcomes are the whole run's for those indices.
+pub fn run_patients<F>(
+    indices: std::ops::Range<usize>,
+    seed: u64,
+    progress: bool,
+    run_one: F,
+) -> Vec<PatientOutcome>
+where
+    F: Fn(usize, u64) -> PatientOutcome + Sync,
+{
     let bar = if progress {
-        let bar = ProgressBar::new(n as u64);
+        let bar = ProgressBar::new(indices.len() as u64);
         if let Ok(style) = ProgressStyle::with_template(
             "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} patients (eta {eta})",
         ) {
@@ -72,7 +90,7 @@ where
     } else {
         ProgressBar::hidden()
     };
-    let mut out: Vec<PatientOutcome> = (0..n)
+    let mut out: Vec<PatientOutcome> = indices
         .into_par_iter()
         .map(|i| {
             let o = run_one(i, patient_seed(seed, i));
@@ -573,6 +591,19 @@ mod tests {
             (0..1000).map(|i| patient_seed(7, i)).collect();
         assert_eq!(seeds.len(), 1000);
         assert_eq!(in_pool(2, 10, 42)[..], one[..10]);
+    }
+
+    #[test]
+    fn a_shard_runs_its_patients_as_the_whole_run_does_sim_073() {
+        let whole = in_pool(2, 23, 5);
+        let mut joined = Vec::new();
+        for k in 1..=4 {
+            let range = shard::Shard::new(k, 4).unwrap().range(23);
+            let part = run_patients(range.clone(), 5, false, fake_run);
+            assert_eq!(part, whole[range]);
+            joined.extend(part);
+        }
+        assert_eq!(joined, whole);
     }
 
     #[test]

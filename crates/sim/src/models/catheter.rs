@@ -114,6 +114,14 @@ impl Catheter {
         Catheter::default()
     }
 
+    /// Whether [`Catheter::routing`] blocks exactly nothing at any time: no occlusion
+    /// (zero or below, which the routing clamps to zero), no granuloma, connected.
+    /// (A leak moves fluid to the tissue; it blocks nothing.)
+    #[inline]
+    pub fn blocks_nothing(&self) -> bool {
+        self.occlusion <= 0.0 && self.granuloma.is_none() && !self.disconnected
+    }
+
     /// The routing at `t_h` hours since the start of the run.
     pub fn routing(&self, t_h: f64) -> Routing {
         let occl = self.occlusion.clamp(0.0, 1.0);
@@ -147,6 +155,63 @@ mod tests {
 
     fn sums_to_one(r: Routing) {
         close(r.to_csf + r.to_tissue + r.blocked, 1.0, 1e-12);
+    }
+
+    #[test]
+    fn blocks_nothing_exactly_when_the_routing_blocks_nothing_sim_077() {
+        let sound = Catheter::sound();
+        let cases = [
+            (sound, true),
+            (
+                Catheter {
+                    occlusion: -0.5,
+                    ..sound
+                },
+                true,
+            ),
+            (Catheter { leak: 0.3, ..sound }, true),
+            (
+                Catheter {
+                    occlusion: 1e-9,
+                    ..sound
+                },
+                false,
+            ),
+            (
+                Catheter {
+                    occlusion: f64::NAN,
+                    ..sound
+                },
+                false,
+            ),
+            (
+                Catheter {
+                    disconnected: true,
+                    ..sound
+                },
+                false,
+            ),
+            (
+                Catheter {
+                    granuloma: Some(Granuloma {
+                        start_h: 1e9,
+                        grow_to: 0.5,
+                        over_h: 1.0,
+                    }),
+                    ..sound
+                },
+                false,
+            ),
+        ];
+        for (c, nothing) in cases {
+            assert_eq!(c.blocks_nothing(), nothing, "{c:?}");
+            if nothing {
+                // The routing's own answer, at any time: nothing blocked, bit for bit.
+                for t in [0.0, 1.0, 1e6] {
+                    assert_eq!(c.routing(t).blocked.to_bits(), 0.0f64.to_bits(), "{c:?}");
+                }
+            }
+        }
     }
 
     #[test]
