@@ -43,6 +43,10 @@ use crate::image::{
 use crate::keys::{KeyRefusal, TrustList};
 use crate::storage::{self, BootRecord, Region, Slot, Storage, Trial, TrialState};
 
+/// The slot size of the reference implant (256 KiB): the signing tool refuses an image
+/// larger, and the virtual implant's slots have this size.
+pub const REFERENCE_SLOT_SIZE: u32 = 256 * 1024;
+
 /// The largest chunk accepted, bytes.
 pub const CHUNK_MAX: usize = 768;
 /// The events held until polled; more are counted as dropped.
