@@ -253,7 +253,8 @@ fn sign(
     Ok(ExitCode::SUCCESS)
 }
 
-fn trusted(arg: &str) -> Result<[u8; 32], String> {
+/// A trusted public key: 64 hex digits or a `.pub` file.
+pub fn trusted(arg: &str) -> Result<[u8; 32], String> {
     let t = arg.trim();
     if t.len() == 64 && t.chars().all(|c| c.is_ascii_hexdigit()) {
         return unhex32("--trusted-key", t);
