@@ -394,3 +394,97 @@ fn an_update_costs_bounded_radio_energy_and_a_chunk_flood_is_refused_cheaply_lin
     // The receiver backs off: the hour's flood costs less than the update itself.
     assert!(flood < cost, "{flood} uJ");
 }
+
+#[test]
+fn a_captured_update_replayed_to_a_pump_past_its_version_is_refused_link_033() {
+    let mut w = World::new();
+    w.set_up();
+    with_updater(&mut w);
+    // A genuine update to 1.1.0 (counter 4), recorded off the air by the attacker.
+    let v11 = signed(6000, Version::new(1, 1, 0, 0), 4);
+    let start = w.air.transcript().len();
+    let begin = |img: &[u8], id: u8| UpdateRequest::Begin {
+        total: img.len() as u32,
+        image_id: [id; 32],
+    };
+    assert_eq!(
+        ask_update(&mut w, Who::Clinician, begin(&v11, 1)),
+        Reply::Update(UpdateReply::Accepted)
+    );
+    send_rest(&mut w, &v11, 0);
+    assert!(matches!(
+        ask_update(&mut w, Who::Clinician, UpdateRequest::Verify),
+        Reply::Update(UpdateReply::Verified(_))
+    ));
+    let captured: Vec<Vec<u8>> = w.air.transcript()[start..]
+        .iter()
+        .filter(|(d, _)| *d == Dir::ToImplant)
+        .map(|(_, f)| f.clone())
+        .collect();
+    // The clinician installs 1.1.0, then 1.2.0 (counter 5).
+    let restart_and_confirm = |w: &mut World| {
+        assert_eq!(
+            ask_update(w, Who::Clinician, UpdateRequest::MarkForTrial),
+            Reply::Update(UpdateReply::Accepted)
+        );
+        let (_, mut storage) = w.implant.update.take().unwrap();
+        let mut u = Updater::boot(&mut storage, hw()).unwrap();
+        assert_eq!(u.confirm(&mut storage, true), Ok(Confirmation::Confirmed));
+        w.implant.update = Some((u, storage));
+        w.connect(Who::Clinician);
+    };
+    restart_and_confirm(&mut w);
+    let v12 = signed(6000, Version::new(1, 2, 0, 0), 5);
+    assert_eq!(
+        ask_update(&mut w, Who::Clinician, begin(&v12, 2)),
+        Reply::Update(UpdateReply::Accepted)
+    );
+    send_rest(&mut w, &v12, 0);
+    assert!(matches!(
+        ask_update(&mut w, Who::Clinician, UpdateRequest::Verify),
+        Reply::Update(UpdateReply::Verified(_))
+    ));
+    restart_and_confirm(&mut w);
+    let now_running = w.implant.update.as_ref().unwrap().0.status();
+    assert_eq!(
+        (now_running.running, now_running.security_counter),
+        (Version::new(1, 2, 0, 0), 5)
+    );
+
+    // Replayed as recorded (the hello and every frame): the hello's counter is spent and
+    // every transport frame fails to decrypt; nothing reaches the updater.
+    for f in &captured {
+        w.air.inject(Dir::ToImplant, f);
+        w.implant.serve(&mut w.air);
+    }
+    let outcomes = w.implant.take_outcomes();
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| !matches!(o, Outcome::Answered | Outcome::Connected { .. })),
+        "{outcomes:?}"
+    );
+    assert_eq!(w.implant.update.as_ref().unwrap().0.status(), now_running);
+    // Sent again inside a clinician's own session (a stolen programmer): the image is
+    // genuine and its signature good, but it is a rollback.
+    assert_eq!(
+        ask_update(&mut w, Who::Clinician, begin(&v11, 1)),
+        Reply::Update(UpdateReply::Accepted)
+    );
+    send_rest(&mut w, &v11, 0);
+    assert_eq!(
+        ask_update(&mut w, Who::Clinician, UpdateRequest::Verify),
+        Reply::Update(UpdateReply::Refused(Refusal::Image(ImageError::Rollback {
+            image: 4,
+            stored: 5
+        })))
+    );
+    assert_eq!(
+        ask_update(&mut w, Who::Clinician, UpdateRequest::MarkForTrial),
+        Reply::Update(UpdateReply::Refused(Refusal::NotVerified))
+    );
+    assert_eq!(
+        w.implant.update.as_ref().unwrap().0.status().running,
+        Version::new(1, 2, 0, 0)
+    );
+}
