@@ -12,7 +12,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== embedded build of the firmware crates (thumbv7em-none-eabihf)"
 if rustup target list --installed 2>/dev/null | grep -qx thumbv7em-none-eabihf; then
-  cargo build --release --target thumbv7em-none-eabihf -p thecal-rx -p thecal-pump -p thecal-link
+  cargo build --release --target thumbv7em-none-eabihf -p thecal-rx -p thecal-pump -p thecal-link -p thecal-update
   # The firmware image around the core (QEMU's Cortex-M4 board mps2-an386).
   (cd firmware-size && cargo build --release --quiet)
   if command -v qemu-system-arm >/dev/null 2>&1; then

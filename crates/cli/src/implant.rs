@@ -41,6 +41,14 @@ pub struct ImplantArgs {
     /// stopping), each `{"event": …, "text": …, "utc": …}` with its fields.
     #[arg(long)]
     json: bool,
+    /// The factory firmware image (`thecal firmware sign`), installed at the first start
+    /// so that the implant takes signed updates; needs --firmware-key.
+    #[arg(long, requires = "firmware_key")]
+    firmware: Option<std::path::PathBuf>,
+    /// The maker's public key the implant trusts for firmware (64 hex digits or a .pub
+    /// file), with --firmware.
+    #[arg(long, requires = "firmware")]
+    firmware_key: Option<String>,
 }
 
 /// Runs `thecal implant`; `Err` is a one-line message for exit status 2.
@@ -58,6 +66,13 @@ pub fn run(args: ImplantArgs) -> Result<ExitCode, String> {
         exit_after,
         model: args.model,
         wand: args.wand,
+        firmware: match (args.firmware, args.firmware_key) {
+            (Some(image), Some(key)) => Some(thecal_programmer::firmware::FirmwareSetup {
+                image,
+                trusted_key: crate::firmware::trusted(&key)?,
+            }),
+            _ => None,
+        },
     };
     let opened = virtual_implant::open(&config)?;
     let socket = UdpSocket::bind(&args.listen)

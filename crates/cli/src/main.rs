@@ -2,12 +2,13 @@
 //!
 //! Subcommands: `calc` (dosing arithmetic, refill planning, prescription checks), `sim`
 //! (the digital twin), `implant` (a virtual implant on a UDP port), `programmer` (the
-//! clinician programmer) and `remote` (the patient's remote). Human
-//! output by default, `--json` for machines. Bad input gives a one-line error naming
+//! clinician programmer), `remote` (the patient's remote), `serve` (the clinic) and
+//! `firmware` (signing implant firmware). Human output by default, `--json` for machines. Bad input gives a one-line error naming
 //! the argument and what is accepted, with exit status 2 — never a panic or backtrace.
 
 mod bearer;
 mod calc;
+mod firmware;
 mod implant;
 mod keyfile;
 mod programmer;
@@ -47,6 +48,8 @@ enum Command {
     Remote(remote::RemoteArgs),
     /// The clinic service: records, workflows and the JSON API on SQLite or PostgreSQL.
     Serve(serve::ServeArgs),
+    /// Firmware images: create a signing key, sign, verify, inspect.
+    Firmware(firmware::FirmwareArgs),
 }
 
 /// Renders a clap error as one line: what was wrong, with the argument it concerns.
@@ -90,7 +93,10 @@ fn main() -> ExitCode {
     // The calculator and the simulator only print: like other Unix tools they end quietly
     // when the reader of their output goes away (`thecal sim run … | head`). The serving
     // commands keep SIGPIPE ignored, as their sockets need.
-    if matches!(cli.command, Command::Calc(_) | Command::Sim(_)) {
+    if matches!(
+        cli.command,
+        Command::Calc(_) | Command::Sim(_) | Command::Firmware(_)
+    ) {
         sigpipe::reset();
     }
     let result = match cli.command {
@@ -100,6 +106,7 @@ fn main() -> ExitCode {
         Command::Programmer(args) => programmer::run(args),
         Command::Remote(args) => remote::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Firmware(args) => firmware::run(args),
     };
     match result {
         Ok(code) => code,

@@ -353,6 +353,16 @@ enum ProgCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Update the pump's firmware with a signed image: review (running and new version,
+    /// signer, size), confirm, transfer with progress (resumed where the pump stands),
+    /// verify, trial restart, and read back that the new firmware confirmed itself.
+    Update {
+        /// The signed image (`thecal firmware sign`).
+        file: PathBuf,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Reduce every basal flow by a percentage (1-50); never an increase.
     Reduce {
         /// Percentage, 1 to 50.
@@ -2151,6 +2161,7 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
         ProgCommand::Reduce { percent, yes } => {
             reduce(&out, &args.link, DeviceKind::Programmer, *percent, *yes)
         }
+        ProgCommand::Update { file, yes } => firmware_update(&out, &args.link, file, *yes),
         ProgCommand::Logs { from } => {
             let (_key, mut client) = connect(&args)?;
             // The pump's clock, to date the entries.
@@ -2323,6 +2334,116 @@ fn logs(out: &Out, client: &mut Client, from: u32) -> Result<ExitCode, Fail> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `programmer update FILE`: review, confirm, transfer with a progress bar, verify, the
+/// trial restart, and the read-back of the confirmed firmware (LINK-029).
+fn firmware_update(out: &Out, link: &LinkArgs, file: &Path, yes: bool) -> Result<ExitCode, Fail> {
+    use thecal_programmer::firmware as fw;
+    let image = std::fs::read(file)
+        .map_err(|e| Fail::Usage(format!("{}: cannot read: {e}", file.display())))?;
+    let parsed = thecal_update::image::parse(&image[..])
+        .map_err(|e| Fail::Usage(format!("{}: not a firmware image: {e}", file.display())))?;
+    let new = parsed.info;
+    let image_id: [u8; 32] = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&image).into()
+    };
+    let (mut key, mut client) = link.connect(DeviceKind::Programmer)?;
+    let old = fw::status(&mut client)?;
+    let resume = old
+        .transfer
+        .filter(|t| t.image_id == image_id && t.total as usize == image.len())
+        .map(|t| t.have);
+    let review = format!(
+        "firmware update\n  now:  version {} (slot {}, security counter {}, hardware {})\n  \
+         new:  version {}, security counter {}, hardware {}, {} bytes, signed by key {}\n  \
+         {}the pump keeps delivering during the transfer, restarts once into the new \
+         firmware, which must pass its self-test and confirm itself (else it reverts)",
+        old.running,
+        old.slot,
+        old.security_counter,
+        old.hardware,
+        new.version,
+        new.security_counter,
+        new.hardware,
+        image.len(),
+        hex(&new.key_hash[..8]),
+        resume.map_or(String::new(), |have| format!(
+            "the pump already holds {have} of its bytes: the transfer resumes there; "
+        ))
+    );
+    if !out.json {
+        println!("{review}");
+    }
+    if confirm("Update the firmware?", yes)? {
+        client.reconnect(&mut key)?;
+    }
+    let bar = if out.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(image.len() as u64)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let verified = fw::send(&mut client, &image, image_id, |have, _| {
+        bar.set_position(u64::from(have));
+    });
+    bar.finish_and_clear();
+    let verified = verified?;
+    if !out.json {
+        println!(
+            "verified by the pump: version {}, security counter {}",
+            verified.version, verified.security_counter
+        );
+    }
+    fw::mark_for_trial(&mut client)?;
+    // The pump restarts into the trial image, which confirms itself or reverts: wait for
+    // it, then read back what runs.
+    let mut after = None;
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if client.reconnect(&mut key).is_err() {
+            continue;
+        }
+        let st = fw::status(&mut client)?;
+        if !st.trial_pending && !st.on_trial {
+            after = Some(st);
+            break;
+        }
+    }
+    let after = after.ok_or_else(|| {
+        Fail::Runtime("the pump did not come back from its restart into the new firmware".into())
+    })?;
+    let confirmed = after.running == verified.version && after.slot != old.slot;
+    let text = format!(
+        "{}: the pump runs version {} (slot {}, security counter {})",
+        if confirmed {
+            "firmware updated and confirmed"
+        } else {
+            "the new firmware did not confirm itself; the pump reverted"
+        },
+        after.running,
+        after.slot,
+        after.security_counter
+    );
+    out.emit(
+        json!({
+            "updated": confirmed,
+            "old": {"version": old.running.to_string(), "slot": old.slot.to_string(), "security_counter": old.security_counter},
+            "running": {"version": after.running.to_string(), "slot": after.slot.to_string(), "security_counter": after.security_counter},
+            "resumed_from": resume,
+        }),
+        &text,
+        Some(client.bearer.stats),
+    );
+    if confirmed {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Fail::Exit(EXIT_READ_BACK, text))
+    }
 }
 
 #[cfg(test)]

@@ -105,7 +105,7 @@ fn is_test_name(w: &str) -> bool {
     parts.len() == 3
         && parts[0].len() == 3
         && parts[0].chars().all(|c| c.is_ascii_digit())
-        && ["rx", "pump", "link", "sim", "clinic"].contains(&parts[1])
+        && ["rx", "pump", "link", "sim", "clinic", "fwu"].contains(&parts[1])
         && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -232,16 +232,23 @@ fn docs_name_only_tests_that_exist_where_they_say_and_every_requirement_has_a_te
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
     let reqs = std::fs::read_to_string(root.join("docs/requirements.md")).unwrap();
     for line in reqs.lines().filter(|l| {
-        ["| RX-", "| PUMP-", "| SIM-", "| LINK-", "| CLINIC-"]
-            .iter()
-            .any(|p| l.starts_with(p))
+        [
+            "| RX-",
+            "| PUMP-",
+            "| SIM-",
+            "| LINK-",
+            "| CLINIC-",
+            "| FWU-",
+        ]
+        .iter()
+        .any(|p| l.starts_with(p))
     }) {
         let id = line[2..].split(' ').next().unwrap();
         let suffix = id.to_ascii_lowercase().replace('-', "_");
         let named = tests.iter().any(|t| t.name.contains(&format!("_{suffix}")));
-        // RX-013 is proven by test.sh's lints and embedded build, SIM-002 and SIM-055 by
-        // benchmarks.
-        let script = id == "RX-013" || id == "SIM-002" || id == "SIM-055";
+        // RX-013 and FWU-010 are proven by test.sh's lints and embedded build, SIM-002 and
+        // SIM-055 by benchmarks.
+        let script = id == "RX-013" || id == "FWU-010" || id == "SIM-002" || id == "SIM-055";
         assert!(named || script, "requirement {id} is named by no test");
     }
 }

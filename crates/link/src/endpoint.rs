@@ -73,8 +73,10 @@ use thecal_rx::{Duration, Instant};
 use crate::frame::{Frame, MAX_FRAME};
 use crate::message::{
     Answer, Body, DeviceInfo, LOG_ENTRIES_PER_REPLY, LinkCommand, MessageError, Reply, Request,
+    UpdateReply, UpdateRequest,
 };
 use crate::radio::{Charged, Deaf, Radio, RadioCosts, RadioPolicy};
+use thecal_update::{Storage, Updater};
 
 pub use crate::radio::PROXIMITY_HOLD;
 use crate::session::{
@@ -648,6 +650,57 @@ pub mod refusal {
     /// The fluid path cannot be read into a bounded reading (a merged segment holds
     /// more drugs than a reading carries).
     pub const PATH_UNREADABLE: u8 = 110;
+    /// This implant's firmware takes no update over the link.
+    pub const NO_UPDATE: u8 = 111;
+}
+
+/// The firmware's updater and its flash, for [`Body::Update`] requests
+/// ([`Implant::handle_with_update`], LINK-029).
+pub struct UpdatePort<'a> {
+    /// The implant's updater.
+    pub updater: &'a mut Updater,
+    /// The update storage (two slots and the boot record).
+    pub storage: &'a mut dyn Storage,
+    /// Set when the verified image was marked for trial: after transmitting the answer,
+    /// the firmware persists its therapy state and restarts into the trial image.
+    pub restart: bool,
+}
+
+impl fmt::Debug for UpdatePort<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpdatePort")
+            .field("status", &self.updater.status())
+            .field("restart", &self.restart)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One update step on the firmware's updater.
+fn update_step(port: &mut UpdatePort<'_>, request: &UpdateRequest) -> UpdateReply {
+    let r = match request {
+        UpdateRequest::Status => Ok(UpdateReply::Status(port.updater.status())),
+        UpdateRequest::Begin { total, image_id } => port
+            .updater
+            .begin(&*port.storage, *total, *image_id)
+            .map(|()| UpdateReply::Accepted),
+        UpdateRequest::Chunk { offset, data } => port
+            .updater
+            .receive(port.storage, *offset, data)
+            .map(|next| UpdateReply::Have { next }),
+        UpdateRequest::Verify => port
+            .updater
+            .verify(&*port.storage)
+            .map(UpdateReply::Verified),
+        UpdateRequest::MarkForTrial => port.updater.mark_for_trial(port.storage).map(|()| {
+            port.restart = true;
+            UpdateReply::Accepted
+        }),
+        UpdateRequest::Cancel => port
+            .updater
+            .cancel(port.storage)
+            .map(|()| UpdateReply::Accepted),
+    };
+    r.unwrap_or_else(UpdateReply::Refused)
 }
 
 impl Implant {
@@ -1123,6 +1176,23 @@ impl Implant {
         host: &mut Host<'_>,
         out: &mut [u8],
     ) -> Result<usize, LinkError> {
+        self.handle_with_update(session, now, frame, host, None, out)
+    }
+
+    /// [`Implant::handle`] for a firmware that takes updates: [`Body::Update`] requests of
+    /// a clinician go to `update` (without it they are answered
+    /// [`UpdateReply::Unsupported`]). A step that is refused is logged with the updater's
+    /// code; begin, verify, mark and cancel are logged when accepted; accepted chunks and
+    /// status reads are not (hundreds per update would wash the log out).
+    pub fn handle_with_update(
+        &mut self,
+        session: &mut ImplantSession,
+        now: Instant,
+        frame: &[u8],
+        host: &mut Host<'_>,
+        update: Option<&mut UpdatePort<'_>>,
+        out: &mut [u8],
+    ) -> Result<usize, LinkError> {
         if out.len() < MAX_FRAME {
             return Err(LinkError::BufferTooSmall { needed: MAX_FRAME });
         }
@@ -1166,7 +1236,7 @@ impl Implant {
         let answer = match plain.get(..n).map(Request::decode) {
             Some(Ok(request)) => Answer {
                 command_id: request.command_id,
-                reply: self.run(session, now, &request.body, host),
+                reply: self.run(session, now, &request.body, host, update),
             },
             _ => Answer {
                 command_id: 0,
@@ -1190,6 +1260,7 @@ impl Implant {
         now: Instant,
         body: &Body,
         host: &mut Host<'_>,
+        update: Option<&mut UpdatePort<'_>>,
     ) -> Reply {
         if !session.confirmed {
             return refused(
@@ -1205,6 +1276,50 @@ impl Implant {
                 session.key_id,
                 command,
             )),
+            Body::Update(request) => {
+                let code = request.code();
+                let (reply, event) = if session.role != Role::Clinician {
+                    let reply = refused_fmt(
+                        refusal::NOT_PERMITTED,
+                        format_args!(
+                            "a {} may not update the firmware; only a clinician programmer may",
+                            session.role
+                        ),
+                    );
+                    (reply, Some(refusal::NOT_PERMITTED))
+                } else if let Some(port) = update {
+                    let answer = update_step(port, request);
+                    let reason = match &answer {
+                        UpdateReply::Refused(r) => Some(r.code()),
+                        _ => None,
+                    };
+                    (Reply::Update(answer), reason)
+                } else {
+                    (
+                        Reply::Update(UpdateReply::Unsupported),
+                        Some(refusal::NO_UPDATE),
+                    )
+                };
+                let quiet = matches!(request, UpdateRequest::Chunk { .. } | UpdateRequest::Status);
+                let logged = match event {
+                    Some(reason) => Some(LinkEvent::CommandRefused {
+                        role: session.role,
+                        code,
+                        reason,
+                        key_id: session.key_id,
+                    }),
+                    None if !quiet => Some(LinkEvent::CommandAccepted {
+                        role: session.role,
+                        code,
+                        key_id: session.key_id,
+                    }),
+                    None => None,
+                };
+                if let Some(e) = logged {
+                    host.pump.log_link(now, e);
+                }
+                reply
+            }
             Body::Link(command) => {
                 let reply = if command.allowed(session.role) {
                     self.link_command(session, now, command, host)

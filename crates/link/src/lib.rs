@@ -41,10 +41,12 @@ pub mod session;
 
 pub use endpoint::{
     Accepted, Denied, EnrolError, Enrolment, Host, Implant, ImplantSession, LogSource,
-    ProximityToken, Registry, RegistryError, RemoveError, key_id_for,
+    ProximityToken, Registry, RegistryError, RemoveError, UpdatePort, key_id_for,
 };
 pub use frame::{Frame, FrameError, Kind};
-pub use message::{Answer, Body, DeviceInfo, LinkCommand, MessageError, Reply, Request};
+pub use message::{
+    Answer, Body, DeviceInfo, LinkCommand, MessageError, Reply, Request, UpdateReply, UpdateRequest,
+};
 pub use radio::{Radio, RadioCosts, RadioPolicy, RadioStats};
 pub use session::{
     AwaitingReply, Entropy, HelloAuth, HelloHeader, HelloReceived, Initiator, LinkError, PublicKey,

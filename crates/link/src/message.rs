@@ -63,6 +63,77 @@ pub enum Body {
     Pump(Command),
     /// A telemetry command (clinician only).
     Link(LinkCommand),
+    /// A firmware-update step (clinician only; link version 3, LINK-029).
+    Update(UpdateRequest),
+}
+
+/// The largest firmware chunk one request carries: the updater's largest, which fits
+/// one frame (tested).
+pub const UPDATE_CHUNK_MAX: usize = thecal_update::updater::CHUNK_MAX;
+
+/// A firmware-update step, sent by a clinician programmer inside its session
+/// (docs/firmware-update.md). Each is answered with a [`Reply::Update`].
+// As for `Body`: one request at a time, on the stack.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdateRequest {
+    /// What the implant runs and has received ([`UpdateReply::Status`]): a programmer
+    /// resumes a transfer from `transfer.have`.
+    Status,
+    /// Open a transfer of `total` bytes into the inactive slot.
+    Begin {
+        /// The image's length.
+        total: u32,
+        /// The programmer's label of the image (its SHA-256), reported back by `Status`.
+        image_id: [u8; 32],
+    },
+    /// The bytes at `offset` (the next offset the implant wants).
+    Chunk {
+        /// Where they go.
+        offset: u32,
+        /// 1 to [`UPDATE_CHUNK_MAX`] bytes.
+        data: heapless::Vec<u8, UPDATE_CHUNK_MAX>,
+    },
+    /// Verify the received image ([`UpdateReply::Verified`]).
+    Verify,
+    /// Mark the verified image for a trial at the next start, and restart into it.
+    MarkForTrial,
+    /// Drop the transfer and any trial marked for the next start.
+    Cancel,
+}
+
+impl UpdateRequest {
+    /// The code logged for this step (after the telemetry's commands).
+    pub const fn code(&self) -> u8 {
+        match self {
+            UpdateRequest::Status => 111,
+            UpdateRequest::Begin { .. } => 112,
+            UpdateRequest::Chunk { .. } => 113,
+            UpdateRequest::Verify => 114,
+            UpdateRequest::MarkForTrial => 115,
+            UpdateRequest::Cancel => 116,
+        }
+    }
+}
+
+/// The implant's answer to an [`UpdateRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdateReply {
+    /// The implant's update status.
+    Status(thecal_update::UpdateStatus),
+    /// A chunk was written: the next offset wanted.
+    Have {
+        /// Bytes received so far.
+        next: u32,
+    },
+    /// The received image verified.
+    Verified(thecal_update::ImageInfo),
+    /// Done (begin, mark, cancel).
+    Accepted,
+    /// Refused, with the updater's typed reason (its code is logged).
+    Refused(thecal_update::Refusal),
+    /// This implant's firmware takes no updates over the link.
+    Unsupported,
 }
 
 /// The telemetry's own commands. All are clinician-only, but an emergency device may
@@ -228,6 +299,8 @@ pub enum Reply {
     },
     /// The prescription the pump is running.
     Program(Prescription),
+    /// The answer to a firmware-update step.
+    Update(UpdateReply),
     /// The fluid path and the twin's settings, read at one instant (LINK-027): at most
     /// [`thecal_pump::reading::MAX_SEGMENTS`] segments of at most four drugs each, so
     /// that the largest answer fits one frame ([`FLUID_PATH_ANSWER_MAX`]).

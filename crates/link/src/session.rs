@@ -66,15 +66,16 @@ pub const PROTOCOL_NAME: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";
 pub const ENROLMENT_PROTOCOL_NAME: &str = "Noise_IKpsk1_25519_ChaChaPoly_BLAKE2s";
 
 /// The thecal link version bound into the prologue. It names the message vocabulary:
-/// version 2 added the fluid path read (`LinkCommand::ReadFluidPath`); a programmer and
+/// version 2 added the fluid path read (`LinkCommand::ReadFluidPath`), version 3 the
+/// firmware update (`Body::Update`, LINK-029); a programmer and
 /// an implant of different versions fail the handshake instead of misreading a message.
 /// (The key-derivation labels keep their `thecal-link/1` text: they separate uses of
 /// one hash, they do not name the vocabulary, and changing them would re-key every
 /// enrolled device.)
-pub const LINK_VERSION: &str = "thecal-link/2";
+pub const LINK_VERSION: &str = "thecal-link/3";
 
 /// The Noise prologue: the link version and the protocol name.
-pub const PROLOGUE: &[u8] = b"thecal-link/2;Noise_IK_25519_ChaChaPoly_BLAKE2s";
+pub const PROLOGUE: &[u8] = b"thecal-link/3;Noise_IK_25519_ChaChaPoly_BLAKE2s";
 
 /// Length of an X25519 key.
 pub const KEY_LEN: usize = 32;

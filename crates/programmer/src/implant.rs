@@ -81,6 +81,10 @@ pub struct Config {
     pub model: Option<String>,
     /// Open a proximity enrolment window at start, as if the wand were held over the pump.
     pub wand: bool,
+    /// The factory firmware and the maker's key, used the first time (afterwards the
+    /// firmware is in the state directory). Without it an implant never provisioned
+    /// takes no update over the link.
+    pub firmware: Option<crate::firmware::FirmwareSetup>,
 }
 
 impl Config {
@@ -92,6 +96,7 @@ impl Config {
             exit_after: None,
             model: None,
             wand: false,
+            firmware: None,
         }
     }
 }
@@ -678,6 +683,12 @@ struct Virtual {
     registry_fault: bool,
     /// A `wand.request` that is not a regular file was reported (once).
     wand_warned: bool,
+    /// The hardware profile (to restore the core after a firmware restart).
+    hw: HardwareProfile,
+    /// The firmware's updater and flash, when it takes updates.
+    update: Option<(thecal_update::Updater, crate::firmware::FileStorage)>,
+    /// An image was marked for trial: restart into it after the answer has gone out.
+    restart_pending: bool,
 }
 
 impl Virtual {
@@ -866,7 +877,66 @@ impl Virtual {
         Ok(())
     }
 
+    /// Says what the updater logged.
+    fn say_firmware_events(&mut self) {
+        let Some((u, _)) = self.update.as_mut() else {
+            return;
+        };
+        while let Some(e) = u.poll_event() {
+            say(
+                "firmware",
+                &format!("firmware: {e:?}"),
+                json!({"update": format!("{e:?}")}),
+            );
+        }
+    }
+
+    /// The restart into an image marked for trial, as the hardware would do it: every
+    /// session ends, the bootloader starts the trial image, the therapy core is
+    /// restored from its own A/B slots (its state survives), and the new image runs its
+    /// self-test — the restored core without a fault — and confirms itself, or
+    /// reverts and restarts into the old image.
+    fn restart(&mut self) -> Result<(), String> {
+        self.restart_pending = false;
+        self.conns.clear();
+        let Some((_, mut storage)) = self.update.take() else {
+            return Ok(());
+        };
+        let hardware = self.store.profile(None)?.0;
+        let restore = |v: &mut Virtual| -> Result<(), String> {
+            let a = v.store.read("slot-a.bin")?.unwrap_or_default();
+            let b = v.store.read("slot-b.bin")?.unwrap_or_default();
+            let now = v.clock.now();
+            v.pump = Pump::restore(v.hw, &a, &b, now);
+            v.drain()?;
+            Ok(())
+        };
+        restore(self)?;
+        let mut updater = thecal_update::Updater::boot(&mut storage, hw_id(&hardware)?)
+            .map_err(|e| format!("the firmware does not boot: {e:?}"))?;
+        if updater.status().on_trial {
+            let passed = !matches!(
+                self.pump.status().mode,
+                thecal_pump::command::Mode::Fault { .. }
+            );
+            let outcome = updater
+                .confirm(&mut storage, passed)
+                .map_err(|e| format!("the trial image could not confirm itself: {e}"))?;
+            if outcome == thecal_update::Confirmation::Reverted {
+                updater = thecal_update::Updater::boot(&mut storage, hw_id(&hardware)?)
+                    .map_err(|e| format!("the firmware does not boot: {e:?}"))?;
+                restore(self)?;
+            }
+        }
+        self.update = Some((updater, storage));
+        self.say_firmware_events();
+        Ok(())
+    }
+
     fn tick(&mut self) -> Result<(), String> {
+        if self.restart_pending {
+            self.restart()?;
+        }
         let now = self.clock.now();
         if now >= self.next_battery {
             let b = self.pump.battery();
@@ -987,10 +1057,30 @@ impl Virtual {
                     log: &self.events.entries,
                     random: &mut random,
                 };
-                let result =
-                    self.implant
-                        .handle(&mut conn.session, now, bytes, &mut host, &mut out);
+                let result = match self.update.as_mut() {
+                    Some((updater, storage)) => {
+                        let mut port = thecal_link::UpdatePort {
+                            updater,
+                            storage,
+                            restart: false,
+                        };
+                        let r = self.implant.handle_with_update(
+                            &mut conn.session,
+                            now,
+                            bytes,
+                            &mut host,
+                            Some(&mut port),
+                            &mut out,
+                        );
+                        self.restart_pending |= port.restart;
+                        r
+                    }
+                    None => self
+                        .implant
+                        .handle(&mut conn.session, now, bytes, &mut host, &mut out),
+                };
                 let logged = self.drain()?;
+                self.say_firmware_events();
                 self.persist_registry_if_dirty()?;
                 match result {
                     Ok(n) => {
@@ -1086,6 +1176,11 @@ pub fn open(config: &Config) -> Result<Opened, String> {
     let store = Store::open(&config.state)?;
     let (name, hw) = store.profile(config.model.as_deref())?;
     Ok(Opened { store, name, hw })
+}
+
+fn hw_id(name: &str) -> Result<thecal_update::HardwareId, String> {
+    thecal_update::HardwareId::new(name)
+        .ok_or_else(|| format!("hardware {name}: not a firmware hardware id"))
 }
 
 /// A virtual implant serving on a thread of this process.
@@ -1275,7 +1370,13 @@ pub fn serve(
         diag: Diag::new(),
         registry_fault: registry_fault.is_some(),
         wand_warned: false,
+        hw,
+        update: None,
+        restart_pending: false,
     };
+    v.update =
+        crate::firmware::open_updater(&config.state, profile_name, config.firmware.as_ref())?;
+    v.say_firmware_events();
     v.drain()?;
     if let Some((why, aside)) = &registry_fault {
         note(&format!(

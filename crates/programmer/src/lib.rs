@@ -15,12 +15,15 @@
 //!   socket with a state directory as its non-volatile memory; in its own process
 //!   (`thecal implant`) or on a thread ([`implant::spawn`]).
 //! - [`describe`]: log events and refusal codes in words.
+//! - [`firmware`]: the firmware update: the virtual implant's flash and the programmer's
+//!   side of the transfer.
 //!
 //! Nothing here prints to the terminal except the implant's status lines (see
 //! [`implant::Voice`]); the callers decide what to show.
 
 pub mod bearer;
 pub mod describe;
+pub mod firmware;
 pub mod implant;
 pub mod keyfile;
 pub mod session;

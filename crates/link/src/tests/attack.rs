@@ -30,6 +30,7 @@ mod enrolment;
 mod exhaustion;
 mod hardening;
 mod protocol;
+mod update;
 
 const CLINICIAN_ID: u32 = 101;
 const REMOTE_ID: u32 = 202;
@@ -157,6 +158,10 @@ enum Outcome {
 struct Implanted {
     implant: Implant,
     session: Option<ImplantSession>,
+    /// The firmware's updater and flash, when it takes updates; `restart` is set when an
+    /// image was marked for trial.
+    update: Option<(thecal_update::Updater, thecal_update::mem::MemStorage)>,
+    restart: bool,
     fw: Firmware,
     trng: Trng,
     outcomes: Vec<Outcome>,
@@ -181,6 +186,8 @@ impl Implanted {
         Implanted {
             implant: Implant::with_radio(implant_keys, registry, radio),
             session: None,
+            update: None,
+            restart: false,
             fw: Firmware::new(),
             trng: Trng(200),
             outcomes: Vec::new(),
@@ -223,9 +230,28 @@ impl Implanted {
             log: &self.fw.events,
             random: &mut random,
         };
-        let r = self
-            .implant
-            .handle(session, self.fw.now, f, &mut host, &mut out);
+        let r = match self.update.as_mut() {
+            Some((updater, storage)) => {
+                let mut port = crate::endpoint::UpdatePort {
+                    updater,
+                    storage,
+                    restart: false,
+                };
+                let r = self.implant.handle_with_update(
+                    session,
+                    self.fw.now,
+                    f,
+                    &mut host,
+                    Some(&mut port),
+                    &mut out,
+                );
+                self.restart |= port.restart;
+                r
+            }
+            None => self
+                .implant
+                .handle(session, self.fw.now, f, &mut host, &mut out),
+        };
         self.fw.drain();
         match r {
             Ok(n) => {
