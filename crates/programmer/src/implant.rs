@@ -893,7 +893,7 @@ impl Virtual {
 
     /// The restart into an image marked for trial, as the hardware would do it: every
     /// session ends, the bootloader starts the trial image, the therapy core is
-    /// restored from its own A/B slots (its state survives), and the new image runs its
+    /// restored from its own journal (its state survives), and the new image runs its
     /// self-test — the restored core without a fault — and confirms itself, or
     /// reverts and restarts into the old image.
     fn restart(&mut self) -> Result<(), String> {
@@ -904,10 +904,9 @@ impl Virtual {
         };
         let hardware = self.store.profile(None)?.0;
         let restore = |v: &mut Virtual| -> Result<(), String> {
-            let a = v.store.read("slot-a.bin")?.unwrap_or_default();
-            let b = v.store.read("slot-b.bin")?.unwrap_or_default();
+            // The journal's flash as the restart finds it (what was programmed before).
             let now = v.clock.now();
-            v.pump = Pump::restore(v.hw, &a, &b, now);
+            v.pump = Pump::restore(v.hw, v.mem.bytes(), now);
             v.drain()?;
             Ok(())
         };
