@@ -353,6 +353,15 @@ fn kill_mid_send(label: &str, implant_survives: bool) {
         &format!("/api/v1/programming/{sid}/change"),
         json!({"prescription_id": s.rx, "confirm": "titration agreed"}),
     );
+    // This pump holds saline in its catheter and is stopped for the procedure: the look
+    // ahead rightly warns that no drug reaches the tip, which the physician acknowledges.
+    let v = post(
+        &addr,
+        &dr,
+        &format!("/api/v1/programming/{sid}/acknowledge"),
+        json!({}),
+    );
+    assert_eq!(v["session"]["acknowledged"]["by"], "dr", "{v}");
     if !implant_survives {
         // The implant stops answering (held stopped): the hello waits in its socket.
         signal(&s.pump, "-STOP");
