@@ -2333,6 +2333,9 @@ impl Pump {
 
     // ----- commands -------------------------------------------------------------------
 
+    // Cold, with large locals: never inlined, so that its frame is not merged into
+    // every caller's (a microcontroller's stack holds a few kilobytes).
+    #[inline(never)]
     fn execute(&mut self, now: Instant, role: Role, cmd: &Command) -> Response {
         use Response::{Accepted, Refused};
         let faulted = matches!(self.s.mode, Mode::Fault { .. });
@@ -2580,6 +2583,9 @@ impl Pump {
     /// most half of the clinician's program, however many reductions it sends, and each
     /// of its reductions raises [`AlarmKind::DoseReduced`] until a clinician changes
     /// the program.
+    // Cold, with large locals: never inlined, so that its frame is not merged into
+    // every caller's (a microcontroller's stack holds a few kilobytes).
+    #[inline(never)]
     fn reduce_dose(&mut self, now: Instant, role: Role, percent: u8) -> Result<(), Refusal> {
         if !(1..=50).contains(&percent) {
             return Err(Refusal::Invalid("a dose reduction is 1 to 50 percent"));
@@ -2688,6 +2694,9 @@ impl Pump {
         }
     }
 
+    // Cold, with large locals: never inlined, so that its frame is not merged into
+    // every caller's (a microcontroller's stack holds a few kilobytes).
+    #[inline(never)]
     fn apply_program(
         &mut self,
         now: Instant,
@@ -2736,6 +2745,9 @@ impl Pump {
     ///
     /// # Errors
     /// [`Refusal::LimiterFull`] when the limiter cannot count a new drug.
+    // Cold, with large locals: never inlined, so that its frame is not merged into
+    // every caller's (a microcontroller's stack holds a few kilobytes).
+    #[inline(never)]
     fn change_program(&mut self, now: Instant, rx: Prescription, by: Role) -> Result<(), Refusal> {
         self.limiter_room(now, &rx.contents)?;
         let keep = self.kept_drugs(&rx.contents);
@@ -2826,6 +2838,9 @@ impl Pump {
     }
 
     #[allow(clippy::too_many_arguments)]
+    // Cold, with large locals: never inlined, so that its frame is not merged into
+    // every caller's (a microcontroller's stack holds a few kilobytes).
+    #[inline(never)]
     fn refill(
         &mut self,
         now: Instant,
