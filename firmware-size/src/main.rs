@@ -82,7 +82,7 @@ fn stack_high_water() -> usize {
 /// the value straight into it rather than in this frame and copied (a whole `Pump`).
 #[inline(never)]
 fn place(slot: &mut MaybeUninit<Pump>) {
-    slot.write(Pump::unpowered(script::profile()));
+    Pump::place(slot, script::profile());
 }
 
 #[entry]

@@ -694,6 +694,18 @@ impl Pump {
         )
     }
 
+    /// Places a pump that is only a place to restore into ([`Pump::unpowered`]) in
+    /// `slot`, built straight into it: a firmware's static, without a whole `Pump` as a
+    /// temporary on the stack. Restore into it with [`Pump::restore_into`].
+    #[inline(never)]
+    pub fn place(slot: &mut core::mem::MaybeUninit<Pump>, profile: HardwareProfile) -> &mut Pump {
+        slot.write(Pump::from_state(
+            profile,
+            State::fresh(&profile, Instant::ZERO),
+            Writer::new(journal::MIN_PAGES),
+        ))
+    }
+
     /// Restores at power-on from the bytes of the journal's memory (a whole number of
     /// [`journal::PAGE_SIZE`] pages, at least [`journal::MIN_PAGES`]): the newest
     /// checkpoint, then the stroke records after it, replayed. A blank memory (all 0x00

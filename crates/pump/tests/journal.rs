@@ -155,7 +155,8 @@ fn a_stroke_writes_at_most_32_bytes_on_average_pump_046() {
 /// PUMP-049: a pump restored in place (`Pump::restore_into`, as the firmware restores
 /// its static `Pump` at every power-on) keeps nothing of what it held: restored over a
 /// running pump with another program, a stroke in flight and a full queue, it is the
-/// pump restored into an unpowered one, field for field (its whole `Debug` form), from
+/// pump restored into an unpowered one (or one placed with `Pump::place`), field for
+/// field (its whole `Debug` form), from
 /// a journal with a checkpoint and stroke records, a blank memory (which is exactly
 /// `Pump::new`), a garbage memory, one too short, and a checkpoint whose CRC checks but
 /// whose body is not the state.
@@ -203,6 +204,15 @@ fn restoring_in_place_keeps_nothing_of_the_pump_it_overwrites_pump_049() {
         assert_eq!(format!("{over:?}"), format!("{clean:?}"), "{name}");
         let by_value = Pump::restore(rig.profile, memory, now);
         assert_eq!(format!("{by_value:?}"), format!("{clean:?}"), "{name}");
+        let mut slot = std::mem::MaybeUninit::uninit();
+        let placed = Pump::place(&mut slot, rig.profile);
+        assert_eq!(
+            format!("{placed:?}"),
+            format!("{:?}", Pump::unpowered(rig.profile)),
+            "{name}"
+        );
+        placed.restore_into(rig.profile, memory, now);
+        assert_eq!(format!("{placed:?}"), format!("{clean:?}"), "{name}");
     }
     // The blank memory gives the factory-fresh pump, built another way.
     let mut over = dirty();
