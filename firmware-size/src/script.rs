@@ -133,6 +133,16 @@ impl Board<'_> {
         self.now_ms = self.now_ms.max(until);
     }
 
+    /// Builds a command and sends it ([`Board::command`]); nothing if it cannot be
+    /// built. Never inlined, so that only one command is on the stack at a time.
+    #[inline(never)]
+    fn send(&mut self, pump: &mut Pump, role: Role, make: impl FnOnce() -> Option<Command>) {
+        // Borrowed where it was built, never moved (a move would be a second copy).
+        if let Some(c) = make().as_ref() {
+            self.command(pump, role, c);
+        }
+    }
+
     fn command(&mut self, pump: &mut Pump, role: Role, cmd: &Command) -> Response {
         let r = pump.handle_command(self.now(), role, 7, cmd);
         self.drain(pump);
@@ -204,29 +214,26 @@ fn program() -> Option<Command> {
 /// the power cut. Returns `false` if a command of the set-up could not be built.
 pub fn before_cut(board: &mut Board<'_>, pump: &mut Pump) -> bool {
     board.drain(pump);
-    let Some(setup) = (|| {
-        Some([
-            Command::SetClock {
-                utc_ms: 1_799_020_800_000,
-                offset_minutes: 60,
-            },
-            refill(Volume::ZERO)?,
-            program()?,
-            Command::Resume,
-        ])
-    })() else {
+    // Each command is built where it is sent, one at a time: a `Command` is kilobytes,
+    // and the image's stack holds a few.
+    if refill(Volume::ZERO).is_none() || program().is_none() {
         return false;
-    };
-    for c in &setup {
-        board.command(pump, Role::Clinician, c);
     }
+    let set_clock = || {
+        Some(Command::SetClock {
+            utc_ms: 1_799_020_800_000,
+            offset_minutes: 60,
+        })
+    };
+    board.send(pump, Role::Clinician, set_clock);
+    board.send(pump, Role::Clinician, || refill(Volume::ZERO));
+    board.send(pump, Role::Clinician, program);
+    board.send(pump, Role::Clinician, || Some(Command::Resume));
     // Day 1: a patient bolus in the morning and one in the evening, a magnet at noon.
     board.run_until(pump, 8 * HOUR);
-    board.command(
-        pump,
-        Role::PatientRemote,
-        &Command::PatientBolus { request_id: 1 },
-    );
+    board.send(pump, Role::PatientRemote, || {
+        Some(Command::PatientBolus { request_id: 1 })
+    });
     board.run_until(pump, 12 * HOUR);
     pump.handle_magnet(board.now(), true);
     board.drain(pump);
@@ -234,27 +241,22 @@ pub fn before_cut(board: &mut Board<'_>, pump: &mut Pump) -> bool {
     pump.handle_magnet(board.now(), false);
     board.drain(pump);
     board.run_until(pump, 20 * HOUR);
-    board.command(
-        pump,
-        Role::PatientRemote,
-        &Command::PatientBolus { request_id: 2 },
-    );
+    board.send(pump, Role::PatientRemote, || {
+        Some(Command::PatientBolus { request_id: 2 })
+    });
     // A battery reading each day.
     board.run_until(pump, DAY);
     battery(board, pump, 3_050);
     // Day 2: a refill at 10:00 and a clinician bolus after it.
     board.run_until(pump, DAY + 10 * HOUR);
     let residual = pump.status().reservoir;
-    if let Some(c) = refill(residual) {
-        board.command(pump, Role::Clinician, &c);
-    }
-    if let (Some(volume), Some(duration)) = (q("50 uL"), q("30 min")) {
-        board.command(
-            pump,
-            Role::Clinician,
-            &Command::ClinicianBolus { volume, duration },
-        );
-    }
+    board.send(pump, Role::Clinician, || refill(residual));
+    board.send(pump, Role::Clinician, || {
+        Some(Command::ClinicianBolus {
+            volume: q("50 uL")?,
+            duration: q("30 min")?,
+        })
+    });
     board.run_until(pump, 2 * DAY);
     battery(board, pump, 3_040);
     // Day 3, 14:00: the power fails half-way through the next write.
@@ -282,11 +284,9 @@ pub fn after_restart(board: &mut Board<'_>, pump: &mut Pump) {
     // The hardware counter restarted at 0: the rest of day 3 and days 4 and 5.
     let left = 3 * DAY;
     board.run_until(pump, 6 * HOUR);
-    board.command(
-        pump,
-        Role::PatientRemote,
-        &Command::PatientBolus { request_id: 3 },
-    );
+    board.send(pump, Role::PatientRemote, || {
+        Some(Command::PatientBolus { request_id: 3 })
+    });
     board.run_until(pump, DAY);
     battery(board, pump, 3_030);
     board.run_until(pump, left);

@@ -354,6 +354,166 @@ struct State {
     catheter: Option<CatheterRecord>,
 }
 
+impl State {
+    /// The state of a factory-fresh pump: filled with saline, stopped, no drug, clock
+    /// not set.
+    fn fresh(profile: &HardwareProfile, now: Instant) -> Self {
+        let saline = Admixture::single(DrugId::Saline, thecal_rx::Concentration::ZERO);
+        let program = Prescription {
+            contents: saline.clone(),
+            schedule: Schedule::continuous(profile.min_flow),
+            patient_bolus: None,
+            reservoir_volume: Volume::ZERO,
+        };
+        State {
+            program,
+            program_version: 0,
+            program_since: now,
+            mode: Mode::Stopped {
+                reason: StopReason::Procedure,
+                since: now,
+            },
+            clock: None,
+            reservoir: Volume::ZERO,
+            held_total: Volume::ZERO,
+            delivered: Volume::ZERO,
+            missed_exact: 0,
+            ideal_exact: 0,
+            credit_exact: 0,
+            accounted_to: now,
+            fluid: FluidPath::saline(profile.dead_volume()),
+            limiter: Limiter::new(),
+            alarms: Alarms::new(),
+            battery: Battery::new(profile, now),
+            bolus: None,
+            patient_starts: Deque::new(),
+            patient_requests: Deque::new(),
+            bridging: false,
+            allowance: None,
+            stall: None,
+            veto_retry: None,
+            transition: None,
+            settings: AlarmSettings::default(),
+            baseline: false,
+            events: LogChain::new(),
+            faults: LogChain::new(),
+            last_seen: now,
+            mono_offset: 0,
+            strokes: 0,
+            bolus_accrued: 0,
+            bolus_short: 0,
+            emergency_keep_ppm: PPM,
+            reminder_interval: REMINDER_INTERVAL_DEFAULT,
+            reminder_at: None,
+            mri_since: None,
+            push_pending: false,
+            beyond_use: None,
+            catheter: None,
+        }
+    }
+
+    /// Makes this state factory-fresh in place, as [`State::fresh`] builds it: field
+    /// by field, so that no whole state is ever a temporary on the stack.
+    #[inline(never)]
+    fn reset_fresh(&mut self, profile: &HardwareProfile, now: Instant) {
+        // Destructured without `..`: a field added to `State` must be reset here too.
+        let State {
+            program,
+            program_version,
+            program_since,
+            mode,
+            clock,
+            reservoir,
+            held_total,
+            delivered,
+            missed_exact,
+            ideal_exact,
+            credit_exact,
+            accounted_to,
+            fluid,
+            limiter,
+            alarms,
+            battery,
+            bolus,
+            patient_starts,
+            patient_requests,
+            bridging,
+            allowance,
+            stall,
+            veto_retry,
+            transition,
+            settings,
+            baseline,
+            events,
+            faults,
+            last_seen,
+            mono_offset,
+            strokes,
+            bolus_accrued,
+            bolus_short,
+            emergency_keep_ppm,
+            reminder_interval,
+            reminder_at,
+            mri_since,
+            push_pending,
+            beyond_use,
+            catheter,
+        } = self;
+        let Prescription {
+            contents,
+            schedule,
+            patient_bolus,
+            reservoir_volume,
+        } = program;
+        *contents = Admixture::single(DrugId::Saline, thecal_rx::Concentration::ZERO);
+        *schedule = Schedule::continuous(profile.min_flow);
+        *patient_bolus = None;
+        *reservoir_volume = Volume::ZERO;
+        *mode = Mode::Stopped {
+            reason: StopReason::Procedure,
+            since: now,
+        };
+        *program_version = 0;
+        *program_since = now;
+        *clock = None;
+        *reservoir = Volume::ZERO;
+        *held_total = Volume::ZERO;
+        *delivered = Volume::ZERO;
+        *missed_exact = 0;
+        *ideal_exact = 0;
+        *credit_exact = 0;
+        *accounted_to = now;
+        *fluid = FluidPath::saline(profile.dead_volume());
+        *limiter = Limiter::new();
+        *alarms = Alarms::new();
+        *battery = Battery::new(profile, now);
+        *bolus = None;
+        *patient_starts = Deque::new();
+        *patient_requests = Deque::new();
+        *bridging = false;
+        *allowance = None;
+        *stall = None;
+        *veto_retry = None;
+        *transition = None;
+        *settings = AlarmSettings::default();
+        *baseline = false;
+        *events = LogChain::new();
+        *faults = LogChain::new();
+        *last_seen = now;
+        *mono_offset = 0;
+        *strokes = 0;
+        *bolus_accrued = 0;
+        *bolus_short = 0;
+        *emergency_keep_ppm = PPM;
+        *reminder_interval = REMINDER_INTERVAL_DEFAULT;
+        *reminder_at = None;
+        *mri_since = None;
+        *push_pending = false;
+        *beyond_use = None;
+        *catheter = None;
+    }
+}
+
 /// The pump's therapy core. See the [module docs](self) for the call order.
 #[derive(Debug)]
 pub struct Pump {
@@ -416,64 +576,27 @@ impl Pump {
 
     /// A factory-fresh pump whose journal ring has `pages` pages.
     fn fresh(profile: HardwareProfile, now: Instant, pages: usize) -> Self {
-        let saline = Admixture::single(DrugId::Saline, thecal_rx::Concentration::ZERO);
-        let program = Prescription {
-            contents: saline.clone(),
-            schedule: Schedule::continuous(profile.min_flow),
-            patient_bolus: None,
-            reservoir_volume: Volume::ZERO,
-        };
-        let s = State {
-            program,
-            program_version: 0,
-            program_since: now,
-            mode: Mode::Stopped {
-                reason: StopReason::Procedure,
-                since: now,
-            },
-            clock: None,
-            reservoir: Volume::ZERO,
-            held_total: Volume::ZERO,
-            delivered: Volume::ZERO,
-            missed_exact: 0,
-            ideal_exact: 0,
-            credit_exact: 0,
-            accounted_to: now,
-            fluid: FluidPath::saline(profile.dead_volume()),
-            limiter: Limiter::new(),
-            alarms: Alarms::new(),
-            battery: Battery::new(&profile, now),
-            bolus: None,
-            patient_starts: Deque::new(),
-            patient_requests: Deque::new(),
-            bridging: false,
-            allowance: None,
-            stall: None,
-            veto_retry: None,
-            transition: None,
-            settings: AlarmSettings::default(),
-            baseline: false,
-            events: LogChain::new(),
-            faults: LogChain::new(),
-            last_seen: now,
-            mono_offset: 0,
-            strokes: 0,
-            bolus_accrued: 0,
-            bolus_short: 0,
-            emergency_keep_ppm: PPM,
-            reminder_interval: REMINDER_INTERVAL_DEFAULT,
-            reminder_at: None,
-            mri_since: None,
-            push_pending: false,
-            beyond_use: None,
-            catheter: None,
-        };
-        let mut pump = Pump::from_state(profile, s, Writer::new(pages));
-        pump.log(now, Event::PowerOn { restored_seq: 0 });
-        pump.mark_dirty();
-        pump.self_test(now);
-        pump.schedule_next(now);
+        let mut pump = Pump::from_state(profile, State::fresh(&profile, now), Writer::new(pages));
+        pump.power_on_fresh(now);
         pump
+    }
+
+    /// What a factory-fresh pump does at power-on, on the state [`State::fresh`] gave.
+    fn power_on_fresh(&mut self, now: Instant) {
+        self.log(now, Event::PowerOn { restored_seq: 0 });
+        self.mark_dirty();
+        self.self_test(now);
+        self.schedule_next(now);
+    }
+
+    /// Makes this pump factory-fresh in place (as [`Pump::fresh`] builds one), with a
+    /// journal ring of `pages` pages. Never inlined: its temporaries stay out of the
+    /// caller's frame.
+    #[inline(never)]
+    fn reset_fresh(&mut self, profile: HardwareProfile, now: Instant, pages: usize) {
+        self.reset_runtime(profile, Writer::new(pages));
+        self.s.reset_fresh(&profile, now);
+        self.power_on_fresh(now);
     }
 
     fn from_state(profile: HardwareProfile, s: State, journal: Writer) -> Self {
@@ -504,6 +627,85 @@ impl Pump {
         }
     }
 
+    /// Sets every field but the state `s` as [`Pump::from_state`] does, in place.
+    fn reset_runtime(&mut self, profile: HardwareProfile, journal: Writer) {
+        // Destructured without `..`: a field added to `Pump` must be reset here too.
+        let Pump {
+            profile: p,
+            library,
+            s: _,
+            pending,
+            persist_needed,
+            stroke_entry,
+            journal: j,
+            buf,
+            delta,
+            stroke_order,
+            action_lost,
+            reserve_open,
+            stroke_in_flight,
+            next_stroke,
+            dropped_actions,
+            persistence,
+            battery_next_eval,
+            battery_due,
+            last_stroke_at,
+            alarm_due,
+            alarms_dirty,
+            low_threshold,
+            stroke_issued_at,
+        } = self;
+        *p = profile;
+        *library = Library::new();
+        pending.clear();
+        *persist_needed = false;
+        *stroke_entry = None;
+        *j = journal;
+        buf.fill(0);
+        delta.fill(0);
+        *stroke_order = false;
+        *action_lost = false;
+        *reserve_open = false;
+        *stroke_in_flight = false;
+        *next_stroke = None;
+        *dropped_actions = 0;
+        *persistence = true;
+        *battery_next_eval = Instant::ZERO;
+        *battery_due = None;
+        *last_stroke_at = None;
+        *alarm_due = None;
+        *alarms_dirty = true;
+        *low_threshold = None;
+        *stroke_issued_at = None;
+    }
+
+    /// A pump that is only a place to restore into: the profile's factory-fresh state,
+    /// not yet powered on (nothing logged, no self-test, no timer). Call
+    /// [`Pump::restore_into`] (or use [`Pump::restore`]) before anything else. A
+    /// firmware places it in a static once and restores into it at every power-on.
+    /// Never inlined: the caller's destination is then written directly, not a copy of a
+    /// whole `Pump` in the caller's frame.
+    #[inline(never)]
+    pub fn unpowered(profile: HardwareProfile) -> Self {
+        Pump::from_state(
+            profile,
+            State::fresh(&profile, Instant::ZERO),
+            Writer::new(journal::MIN_PAGES),
+        )
+    }
+
+    /// Places a pump that is only a place to restore into ([`Pump::unpowered`]) in
+    /// `slot`, built straight into it: a firmware's static, without a whole `Pump` as a
+    /// temporary on the stack. Restore into it with [`Pump::restore_into`].
+    #[inline(never)]
+    pub fn place(slot: &mut core::mem::MaybeUninit<Pump>, profile: HardwareProfile) -> &mut Pump {
+        slot.write(Pump::from_state(
+            profile,
+            State::fresh(&profile, Instant::ZERO),
+            Writer::new(journal::MIN_PAGES),
+        ))
+    }
+
     /// Restores at power-on from the bytes of the journal's memory (a whole number of
     /// [`journal::PAGE_SIZE`] pages, at least [`journal::MIN_PAGES`]): the newest
     /// checkpoint, then the stroke records after it, replayed. A blank memory (all 0x00
@@ -511,11 +713,23 @@ impl Pump {
     /// record that does not replay to what it says, gives a pump in the fault state with
     /// a memory alarm.
     pub fn restore(profile: HardwareProfile, memory: &[u8], now: Instant) -> Self {
+        let mut pump = Pump::unpowered(profile);
+        pump.restore_into(profile, memory, now);
+        pump
+    }
+
+    /// [`Pump::restore`] in place: this pump, whatever it held, becomes the pump the
+    /// journal's memory restores (every field is set anew; nothing of the old one is
+    /// kept). The state is decoded straight into this pump, so that no whole `Pump` or
+    /// state is ever a temporary on the stack: the firmware restores its static `Pump`
+    /// this way at every power-on.
+    #[inline(never)]
+    pub fn restore_into(&mut self, profile: HardwareProfile, memory: &[u8], now: Instant) {
         let pages = memory.len().checked_div(PAGE_SIZE).unwrap_or(0);
         if pages < journal::MIN_PAGES {
-            let mut pump = Pump::fresh(profile, now, journal::MIN_PAGES);
-            pump.enter_fault(now, FaultCode::Memory);
-            return pump;
+            self.reset_fresh(profile, now, journal::MIN_PAGES);
+            self.enter_fault(now, FaultCode::Memory);
+            return;
         }
         let located = journal::locate(memory);
         let Located::Found {
@@ -526,19 +740,20 @@ impl Pump {
             ..
         } = located
         else {
-            let mut pump = Pump::fresh(profile, now, pages);
+            self.reset_fresh(profile, now, pages);
             if !blank(memory) {
-                pump.enter_fault(now, FaultCode::Memory);
+                self.enter_fault(now, FaultCode::Memory);
             }
-            return pump;
+            return;
         };
-        let Ok((_, s)) = persist::decode_record::<State>(record) else {
+        if persist::decode_record_into::<State>(record, &mut self.s).is_err() {
             // The CRC checks but the body is not this format's state.
-            let mut pump = Pump::fresh(profile, now, pages);
-            pump.enter_fault(now, FaultCode::Memory);
-            return pump;
-        };
-        let mut pump = Pump::from_state(profile, s, Writer::new(pages));
+            self.reset_fresh(profile, now, pages);
+            self.enter_fault(now, FaultCode::Memory);
+            return;
+        }
+        self.reset_runtime(profile, Writer::new(pages));
+        let pump = self;
         let mut last = seq;
         let mut replayed = true;
         if pump.s.push_pending {
@@ -588,7 +803,6 @@ impl Pump {
             pump.enter_fault(now, FaultCode::Memory);
         }
         pump.schedule_next(now);
-        pump
     }
 
     /// Applies the push of the stroke a checkpoint counted while it was in flight.
@@ -2131,6 +2345,9 @@ impl Pump {
 
     // ----- commands -------------------------------------------------------------------
 
+    // Cold, with large locals: never inlined, so that its frame is not merged into
+    // every caller's (a microcontroller's stack holds a few kilobytes).
+    #[inline(never)]
     fn execute(&mut self, now: Instant, role: Role, cmd: &Command) -> Response {
         use Response::{Accepted, Refused};
         let faulted = matches!(self.s.mode, Mode::Fault { .. });
@@ -2378,6 +2595,9 @@ impl Pump {
     /// most half of the clinician's program, however many reductions it sends, and each
     /// of its reductions raises [`AlarmKind::DoseReduced`] until a clinician changes
     /// the program.
+    // Cold, with large locals: never inlined, so that its frame is not merged into
+    // every caller's (a microcontroller's stack holds a few kilobytes).
+    #[inline(never)]
     fn reduce_dose(&mut self, now: Instant, role: Role, percent: u8) -> Result<(), Refusal> {
         if !(1..=50).contains(&percent) {
             return Err(Refusal::Invalid("a dose reduction is 1 to 50 percent"));
@@ -2486,6 +2706,9 @@ impl Pump {
         }
     }
 
+    // Cold, with large locals: never inlined, so that its frame is not merged into
+    // every caller's (a microcontroller's stack holds a few kilobytes).
+    #[inline(never)]
     fn apply_program(
         &mut self,
         now: Instant,
@@ -2534,6 +2757,9 @@ impl Pump {
     ///
     /// # Errors
     /// [`Refusal::LimiterFull`] when the limiter cannot count a new drug.
+    // Cold, with large locals: never inlined, so that its frame is not merged into
+    // every caller's (a microcontroller's stack holds a few kilobytes).
+    #[inline(never)]
     fn change_program(&mut self, now: Instant, rx: Prescription, by: Role) -> Result<(), Refusal> {
         self.limiter_room(now, &rx.contents)?;
         let keep = self.kept_drugs(&rx.contents);
@@ -2624,6 +2850,9 @@ impl Pump {
     }
 
     #[allow(clippy::too_many_arguments)]
+    // Cold, with large locals: never inlined, so that its frame is not merged into
+    // every caller's (a microcontroller's stack holds a few kilobytes).
+    #[inline(never)]
     fn refill(
         &mut self,
         now: Instant,

@@ -41,6 +41,7 @@
 use core::fmt;
 
 use crc::{CRC_32_ISCSI, Crc};
+use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -248,6 +249,29 @@ pub fn decode_record<T: DeserializeOwned>(slot: &[u8]) -> Result<(u64, T), Persi
     let (seq, body) = checked_body(slot)?;
     match postcard::take_from_bytes::<T>(body) {
         Ok((value, [])) => Ok((seq, value)),
+        // Left-over bytes mean the body was written for a different type.
+        Ok(_) | Err(_) => Err(PersistError::Undecodable),
+    }
+}
+
+/// [`decode_record`] into an existing value: the body is decoded in place
+/// (`Deserialize::deserialize_in_place`), field by field into `place`, so that the value
+/// is never built as a temporary and moved (on a microcontroller its stack frame would
+/// be the size of the value, several times over). Returns the sequence number.
+///
+/// The checks and their order are those of [`decode_record`]. On an error `place` may
+/// hold a mix of its old value and the record's: the caller must not use it then.
+///
+/// # Errors
+/// As [`decode_record`].
+pub fn decode_record_into<T: for<'de> Deserialize<'de>>(
+    slot: &[u8],
+    place: &mut T,
+) -> Result<u64, PersistError> {
+    let (seq, body) = checked_body(slot)?;
+    let mut de = postcard::Deserializer::from_bytes(body);
+    match T::deserialize_in_place(&mut de, place).map(|()| de.finalize()) {
+        Ok(Ok([])) => Ok(seq),
         // Left-over bytes mean the body was written for a different type.
         Ok(_) | Err(_) => Err(PersistError::Undecodable),
     }

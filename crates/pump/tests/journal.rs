@@ -151,3 +151,76 @@ fn a_stroke_writes_at_most_32_bytes_on_average_pump_046() {
     // 6 h at 24 mL/day.
     assert!(rig.pump.delivered() > Volume::from_nl(6_000_000));
 }
+
+/// PUMP-049: a pump restored in place (`Pump::restore_into`, as the firmware restores
+/// its static `Pump` at every power-on) keeps nothing of what it held: restored over a
+/// running pump with another program, a stroke in flight and a full queue, it is the
+/// pump restored into an unpowered one (or one placed with `Pump::place`), field for
+/// field (its whole `Debug` form), from
+/// a journal with a checkpoint and stroke records, a blank memory (which is exactly
+/// `Pump::new`), a garbage memory, one too short, and a checkpoint whose CRC checks but
+/// whose body is not the state.
+#[test]
+fn restoring_in_place_keeps_nothing_of_the_pump_it_overwrites_pump_049() {
+    let mut rig = flex_baclofen();
+    rig.run_for(Duration::from_hours(7));
+    let r = rig.cmd_as(Role::PatientRemote, Command::PatientBolus { request_id: 1 });
+    assert!(matches!(r, Response::BolusAccepted { .. }), "{r:?}");
+    rig.run_for(Duration::from_hours(1));
+    let journal = rig.mem.bytes().to_vec();
+    let now = rig.now;
+
+    // A pump that held something else: another rig's, mid-therapy, its queue unread.
+    let dirty = || {
+        let mut other = flex_baclofen();
+        other.run_for(Duration::from_hours(3));
+        other.pump.handle_timeout(other.now);
+        other.pump
+    };
+    let blank = vec![0xFF; DEFAULT_PAGES * PAGE_SIZE];
+    let mut garbage = blank.clone();
+    for (i, b) in garbage.iter_mut().enumerate().take(3 * PAGE_SIZE) {
+        *b = (i % 251) as u8;
+    }
+    // A record whose header and CRC check, written by the record codec, holding a
+    // value that is not the state: its body does not decode.
+    let mut undecodable = blank.clone();
+    let mut fake = vec![0u8; 64];
+    let len = thecal_pump::persist::encode_record(1, &7u8, &mut fake).unwrap();
+    undecodable[..len].copy_from_slice(&fake[..len]);
+    let short = vec![0xFF; PAGE_SIZE];
+    let memories: [(&str, &[u8]); 5] = [
+        ("journal", &journal),
+        ("blank", &blank),
+        ("garbage", &garbage),
+        ("undecodable", &undecodable),
+        ("short", &short),
+    ];
+    for (name, memory) in memories {
+        let mut clean = Pump::unpowered(rig.profile);
+        clean.restore_into(rig.profile, memory, now);
+        let mut over = dirty();
+        over.restore_into(rig.profile, memory, now);
+        assert_eq!(format!("{over:?}"), format!("{clean:?}"), "{name}");
+        let by_value = Pump::restore(rig.profile, memory, now);
+        assert_eq!(format!("{by_value:?}"), format!("{clean:?}"), "{name}");
+        let mut slot = std::mem::MaybeUninit::uninit();
+        let placed = Pump::place(&mut slot, rig.profile);
+        assert_eq!(
+            format!("{placed:?}"),
+            format!("{:?}", Pump::unpowered(rig.profile)),
+            "{name}"
+        );
+        placed.restore_into(rig.profile, memory, now);
+        assert_eq!(format!("{placed:?}"), format!("{clean:?}"), "{name}");
+    }
+    // The blank memory gives the factory-fresh pump, built another way.
+    let mut over = dirty();
+    over.restore_into(rig.profile, &blank, now);
+    let new = Pump::new(rig.profile, now);
+    assert_eq!(format!("{over:?}"), format!("{new:?}"));
+    // The journal's pump is the running one.
+    let mut over = dirty();
+    over.restore_into(rig.profile, &journal, now);
+    assert_same(&over, &rig.pump, "restored in place");
+}
