@@ -1139,12 +1139,20 @@ async fn search_pages_reach_every_patient_clinic_133_walk() {
     assert!(bad.contains("a whole number from 1 to 22"), "{bad}");
 }
 
-/// A program change on a running virtual implant (the demo's Ada), from the console:
-/// interrogation with the disagreement named, old against new, send, read back.
-async fn program_change_read_back_on_a_virtual_implant_in_chromium_clinic_157_walk() {
-    let Some(b) = browser("programming").await else {
-        return;
-    };
+/// The demo clinic with Ada's pump running as a virtual implant at 600 times real time,
+/// its priming over; the API signed in as the demo physician; Ada's patient and implant
+/// ids.
+struct DemoPump {
+    clinic: Clinic,
+    station: std::sync::Arc<thecal_clinic::programming::Station>,
+    implants: Vec<thecal_clinic::programming::demo::DemoImplant>,
+    api: axum::Router,
+    dr: (String, String),
+    pid: i64,
+    iid: i64,
+}
+
+async fn demo_pump() -> DemoPump {
     let clinic = Clinic::new().await;
     let station = std::sync::Arc::new(
         thecal_clinic::programming::Station::open(&clinic.dir.join("programmer")).unwrap(),
@@ -1180,6 +1188,32 @@ async fn program_change_read_back_on_a_virtual_implant_in_chromium_clinic_157_wa
     )
     .await;
     let iid = rec["implants"][0]["id"].as_i64().unwrap();
+    DemoPump {
+        clinic,
+        station,
+        implants,
+        api,
+        dr,
+        pid,
+        iid,
+    }
+}
+
+/// A program change on a running virtual implant (the demo's Ada), from the console:
+/// interrogation with the disagreement named, old against new, send, read back.
+async fn program_change_read_back_on_a_virtual_implant_in_chromium_clinic_157_walk() {
+    let Some(b) = browser("programming").await else {
+        return;
+    };
+    let DemoPump {
+        clinic,
+        station,
+        implants,
+        api,
+        dr,
+        pid,
+        iid,
+    } = demo_pump().await;
     // A new version of Ada's prescription: 240 mcg/day of the 2 mg/mL in her pump.
     let (s, v, _) = api_call(
         &api,
@@ -1260,41 +1294,16 @@ async fn refill_look_ahead_warns_when_bridging_is_off_clinic_117_clinic_119_walk
     let Some(b) = browser("lookahead").await else {
         return;
     };
-    let clinic = Clinic::new().await;
-    let station = std::sync::Arc::new(
-        thecal_clinic::programming::Station::open(&clinic.dir.join("programmer")).unwrap(),
-    );
-    let (implants, skipped) = thecal_clinic::programming::demo::start(
-        &clinic.state.store,
-        &station,
-        &clinic.dir.join("implants"),
-        1,
-        600,
-    )
-    .await
-    .unwrap();
-    assert_eq!(implants.len(), 1, "{skipped:?}");
-    primed(&station, "DEMO-NGP-001").await;
-    let api = thecal_clinic::api::router(clinic.state.clone());
-    let dr = api_login(&api, "dr.demo").await;
+    let DemoPump {
+        clinic,
+        station,
+        implants,
+        api,
+        dr,
+        pid: _,
+        iid,
+    } = demo_pump().await;
     let rn = api_login(&api, "rn.demo").await;
-    let (_, list, _) = api_call(&api, Some(&dr), "GET", "/api/v1/patients?limit=1000", None).await;
-    let pid = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["mrn"] == "DEMO-001")
-        .and_then(|p| p["id"].as_i64())
-        .unwrap_or_else(|| panic!("{list}"));
-    let (_, rec, _) = api_call(
-        &api,
-        Some(&dr),
-        "GET",
-        &format!("/api/v1/patients/{pid}"),
-        None,
-    )
-    .await;
-    let iid = rec["implants"][0]["id"].as_i64().unwrap();
     let (_, rxs, _) = api_call(
         &api,
         Some(&dr),
@@ -1400,44 +1409,19 @@ async fn killed_mid_session_and_forged_log_clinic_152_clinic_154_walk() {
     let Some(b) = browser("reconcile").await else {
         return;
     };
-    let clinic = Clinic::new().await;
-    let station = std::sync::Arc::new(
-        thecal_clinic::programming::Station::open(&clinic.dir.join("programmer")).unwrap(),
-    );
-    let (mut implants, skipped) = thecal_clinic::programming::demo::start(
-        &clinic.state.store,
-        &station,
-        &clinic.dir.join("implants"),
-        1,
-        600,
-    )
-    .await
-    .unwrap();
-    assert_eq!(implants.len(), 1, "{skipped:?}");
-    primed(&station, "DEMO-NGP-001").await;
+    let DemoPump {
+        clinic,
+        station,
+        mut implants,
+        api,
+        dr,
+        pid: _,
+        iid,
+    } = demo_pump().await;
     let demo = implants.pop().unwrap();
     let addr = demo.addr.to_string();
     let running = std::sync::Arc::new(std::sync::Mutex::new(Some(demo.running)));
     let state = clinic.dir.join("implants").join("DEMO-NGP-001");
-    let api = thecal_clinic::api::router(clinic.state.clone());
-    let dr = api_login(&api, "dr.demo").await;
-    let (_, list, _) = api_call(&api, Some(&dr), "GET", "/api/v1/patients?limit=1000", None).await;
-    let pid = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["mrn"] == "DEMO-001")
-        .and_then(|p| p["id"].as_i64())
-        .unwrap_or_else(|| panic!("{list}"));
-    let (_, rec, _) = api_call(
-        &api,
-        Some(&dr),
-        "GET",
-        &format!("/api/v1/patients/{pid}"),
-        None,
-    )
-    .await;
-    let iid = rec["implants"][0]["id"].as_i64().unwrap();
     let (s, v, _) = api_call(
         &api,
         Some(&dr),
