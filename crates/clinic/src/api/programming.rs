@@ -784,6 +784,17 @@ fn command_of(i: &Intent) -> Result<Command, ApiError> {
     })
 }
 
+/// A program change is the physician's to send (and to acknowledge); a refill any
+/// clinician's who may record it. `what` is the act refused, in words.
+fn may_send(u: &CurrentUser, intent: &Intent, what: &str) -> ApiResult<()> {
+    if matches!(intent, Intent::Program { .. }) && u.role != Role::Physician {
+        return Err(ApiError::forbidden(&format!(
+            "only a physician may {what} a program change"
+        )));
+    }
+    Ok(())
+}
+
 /// Acknowledges the look ahead's warnings (dose excursions at the catheter tip, alarms
 /// the change would raise, or no forecast at all) by the signed-in clinician's name; the
 /// change can then be sent. Choosing the change again clears the acknowledgement.
@@ -806,11 +817,7 @@ pub(super) async fn acknowledge(
             ),
         )));
     };
-    if matches!(intent, Intent::Program { .. }) && u.role != Role::Physician {
-        return Err(ApiError::forbidden(
-            "only a physician may acknowledge the look ahead of a program change",
-        ));
-    }
+    may_send(&u, intent, "acknowledge the look ahead of")?;
     let read = match &s.lookahead {
         Some(l) if l.needs_acknowledgement => l.to_acknowledge(),
         _ => {
@@ -877,11 +884,7 @@ pub(super) async fn send(
             )));
         }
     };
-    if matches!(intent, Intent::Program { .. }) && u.role != Role::Physician {
-        return Err(ApiError::forbidden(
-            "only a physician may send a program change",
-        ));
-    }
+    may_send(&u, &intent, "send")?;
     if latest_session_id(&st, s.implant_id).await? != Some(id) {
         return Err(ApiError::from(FieldError::new(
             "state",

@@ -228,44 +228,51 @@ pub fn view(model: &str, status: &Status, f: &Forecast, host_ms: i64) -> Lookahe
             reservoir: d.reservoir_end.to_string(),
         })
         .collect();
-    // Each kind once: when it is first raised, and how often the twin raised it.
-    let mut alarms: Vec<String> = Vec::new();
-    let mut seen: Vec<(thecal_pump::alarm::AlarmKind, usize, thecal_rx::Instant)> = Vec::new();
+    // Each kind once: when it is first and last raised, and how often.
+    struct Raised {
+        kind: thecal_pump::alarm::AlarmKind,
+        times: usize,
+        first: thecal_rx::Instant,
+        last: thecal_rx::Instant,
+    }
+    let mut raised: Vec<Raised> = Vec::new();
     for a in f.alarms.iter().filter(|a| !a.already_active) {
-        match seen.iter_mut().find(|(k, _, _)| *k == a.kind) {
-            Some((_, n, last)) => {
-                *n = n.saturating_add(1);
-                *last = a.at;
+        match raised.iter_mut().find(|r| r.kind == a.kind) {
+            Some(r) => {
+                r.times = r.times.saturating_add(1);
+                r.last = a.at;
             }
-            None => seen.push((a.kind, 1, a.at)),
+            None => raised.push(Raised {
+                kind: a.kind,
+                times: 1,
+                first: a.at,
+                last: a.at,
+            }),
         }
     }
-    for (kind, n, last) in seen {
-        let Some(first) = f
-            .alarms
-            .iter()
-            .find(|a| !a.already_active && a.kind == kind)
-        else {
-            continue;
-        };
-        let day = |t: thecal_rx::Instant| t.saturating_since(f.start).ms() / 86_400_000;
-        alarms.push(if n == 1 {
-            format!(
-                "ALARM predicted: {kind} at {} (day {})",
-                date_words(at(first.at)),
-                day(first.at)
-            )
-        } else {
-            format!(
-                "ALARM predicted: {kind} at {} (day {}), raised {n} times, the last at {} \
-                 (day {})",
-                date_words(at(first.at)),
-                day(first.at),
-                date_words(at(last)),
-                day(last)
-            )
-        });
-    }
+    let day = |t: thecal_rx::Instant| t.saturating_since(f.start).ms() / 86_400_000;
+    let alarms = raised
+        .iter()
+        .map(|r| {
+            let first = format!(
+                "ALARM predicted: {} at {} (day {})",
+                r.kind,
+                date_words(at(r.first)),
+                day(r.first)
+            );
+            if r.times == 1 {
+                first
+            } else {
+                format!(
+                    "{first}, raised {} times, the last at {} (day {})",
+                    r.times,
+                    date_words(at(r.last)),
+                    day(r.last)
+                )
+            }
+        })
+        .collect();
+    let band = Options::default();
     let warnings = f
         .excursions
         .iter()
@@ -282,9 +289,9 @@ pub fn view(model: &str, status: &Status, f: &Forecast, host_ms: i64) -> Lookahe
                 date_words(at(e.from)),
                 date_words(at(e.to)),
                 e.fraction * 100.0,
-                Options::default().low * 100.0,
-                Options::default().high * 100.0,
-                Options::default().longer_than.ms() / 3_600_000,
+                band.low * 100.0,
+                band.high * 100.0,
+                band.longer_than.ms() / 3_600_000,
             )
         })
         .collect();
