@@ -214,6 +214,25 @@ impl Bench {
             .await
     }
 
+    /// A refill visit opened by the nurse, `aspirate` (the aspiration's JSON) recorded,
+    /// then 18 mL of baclofen at `conc` added (lot `lot`): the visit id.
+    async fn filled_visit(&self, aspirate: Value, conc: &str, lot: &str) -> i64 {
+        let nurse = Some(&self.nurse);
+        let path = format!("/api/v1/implants/{}/visits", self.iid);
+        let (s, v) = self.c.call(nurse, "POST", &path, None).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let vid = v["id"].as_i64().unwrap();
+        let path = format!("/api/v1/visits/{vid}/aspirate");
+        let (s, v) = self.c.call(nurse, "POST", &path, Some(aspirate)).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let fill = json!({"volume_added": "18 mL", "concentration": conc, "lot": lot,
+                          "expiry": "2027-01-01", "bridging": "none"});
+        let path = format!("/api/v1/visits/{vid}/fill");
+        let (s, v) = self.c.call(nurse, "POST", &path, Some(fill)).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        vid
+    }
+
     async fn send_as(&self, u: &User, sid: i64) -> (StatusCode, Value) {
         self.c
             .call(
@@ -441,31 +460,9 @@ async fn a_refill_is_sent_from_the_visit_and_read_back_clinic_153(b: Backend) {
     let Some(t) = Bench::new(b).await else {
         return;
     };
-    let (s, v) =
-        t.c.call(
-            Some(&t.nurse),
-            "POST",
-            &format!("/api/v1/implants/{}/visits", t.iid),
-            None,
-        )
+    let vid = t
+        .filled_visit(json!({"aspirated": "19.9 mL"}), "2000 mcg/mL", "L1")
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let vid = v["id"].as_i64().unwrap();
-    let (s, v) =
-        t.c.call(
-            Some(&t.nurse),
-            "POST",
-            &format!("/api/v1/visits/{vid}/aspirate"),
-            Some(json!({"aspirated": "19.9 mL"})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, v) = t
-        .c
-        .call(Some(&t.nurse), "POST", &format!("/api/v1/visits/{vid}/fill"), Some(json!({"volume_added": "18 mL",
-            "concentration": "2000 mcg/mL", "lot": "L1", "expiry": "2027-01-01", "bridging": "none"})))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
     let (_, v) = t.interrogate(&t.nurse).await;
     let sid = v["id"].as_i64().unwrap();
     let version = v["before"]["program_version"].as_u64().unwrap();
@@ -846,36 +843,12 @@ async fn primed_refill(t: &Bench, conc: &str) -> i64 {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    let (s, v) =
-        t.c.call(
-            Some(&t.nurse),
-            "POST",
-            &format!("/api/v1/implants/{}/visits", t.iid),
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let vid = v["id"].as_i64().unwrap();
-    let (s, v) =
-        t.c.call(
-            Some(&t.nurse),
-            "POST",
-            &format!("/api/v1/visits/{vid}/aspirate"),
-            Some(json!({"aspirated": "19 mL", "investigation": "accelerated test clock"})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, v) =
-        t.c.call(
-            Some(&t.nurse),
-            "POST",
-            &format!("/api/v1/visits/{vid}/fill"),
-            Some(json!({"volume_added": "18 mL",
-            "concentration": conc, "lot": "L2", "expiry": "2027-01-01", "bridging": "none"})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    vid
+    t.filled_visit(
+        json!({"aspirated": "19 mL", "investigation": "accelerated test clock"}),
+        conc,
+        "L2",
+    )
+    .await
 }
 
 async fn a_concentration_change_without_bridging_is_forecast_and_sent_only_once_acknowledged_clinic_117(
