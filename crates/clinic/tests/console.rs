@@ -1152,6 +1152,23 @@ struct DemoPump {
     iid: i64,
 }
 
+/// A new version of Ada's prescription: 240 mcg/day of the 2 mg/mL in her pump.
+async fn prescribe_240(api: &axum::Router, dr: &(String, String), iid: i64) {
+    let (s, v, _) = api_call(
+        api,
+        Some(dr),
+        "POST",
+        &format!("/api/v1/implants/{iid}/prescriptions"),
+        Some(
+            json!({"drug": "baclofen", "concentration": "2000 mcg/mL", "daily_dose": "240 mcg/day",
+                    "reservoir_volume": "20 mL", "reason": "spasms at night",
+                    "confirm_soft_findings": "titration agreed"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+}
+
 async fn demo_pump() -> DemoPump {
     let clinic = Clinic::new().await;
     let station = std::sync::Arc::new(
@@ -1214,20 +1231,7 @@ async fn program_change_read_back_on_a_virtual_implant_in_chromium_clinic_157_wa
         pid,
         iid,
     } = demo_pump().await;
-    // A new version of Ada's prescription: 240 mcg/day of the 2 mg/mL in her pump.
-    let (s, v, _) = api_call(
-        &api,
-        Some(&dr),
-        "POST",
-        &format!("/api/v1/implants/{iid}/prescriptions"),
-        Some(
-            json!({"drug": "baclofen", "concentration": "2000 mcg/mL", "daily_dose": "240 mcg/day",
-                    "reservoir_volume": "20 mL", "reason": "spasms at night",
-                    "confirm_soft_findings": "titration agreed"}),
-        ),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
+    prescribe_240(&api, &dr, iid).await;
     let base = clinic.serve_with(station).await;
     b.sign_in(&base, "dr.demo").await;
     b.go(&format!("{base}/patients/{pid}")).await;
@@ -1422,19 +1426,7 @@ async fn killed_mid_session_and_forged_log_clinic_152_clinic_154_walk() {
     let addr = demo.addr.to_string();
     let running = std::sync::Arc::new(std::sync::Mutex::new(Some(demo.running)));
     let state = clinic.dir.join("implants").join("DEMO-NGP-001");
-    let (s, v, _) = api_call(
-        &api,
-        Some(&dr),
-        "POST",
-        &format!("/api/v1/implants/{iid}/prescriptions"),
-        Some(
-            json!({"drug": "baclofen", "concentration": "2000 mcg/mL", "daily_dose": "240 mcg/day",
-                    "reservoir_volume": "20 mL", "reason": "spasms at night",
-                    "confirm_soft_findings": "titration agreed"}),
-        ),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
+    prescribe_240(&api, &dr, iid).await;
     let base = clinic.serve_with(station.clone()).await;
     b.sign_in(&base, "dr.demo").await;
     b.go(&format!("{base}/implants/{iid}/programming")).await;
