@@ -256,14 +256,19 @@ impl<const PAGES: usize> NorFlash<PAGES> {
                 }
                 let mem = self.pages.as_flattened_mut();
                 let target = mem.get_mut(start..end).ok_or(FlashError::OutOfRange)?;
-                if let Some(i) = target.iter().position(|&b| b != 0xFF) {
+                // Checked as a whole first (the common case, cheaply), then for where.
+                if target.iter().fold(0xFF, |all, &b| all & b) != 0xFF {
+                    let i = target.iter().position(|&b| b != 0xFF).unwrap_or(0);
                     let at = u32::try_from(start.saturating_add(i)).unwrap_or(u32::MAX);
                     return Err(FlashError::NotErased { offset: at });
                 }
                 let n = done.min(bytes.len());
-                for (dst, src) in target.iter_mut().zip(bytes).take(n) {
+                let (Some(dst), Some(src)) = (target.get_mut(..n), bytes.get(..n)) else {
+                    return Err(FlashError::OutOfRange);
+                };
+                for (d, s) in dst.iter_mut().zip(src) {
                     // NOR can only clear bits.
-                    *dst &= *src;
+                    *d &= *s;
                 }
                 self.programs = self.programs.saturating_add(1);
                 self.programmed_bytes = self
