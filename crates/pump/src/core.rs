@@ -3354,6 +3354,8 @@ fn blank(memory: &[u8]) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    extern crate std;
+    use std::format;
     use thecal_rx::Concentration;
     use thecal_rx::schedule::Schedule;
 
@@ -3570,6 +3572,93 @@ mod tests {
             );
             assert_eq!(fault(&p), Some(FaultCode::Arithmetic));
         }
+    }
+
+    #[test]
+    fn the_pumps_summary_of_a_check_says_what_the_list_of_findings_says_pump_050() {
+        let lib = Library::new();
+        let ctx = Context {
+            library: &lib,
+            device: HardwareProfile::synchromed_class(40).device_limits(),
+            previous: None,
+            opioid_naive: false,
+        };
+        let with = |drugs: &[(DrugId, &str)], flow: &str, ml: u32| {
+            let parts: std::vec::Vec<thecal_rx::dose::Component> = drugs
+                .iter()
+                .map(|(d, c)| thecal_rx::dose::Component {
+                    drug: *d,
+                    concentration: c.parse().unwrap(),
+                })
+                .collect();
+            Prescription {
+                contents: Admixture::new(&parts).unwrap(),
+                schedule: Schedule::continuous(flow.parse().unwrap()),
+                patient_bolus: None,
+                reservoir_volume: Volume::from_ml(ml),
+            }
+        };
+        let cases = [
+            with(&[(DrugId::Baclofen, "2000 mcg/mL")], "0.5 mL/day", 20),
+            // Soft only: an off-label mixture.
+            with(
+                &[
+                    (DrugId::Baclofen, "2000 mcg/mL"),
+                    (DrugId::Clonidine, "100 mcg/mL"),
+                ],
+                "0.5 mL/day",
+                20,
+            ),
+            // Hard and soft, more than the eight a refusal lists.
+            with(
+                &[
+                    (DrugId::Morphine, "50 mg/mL"),
+                    (DrugId::Bupivacaine, "0 mg/mL"),
+                    (DrugId::Clonidine, "0 mcg/mL"),
+                    (DrugId::Ziconotide, "0 mcg/mL"),
+                ],
+                "30 mL/day",
+                80,
+            ),
+        ];
+        let mut many = false;
+        for rx in &cases {
+            let list = check::check(rx, &ctx);
+            let mut summary = Summary::default();
+            check::check_each(rx, &ctx, &Patient::default(), &mut summary);
+            assert_eq!(summary.worst(), list.worst(), "{list:?}");
+            let soft = list.iter().filter(|f| f.severity == Severity::Soft).count();
+            assert_eq!(summary.soft, soft, "{list:?}");
+            let first: std::vec::Vec<Finding> = list.iter().take(8).copied().collect();
+            assert_eq!(summary.listed.as_slice(), first.as_slice(), "{list:?}");
+            many |= list.len() > 8;
+        }
+        assert!(many, "a case with more findings than a refusal lists");
+    }
+
+    #[test]
+    fn the_fresh_program_and_fluid_path_made_in_place_are_the_ones_built_aside_pump_050() {
+        let profile = HardwareProfile::synchromed_class(40);
+        // A path full of drug, made saline in place: the saline path built by value.
+        let drug = Admixture::single(DrugId::Baclofen, "2000 mcg/mL".parse().unwrap());
+        let mut path = FluidPath::new(profile.dead_volume(), &drug).unwrap();
+        path.reset_saline(profile.dead_volume());
+        assert_eq!(path, FluidPath::saline(profile.dead_volume()));
+        assert_eq!(
+            format!("{path:?}"),
+            format!("{:?}", FluidPath::saline(profile.dead_volume()))
+        );
+        // A running pump's state made fresh in place: the factory program, stopped.
+        let mut p = running();
+        let profile = *p.profile();
+        p.s.reset_fresh(&profile, Instant::ZERO);
+        assert_eq!(p.s.program.schedule, Schedule::continuous(profile.min_flow));
+        assert_eq!(
+            p.s.program.contents,
+            Admixture::single(DrugId::Saline, thecal_rx::Concentration::ZERO)
+        );
+        assert_eq!(p.s.fluid, FluidPath::saline(profile.dead_volume()));
+        assert!(matches!(p.s.mode, Mode::Stopped { .. }));
     }
 
     #[test]

@@ -1111,6 +1111,35 @@ mod tests {
     }
 
     #[test]
+    fn findings_reported_one_at_a_time_are_the_list_in_order_and_a_copy_in_place_is_exact_rx_006() {
+        let lib = Library::new();
+        let mut bad = rx(
+            &[
+                (DrugId::Morphine, "50 mg/mL"),
+                (DrugId::Bupivacaine, "0 mg/mL"),
+            ],
+            "30 mL/day",
+        );
+        bad.reservoir_volume = q("40 mL");
+        let list = check(&bad, &ctx(&lib));
+        assert!(list.len() >= 4, "{:?}", messages(&list));
+        let mut each = StdVec::new();
+        check_each(&bad, &ctx(&lib), &Patient::default(), &mut |f: Finding| {
+            each.push(f)
+        });
+        assert_eq!(each, list.iter().copied().collect::<StdVec<_>>());
+        // A copy into a placeholder (or into another prescription) is the source.
+        let mut copy = Prescription::placeholder();
+        assert_ne!(copy, bad);
+        copy.clone_from(&bad);
+        assert_eq!(copy, bad);
+        let usual = rx(&[(DrugId::Baclofen, "2000 mcg/mL")], "0.5 mL/day");
+        copy.clone_from(&usual);
+        assert_eq!(copy, usual);
+        assert_eq!(usual.clone(), usual);
+    }
+
+    #[test]
     fn morphine_22_mg_per_day_is_rejected_by_the_hard_limit_rx_006() {
         let lib = Library::new();
         // 20 mg/mL × 1.1 mL/day = 22 mg/day: above the PACC 15 mg/day, a guideline, so

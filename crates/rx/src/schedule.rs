@@ -784,6 +784,53 @@ mod tests {
         );
     }
 
+    /// A week of different profiles and a periodic bolus, flows in nL/day from `f`.
+    fn week(f: impl Fn(u64) -> u64) -> Schedule {
+        let day = |d: u64| {
+            DayProfile::new(&[
+                Step {
+                    start_minute: 0,
+                    flow: Flow::from_raw(f(400_000 + d * 1_000)),
+                },
+                Step {
+                    start_minute: 360,
+                    flow: Flow::from_raw(f(800_000 + d * 3)),
+                },
+            ])
+            .unwrap()
+        };
+        let mut s = Schedule::weekly([day(0), day(1), day(2), day(3), day(4), day(5), day(6)]);
+        s.add_bolus(PeriodicBolus {
+            start_minute: 600,
+            volume: Volume::from_raw(f(50_000)),
+            duration: Duration::from_minutes(30),
+            days: Weekdays::ALL,
+        })
+        .unwrap();
+        s
+    }
+
+    #[test]
+    fn a_schedule_scaled_copied_or_reset_in_place_is_the_one_built_aside_rx_005() {
+        // Scaled in place by 3/4: each flow and bolus volume by hand, rounded to nearest.
+        let mut s = week(|v| v);
+        s.scale(3, 4).unwrap();
+        assert_eq!(s, week(|v| (v * 3 + 2) / 4));
+        assert_eq!(s.profiles()[6].steps()[1].flow, Flow::from_raw(600_014));
+        assert_eq!(week(|v| v).scale(1, 0), Err(ScheduleError::Overflow));
+        // Copied into a schedule of another shape: the source, exactly.
+        let mut into = Schedule::continuous(flow("2 mL/day"));
+        into.clone_from(&week(|v| v));
+        assert_eq!(into, week(|v| v));
+        let mut back = week(|v| v);
+        back.clone_from(&Schedule::continuous(flow("2 mL/day")));
+        assert_eq!(back, Schedule::continuous(flow("2 mL/day")));
+        // Made continuous in place: the bolus and the other days gone.
+        let mut c = week(|v| v);
+        c.set_continuous(flow("0.1 mL/day"));
+        assert_eq!(c, Schedule::continuous(flow("0.1 mL/day")));
+    }
+
     #[test]
     fn time_to_consume_inverts_cumulative_rx_005() {
         let s = Schedule::continuous(flow("0.5 mL/day"));
