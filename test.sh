@@ -25,11 +25,16 @@ if rustup target list --installed 2>/dev/null | grep -qx thumbv7em-none-eabihf; 
     t1=$(date +%s%N)
     cat "$fw_out"
     echo "qemu_wall_ms $(((t1 - t0) / 1000000)) (five simulated days)"
+    # PUMP-050: static RAM + the painted stack's high-water mark under 32 KiB.
     ram=$(awk '$1 == "ram_total" {print $2}' "$fw_out")
-    if [ "${ram:-999999}" -lt 32768 ]; then
-      echo "RAM (static + stack high-water) $ram bytes: within the 32 KiB budget"
+    if [ -z "$ram" ]; then
+      echo "FAIL: the Cortex-M4 run printed no ram_total (PUMP-050)"
+      exit 1
+    elif [ "$ram" -lt 32768 ]; then
+      echo "RAM (static + stack high-water) $ram bytes: within the 32 KiB budget (PUMP-050)"
     else
-      echo "notice: RAM (static + stack high-water) ${ram:-unknown} bytes is OVER the 32 KiB budget"
+      echo "FAIL: RAM (static + stack high-water) $ram bytes is over the 32 KiB budget of 32768 bytes (PUMP-050)"
+      exit 1
     fi
     THECAL_FIRMWARE_OUTPUT="$fw_out" cargo test --quiet -p thecal-pump --test firmware_stream
   else

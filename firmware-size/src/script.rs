@@ -210,13 +210,20 @@ fn program() -> Option<Command> {
     })
 }
 
+/// Whether the set-up's fill and program can be built. Never inlined: the two commands
+/// it builds (kilobytes each) stay out of the frame of [`run`], under every other call.
+#[inline(never)]
+fn set_up_builds() -> bool {
+    refill(Volume::ZERO).is_some() && program().is_some()
+}
+
 /// Runs the whole stream on `pump` (restored from `board.flash` by the caller) up to
 /// the power cut. Returns `false` if a command of the set-up could not be built.
 pub fn before_cut(board: &mut Board<'_>, pump: &mut Pump) -> bool {
     board.drain(pump);
     // Each command is built where it is sent, one at a time: a `Command` is kilobytes,
     // and the image's stack holds a few.
-    if refill(Volume::ZERO).is_none() || program().is_none() {
+    if !set_up_builds() {
         return false;
     }
     let set_clock = || {
@@ -249,7 +256,7 @@ pub fn before_cut(board: &mut Board<'_>, pump: &mut Pump) -> bool {
     battery(board, pump, 3_050);
     // Day 2: a refill at 10:00 and a clinician bolus after it.
     board.run_until(pump, DAY + 10 * HOUR);
-    let residual = pump.status().reservoir;
+    let residual = reservoir(pump);
     board.send(pump, Role::Clinician, || refill(residual));
     board.send(pump, Role::Clinician, || {
         Some(Command::ClinicianBolus {
@@ -292,9 +299,19 @@ pub fn after_restart(board: &mut Board<'_>, pump: &mut Pump) {
     board.run_until(pump, left);
 }
 
+/// CRC-32C, its table computed at compile time (in flash, not on the stack).
+const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
 /// CRC-32C over the journal's whole memory: the persisted state digest.
 pub fn digest(bytes: &[u8]) -> u32 {
-    crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(bytes)
+    CRC32C.checksum(bytes)
+}
+
+/// The volume in the reservoir. Never inlined: the whole status it is read from (a
+/// kilobyte) stays out of its caller's frame.
+#[inline(never)]
+fn reservoir(pump: &Pump) -> Volume {
+    pump.status().reservoir
 }
 
 /// Runs the whole stream on an erased (or all-zero) `flash` with `pump` as the place
@@ -335,7 +352,7 @@ pub fn report(out: &mut impl Write, pump: &Pump, board: &Board<'_>) -> core::fmt
     }
     writeln!(out)?;
     writeln!(out, "state_digest {:08x}", digest(board.flash.bytes()))?;
-    writeln!(out, "reservoir_nl {}", pump.status().reservoir.raw())?;
+    writeln!(out, "reservoir_nl {}", reservoir(pump).raw())?;
     writeln!(
         out,
         "writes {} bytes {} erases {} refused {}",

@@ -40,12 +40,12 @@
 
 use heapless::{Deque, Vec};
 use serde::{Deserialize, Serialize};
-use thecal_rx::check::{self, Context, Finding, Prescription, Previous, Severity};
+use thecal_rx::check::{self, Context, Finding, Patient, Prescription, Previous, Severity};
 use thecal_rx::dose::{Admixture, mass_in};
 use thecal_rx::drug::{DrugId, Library};
 use thecal_rx::quantity::{MS_PER_DAY, Rounding, mul_div};
 use thecal_rx::refill;
-use thecal_rx::schedule::{LocalTime, Schedule};
+use thecal_rx::schedule::LocalTime;
 use thecal_rx::{Duration, Flow, Instant, Mass, Volume};
 
 use crate::alarm::{AlarmKind, Alarms, Sound};
@@ -358,15 +358,17 @@ impl State {
     /// The state of a factory-fresh pump: filled with saline, stopped, no drug, clock
     /// not set.
     fn fresh(profile: &HardwareProfile, now: Instant) -> Self {
-        let saline = Admixture::single(DrugId::Saline, thecal_rx::Concentration::ZERO);
-        let program = Prescription {
-            contents: saline.clone(),
-            schedule: Schedule::continuous(profile.min_flow),
-            patient_bolus: None,
-            reservoir_volume: Volume::ZERO,
-        };
+        let mut s = State::unfilled(profile, now);
+        s.reset_fresh(profile, now);
+        s
+    }
+
+    /// A state whose program and fluid path are empty placeholders: not a state to run,
+    /// only a place that [`State::reset_fresh`] makes fresh, built without a whole
+    /// prescription or fluid path as a temporary on the stack.
+    fn unfilled(profile: &HardwareProfile, now: Instant) -> Self {
         State {
-            program,
+            program: Prescription::placeholder(),
             program_version: 0,
             program_since: now,
             mode: Mode::Stopped {
@@ -381,7 +383,7 @@ impl State {
             ideal_exact: 0,
             credit_exact: 0,
             accounted_to: now,
-            fluid: FluidPath::saline(profile.dead_volume()),
+            fluid: FluidPath::unfilled(),
             limiter: Limiter::new(),
             alarms: Alarms::new(),
             battery: Battery::new(profile, now),
@@ -466,7 +468,7 @@ impl State {
             reservoir_volume,
         } = program;
         *contents = Admixture::single(DrugId::Saline, thecal_rx::Concentration::ZERO);
-        *schedule = Schedule::continuous(profile.min_flow);
+        schedule.set_continuous(profile.min_flow);
         *patient_bolus = None;
         *reservoir_volume = Volume::ZERO;
         *mode = Mode::Stopped {
@@ -483,7 +485,7 @@ impl State {
         *ideal_exact = 0;
         *credit_exact = 0;
         *accounted_to = now;
-        *fluid = FluidPath::saline(profile.dead_volume());
+        fluid.reset_saline(profile.dead_volume());
         *limiter = Limiter::new();
         *alarms = Alarms::new();
         *battery = Battery::new(profile, now);
@@ -556,6 +558,49 @@ pub struct Pump {
     /// stroke), so a completion report at that same instant finds the battery, the
     /// accrual and the timers already brought up to it.
     stroke_issued_at: Option<Instant>,
+}
+
+/// What [`Pump::check_program`] keeps of a check's findings: what a [`Findings`] list
+/// would say of them (the worst severity, the soft ones counted) and the first few for
+/// the refusal, without the whole list.
+///
+/// [`Findings`]: thecal_rx::check::Findings
+#[derive(Default)]
+struct Summary {
+    /// The first findings, for the refusal.
+    listed: Vec<Finding, 8>,
+    /// Findings reported.
+    count: usize,
+    /// Soft findings among the first [`check::MAX_FINDINGS`] (those a list holds).
+    soft: usize,
+    hard: bool,
+}
+
+impl Summary {
+    /// As [`thecal_rx::check::Findings::worst`]: more findings than a list holds are a
+    /// hard rejection.
+    fn worst(&self) -> Option<Severity> {
+        if self.hard || self.count > check::MAX_FINDINGS {
+            Some(Severity::Hard)
+        } else if self.soft > 0 {
+            Some(Severity::Soft)
+        } else {
+            None
+        }
+    }
+}
+
+impl check::FindingSink for Summary {
+    fn report(&mut self, finding: Finding) {
+        let _ = self.listed.push(finding);
+        if self.count < check::MAX_FINDINGS {
+            match finding.severity {
+                Severity::Hard => self.hard = true,
+                Severity::Soft => self.soft = self.soft.saturating_add(1),
+            }
+        }
+        self.count = self.count.saturating_add(1);
+    }
 }
 
 const E_PER_NL: u128 = MS_PER_DAY as u128;
@@ -699,11 +744,15 @@ impl Pump {
     /// temporary on the stack. Restore into it with [`Pump::restore_into`].
     #[inline(never)]
     pub fn place(slot: &mut core::mem::MaybeUninit<Pump>, profile: HardwareProfile) -> &mut Pump {
-        slot.write(Pump::from_state(
+        // Written with empty placeholders, then made fresh in place: no prescription or
+        // fluid path is built aside and copied in.
+        let pump = slot.write(Pump::from_state(
             profile,
-            State::fresh(&profile, Instant::ZERO),
+            State::unfilled(&profile, Instant::ZERO),
             Writer::new(journal::MIN_PAGES),
-        ))
+        ));
+        pump.s.reset_fresh(&profile, Instant::ZERO);
+        pump
     }
 
     /// Restores at power-on from the bytes of the journal's memory (a whole number of
@@ -2105,11 +2154,25 @@ impl Pump {
             previous: None,
             opioid_naive: false,
         };
-        let findings = check::check(&self.s.program, &ctx);
-        if findings
-            .iter()
-            .any(|f| f.severity == Severity::Hard && is_program_limit(f))
-        {
+        // Only whether a hard finding is a program limit is kept (among the findings a
+        // list holds, as `check::check` lists them): not the whole list, 2 KB of stack.
+        let mut seen = 0usize;
+        let mut beyond_limits = false;
+        check::check_each(
+            &self.s.program,
+            &ctx,
+            &Patient::default(),
+            &mut |f: Finding| {
+                if seen < check::MAX_FINDINGS
+                    && f.severity == Severity::Hard
+                    && is_program_limit(&f)
+                {
+                    beyond_limits = true;
+                }
+                seen = seen.saturating_add(1);
+            },
+        );
+        if beyond_limits {
             return Some(FaultCode::Program);
         }
         for c in self.s.program.contents.active() {
@@ -2608,13 +2671,14 @@ impl Pump {
             return Err(Refusal::NotRunning(self.s.mode));
         }
         let keep = 100u32.saturating_sub(u32::from(percent));
-        let schedule = self
-            .s
-            .program
-            .schedule
-            .scaled(u64::from(keep), 100)
+        // The candidate: the program in force, copied in place (not cloned aside and
+        // moved: a prescription is 3 KB), its schedule then scaled in place.
+        let mut rx = Prescription::placeholder();
+        rx.clone_from(&self.s.program);
+        rx.schedule
+            .scale(u64::from(keep), 100)
             .map_err(|_| Refusal::Invalid("the reduced schedule cannot be computed"))?;
-        let (lo, _) = schedule.basal_range();
+        let (lo, _) = rx.schedule.basal_range();
         if lo < self.profile.min_flow {
             return Err(Refusal::BelowMinimumRate {
                 flow: lo,
@@ -2643,9 +2707,7 @@ impl Pump {
         } else {
             PPM
         };
-        let mut rx = self.s.program.clone();
-        rx.schedule = schedule;
-        self.change_program(now, rx, role)?;
+        self.change_program(now, &rx, rx.reservoir_volume, role)?;
         self.s.emergency_keep_ppm = left;
         self.log(
             now,
@@ -2674,19 +2736,17 @@ impl Pump {
             previous,
             opioid_naive: false,
         };
-        let findings = check::check(rx, &ctx);
-        let mut listed: Vec<Finding, 8> = Vec::new();
-        for f in findings.iter() {
-            let _ = listed.push(*f);
-        }
+        // What the pump keeps of the findings (not the whole list: 2 KB of stack).
+        let mut findings = Summary::default();
+        check::check_each(rx, &ctx, &Patient::default(), &mut findings);
         match findings.worst() {
             Some(Severity::Hard) => Err(Refusal::Prescription {
                 hard: true,
-                findings: listed,
+                findings: findings.listed,
             }),
             Some(Severity::Soft) if !confirm => Err(Refusal::Prescription {
                 hard: false,
-                findings: listed,
+                findings: findings.listed,
             }),
             _ => {
                 if rx
@@ -2697,11 +2757,7 @@ impl Pump {
                         "the pump supports at most 48 patient boluses per 24 h",
                     ));
                 }
-                let soft = findings
-                    .iter()
-                    .filter(|f| f.severity == Severity::Soft)
-                    .count();
-                Ok(u8::try_from(soft).unwrap_or(u8::MAX))
+                Ok(u8::try_from(findings.soft).unwrap_or(u8::MAX))
             }
         }
     }
@@ -2722,9 +2778,8 @@ impl Pump {
             Ok(n) => n,
             Err(r) => return Response::Refused(r),
         };
-        let mut rx = rx.clone();
-        rx.reservoir_volume = self.s.reservoir;
-        if let Err(r) = self.change_program(now, rx, Role::Clinician) {
+        // Installed as sent, with the volume the reservoir holds.
+        if let Err(r) = self.change_program(now, rx, self.s.reservoir, Role::Clinician) {
             return Response::Refused(r);
         }
         self.s.baseline = true;
@@ -2750,7 +2805,8 @@ impl Pump {
 
     /// The one way to change the program (its schedule, bolus settings or contents):
     /// a clinician's program, a refill, a dose reduction. Makes room in the limiter for
-    /// the new drugs (or refuses, changing nothing), then installs it: a new version,
+    /// the new drugs (or refuses, changing nothing), then installs `rx`, with the
+    /// reservoir volume `reservoir_volume`, copied into the state: a new version,
     /// the outgoing limits kept until the old fluid has left the catheter and for 24 h
     /// after, the change logged. A change by a clinician resets what emergency
     /// reductions may take off and clears their alarm.
@@ -2760,11 +2816,17 @@ impl Pump {
     // Cold, with large locals: never inlined, so that its frame is not merged into
     // every caller's (a microcontroller's stack holds a few kilobytes).
     #[inline(never)]
-    fn change_program(&mut self, now: Instant, rx: Prescription, by: Role) -> Result<(), Refusal> {
+    fn change_program(
+        &mut self,
+        now: Instant,
+        rx: &Prescription,
+        reservoir_volume: Volume,
+        by: Role,
+    ) -> Result<(), Refusal> {
         self.limiter_room(now, &rx.contents)?;
         let keep = self.kept_drugs(&rx.contents);
         self.s.limiter.forget_idle(now, |d| keep.contains(&d));
-        self.install(now, rx);
+        self.install(now, rx, reservoir_volume);
         if by == Role::Clinician {
             self.s.emergency_keep_ppm = PPM;
             self.clear(now, AlarmKind::DoseReduced);
@@ -2792,8 +2854,9 @@ impl Pump {
 
     /// Replaces the program in one step; the mode is untouched (a running pump never
     /// stops in between; a faulted one may recover). Only [`Pump::change_program`]
-    /// calls it.
-    fn install(&mut self, now: Instant, rx: Prescription) {
+    /// calls it. The prescription is copied in place (`clone_from`): no second 3 KB
+    /// prescription on the stack.
+    fn install(&mut self, now: Instant, rx: &Prescription, reservoir_volume: Volume) {
         // Keep the outgoing limits (merged with any transition under way).
         let mut old = self
             .s
@@ -2820,7 +2883,8 @@ impl Pump {
             clearing: true,
             limits: old,
         });
-        self.s.program = rx;
+        self.s.program.clone_from(rx);
+        self.s.program.reservoir_volume = reservoir_volume;
         self.s.program_since = now;
         self.s.program_version = self.s.program_version.saturating_add(1);
         self.transition_clearing(now);
@@ -2894,7 +2958,10 @@ impl Pump {
         if rec.flagged && confirm.is_none() {
             return Refused(Refusal::Reconciliation(rec));
         }
-        let mut rx = self.s.program.clone();
+        // The candidate: the program in force, copied in place (not cloned aside and
+        // moved: a prescription is 3 KB), then changed for the new fill.
+        let mut rx = Prescription::placeholder();
+        rx.clone_from(&self.s.program);
         let old_primary = rx.contents.active().next().copied();
         let new_primary = contents.active().next().copied();
         if keep_dose {
@@ -2903,16 +2970,15 @@ impl Pump {
                     && o.concentration != n.concentration
                     && !n.concentration.is_zero()
                 {
-                    match rx
+                    // Scaled in place: `rx` is a candidate, dropped on an error.
+                    if rx
                         .schedule
-                        .scaled(o.concentration.raw(), n.concentration.raw())
+                        .scale(o.concentration.raw(), n.concentration.raw())
+                        .is_err()
                     {
-                        Ok(s) => rx.schedule = s,
-                        Err(_) => {
-                            return Refused(Refusal::Invalid(
-                                "the flows for the new concentration cannot be computed",
-                            ));
-                        }
+                        return Refused(Refusal::Invalid(
+                            "the flows for the new concentration cannot be computed",
+                        ));
                     }
                     if let Some(pb) = rx.patient_bolus.as_mut() {
                         pb.volume = pb
@@ -2954,7 +3020,7 @@ impl Pump {
         // A first fill of a drug-free pump installs a placeholder, not a baseline; a
         // refill of the same drugs keeps the prescription (and its baseline).
         let keep_baseline = self.s.baseline && old_primary.is_some();
-        if let Err(r) = self.change_program(now, rx, Role::Clinician) {
+        if let Err(r) = self.change_program(now, &rx, added, Role::Clinician) {
             // Room was checked above; nothing of the program changed.
             return Refused(r);
         }
@@ -3288,7 +3354,10 @@ fn blank(memory: &[u8]) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    extern crate std;
+    use std::format;
     use thecal_rx::Concentration;
+    use thecal_rx::schedule::Schedule;
 
     /// A running baclofen pump, with its actions drained.
     fn running() -> Pump {
@@ -3503,6 +3572,93 @@ mod tests {
             );
             assert_eq!(fault(&p), Some(FaultCode::Arithmetic));
         }
+    }
+
+    #[test]
+    fn the_pumps_summary_of_a_check_says_what_the_list_of_findings_says_pump_050() {
+        let lib = Library::new();
+        let ctx = Context {
+            library: &lib,
+            device: HardwareProfile::synchromed_class(40).device_limits(),
+            previous: None,
+            opioid_naive: false,
+        };
+        let with = |drugs: &[(DrugId, &str)], flow: &str, ml: u32| {
+            let parts: std::vec::Vec<thecal_rx::dose::Component> = drugs
+                .iter()
+                .map(|(d, c)| thecal_rx::dose::Component {
+                    drug: *d,
+                    concentration: c.parse().unwrap(),
+                })
+                .collect();
+            Prescription {
+                contents: Admixture::new(&parts).unwrap(),
+                schedule: Schedule::continuous(flow.parse().unwrap()),
+                patient_bolus: None,
+                reservoir_volume: Volume::from_ml(ml),
+            }
+        };
+        let cases = [
+            with(&[(DrugId::Baclofen, "2000 mcg/mL")], "0.5 mL/day", 20),
+            // Soft only: an off-label mixture.
+            with(
+                &[
+                    (DrugId::Baclofen, "2000 mcg/mL"),
+                    (DrugId::Clonidine, "100 mcg/mL"),
+                ],
+                "0.5 mL/day",
+                20,
+            ),
+            // Hard and soft, more than the eight a refusal lists.
+            with(
+                &[
+                    (DrugId::Morphine, "50 mg/mL"),
+                    (DrugId::Bupivacaine, "0 mg/mL"),
+                    (DrugId::Clonidine, "0 mcg/mL"),
+                    (DrugId::Ziconotide, "0 mcg/mL"),
+                ],
+                "30 mL/day",
+                80,
+            ),
+        ];
+        let mut many = false;
+        for rx in &cases {
+            let list = check::check(rx, &ctx);
+            let mut summary = Summary::default();
+            check::check_each(rx, &ctx, &Patient::default(), &mut summary);
+            assert_eq!(summary.worst(), list.worst(), "{list:?}");
+            let soft = list.iter().filter(|f| f.severity == Severity::Soft).count();
+            assert_eq!(summary.soft, soft, "{list:?}");
+            let first: std::vec::Vec<Finding> = list.iter().take(8).copied().collect();
+            assert_eq!(summary.listed.as_slice(), first.as_slice(), "{list:?}");
+            many |= list.len() > 8;
+        }
+        assert!(many, "a case with more findings than a refusal lists");
+    }
+
+    #[test]
+    fn the_fresh_program_and_fluid_path_made_in_place_are_the_ones_built_aside_pump_050() {
+        let profile = HardwareProfile::synchromed_class(40);
+        // A path full of drug, made saline in place: the saline path built by value.
+        let drug = Admixture::single(DrugId::Baclofen, "2000 mcg/mL".parse().unwrap());
+        let mut path = FluidPath::new(profile.dead_volume(), &drug).unwrap();
+        path.reset_saline(profile.dead_volume());
+        assert_eq!(path, FluidPath::saline(profile.dead_volume()));
+        assert_eq!(
+            format!("{path:?}"),
+            format!("{:?}", FluidPath::saline(profile.dead_volume()))
+        );
+        // A running pump's state made fresh in place: the factory program, stopped.
+        let mut p = running();
+        let profile = *p.profile();
+        p.s.reset_fresh(&profile, Instant::ZERO);
+        assert_eq!(p.s.program.schedule, Schedule::continuous(profile.min_flow));
+        assert_eq!(
+            p.s.program.contents,
+            Admixture::single(DrugId::Saline, thecal_rx::Concentration::ZERO)
+        );
+        assert_eq!(p.s.fluid, FluidPath::saline(profile.dead_volume()));
+        assert!(matches!(p.s.mode, Mode::Stopped { .. }));
     }
 
     #[test]

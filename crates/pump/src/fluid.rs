@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use thecal_rx::dose::{Admixture, Component};
 use thecal_rx::drug::DrugId;
 use thecal_rx::quantity::{NL_PER_ML, Rounding, mul_div};
+use thecal_rx::seq::InPlace;
 use thecal_rx::{Concentration, Mass, Volume};
 
 use crate::reading::{PathSegment, ReadingError, SegmentFluid};
@@ -412,7 +413,8 @@ impl Plan {
 pub struct FluidPath {
     dead_volume: Volume,
     /// Tip at the front, pump end at the back.
-    segments: Deque<Segment, MAX_SEGMENTS>,
+    /// Decoded in place, segment by segment, at a restore (see [`InPlace`]).
+    segments: InPlace<Deque<Segment, MAX_SEGMENTS>>,
     run: Option<Run>,
     /// Sub-nanogram remainders (pg) not yet counted at the tip.
     carry: Masses,
@@ -473,7 +475,7 @@ impl FluidPath {
     pub fn new(dead_volume: Volume, initial: &Admixture) -> Result<Self, FluidError> {
         let mut path = FluidPath {
             dead_volume,
-            segments: Deque::new(),
+            segments: InPlace(Deque::new()),
             run: None,
             carry: NO_MASS,
             present: Present(Slots(0)),
@@ -489,7 +491,7 @@ impl FluidPath {
         let saline = Admixture::single(DrugId::Saline, Concentration::ZERO);
         let mut path = FluidPath {
             dead_volume,
-            segments: Deque::new(),
+            segments: InPlace(Deque::new()),
             run: None,
             carry: NO_MASS,
             present: Present(Slots(0)),
@@ -497,6 +499,41 @@ impl FluidPath {
         };
         let _ = path.refill_path(&saline);
         path
+    }
+
+    /// No fluid and no dead volume: not a path to deliver through, only a place to make
+    /// one in ([`FluidPath::reset_saline`]) without a whole path (2 KB) as a temporary
+    /// on the stack.
+    pub(crate) fn unfilled() -> Self {
+        FluidPath {
+            dead_volume: Volume::ZERO,
+            segments: InPlace(Deque::new()),
+            run: None,
+            carry: NO_MASS,
+            present: Present(Slots(0)),
+            prepared: Prepared::default(),
+        }
+    }
+
+    /// Makes this path, whatever it held, the path [`FluidPath::saline`] gives, in
+    /// place: field by field, so that no whole path is a temporary on the stack.
+    pub(crate) fn reset_saline(&mut self, dead_volume: Volume) {
+        // Destructured without `..`: a field added to the path must be reset here too.
+        let FluidPath {
+            dead_volume: dv,
+            segments,
+            run,
+            carry,
+            present,
+            prepared,
+        } = self;
+        *dv = dead_volume;
+        segments.clear();
+        *run = None;
+        *carry = NO_MASS;
+        *present = Present(Slots(0));
+        *prepared = Prepared::default();
+        let _ = self.refill_path(&Admixture::single(DrugId::Saline, Concentration::ZERO));
     }
 
     /// The volume the segments hold (equal to the dead volume while intact).
@@ -1296,7 +1333,7 @@ impl FluidPath {
     ) -> Result<Self, ReadingError> {
         let mut path = FluidPath {
             dead_volume,
-            segments: Deque::new(),
+            segments: InPlace(Deque::new()),
             run: None,
             carry: NO_MASS,
             present: Present(Slots::ALL),

@@ -38,6 +38,7 @@ use heapless::Vec;
 use serde::{Deserialize, Serialize};
 use thecal_rx::drug::DrugId;
 use thecal_rx::quantity::{MS_PER_HOUR, MS_PER_MINUTE};
+use thecal_rx::seq::InPlace;
 use thecal_rx::{Duration, Instant, Mass};
 
 use crate::event::Event;
@@ -561,7 +562,8 @@ pub struct Limiter {
     /// The latest time seen by [`Limiter::record`]; the limiter's own clock never goes
     /// back from it. The rings hold, for each window, the bins up to `bin_of(high_water)`.
     high_water: Instant,
-    counters: Vec<Counter, MAX_DRUGS, u8>,
+    /// Decoded in place, drug by drug, at a restore (see [`InPlace`]).
+    counters: InPlace<Vec<Counter, MAX_DRUGS, u8>>,
 }
 
 impl Default for Limiter {
@@ -575,7 +577,7 @@ impl Limiter {
     pub const fn new() -> Self {
         Limiter {
             high_water: Instant::ZERO,
-            counters: Vec::new(),
+            counters: InPlace(Vec::new()),
         }
     }
 

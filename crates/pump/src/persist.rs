@@ -514,6 +514,53 @@ mod tests {
         assert_eq!(encode_record(1, &representative(), &mut buf), Ok(need));
     }
 
+    #[test]
+    fn sequences_decoded_in_place_are_the_values_decoded_aside_pump_050() {
+        use thecal_rx::check::Prescription;
+        use thecal_rx::dose::Admixture;
+        use thecal_rx::schedule::{DayProfile, Schedule, Step};
+        use thecal_rx::seq::InPlace;
+        // A week of profiles of different lengths: decoded in place over a prescription
+        // of another shape, and over one longer than it, it is the record's value.
+        let day = |n: u16| {
+            let steps: Vec<Step> = (0..n)
+                .map(|i| Step {
+                    start_minute: i * 50,
+                    flow: thecal_rx::Flow::from_raw(100_000 + u64::from(i)),
+                })
+                .collect();
+            DayProfile::new(&steps).unwrap()
+        };
+        let week = Prescription {
+            contents: Admixture::single(DrugId::Baclofen, "2000 mcg/mL".parse().unwrap()),
+            schedule: Schedule::weekly([day(1), day(2), day(3), day(24), day(5), day(6), day(7)]),
+            patient_bolus: None,
+            reservoir_volume: Volume::from_raw(20_000_000),
+        };
+        let bytes = encoded(4, &week);
+        let mut place = Prescription::placeholder();
+        assert_eq!(decode_record_into(&bytes, &mut place), Ok(4));
+        assert_eq!(place, week);
+        let mut shorter = week.clone();
+        shorter.schedule = Schedule::continuous(thecal_rx::Flow::from_raw(7));
+        let mut place = week.clone();
+        decode_record_into(&encoded(5, &shorter), &mut place).unwrap();
+        assert_eq!(place, shorter);
+        assert_eq!(decode_record::<Prescription>(&bytes).unwrap(), (4, week));
+        // The encoding is the sequence's own; more elements than it holds are refused.
+        let five: heapless::Vec<u32, 8> = (1..=5).collect();
+        let bytes = encoded(6, &five);
+        assert_eq!(bytes, encoded(6, &InPlace(five.clone())));
+        let mut room: InPlace<heapless::Vec<u32, 8>> = InPlace(heapless::Vec::new());
+        decode_record_into(&bytes, &mut room).unwrap();
+        assert_eq!(room.0, five);
+        let mut small: InPlace<heapless::Vec<u32, 4>> = InPlace(heapless::Vec::new());
+        assert_eq!(
+            decode_record_into(&bytes, &mut small),
+            Err(PersistError::Undecodable)
+        );
+    }
+
     fn arb_state() -> impl Strategy<Value = State> {
         (
             any::<u32>(),

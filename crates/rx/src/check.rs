@@ -80,7 +80,7 @@ pub struct PatientBolus {
 }
 
 /// A prescription: what the reservoir holds and how it is delivered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Prescription {
     /// Drugs and concentrations in the reservoir.
@@ -93,7 +93,41 @@ pub struct Prescription {
     pub reservoir_volume: Volume,
 }
 
+impl Clone for Prescription {
+    fn clone(&self) -> Self {
+        Prescription {
+            contents: self.contents.clone(),
+            schedule: self.schedule.clone(),
+            patient_bolus: self.patient_bolus,
+            reservoir_volume: self.reservoir_volume,
+        }
+    }
+
+    /// Copies `source` into this prescription in place (its schedule profile by
+    /// profile): a pump installs a new program this way, without a whole prescription
+    /// (3 KB) as a temporary on its stack.
+    fn clone_from(&mut self, source: &Self) {
+        self.contents.clone_from(&source.contents);
+        self.schedule.clone_from(&source.schedule);
+        self.patient_bolus = source.patient_bolus;
+        self.reservoir_volume = source.reservoir_volume;
+    }
+}
+
 impl Prescription {
+    /// Saline with nothing scheduled: not a program to deliver, only a place to copy
+    /// one into with [`Clone::clone_from`]. A pump makes its candidate programs this way,
+    /// in place, rather than as a clone built aside and moved (a prescription is 3 KB,
+    /// and a microcontroller's stack holds a few).
+    pub fn placeholder() -> Self {
+        Prescription {
+            contents: Admixture::single(DrugId::Saline, Concentration::ZERO),
+            schedule: Schedule::empty(),
+            patient_bolus: None,
+            reservoir_volume: Volume::ZERO,
+        }
+    }
+
     /// The heaviest day's dose of `drug` (basal plus periodic boluses), rounded up.
     pub fn max_daily_dose(&self, drug: DrugId) -> Option<MassRate> {
         let conc = self.contents.concentration_of(drug);
@@ -569,11 +603,6 @@ pub struct Findings {
 }
 
 impl Findings {
-    fn push(&mut self, severity: Severity, issue: Issue) {
-        if self.items.push(Finding { severity, issue }).is_err() {
-            self.truncated = true;
-        }
-    }
     /// The findings, in check order.
     pub fn iter(&self) -> impl Iterator<Item = &Finding> {
         self.items.iter()
@@ -617,24 +646,68 @@ pub fn check(rx: &Prescription, ctx: &Context<'_>) -> Findings {
 /// [`check`] with what is known of the patient (e.g. the origin of spasticity).
 pub fn check_with(rx: &Prescription, ctx: &Context<'_>, patient: &Patient) -> Findings {
     let mut out = Findings::default();
-    check_device(rx, ctx, &mut out);
-    check_patient_bolus(rx, ctx, &mut out);
+    check_each(rx, ctx, patient, &mut out);
+    out
+}
+
+/// Where a check reports its findings, one at a time and in check order. [`Findings`]
+/// keeps every one (up to [`MAX_FINDINGS`]); a caller that needs less (the implant: the
+/// worst severity, a count, the first few) keeps less, and spares its stack the whole
+/// list (2 KB).
+pub trait FindingSink {
+    /// The next finding.
+    fn report(&mut self, finding: Finding);
+}
+
+impl FindingSink for Findings {
+    fn report(&mut self, finding: Finding) {
+        if self.items.push(finding).is_err() {
+            self.truncated = true;
+        }
+    }
+}
+
+impl<F: FnMut(Finding)> FindingSink for F {
+    fn report(&mut self, finding: Finding) {
+        self(finding);
+    }
+}
+
+/// [`check_with`], each finding reported to `sink` in check order (the order
+/// [`Findings::iter`] gives).
+pub fn check_each(
+    rx: &Prescription,
+    ctx: &Context<'_>,
+    patient: &Patient,
+    sink: &mut dyn FindingSink,
+) {
+    let out = &mut Out(sink);
+    check_device(rx, ctx, out);
+    check_patient_bolus(rx, ctx, out);
     let active = rx.contents.active().count();
     if active > 1 {
         out.push(Severity::Soft, Issue::OffLabelMixture { count: active });
     }
     for c in rx.contents.active() {
-        check_drug(rx, ctx, patient, c.drug, c.concentration, &mut out);
+        check_drug(rx, ctx, patient, c.drug, c.concentration, out);
     }
-    check_stopped(rx, ctx, &mut out);
-    check_conversion(rx, ctx, patient, &mut out);
-    out
+    check_stopped(rx, ctx, out);
+    check_conversion(rx, ctx, patient, out);
+}
+
+/// The sink the checks below write to.
+struct Out<'a>(&'a mut dyn FindingSink);
+
+impl Out<'_> {
+    fn push(&mut self, severity: Severity, issue: Issue) {
+        self.0.report(Finding { severity, issue });
+    }
 }
 
 /// A new intrathecal opioid judged against the equianalgesic dose of what the patient
 /// had: another intrathecal opioid in the previous prescription (rotation), or, for a
 /// first prescription, the prior oral, intravenous or epidural opioid.
-fn check_conversion(rx: &Prescription, ctx: &Context<'_>, patient: &Patient, out: &mut Findings) {
+fn check_conversion(rx: &Prescription, ctx: &Context<'_>, patient: &Patient, out: &mut Out<'_>) {
     use crate::convert::{Route, convert};
     for c in rx.contents.active().filter(|c| c.drug.class().is_opioid()) {
         let source = match ctx.previous {
@@ -678,7 +751,7 @@ fn check_conversion(rx: &Prescription, ctx: &Context<'_>, patient: &Patient, out
 }
 
 /// A drug with a withdrawal risk in the previous prescription and absent from this one.
-fn check_stopped(rx: &Prescription, ctx: &Context<'_>, out: &mut Findings) {
+fn check_stopped(rx: &Prescription, ctx: &Context<'_>, out: &mut Out<'_>) {
     let Some(prev) = ctx.previous else {
         return;
     };
@@ -701,7 +774,7 @@ fn all_receivable(rx: &Prescription, drug: DrugId) -> Option<MassRate> {
     ))
 }
 
-fn check_device(rx: &Prescription, ctx: &Context<'_>, out: &mut Findings) {
+fn check_device(rx: &Prescription, ctx: &Context<'_>, out: &mut Out<'_>) {
     let dev = ctx.device;
     if rx.reservoir_volume > dev.capacity {
         out.push(
@@ -754,7 +827,7 @@ fn check_device(rx: &Prescription, ctx: &Context<'_>, out: &mut Findings) {
     }
 }
 
-fn check_patient_bolus(rx: &Prescription, ctx: &Context<'_>, out: &mut Findings) {
+fn check_patient_bolus(rx: &Prescription, ctx: &Context<'_>, out: &mut Out<'_>) {
     let Some(pb) = rx.patient_bolus else {
         return;
     };
@@ -804,7 +877,7 @@ fn check_drug(
     patient: &Patient,
     drug: DrugId,
     conc: Concentration,
-    out: &mut Findings,
+    out: &mut Out<'_>,
 ) {
     let info = ctx.library.get(drug);
     if !info.approved_for_pump {
@@ -1035,6 +1108,35 @@ mod tests {
 
     fn messages(f: &Findings) -> StdVec<(Severity, String)> {
         f.iter().map(|x| (x.severity, x.to_string())).collect()
+    }
+
+    #[test]
+    fn findings_reported_one_at_a_time_are_the_list_in_order_and_a_copy_in_place_is_exact_rx_006() {
+        let lib = Library::new();
+        let mut bad = rx(
+            &[
+                (DrugId::Morphine, "50 mg/mL"),
+                (DrugId::Bupivacaine, "0 mg/mL"),
+            ],
+            "30 mL/day",
+        );
+        bad.reservoir_volume = q("40 mL");
+        let list = check(&bad, &ctx(&lib));
+        assert!(list.len() >= 4, "{:?}", messages(&list));
+        let mut each = StdVec::new();
+        check_each(&bad, &ctx(&lib), &Patient::default(), &mut |f: Finding| {
+            each.push(f)
+        });
+        assert_eq!(each, list.iter().copied().collect::<StdVec<_>>());
+        // A copy into a placeholder (or into another prescription) is the source.
+        let mut copy = Prescription::placeholder();
+        assert_ne!(copy, bad);
+        copy.clone_from(&bad);
+        assert_eq!(copy, bad);
+        let usual = rx(&[(DrugId::Baclofen, "2000 mcg/mL")], "0.5 mL/day");
+        copy.clone_from(&usual);
+        assert_eq!(copy, usual);
+        assert_eq!(usual.clone(), usual);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //!   ideal cumulative volume at any instant;
 //! - [`check`]: the one prescription check used by programmer and implant alike;
 //! - [`refill`]: refill planning and reconciliation;
+//! - [`seq`]: a fixed-capacity sequence decoded in place (a restore on a small stack);
 //! - [`convert`]: opioid conversion and rotation by an equianalgesic table;
 //! - [`constant_rate`]: gas-driven constant-rate pumps (concentration for a target
 //!   dose, flow under temperature and pressure);
@@ -45,6 +46,7 @@ pub mod file;
 pub mod quantity;
 pub mod refill;
 pub mod schedule;
+pub mod seq;
 
 pub use quantity::{
     Concentration, Duration, Flow, Instant, Mass, MassRate, ParseError, QuantityError, Volume,

@@ -18,6 +18,7 @@ use heapless::Vec;
 use crate::quantity::{
     Duration, Flow, MS_PER_DAY, MS_PER_MINUTE, QuantityError, Rounding, Volume, mul_div,
 };
+use crate::seq::InPlace;
 
 /// Steps a day profile may hold.
 pub const MAX_STEPS: usize = 24;
@@ -257,18 +258,55 @@ fn exact_to_volume(exact: u128) -> Volume {
 }
 
 /// A complete delivery schedule: basal profile(s) and periodic boluses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Schedule {
     /// One profile (every day) or seven (Monday first).
-    profiles: Vec<DayProfile, 7>,
+    /// Decoded in place, day by day (a week of profiles is nearly 3 KB).
+    profiles: InPlace<Vec<DayProfile, 7>>,
     boluses: Vec<PeriodicBolus, MAX_PERIODIC_BOLUSES>,
 }
 
+impl Clone for Schedule {
+    fn clone(&self) -> Self {
+        Schedule {
+            profiles: self.profiles.clone(),
+            boluses: self.boluses.clone(),
+        }
+    }
+
+    /// Copies `source` into this schedule in place, profile by profile, without a
+    /// whole schedule as a temporary (nearly 3 KB on a microcontroller's stack).
+    fn clone_from(&mut self, source: &Self) {
+        self.profiles.clear();
+        self.boluses.clear();
+        // Both have the same capacities: nothing can be left out.
+        let _ = self.profiles.extend_from_slice(&source.profiles);
+        let _ = self.boluses.extend_from_slice(&source.boluses);
+    }
+}
+
 impl Schedule {
+    /// No profile at all: not a schedule to deliver, only a place to copy one into.
+    pub(crate) const fn empty() -> Self {
+        Schedule {
+            profiles: InPlace(Vec::new()),
+            boluses: Vec::new(),
+        }
+    }
+
     /// Simple continuous delivery.
     pub fn continuous(flow: Flow) -> Self {
         Self::daily(DayProfile::constant(flow))
+    }
+
+    /// [`Schedule::continuous`] in place: this schedule, whatever it held, becomes one
+    /// flow all day, without a second schedule (nearly 3 KB) as a temporary.
+    pub fn set_continuous(&mut self, flow: Flow) {
+        self.profiles.clear();
+        self.boluses.clear();
+        // Cannot fail: just emptied.
+        let _ = self.profiles.push(DayProfile::constant(flow));
     }
 
     /// The same profile every day.
@@ -276,7 +314,7 @@ impl Schedule {
         let mut profiles = Vec::new();
         let _ = profiles.push(profile);
         Schedule {
-            profiles,
+            profiles: InPlace(profiles),
             boluses: Vec::new(),
         }
     }
@@ -284,7 +322,7 @@ impl Schedule {
     /// One profile per weekday, Monday first.
     pub fn weekly(days: [DayProfile; 7]) -> Self {
         Schedule {
-            profiles: Vec::from_array(days),
+            profiles: InPlace(Vec::from_array(days)),
             boluses: Vec::new(),
         }
     }
@@ -316,15 +354,26 @@ impl Schedule {
     /// [`ScheduleError::Overflow`] on overflow or a zero denominator.
     pub fn scaled(&self, num: u64, den: u64) -> Result<Schedule, ScheduleError> {
         let mut out = self.clone();
-        for p in &mut out.profiles {
+        out.scale(num, den)?;
+        Ok(out)
+    }
+
+    /// [`Schedule::scaled`] in place: no second schedule (nearly 3 KB) is built, which
+    /// matters on a microcontroller's stack.
+    ///
+    /// # Errors
+    /// As [`Schedule::scaled`]; the schedule is then left partly scaled and must not be
+    /// used (scale a copy that can be dropped on an error).
+    pub fn scale(&mut self, num: u64, den: u64) -> Result<(), ScheduleError> {
+        for p in &mut self.profiles {
             for s in &mut p.steps {
                 s.flow = s.flow.scale(num, den, Rounding::Nearest)?;
             }
         }
-        for b in &mut out.boluses {
+        for b in &mut self.boluses {
             b.volume = b.volume.scale(num, den, Rounding::Nearest)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The mean daily volume over a week.
@@ -733,6 +782,53 @@ mod tests {
             Schedule::continuous(flow("1 mL/day")).scaled(1, 0),
             Err(ScheduleError::Overflow)
         );
+    }
+
+    /// A week of different profiles and a periodic bolus, flows in nL/day from `f`.
+    fn week(f: impl Fn(u64) -> u64) -> Schedule {
+        let day = |d: u64| {
+            DayProfile::new(&[
+                Step {
+                    start_minute: 0,
+                    flow: Flow::from_raw(f(400_000 + d * 1_000)),
+                },
+                Step {
+                    start_minute: 360,
+                    flow: Flow::from_raw(f(800_000 + d * 3)),
+                },
+            ])
+            .unwrap()
+        };
+        let mut s = Schedule::weekly([day(0), day(1), day(2), day(3), day(4), day(5), day(6)]);
+        s.add_bolus(PeriodicBolus {
+            start_minute: 600,
+            volume: Volume::from_raw(f(50_000)),
+            duration: Duration::from_minutes(30),
+            days: Weekdays::ALL,
+        })
+        .unwrap();
+        s
+    }
+
+    #[test]
+    fn a_schedule_scaled_copied_or_reset_in_place_is_the_one_built_aside_rx_005() {
+        // Scaled in place by 3/4: each flow and bolus volume by hand, rounded to nearest.
+        let mut s = week(|v| v);
+        s.scale(3, 4).unwrap();
+        assert_eq!(s, week(|v| (v * 3 + 2) / 4));
+        assert_eq!(s.profiles()[6].steps()[1].flow, Flow::from_raw(600_014));
+        assert_eq!(week(|v| v).scale(1, 0), Err(ScheduleError::Overflow));
+        // Copied into a schedule of another shape: the source, exactly.
+        let mut into = Schedule::continuous(flow("2 mL/day"));
+        into.clone_from(&week(|v| v));
+        assert_eq!(into, week(|v| v));
+        let mut back = week(|v| v);
+        back.clone_from(&Schedule::continuous(flow("2 mL/day")));
+        assert_eq!(back, Schedule::continuous(flow("2 mL/day")));
+        // Made continuous in place: the bolus and the other days gone.
+        let mut c = week(|v| v);
+        c.set_continuous(flow("0.1 mL/day"));
+        assert_eq!(c, Schedule::continuous(flow("0.1 mL/day")));
     }
 
     #[test]
