@@ -36,6 +36,9 @@ pub fn command_name(code: u8) -> String {
         114 => "firmware verify",
         115 => "firmware mark for trial",
         116 => "firmware cancel",
+        117 => "firmware keys",
+        118 => "firmware key rotation",
+        119 => "firmware key revocation",
         _ => return format!("command {code}"),
     }
     .into()
@@ -83,7 +86,7 @@ fn firmware_reason(code: u8) -> String {
 /// A firmware update event of the pump's log in words.
 pub fn firmware_text(r: &FirmwareRecord) -> String {
     let v = r.version;
-    let version = format!("{}.{}.{}+{}", v.major, v.minor, v.revision, v.build);
+    let version = thecal_update::Version::new(v.major, v.minor, v.revision, v.build).to_string();
     let slot = match r.slot {
         0 => "A".to_string(),
         1 => "B".to_string(),
