@@ -743,7 +743,7 @@ impl Updater {
     }
 
     /// Opens a transfer of `total` bytes into the inactive slot (a transfer under way is
-    /// dropped). `image_id` is the programmer's label, reported back by
+    /// dropped) and writes its transfer record (FWU-014). `image_id` is the programmer's label, reported back by
     /// [`Updater::status`] so that it resumes only its own image.
     pub fn begin<S: Storage + ?Sized>(
         &mut self,

@@ -540,8 +540,7 @@ fn the_updaters_events_are_in_the_pumps_log_with_their_codes_fwu_012() {
         (1, 1, 0, 7, 4)
     );
     assert_eq!(log[5].slot, 1);
-    // A log download returns them: the firmware's stored log verifies as a chain and
-    // ends at the pump's head.
+    // A log download over the link returns them.
     let first = w
         .implant
         .fw
