@@ -1,5 +1,6 @@
 //! `thecal firmware`: the maker's signing tool for implant firmware images
-//! (docs/firmware-update.md): `keygen`, `sign`, `verify`, `inspect`.
+//! (docs/firmware-update.md): `keygen`, `sign`, `verify`, `inspect`, and the key
+//! statements `rotate` and `revoke`.
 //!
 //! Exit status: 0 done (an image that verifies), 1 an image that is refused (the reason
 //! on one line), 2 bad input.
@@ -11,6 +12,7 @@ use clap::{Args, Subcommand};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use thecal_programmer::firmware::KeyStatement;
 use thecal_programmer::keyfile::{check_private, hex, random32, unhex32, write_private};
 use thecal_pump::profile::HardwareProfile;
 use thecal_update::image::{self, Policy};
@@ -73,6 +75,32 @@ enum FirmwareCommand {
         /// The image.
         image: PathBuf,
     },
+    /// Write a key rotation statement: the new public key, signed by the old key (which
+    /// the implant then revokes). Send it with `thecal programmer rotate-key FILE`.
+    Rotate {
+        /// The old signing key file (trusted by the implant).
+        #[arg(long)]
+        old_key: PathBuf,
+        /// The new public key: 64 hex digits or a `.pub` file (from `keygen`).
+        #[arg(long)]
+        new_pub: String,
+        /// The statement file to write (refused if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a key revocation statement: the key to revoke, signed by a trusted signing
+    /// key (itself or another). Send it with `thecal programmer revoke-key FILE`.
+    Revoke {
+        /// The signing key file that signs the statement (trusted by the implant).
+        #[arg(long)]
+        key: PathBuf,
+        /// The public key to revoke: 64 hex digits or a `.pub` file.
+        #[arg(long)]
+        revoke_pub: String,
+        /// The statement file to write (refused if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Show an image's header and TLVs, and whether its digest matches.
     Inspect {
         /// JSON output.
@@ -131,7 +159,99 @@ pub fn run(args: FirmwareArgs) -> Result<ExitCode, String> {
             &image,
         ),
         FirmwareCommand::Inspect { json, image } => inspect(&image, json),
+        FirmwareCommand::Rotate {
+            old_key,
+            new_pub,
+            out,
+        } => rotate(&old_key, &new_pub, &out),
+        FirmwareCommand::Revoke {
+            key,
+            revoke_pub,
+            out,
+        } => revoke(&key, &revoke_pub, &out),
     }
+}
+
+/// A public key argument: 64 hex digits or a `.pub` file.
+fn public_key(arg: &str, text: &str) -> Result<[u8; 32], String> {
+    let t = text.trim();
+    let key = if t.len() == 64 && t.chars().all(|c| c.is_ascii_hexdigit()) {
+        unhex32(arg, t)?
+    } else {
+        let file = std::fs::read_to_string(t).map_err(|e| {
+            format!("{arg} {t}: neither 64 hex digits nor a readable .pub file ({e})")
+        })?;
+        unhex32(&format!("{arg} {t}"), &file)?
+    };
+    if !thecal_update::keys::valid_key(&key) {
+        return Err(format!(
+            "{arg} {t}: not a valid Ed25519 public key (or a weak, small-order one)"
+        ));
+    }
+    Ok(key)
+}
+
+fn write_statement(out: &Path, statement: &KeyStatement) -> Result<(), String> {
+    if out.exists() {
+        return Err(format!(
+            "--out {}: the file exists; a statement is never overwritten",
+            out.display()
+        ));
+    }
+    std::fs::write(out, statement.to_text())
+        .map_err(|e| format!("--out {}: cannot write: {e}", out.display()))
+}
+
+fn rotate(old_key: &Path, new_pub: &str, out: &Path) -> Result<ExitCode, String> {
+    let new = public_key("--new-pub", new_pub)?;
+    let old = load_key_arg("--old-key", old_key)?;
+    let old_pub = old.verifying_key().to_bytes();
+    if old_pub == new {
+        return Err("--new-pub: the new key is the old key; a rotation needs another key".into());
+    }
+    let statement = KeyStatement::Rotation {
+        old: old_pub,
+        new,
+        signature: thecal_update::keys::sign_rotation(&old, &new),
+    };
+    write_statement(out, &statement)?;
+    println!(
+        "rotation statement: {}
+  old key {} (hash {}) is revoked
+  new key {} (hash {}) is trusted
+         send it with: thecal programmer ... rotate-key {}",
+        out.display(),
+        hex(&old_pub),
+        hex(&key_hash(&old_pub)[..8]),
+        hex(&new),
+        hex(&key_hash(&new)[..8]),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn revoke(key: &Path, revoke_pub: &str, out: &Path) -> Result<ExitCode, String> {
+    let subject = public_key("--revoke-pub", revoke_pub)?;
+    let signer = load_key_arg("--key", key)?;
+    let signer_pub = signer.verifying_key().to_bytes();
+    let statement = KeyStatement::Revocation {
+        key: subject,
+        signer: signer_pub,
+        signature: thecal_update::keys::sign_revocation(&signer, &subject),
+    };
+    write_statement(out, &statement)?;
+    println!(
+        "revocation statement: {}
+  key {} (hash {}) is revoked, signed by {} (hash {})
+         send it with: thecal programmer ... revoke-key {}",
+        out.display(),
+        hex(&subject),
+        hex(&key_hash(&subject)[..8]),
+        hex(&signer_pub),
+        hex(&key_hash(&signer_pub)[..8]),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn pub_path(path: &Path) -> PathBuf {
@@ -166,26 +286,30 @@ fn keygen(out: &Path) -> Result<ExitCode, String> {
 }
 
 fn load_key(path: &Path) -> Result<SigningKey, String> {
+    load_key_arg("--key", path)
+}
+
+fn load_key_arg(arg: &str, path: &Path) -> Result<SigningKey, String> {
     check_private(path)?;
     let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("--key {}: cannot read: {e}", path.display()))?;
+        .map_err(|e| format!("{arg} {}: cannot read: {e}", path.display()))?;
     let file: KeyFile = serde_json::from_str(&text).map_err(|_| {
         format!(
-            "--key {}: not a firmware signing key file (create one with `thecal firmware keygen`)",
+            "{arg} {}: not a firmware signing key file (create one with `thecal firmware keygen`)",
             path.display()
         )
     })?;
     if file.kind != KEY_KIND {
         return Err(format!(
-            "--key {}: a {} key, not a firmware signing key",
+            "{arg} {}: a {} key, not a firmware signing key",
             path.display(),
             file.kind
         ));
     }
-    let key = SigningKey::from_bytes(&unhex32("--key secret", &file.secret)?);
+    let key = SigningKey::from_bytes(&unhex32(&format!("{arg} secret"), &file.secret)?);
     if hex(&key.verifying_key().to_bytes()) != file.public {
         return Err(format!(
-            "--key {}: the public key does not belong to the secret key",
+            "{arg} {}: the public key does not belong to the secret key",
             path.display()
         ));
     }

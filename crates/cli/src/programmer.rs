@@ -363,6 +363,25 @@ enum ProgCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Install a rotated firmware-signing key (a statement from `thecal firmware rotate`):
+    /// review the pump's trusted keys against the change, confirm, send, read the keys
+    /// back. The old key is revoked: images it signs are refused from then on.
+    RotateKey {
+        /// The rotation statement.
+        file: PathBuf,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Revoke a firmware-signing key (a statement from `thecal firmware revoke`): review,
+    /// confirm, send, read the keys back. The pump refuses to revoke its last trusted key.
+    RevokeKey {
+        /// The revocation statement.
+        file: PathBuf,
+        /// Send without asking.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Reduce every basal flow by a percentage (1-50); never an increase.
     Reduce {
         /// Percentage, 1 to 50.
@@ -2162,6 +2181,8 @@ fn run_inner(args: ProgrammerArgs) -> Result<ExitCode, Fail> {
             reduce(&out, &args.link, DeviceKind::Programmer, *percent, *yes)
         }
         ProgCommand::Update { file, yes } => firmware_update(&out, &args.link, file, *yes),
+        ProgCommand::RotateKey { file, yes } => firmware_key(&out, &args.link, file, *yes, true),
+        ProgCommand::RevokeKey { file, yes } => firmware_key(&out, &args.link, file, *yes, false),
         ProgCommand::Logs { from } => {
             let (_key, mut client) = connect(&args)?;
             // The pump's clock, to date the entries.
@@ -2440,6 +2461,137 @@ fn firmware_update(out: &Out, link: &LinkArgs, file: &Path, yes: bool) -> Result
         Some(client.bearer.stats),
     );
     if confirmed {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Fail::Exit(EXIT_READ_BACK, text))
+    }
+}
+
+/// The trusted firmware-signing keys in words, one a line.
+fn keys_text(keys: &thecal_update::TrustList) -> String {
+    keys.iter()
+        .map(|k| {
+            format!(
+                "  key {} (hash {}): {}",
+                hex(&k.key[..8]),
+                hex(&thecal_update::keys::key_hash(&k.key)[..8]),
+                if k.revoked { "revoked" } else { "trusted" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `programmer rotate-key` (`rotation`) and `programmer revoke-key`: the statement is read
+/// and its signature checked first (bad input: exit 2); review the pump's keys against the
+/// change; confirm; send; read the keys back (a mismatch: exit 5; a refusal: exit 1).
+fn firmware_key(
+    out: &Out,
+    link: &LinkArgs,
+    file: &Path,
+    yes: bool,
+    rotation: bool,
+) -> Result<ExitCode, Fail> {
+    use thecal_programmer::firmware::{self as fw, KeyStatement};
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Fail::Usage(format!("{}: cannot read: {e}", file.display())))?;
+    let statement =
+        KeyStatement::parse(&text).map_err(|e| Fail::Usage(format!("{}: {e}", file.display())))?;
+    match (rotation, &statement) {
+        (true, KeyStatement::Revocation { .. }) => {
+            return Err(Fail::Usage(format!(
+                "{}: a revocation statement; send it with `revoke-key`",
+                file.display()
+            )));
+        }
+        (false, KeyStatement::Rotation { .. }) => {
+            return Err(Fail::Usage(format!(
+                "{}: a rotation statement; send it with `rotate-key`",
+                file.display()
+            )));
+        }
+        _ => {}
+    }
+    if !statement.signature_checks() {
+        return Err(Fail::Usage(format!(
+            "{}: the signature does not check against the key the statement names: it was \
+             changed after signing, or is not genuine",
+            file.display()
+        )));
+    }
+    let short = |k: &[u8; 32]| hex(&thecal_update::keys::key_hash(k)[..8]);
+    let (change, question) = match &statement {
+        KeyStatement::Rotation { old, new, .. } => (
+            format!(
+                "NEW: key hash {} trusted, key hash {} revoked (images it signs are refused \
+                 from then on)",
+                short(new),
+                short(old)
+            ),
+            "Rotate the firmware-signing key?",
+        ),
+        KeyStatement::Revocation { key, signer, .. } => (
+            format!(
+                "NEW: key hash {} revoked (images it signs are refused from then on); signed \
+                 by key hash {}",
+                short(key),
+                short(signer)
+            ),
+            "Revoke the firmware-signing key?",
+        ),
+    };
+    let (mut key, mut client) = link.connect(DeviceKind::Programmer)?;
+    let before = fw::keys(&mut client)?;
+    let review = format!(
+        "firmware-signing keys\n  now:\n{}\n  {change}",
+        keys_text(&before)
+    );
+    if !out.json {
+        println!("{review}");
+    }
+    if confirm(question, yes)? {
+        client.reconnect(&mut key)?;
+    }
+    fw::send_statement(&mut client, &statement)?;
+    let after = fw::keys(&mut client)?;
+    let state = |k: &[u8; 32]| after.iter().find(|e| e.key == *k).map(|e| e.revoked);
+    let ok = match &statement {
+        KeyStatement::Rotation { old, new, .. } => {
+            state(new) == Some(false) && state(old) == Some(true)
+        }
+        KeyStatement::Revocation { key, .. } => state(key) == Some(true),
+    };
+    let text = format!(
+        "{}; the pump's keys now:\n{}",
+        match (ok, rotation) {
+            (true, true) => "key rotated",
+            (true, false) => "key revoked",
+            (false, _) => "read-back mismatch: the pump's keys are not as the statement says",
+        },
+        keys_text(&after)
+    );
+    let keys_json = |k: &thecal_update::TrustList| {
+        k.iter()
+            .map(|e| {
+                json!({
+                    "key": hex(&e.key),
+                    "key_hash": hex(&thecal_update::keys::key_hash(&e.key)),
+                    "revoked": e.revoked,
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    out.emit(
+        json!({
+            "changed": ok,
+            "review": review,
+            "before": keys_json(&before),
+            "keys": keys_json(&after),
+        }),
+        &text,
+        Some(client.bearer.stats),
+    );
+    if ok {
         Ok(ExitCode::SUCCESS)
     } else {
         Err(Fail::Exit(EXIT_READ_BACK, text))

@@ -66,7 +66,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 use thecal_pump::command::Role;
 use thecal_pump::core::Pump;
-use thecal_pump::event::LinkEvent;
+use thecal_pump::event::{FirmwareRecord, FirmwareVersion, LinkEvent};
 use thecal_pump::log::{Hash, LogEntry, LogRing};
 use thecal_rx::{Duration, Instant};
 
@@ -76,7 +76,7 @@ use crate::message::{
     UpdateReply, UpdateRequest,
 };
 use crate::radio::{Charged, Deaf, Radio, RadioCosts, RadioPolicy};
-use thecal_update::{Storage, Updater};
+use thecal_update::{Slot, Storage, UpdateEvent, Updater};
 
 pub use crate::radio::PROXIMITY_HOLD;
 use crate::session::{
@@ -675,13 +675,90 @@ impl fmt::Debug for UpdatePort<'_> {
     }
 }
 
+/// An updater's event as the pump logs it ([`Event::FirmwareUpdate`]), with the
+/// updater's stable codes (FWU-012).
+///
+/// [`Event::FirmwareUpdate`]: thecal_pump::event::Event::FirmwareUpdate
+pub fn firmware_record(e: &UpdateEvent) -> FirmwareRecord {
+    let version = |v: thecal_update::Version| FirmwareVersion {
+        major: v.major,
+        minor: v.minor,
+        revision: v.revision,
+        build: v.build,
+    };
+    let slot = |s: Slot| match s {
+        Slot::A => 0,
+        Slot::B => 1,
+    };
+    let mut r = FirmwareRecord {
+        code: e.code(),
+        step: 0,
+        reason: 0,
+        slot: FirmwareRecord::NO_SLOT,
+        version: FirmwareVersion::default(),
+        value: 0,
+    };
+    match *e {
+        UpdateEvent::Booted {
+            slot: s,
+            version: v,
+            trial,
+        } => {
+            r.slot = slot(s);
+            r.version = version(v);
+            r.step = u8::from(trial);
+        }
+        UpdateEvent::TransferStarted { slot: s, total } => {
+            r.slot = slot(s);
+            r.value = total;
+        }
+        UpdateEvent::TransferComplete { total } => r.value = total,
+        UpdateEvent::Verified {
+            version: v,
+            security_counter,
+        }
+        | UpdateEvent::Confirmed {
+            version: v,
+            security_counter,
+        } => {
+            r.version = version(v);
+            r.value = security_counter;
+        }
+        UpdateEvent::TrialMarked { slot: s } => r.slot = slot(s),
+        UpdateEvent::Reverted { to, cause } => {
+            r.slot = slot(to);
+            r.reason = cause.code();
+        }
+        UpdateEvent::Cancelled => {}
+        UpdateEvent::KeysChanged { active } => r.value = u32::from(active),
+        UpdateEvent::Refused { op, refusal } => {
+            r.step = op.code();
+            r.reason = refusal.code();
+        }
+    }
+    r
+}
+
+/// Logs every event the updater holds in the pump's hash-chained log (FWU-012); returns
+/// how many. The firmware calls it after each step it drives itself (the start, the
+/// trial's confirmation); [`Implant::handle_with_update`] calls it after each step over
+/// the link.
+pub fn log_update_events(updater: &mut Updater, pump: &mut Pump, now: Instant) -> usize {
+    let mut n = 0usize;
+    while let Some(e) = updater.poll_event() {
+        pump.log_link(now, LinkEvent::FirmwareUpdate(firmware_record(&e)));
+        n = n.saturating_add(1);
+    }
+    n
+}
+
 /// One update step on the firmware's updater.
 fn update_step(port: &mut UpdatePort<'_>, request: &UpdateRequest) -> UpdateReply {
     let r = match request {
         UpdateRequest::Status => Ok(UpdateReply::Status(port.updater.status())),
         UpdateRequest::Begin { total, image_id } => port
             .updater
-            .begin(&*port.storage, *total, *image_id)
+            .begin(port.storage, *total, *image_id)
             .map(|()| UpdateReply::Accepted),
         UpdateRequest::Chunk { offset, data } => port
             .updater
@@ -698,6 +775,15 @@ fn update_step(port: &mut UpdatePort<'_>, request: &UpdateRequest) -> UpdateRepl
         UpdateRequest::Cancel => port
             .updater
             .cancel(port.storage)
+            .map(|()| UpdateReply::Accepted),
+        UpdateRequest::Keys => Ok(UpdateReply::Keys(port.updater.keys().clone())),
+        UpdateRequest::RotateKey { new, signature } => port
+            .updater
+            .rotate_key(port.storage, new, &signature.to_bytes())
+            .map(|()| UpdateReply::Accepted),
+        UpdateRequest::RevokeKey { key, signature } => port
+            .updater
+            .revoke_key(port.storage, key, &signature.to_bytes())
             .map(|()| UpdateReply::Accepted),
     };
     r.unwrap_or_else(UpdateReply::Refused)
@@ -1289,6 +1375,7 @@ impl Implant {
                     (reply, Some(refusal::NOT_PERMITTED))
                 } else if let Some(port) = update {
                     let answer = update_step(port, request);
+                    log_update_events(port.updater, host.pump, now);
                     let reason = match &answer {
                         UpdateReply::Refused(r) => Some(r.code()),
                         _ => None,
@@ -1300,7 +1387,10 @@ impl Implant {
                         Some(refusal::NO_UPDATE),
                     )
                 };
-                let quiet = matches!(request, UpdateRequest::Chunk { .. } | UpdateRequest::Status);
+                let quiet = matches!(
+                    request,
+                    UpdateRequest::Chunk { .. } | UpdateRequest::Status | UpdateRequest::Keys
+                );
                 let logged = match event {
                     Some(reason) => Some(LinkEvent::CommandRefused {
                         role: session.role,

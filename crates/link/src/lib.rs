@@ -41,7 +41,8 @@ pub mod session;
 
 pub use endpoint::{
     Accepted, Denied, EnrolError, Enrolment, Host, Implant, ImplantSession, LogSource,
-    ProximityToken, Registry, RegistryError, RemoveError, UpdatePort, key_id_for,
+    ProximityToken, Registry, RegistryError, RemoveError, UpdatePort, firmware_record, key_id_for,
+    log_update_events,
 };
 pub use frame::{Frame, FrameError, Kind};
 pub use message::{

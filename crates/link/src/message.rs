@@ -63,7 +63,8 @@ pub enum Body {
     Pump(Command),
     /// A telemetry command (clinician only).
     Link(LinkCommand),
-    /// A firmware-update step (clinician only; link version 3, LINK-029).
+    /// A firmware-update step (clinician only; link version 3, LINK-029; its keys' rotation
+    /// and revocation, link version 4, LINK-034).
     Update(UpdateRequest),
 }
 
@@ -100,6 +101,53 @@ pub enum UpdateRequest {
     MarkForTrial,
     /// Drop the transfer and any trial marked for the next start.
     Cancel,
+    /// The firmware-signing keys the implant trusts, revoked ones included
+    /// ([`UpdateReply::Keys`]). Added in link version 4 (LINK-034).
+    Keys,
+    /// Install a rotated key: `new`, signed by a trusted key over the rotation context
+    /// (`thecal_update::keys::ROTATE_CONTEXT`), which is then revoked. Added in link
+    /// version 4 (LINK-034).
+    RotateKey {
+        /// The new Ed25519 public key.
+        new: [u8; 32],
+        /// The old key's signature of the rotation statement.
+        signature: KeySignature,
+    },
+    /// Revoke `key`, signed by a trusted key (`thecal_update::keys::REVOKE_CONTEXT`); the
+    /// last trusted key is refused. Added in link version 4 (LINK-035).
+    RevokeKey {
+        /// The key to revoke.
+        key: [u8; 32],
+        /// A trusted key's signature of the revocation statement.
+        signature: KeySignature,
+    },
+}
+
+/// An Ed25519 signature in a key statement, as two halves (serde's arrays stop at 32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySignature(pub [u8; 32], pub [u8; 32]);
+
+impl KeySignature {
+    /// The signature's 64 bytes.
+    pub fn to_bytes(&self) -> [u8; 64] {
+        let mut b = [0u8; 64];
+        for (dst, src) in b.iter_mut().zip(self.0.iter().chain(self.1.iter())) {
+            *dst = *src;
+        }
+        b
+    }
+
+    /// The signature of these 64 bytes.
+    pub fn from_bytes(b: &[u8; 64]) -> Self {
+        let mut r = [0u8; 32];
+        let mut s = [0u8; 32];
+        for (i, v) in b.iter().enumerate() {
+            if let Some(d) = r.get_mut(i).or_else(|| s.get_mut(i.wrapping_sub(32))) {
+                *d = *v;
+            }
+        }
+        KeySignature(r, s)
+    }
 }
 
 impl UpdateRequest {
@@ -112,6 +160,9 @@ impl UpdateRequest {
             UpdateRequest::Verify => 114,
             UpdateRequest::MarkForTrial => 115,
             UpdateRequest::Cancel => 116,
+            UpdateRequest::Keys => 117,
+            UpdateRequest::RotateKey { .. } => 118,
+            UpdateRequest::RevokeKey { .. } => 119,
         }
     }
 }
@@ -128,8 +179,10 @@ pub enum UpdateReply {
     },
     /// The received image verified.
     Verified(thecal_update::ImageInfo),
-    /// Done (begin, mark, cancel).
+    /// Done (begin, mark, cancel, a key rotated or revoked).
     Accepted,
+    /// The trusted firmware-signing keys, revoked ones included (link version 4).
+    Keys(thecal_update::TrustList),
     /// Refused, with the updater's typed reason (its code is logged).
     Refused(thecal_update::Refusal),
     /// This implant's firmware takes no updates over the link.

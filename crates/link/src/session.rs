@@ -67,15 +67,17 @@ pub const ENROLMENT_PROTOCOL_NAME: &str = "Noise_IKpsk1_25519_ChaChaPoly_BLAKE2s
 
 /// The thecal link version bound into the prologue. It names the message vocabulary:
 /// version 2 added the fluid path read (`LinkCommand::ReadFluidPath`), version 3 the
-/// firmware update (`Body::Update`, LINK-029); a programmer and
+/// firmware update (`Body::Update`, LINK-029), version 4 the firmware-signing keys'
+/// rotation and revocation (`UpdateRequest::RotateKey`, `RevokeKey`, `Keys`, LINK-034);
+/// a programmer and
 /// an implant of different versions fail the handshake instead of misreading a message.
 /// (The key-derivation labels keep their `thecal-link/1` text: they separate uses of
 /// one hash, they do not name the vocabulary, and changing them would re-key every
 /// enrolled device.)
-pub const LINK_VERSION: &str = "thecal-link/3";
+pub const LINK_VERSION: &str = "thecal-link/4";
 
 /// The Noise prologue: the link version and the protocol name.
-pub const PROLOGUE: &[u8] = b"thecal-link/3;Noise_IK_25519_ChaChaPoly_BLAKE2s";
+pub const PROLOGUE: &[u8] = b"thecal-link/4;Noise_IK_25519_ChaChaPoly_BLAKE2s";
 
 /// Length of an X25519 key.
 pub const KEY_LEN: usize = 32;

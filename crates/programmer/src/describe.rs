@@ -2,7 +2,7 @@
 //! implant print them (the clinic describes imported entries with its own categories).
 
 use thecal_pump::command::{CommandKind, Refusal};
-use thecal_pump::event::Event;
+use thecal_pump::event::{Event, FirmwareRecord};
 use thecal_rx::Flow;
 use thecal_rx::check::Prescription;
 use thecal_rx::dose::Admixture;
@@ -29,6 +29,16 @@ pub fn command_name(code: u8) -> String {
         106 => "read log",
         107 => "read program",
         108 => "remove device",
+        109 => "read fluid path",
+        111 => "firmware status",
+        112 => "firmware transfer begin",
+        113 => "firmware chunk",
+        114 => "firmware verify",
+        115 => "firmware mark for trial",
+        116 => "firmware cancel",
+        117 => "firmware keys",
+        118 => "firmware key rotation",
+        119 => "firmware key revocation",
         _ => return format!("command {code}"),
     }
     .into()
@@ -47,6 +57,72 @@ pub fn denial_text(code: u8) -> &'static str {
         8 => "cannot enrol",
         9 => "forged or corrupted frames",
         _ => "denied",
+    }
+}
+
+/// An updater step's logged code in words.
+fn firmware_step(code: u8) -> String {
+    match code {
+        1 => "transfer begin".into(),
+        2 => "chunk".into(),
+        3 => "verification".into(),
+        4 => "mark for trial".into(),
+        5 => "cancel".into(),
+        6 => "confirmation".into(),
+        7 => "key rotation".into(),
+        8 => "key revocation".into(),
+        _ => format!("step {code}"),
+    }
+}
+
+/// An updater's logged refusal or revert code in words, with its number.
+fn firmware_reason(code: u8) -> String {
+    match thecal_update::updater::code_text(code) {
+        Some(t) => format!("{t}, code {code}"),
+        None => format!("code {code}"),
+    }
+}
+
+/// A firmware update event of the pump's log in words.
+pub fn firmware_text(r: &FirmwareRecord) -> String {
+    let v = r.version;
+    let version = thecal_update::Version::new(v.major, v.minor, v.revision, v.build).to_string();
+    let slot = match r.slot {
+        0 => "A".to_string(),
+        1 => "B".to_string(),
+        s => format!("#{s}"),
+    };
+    match r.code {
+        1 => format!(
+            "firmware started: version {version} from slot {slot}{}",
+            if r.step == 1 { " (on trial)" } else { "" }
+        ),
+        2 => format!(
+            "firmware transfer started into slot {slot}: {} bytes",
+            r.value
+        ),
+        3 => format!("firmware transfer complete: {} bytes", r.value),
+        4 => format!(
+            "firmware image verified: version {version}, security counter {}",
+            r.value
+        ),
+        5 => format!("firmware image in slot {slot} marked for trial"),
+        6 => format!(
+            "firmware confirmed: version {version} runs, security counter {}",
+            r.value
+        ),
+        7 => format!(
+            "firmware trial reverted to slot {slot} ({})",
+            firmware_reason(r.reason)
+        ),
+        8 => "firmware transfer or trial cancelled".into(),
+        9 => format!("firmware signing keys changed: {} trusted", r.value),
+        10 => format!(
+            "firmware {} REFUSED ({})",
+            firmware_step(r.step),
+            firmware_reason(r.reason)
+        ),
+        c => format!("firmware event {c}"),
     }
 }
 
@@ -169,6 +245,7 @@ pub fn describe_event(e: &Event) -> String {
                 )
             }
         }
+        Event::FirmwareUpdate(r) => firmware_text(&r),
     }
 }
 

@@ -34,7 +34,9 @@ impl FileStorage {
             Region::Slot(Slot::B) => "firmware-slot-b.img",
             Region::Record(0) => "firmware-boot-0.bin",
             Region::Record(1) => "firmware-boot-1.bin",
-            Region::Record(_) => return Err(StorageError),
+            Region::Transfer(0) => "firmware-transfer-0.bin",
+            Region::Transfer(1) => "firmware-transfer-1.bin",
+            Region::Record(_) | Region::Transfer(_) => return Err(StorageError),
         };
         Ok(self.dir.join(name))
     }
@@ -208,6 +210,182 @@ pub fn send(
 /// Marks the verified image for a trial: the implant restarts into it.
 pub fn mark_for_trial(client: &mut Client) -> Result<(), Fail> {
     match update(client, UpdateRequest::MarkForTrial)? {
+        UpdateReply::Accepted => Ok(()),
+        other => Err(refused(&other)),
+    }
+}
+
+/// A signed statement about the implant's firmware-signing keys, as `thecal firmware
+/// rotate` and `thecal firmware revoke` write it (LINK-034, LINK-035).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatement {
+    /// `new` replaces `old`: signed by `old`, which the implant then revokes.
+    Rotation {
+        /// The key that signs the statement and is revoked.
+        old: [u8; 32],
+        /// The key added.
+        new: [u8; 32],
+        /// `old`'s signature over the rotation context, `old` and `new`.
+        signature: [u8; 64],
+    },
+    /// `key` is revoked: signed by `signer`, a trusted key (itself or another).
+    Revocation {
+        /// The key revoked.
+        key: [u8; 32],
+        /// The key that signs the statement.
+        signer: [u8; 32],
+        /// `signer`'s signature over the revocation context and `key`.
+        signature: [u8; 64],
+    },
+}
+
+/// A key statement file (JSON).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatementFile {
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    old: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    new: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signer: Option<String>,
+    signature: String,
+}
+
+const ROTATION_KIND: &str = "firmware-key-rotation";
+const REVOCATION_KIND: &str = "firmware-key-revocation";
+
+fn unhex64(what: &str, text: &str) -> Result<[u8; 64], String> {
+    let t = text.trim();
+    if t.len() != 128 || !t.is_ascii() {
+        return Err(format!(
+            "{what}: expected 128 hex digits (a 64-byte Ed25519 signature), found {} characters",
+            t.len()
+        ));
+    }
+    let a = crate::keyfile::unhex32(what, &t[..64])?;
+    let b = crate::keyfile::unhex32(what, &t[64..])?;
+    let mut out = [0u8; 64];
+    out[..32].copy_from_slice(&a);
+    out[32..].copy_from_slice(&b);
+    Ok(out)
+}
+
+impl KeyStatement {
+    /// The statement as its file's text.
+    pub fn to_text(&self) -> String {
+        use crate::keyfile::hex;
+        let file = match self {
+            KeyStatement::Rotation {
+                old,
+                new,
+                signature,
+            } => StatementFile {
+                kind: ROTATION_KIND.into(),
+                old: Some(hex(old)),
+                new: Some(hex(new)),
+                key: None,
+                signer: None,
+                signature: hex(signature),
+            },
+            KeyStatement::Revocation {
+                key,
+                signer,
+                signature,
+            } => StatementFile {
+                kind: REVOCATION_KIND.into(),
+                old: None,
+                new: None,
+                key: Some(hex(key)),
+                signer: Some(hex(signer)),
+                signature: hex(signature),
+            },
+        };
+        let mut text = serde_json::to_string_pretty(&file).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
+    /// Reads a statement file's text; the error names what is wrong.
+    pub fn parse(text: &str) -> Result<KeyStatement, String> {
+        let file: StatementFile = serde_json::from_str(text).map_err(|e| {
+            format!(
+                "not a key statement ({e}); make one with `thecal firmware rotate` or \
+                 `thecal firmware revoke`"
+            )
+        })?;
+        let need = |name: &str, v: &Option<String>| -> Result<[u8; 32], String> {
+            let t = v
+                .as_deref()
+                .ok_or_else(|| format!("{}: the field '{name}' is missing", file.kind))?;
+            crate::keyfile::unhex32(name, t)
+        };
+        let signature = unhex64("signature", &file.signature)?;
+        match file.kind.as_str() {
+            ROTATION_KIND => Ok(KeyStatement::Rotation {
+                old: need("old", &file.old)?,
+                new: need("new", &file.new)?,
+                signature,
+            }),
+            REVOCATION_KIND => Ok(KeyStatement::Revocation {
+                key: need("key", &file.key)?,
+                signer: need("signer", &file.signer)?,
+                signature,
+            }),
+            other => Err(format!(
+                "kind '{other}' is not a key statement; known: {ROTATION_KIND}, {REVOCATION_KIND}"
+            )),
+        }
+    }
+
+    /// Whether the statement's signature checks against the key it names as its
+    /// signer (the implant checks it again against its own trusted keys).
+    pub fn signature_checks(&self) -> bool {
+        use thecal_update::keys::{revocation_signed_by, rotation_signed_by};
+        match self {
+            KeyStatement::Rotation {
+                old,
+                new,
+                signature,
+            } => rotation_signed_by(old, new, signature),
+            KeyStatement::Revocation {
+                key,
+                signer,
+                signature,
+            } => revocation_signed_by(signer, key, signature),
+        }
+    }
+
+    /// The update request that sends it.
+    pub fn request(&self) -> UpdateRequest {
+        use thecal_link::message::KeySignature;
+        match *self {
+            KeyStatement::Rotation { new, signature, .. } => UpdateRequest::RotateKey {
+                new,
+                signature: KeySignature::from_bytes(&signature),
+            },
+            KeyStatement::Revocation { key, signature, .. } => UpdateRequest::RevokeKey {
+                key,
+                signature: KeySignature::from_bytes(&signature),
+            },
+        }
+    }
+}
+
+/// The implant's trusted firmware-signing keys (revoked ones included).
+pub fn keys(client: &mut Client) -> Result<TrustList, Fail> {
+    match update(client, UpdateRequest::Keys)? {
+        UpdateReply::Keys(k) => Ok(k),
+        other => Err(refused(&other)),
+    }
+}
+
+/// Sends a key statement; the implant's refusal, in words, as the error.
+pub fn send_statement(client: &mut Client, statement: &KeyStatement) -> Result<(), Fail> {
+    match update(client, statement.request())? {
         UpdateReply::Accepted => Ok(()),
         other => Err(refused(&other)),
     }

@@ -877,18 +877,18 @@ impl Virtual {
         Ok(())
     }
 
-    /// Says what the updater logged.
-    fn say_firmware_events(&mut self) {
+    /// Logs what the updater reported in the pump's event log (FWU-012), and says it.
+    fn log_firmware_events(&mut self) -> Result<(), String> {
         let Some((u, _)) = self.update.as_mut() else {
-            return;
+            return Ok(());
         };
-        while let Some(e) = u.poll_event() {
-            say(
-                "firmware",
-                &format!("firmware: {e:?}"),
-                json!({"update": format!("{e:?}")}),
-            );
+        let now = self.clock.now();
+        thecal_link::log_update_events(u, &mut self.pump, now);
+        for e in self.drain()? {
+            let text = describe_event(&e);
+            say("firmware", &text, json!({"event": text}));
         }
+        Ok(())
     }
 
     /// The restart into an image marked for trial, as the hardware would do it: every
@@ -922,14 +922,18 @@ impl Virtual {
                 .confirm(&mut storage, passed)
                 .map_err(|e| format!("the trial image could not confirm itself: {e}"))?;
             if outcome == thecal_update::Confirmation::Reverted {
+                // The trial's own events (its start, its failed self-test) go to the log
+                // before the restart into the old image.
+                let now = self.clock.now();
+                thecal_link::log_update_events(&mut updater, &mut self.pump, now);
+                self.drain()?;
                 updater = thecal_update::Updater::boot(&mut storage, hw_id(&hardware)?)
                     .map_err(|e| format!("the firmware does not boot: {e:?}"))?;
                 restore(self)?;
             }
         }
         self.update = Some((updater, storage));
-        self.say_firmware_events();
-        Ok(())
+        self.log_firmware_events()
     }
 
     fn tick(&mut self) -> Result<(), String> {
@@ -1079,7 +1083,6 @@ impl Virtual {
                         .handle(&mut conn.session, now, bytes, &mut host, &mut out),
                 };
                 let logged = self.drain()?;
-                self.say_firmware_events();
                 self.persist_registry_if_dirty()?;
                 match result {
                     Ok(n) => {
@@ -1375,7 +1378,7 @@ pub fn serve(
     };
     v.update =
         crate::firmware::open_updater(&config.state, profile_name, config.firmware.as_ref())?;
-    v.say_firmware_events();
+    v.log_firmware_events()?;
     v.drain()?;
     if let Some((why, aside)) = &registry_fault {
         note(&format!(

@@ -173,6 +173,52 @@ pub enum Event {
         /// This part of the reason's text.
         text: ReasonPart,
     },
+    /// The firmware's updater reported a step of an update (docs/firmware-update.md),
+    /// with its stable codes, so that a log download shows an update's history
+    /// (logged through [`LinkEvent::FirmwareUpdate`]).
+    FirmwareUpdate(FirmwareRecord),
+}
+
+/// An event of the firmware's updater as the pump logs it: the updater's stable codes
+/// and the numbers that go with them (docs/firmware-update.md, FWU-012). The pump does
+/// not interpret it; it keeps it in its hash-chained log like any other event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirmwareRecord {
+    /// What happened: 1 booted, 2 transfer started, 3 transfer complete, 4 verified,
+    /// 5 trial marked, 6 confirmed, 7 reverted, 8 cancelled, 9 keys changed, 10 refused.
+    pub code: u8,
+    /// For a refusal, the step refused (1 begin, 2 chunk, 3 verify, 4 mark for trial,
+    /// 5 cancel, 6 confirm, 7 rotate key, 8 revoke key); for a boot, 1 if the image runs
+    /// on trial; 0 otherwise.
+    pub step: u8,
+    /// For a refusal, the updater's refusal code; for a revert, its cause's code; 0
+    /// otherwise.
+    pub reason: u8,
+    /// The slot concerned (0 = A, 1 = B; [`FirmwareRecord::NO_SLOT`] when none).
+    pub slot: u8,
+    /// The image's version (zeros when the event has none).
+    pub version: FirmwareVersion,
+    /// The security counter (verified, confirmed), the image's bytes (transfer started,
+    /// complete) or the keys trusted now (keys changed); 0 otherwise.
+    pub value: u32,
+}
+
+impl FirmwareRecord {
+    /// [`FirmwareRecord::slot`] of an event that names no slot.
+    pub const NO_SLOT: u8 = 0xff;
+}
+
+/// A firmware image's version, MCUboot's four numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FirmwareVersion {
+    /// Major.
+    pub major: u8,
+    /// Minor.
+    pub minor: u8,
+    /// Revision.
+    pub revision: u16,
+    /// Build number.
+    pub build: u32,
 }
 
 /// The most bytes of a reason one log entry carries: the event stays within the 32 bytes
@@ -257,7 +303,8 @@ impl Event {
 }
 
 /// What the telemetry asks the core to log (see [`crate::core::Pump::log_link`]): its
-/// own commands, enrolments, revocations and denied handshakes. The core's own events
+/// own commands, enrolments, revocations and denied handshakes, and the events of the
+/// firmware's updater it drives. The core's own events
 /// cannot be forged through this type ([`LinkEvent::event`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkEvent {
@@ -302,6 +349,9 @@ pub enum LinkEvent {
         /// Denials in a row.
         count: u32,
     },
+    /// The firmware's updater, which the telemetry's side of the firmware drives,
+    /// reported an event.
+    FirmwareUpdate(FirmwareRecord),
 }
 
 /// The command codes the telemetry uses for its own commands; the core's commands use
@@ -340,6 +390,7 @@ impl LinkEvent {
                 reason,
                 count,
             },
+            LinkEvent::FirmwareUpdate(r) => Event::FirmwareUpdate(r),
         })
     }
 }

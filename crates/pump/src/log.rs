@@ -490,6 +490,7 @@ mod tests {
     use crate::alarm::AlarmKind;
     use crate::command::{FaultCode, Role, SOFT_REASON_MAX, SoftReason, StopReason};
     use crate::core::BolusKind;
+    use crate::event::{FirmwareRecord, FirmwareVersion};
 
     const ROLES: [Role; 3] = [Role::Clinician, Role::PatientRemote, Role::Emergency];
 
@@ -582,6 +583,19 @@ mod tests {
         // The longest reason, in full parts of one-byte characters.
         let reason = SoftReason::new(&"x".repeat(SOFT_REASON_MAX)).unwrap();
         out.extend(Event::soft_confirmation(u8::MAX, u8::MAX, &reason));
+        out.push(Event::FirmwareUpdate(FirmwareRecord {
+            code: u8::MAX,
+            step: u8::MAX,
+            reason: u8::MAX,
+            slot: u8::MAX,
+            version: FirmwareVersion {
+                major: u8::MAX,
+                minor: u8::MAX,
+                revision: u16::MAX,
+                build: u32::MAX,
+            },
+            value: u32::MAX,
+        }));
         out
     }
 
@@ -611,6 +625,7 @@ mod tests {
             Event::DoseReduced { .. } => 20,
             Event::CatheterSet { .. } => 21,
             Event::SoftFindingConfirmed { .. } => 22,
+            Event::FirmwareUpdate(_) => 23,
         }
     }
 
@@ -690,6 +705,23 @@ mod tests {
                     volume: Volume::from_raw(volume),
                 }
             ),
+            (any::<[u8; 4]>(), any::<(u8, u8, u16, u32)>(), any::<u32>()).prop_map(
+                |([code, step, reason, slot], (major, minor, revision, build), value)| {
+                    Event::FirmwareUpdate(FirmwareRecord {
+                        code,
+                        step,
+                        reason,
+                        slot,
+                        version: FirmwareVersion {
+                            major,
+                            minor,
+                            revision,
+                            build,
+                        },
+                        value,
+                    })
+                }
+            ),
         ]
     }
 
@@ -709,7 +741,7 @@ mod tests {
     #[test]
     fn every_event_variant_fits_max_event_len_pump_024() {
         let events = worst_case_events();
-        let mut seen = [false; 23];
+        let mut seen = [false; 24];
         let mut longest = 0;
         for e in &events {
             seen[variant_index(e)] = true;

@@ -338,6 +338,13 @@ impl<'a> Engine<'a> {
                 // The implant's fill (and its top-up after priming) is the set-up, not a
                 // refill the scenario made: `totals.refills` counts the scenario's own.
                 self.result.totals.refills = 0;
+                let hw = self.hw();
+                if let (Some(radio), Dev::Programmable(p)) =
+                    (self.radio.as_deref_mut(), &mut self.dev)
+                {
+                    radio.started(hw, &mut p.pump);
+                }
+                self.drain();
             }
         }
         self.schedule_press();
@@ -617,9 +624,9 @@ impl<'a> Engine<'a> {
                 self.result.totals.boluses_given += 1;
                 self.result.totals.patient_bolus_h.push(t_h);
             }
-            LogEvent::HandshakeDenied { .. } => {
+            LogEvent::HandshakeDenied { .. } | LogEvent::FirmwareUpdate(_) => {
                 if let Some(r) = self.radio.as_deref_mut() {
-                    r.denial_logged();
+                    r.logged(t_h, &e);
                 }
             }
             _ => {}
@@ -713,6 +720,13 @@ impl<'a> Engine<'a> {
 
     /// Power cut and restart from the journal.
     fn power_cycle(&mut self) {
+        self.restart("power cut");
+    }
+
+    /// A restart of the implant (`why`: a power cut, or the restart into a trial
+    /// firmware image): the core is restored from the journal, then the firmware starts
+    /// (a trial image runs its self-test and confirms itself or reverts, SIM-063).
+    fn restart(&mut self, why: &str) {
         self.basal_rate = None;
         let hw = self.hw();
         if let Dev::Programmable(p) = &mut self.dev {
@@ -725,10 +739,21 @@ impl<'a> Engine<'a> {
             p.pump.set_persistence(persistence);
             let v = p.pump.status().program_version;
             self.note(format!(
-                "power cut: restarted from the journal at program version {v}"
+                "{why}: restarted from the journal at program version {v}"
             ));
         }
         self.drain();
+        if let (Some(radio), Dev::Programmable(p)) = (self.radio.as_deref_mut(), &mut self.dev) {
+            // The trial image's self-test: the restored core runs, not in its safe state.
+            let passed = !matches!(
+                p.pump.status().mode,
+                thecal_pump::command::Mode::Fault { .. }
+            );
+            if let Some(note) = radio.restarted(hw, &mut p.pump, passed) {
+                self.note(note);
+            }
+            self.drain();
+        }
     }
 
     // ----- scenario events --------------------------------------------------------------
@@ -895,6 +920,9 @@ impl<'a> Engine<'a> {
             self.note(text);
         }
         self.drain();
+        if out.restart {
+            self.restart("firmware restart into the trial image");
+        }
     }
 
     fn magnet(&mut self, on: bool) {
@@ -1361,6 +1389,7 @@ pub fn simple_scenario(
         events: Vec::new(),
         expectations: Vec::new(),
         radio: None,
+        firmware: None,
     }
 }
 

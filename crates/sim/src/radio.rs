@@ -18,6 +18,9 @@
 //! | `jamming` | nothing arrives for `duration`: every frame in flight, either way, is destroyed |
 //! | `bolus-flood` | the stolen (enrolled) remote asks for a bolus once per `every` for `duration` |
 //! | `wand` | the clinician's programmer wand over the pump: [`Implant::proximity_wake`] |
+//! | `firmware-update` | the clinician's programmer installs a signed update over the link ([`firmware`]): hello, begin, every chunk, verify, mark for trial; the implant restarts into it |
+//! | `update-replay` | a recorded update: every frame of its session replayed as recorded, one per `every`; or (`via = "programmer"`) its image sent through a stolen clinician programmer's own session |
+//! | `chunk-flood` | the recorded chunk frames of an update, replayed in turn, one per `every` for `duration` |
 //!
 //! Attack frames are events of the event-driven engine, one per frame, never a fixed
 //! step. A frame that would arrive while the receiver does not listen
@@ -35,10 +38,12 @@ use serde::Deserialize;
 use thecal_link::air::{Air, Dir};
 use thecal_link::endpoint::{Host, SESSION_IDLE_LIMIT};
 use thecal_link::frame::{Frame, Kind, MAX_FRAME};
+use thecal_link::message::UPDATE_CHUNK_MAX;
 use thecal_link::session::MAX_PLAINTEXT;
 use thecal_link::{
-    AwaitingReply, Enrolment, Entropy, HelloAuth, HelloHeader, Implant, ImplantSession, Initiator,
-    Radio, RadioCosts, RadioPolicy, Registry, Reply, Request, Session, StaticKeypair, key_id_for,
+    AwaitingReply, Body, Enrolment, Entropy, HelloAuth, HelloHeader, Implant, ImplantSession,
+    Initiator, Radio, RadioCosts, RadioPolicy, Registry, Reply, Request, Session, StaticKeypair,
+    UpdateReply, UpdateRequest, key_id_for,
 };
 use thecal_pump::command::{Command, Role};
 use thecal_pump::core::Pump;
@@ -47,7 +52,12 @@ use thecal_rx::quantity::{MS_PER_DAY, MS_PER_HOUR};
 use thecal_rx::{Duration, Instant};
 
 use crate::prescription_file::{FileError, quantity};
-use crate::result::RadioTotals;
+use crate::result::{FirmwareRefusal, FirmwareTotals, RadioTotals};
+
+mod firmware;
+
+pub use firmware::FirmwareConfig;
+pub(crate) use firmware::{FirmwareSpec, version as firmware_version};
 
 fn err(field: impl Into<String>, message: impl std::fmt::Display) -> FileError {
     FileError {
@@ -165,32 +175,74 @@ pub enum Attack {
     },
     /// The programmer wand wakes the radio.
     Wand,
+    /// The clinician's programmer installs a firmware update of `version` over the link
+    /// (SIM-063).
+    FirmwareUpdate {
+        /// The new image's version.
+        version: thecal_update::Version,
+        /// Its security counter (`None`: the implant's own).
+        security_counter: Option<u32>,
+    },
+    /// Firmware update number `update` (from 1), as recorded off the air, replayed
+    /// (SIM-063).
+    UpdateReplay {
+        /// Which recorded update.
+        update: u32,
+        /// The gap between replayed frames.
+        every: Duration,
+        /// Its image sent through a stolen clinician programmer's own session instead of
+        /// its frames replayed as recorded.
+        via_programmer: bool,
+    },
+    /// The chunk frames of recorded update number `update` replayed in turn, one per
+    /// `every`, for `duration` (SIM-064).
+    ChunkFlood {
+        /// Which recorded update.
+        update: u32,
+        /// The gap between frames.
+        every: Duration,
+        /// How long.
+        duration: Duration,
+    },
+}
+
+/// The fields of an attack event (the scenario's `[[event]]` entry).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AttackFields<'a> {
+    pub every: Option<&'a str>,
+    pub duration: Option<&'a str>,
+    pub version: Option<&'a str>,
+    pub security_counter: Option<u32>,
+    pub via: Option<&'a str>,
+    pub update: Option<u32>,
 }
 
 /// The most frames one attack event may send (`duration` ÷ `every`; SIM-060).
 pub const MAX_ATTACK_FRAMES: u64 = 2_000_000;
 
 /// The event kinds of this module.
-pub(crate) const ATTACK_KINDS: &str = "handshake-flood, replay, jamming, bolus-flood, wand";
+pub(crate) const ATTACK_KINDS: &str = "handshake-flood, replay, jamming, bolus-flood, wand, \
+    firmware-update, update-replay, chunk-flood";
+
+/// The event kinds that need a `[firmware]` table.
+pub(crate) const FIRMWARE_KINDS: &str = "firmware-update, update-replay, chunk-flood";
 
 /// Parses an attack event of kind `kind` (`None`: not an attack); `f` names a field.
 pub(crate) fn attack(
     kind: &str,
-    every: &Option<String>,
-    duration: &Option<String>,
+    fields: AttackFields<'_>,
     f: &dyn Fn(&str) -> String,
 ) -> Result<Option<Attack>, FileError> {
+    let (every, duration) = (fields.every, fields.duration);
     let gap = |default: &str| -> Result<Duration, FileError> {
-        let d: Duration = quantity(&f("every"), every.as_deref().unwrap_or(default))?;
+        let d: Duration = quantity(&f("every"), every.unwrap_or(default))?;
         if d.is_zero() {
             return Err(err(f("every"), "must be above zero"));
         }
         Ok(d)
     };
     let span = || -> Result<Duration, FileError> {
-        let text = duration
-            .as_deref()
-            .ok_or_else(|| err(f("duration"), "is required for this kind"))?;
+        let text = duration.ok_or_else(|| err(f("duration"), "is required for this kind"))?;
         quantity(&f("duration"), text)
     };
     // An attack sends one frame per `every` for `duration`: bound the frames (SIM-060).
@@ -223,8 +275,52 @@ pub(crate) fn attack(
             Attack::BolusFlood { every, duration }
         }
         "wand" => Attack::Wand,
+        "firmware-update" => Attack::FirmwareUpdate {
+            version: firmware::version(
+                &f("version"),
+                fields
+                    .version
+                    .ok_or_else(|| err(f("version"), "is required for this kind"))?,
+            )?,
+            security_counter: fields.security_counter,
+        },
+        "update-replay" => Attack::UpdateReplay {
+            update: recorded_update(fields.update, f)?,
+            every: gap("10 min")?,
+            via_programmer: match fields.via {
+                None | Some("air") => false,
+                Some("programmer") => true,
+                Some(other) => {
+                    return Err(err(
+                        f("via"),
+                        format!("unknown '{other}'; known: air, programmer"),
+                    ));
+                }
+            },
+        },
+        "chunk-flood" => {
+            let (every, duration) = (gap("100 ms")?, span()?);
+            frames(every, duration)?;
+            Attack::ChunkFlood {
+                update: recorded_update(fields.update, f)?,
+                every,
+                duration,
+            }
+        }
         _ => return Ok(None),
     }))
+}
+
+/// Which recorded update an attack uses: 1 (the first) unless given.
+fn recorded_update(update: Option<u32>, f: &dyn Fn(&str) -> String) -> Result<u32, FileError> {
+    match update {
+        None => Ok(1),
+        Some(0) => Err(err(
+            f("update"),
+            "0 is out of range; updates are counted from 1 (the first firmware-update event)",
+        )),
+        Some(n) => Ok(n),
+    }
 }
 
 // ----- the devices ---------------------------------------------------------------------
@@ -252,6 +348,8 @@ pub(crate) struct TurnOut {
     pub refused: u64,
     /// Calls into the pump core (frames heard).
     pub wakes: u64,
+    /// The implant restarts after this turn (an image was marked for trial).
+    pub restart: bool,
 }
 
 /// What the engine asks the telemetry to do.
@@ -270,6 +368,8 @@ enum StreamKind {
     HandshakeFlood,
     BolusFlood,
     Replay(Vec<Vec<u8>>),
+    /// Recorded frames replayed in turn, over and over.
+    Cycle(Vec<Vec<u8>>),
 }
 
 /// A stream of attack frames: one at `start + k × every` for `k` from 0 while before
@@ -321,6 +421,17 @@ pub struct Telemetry {
     /// Energy charged by the end of the last turn, µJ.
     last_total: u64,
     asleep: bool,
+    /// The clinician's programmer, enrolled when the scenario has a `[firmware]` table.
+    clinician: Option<Remote>,
+    /// The implant's firmware update side ([`firmware`]).
+    firmware: Option<firmware::Firmware>,
+}
+
+/// Which enrolled device speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Remote,
+    Clinician,
 }
 
 fn keypair(rng: &mut ChaCha8Rng) -> StaticKeypair {
@@ -357,6 +468,35 @@ impl Telemetry {
             backoff_first: config.backoff_first,
             backoff_max: config.backoff_max,
         };
+        // Drawn after the remote's and the attacker's keys, so a scenario without
+        // firmware draws what it always drew.
+        let (clinician, firmware) = match &sc.firmware {
+            Some(config) => {
+                let keys = keypair(&mut rng);
+                let key_id = key_id_for(keys.public());
+                let preauth: [u8; 32] = rng.random();
+                let _ = registry.enroll(Enrolment::new(
+                    *keys.public(),
+                    Role::Clinician,
+                    key_id,
+                    preauth,
+                ));
+                let maker = ed25519_dalek::SigningKey::from_bytes(&rng.random());
+                (
+                    Some(Remote {
+                        keys,
+                        key_id,
+                        preauth,
+                        counter: 0,
+                        session: None,
+                        last: Instant::ZERO,
+                        next_id: 1,
+                    }),
+                    firmware::Firmware::new(config, maker),
+                )
+            }
+            None => (None, None),
+        };
         let radio = Radio::new(RadioCosts::TYPICAL, policy);
         Some(Box::new(Telemetry {
             implant: Implant::with_radio(implant_keys, registry, radio),
@@ -384,12 +524,65 @@ impl Telemetry {
             },
             last_total: 0,
             asleep: false,
+            clinician,
+            firmware,
         }))
     }
 
-    /// A denial was written to the pump's event log.
-    pub(crate) fn denial_logged(&mut self) {
-        self.totals.denials_logged += 1;
+    /// At the start: the firmware's boot is logged in the pump's event log.
+    pub(crate) fn started(&mut self, hw: Instant, pump: &mut Pump) {
+        if let Some(fw) = self.firmware.as_mut() {
+            thecal_link::log_update_events(&mut fw.updater, pump, hw);
+        }
+    }
+
+    /// The implant restarted (a power cut, or the restart into a trial image) and its
+    /// therapy core was restored: every session is gone; the bootloader starts the
+    /// firmware, and a trial image runs its self-test (`self_test_passed`). Returns a note.
+    pub(crate) fn restarted(
+        &mut self,
+        hw: Instant,
+        pump: &mut Pump,
+        self_test_passed: bool,
+    ) -> Option<String> {
+        self.session = None;
+        self.remote.session = None;
+        if let Some(c) = self.clinician.as_mut() {
+            c.session = None;
+        }
+        let fw = self.firmware.as_mut()?;
+        Some(fw.restart(hw, pump, self_test_passed))
+    }
+
+    /// An entry the pump logged, at `t_h` hours: denials counted by reason, the
+    /// firmware's confirmations and refusals kept (from the pump's own log).
+    pub(crate) fn logged(&mut self, t_h: f64, e: &thecal_pump::event::Event) {
+        use thecal_pump::event::Event as E;
+        match *e {
+            E::HandshakeDenied { reason, .. } => {
+                self.totals.denials_logged += 1;
+                *self.totals.denial_reasons.entry(reason).or_default() += 1;
+            }
+            E::FirmwareUpdate(r) => {
+                let fw = self
+                    .totals
+                    .firmware
+                    .get_or_insert_with(FirmwareTotals::default);
+                match r.code {
+                    6 => fw.confirmed += 1,
+                    10 => fw.refused.push(FirmwareRefusal {
+                        t_h,
+                        step: r.step,
+                        code: r.reason,
+                        words: thecal_update::updater::code_text(r.reason)
+                            .unwrap_or("unknown code")
+                            .to_string(),
+                    }),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Runs one turn at true time `now` (pump time `hw`).
@@ -426,6 +619,7 @@ impl Telemetry {
             Turn::Stream(i) => self.stream(i, now, hw, pump, &mut out),
         }
         self.account(now);
+        out.restart = self.firmware.as_ref().is_some_and(|f| f.restart_pending);
         out
     }
 
@@ -463,6 +657,56 @@ impl Telemetry {
                     every,
                     every.ms().max(1).saturating_mul(n),
                 )
+            }
+            Attack::FirmwareUpdate {
+                version,
+                security_counter,
+            } => {
+                self.install(version, security_counter, now, hw, pump, out);
+                return;
+            }
+            Attack::UpdateReplay {
+                update,
+                every,
+                via_programmer,
+            } => {
+                let Some(rec) = self.recorded(update, out) else {
+                    return;
+                };
+                if via_programmer {
+                    self.totals.attacks += 1;
+                    self.stolen_programmer(update, &rec.image, now, hw, pump, out);
+                    return;
+                }
+                out.notes.push(format!(
+                    "attack: replay of firmware update {update} as recorded off the air: \
+                     {} frames, one per {every}",
+                    rec.frames.len()
+                ));
+                let n = rec.frames.len() as u64;
+                stream(
+                    StreamKind::Replay(rec.frames),
+                    every,
+                    every.ms().max(1).saturating_mul(n),
+                )
+            }
+            Attack::ChunkFlood {
+                update,
+                every,
+                duration,
+            } => {
+                let Some(rec) = self.recorded(update, out) else {
+                    return;
+                };
+                out.notes.push(format!(
+                    "attack: the {} recorded chunk frames of firmware update {update} \
+                     replayed in turn, one per {every} for {duration}",
+                    rec.chunks.len()
+                ));
+                if rec.chunks.is_empty() {
+                    return;
+                }
+                stream(StreamKind::Cycle(rec.chunks), every, duration.ms())
             }
             Attack::Jamming { duration } => {
                 self.jammed_until = self.jammed_until.max(now.saturating_add(duration.ms()));
@@ -528,7 +772,17 @@ impl Telemetry {
                 s.tick_at_or_after(t).max(k + 1)
             }
             None => {
+                let before = self.implant.radio().stats().spent_total_uj;
                 match &s.kind {
+                    StreamKind::Cycle(frames) => {
+                        let n = frames.len().max(1) as u64;
+                        if let Some(f) = frames.get((k % n) as usize) {
+                            self.totals.attack_frames_heard += 1;
+                            self.air.inject(Dir::ToImplant, f);
+                            self.deliver(now, hw, pump, out);
+                            while self.air.receive(Dir::ToDevice).is_some() {}
+                        }
+                    }
                     StreamKind::HandshakeFlood => {
                         let frame = self.flood_frame(k);
                         self.totals.attack_frames_heard += 1;
@@ -559,6 +813,8 @@ impl Telemetry {
                         }
                     }
                 }
+                let spent = self.implant.radio().stats().spent_total_uj;
+                self.totals.attack_uj += spent.saturating_sub(before);
                 k + 1
             }
         };
@@ -620,74 +876,298 @@ impl Telemetry {
         id: u32,
         out: &mut TurnOut,
     ) -> Option<Reply> {
-        let idle = hw.saturating_since(self.remote.last) > SESSION_IDLE_LIMIT;
-        if self.remote.session.is_none() || idle {
-            self.remote.session = None;
-            let waiting = self.remote_hello()?;
+        let body = Body::Pump(Command::PatientBolus { request_id: id });
+        self.request(Who::Remote, now, hw, pump, body, out)
+    }
+
+    fn device(&mut self, who: Who) -> Option<&mut Remote> {
+        match who {
+            Who::Remote => Some(&mut self.remote),
+            Who::Clinician => self.clinician.as_mut(),
+        }
+    }
+
+    /// An enrolled device sends `body`: a hello first unless its session is live, then
+    /// the request; its answer, if one came.
+    fn request(
+        &mut self,
+        who: Who,
+        now: u64,
+        hw: Instant,
+        pump: &mut Pump,
+        body: Body,
+        out: &mut TurnOut,
+    ) -> Option<Reply> {
+        let dev = self.device(who)?;
+        let idle = hw.saturating_since(dev.last) > SESSION_IDLE_LIMIT;
+        if dev.session.is_none() || idle {
+            dev.session = None;
+            let waiting = self.hello(who)?;
+            // The implant keeps one session: the other device's ends with this hello.
+            match who {
+                Who::Remote => {
+                    if let Some(c) = self.clinician.as_mut() {
+                        c.session = None;
+                    }
+                }
+                Who::Clinician => self.remote.session = None,
+            }
             self.deliver(now, hw, pump, out);
             let reply = self.air.receive(Dir::ToDevice)?;
+            let dev = self.device(who)?;
             match waiting.read_reply(&reply) {
                 Ok(s) => {
-                    self.remote.session = Some(s);
-                    self.remote.last = hw;
+                    dev.session = Some(s);
+                    dev.last = hw;
                 }
                 Err(_) => return None,
             }
         }
-        let session = self.remote.session.as_mut()?;
-        let command_id = self.remote.next_id;
-        self.remote.next_id = self.remote.next_id.wrapping_add(1);
+        let dev = self.device(who)?;
+        let command_id = dev.next_id;
+        dev.next_id = dev.next_id.wrapping_add(1);
+        let session = dev.session.as_mut()?;
         let mut plain = [0u8; MAX_PLAINTEXT];
         let mut frame = [0u8; MAX_FRAME];
-        let request = Request::pump(command_id, Command::PatientBolus { request_id: id });
+        let request = Request { command_id, body };
         let sent = request
             .encode(&mut plain)
             .ok()
             .and_then(|bytes| session.write_message(bytes, &mut frame).ok());
         let Some(n) = sent else {
-            self.remote.session = None;
+            dev.session = None;
             return None;
         };
         self.air
             .transmit(Dir::ToImplant, frame.get(..n).unwrap_or_default());
         self.deliver(now, hw, pump, out);
         let answer = self.air.receive(Dir::ToDevice).and_then(|f| {
-            let session = self.remote.session.as_mut()?;
+            let session = self.device(who)?.session.as_mut()?;
             let n = session.read_message(&f, &mut plain).ok()?;
             thecal_link::Answer::decode(plain.get(..n)?).ok()
         });
+        let dev = self.device(who)?;
         match answer {
             Some(a) if a.command_id == command_id => {
-                self.remote.last = hw;
+                dev.last = hw;
                 Some(a.reply)
             }
             _ => {
                 // No answer: the frame was lost and the session's nonces moved on.
-                self.remote.session = None;
+                dev.session = None;
                 None
             }
         }
     }
 
-    fn remote_hello(&mut self) -> Option<AwaitingReply> {
-        self.remote.counter += 1;
+    fn hello(&mut self, who: Who) -> Option<AwaitingReply> {
+        let implant = *self.implant.public();
+        let entropy = Entropy::new(self.rng.random());
+        let dev = self.device(who)?;
+        dev.counter += 1;
         let auth = HelloAuth {
             header: HelloHeader {
-                key_id: self.remote.key_id,
-                counter: self.remote.counter,
+                key_id: dev.key_id,
+                counter: dev.counter,
             },
-            preauth: self.remote.preauth,
+            preauth: dev.preauth,
             psk: None,
         };
-        let entropy = Entropy::new(self.rng.random());
         let mut out = [0u8; MAX_FRAME];
-        let (waiting, n) = Initiator::new(&self.remote.keys, self.implant.public(), &auth, entropy)
+        let (waiting, n) = Initiator::new(&dev.keys, &implant, &auth, entropy)
             .and_then(|i| i.write_hello(&mut out))
             .ok()?;
         let hello = out.get(..n)?;
-        self.recorded_hello = Some(hello.to_vec());
+        if who == Who::Remote {
+            self.recorded_hello = Some(hello.to_vec());
+        }
         self.air.transmit(Dir::ToImplant, hello);
         Some(waiting)
+    }
+
+    // ----- the firmware update ------------------------------------------------------
+
+    /// Recorded update number `update`, or a note that there is none.
+    fn recorded(&mut self, update: u32, out: &mut TurnOut) -> Option<firmware::Recorded> {
+        let rec = self
+            .firmware
+            .as_ref()
+            .and_then(|f| f.recorded.get((update as usize).checked_sub(1)?))
+            .cloned();
+        if rec.is_none() {
+            out.notes.push(format!(
+                "attack: firmware update {update} was never recorded off the air: nothing to \
+                 replay"
+            ));
+        }
+        rec
+    }
+
+    /// One update step from the clinician's programmer (or whoever holds it).
+    fn update_step(
+        &mut self,
+        request: UpdateRequest,
+        now: u64,
+        hw: Instant,
+        pump: &mut Pump,
+        out: &mut TurnOut,
+    ) -> Result<UpdateReply, String> {
+        match self.request(Who::Clinician, now, hw, pump, Body::Update(request), out) {
+            Some(Reply::Update(r)) => Ok(r),
+            Some(other) => Err(format!("unexpected answer {other:?}")),
+            None => Err("no answer from the implant".into()),
+        }
+    }
+
+    /// Sends `image` from the clinician's programmer: begin, every chunk, verify. The
+    /// implant's refusal, in words, as the error.
+    fn transfer(
+        &mut self,
+        image: &[u8],
+        now: u64,
+        hw: Instant,
+        pump: &mut Pump,
+        out: &mut TurnOut,
+    ) -> Result<thecal_update::ImageInfo, String> {
+        let refused = |r: UpdateReply| match r {
+            UpdateReply::Refused(why) => format!("refused: {why} (code {})", why.code()),
+            other => format!("unexpected answer {other:?}"),
+        };
+        let total = u32::try_from(image.len()).map_err(|_| "image too large".to_string())?;
+        // The programmer's label of the image: its own digest.
+        let image_id = thecal_update::image::parse(image)
+            .map(|p| p.info.digest)
+            .unwrap_or([0; 32]);
+        match self.update_step(UpdateRequest::Begin { total, image_id }, now, hw, pump, out)? {
+            UpdateReply::Accepted => {}
+            other => return Err(refused(other)),
+        }
+        let mut at = 0usize;
+        while at < image.len() {
+            let end = (at + UPDATE_CHUNK_MAX).min(image.len());
+            let data = heapless::Vec::from_slice(image.get(at..end).unwrap_or_default())
+                .map_err(|_| "chunk too long".to_string())?;
+            let chunk = UpdateRequest::Chunk {
+                offset: at as u32,
+                data,
+            };
+            match self.update_step(chunk, now, hw, pump, out)? {
+                UpdateReply::Have { next } => at = next as usize,
+                other => return Err(refused(other)),
+            }
+        }
+        match self.update_step(UpdateRequest::Verify, now, hw, pump, out)? {
+            UpdateReply::Verified(info) => Ok(info),
+            other => Err(refused(other)),
+        }
+    }
+
+    /// The clinician's programmer installs version `version` (SIM-063): the transfer,
+    /// the verification and the mark for trial, all recorded off the air by the
+    /// attacker; the implant restarts after the turn.
+    fn install(
+        &mut self,
+        version: thecal_update::Version,
+        security_counter: Option<u32>,
+        now: u64,
+        hw: Instant,
+        pump: &mut Pump,
+        out: &mut TurnOut,
+    ) {
+        let Some(fw) = self.firmware.as_ref() else {
+            return;
+        };
+        let counter = security_counter.unwrap_or(fw.status().security_counter);
+        let Some(image) = fw.image(version, counter) else {
+            out.notes
+                .push(format!("firmware: version {version} cannot be signed"));
+            return;
+        };
+        let start = self.air.transcript().len();
+        let before = self.implant.radio().stats().spent_total_uj;
+        let result = self.transfer(&image, now, hw, pump, out).and_then(|_| {
+            match self.update_step(UpdateRequest::MarkForTrial, now, hw, pump, out)? {
+                UpdateReply::Accepted => Ok(()),
+                UpdateReply::Refused(why) => Err(format!("refused: {why} (code {})", why.code())),
+                other => Err(format!("unexpected answer {other:?}")),
+            }
+        });
+        let frames: Vec<Vec<u8>> = self
+            .air
+            .transcript()
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .filter(|(d, _)| *d == Dir::ToImplant)
+            .map(|(_, f)| f.clone())
+            .collect();
+        let chunks: Vec<Vec<u8>> = frames
+            .iter()
+            .filter(|f| f.len() > UPDATE_CHUNK_MAX)
+            .cloned()
+            .collect();
+        let spent = self
+            .implant
+            .radio()
+            .stats()
+            .spent_total_uj
+            .saturating_sub(before);
+        let totals = self
+            .totals
+            .firmware
+            .get_or_insert_with(FirmwareTotals::default);
+        totals.updates_sent += 1;
+        totals.chunk_frames += chunks.len() as u64;
+        totals.update_uj += spent;
+        out.notes.push(match &result {
+            Ok(()) => format!(
+                "clinician: firmware {version} (counter {counter}, {} bytes) sent in {} chunk \
+                 frames, verified and marked for trial ({:.1} mJ of radio)",
+                image.len(),
+                chunks.len(),
+                spent as f64 / 1e3
+            ),
+            Err(e) => format!("clinician: firmware {version} not installed: {e}"),
+        });
+        if let Some(fw) = self.firmware.as_mut() {
+            fw.recorded.push(firmware::Recorded {
+                image,
+                frames,
+                chunks,
+            });
+        }
+    }
+
+    /// A stolen clinician programmer sends the image of recorded update `update` in its
+    /// own session (SIM-063): it can go as far as the implant lets it.
+    fn stolen_programmer(
+        &mut self,
+        update: u32,
+        image: &[u8],
+        now: u64,
+        hw: Instant,
+        pump: &mut Pump,
+        out: &mut TurnOut,
+    ) {
+        let before = self.implant.radio().stats().spent_total_uj;
+        let verified = self.transfer(image, now, hw, pump, out);
+        // It asks for the trial whatever the verification said.
+        let marked = match self.update_step(UpdateRequest::MarkForTrial, now, hw, pump, out) {
+            Ok(UpdateReply::Accepted) => Ok(()),
+            Ok(UpdateReply::Refused(why)) => Err(format!("refused: {why} (code {})", why.code())),
+            Ok(other) => Err(format!("unexpected answer {other:?}")),
+            Err(e) => Err(e),
+        };
+        let spent = self.implant.radio().stats().spent_total_uj;
+        self.totals.attack_uj += spent.saturating_sub(before);
+        let head =
+            format!("attack: a stolen programmer sent the image of firmware update {update}");
+        out.notes.push(match (verified, marked) {
+            (Ok(_), Ok(())) => format!("{head}: ACCEPTED and marked for trial"),
+            (Ok(_), Err(m)) => format!("{head}: verified, but the mark for trial was {m}"),
+            (Err(v), Err(m)) => format!("{head}: verification {v}; the mark for trial {m}"),
+            (Err(v), Ok(())) => format!("{head}: verification {v}, yet MARKED for trial"),
+        });
     }
 
     /// The air carries what is in flight: nothing if jammed, else the implant serves
@@ -729,7 +1209,27 @@ impl Telemetry {
                     log: &log,
                     random: &mut random,
                 };
-                if let Ok(n) = self.implant.handle(session, hw, f, &mut host, &mut out) {
+                let r = match self.firmware.as_mut() {
+                    Some(fw) => {
+                        let mut port = thecal_link::UpdatePort {
+                            updater: &mut fw.updater,
+                            storage: &mut fw.storage,
+                            restart: false,
+                        };
+                        let r = self.implant.handle_with_update(
+                            session,
+                            hw,
+                            f,
+                            &mut host,
+                            Some(&mut port),
+                            &mut out,
+                        );
+                        fw.restart_pending |= port.restart;
+                        r
+                    }
+                    None => self.implant.handle(session, hw, f, &mut host, &mut out),
+                };
+                if let Ok(n) = r {
                     self.session_heard = hw;
                     self.air
                         .transmit(Dir::ToDevice, out.get(..n).unwrap_or_default());
@@ -811,6 +1311,13 @@ impl Telemetry {
             if last.0 < h(end) {
                 t.energy_series.push((h(end), last.1));
             }
+        }
+        if let Some(fw) = &self.firmware {
+            let st = fw.status();
+            let f = t.firmware.get_or_insert_with(FirmwareTotals::default);
+            f.running = st.running.to_string();
+            f.slot = st.slot.to_string();
+            f.security_counter = st.security_counter;
         }
         self.totals
     }

@@ -222,7 +222,50 @@ pub struct RadioTotals {
     pub link_failures: u64,
     /// Boluses the pump accepted over the link (the patient's and a stolen remote's).
     pub link_boluses: u64,
+    /// Energy the implant radio spent on the attackers' frames (floods, replays, a
+    /// stolen device's requests), µJ.
+    pub attack_uj: u64,
+    /// Denials written to the pump's event log, by their logged reason code.
+    pub denial_reasons: std::collections::BTreeMap<u8, u64>,
+    /// The firmware update, in a scenario with a `[firmware]` table (SIM-063).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<FirmwareTotals>,
     /// Cumulative energy (hours, J) at each change, for the timeline and the plot.
     #[serde(skip)]
     pub energy_series: Vec<(f64, f64)>,
+}
+
+/// The implant's firmware in a scenario with a `[firmware]` table (SIM-063): what runs
+/// at the end (the updater's own status) and what the pump's event log says happened.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FirmwareTotals {
+    /// The version the implant runs at the end.
+    pub running: String,
+    /// Its slot.
+    pub slot: String,
+    /// The implant's security counter at the end.
+    pub security_counter: u32,
+    /// Updates the clinician's programmer sent.
+    pub updates_sent: u64,
+    /// Chunk frames they took.
+    pub chunk_frames: u64,
+    /// The radio energy of those updates, µJ.
+    pub update_uj: u64,
+    /// Images that confirmed themselves after their trial start (from the pump's log).
+    pub confirmed: u64,
+    /// Update steps the updater refused (from the pump's log).
+    pub refused: Vec<FirmwareRefusal>,
+}
+
+/// An update step refused, as the pump's event log has it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FirmwareRefusal {
+    /// When, hours.
+    pub t_h: f64,
+    /// The step's code (1 begin, 2 chunk, 3 verify, 4 mark for trial, …).
+    pub step: u8,
+    /// The updater's refusal code.
+    pub code: u8,
+    /// The code in words.
+    pub words: String,
 }

@@ -290,6 +290,22 @@ pub enum Expectation {
         /// Window start.
         after: Duration,
     },
+    /// At the end the implant runs this firmware version and/or security counter (the
+    /// updater's own status; SIM-063).
+    FirmwareRunning {
+        /// The version.
+        version: Option<thecal_update::Version>,
+        /// The security counter.
+        security_counter: Option<u32>,
+    },
+    /// The pump's event log holds an update step the updater refused with this code
+    /// (SIM-063).
+    UpdateRefused(u8),
+    /// The pump's event log holds a denied handshake or frame with this reason code
+    /// (SIM-063).
+    HandshakeDenied(u8),
+    /// The radio energy the attackers' frames cost stays below this, µJ (SIM-064).
+    AttackEnergyBelow(u64),
     /// Therapy is never interrupted (tip dose below `fraction` of the intended dose)
     /// for longer than `longer_than` (SIM-067).
     InterruptionAtMost {
@@ -349,6 +365,9 @@ pub struct Scenario {
     /// The implant's radio, when the patient's remote talks to it over the link
     /// (`telemetry = true` or a `[radio]` table); `None`: presses reach the core directly.
     pub radio: Option<crate::radio::RadioConfig>,
+    /// The implant's firmware and its updater (`[firmware]`, SIM-063); `None`: the
+    /// implant takes no update.
+    pub firmware: Option<crate::radio::FirmwareConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -467,6 +486,14 @@ struct EventSpec {
     offset: Option<String>,
     /// `time-zone`: the programmer tells the pump (default true).
     tell_pump: Option<bool>,
+    /// `firmware-update`: the new image's version.
+    version: Option<String>,
+    /// `firmware-update`: the new image's security counter.
+    security_counter: Option<u32>,
+    /// `update-replay`: `air` (the recorded frames) or `programmer` (a stolen one).
+    via: Option<String>,
+    /// `update-replay`, `chunk-flood`: which recorded update (from 1).
+    update: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -490,6 +517,14 @@ struct ExpectSpec {
     then: Option<String>,
     /// `alarm-gap`: the longest allowed gap.
     shorter_than: Option<String>,
+    /// `firmware-running`: the version the implant runs at the end.
+    version: Option<String>,
+    /// `firmware-running`: its security counter at the end.
+    security_counter: Option<u32>,
+    /// `update-refused`, `handshake-denied`: the logged code.
+    code: Option<u8>,
+    /// `attack-energy-below`: an energy, "50 mJ".
+    energy: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -504,6 +539,7 @@ struct ScenarioSpec {
     clock_set: Option<bool>,
     telemetry: Option<bool>,
     radio: Option<crate::radio::RadioSpec>,
+    firmware: Option<crate::radio::FirmwareSpec>,
     device: DeviceSpec,
     #[serde(default)]
     patient: PatientSpec,
@@ -553,7 +589,8 @@ fn fraction(field: &str, v: Option<f64>) -> Result<f64, FileError> {
 
 const EVENT_KINDS: &str = "refill, program, titrate, clinician-bolus, priming, patient-press, mri, \
     occlusion, granuloma, leak, fever, flight, dive, power-cut, stop, resume, replace-pump, catheter-revision, \
-    set-clock, time-zone, handshake-flood, replay, jamming, bolus-flood, wand";
+    set-clock, time-zone, handshake-flood, replay, jamming, bolus-flood, wand, firmware-update, \
+    update-replay, chunk-flood";
 
 fn event(
     i: usize,
@@ -668,7 +705,15 @@ fn event(
             &format!("event[{i}]"),
         )?),
         other => {
-            if let Some(a) = crate::radio::attack(other, &e.every, &e.duration, &f)? {
+            let fields = crate::radio::AttackFields {
+                every: e.every.as_deref(),
+                duration: e.duration.as_deref(),
+                version: e.version.as_deref(),
+                security_counter: e.security_counter,
+                via: e.via.as_deref(),
+                update: e.update,
+            };
+            if let Some(a) = crate::radio::attack(other, fields, &f)? {
                 return Ok(Event::Radio(a));
             }
             return Err(err(
@@ -684,7 +729,8 @@ const EXPECT_KINDS: &str = "no-limiter-veto, limiter-veto, alarm, no-alarm, tip-
     no-overdose, opioid-withdrawal-flagged, no-opioid-withdrawal, clonidine-withdrawal-flagged, \
     no-clonidine-withdrawal, command-refused, boluses-at-most, reconciliation-flagged, end-of-service, eri-before-eos, \
     basal-within, radio-energy-below, radio-asleep, radio-never-asleep, radio-awake-at-end, link-boluses-at-least, \
-    link-boluses-at-most, alarm-priority, alarm-gap, boluses-in-24h-at-most, tip-dose-within, interruption-at-most";
+    link-boluses-at-most, alarm-priority, alarm-gap, boluses-in-24h-at-most, tip-dose-within, interruption-at-most, \
+    firmware-running, update-refused, handshake-denied, attack-energy-below";
 
 fn expectation(i: usize, x: &ExpectSpec) -> Result<Expectation, FileError> {
     let inner = expectation_kind(i, x)?;
@@ -797,6 +843,29 @@ fn expectation_kind(i: usize, x: &ExpectSpec) -> Result<Expectation, FileError> 
             },
             after: opt_dur("after", &x.after, Duration::ZERO)?,
         },
+        "firmware-running" => {
+            let version = x
+                .version
+                .as_deref()
+                .map(|v| crate::radio::firmware_version(&f("version"), v))
+                .transpose()?;
+            if version.is_none() && x.security_counter.is_none() {
+                return Err(err(
+                    f("version"),
+                    "is required for this kind, or `security_counter`, or both",
+                ));
+            }
+            Expectation::FirmwareRunning {
+                version,
+                security_counter: x.security_counter,
+            }
+        }
+        "update-refused" => Expectation::UpdateRefused(*need(&f("code"), &x.code)?),
+        "handshake-denied" => Expectation::HandshakeDenied(*need(&f("code"), &x.code)?),
+        "attack-energy-below" => Expectation::AttackEnergyBelow(crate::radio::joules(
+            &f("energy"),
+            need(&f("energy"), &x.energy)?,
+        )?),
         "interruption-at-most" => Expectation::InterruptionAtMost {
             longer_than: dur(&f("longer_than"), &x.longer_than)?,
             fraction: match x.fraction {
@@ -860,6 +929,13 @@ fn describe(x: &ExpectSpec) -> String {
         ("priority", x.priority.clone()),
         ("then", x.then.clone()),
         ("shorter_than", x.shorter_than.clone()),
+        ("version", x.version.clone()),
+        (
+            "security_counter",
+            x.security_counter.map(|c| c.to_string()),
+        ),
+        ("code", x.code.map(|c| c.to_string())),
+        ("energy", x.energy.clone()),
         ("not", x.not.map(|f| f.to_string())),
     ] {
         if let Some(v) = v {
@@ -1028,6 +1104,38 @@ pub fn parse(text: &str) -> Result<Scenario, FileError> {
             "a constant-rate pump has no electronics and no radio",
         ));
     }
+    let firmware = match &spec.firmware {
+        Some(f) => {
+            if radio.is_none() {
+                return Err(err(
+                    "firmware",
+                    "the firmware takes updates over the link: add `telemetry = true` or a \
+                     [radio] table",
+                ));
+            }
+            Some(f.build(&spec.device.model)?)
+        }
+        None => None,
+    };
+    for (i, e) in spec.event.iter().enumerate() {
+        let kind = e.kind.as_str();
+        if !crate::radio::FIRMWARE_KINDS.split(", ").any(|k| k == kind) {
+            continue;
+        }
+        if radio.is_some() && firmware.is_none() {
+            return Err(err(
+                format!("event[{i}].kind"),
+                format!("'{kind}' needs the implant's firmware: add a [firmware] table"),
+            ));
+        }
+        if kind == "firmware-update" && spec.device.persistence != Some(true) {
+            return Err(err(
+                format!("event[{i}].kind"),
+                "'firmware-update' restarts the implant into the new image, which restores \
+                 therapy from the pump's journal: set `persistence = true` in [device]",
+            ));
+        }
+    }
     if radio.is_none() {
         if let Some(i) = spec
             .event
@@ -1103,6 +1211,7 @@ pub fn parse(text: &str) -> Result<Scenario, FileError> {
         events,
         expectations,
         radio,
+        firmware,
     })
 }
 
@@ -1378,7 +1487,11 @@ fn verdict(x: &Expectation, r: &RunResult) -> (bool, String) {
         | Expectation::RadioNeverAsleep
         | Expectation::RadioAwakeAtEnd
         | Expectation::LinkBolusesAtLeast(_)
-        | Expectation::LinkBolusesAtMost(_) => radio_verdict(x, r),
+        | Expectation::LinkBolusesAtMost(_)
+        | Expectation::FirmwareRunning { .. }
+        | Expectation::UpdateRefused(_)
+        | Expectation::HandshakeDenied(_)
+        | Expectation::AttackEnergyBelow(_) => radio_verdict(x, r),
         _ => (false, "judged elsewhere".into()),
     }
 }
@@ -1440,6 +1553,63 @@ fn radio_verdict(x: &Expectation, r: &RunResult) -> (bool, String) {
         Expectation::RadioAwakeAtEnd => (!radio.asleep_at_end, sleep()),
         Expectation::LinkBolusesAtLeast(n) => (radio.link_boluses >= *n, boluses()),
         Expectation::LinkBolusesAtMost(n) => (radio.link_boluses <= *n, boluses()),
+        Expectation::FirmwareRunning {
+            version,
+            security_counter,
+        } => match &radio.firmware {
+            Some(fw) => (
+                version.is_none_or(|v| v.to_string() == fw.running)
+                    && security_counter.is_none_or(|c| c == fw.security_counter),
+                format!(
+                    "the implant runs {} from slot {}, security counter {} ({} update(s) \
+                     confirmed)",
+                    fw.running, fw.slot, fw.security_counter, fw.confirmed
+                ),
+            ),
+            None => (false, "the scenario has no [firmware]".into()),
+        },
+        Expectation::UpdateRefused(code) => {
+            let refused = radio.firmware.as_ref().map_or(&[][..], |f| &f.refused[..]);
+            let listed: Vec<String> = refused
+                .iter()
+                .map(|r| format!("{} ({}) at day {:.2}", r.code, r.words, r.t_h / 24.0))
+                .collect();
+            (
+                refused.iter().any(|r| r.code == *code),
+                if listed.is_empty() {
+                    "the pump's log holds no refused update step".into()
+                } else {
+                    format!("refused update steps logged: {}", listed.join(", "))
+                },
+            )
+        }
+        Expectation::HandshakeDenied(code) => (
+            radio.denial_reasons.contains_key(code),
+            format!(
+                "denials logged by reason: {}",
+                if radio.denial_reasons.is_empty() {
+                    "none".to_string()
+                } else {
+                    radio
+                        .denial_reasons
+                        .iter()
+                        .map(|(k, n)| format!("{k}: {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
+        ),
+        Expectation::AttackEnergyBelow(uj) => (
+            radio.attack_uj < *uj,
+            format!(
+                "the attackers' frames cost {:.3} mJ of radio (bound {:.3} mJ; {} frames \
+                 heard of {} sent)",
+                radio.attack_uj as f64 / 1e3,
+                *uj as f64 / 1e3,
+                radio.attack_frames_heard,
+                radio.attack_frames_sent
+            ),
+        ),
         _ => (false, String::new()),
     }
 }

@@ -116,6 +116,18 @@ fn revocation_message(subject: &[u8; 32]) -> [u8; 60] {
     m
 }
 
+/// Whether `signature` is `old`'s rotation statement to `new` (strict verification), as
+/// a tool checks a statement before it is sent; the implant checks it against its own
+/// trusted keys ([`TrustList::rotated`]).
+pub fn rotation_signed_by(old: &[u8; 32], new: &[u8; 32], signature: &[u8; 64]) -> bool {
+    verify_signature(old, &rotation_message(old, new), signature).is_ok()
+}
+
+/// Whether `signature` is `signer`'s revocation statement of `subject` (strict).
+pub fn revocation_signed_by(signer: &[u8; 32], subject: &[u8; 32], signature: &[u8; 64]) -> bool {
+    verify_signature(signer, &revocation_message(subject), signature).is_ok()
+}
+
 /// The rotation statement: `old` signs that `new` replaces it.
 pub fn sign_rotation(old: &SigningKey, new: &[u8; 32]) -> [u8; 64] {
     old.sign(&rotation_message(&old.verifying_key().to_bytes(), new))

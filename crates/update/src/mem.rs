@@ -4,7 +4,7 @@
 use std::vec;
 use std::vec::Vec;
 
-use crate::storage::{RECORD_LEN, Region, Slot, Storage, StorageError};
+use crate::storage::{RECORD_LEN, Region, Slot, Storage, StorageError, TRANSFER_LEN};
 
 /// What is left of the write a power cut interrupts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,7 @@ pub enum Tear {
 pub struct MemStorage {
     slots: [Vec<u8>; 2],
     records: [Vec<u8>; 2],
+    transfers: [Vec<u8>; 2],
     writes: usize,
     cut: Option<(usize, Tear)>,
     dead: bool,
@@ -37,6 +38,7 @@ impl MemStorage {
         MemStorage {
             slots: [vec![0xff; slot_size], vec![0xff; slot_size]],
             records: [vec![0xff; RECORD_LEN], vec![0xff; RECORD_LEN]],
+            transfers: [vec![0xff; TRANSFER_LEN], vec![0xff; TRANSFER_LEN]],
             writes: 0,
             cut: None,
             dead: false,
@@ -93,7 +95,9 @@ impl MemStorage {
             Region::Slot(Slot::B) => Ok(&mut self.slots[1]),
             Region::Record(0) => Ok(&mut self.records[0]),
             Region::Record(1) => Ok(&mut self.records[1]),
-            Region::Record(_) => Err(StorageError),
+            Region::Transfer(0) => Ok(&mut self.transfers[0]),
+            Region::Transfer(1) => Ok(&mut self.transfers[1]),
+            Region::Record(_) | Region::Transfer(_) => Err(StorageError),
         }
     }
 }
@@ -109,7 +113,9 @@ impl Storage for MemStorage {
             Region::Slot(Slot::B) => &self.slots[1],
             Region::Record(0) => &self.records[0],
             Region::Record(1) => &self.records[1],
-            Region::Record(_) => return Err(StorageError),
+            Region::Transfer(0) => &self.transfers[0],
+            Region::Transfer(1) => &self.transfers[1],
+            Region::Record(_) | Region::Transfer(_) => return Err(StorageError),
         };
         let start = offset as usize;
         let end = start.checked_add(buf.len()).ok_or(StorageError)?;

@@ -84,6 +84,9 @@ pub enum Region {
     Slot(Slot),
     /// A copy of the boot record (0 or 1).
     Record(u8),
+    /// A copy of the transfer record (0 or 1): what has been received, so a transfer
+    /// resumes after a restart (FWU-014).
+    Transfer(u8),
 }
 
 /// The storage could not be read or written.
@@ -247,6 +250,106 @@ pub fn load<S: Storage + ?Sized>(storage: &S) -> Option<(BootRecord, u8)> {
             continue;
         }
         if let Some(r) = BootRecord::decode(&b) {
+            if best.as_ref().is_none_or(|(old, _)| r.seq > old.seq) {
+                best = Some((r, copy));
+            }
+        }
+    }
+    best
+}
+
+/// The length of a transfer record.
+pub const TRANSFER_LEN: usize = 61;
+const TRANSFER_MAGIC: &[u8; 4] = b"TUT1";
+const TRANSFER_CHECKED: usize = TRANSFER_LEN - 8;
+
+/// What a transfer has received, written after each chunk (FWU-014) to the copy that
+/// does not hold the newest valid record, so a torn write leaves the previous one.
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 4 | magic and format, `"TUT1"` |
+/// | 4 | 4 | sequence number |
+/// | 8 | 4 | the boot record's sequence number when the transfer began |
+/// | 12 | 1 | the slot written (0 = A, 1 = B) |
+/// | 13 | 4 | the image's length (0: no transfer) |
+/// | 17 | 4 | the bytes received |
+/// | 21 | 32 | the programmer's image id |
+/// | 53 | 8 | the first 8 bytes of the SHA-256 of bytes 0..53 |
+///
+/// A record is in force only while the boot record it names is: marking the image for
+/// trial, a trial's start or end and a key change write the boot record, so a transfer
+/// from before them is never resumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferRecord {
+    /// Increases with every write.
+    pub seq: u32,
+    /// The boot record's sequence number when the transfer began.
+    pub boot_seq: u32,
+    /// The slot written.
+    pub slot: Slot,
+    /// The image's length; 0 for "no transfer".
+    pub total: u32,
+    /// The bytes received.
+    pub have: u32,
+    /// The programmer's image id.
+    pub image_id: [u8; 32],
+}
+
+impl TransferRecord {
+    /// Its bytes.
+    pub fn encode(&self) -> [u8; TRANSFER_LEN] {
+        let mut b = [0u8; TRANSFER_LEN];
+        let mut w = Cursor { b: &mut b, at: 0 };
+        w.put(TRANSFER_MAGIC);
+        w.put(&self.seq.to_le_bytes());
+        w.put(&self.boot_seq.to_le_bytes());
+        w.put(&[self.slot.byte()]);
+        w.put(&self.total.to_le_bytes());
+        w.put(&self.have.to_le_bytes());
+        w.put(&self.image_id);
+        let check: [u8; 32] = Sha256::digest(b.get(..TRANSFER_CHECKED).unwrap_or_default()).into();
+        if let (Some(dst), Some(src)) = (b.get_mut(TRANSFER_CHECKED..), check.get(..8)) {
+            dst.copy_from_slice(src);
+        }
+        b
+    }
+
+    /// The record in `b`, if its magic, check value and fields are valid.
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        if b.len() != TRANSFER_LEN || b.get(..4)? != TRANSFER_MAGIC {
+            return None;
+        }
+        let check: [u8; 32] = Sha256::digest(b.get(..TRANSFER_CHECKED)?).into();
+        if b.get(TRANSFER_CHECKED..)? != check.get(..8)? {
+            return None;
+        }
+        let u = |at: usize| -> Option<u32> {
+            Some(u32::from_le_bytes(
+                b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+            ))
+        };
+        let r = TransferRecord {
+            seq: u(4)?,
+            boot_seq: u(8)?,
+            slot: Slot::from_byte(*b.get(12)?)?,
+            total: u(13)?,
+            have: u(17)?,
+            image_id: b.get(21..53)?.try_into().ok()?,
+        };
+        (r.have <= r.total).then_some(r)
+    }
+}
+
+/// Reads both transfer-record copies: the newest valid one and its copy.
+pub fn load_transfer<S: Storage + ?Sized>(storage: &S) -> Option<(TransferRecord, u8)> {
+    let mut best: Option<(TransferRecord, u8)> = None;
+    for copy in [0u8, 1] {
+        let mut b = [0u8; TRANSFER_LEN];
+        if storage.read(Region::Transfer(copy), 0, &mut b).is_err() {
+            continue;
+        }
+        if let Some(r) = TransferRecord::decode(&b) {
             if best.as_ref().is_none_or(|(old, _)| r.seq > old.seq) {
                 best = Some((r, copy));
             }

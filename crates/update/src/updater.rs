@@ -24,7 +24,8 @@
 //! * [`Updater::begin`] opens a transfer into the inactive slot; [`Updater::receive`]
 //!   takes chunks strictly in order (a gap, a replay or a chunk past the end is refused
 //!   with the offset wanted); [`Updater::status`] says what the implant has, so a
-//!   programmer resumes after a dropped link.
+//!   programmer resumes after a dropped link; each chunk is counted in a transfer record
+//!   (two copies) once it is written, so the transfer also resumes after a restart.
 //! * [`Updater::verify`] checks the received image against the trusted keys, the
 //!   security counter, the running version and the hardware;
 //!   [`Updater::mark_for_trial`] writes the boot record that names it for the next start.
@@ -144,6 +145,55 @@ impl Refusal {
     }
 }
 
+/// A refusal's or a revert's logged code in a few words (the codes of [`Refusal::code`],
+/// [`ImageError::code`], [`KeyRefusal::code`] and [`RevertCause::code`]); `None` for a
+/// code this build does not know.
+pub const fn code_text(code: u8) -> Option<&'static str> {
+    Some(match code {
+        1 => "self-test failed",
+        2 => "restarted before it confirmed itself",
+        20 => "no transfer open",
+        21 => "chunk leaves a gap",
+        22 => "chunk already received",
+        23 => "chunk past the image's end",
+        24 => "chunk length out of range",
+        25 => "image too large for a slot",
+        26 => "image too small",
+        27 => "image incomplete",
+        28 => "image not verified",
+        29 => "an image is on trial",
+        30 => "an image is marked for trial",
+        31 => "restart required",
+        32 => "no image on trial",
+        33 => "storage failed",
+        40 => "image truncated",
+        41 => "trailing bytes after the image",
+        42 => "not an image (bad magic)",
+        43 => "bad image header",
+        44 => "malformed TLV area",
+        45 => "a required TLV is missing",
+        46 => "a TLV is repeated",
+        47 => "unknown TLV",
+        48 => "digest mismatch",
+        49 => "signed by an untrusted key",
+        50 => "signed by a revoked key",
+        51 => "bad signature",
+        52 => "rollback: security counter below the implant's",
+        53 => "downgrade: older than the running version",
+        54 => "for other hardware",
+        55 => "image storage failed",
+        60 => "statement not signed by a trusted key",
+        61 => "not a valid Ed25519 key",
+        62 => "key already trusted",
+        63 => "key was revoked and cannot return",
+        64 => "trusted-keys list full",
+        65 => "key not in the trusted list",
+        66 => "key already revoked",
+        67 => "it is the last trusted key",
+        _ => return None,
+    })
+}
+
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -205,6 +255,18 @@ pub enum RevertCause {
     ImageInvalid(ImageError),
 }
 
+impl RevertCause {
+    /// A stable code for logs: 1 self-test failed, 2 not confirmed, an image that did
+    /// not verify its image error's code (40 and above).
+    pub const fn code(&self) -> u8 {
+        match self {
+            RevertCause::SelfTestFailed => 1,
+            RevertCause::NotConfirmed => 2,
+            RevertCause::ImageInvalid(e) => e.code(),
+        }
+    }
+}
+
 /// An updater step, for the implant's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
@@ -224,6 +286,22 @@ pub enum Op {
     RotateKey,
     /// [`Updater::revoke_key`].
     RevokeKey,
+}
+
+impl Op {
+    /// A stable code for logs (FWU-012).
+    pub const fn code(&self) -> u8 {
+        match self {
+            Op::Begin => 1,
+            Op::Chunk => 2,
+            Op::Verify => 3,
+            Op::MarkTrial => 4,
+            Op::Cancel => 5,
+            Op::Confirm => 6,
+            Op::RotateKey => 7,
+            Op::RevokeKey => 8,
+        }
+    }
 }
 
 /// What happened, for the implant's log.
@@ -290,6 +368,27 @@ pub enum UpdateEvent {
         /// Why.
         refusal: Refusal,
     },
+}
+
+impl UpdateEvent {
+    /// A stable code for logs (FWU-012): 1 booted, 2 transfer started, 3 transfer
+    /// complete, 4 verified, 5 trial marked, 6 confirmed, 7 reverted, 8 cancelled,
+    /// 9 keys changed, 10 refused (the step's [`Op::code`] and the [`Refusal::code`]
+    /// go with it).
+    pub const fn code(&self) -> u8 {
+        match self {
+            UpdateEvent::Booted { .. } => 1,
+            UpdateEvent::TransferStarted { .. } => 2,
+            UpdateEvent::TransferComplete { .. } => 3,
+            UpdateEvent::Verified { .. } => 4,
+            UpdateEvent::TrialMarked { .. } => 5,
+            UpdateEvent::Confirmed { .. } => 6,
+            UpdateEvent::Reverted { .. } => 7,
+            UpdateEvent::Cancelled => 8,
+            UpdateEvent::KeysChanged { .. } => 9,
+            UpdateEvent::Refused { .. } => 10,
+        }
+    }
 }
 
 /// Why the implant cannot start an image.
@@ -402,6 +501,9 @@ pub struct Updater {
     on_trial: bool,
     must_restart: bool,
     transfer: Option<TransferStatus>,
+    /// The transfer record's copy in force and its sequence number (FWU-014).
+    transfer_copy: u8,
+    transfer_seq: u32,
     verified: Option<ImageInfo>,
     events: heapless::Deque<UpdateEvent, EVENTS_MAX>,
     dropped: u32,
@@ -449,6 +551,8 @@ impl Updater {
             on_trial: false,
             must_restart: false,
             transfer: None,
+            transfer_copy: 1,
+            transfer_seq: 0,
             verified: None,
             events: heapless::Deque::new(),
             dropped: 0,
@@ -485,12 +589,62 @@ impl Updater {
             }) => u.revert(storage, RevertCause::NotConfirmed),
             None => {}
         }
+        u.resume_transfer(storage);
         u.event(UpdateEvent::Booted {
             slot: u.running,
             version: u.running_info.version,
             trial: u.on_trial,
         });
         Ok(u)
+    }
+
+    /// At the start: the transfer the record says was under way, if it began under the
+    /// boot record in force, into the slot that is not running, and no trial is pending
+    /// (FWU-014). Only what a complete record write counted is resumed: a chunk torn by
+    /// the power cut was never counted, so it is sent again.
+    fn resume_transfer<S: Storage + ?Sized>(&mut self, storage: &S) {
+        let Some((r, copy)) = storage::load_transfer(storage) else {
+            return;
+        };
+        self.transfer_copy = copy;
+        self.transfer_seq = r.seq;
+        let current = r.boot_seq == self.record.seq
+            && self.record.trial.is_none()
+            && !self.on_trial
+            && r.slot == self.running.other()
+            && r.total > 0
+            && r.total <= storage.slot_size();
+        if current {
+            self.transfer = Some(TransferStatus {
+                total: r.total,
+                have: r.have,
+                image_id: r.image_id,
+            });
+        }
+    }
+
+    /// Writes the transfer record (`None`: no transfer) to the copy not in force.
+    fn save_transfer<S: Storage + ?Sized>(
+        &mut self,
+        storage: &mut S,
+        t: Option<TransferStatus>,
+    ) -> Result<(), Refusal> {
+        let seq = self.transfer_seq.checked_add(1).ok_or(Refusal::Storage)?;
+        let target = if self.transfer_copy == 0 { 1 } else { 0 };
+        let r = storage::TransferRecord {
+            seq,
+            boot_seq: self.record.seq,
+            slot: self.running.other(),
+            total: t.map_or(0, |t| t.total),
+            have: t.map_or(0, |t| t.have),
+            image_id: t.map_or([0; 32], |t| t.image_id),
+        };
+        storage
+            .write(Region::Transfer(target), 0, &r.encode())
+            .map_err(|_| Refusal::Storage)?;
+        self.transfer_seq = seq;
+        self.transfer_copy = target;
+        Ok(())
     }
 
     fn revert<S: Storage + ?Sized>(&mut self, storage: &mut S, cause: RevertCause) {
@@ -589,11 +743,11 @@ impl Updater {
     }
 
     /// Opens a transfer of `total` bytes into the inactive slot (a transfer under way is
-    /// dropped). `image_id` is the programmer's label, reported back by
+    /// dropped) and writes its transfer record (FWU-014). `image_id` is the programmer's label, reported back by
     /// [`Updater::status`] so that it resumes only its own image.
     pub fn begin<S: Storage + ?Sized>(
         &mut self,
-        storage: &S,
+        storage: &mut S,
         total: u32,
         image_id: [u8; 32],
     ) -> Result<(), Refusal> {
@@ -608,12 +762,17 @@ impl Updater {
         if total < min {
             return self.refuse(Op::Begin, Refusal::TooSmall { total });
         }
-        self.transfer = Some(TransferStatus {
+        let t = TransferStatus {
             total,
             have: 0,
             image_id,
-        });
+        };
+        self.transfer = None;
         self.verified = None;
+        if let Err(r) = self.save_transfer(storage, Some(t)) {
+            return self.refuse(Op::Begin, r);
+        }
+        self.transfer = Some(t);
         self.event(UpdateEvent::TransferStarted {
             slot: self.running.other(),
             total,
@@ -665,6 +824,11 @@ impl Updater {
             return self.refuse(Op::Chunk, Refusal::Storage);
         }
         t.have = end;
+        // Counted only once its bytes are written: after a restart the transfer resumes
+        // from the last chunk a whole record counted.
+        if let Err(r) = self.save_transfer(storage, Some(t)) {
+            return self.refuse(Op::Chunk, r);
+        }
         self.transfer = Some(t);
         self.verified = None;
         if end == t.total {
@@ -729,6 +893,11 @@ impl Updater {
 
     /// Drops a transfer under way and a trial marked for the next start.
     pub fn cancel<S: Storage + ?Sized>(&mut self, storage: &mut S) -> Result<(), Refusal> {
+        if self.transfer.is_some() {
+            if let Err(r) = self.save_transfer(storage, None) {
+                return self.refuse(Op::Cancel, r);
+            }
+        }
         self.transfer = None;
         self.verified = None;
         if !self.on_trial && self.record.trial.is_some() {

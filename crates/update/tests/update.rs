@@ -317,7 +317,7 @@ fn chunks_with_gaps_replays_or_reordering_are_refused_and_the_implant_says_what_
     let mut u = Updater::boot(&mut s, hw()).unwrap();
     let img = signed(&body(3000, 5), v(1, 1, 0), 4, hw(), &key(1));
     assert_eq!(u.receive(&mut s, 0, &img[..10]), Err(Refusal::NoTransfer));
-    u.begin(&s, img.len() as u32, [9; 32]).unwrap();
+    u.begin(&mut s, img.len() as u32, [9; 32]).unwrap();
     assert_eq!(u.receive(&mut s, 0, &img[..512]), Ok(512));
     // A gap (a reordered chunk arriving early).
     assert_eq!(
@@ -413,13 +413,13 @@ fn a_received_image_that_is_truncated_or_for_other_hardware_is_refused_fwu_005()
         Err(Refusal::Image(ImageError::WrongHardware { .. }))
     ));
     assert_eq!(
-        u.begin(&s, SLOT as u32 + 1, [0; 32]),
+        u.begin(&mut s, SLOT as u32 + 1, [0; 32]),
         Err(Refusal::TooLarge {
             total: SLOT as u32 + 1,
             max: SLOT as u32
         })
     );
-    u.begin(&s, img.len() as u32, [0; 32]).unwrap();
+    u.begin(&mut s, img.len() as u32, [0; 32]).unwrap();
     u.receive(&mut s, 0, &img[..100]).unwrap();
     assert_eq!(
         u.verify(&s),
@@ -439,7 +439,7 @@ fn a_trial_that_passes_confirms_and_advances_the_counter_fwu_007() {
     u.verify(&s).unwrap();
     u.mark_for_trial(&mut s).unwrap();
     assert!(u.status().trial_pending);
-    assert_eq!(u.begin(&s, 1000, [0; 32]), Err(Refusal::TrialPending));
+    assert_eq!(u.begin(&mut s, 1000, [0; 32]), Err(Refusal::TrialPending));
     // Restart: the trial runs; the counter has not moved yet.
     let mut u = Updater::boot(&mut s, hw()).unwrap();
     let st = u.status();
@@ -447,7 +447,7 @@ fn a_trial_that_passes_confirms_and_advances_the_counter_fwu_007() {
         (st.slot, st.running, st.on_trial, st.security_counter),
         (Slot::B, v(1, 1, 0), true, 3)
     );
-    assert_eq!(u.begin(&s, 1000, [0; 32]), Err(Refusal::TrialRunning));
+    assert_eq!(u.begin(&mut s, 1000, [0; 32]), Err(Refusal::TrialRunning));
     assert_eq!(u.confirm(&mut s, true), Ok(Confirmation::Confirmed));
     assert_eq!(u.status().security_counter, 4);
     assert!(events(&mut u).contains(&UpdateEvent::Confirmed {
@@ -478,7 +478,10 @@ fn a_trial_whose_self_test_fails_or_that_never_confirms_reverts_fwu_007() {
             RevertCause::NotConfirmed
         } else {
             assert_eq!(u.confirm(&mut s, false), Ok(Confirmation::Reverted));
-            assert_eq!(u.begin(&s, 1000, [0; 32]), Err(Refusal::RestartRequired));
+            assert_eq!(
+                u.begin(&mut s, 1000, [0; 32]),
+                Err(Refusal::RestartRequired)
+            );
             RevertCause::SelfTestFailed
         };
         let mut u2 = Updater::boot(&mut s, hw()).unwrap();
@@ -684,7 +687,7 @@ fn every_refusal_is_an_event_with_a_stable_code_fwu_008() {
     let _ = u.verify(&s);
     let _ = u.confirm(&mut s, true);
     let _ = u.mark_for_trial(&mut s);
-    let _ = u.begin(&s, 3, [0; 32]);
+    let _ = u.begin(&mut s, 3, [0; 32]);
     let ev = events(&mut u);
     assert_eq!(
         ev,
@@ -740,4 +743,85 @@ fn inspect_reads_any_bytes_without_panic_fwu_001() {
         let _ = image::verify(&b[..len], &trust1(), &policy(0));
         assert!(b[..len].len() as u32 == ImageSource::len(&b[..len]));
     }
+}
+
+#[test]
+fn a_transfer_resumes_after_a_power_cut_at_every_write_from_what_the_implant_reports_fwu_014() {
+    const CHUNK: usize = 700;
+    let new = signed(&body(5000, 8), v(1, 1, 0), 4, hw(), &key(1));
+    let chunks = new.len().div_ceil(CHUNK);
+    // An uninterrupted transfer writes the begin's record, then each chunk and a record
+    // counting it.
+    let (mut s, _) = implant();
+    let mut u = Updater::boot(&mut s, hw()).unwrap();
+    let base = s.writes();
+    transfer(&mut u, &mut s, &new, CHUNK).unwrap();
+    let writes = s.writes() - base;
+    assert_eq!(writes, 1 + 2 * chunks);
+    let mut resumed = 0;
+    for n in 0..writes {
+        for tear in [
+            Tear::Nothing,
+            Tear::Half,
+            Tear::AllButLast,
+            Tear::HalfThenErased,
+        ] {
+            let (mut s, _) = implant();
+            let mut u = Updater::boot(&mut s, hw()).unwrap();
+            s.cut_at(n, tear);
+            assert!(transfer(&mut u, &mut s, &new, CHUNK).is_err());
+            s.restore_power();
+            drop(u);
+            // The restart: the implant reports what it has.
+            let mut u = Updater::boot(&mut s, hw()).unwrap();
+            let from = match u.status().transfer {
+                None => {
+                    // Only a cut in the begin's own record leaves no transfer.
+                    assert_eq!(n, 0, "{tear:?}");
+                    u.begin(&mut s, new.len() as u32, [7; 32]).unwrap();
+                    0
+                }
+                Some(t) => {
+                    assert_eq!((t.total as usize, t.image_id), (new.len(), [7; 32]));
+                    let have = t.have as usize;
+                    // Write 2i+1 is chunk i, write 2i+2 its record: the chunks counted
+                    // are those whose record was whole before the cut; a torn chunk or
+                    // a torn record is never counted.
+                    assert_eq!(have, (n - 1) / 2 * CHUNK, "write {n} {tear:?}");
+                    assert_eq!(&s.slot(Slot::B)[..have], &new[..have], "write {n}");
+                    resumed += 1;
+                    have
+                }
+            };
+            // The programmer resumes where the implant says; a chunk from before it is
+            // refused as a replay.
+            if from > 0 {
+                assert!(matches!(
+                    u.receive(&mut s, 0, &new[..CHUNK]),
+                    Err(Refusal::Replay { .. })
+                ));
+            }
+            for (i, c) in new[from..].chunks(CHUNK).enumerate() {
+                u.receive(&mut s, (from + i * CHUNK) as u32, c).unwrap();
+            }
+            let info = u.verify(&s).unwrap();
+            assert_eq!(info.version, v(1, 1, 0), "write {n} {tear:?}");
+        }
+    }
+    assert_eq!(resumed, 4 * (writes - 1));
+    // A transfer that was marked for trial, or cancelled, is never resumed.
+    let (mut s, _) = implant();
+    whole_update(&mut s, &new).unwrap();
+    let u = Updater::boot(&mut s, hw()).unwrap();
+    assert_eq!(u.status().transfer, None);
+    let (mut s, _) = implant();
+    let mut u = Updater::boot(&mut s, hw()).unwrap();
+    u.begin(&mut s, new.len() as u32, [7; 32]).unwrap();
+    u.receive(&mut s, 0, &new[..CHUNK]).unwrap();
+    drop(u);
+    let mut u = Updater::boot(&mut s, hw()).unwrap();
+    assert_eq!(u.status().transfer.map(|t| t.have), Some(CHUNK as u32));
+    u.cancel(&mut s).unwrap();
+    let u = Updater::boot(&mut s, hw()).unwrap();
+    assert_eq!(u.status().transfer, None);
 }

@@ -210,6 +210,7 @@ pub fn describe(e: &Event) -> (&'static str, String) {
         | Event::DeviceRevoked { .. }
         | Event::HandshakeDenied { .. } => ("telemetry", format!("{e:?}")),
         Event::PowerOn { .. } | Event::ClockSet { .. } => ("other", format!("{e:?}")),
+        Event::FirmwareUpdate(r) => ("firmware", format!("{r:?}")),
     }
 }
 

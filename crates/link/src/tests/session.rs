@@ -105,7 +105,7 @@ fn prologue_binds_version_and_protocol() {
     assert!(p.starts_with(session::LINK_VERSION));
     assert!(p.ends_with(PROTOCOL_NAME));
     assert_eq!(frame::VERSION, 1);
-    assert!(session::LINK_VERSION.ends_with('3'));
+    assert!(session::LINK_VERSION.ends_with('4'));
 }
 
 #[test]
@@ -456,7 +456,27 @@ fn a_version_2_programmer_fails_the_handshake_with_a_version_3_implant_link_031(
     let n = hs.write_message(&[], &mut msg).unwrap();
     let r = read_hello(&pump, entropy(12), &wrap_hello(&msg[..n]));
     assert_eq!(r.map(|_| ()), Err(LinkError::Handshake));
-    assert_eq!(PROLOGUE, b"thecal-link/3;Noise_IK_25519_ChaChaPoly_BLAKE2s");
+    let mut hs = raw_initiator(23, pump.public());
+    let n = hs.write_message(&[], &mut msg).unwrap();
+    assert!(read_hello(&pump, entropy(12), &wrap_hello(&msg[..n])).is_ok());
+}
+
+#[test]
+fn a_version_3_programmer_fails_the_handshake_with_a_version_4_implant_link_034() {
+    // Link version 4 added the firmware-signing keys' rotation and revocation: a
+    // programmer of version 3 would not know those messages, so the handshake refuses it.
+    let pump = keys(25);
+    let mut hs = raw(
+        true,
+        23,
+        Some(pump.public()),
+        &prologue_with(b"thecal-link/3;Noise_IK_25519_ChaChaPoly_BLAKE2s", &HEADER),
+    );
+    let mut msg = [0u8; 128];
+    let n = hs.write_message(&[], &mut msg).unwrap();
+    let r = read_hello(&pump, entropy(12), &wrap_hello(&msg[..n]));
+    assert_eq!(r.map(|_| ()), Err(LinkError::Handshake));
+    assert_eq!(PROLOGUE, b"thecal-link/4;Noise_IK_25519_ChaChaPoly_BLAKE2s");
     let mut hs = raw_initiator(23, pump.public());
     let n = hs.write_message(&[], &mut msg).unwrap();
     assert!(read_hello(&pump, entropy(12), &wrap_hello(&msg[..n])).is_ok());

@@ -7,10 +7,10 @@ use thecal_update::image::{self, HardwareId};
 use thecal_update::mem::MemStorage;
 use thecal_update::updater::{REFERENCE_SLOT_SIZE, provision};
 use thecal_update::{
-    Confirmation, ImageError, Manifest, Refusal, Slot, TrustList, Updater, Version,
+    Confirmation, ImageError, KeyRefusal, Manifest, Refusal, Slot, TrustList, Updater, Version,
 };
 
-use crate::message::{UPDATE_CHUNK_MAX, UpdateReply, UpdateRequest};
+use crate::message::{KeySignature, UPDATE_CHUNK_MAX, UpdateReply, UpdateRequest};
 
 fn maker() -> SigningKey {
     SigningKey::from_bytes(&[42; 32])
@@ -487,4 +487,325 @@ fn a_captured_update_replayed_to_a_pump_past_its_version_is_refused_link_033() {
         w.implant.update.as_ref().unwrap().0.status().running,
         Version::new(1, 2, 0, 0)
     );
+}
+
+// ----- the updater's events in the pump's log (FWU-012) ----------------------------
+
+fn firmware_log(w: &World) -> Vec<thecal_pump::event::FirmwareRecord> {
+    w.implant
+        .fw
+        .events
+        .iter()
+        .filter_map(|e| match e.event {
+            Event::FirmwareUpdate(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_updaters_events_are_in_the_pumps_log_with_their_codes_fwu_012() {
+    let mut w = World::new();
+    w.set_up();
+    with_updater(&mut w);
+    // The start's event is the firmware's to log; here the updater booted before the
+    // pump had a log, so it is logged with the first step.
+    let img = signed(5000, Version::new(1, 1, 0, 7), 4);
+    let begin = UpdateRequest::Begin {
+        total: img.len() as u32,
+        image_id: [8; 32],
+    };
+    assert_eq!(
+        ask_update(&mut w, Who::Clinician, begin),
+        Reply::Update(UpdateReply::Accepted)
+    );
+    // A gap, refused.
+    let _ = ask_update(&mut w, Who::Clinician, chunk(&img, UPDATE_CHUNK_MAX));
+    send_rest(&mut w, &img, 0);
+    let _ = ask_update(&mut w, Who::Clinician, UpdateRequest::Verify);
+    let _ = ask_update(&mut w, Who::Clinician, UpdateRequest::MarkForTrial);
+    let log = firmware_log(&w);
+    let codes: Vec<u8> = log.iter().map(|r| r.code).collect();
+    // Booted, transfer started, a chunk refused, transfer complete, verified, marked:
+    // the updater's codes as the update crate documents them.
+    assert_eq!(codes, vec![1, 2, 10, 3, 4, 5], "{log:?}");
+    assert_eq!((log[0].slot, log[0].version.major, log[0].step), (0, 1, 0));
+    assert_eq!((log[1].slot, log[1].value), (1, img.len() as u32));
+    // The refused chunk: step 2 (chunk), reason 21 (a gap).
+    assert_eq!((log[2].step, log[2].reason), (2, 21));
+    assert_eq!(log[3].value, img.len() as u32);
+    let v = log[4].version;
+    assert_eq!(
+        (v.major, v.minor, v.revision, v.build, log[4].value),
+        (1, 1, 0, 7, 4)
+    );
+    assert_eq!(log[5].slot, 1);
+    // A log download over the link returns them.
+    let first = w
+        .implant
+        .fw
+        .events
+        .iter()
+        .find(|e| matches!(e.event, Event::FirmwareUpdate(_)))
+        .unwrap()
+        .seq;
+    let r = w.ask_body(
+        Who::Clinician,
+        Body::Link(LinkCommand::ReadLog { from_seq: first }),
+    );
+    let Reply::Log { entries, .. } = r else {
+        panic!("{r:?}");
+    };
+    assert!(
+        entries
+            .iter()
+            .any(|e| matches!(e.event, Event::FirmwareUpdate(r) if r.code == 1)),
+        "{entries:?}"
+    );
+    // After the restart into the trial image, its start and confirmation are logged by
+    // the firmware (as the virtual implant and the twin do).
+    let (mut u, mut storage) = w.implant.update.take().unwrap();
+    drop(u);
+    u = Updater::boot(&mut storage, hw()).unwrap();
+    assert_eq!(u.confirm(&mut storage, true), Ok(Confirmation::Confirmed));
+    let now = w.fw().now;
+    let n = crate::endpoint::log_update_events(&mut u, &mut w.fw().pump, now);
+    w.fw().drain();
+    assert_eq!(n, 2);
+    let log = firmware_log(&w);
+    let tail: Vec<(u8, u8, u8, u32)> = log[6..]
+        .iter()
+        .map(|r| (r.code, r.step, r.slot, r.value))
+        .collect();
+    // Booted on trial from slot B; confirmed with counter 4.
+    assert_eq!(tail, vec![(1, 1, 1, 0), (6, 0, 0xff, 4)]);
+}
+
+// ----- key rotation and revocation over the link (LINK-034 to LINK-036) ------------
+
+fn signed_by(len: usize, version: Version, counter: u32, key: &SigningKey) -> Vec<u8> {
+    let body: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+    let m = Manifest {
+        version,
+        security_counter: counter,
+        hardware: hw(),
+    };
+    let mut out = vec![0u8; image::signed_len(len, &m).unwrap()];
+    image::sign(&body, &m, key, &mut out).unwrap();
+    out
+}
+
+/// Sends `img` and asks the pump to verify it.
+fn send_and_verify(w: &mut World, img: &[u8]) -> Reply {
+    let begin = UpdateRequest::Begin {
+        total: img.len() as u32,
+        image_id: [4; 32],
+    };
+    assert_eq!(
+        ask_update(w, Who::Clinician, begin),
+        Reply::Update(UpdateReply::Accepted)
+    );
+    send_rest(w, img, 0);
+    ask_update(w, Who::Clinician, UpdateRequest::Verify)
+}
+
+fn trusted_keys(w: &mut World) -> Vec<([u8; 32], bool)> {
+    match ask_update(w, Who::Clinician, UpdateRequest::Keys) {
+        Reply::Update(UpdateReply::Keys(k)) => k.iter().map(|k| (k.key, k.revoked)).collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn rotation(old: &SigningKey, new: &SigningKey) -> UpdateRequest {
+    let new = new.verifying_key().to_bytes();
+    UpdateRequest::RotateKey {
+        new,
+        signature: KeySignature::from_bytes(&thecal_update::keys::sign_rotation(old, &new)),
+    }
+}
+
+fn revocation(signer: &SigningKey, subject: &[u8; 32]) -> UpdateRequest {
+    UpdateRequest::RevokeKey {
+        key: *subject,
+        signature: KeySignature::from_bytes(&thecal_update::keys::sign_revocation(signer, subject)),
+    }
+}
+
+#[test]
+fn a_rotated_key_installed_over_the_link_signs_the_next_image_link_034() {
+    let mut w = World::new();
+    w.set_up();
+    with_updater(&mut w);
+    let new = SigningKey::from_bytes(&[77; 32]);
+    let maker_pub = maker().verifying_key().to_bytes();
+    let new_pub = new.verifying_key().to_bytes();
+    assert_eq!(trusted_keys(&mut w), vec![(maker_pub, false)]);
+    // The maker's statement that the new key replaces it.
+    assert_eq!(
+        ask_update(&mut w, Who::Clinician, rotation(&maker(), &new)),
+        Reply::Update(UpdateReply::Accepted)
+    );
+    assert_eq!(
+        trusted_keys(&mut w),
+        vec![(maker_pub, true), (new_pub, false)]
+    );
+    // An image signed by the new key verifies; one by the old key is refused.
+    let by_new = signed_by(3000, Version::new(1, 1, 0, 0), 4, &new);
+    assert!(matches!(
+        send_and_verify(&mut w, &by_new),
+        Reply::Update(UpdateReply::Verified(_))
+    ));
+    let by_old = signed(3000, Version::new(1, 1, 0, 0), 4);
+    assert_eq!(
+        send_and_verify(&mut w, &by_old),
+        Reply::Update(UpdateReply::Refused(Refusal::Image(ImageError::RevokedKey)))
+    );
+    // Logged with the clinician's role, and the updater's own event (keys changed: 1).
+    assert_eq!(logged(&w, 118), vec![(Role::Clinician, None)]);
+    assert!(firmware_log(&w).iter().any(|r| r.code == 9 && r.value == 1));
+    // The key list survives the implant's restart (it is in the boot record).
+    let (_, mut storage) = w.implant.update.take().unwrap();
+    let u = Updater::boot(&mut storage, hw()).unwrap();
+    assert_eq!(
+        u.keys()
+            .iter()
+            .map(|k| (k.key, k.revoked))
+            .collect::<Vec<_>>(),
+        vec![(maker_pub, true), (new_pub, false)]
+    );
+}
+
+#[test]
+fn a_rotation_not_signed_by_a_trusted_key_is_refused_link_034() {
+    let mut w = World::new();
+    w.set_up();
+    with_updater(&mut w);
+    let stranger = SigningKey::from_bytes(&[13; 32]);
+    let new = SigningKey::from_bytes(&[77; 32]);
+    let before = trusted_keys(&mut w);
+    // Signed by a key the implant does not trust.
+    let refused = Refusal::Key(KeyRefusal::NotSigned);
+    assert_eq!(
+        ask_update(&mut w, Who::Clinician, rotation(&stranger, &new)),
+        Reply::Update(UpdateReply::Refused(refused))
+    );
+    // A genuine statement with its new key swapped for another.
+    let UpdateRequest::RotateKey { signature, .. } = rotation(&maker(), &new) else {
+        unreachable!()
+    };
+    let swapped = UpdateRequest::RotateKey {
+        new: stranger.verifying_key().to_bytes(),
+        signature,
+    };
+    assert_eq!(
+        ask_update(&mut w, Who::Clinician, swapped),
+        Reply::Update(UpdateReply::Refused(refused))
+    );
+    assert_eq!(trusted_keys(&mut w), before);
+    assert_eq!(
+        logged(&w, 118),
+        vec![
+            (Role::Clinician, Some(refused.code())),
+            (Role::Clinician, Some(refused.code()))
+        ]
+    );
+    assert_eq!(refused.code(), 60);
+}
+
+#[test]
+fn a_revoked_keys_image_is_refused_and_the_last_key_cannot_be_revoked_link_035() {
+    let mut w = World::new();
+    w.set_up();
+    // The implant trusts two keys.
+    let second = SigningKey::from_bytes(&[91; 32]);
+    let second_pub = second.verifying_key().to_bytes();
+    let maker_pub = maker().verifying_key().to_bytes();
+    let old = signed(4000, Version::new(1, 0, 0, 0), 3);
+    let mut s = MemStorage::new(REFERENCE_SLOT_SIZE as usize);
+    s.slot_mut(Slot::A)[..old.len()].copy_from_slice(&old);
+    provision(
+        &mut s,
+        Slot::A,
+        TrustList::new(&[maker_pub, second_pub]).unwrap(),
+        3,
+    )
+    .unwrap();
+    let u = Updater::boot(&mut s, hw()).unwrap();
+    w.implant.update = Some((u, s));
+    let by_second = signed_by(3000, Version::new(1, 1, 0, 0), 4, &second);
+    assert!(matches!(
+        send_and_verify(&mut w, &by_second),
+        Reply::Update(UpdateReply::Verified(_))
+    ));
+    // The maker revokes the second key: its image is refused from then on.
+    assert_eq!(
+        ask_update(&mut w, Who::Clinician, revocation(&maker(), &second_pub)),
+        Reply::Update(UpdateReply::Accepted)
+    );
+    assert_eq!(
+        trusted_keys(&mut w),
+        vec![(maker_pub, false), (second_pub, true)]
+    );
+    assert_eq!(
+        send_and_verify(&mut w, &by_second),
+        Reply::Update(UpdateReply::Refused(Refusal::Image(ImageError::RevokedKey)))
+    );
+    // The maker's key is the last trusted one: revoking it is refused.
+    let last = Refusal::Key(KeyRefusal::LastKey);
+    assert_eq!(
+        ask_update(&mut w, Who::Clinician, revocation(&maker(), &maker_pub)),
+        Reply::Update(UpdateReply::Refused(last))
+    );
+    assert_eq!(
+        trusted_keys(&mut w),
+        vec![(maker_pub, false), (second_pub, true)]
+    );
+    assert_eq!(
+        logged(&w, 119),
+        vec![
+            (Role::Clinician, None),
+            (Role::Clinician, Some(last.code()))
+        ]
+    );
+    assert_eq!(last.code(), 67);
+}
+
+#[test]
+fn only_a_clinician_may_rotate_or_revoke_keys_link_036() {
+    let mut w = World::new();
+    w.set_up();
+    with_updater(&mut w);
+    let new = SigningKey::from_bytes(&[77; 32]);
+    let before = w.implant.update.as_ref().unwrap().0.keys().clone();
+    for who in [Who::Remote, Who::Emergency] {
+        w.connect(who);
+        for r in [
+            rotation(&maker(), &new),
+            revocation(&maker(), &maker().verifying_key().to_bytes()),
+            UpdateRequest::Keys,
+        ] {
+            let reply = ask_update(&mut w, who, r.clone());
+            assert!(
+                matches!(
+                    reply,
+                    Reply::Refused {
+                        code: NOT_PERMITTED,
+                        ..
+                    }
+                ),
+                "{who:?} {r:?}: {reply:?}"
+            );
+        }
+    }
+    assert_eq!(w.implant.update.as_ref().unwrap().0.keys(), &before);
+    for code in [118, 119, 117] {
+        assert_eq!(
+            logged(&w, code),
+            vec![
+                (Role::PatientRemote, Some(NOT_PERMITTED)),
+                (Role::Emergency, Some(NOT_PERMITTED))
+            ],
+            "code {code}"
+        );
+    }
 }
