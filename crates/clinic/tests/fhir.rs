@@ -647,7 +647,8 @@ async fn patient_import_names_the_wrong_element_clinic_186(b: Backend) {
         ({ let mut r = referral(); r["extension"] = json!([]); r },
             "Patient.extension('https://thecal.invalid/fhir/StructureDefinition/indication')", "missing"),
         (json!({"resourceType": "Observation"}), "Patient.resourceType", "only a Patient"),
-        ({ let mut r = referral(); r["unknownElement"] = json!(1); r }, "Patient", ""),
+        ({ let mut r = referral(); r["unknownElement"] = json!(1); r }, "Patient.unknownElement", "not an element"),
+        ({ let mut r = referral(); r["name"][0]["nickname"] = json!("I"); r }, "Patient.name[0].nickname", "not an element"),
     ];
     for (body, expression, words) in cases {
         let (s, v) = c.call(Some(&n), "POST", "/fhir/r4/Patient", Some(body.clone())).await;

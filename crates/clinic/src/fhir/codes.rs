@@ -326,5 +326,40 @@ pub fn all() -> Vec<Code> {
     v
 }
 
-/// The UCUM units the export writes (each a valid UCUM expression).
-pub const UCUM_UNITS: &[&str] = &["ug", "ug/mL", "ug/d", "mL", "mL/d", "kg", "cm", "{score}", "%"];
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_documented_with_its_system_and_source_clinic_187() {
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/fhir.md"),
+        )
+        .unwrap();
+        let rows: Vec<&str> = doc.lines().filter(|l| l.starts_with("| `")).collect();
+        let all = all();
+        for c in &all {
+            let row = rows
+                .iter()
+                .find(|r| r.starts_with(&format!("| `{}` | `{}` |", c.system, c.code)))
+                .unwrap_or_else(|| panic!("{} {} is not in docs/fhir.md", c.system, c.code));
+            assert!(row.contains(c.display), "{row}");
+            assert!(row.contains(c.source), "{row}");
+            let confirmed = if c.certain {
+                "| yes |"
+            } else if c.system == LOCAL {
+                "| own code |"
+            } else {
+                "| **not verified** |"
+            };
+            assert!(row.contains(confirmed), "{row}");
+        }
+        // No guessed code: every code not confirmed in a source is the clinic's own or
+        // marked as not verified.
+        assert!(all.iter().filter(|c| !c.certain).all(|c| c.system == LOCAL || c.system == RXNORM));
+        // Each code once.
+        for (i, c) in all.iter().enumerate() {
+            assert!(all[i + 1..].iter().all(|o| (o.system, o.code) != (c.system, c.code)), "{c:?}");
+        }
+    }
+}

@@ -54,6 +54,44 @@ fn fhirpath(path: &str) -> String {
     }
 }
 
+/// The elements of `given` missing from `kept` (the same resource written by the model),
+/// each as an issue.
+fn unknown(given: &serde_json::Value, kept: &serde_json::Value, path: &str, out: &mut Vec<Issue>) {
+    use serde_json::Value;
+    match (given, kept) {
+        (Value::Object(g), Value::Object(k)) => {
+            for (name, v) in g {
+                // Empty is absent (the model writes no empty list).
+                let empty = match v {
+                    Value::Array(a) => a.is_empty(),
+                    Value::Object(o) => o.is_empty(),
+                    Value::Null => true,
+                    _ => false,
+                };
+                if empty {
+                    continue;
+                }
+                let here = format!("{path}.{name}");
+                match k.get(name) {
+                    Some(kv) => unknown(v, kv, &here, out),
+                    None => out.push(Issue::new(
+                        here,
+                        "is not an element of a FHIR R4B Patient here; remove it",
+                    )),
+                }
+            }
+        }
+        (Value::Array(g), Value::Array(k)) => {
+            for (i, v) in g.iter().enumerate() {
+                if let Some(kv) = k.get(i) {
+                    unknown(v, kv, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Reads a `Patient` resource's JSON into the clinic's new patient, checked against the
 /// clinic's rules as of `today`.
 ///
@@ -77,11 +115,18 @@ pub fn patient(json: &str, today: NaiveDate) -> Result<NewPatient, Vec<Issue>> {
             )]);
         }
     }
-    let p: Patient = serde_path_to_error::deserialize(value).map_err(|e| {
+    let p: Patient = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
         let path = e.path().to_string();
         vec![Issue::new(fhirpath(&path), e.into_inner().to_string())]
     })?;
+    // The model skips what it does not know: an element that does not come back when the
+    // resource is written again is not an element of Patient.
     let mut issues = vec![];
+    let again = serde_json::to_value(&p).unwrap_or_default();
+    unknown(&value, &again, "Patient", &mut issues);
+    if !issues.is_empty() {
+        return Err(issues);
+    }
     let ids: Vec<_> = p.identifier.iter().flatten().collect();
     let mrn = ids
         .iter()

@@ -17,6 +17,8 @@
 //! same storage call and audit as the console's registration).
 
 pub mod api;
+/// The FHIR model crate, for users of this crate that parse what it writes.
+pub use fhir_sdk;
 pub mod codes;
 pub mod export;
 pub mod import;
