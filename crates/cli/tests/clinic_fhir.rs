@@ -24,7 +24,11 @@ fn clinic(dir: &std::path::Path) -> (String, std::sync::Arc<dyn Storage>, tokio:
     let rt = rt();
     let store = rt.block_on(async {
         let store = thecal_clinic::storage::open(&url).await.unwrap();
-        for (u, r) in [("nurse", "nurse"), ("auditor", "auditor"), ("admin", "administrator")] {
+        for (u, r) in [
+            ("nurse", "nurse"),
+            ("auditor", "auditor"),
+            ("admin", "administrator"),
+        ] {
             store.create_user(None, u, "x", r, 0).await.unwrap();
         }
         let actor = Actor {
@@ -93,23 +97,49 @@ fn export_fhir_writes_the_bundle_and_audits_it_clinic_188() {
     assert_eq!(kinds, ["Patient", "Condition", "Observation"]);
     assert_eq!(b["entry"][0]["resource"]["identifier"][0]["value"], "C-1");
     // The chronic pain indication, SNOMED CT 82423001; weight 80 kg.
-    assert_eq!(b["entry"][1]["resource"]["code"]["coding"][0]["code"], "82423001");
+    assert_eq!(
+        b["entry"][1]["resource"]["code"]["coding"][0]["code"],
+        "82423001"
+    );
     assert_eq!(b["entry"][2]["resource"]["valueQuantity"]["value"], 80.0);
     // Parsed by the model.
     let _: fhir_sdk_check::Bundle = serde_json::from_value(b.clone()).unwrap();
     let rows = rt.block_on(store.audit(10)).unwrap();
     let r = &rows[0];
-    assert_eq!((r.actor.as_str(), r.action.as_str(), r.entity_id), ("nurse", "fhir_read", Some(1)));
-    assert!(r.after.as_deref().unwrap().contains("export-fhir"), "{:?}", r.after);
+    assert_eq!(
+        (r.actor.as_str(), r.action.as_str(), r.entity_id),
+        ("nurse", "fhir_read", Some(1))
+    );
+    assert!(
+        r.after.as_deref().unwrap().contains("export-fhir"),
+        "{:?}",
+        r.after
+    );
     // With the audit trail, as the auditor, to standard output.
     let o = common::run(
-        &["clinic", "export-fhir", "--database", &url, "--patient", "1", "--user", "auditor", "--audit"],
+        &[
+            "clinic",
+            "export-fhir",
+            "--database",
+            &url,
+            "--patient",
+            "1",
+            "--user",
+            "auditor",
+            "--audit",
+        ],
         None,
         Duration::from_secs(60),
     );
     assert!(o.status.success(), "{}", common::text(&o));
     let b: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(b["entry"].as_array().unwrap().iter().any(|e| e["resource"]["resourceType"] == "AuditEvent"));
+    assert!(
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["resource"]["resourceType"] == "AuditEvent")
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -124,11 +154,21 @@ fn export_fhir_refuses_roles_without_access_clinic_188() {
     let (url, store, rt) = clinic(&dir);
     let before = rt.block_on(store.audit(1000)).unwrap().len();
     for (args, words) in [
-        (vec!["--user", "admin"], "a administrator may not read records"),
+        (
+            vec!["--user", "admin"],
+            "a administrator may not read records",
+        ),
         (vec!["--user", "nurse", "--audit"], "auditors only"),
         (vec!["--user", "nobody"], "no active account"),
     ] {
-        let mut all = vec!["clinic", "export-fhir", "--database", &url, "--patient", "1"];
+        let mut all = vec![
+            "clinic",
+            "export-fhir",
+            "--database",
+            &url,
+            "--patient",
+            "1",
+        ];
         all.extend(args.iter().copied());
         let o = common::run(&all, None, Duration::from_secs(60));
         assert_eq!(o.status.code(), Some(2), "{}", common::text(&o));
@@ -137,14 +177,32 @@ fn export_fhir_refuses_roles_without_access_clinic_188() {
         assert!(o.stdout.is_empty(), "no record printed");
     }
     let o = common::run(
-        &["clinic", "export-fhir", "--database", &url, "--patient", "9", "--user", "nurse"],
+        &[
+            "clinic",
+            "export-fhir",
+            "--database",
+            &url,
+            "--patient",
+            "9",
+            "--user",
+            "nurse",
+        ],
         None,
         Duration::from_secs(60),
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--patient 9: no such patient"));
     let o = common::run(
-        &["clinic", "export-fhir", "--data-dir", dir.join("none").to_str().unwrap(), "--patient", "1", "--user", "nurse"],
+        &[
+            "clinic",
+            "export-fhir",
+            "--data-dir",
+            dir.join("none").to_str().unwrap(),
+            "--patient",
+            "1",
+            "--user",
+            "nurse",
+        ],
         None,
         Duration::from_secs(60),
     );

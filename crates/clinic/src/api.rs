@@ -197,7 +197,13 @@ impl ApiError {
     /// endpoints, which answer errors as an OperationOutcome).
     pub(crate) fn into_parts(
         self,
-    ) -> (StatusCode, &'static str, Option<String>, String, Option<String>) {
+    ) -> (
+        StatusCode,
+        &'static str,
+        Option<String>,
+        String,
+        Option<String>,
+    ) {
         (self.status, self.code, self.field, self.message, self.allow)
     }
     /// Status, field and message (for the console's pages).
@@ -281,7 +287,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut r = (self.status, Json(body)).into_response();
-        if let Some(v) = self.allow.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+        if let Some(v) = self
+            .allow
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok())
+        {
             r.headers_mut().insert(header::ALLOW, v);
         }
         if self.status == StatusCode::TOO_MANY_REQUESTS {
@@ -502,7 +512,11 @@ async fn authorize(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let (method, uri, headers) = (req.method().clone(), req.uri().clone(), req.headers().clone());
+    let (method, uri, headers) = (
+        req.method().clone(),
+        req.uri().clone(),
+        req.headers().clone(),
+    );
     match admit(&st, matched.as_ref(), &method, &uri, &headers).await {
         Ok(Admission::Public) => next.run(req).await,
         Ok(Admission::User(u)) => {

@@ -25,9 +25,14 @@ async fn rich(c: &Clinic) -> (i64, i64, i64) {
     let n = c.login(Role::Nurse).await;
     let ok = |s: StatusCode, v: &Value| assert!(s.is_success(), "{s} {v}");
     let (s, v) = c
-        .call(Some(&p), "POST", "/api/v1/patients", Some(json!({"mrn": "F-001", "name": "Fay Fhir",
+        .call(
+            Some(&p),
+            "POST",
+            "/api/v1/patients",
+            Some(json!({"mrn": "F-001", "name": "Fay Fhir",
             "date_of_birth": "1975-03-04", "condition": {"kind": "spasticity", "origin": "spinal"},
-            "weight_kg": 70})))
+            "weight_kg": 70})),
+        )
         .await;
     ok(s, &v);
     let pid = v["id"].as_i64().unwrap();
@@ -41,7 +46,11 @@ async fn rich(c: &Clinic) -> (i64, i64, i64) {
     ok(s, &v);
     let iid = v["id"].as_i64().unwrap();
     let (s, v) = c
-        .call(Some(&p), "POST", &format!("/api/v1/implants/{iid}/prescriptions"), Some(json!({
+        .call(
+            Some(&p),
+            "POST",
+            &format!("/api/v1/implants/{iid}/prescriptions"),
+            Some(json!({
             "drug": "baclofen", "concentration": "2000 mcg/mL", "reservoir_volume": "20 mL",
             "reason": "night spasms", "confirm_soft_findings": "screening response lasted over 8 h",
             "flex": {"steps": [{"start": "00:00", "daily_dose": "300 mcg/day"},
@@ -49,76 +58,125 @@ async fn rich(c: &Clinic) -> (i64, i64, i64) {
                      "boluses": [{"start": "20:00", "dose": "50 mcg", "duration": "30 min",
                                   "days": ["mon", "thu"]}]},
             "patient_bolus": {"dose": "25 mcg", "duration": "10 min", "lockout": "2 h",
-                              "max_per_day": 4}})))
+                              "max_per_day": 4}})),
+        )
         .await;
     ok(s, &v);
     c.advance(TimeDelta::days(2));
     let p = c.login(Role::Physician).await;
     let (s, v) = c
-        .call(Some(&p), "POST", &format!("/api/v1/implants/{iid}/prescriptions"), Some(json!({
+        .call(
+            Some(&p),
+            "POST",
+            &format!("/api/v1/implants/{iid}/prescriptions"),
+            Some(json!({
             "drug": "baclofen", "concentration": "2000 mcg/mL", "daily_dose": "400 mcg/day",
             "reservoir_volume": "20 mL", "reason": "simpler day",
-            "confirm_soft_findings": "agreed with the patient"})))
+            "confirm_soft_findings": "agreed with the patient"})),
+        )
         .await;
     ok(s, &v);
     c.advance(TimeDelta::days(30));
     let n2 = c.login(Role::Nurse).await;
     let (s, v) = c
-        .call(Some(&n2), "POST", &format!("/api/v1/implants/{iid}/visits"), None)
+        .call(
+            Some(&n2),
+            "POST",
+            &format!("/api/v1/implants/{iid}/visits"),
+            None,
+        )
         .await;
     ok(s, &v);
     let vid = v["id"].as_i64().unwrap();
     let expected = thecal_rx::Volume::from_nl(v["expected_residual_nl"].as_u64().unwrap());
     for (step, body) in [
         ("aspirate", json!({"aspirated": expected.to_string()})),
-        ("fill", json!({"volume_added": "18 mL", "concentration": "2000 mcg/mL",
-                        "lot": "LOT-F1", "expiry": "2027-06-30"})),
+        (
+            "fill",
+            json!({"volume_added": "18 mL", "concentration": "2000 mcg/mL",
+                        "lot": "LOT-F1", "expiry": "2027-06-30"}),
+        ),
         ("close", json!({})),
     ] {
         let (s, v) = c
-            .call(Some(&n2), "POST", &format!("/api/v1/visits/{vid}/{step}"), Some(body))
+            .call(
+                Some(&n2),
+                "POST",
+                &format!("/api/v1/visits/{vid}/{step}"),
+                Some(body),
+            )
             .await;
         ok(s, &v);
     }
     let (s, v) = c
-        .call(Some(&n2), "POST", &format!("/api/v1/patients/{pid}/complications"), Some(json!({
+        .call(
+            Some(&n2),
+            "POST",
+            &format!("/api/v1/patients/{pid}/complications"),
+            Some(json!({
             "kind": "csf_leak", "onset": "2026-01-20", "description": "headache on standing",
-            "resolved_on": "2026-02-01"})))
+            "resolved_on": "2026-02-01"})),
+        )
         .await;
     ok(s, &v);
     let (s, v) = c
-        .call(Some(&n2), "POST", &format!("/api/v1/patients/{pid}/assessments"), Some(json!({
+        .call(
+            Some(&n2),
+            "POST",
+            &format!("/api/v1/patients/{pid}/assessments"),
+            Some(json!({
             "taken_at": "2026-02-01T09:00:00Z", "context": "follow-up", "scale_version": "MAS 1987",
             "recall_period": "now", "answers": {"scale": "modified_ashworth", "items": [
                 {"muscle": "hip adductors", "side": "left", "grade": "1+"},
-                {"muscle": "hip adductors", "side": "right", "grade": "2"}]}})))
+                {"muscle": "hip adductors", "side": "right", "grade": "2"}]}})),
+        )
         .await;
     ok(s, &v);
     let p = c.login(Role::Physician).await;
     let (s, v) = c
-        .call(Some(&p), "POST", &format!("/api/v1/implants/{iid}/revisions"), Some(json!({
+        .call(
+            Some(&p),
+            "POST",
+            &format!("/api/v1/implants/{iid}/revisions"),
+            Some(json!({
             "on": "2026-02-05", "reason": "catheter kink",
             "change": {"kind": "catheter_revision", "catheter_model": "8780",
-                       "catheter_length_cm": 52, "tip_level": "T8"}})))
+                       "catheter_length_cm": 52, "tip_level": "T8"}})),
+        )
         .await;
     ok(s, &v);
     // A second patient, trialled.
     let (s, v) = c
-        .call(Some(&p), "POST", "/api/v1/patients", Some(json!({"mrn": "F-002", "name": "Gus Fhir",
-            "date_of_birth": "1960-07-08", "condition": {"kind": "pain", "type": "cancer"}})))
+        .call(
+            Some(&p),
+            "POST",
+            "/api/v1/patients",
+            Some(json!({"mrn": "F-002", "name": "Gus Fhir",
+            "date_of_birth": "1960-07-08", "condition": {"kind": "pain", "type": "cancer"}})),
+        )
         .await;
     ok(s, &v);
     let tp = v["id"].as_i64().unwrap();
     for st in ["screening", "trial"] {
         let (s, v) = c
-            .call(Some(&p), "POST", &format!("/api/v1/patients/{tp}/state"), Some(json!({"state": st})))
+            .call(
+                Some(&p),
+                "POST",
+                &format!("/api/v1/patients/{tp}/state"),
+                Some(json!({"state": st})),
+            )
             .await;
         ok(s, &v);
     }
     let (s, v) = c
-        .call(Some(&p), "POST", &format!("/api/v1/patients/{tp}/trials"), Some(json!({
+        .call(
+            Some(&p),
+            "POST",
+            &format!("/api/v1/patients/{tp}/trials"),
+            Some(json!({
             "drug": "morphine", "route": "lumbar_puncture", "doses": ["150 mcg"], "scale": "nrs",
-            "baseline": 8, "post": 3, "observed_hours": 24, "observations": "walked 400 m"})))
+            "baseline": 8, "post": 3, "observed_hours": 24, "observations": "walked 400 m"})),
+        )
         .await;
     ok(s, &v);
     let _ = n;
@@ -159,17 +217,29 @@ async fn export_holds_every_resource_of_the_record_clinic_180(b: Backend) {
     let (pid, iid, tp) = rich(&c).await;
     let n = c.login(Role::Nurse).await;
     let (s, h, bundle) = c
-        .call_full(Some(&n), "GET", &format!("/fhir/r4/Patient/{pid}/$everything"), None)
+        .call_full(
+            Some(&n),
+            "GET",
+            &format!("/fhir/r4/Patient/{pid}/$everything"),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{bundle}");
-    assert_eq!(h.get(header::CONTENT_TYPE).unwrap(), "application/fhir+json");
+    assert_eq!(
+        h.get(header::CONTENT_TYPE).unwrap(),
+        "application/fhir+json"
+    );
     assert_eq!(bundle["resourceType"], "Bundle");
     assert_eq!(bundle["type"], "searchset");
     let count = |k: &str| resources(&bundle, k).len();
     assert_eq!(count("Patient"), 1);
     assert_eq!(count("Device"), 2, "pump and catheter");
     assert_eq!(count("DeviceUseStatement"), 2);
-    assert_eq!(count("MedicationRequest"), 2, "one per prescription version");
+    assert_eq!(
+        count("MedicationRequest"),
+        2,
+        "one per prescription version"
+    );
     assert_eq!(count("MedicationAdministration"), 1, "the refill");
     assert_eq!(count("Condition"), 2, "indication and complication");
     assert_eq!(count("Procedure"), 2, "implant and revision");
@@ -179,13 +249,19 @@ async fn export_holds_every_resource_of_the_record_clinic_180(b: Backend) {
     assert_eq!(bundle["total"], bundle["entry"].as_array().unwrap().len());
     let pump = by_id(&bundle, "Device", &format!("pump-{iid}"));
     assert_eq!(pump["serialNumber"], "NGP-F1");
-    assert_eq!(pump["udiCarrier"][0]["carrierHRF"], "(01)00643169001763(21)NGP-F1");
+    assert_eq!(
+        pump["udiCarrier"][0]["carrierHRF"],
+        "(01)00643169001763(21)NGP-F1"
+    );
     assert_eq!(pump["deviceName"][0]["name"], "SynchroMed II 8637-20");
     let usage = by_id(&bundle, "DeviceUseStatement", &format!("use-pump-{iid}"));
     assert_eq!(usage["timingPeriod"]["start"], "2026-01-09");
     let refill = &resources(&bundle, "MedicationAdministration")[0];
     assert_eq!(refill["contained"][0]["batch"]["lotNumber"], "LOT-F1");
-    assert_eq!(refill["contained"][0]["batch"]["expirationDate"], "2027-06-30");
+    assert_eq!(
+        refill["contained"][0]["batch"]["expirationDate"],
+        "2027-06-30"
+    );
     assert_eq!(refill["status"], "completed");
     let ind = by_id(&bundle, "Condition", &format!("indication-{pid}"));
     assert_eq!(ind["code"]["coding"][0]["system"], "http://snomed.info/sct");
@@ -197,7 +273,11 @@ async fn export_holds_every_resource_of_the_record_clinic_180(b: Backend) {
     assert_eq!(resources(&tb, "Procedure").len(), 1);
     let scores = resources(&tb, "Observation");
     assert_eq!(scores.len(), 2);
-    assert!(scores.iter().all(|o| o["code"]["coding"][0]["code"] == "72514-3"));
+    assert!(
+        scores
+            .iter()
+            .all(|o| o["code"]["coding"][0]["code"] == "72514-3")
+    );
     // Only the latest version of the active pump is active; the first is stopped and the
     // second names it as prior.
     let rx = resources(&bundle, "MedicationRequest");
@@ -337,14 +417,20 @@ async fn every_quantity_is_ucum_and_doses_equal_thecal_rx_clinic_183(b: Backend)
     assert_eq!(repeat["timeOfDay"][0], "00:00:00");
     assert_eq!(repeat["duration"], 480.0);
     // step 2: 08:00–24:00 (960 min) at 600 mcg/day → 0.3 mL/day.
-    assert_eq!(v1[1]["doseAndRate"][0]["rateRatio"]["numerator"]["value"], 600.0);
+    assert_eq!(
+        v1[1]["doseAndRate"][0]["rateRatio"]["numerator"]["value"],
+        600.0
+    );
     assert_eq!(v1[1]["doseAndRate"][1]["rateQuantity"]["value"], 0.3);
     assert_eq!(v1[1]["timing"]["repeat"]["timeOfDay"][0], "08:00:00");
     assert_eq!(v1[1]["timing"]["repeat"]["duration"], 960.0);
     // periodic bolus: 50 mcg at 20:00 over 30 min, Mondays and Thursdays.
     assert_eq!(v1[2]["doseAndRate"][0]["doseQuantity"]["value"], 50.0);
     assert_eq!(v1[2]["timing"]["repeat"]["duration"], 30.0);
-    assert_eq!(v1[2]["timing"]["repeat"]["dayOfWeek"], json!(["mon", "thu"]));
+    assert_eq!(
+        v1[2]["timing"]["repeat"]["dayOfWeek"],
+        json!(["mon", "thu"])
+    );
     // patient bolus: 25 mcg (25 / 2000 = 0.0125 mL) over 10 min, lockout 2 h = 120 min,
     // at most 4 a day → 100 mcg a day.
     assert_eq!(v1[3]["asNeededBoolean"], true);
@@ -352,10 +438,17 @@ async fn every_quantity_is_ucum_and_doses_equal_thecal_rx_clinic_183(b: Backend)
     assert_eq!(v1[3]["timing"]["repeat"]["period"], 120.0);
     assert_eq!(v1[3]["timing"]["repeat"]["duration"], 10.0);
     assert_eq!(v1[3]["maxDosePerPeriod"]["numerator"]["value"], 100.0);
-    assert!(v1[3]["text"].as_str().unwrap().contains("0.0125 mL"), "{}", v1[3]["text"]);
+    assert!(
+        v1[3]["text"].as_str().unwrap().contains("0.0125 mL"),
+        "{}",
+        v1[3]["text"]
+    );
     // version 2: 400 mcg/day → 0.2 mL/day.
     let v2 = &rx[1]["dosageInstruction"][0];
-    assert_eq!(v2["doseAndRate"][0]["rateRatio"]["numerator"]["value"], 400.0);
+    assert_eq!(
+        v2["doseAndRate"][0]["rateRatio"]["numerator"]["value"],
+        400.0
+    );
     assert_eq!(v2["doseAndRate"][1]["rateQuantity"]["value"], 0.2);
     assert_eq!(v2["route"]["coding"][0]["code"], "72607000");
     // The reservoir holds 2000 mcg/mL of baclofen.
@@ -369,20 +462,30 @@ async fn every_quantity_is_ucum_and_doses_equal_thecal_rx_clinic_183(b: Backend)
     assert_eq!(ma["note"][0]["text"], "drug mass added: 36000 ug");
     // The assessment: (1.5 + 2) / 2 = 1.75 → 1.8 (tenths, half up).
     let obs = resources(&bundle, "Observation");
-    let mas = obs.iter().find(|o| o["id"].as_str().unwrap().starts_with("assessment-")).unwrap();
+    let mas = obs
+        .iter()
+        .find(|o| o["id"].as_str().unwrap().starts_with("assessment-"))
+        .unwrap();
     assert_eq!(mas["valueQuantity"]["value"], 1.8);
     // Body weight 70 kg (LOINC 29463-7).
-    let w = obs.iter().find(|o| o["code"]["coding"][0]["code"] == "29463-7").unwrap();
+    let w = obs
+        .iter()
+        .find(|o| o["code"]["coding"][0]["code"] == "29463-7")
+        .unwrap();
     assert_eq!(w["valueQuantity"]["value"], 70.0);
     assert_eq!(w["valueQuantity"]["code"], "kg");
 }
 
 #[test]
 fn ucum_check_refuses_what_is_not_ucum_clinic_183() {
-    for good in ["ug", "mL", "mL/d", "ug/mL", "ug/d", "kg", "cm", "{score}", "%", "min"] {
+    for good in [
+        "ug", "mL", "mL/d", "ug/mL", "ug/d", "kg", "cm", "{score}", "%", "min",
+    ] {
         assert!(is_ucum(good), "{good}");
     }
-    for bad in ["mcg", "ml", "mL/day", "mg/24h", "units", "", "{}", "ug/mL/d"] {
+    for bad in [
+        "mcg", "ml", "mL/day", "mg/24h", "units", "", "{}", "ug/mL/d",
+    ] {
         assert!(!is_ucum(bad), "{bad}");
     }
 }
@@ -421,7 +524,9 @@ async fn demo_bundles_validate_against_an_independent_r4b_model_clinic_182() {
     let mut files = vec![];
     // Every demo patient, with the audit trail.
     let db = common::fresh(Backend::Sqlite).await.unwrap();
-    thecal_clinic::demo::seed(db.store.clone(), Utc::now()).await.unwrap();
+    thecal_clinic::demo::seed(db.store.clone(), Utc::now())
+        .await
+        .unwrap();
     let patients = db
         .store
         .list(thecal_clinic::storage::Kind::Patient, None, 100)
@@ -478,7 +583,10 @@ async fn demo_bundles_validate_against_an_independent_r4b_model_clinic_182() {
     let (ok, out) = run(&files);
     println!("{out}");
     assert!(ok, "{out}");
-    assert!(out.contains(&format!("in {} bundles: 0 errors", files.len())), "{out}");
+    assert!(
+        out.contains(&format!("in {} bundles: 0 errors", files.len())),
+        "{out}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -487,7 +595,10 @@ async fn fhir_endpoints_follow_the_console_table_for_every_role_clinic_184(b: Ba
         return;
     };
     let (pid, _, _) = rich(&c).await;
-    let fhir: Vec<_> = ROUTES.iter().filter(|r| r.path.starts_with("/fhir/")).collect();
+    let fhir: Vec<_> = ROUTES
+        .iter()
+        .filter(|r| r.path.starts_with("/fhir/"))
+        .collect();
     assert_eq!(fhir.len(), 11);
     for rule in fhir {
         let path = if rule.path.contains("{id}") {
@@ -508,7 +619,10 @@ async fn fhir_endpoints_follow_the_console_table_for_every_role_clinic_184(b: Ba
             let what = format!("{role:?} {} {path}: {s} {v}", rule.method);
             match (allowed, role) {
                 (true, _) => {
-                    assert!(s == StatusCode::OK || s == StatusCode::BAD_REQUEST, "{what}");
+                    assert!(
+                        s == StatusCode::OK || s == StatusCode::BAD_REQUEST,
+                        "{what}"
+                    );
                     if rule.method == "GET" {
                         assert_eq!(s, StatusCode::OK, "{what}");
                     }
@@ -543,13 +657,29 @@ async fn fhir_endpoints_follow_the_console_table_for_every_role_clinic_184(b: Ba
     assert!(!resources(&v, "AuditEvent").is_empty());
     // Bad requests name the parameter.
     let (s, v) = c.call(Some(&n), "GET", "/fhir/r4/Observation", None).await;
-    assert_eq!((s, v["issue"][0]["expression"][0].as_str()), (StatusCode::BAD_REQUEST, Some("patient")));
+    assert_eq!(
+        (s, v["issue"][0]["expression"][0].as_str()),
+        (StatusCode::BAD_REQUEST, Some("patient"))
+    );
     let (s, v) = c
-        .call(Some(&n), "GET", &format!("/fhir/r4/Observation?patient={pid}&code=x"), None)
+        .call(
+            Some(&n),
+            "GET",
+            &format!("/fhir/r4/Observation?patient={pid}&code=x"),
+            None,
+        )
         .await;
-    assert_eq!((s, v["issue"][0]["expression"][0].as_str()), (StatusCode::BAD_REQUEST, Some("code")));
-    let (s, v) = c.call(Some(&n), "GET", "/fhir/r4/Patient/999999", None).await;
-    assert_eq!((s, v["issue"][0]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not-found")));
+    assert_eq!(
+        (s, v["issue"][0]["expression"][0].as_str()),
+        (StatusCode::BAD_REQUEST, Some("code"))
+    );
+    let (s, v) = c
+        .call(Some(&n), "GET", "/fhir/r4/Patient/999999", None)
+        .await;
+    assert_eq!(
+        (s, v["issue"][0]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not-found"))
+    );
 }
 
 async fn every_fhir_access_is_audited_and_refusals_too_clinic_185(b: Backend) {
@@ -562,36 +692,74 @@ async fn every_fhir_access_is_audited_and_refusals_too_clinic_185(b: Backend) {
     let h = c.login(Role::Pharmacist).await;
     let adm = c.login(Role::Administrator).await;
     let logins = 3;
-    let (s, _) = c.call(Some(&n), "GET", &format!("/fhir/r4/Device?patient={pid}"), None).await;
+    let (s, _) = c
+        .call(
+            Some(&n),
+            "GET",
+            &format!("/fhir/r4/Device?patient={pid}"),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = c.call(Some(&h), "GET", &format!("/fhir/r4/Patient/{pid}"), None).await;
+    let (s, _) = c
+        .call(Some(&h), "GET", &format!("/fhir/r4/Patient/{pid}"), None)
+        .await;
     assert_eq!(s, StatusCode::OK);
     let (s, _) = everything(&c, &n, pid, "").await;
     assert_eq!(s, StatusCode::OK);
     let (s, _) = everything(&c, &adm, pid, "").await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let rows = c.db.store.audit(100_000).await.unwrap();
-    assert_eq!(rows.len(), before + logins + 4, "three reads and one refusal");
+    assert_eq!(
+        rows.len(),
+        before + logins + 4,
+        "three reads and one refusal"
+    );
     // Newest first.
     let denied = &rows[0];
-    assert_eq!((denied.actor.as_str(), denied.action.as_str()), ("administrator", "fhir_denied"));
+    assert_eq!(
+        (denied.actor.as_str(), denied.action.as_str()),
+        ("administrator", "fhir_denied")
+    );
     assert!(denied.after.as_deref().unwrap().contains("$everything"));
     let reads: Vec<_> = rows[1..4].iter().collect();
-    assert!(reads.iter().all(|r| r.action == "fhir_read" && r.entity_id == Some(pid)));
+    assert!(
+        reads
+            .iter()
+            .all(|r| r.action == "fhir_read" && r.entity_id == Some(pid))
+    );
     assert_eq!(reads[2].actor, "nurse");
     let detail: Value = serde_json::from_str(reads[2].after.as_deref().unwrap()).unwrap();
     assert_eq!(
         detail["returned"],
-        json!([format!("Device/pump-{iid}"), format!("Device/catheter-{iid}")])
+        json!([
+            format!("Device/pump-{iid}"),
+            format!("Device/catheter-{iid}")
+        ])
     );
     assert_eq!(reads[1].actor, "pharmacist");
     // The auditor sees these accesses as AuditEvents of the patient's record.
     let a = c.login(Role::Auditor).await;
-    let (s, v) = c.call(Some(&a), "GET", &format!("/fhir/r4/AuditEvent?patient={pid}"), None).await;
+    let (s, v) = c
+        .call(
+            Some(&a),
+            "GET",
+            &format!("/fhir/r4/AuditEvent?patient={pid}"),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let events = resources(&v, "AuditEvent");
-    assert!(events.iter().any(|e| e["agent"][0]["name"] == "pharmacist" && e["action"] == "R"), "{v}");
-    assert!(events.iter().any(|e| e["action"] == "C"), "the record's creation");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["agent"][0]["name"] == "pharmacist" && e["action"] == "R"),
+        "{v}"
+    );
+    assert!(
+        events.iter().any(|e| e["action"] == "C"),
+        "the record's creation"
+    );
 }
 
 fn referral() -> Value {
@@ -609,71 +777,214 @@ async fn patient_import_names_the_wrong_element_clinic_186(b: Backend) {
         return;
     };
     let n = c.login(Role::Nurse).await;
-    let (s, h, v) = c.call_full(Some(&n), "POST", "/fhir/r4/Patient", Some(referral())).await;
+    let (s, h, v) = c
+        .call_full(Some(&n), "POST", "/fhir/r4/Patient", Some(referral()))
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let id = v["id"].as_str().unwrap().to_owned();
-    assert_eq!(h.get(header::LOCATION).unwrap(), &format!("/fhir/r4/Patient/{id}"));
-    let (s, rec) = c.call(Some(&n), "GET", &format!("/api/v1/patients/{id}"), None).await;
+    assert_eq!(
+        h.get(header::LOCATION).unwrap(),
+        &format!("/fhir/r4/Patient/{id}")
+    );
+    let (s, rec) = c
+        .call(Some(&n), "GET", &format!("/api/v1/patients/{id}"), None)
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(rec["patient"]["mrn"], "H-778");
     assert_eq!(rec["patient"]["name"], "Ida Referral");
     assert_eq!(rec["patient"]["state"], "referred");
-    assert_eq!(rec["patient"]["condition"], json!({"kind": "spasticity", "origin": "cerebral"}));
+    assert_eq!(
+        rec["patient"]["condition"],
+        json!({"kind": "spasticity", "origin": "cerebral"})
+    );
     // The import is the registration's audited create.
     let rows = c.db.store.audit(5).await.unwrap();
-    assert!(rows.iter().any(|r| r.action == "create" && r.entity == "patient" && r.actor == "nurse"));
+    assert!(
+        rows.iter()
+            .any(|r| r.action == "create" && r.entity == "patient" && r.actor == "nurse")
+    );
     // The export's Patient imports into another clinic as the same patient.
-    let (_, exported) = c.call(Some(&n), "GET", &format!("/fhir/r4/Patient/{id}"), None).await;
+    let (_, exported) = c
+        .call(Some(&n), "GET", &format!("/fhir/r4/Patient/{id}"), None)
+        .await;
     let other = Clinic::new(b).await.unwrap();
     let n2 = other.login(Role::Nurse).await;
-    let (s, v) = other.call(Some(&n2), "POST", "/fhir/r4/Patient", Some(exported.clone())).await;
+    let (s, v) = other
+        .call(
+            Some(&n2),
+            "POST",
+            "/fhir/r4/Patient",
+            Some(exported.clone()),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    let (_, rec2) = other.call(Some(&n2), "GET", &format!("/api/v1/patients/{}", v["id"].as_str().unwrap()), None).await;
+    let (_, rec2) = other
+        .call(
+            Some(&n2),
+            "GET",
+            &format!("/api/v1/patients/{}", v["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
     for k in ["mrn", "name", "date_of_birth", "condition"] {
         assert_eq!(rec2["patient"][k], rec["patient"][k], "{k}");
     }
     // Errors name the element and say what is allowed.
     let cases: Vec<(Value, &str, &str)> = vec![
-        ({ let mut r = referral(); r["birthDate"] = json!("1980-13-06"); r }, "Patient.birthDate", ""),
-        ({ let mut r = referral(); r.as_object_mut().unwrap().remove("birthDate"); r }, "Patient.birthDate", "is missing"),
-        ({ let mut r = referral(); r["birthDate"] = json!("1980"); r }, "Patient.birthDate", "full date"),
-        ({ let mut r = referral(); r["birthDate"] = json!("2999-01-01"); r }, "Patient.birthDate", "must be between"),
-        ({ let mut r = referral(); r["identifier"] = json!([]); r }, "Patient.identifier", "medical record number"),
-        ({ let mut r = referral(); r["name"] = json!([]); r }, "Patient.name", "no name"),
-        ({ let mut r = referral(); r["name"][0]["given"] = json!("Ida"); r }, "Patient.name[0].given", ""),
-        ({ let mut r = referral(); r["gender"] = json!(7); r }, "Patient.gender", ""),
-        ({ let mut r = referral(); r["extension"][0]["valueCode"] = json!("migraine"); r },
-            "Patient.extension('https://thecal.invalid/fhir/StructureDefinition/indication').value", "allowed: spasticity-spinal"),
-        ({ let mut r = referral(); r["extension"] = json!([]); r },
-            "Patient.extension('https://thecal.invalid/fhir/StructureDefinition/indication')", "missing"),
-        (json!({"resourceType": "Observation"}), "Patient.resourceType", "only a Patient"),
-        ({ let mut r = referral(); r["unknownElement"] = json!(1); r }, "Patient.unknownElement", "not an element"),
-        ({ let mut r = referral(); r["name"][0]["nickname"] = json!("I"); r }, "Patient.name[0].nickname", "not an element"),
+        (
+            {
+                let mut r = referral();
+                r["birthDate"] = json!("1980-13-06");
+                r
+            },
+            "Patient.birthDate",
+            "",
+        ),
+        (
+            {
+                let mut r = referral();
+                r.as_object_mut().unwrap().remove("birthDate");
+                r
+            },
+            "Patient.birthDate",
+            "is missing",
+        ),
+        (
+            {
+                let mut r = referral();
+                r["birthDate"] = json!("1980");
+                r
+            },
+            "Patient.birthDate",
+            "full date",
+        ),
+        (
+            {
+                let mut r = referral();
+                r["birthDate"] = json!("2999-01-01");
+                r
+            },
+            "Patient.birthDate",
+            "must be between",
+        ),
+        (
+            {
+                let mut r = referral();
+                r["identifier"] = json!([]);
+                r
+            },
+            "Patient.identifier",
+            "medical record number",
+        ),
+        (
+            {
+                let mut r = referral();
+                r["name"] = json!([]);
+                r
+            },
+            "Patient.name",
+            "no name",
+        ),
+        (
+            {
+                let mut r = referral();
+                r["name"][0]["given"] = json!("Ida");
+                r
+            },
+            "Patient.name[0].given",
+            "",
+        ),
+        (
+            {
+                let mut r = referral();
+                r["gender"] = json!(7);
+                r
+            },
+            "Patient.gender",
+            "",
+        ),
+        (
+            {
+                let mut r = referral();
+                r["extension"][0]["valueCode"] = json!("migraine");
+                r
+            },
+            "Patient.extension('https://thecal.invalid/fhir/StructureDefinition/indication').value",
+            "allowed: spasticity-spinal",
+        ),
+        (
+            {
+                let mut r = referral();
+                r["extension"] = json!([]);
+                r
+            },
+            "Patient.extension('https://thecal.invalid/fhir/StructureDefinition/indication')",
+            "missing",
+        ),
+        (
+            json!({"resourceType": "Observation"}),
+            "Patient.resourceType",
+            "only a Patient",
+        ),
+        (
+            {
+                let mut r = referral();
+                r["unknownElement"] = json!(1);
+                r
+            },
+            "Patient.unknownElement",
+            "not an element",
+        ),
+        (
+            {
+                let mut r = referral();
+                r["name"][0]["nickname"] = json!("I");
+                r
+            },
+            "Patient.name[0].nickname",
+            "not an element",
+        ),
     ];
     for (body, expression, words) in cases {
-        let (s, v) = c.call(Some(&n), "POST", "/fhir/r4/Patient", Some(body.clone())).await;
+        let (s, v) = c
+            .call(Some(&n), "POST", "/fhir/r4/Patient", Some(body.clone()))
+            .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{body} → {v}");
         assert_eq!(v["resourceType"], "OperationOutcome");
         let issue = &v["issue"][0];
         assert_eq!(issue["expression"][0], expression, "{body} → {v}");
-        assert!(issue["diagnostics"].as_str().unwrap().contains(words), "{body} → {v}");
+        assert!(
+            issue["diagnostics"].as_str().unwrap().contains(words),
+            "{body} → {v}"
+        );
     }
     // Two problems at once: both named.
     let mut two = referral();
     two["identifier"] = json!([]);
     two.as_object_mut().unwrap().remove("birthDate");
-    let (_, v) = c.call(Some(&n), "POST", "/fhir/r4/Patient", Some(two)).await;
+    let (_, v) = c
+        .call(Some(&n), "POST", "/fhir/r4/Patient", Some(two))
+        .await;
     assert_eq!(v["issue"].as_array().unwrap().len(), 2, "{v}");
     // The same record number again: a conflict on the identifier.
-    let (s, v) = c.call(Some(&n), "POST", "/fhir/r4/Patient", Some(referral())).await;
+    let (s, v) = c
+        .call(Some(&n), "POST", "/fhir/r4/Patient", Some(referral()))
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["issue"][0]["expression"][0], "Patient.identifier.value");
     // A pharmacist may not register patients, nor anyone without the CSRF token.
     let h = c.login(Role::Pharmacist).await;
-    let (s, _) = c.call(Some(&h), "POST", "/fhir/r4/Patient", Some(referral())).await;
+    let (s, _) = c
+        .call(Some(&h), "POST", "/fhir/r4/Patient", Some(referral()))
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, _, _) = c
-        .raw("POST", "/fhir/r4/Patient", &[("cookie", &format!("thecal_session={}", n.token))], Some(referral().to_string()))
+        .raw(
+            "POST",
+            "/fhir/r4/Patient",
+            &[("cookie", &format!("thecal_session={}", n.token))],
+            Some(referral().to_string()),
+        )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }

@@ -115,7 +115,9 @@ impl From<FhirError> for FhirFailure {
 }
 
 /// An `OperationOutcome` of error issues.
-pub fn outcome(issues: &[(IssueType, Option<String>, String)]) -> Result<OperationOutcome, FhirError> {
+pub fn outcome(
+    issues: &[(IssueType, Option<String>, String)],
+) -> Result<OperationOutcome, FhirError> {
     let mut out = vec![];
     for (code, expression, message) in issues {
         let mut b = OperationOutcomeIssue::builder()
@@ -145,7 +147,11 @@ impl IntoResponse for FhirFailure {
             .and_then(|o| serde_json::to_string(&o).ok())
             .unwrap_or_default();
         let mut r = fhir_json(self.status, body);
-        if let Some(v) = self.allow.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+        if let Some(v) = self
+            .allow
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok())
+        {
             r.headers_mut().insert(header::ALLOW, v);
         }
         r
@@ -182,7 +188,11 @@ pub async fn load(
     patient_id: i64,
     with_audit: bool,
 ) -> Result<Option<Record>, FhirError> {
-    let Some(prow) = store.get(Kind::Patient, patient_id).await.map_err(store_err)? else {
+    let Some(prow) = store
+        .get(Kind::Patient, patient_id)
+        .await
+        .map_err(store_err)?
+    else {
         return Ok(None);
     };
     let implant_rows = store
@@ -371,7 +381,10 @@ fn serde_urlencoded_like(q: &str) -> FhirResult<Params> {
         *slot = Some(v);
     }
     if let Some(f) = &p.format
-        && !matches!(f.as_str(), "json" | "application/fhir+json" | "application/json")
+        && !matches!(
+            f.as_str(),
+            "json" | "application/fhir+json" | "application/json"
+        )
     {
         return Err(FhirFailure::new(
             StatusCode::BAD_REQUEST,
@@ -416,7 +429,10 @@ fn audit_flag(p: &Params, u: &CurrentUser) -> FhirResult<bool> {
             StatusCode::FORBIDDEN,
             IssueType::Forbidden,
             Some("_audit"),
-            &format!("a {} may not read the audit trail; auditors only", u.role.as_str()),
+            &format!(
+                "a {} may not read the audit trail; auditors only",
+                u.role.as_str()
+            ),
         )),
         Some(other) => Err(FhirFailure::new(
             StatusCode::BAD_REQUEST,
@@ -489,11 +505,7 @@ async fn search(
     Extension(u): Extension<CurrentUser>,
     req: Request,
 ) -> FhirResult<Response> {
-    let kind = req
-        .uri()
-        .path()
-        .trim_start_matches("/fhir/r4/")
-        .to_owned();
+    let kind = req.uri().path().trim_start_matches("/fhir/r4/").to_owned();
     let p = params(req.uri())?;
     if p.audit.is_some() {
         return Err(FhirFailure::new(
@@ -560,9 +572,9 @@ async fn import_patient(
             .into_iter()
             .map(|i| (IssueType::Invalid, Some(i.expression), i.message))
             .collect();
-        match outcome(&list).and_then(|o| {
-            serde_json::to_string(&o).map_err(|e| FhirError(e.to_string()))
-        }) {
+        match outcome(&list)
+            .and_then(|o| serde_json::to_string(&o).map_err(|e| FhirError(e.to_string())))
+        {
             Ok(body) => ImportRefused(body),
             Err(e) => ImportRefused(format!("{{\"error\": \"{e}\"}}")),
         }
@@ -618,7 +630,11 @@ async fn authorize(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let (method, uri, headers) = (req.method().clone(), req.uri().clone(), req.headers().clone());
+    let (method, uri, headers) = (
+        req.method().clone(),
+        req.uri().clone(),
+        req.headers().clone(),
+    );
     match admit(&st, matched.as_ref(), &method, &uri, &headers).await {
         Ok(Admission::Public) => next.run(req).await,
         Ok(Admission::User(u)) => {
@@ -657,10 +673,7 @@ async fn no_route() -> FhirFailure {
 /// The FHIR routes (merged into the service's router, under its security headers).
 pub fn routes(state: AppState) -> Router<AppState> {
     let mut r = Router::new()
-        .route(
-            "/fhir/r4/Patient",
-            axum::routing::post(import_patient),
-        )
+        .route("/fhir/r4/Patient", axum::routing::post(import_patient))
         .route("/fhir/r4/Patient/{id}", get(read_patient))
         .route("/fhir/r4/Patient/{id}/$everything", get(everything));
     for t in SEARCHABLE {

@@ -21,7 +21,8 @@ pub const V2_0203: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
 /// HL7 observation categories.
 pub const OBS_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
 /// HL7 v3 observation interpretation.
-pub const INTERPRETATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
+pub const INTERPRETATION: &str =
+    "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
 /// HL7 condition clinical status.
 pub const CONDITION_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/condition-clinical";
 /// HL7 condition verification status.
@@ -40,8 +41,7 @@ pub const MRN_SYSTEM: &str = "https://thecal.invalid/fhir/NamingSystem/mrn";
 pub const SERIAL_SYSTEM: &str = "https://thecal.invalid/fhir/NamingSystem/pump-serial";
 /// The extension that carries the indication on `Patient` (the clinic's record needs it at
 /// import).
-pub const INDICATION_EXTENSION: &str =
-    "https://thecal.invalid/fhir/StructureDefinition/indication";
+pub const INDICATION_EXTENSION: &str = "https://thecal.invalid/fhir/StructureDefinition/indication";
 
 /// One code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +98,13 @@ pub const NRS: Code = c(
 /// Body weight.
 pub const BODY_WEIGHT: Code = c(LOINC, "29463-7", "Body weight", true, IG);
 /// Oswestry disability index.
-pub const ODI: Code = c(LOCAL, "odi", "Oswestry disability index, percent", false, OWN);
+pub const ODI: Code = c(
+    LOCAL,
+    "odi",
+    "Oswestry disability index, percent",
+    false,
+    OWN,
+);
 /// Mean Modified Ashworth grade × 10.
 pub const ASHWORTH: Code = c(
     LOCAL,
@@ -108,9 +114,21 @@ pub const ASHWORTH: Code = c(
     OWN,
 );
 /// Penn spasm frequency.
-pub const PENN: Code = c(LOCAL, "penn-spasm-frequency", "Penn spasm frequency", false, OWN);
+pub const PENN: Code = c(
+    LOCAL,
+    "penn-spasm-frequency",
+    "Penn spasm frequency",
+    false,
+    OWN,
+);
 /// Brief Pain Inventory short form, mean severity.
-pub const BPI: Code = c(LOCAL, "bpi-sf-severity", "BPI-SF mean pain severity", false, OWN);
+pub const BPI: Code = c(
+    LOCAL,
+    "bpi-sf-severity",
+    "BPI-SF mean pain severity",
+    false,
+    OWN,
+);
 /// Reservoir reconciliation at a refill.
 pub const RECONCILIATION: Code = c(
     LOCAL,
@@ -152,7 +170,13 @@ pub const DEVICE_PUMP: Code = c(
     OWN,
 );
 /// The intrathecal catheter.
-pub const DEVICE_CATHETER: Code = c(LOCAL, "intrathecal-catheter", "Intrathecal catheter", false, OWN);
+pub const DEVICE_CATHETER: Code = c(
+    LOCAL,
+    "intrathecal-catheter",
+    "Intrathecal catheter",
+    false,
+    OWN,
+);
 /// Implant of a pump and catheter.
 pub const PROC_IMPLANT: Code = c(
     LOCAL,
@@ -178,7 +202,13 @@ pub const PROC_REPLACEMENT: Code = c(
     OWN,
 );
 /// Pump removal.
-pub const PROC_EXPLANT: Code = c(LOCAL, "pump-explant", "Removal of intrathecal pump", false, OWN);
+pub const PROC_EXPLANT: Code = c(
+    LOCAL,
+    "pump-explant",
+    "Removal of intrathecal pump",
+    false,
+    OWN,
+);
 /// Intrathecal trial.
 pub const PROC_TRIAL: Code = c(
     LOCAL,
@@ -190,15 +220,11 @@ pub const PROC_TRIAL: Code = c(
 /// Complications.
 pub const COMPLICATION_INFECTION: Code = c(LOCAL, "infection", "Infection", false, OWN);
 /// CSF leak.
-pub const COMPLICATION_CSF_LEAK: Code = c(LOCAL, "csf-leak", "Cerebrospinal fluid leak", false, OWN);
+pub const COMPLICATION_CSF_LEAK: Code =
+    c(LOCAL, "csf-leak", "Cerebrospinal fluid leak", false, OWN);
 /// Granuloma.
-pub const COMPLICATION_GRANULOMA: Code = c(
-    LOCAL,
-    "granuloma",
-    "Catheter-tip granuloma",
-    false,
-    OWN,
-);
+pub const COMPLICATION_GRANULOMA: Code =
+    c(LOCAL, "granuloma", "Catheter-tip granuloma", false, OWN);
 /// Withdrawal.
 pub const COMPLICATION_WITHDRAWAL: Code = c(LOCAL, "withdrawal", "Drug withdrawal", false, OWN);
 /// Overdose.
@@ -356,10 +382,19 @@ mod tests {
         }
         // No guessed code: every code not confirmed in a source is the clinic's own or
         // marked as not verified.
-        assert!(all.iter().filter(|c| !c.certain).all(|c| c.system == LOCAL || c.system == RXNORM));
+        assert!(
+            all.iter()
+                .filter(|c| !c.certain)
+                .all(|c| c.system == LOCAL || c.system == RXNORM)
+        );
         // Each code once.
         for (i, c) in all.iter().enumerate() {
-            assert!(all[i + 1..].iter().all(|o| (o.system, o.code) != (c.system, c.code)), "{c:?}");
+            assert!(
+                all[i + 1..]
+                    .iter()
+                    .all(|o| (o.system, o.code) != (c.system, c.code)),
+                "{c:?}"
+            );
         }
     }
 }

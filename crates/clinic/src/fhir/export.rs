@@ -11,8 +11,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use fhir_sdk::r4b::codes::{
     AuditEventAction, AuditEventOutcome, BundleType, DaysOfWeek, DeviceNameType,
-    DeviceUseStatementStatus, EventStatus, FHIRDeviceStatus, ObservationStatus,
-    SearchEntryMode,
+    DeviceUseStatementStatus, EventStatus, FHIRDeviceStatus, ObservationStatus, SearchEntryMode,
 };
 use fhir_sdk::r4b::resources::{
     AuditEvent, AuditEventAgent, AuditEventEntity, AuditEventSource, Bundle, BundleEntry,
@@ -26,15 +25,15 @@ use fhir_sdk::r4b::resources::{
 };
 use fhir_sdk::r4b::types::{
     Annotation, CodeableConcept, Coding, Dosage, DosageAsNeeded, DosageDoseAndRate,
-    DosageDoseAndRateDose, DosageDoseAndRateRate, Extension, ExtensionValue, HumanName,
-    Identifier, Period, Quantity, Ratio, Reference, Timing, TimingRepeat,
+    DosageDoseAndRateDose, DosageDoseAndRateRate, Extension, ExtensionValue, HumanName, Identifier,
+    Period, Quantity, Ratio, Reference, Timing, TimingRepeat,
 };
 use thecal_rx::dose::{flow_for_dose, mass_in, volume_for_mass};
 use thecal_rx::quantity::Rounding;
 use thecal_rx::{Concentration, Duration, Mass, MassRate, Volume};
 
-use super::codes::{self, Code};
 use super::FhirError;
+use super::codes::{self, Code};
 use crate::domain::events::{Complication, ComplicationKind};
 use crate::domain::history::{RevisionChange, RevisionRecord};
 use crate::domain::records::{
@@ -239,7 +238,9 @@ pub fn patient(p: &ClinicPatient) -> R<Patient> {
                 .build()?,
         )])
         .active(!closed)
-        .name(vec![Some(HumanName::builder().text(d.name.clone()).build()?)])
+        .name(vec![Some(
+            HumanName::builder().text(d.name.clone()).build()?,
+        )])
         .birth_date(date(d.date_of_birth)?);
     if p.state == JourneyState::Deceased {
         b = b.deceased(PatientDeceased::Boolean(true));
@@ -287,10 +288,14 @@ fn pump(p: &ClinicPatient, i: &Implant, status: &str) -> R<Device> {
             ),
         ])
         .patient(reference(&patient_ref(p))?)
-        .note(vec![note(&format!("pocket: {:?}", d.pocket).to_lowercase())?]);
+        .note(vec![note(
+            &format!("pocket: {:?}", d.pocket).to_lowercase(),
+        )?]);
     if !d.udi.is_empty() {
         b = b.udi_carrier(vec![Some(
-            DeviceUdiCarrier::builder().carrier_hrf(d.udi.clone()).build()?,
+            DeviceUdiCarrier::builder()
+                .carrier_hrf(d.udi.clone())
+                .build()?,
         )]);
     }
     Ok(b.build()?)
@@ -317,10 +322,7 @@ fn catheter(p: &ClinicPatient, i: &Implant, status: &str) -> R<Device> {
             Some(
                 DeviceProperty::builder()
                     .r#type(text_concept("length after trimming")?)
-                    .value_quantity(vec![Some(qty(
-                        f64::from(d.catheter_length_cm),
-                        "cm",
-                    )?)])
+                    .value_quantity(vec![Some(qty(f64::from(d.catheter_length_cm), "cm")?)])
                     .build()?,
             ),
             Some(
@@ -407,7 +409,10 @@ fn revision_procedure(p: &ClinicPatient, r: &RevisionRecord) -> R<Procedure> {
         ),
         RevisionChange::PumpReplacement { new_pump } => (
             codes::PROC_REPLACEMENT,
-            format!("new pump {} serial {}", new_pump.pump_model, new_pump.serial),
+            format!(
+                "new pump {} serial {}",
+                new_pump.pump_model, new_pump.serial
+            ),
         ),
         RevisionChange::Explant => (codes::PROC_EXPLANT, "pump removed".to_owned()),
     };
@@ -758,16 +763,17 @@ pub fn dosage(rx: &Prescription) -> R<Vec<Option<Dosage>>> {
         Some(f) => {
             let mut starts = vec![];
             for s in &f.steps {
-                starts.push(crate::domain::regimen::minute_of_day("start", &s.start).map_err(
-                    |e| FhirError(e.to_string()),
-                )?);
+                starts.push(
+                    crate::domain::regimen::minute_of_day("start", &s.start)
+                        .map_err(|e| FhirError(e.to_string()))?,
+                );
             }
             for (i, s) in f.steps.iter().enumerate() {
                 let start = starts[i];
                 let end = starts.get(i + 1).copied().unwrap_or(24 * 60);
                 let dose: MassRate = parse("flex step daily dose", &s.daily_dose)?;
-                let flow = flow_for_dose(conc, dose)
-                    .map_err(|e| FhirError(format!("flex step: {e}")))?;
+                let flow =
+                    flow_for_dose(conc, dose).map_err(|e| FhirError(format!("flex step: {e}")))?;
                 seq += 1;
                 out.push(Some(
                     Dosage::builder()
@@ -1067,7 +1073,16 @@ pub fn resources(r: &Record) -> R<Vec<Resource>> {
     for (i, status) in &r.implants {
         out.push(pump(p, i, status)?.into());
         out.push(catheter(p, i, status)?.into());
-        out.push(device_use(p, i, status, "pump", &format!("{:?} pocket", i.details.pocket).to_lowercase())?.into());
+        out.push(
+            device_use(
+                p,
+                i,
+                status,
+                "pump",
+                &format!("{:?} pocket", i.details.pocket).to_lowercase(),
+            )?
+            .into(),
+        );
         out.push(
             device_use(
                 p,

@@ -171,11 +171,9 @@ pub fn patient(json: &str, today: NaiveDate) -> Result<NewPatient, Vec<Issue>> {
         ));
     }
     let dob = match &p.birth_date {
-        Some(fhir_sdk::Date::Date(d)) => NaiveDate::from_ymd_opt(
-            d.year(),
-            u32::from(u8::from(d.month())),
-            u32::from(d.day()),
-        ),
+        Some(fhir_sdk::Date::Date(d)) => {
+            NaiveDate::from_ymd_opt(d.year(), u32::from(u8::from(d.month())), u32::from(d.day()))
+        }
         Some(_) => {
             issues.push(Issue::new(
                 "Patient.birthDate",
@@ -211,10 +209,7 @@ pub fn patient(json: &str, today: NaiveDate) -> Result<NewPatient, Vec<Issue>> {
             }),
             other => {
                 issues.push(Issue::new(
-                    format!(
-                        "Patient.extension('{}').value",
-                        codes::INDICATION_EXTENSION
-                    ),
+                    format!("Patient.extension('{}').value", codes::INDICATION_EXTENSION),
                     format!(
                         "\"{other}\" is not an indication; allowed: {}",
                         INDICATIONS.join(", ")
@@ -234,8 +229,7 @@ pub fn patient(json: &str, today: NaiveDate) -> Result<NewPatient, Vec<Issue>> {
             None
         }
     };
-    let (Some(mrn), Some(name), Some(date_of_birth), Some(condition)) =
-        (mrn, name, dob, condition)
+    let (Some(mrn), Some(name), Some(date_of_birth), Some(condition)) = (mrn, name, dob, condition)
     else {
         return Err(issues);
     };

@@ -167,7 +167,12 @@ impl Summary {
                 .implants
                 .iter()
                 .any(|(i, st)| i.id == rx.implant_id && st == "active");
-            x.status = if latest && active { "active" } else { "stopped" }.into();
+            x.status = if latest && active {
+                "active"
+            } else {
+                "stopped"
+            }
+            .into();
             s.prescriptions.insert(rx.id, x);
         }
         for v in &r.visits {
@@ -291,7 +296,9 @@ fn date_string(d: &fhir_sdk::Date) -> String {
         .unwrap_or_default()
 }
 
-fn contained_drugs(contained: &[Resource]) -> Result<(Vec<(String, u64)>, Option<(String, String)>), String> {
+fn contained_drugs(
+    contained: &[Resource],
+) -> Result<(Vec<(String, u64)>, Option<(String, String)>), String> {
     let Some(Resource::Medication(m)) = contained.first() else {
         return Err("no contained Medication".into());
     };
@@ -323,7 +330,10 @@ fn contained_drugs(contained: &[Resource]) -> Result<(Vec<(String, u64)>, Option
     let batch = m.batch.as_ref().map(|b| {
         (
             b.lot_number.clone().unwrap_or_default(),
-            b.expiration_date.as_ref().map(date_text).unwrap_or_default(),
+            b.expiration_date
+                .as_ref()
+                .map(date_text)
+                .unwrap_or_default(),
         )
     });
     Ok((drugs, batch))
@@ -391,7 +401,8 @@ fn read_resource(s: &mut Summary, res: &Resource) -> Result<(), String> {
                     .flat_map(|p| p.value_code.iter().flatten())
                     .find_map(|c| c.text.clone())
                     .ok_or("catheter without a tip level")?;
-                s.catheters.insert(iid, (model, scaled(length, "cm", 0)?, tip));
+                s.catheters
+                    .insert(iid, (model, scaled(length, "cm", 0)?, tip));
             } else {
                 return Err(format!("unexpected Device {id}"));
             }
@@ -447,7 +458,10 @@ fn read_resource(s: &mut Summary, res: &Resource) -> Result<(), String> {
                     match (&r.rate, &r.dose, kind.as_str()) {
                         (Some(DosageDoseAndRateRate::Ratio(ratio)), _, "ordered") => {
                             let n = ratio.numerator.as_ref().ok_or("rate without numerator")?;
-                            let den = ratio.denominator.as_ref().ok_or("rate without denominator")?;
+                            let den = ratio
+                                .denominator
+                                .as_ref()
+                                .ok_or("rate without denominator")?;
                             if scaled(den, "d", 0)? != 1 {
                                 return Err("rate not per day".into());
                             }
@@ -465,13 +479,23 @@ fn read_resource(s: &mut Summary, res: &Resource) -> Result<(), String> {
                 match (repeat, ordered, calculated, dose) {
                     (None, Some(o), Some(c), None) => x.constant = Some((o, c)),
                     (Some(rep), Some(o), Some(c), None) => {
-                        let t = rep.time_of_day.iter().flatten().next().ok_or("step without time")?;
+                        let t = rep
+                            .time_of_day
+                            .iter()
+                            .flatten()
+                            .next()
+                            .ok_or("step without time")?;
                         let start = u16::from(t.0.hour()) * 60 + u16::from(t.0.minute());
                         let len = rep.duration.ok_or("step without duration")?.round() as u64;
                         x.steps.push((start, len, o, c));
                     }
                     (Some(rep), None, None, Some(dd)) => {
-                        let t = rep.time_of_day.iter().flatten().next().ok_or("bolus without time")?;
+                        let t = rep
+                            .time_of_day
+                            .iter()
+                            .flatten()
+                            .next()
+                            .ok_or("bolus without time")?;
                         x.boluses
                             .push((u16::from(t.0.hour()) * 60 + u16::from(t.0.minute()), dd));
                     }
@@ -527,7 +551,8 @@ fn read_resource(s: &mut Summary, res: &Resource) -> Result<(), String> {
                     .iter()
                     .flatten()
                     .any(|c| code_of(c) == codes::ABNORMAL.code);
-                s.readings.insert(vid, (expected, aspirated, after, flagged));
+                s.readings
+                    .insert(vid, (expected, aspirated, after, flagged));
             } else if let Some(rest) = id.strip_prefix("trial-") {
                 let (tid, which) = rest.split_once('-').ok_or("bad trial observation id")?;
                 let tid: i64 = parse(tid)?;
