@@ -289,6 +289,11 @@ fn date_text(d: &fhir_sdk::DateTime) -> String {
     }
 }
 
+/// Drugs and their concentrations, ng/mL.
+type Drugs = Vec<(String, u64)>;
+/// Lot and expiry.
+type Batch = (String, String);
+
 fn date_string(d: &fhir_sdk::Date) -> String {
     serde_json::to_value(d)
         .ok()
@@ -298,7 +303,7 @@ fn date_string(d: &fhir_sdk::Date) -> String {
 
 fn contained_drugs(
     contained: &[Resource],
-) -> Result<(Vec<(String, u64)>, Option<(String, String)>), String> {
+) -> Result<(Drugs, Option<Batch>), String> {
     let Some(Resource::Medication(m)) = contained.first() else {
         return Err("no contained Medication".into());
     };
