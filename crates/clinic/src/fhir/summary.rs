@@ -301,9 +301,7 @@ fn date_string(d: &fhir_sdk::Date) -> String {
         .unwrap_or_default()
 }
 
-fn contained_drugs(
-    contained: &[Resource],
-) -> Result<(Drugs, Option<Batch>), String> {
+fn contained_drugs(contained: &[Resource]) -> Result<(Drugs, Option<Batch>), String> {
     let Some(Resource::Medication(m)) = contained.first() else {
         return Err("no contained Medication".into());
     };
