@@ -2,12 +2,13 @@
 //!
 //! Subcommands: `calc` (dosing arithmetic, refill planning, prescription checks), `sim`
 //! (the digital twin), `implant` (a virtual implant on a UDP port), `programmer` (the
-//! clinician programmer), `remote` (the patient's remote), `serve` (the clinic) and
-//! `firmware` (signing implant firmware). Human output by default, `--json` for machines. Bad input gives a one-line error naming
+//! clinician programmer), `remote` (the patient's remote), `serve` (the clinic),
+//! `clinic` (the clinic's database: FHIR export) and `firmware` (signing implant firmware). Human output by default, `--json` for machines. Bad input gives a one-line error naming
 //! the argument and what is accepted, with exit status 2 — never a panic or backtrace.
 
 mod bearer;
 mod calc;
+mod clinic;
 mod firmware;
 mod implant;
 mod keyfile;
@@ -50,6 +51,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Firmware images: create a signing key, sign, verify, inspect.
     Firmware(firmware::FirmwareArgs),
+    /// The clinic's database without the service: export a record as FHIR.
+    Clinic(clinic::ClinicArgs),
 }
 
 /// Renders a clap error as one line: what was wrong, with the argument it concerns.
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Command::Remote(args) => remote::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Firmware(args) => firmware::run(args),
+        Command::Clinic(args) => clinic::run(args),
     };
     match result {
         Ok(code) => code,

@@ -138,10 +138,10 @@ impl AppState {
             now: Arc::new(Utc::now),
         }
     }
-    fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         (self.now)()
     }
-    fn ms(&self) -> i64 {
+    pub(crate) fn ms(&self) -> i64 {
         self.now().timestamp_millis()
     }
 }
@@ -171,6 +171,7 @@ pub struct ApiError {
     code: &'static str,
     field: Option<String>,
     message: String,
+    allow: Option<String>,
 }
 
 impl ApiError {
@@ -185,7 +186,25 @@ impl ApiError {
             code,
             field: field.map(str::to_owned),
             message: message.into(),
+            allow: None,
         }
+    }
+    fn with_allow(mut self, allow: String) -> Self {
+        self.allow = Some(allow);
+        self
+    }
+    /// Status, code, field, message and the `Allow` header's value (for the FHIR
+    /// endpoints, which answer errors as an OperationOutcome).
+    pub(crate) fn into_parts(
+        self,
+    ) -> (
+        StatusCode,
+        &'static str,
+        Option<String>,
+        String,
+        Option<String>,
+    ) {
+        (self.status, self.code, self.field, self.message, self.allow)
     }
     /// Status, field and message (for the console's pages).
     pub fn parts(&self) -> (StatusCode, Option<&str>, &str) {
@@ -268,6 +287,13 @@ impl IntoResponse for ApiError {
             },
         };
         let mut r = (self.status, Json(body)).into_response();
+        if let Some(v) = self
+            .allow
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok())
+        {
+            r.headers_mut().insert(header::ALLOW, v);
+        }
         if self.status == StatusCode::TOO_MANY_REQUESTS {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("900"));
@@ -357,98 +383,105 @@ fn template_of(path: &str) -> Option<&'static str> {
     })
 }
 
-/// The authorization layer: finds the route's rule, resolves the session, checks CSRF on
-/// every method that changes something, and the role — before the handler reads the body.
-async fn authorize(
-    State(st): State<AppState>,
-    matched: Option<MatchedPath>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let path = match &matched {
+/// What the authorization layer decided for a request.
+pub(crate) enum Admission {
+    /// A public route: no session needed.
+    Public,
+    /// A signed-in user whose role the table allows.
+    User(CurrentUser),
+}
+
+/// The authorization check shared by the API and the FHIR endpoints: finds the route's
+/// rule, resolves the session, checks CSRF on every method that changes something, and
+/// the role — before the handler reads the body. A refusal of a signed-in user's role
+/// comes back with that user, so a caller may audit it.
+pub(crate) async fn admit(
+    st: &AppState,
+    matched: Option<&MatchedPath>,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Result<Admission, (ApiError, Option<CurrentUser>)> {
+    let path = match matched {
         Some(m) => m.as_str().to_owned(),
-        None => template_of(req.uri().path()).unwrap_or_default().to_owned(),
+        None => template_of(uri.path()).unwrap_or_default().to_owned(),
     };
-    let Some(rule) = auth::rule(req.method().as_str(), &path) else {
+    let Some(rule) = auth::rule(method.as_str(), &path) else {
         let allowed: Vec<&str> = auth::ROUTES
             .iter()
             .filter(|r| r.path == path)
             .map(|r| r.method)
             .collect();
         if !allowed.is_empty() {
-            let mut r = ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+            return Err((
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    None,
+                    format!(
+                        "{} is not allowed here; allowed: {}",
+                        method,
+                        allowed.join(", ")
+                    ),
+                )
+                .with_allow(allowed.join(", ")),
                 None,
-                format!(
-                    "{} is not allowed here; allowed: {}",
-                    req.method(),
-                    allowed.join(", ")
-                ),
-            )
-            .into_response();
-            if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
-                r.headers_mut().insert(header::ALLOW, v);
-            }
-            return r;
+            ));
         }
         eprintln!(
             "thecal-clinic: {} {path} is not in the authorization table",
-            req.method()
+            method
         );
-        return ApiError::forbidden("this route is not in the authorization table").into_response();
+        return Err((
+            ApiError::forbidden("this route is not in the authorization table"),
+            None,
+        ));
     };
     if rule.access == auth::Access::Public {
-        return next.run(req).await;
+        return Ok(Admission::Public);
     }
-    let session = match cookie_token(req.headers()) {
+    let session = match cookie_token(headers) {
         Some(t) => {
             let hash = auth::token_hash(&t);
             match st.store.session(&hash, st.ms()).await {
                 Ok(s) => s.map(|s| (s, hash)),
-                Err(e) => return ApiError::from(e).into_response(),
+                Err(e) => return Err((ApiError::from(e), None)),
             }
         }
         None => None,
     };
     let Some((s, token_hash)) = session else {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+        return Err((
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                None,
+                "sign in first (POST /api/v1/session)",
+            ),
             None,
-            "sign in first (POST /api/v1/session)",
-        )
-        .into_response();
+        ));
     };
     let Some(role) = Role::parse(&s.user.role).filter(|_| s.user.active) else {
-        return ApiError::forbidden("this account is disabled").into_response();
+        return Err((ApiError::forbidden("this account is disabled"), None));
     };
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let sent = req
-            .headers()
+    if *method != Method::GET && *method != Method::HEAD {
+        let sent = headers
             .get(auth::CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if !auth::constant_time_eq(sent, &s.csrf) {
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                "csrf",
-                Some(auth::CSRF_HEADER),
-                "missing or wrong X-CSRF-Token header: send the csrf_token from sign-in",
-            )
-            .into_response();
+            return Err((
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "csrf",
+                    Some(auth::CSRF_HEADER),
+                    "missing or wrong X-CSRF-Token header: send the csrf_token from sign-in",
+                ),
+                None,
+            ));
         }
     }
-    if !auth::allowed(rule, Some(role)) {
-        return ApiError::forbidden(&format!(
-            "a {} may not {} {}",
-            role.as_str(),
-            rule.method,
-            rule.path
-        ))
-        .into_response();
-    }
-    req.extensions_mut().insert(CurrentUser {
+    let user = CurrentUser {
         actor: Actor {
             user_id: s.user.id,
             username: s.user.username,
@@ -457,8 +490,41 @@ async fn authorize(
         csrf: s.csrf,
         token_hash,
         authenticated_at: s.authenticated_at,
-    });
-    next.run(req).await
+    };
+    if !auth::allowed(rule, Some(role)) {
+        return Err((
+            ApiError::forbidden(&format!(
+                "a {} may not {} {}",
+                role.as_str(),
+                rule.method,
+                rule.path
+            )),
+            Some(user),
+        ));
+    }
+    Ok(Admission::User(user))
+}
+
+/// The authorization layer of the API ([`admit`]).
+async fn authorize(
+    State(st): State<AppState>,
+    matched: Option<MatchedPath>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let (method, uri, headers) = (
+        req.method().clone(),
+        req.uri().clone(),
+        req.headers().clone(),
+    );
+    match admit(&st, matched.as_ref(), &method, &uri, &headers).await {
+        Ok(Admission::Public) => next.run(req).await,
+        Ok(Admission::User(u)) => {
+            req.extensions_mut().insert(u);
+            next.run(req).await
+        }
+        Err((e, _)) => e.into_response(),
+    }
 }
 
 fn json<T: Serialize>(v: &T) -> ApiResult<String> {
@@ -2403,6 +2469,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(programming_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .merge(crate::fhir::api::routes(state.clone()))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -403,6 +403,63 @@ pub const ROUTES: &[RouteRule] = &[
         path: "/api/v1/implants/{id}/devices",
         access: Access::Roles(CLINICAL_READ),
     },
+    // FHIR (docs/fhir.md): reads as the record's, import as registering a patient, the
+    // audit trail as the audit log's.
+    RouteRule {
+        method: "POST",
+        path: "/fhir/r4/Patient",
+        access: Access::Roles(RECORD),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/Patient/{id}",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/Patient/{id}/$everything",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/Condition",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/Device",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/DeviceUseStatement",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/Procedure",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/MedicationRequest",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/MedicationAdministration",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/Observation",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/AuditEvent",
+        access: Access::Roles(&[U]),
+    },
 ];
 
 /// The rule for a method and routed path.

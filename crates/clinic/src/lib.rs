@@ -7,6 +7,7 @@
 //! - [`auth`]: roles, Argon2id, session tokens, the authorization table.
 //! - [`api`]: the JSON API under `/api/v1` (axum), described by OpenAPI 3.1.
 //! - [`web`]: the web console (server-rendered pages over the API).
+//! - [`fhir`]: the records as HL7 FHIR (R4B model): export, read-only endpoints, import.
 //! - [`programming`]: the server as the clinician programmer (its key, the link to each
 //!   implant, the programming session's record).
 //!
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod bench;
 pub mod demo;
 pub mod domain;
+pub mod fhir;
 pub mod programming;
 pub mod storage;
 pub mod web;

@@ -52,15 +52,18 @@ async fn authorization_table_walked_for_every_route_and_role_clinic_023(b: Backe
             }
         }
     }
+    // The FHIR routes are left out of the OpenAPI document (docs/fhir.md says why) and
+    // walked with every role in tests/fhir.rs.
     let mut table: Vec<(String, String)> = ROUTES
         .iter()
+        .filter(|r| r.path.starts_with("/api/"))
         .map(|r| (r.method.to_owned(), r.path.to_owned()))
         .collect();
     described.sort();
     table.sort();
     assert_eq!(described, table);
     let mut checked = 0;
-    for rule in ROUTES {
+    for rule in ROUTES.iter().filter(|r| r.path.starts_with("/api/")) {
         let path = rule.path.replace("{id}", "1");
         for role in Role::ALL.map(Some).into_iter().chain([None]) {
             let user = match role {
@@ -108,7 +111,7 @@ async fn authorization_table_walked_for_every_route_and_role_clinic_023(b: Backe
             checked += 1;
         }
     }
-    assert_eq!(checked, ROUTES.len() * (Role::ALL.len() + 1));
+    assert_eq!(checked, described.len() * (Role::ALL.len() + 1));
 }
 
 async fn csrf_token_is_required_on_every_change_clinic_024(b: Backend) {

@@ -759,6 +759,57 @@ impl Storage for Store {
             .collect()
     }
 
+    async fn record_access(
+        &self,
+        actor: &Actor,
+        action: &str,
+        entity: &str,
+        entity_id: Option<i64>,
+        detail: &str,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        audit(&mut tx, now_ms, Some(actor), action, entity, entity_id, None, Some(detail)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_of(&self, records: &[(&str, i64)], limit: i64) -> StoreResult<Vec<AuditRow>> {
+        let mut out = vec![];
+        // Two parameters per record: well under SQLite's bound-parameter limit per chunk.
+        for chunk in records.chunks(super::GET_MANY_CHUNK / 2) {
+            let mut cond = vec![];
+            for i in 0..chunk.len() {
+                cond.push(format!("(entity = ${} AND entity_id = ${})", 2 * i + 1, 2 * i + 2));
+            }
+            let sql = format!(
+                "SELECT id, at, actor, action, entity, entity_id, before_data, after_data \
+                 FROM audit_log WHERE {} ORDER BY id",
+                cond.join(" OR ")
+            );
+            let mut q = sqlx::query(&sql);
+            for (e, id) in chunk {
+                q = q.bind(*e).bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push(AuditRow {
+                    id: r.try_get("id")?,
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    entity: r.try_get("entity")?,
+                    entity_id: r.try_get("entity_id")?,
+                    before: r.try_get("before_data")?,
+                    after: r.try_get("after_data")?,
+                });
+            }
+        }
+        out.sort_by_key(|a| a.id);
+        out.dedup_by_key(|a| a.id);
+        out.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(out)
+    }
+
     async fn apply(&self, actor: &Actor, ops: Vec<Op>, now_ms: i64) -> StoreResult<Vec<Row>> {
         let mut tx = self.begin().await?;
         let mut out = Vec::with_capacity(ops.len());

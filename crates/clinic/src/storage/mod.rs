@@ -476,6 +476,20 @@ pub trait Storage: Send + Sync {
     async fn with_status(&self, kind: Kind, status: &str) -> StoreResult<Vec<Row>>;
     /// The audit log, newest first.
     async fn audit(&self, limit: i64) -> StoreResult<Vec<AuditRow>>;
+    /// Appends one audit row for an access that changes no record (a FHIR read or export,
+    /// a refused request), with `detail` (JSON) as its after-data, in its own transaction.
+    async fn record_access(
+        &self,
+        actor: &Actor,
+        action: &str,
+        entity: &str,
+        entity_id: Option<i64>,
+        detail: &str,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// The audit rows of these records (entity name as in [`Kind::entity`], id), oldest
+    /// first, at most `limit`.
+    async fn audit_of(&self, records: &[(&str, i64)], limit: i64) -> StoreResult<Vec<AuditRow>>;
     /// Applies several inserts and updates in one transaction, each with its audit row;
     /// all or none. Returns the rows in the order of `ops`.
     async fn apply(&self, actor: &Actor, ops: Vec<Op>, now_ms: i64) -> StoreResult<Vec<Row>>;
