@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use thecal_link::frame::{Kind, MAX_FRAME};
 use thecal_link::session::MAX_PLAINTEXT;
 use thecal_link::{
-    Answer, Body, Entropy, Frame, HelloAuth, HelloHeader, Initiator, PublicKey, Reply, Request,
-    Session,
+    Answer, Body, Entropy, Frame, HelloAuth, HelloHeader, Initiator, LinkError, PublicKey, Reply,
+    Request, Session,
 };
 
 use crate::keyfile::{Key, random_u32, random32};
@@ -405,23 +405,49 @@ impl Client {
             .session
             .write_message(encoded, &mut out)
             .map_err(|e| Fail::Runtime(format!("cannot encrypt the command: {e}")))?;
-        let Some(answer) = self.bearer.exchange(&out[..n], TRIES)? else {
-            return Err(Fail::Runtime(format!(
-                "the pump at {} stopped answering during the session; the command may or \
-                 may not have been carried out — interrogate the pump to check",
-                self.bearer.peer
-            )));
-        };
-        let frame = Frame::new_checked(&answer)
-            .map_err(|e| Fail::Runtime(format!("bad frame from the pump: {e}")))?;
-        if frame.kind() != Kind::Transport {
-            return Err(Fail::Runtime("unexpected frame from the pump".into()));
-        }
+        let mut answer = self.bearer.exchange(&out[..n], TRIES)?;
         let mut plain = vec![0u8; MAX_PLAINTEXT];
-        let m = self
-            .session
-            .read_message(&answer, &mut plain)
-            .map_err(|e| Fail::Runtime(format!("the pump's answer did not authenticate: {e}")))?;
+        // A frame that does not authenticate leaves the session as it was. One that came
+        // late is expected: the pump answers a resent request again from its cache, so
+        // after a resend the answer to an earlier request can still be on its way. Such
+        // a frame is set aside and the answer to this request awaited (resending as
+        // before), up to `TRIES` stale frames.
+        let mut stale = 0u32;
+        let m = loop {
+            let Some(bytes) = answer.take() else {
+                return Err(Fail::Runtime(format!(
+                    "the pump at {} stopped answering during the session; the command may \
+                     or may not have been carried out — interrogate the pump to check",
+                    self.bearer.peer
+                )));
+            };
+            let frame = Frame::new_checked(&bytes)
+                .map_err(|e| Fail::Runtime(format!("bad frame from the pump: {e}")))?;
+            let read = if frame.kind() == Kind::Transport {
+                self.session.read_message(&bytes, &mut plain)
+            } else {
+                // A handshake reply now can only answer an earlier hello, resent.
+                Err(LinkError::UnexpectedKind {
+                    expected: Kind::Transport,
+                    got: frame.kind(),
+                })
+            };
+            match read {
+                Ok(m) => break m,
+                Err(LinkError::Decrypt | LinkError::UnexpectedKind { .. }) if stale < TRIES => {
+                    stale += 1;
+                    answer = match self.bearer.recv()? {
+                        Some(next) => Some(next),
+                        None => self.bearer.exchange(&out[..n], TRIES)?,
+                    };
+                }
+                Err(e) => {
+                    return Err(Fail::Runtime(format!(
+                        "the pump's answer did not authenticate: {e}"
+                    )));
+                }
+            }
+        };
         let answer = Answer::decode(&plain[..m])
             .map_err(|e| Fail::Runtime(format!("the pump's answer is malformed: {e}")))?;
         if answer.command_id != command_id {
