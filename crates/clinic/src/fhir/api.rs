@@ -643,6 +643,19 @@ async fn patient_of(store: &Arc<dyn Storage>, kind: Kind, id: i64) -> FhirResult
     }
 }
 
+/// The patient whose record an audit row is about (`None` for a row about no record of a
+/// patient: a sign-in, a refused request).
+async fn audit_owner(store: &Arc<dyn Storage>, audit_id: i64) -> FhirResult<Option<i64>> {
+    let Some(a) = store.audit_entry(audit_id).await? else {
+        return Ok(None);
+    };
+    let kind = Kind::ALL.into_iter().find(|k| k.entity() == a.entity);
+    match (kind, a.entity_id) {
+        (Some(k), Some(e)) => patient_of(store, k, e).await,
+        _ => Ok(None),
+    }
+}
+
 /// `GET /fhir/r4/{type}/{id}` for the types other than Patient: the id is resolved to its
 /// patient, that patient's export is built (the same code as `$everything`) and the one
 /// resource of that type and id returned, audited as a read of the patient.
@@ -680,16 +693,7 @@ async fn read(
     let audit = kind == "AuditEvent";
     let owner = if audit {
         match id.strip_prefix("audit-").and_then(number) {
-            Some(n) => match st.store.audit_entry(n).await? {
-                Some(a) => match Kind::ALL.into_iter().find(|k| k.entity() == a.entity) {
-                    Some(k) => match a.entity_id {
-                        Some(e) => patient_of(&st.store, k, e).await?,
-                        None => None,
-                    },
-                    None => None,
-                },
-                None => None,
-            },
+            Some(n) => audit_owner(&st.store, n).await?,
             None => None,
         }
     } else {
