@@ -460,6 +460,51 @@ pub const ROUTES: &[RouteRule] = &[
         path: "/fhir/r4/AuditEvent",
         access: Access::Roles(&[U]),
     },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/metadata",
+        access: Access::AnyUser,
+    },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/Condition/{id}",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/Device/{id}",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/DeviceUseStatement/{id}",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/Procedure/{id}",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/MedicationRequest/{id}",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/MedicationAdministration/{id}",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/Observation/{id}",
+        access: Access::Roles(CLINICAL_READ),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/fhir/r4/AuditEvent/{id}",
+        access: Access::Roles(&[U]),
+    },
 ];
 
 /// The rule for a method and routed path.

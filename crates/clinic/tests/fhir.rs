@@ -12,7 +12,7 @@ use common::Backend;
 use common::clinic::{Clinic, User};
 use serde_json::{Value, json};
 use thecal_clinic::auth::{ROUTES, Role};
-use thecal_clinic::fhir::api::{export_patient, load};
+use thecal_clinic::fhir::api::{SEARCHABLE, export_patient, load};
 use thecal_clinic::fhir::summary::Summary;
 use thecal_clinic::storage::Actor;
 
@@ -558,6 +558,24 @@ async fn demo_bundles_validate_against_an_independent_r4b_model_clinic_182() {
         std::fs::write(&f, serde_json::to_string(&b).unwrap()).unwrap();
         files.push(f);
     }
+    // The CapabilityStatement the server reads out at /fhir/r4/metadata.
+    let (s, cs) = c
+        .call(
+            Some(&c.login(Role::Nurse).await),
+            "GET",
+            "/fhir/r4/metadata",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{cs}");
+    let f = dir.join("metadata.json");
+    std::fs::write(&f, cs.to_string()).unwrap();
+    files.push(f);
+    // A broken CapabilityStatement must fail too.
+    let mut bad = cs.clone();
+    bad.as_object_mut().unwrap().remove("kind");
+    let broken_cs = dir.join("broken-metadata.json");
+    std::fs::write(&broken_cs, bad.to_string()).unwrap();
     // A broken bundle must fail: the validator is not a stub.
     let broken = dir.join("broken.json");
     std::fs::write(
@@ -580,11 +598,13 @@ async fn demo_bundles_validate_against_an_independent_r4b_model_clinic_182() {
     };
     let (ok, out) = run(&[broken]);
     assert!(!ok && out.contains("birthDate"), "{out}");
+    let (ok, out) = run(&[broken_cs]);
+    assert!(!ok && out.contains("kind"), "{out}");
     let (ok, out) = run(&files);
     println!("{out}");
     assert!(ok, "{out}");
     assert!(
-        out.contains(&format!("in {} bundles: 0 errors", files.len())),
+        out.contains(&format!("in {} files: 0 errors", files.len())),
         "{out}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -599,10 +619,25 @@ async fn fhir_endpoints_follow_the_console_table_for_every_role_clinic_184(b: Ba
         .iter()
         .filter(|r| r.path.starts_with("/fhir/"))
         .collect();
-    assert_eq!(fhir.len(), 11);
+    // Import, Patient read and $everything, metadata, and search and read by id of each
+    // other type.
+    assert_eq!(fhir.len(), 4 + 2 * SEARCHABLE.len());
+    // A real id of each type, from the auditor's export with the audit trail.
+    let a = c.login(Role::Auditor).await;
+    let (_, all) = everything(&c, &a, pid, "?_audit=true").await;
     for rule in fhir {
-        let path = if rule.path.contains("{id}") {
+        let path = if let Some(t) = rule
+            .path
+            .strip_suffix("/{id}")
+            .and_then(|p| p.strip_prefix("/fhir/r4/"))
+            .filter(|t| *t != "Patient")
+        {
+            let id = resources(&all, t)[0]["id"].as_str().unwrap().to_owned();
+            format!("/fhir/r4/{t}/{id}")
+        } else if rule.path.contains("{id}") {
             rule.path.replace("{id}", &pid.to_string())
+        } else if rule.path == "/fhir/r4/metadata" {
+            rule.path.to_owned()
         } else if rule.method == "GET" {
             format!("{}?patient={pid}", rule.path)
         } else {
@@ -651,7 +686,6 @@ async fn fhir_endpoints_follow_the_console_table_for_every_role_clinic_184(b: Ba
     let (s, v) = everything(&c, &n, pid, "?_audit=true").await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     assert_eq!(v["issue"][0]["expression"][0], "_audit");
-    let a = c.login(Role::Auditor).await;
     let (s, v) = everything(&c, &a, pid, "?_audit=true").await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(!resources(&v, "AuditEvent").is_empty());
@@ -759,6 +793,323 @@ async fn every_fhir_access_is_audited_and_refusals_too_clinic_185(b: Backend) {
     assert!(
         events.iter().any(|e| e["action"] == "C"),
         "the record's creation"
+    );
+}
+
+/// The newest audit row.
+async fn newest_audit(c: &Clinic) -> thecal_clinic::storage::AuditRow {
+    c.db.store.audit(1).await.unwrap().remove(0)
+}
+
+async fn every_exported_resource_reads_back_by_id_clinic_189(b: Backend) {
+    let Some(c) = Clinic::new(b).await else {
+        return;
+    };
+    // The demo clinic's patients and the test's own (flex steps, boluses, a refill, a
+    // revision, a trial).
+    thecal_clinic::demo::seed(c.db.store.clone(), Utc::now())
+        .await
+        .unwrap();
+    rich(&c).await;
+    let patients =
+        c.db.store
+            .list(thecal_clinic::storage::Kind::Patient, None, 100)
+            .await
+            .unwrap();
+    assert_eq!(patients.len(), 7);
+    let a = c.login(Role::Auditor).await;
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut read = 0;
+    for p in &patients {
+        let (s, bundle) = everything(&c, &a, p.id, "?_audit=true").await;
+        assert_eq!(s, StatusCode::OK, "{bundle}");
+        for e in bundle["entry"].as_array().unwrap() {
+            let r = &e["resource"];
+            let (t, id) = (
+                r["resourceType"].as_str().unwrap(),
+                r["id"].as_str().unwrap(),
+            );
+            let path = format!("/fhir/r4/{t}/{id}");
+            let (s, h, got) = c.call_full(Some(&a), "GET", &path, None).await;
+            assert_eq!(s, StatusCode::OK, "{path}: {got}");
+            assert_eq!(
+                h.get(header::CONTENT_TYPE).unwrap(),
+                "application/fhir+json"
+            );
+            assert_eq!(&got, r, "{path}");
+            // Audited as a read of the patient, with the resource returned.
+            let row = newest_audit(&c).await;
+            assert_eq!(
+                (row.action.as_str(), row.actor.as_str(), row.entity_id),
+                ("fhir_read", "auditor", Some(p.id)),
+                "{path}"
+            );
+            let detail: Value = serde_json::from_str(row.after.as_deref().unwrap()).unwrap();
+            assert_eq!(detail["returned"], json!([format!("{t}/{id}")]), "{path}");
+            assert_eq!(detail["request"], format!("GET {path}"));
+            kinds.insert(t.to_owned());
+            read += 1;
+        }
+    }
+    // Every type the router reads by id was read back at least once.
+    for t in SEARCHABLE.iter().chain(&["Patient"]) {
+        assert!(kinds.contains(*t), "no {t} read back; read {kinds:?}");
+    }
+    assert!(read > 50, "{read}");
+    // A clinical reader reads the clinical types the same way, parsed by fhir-sdk.
+    let n = c.login(Role::Pharmacist).await;
+    let (_, bundle) = everything(&c, &n, patients[0].id, "").await;
+    for e in bundle["entry"].as_array().unwrap() {
+        let r = &e["resource"];
+        let path = format!(
+            "/fhir/r4/{}/{}",
+            r["resourceType"].as_str().unwrap(),
+            r["id"].as_str().unwrap()
+        );
+        let (s, got) = c.call(Some(&n), "GET", &path, None).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {got}");
+        let parsed: fhir_sdk::r4b::resources::Resource =
+            serde_json::from_value(got.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), got, "{path}");
+    }
+}
+
+async fn read_by_id_refuses_roles_and_unknown_ids_clinic_190(b: Backend) {
+    let Some(c) = Clinic::new(b).await else {
+        return;
+    };
+    let (pid, iid, tp) = rich(&c).await;
+    let a = c.login(Role::Auditor).await;
+    let (_, all) = everything(&c, &a, pid, "?_audit=true").await;
+    let audit_id = resources(&all, "AuditEvent")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Roles with no access to records: 403, no clinical data, a fhir_denied row.
+    for (role, path) in [
+        (Role::Administrator, format!("/fhir/r4/Device/pump-{iid}")),
+        (Role::Emergency, format!("/fhir/r4/Device/pump-{iid}")),
+        (
+            Role::Administrator,
+            format!("/fhir/r4/Condition/indication-{pid}"),
+        ),
+        (
+            Role::Emergency,
+            format!("/fhir/r4/Observation/weight-{pid}"),
+        ),
+        (Role::Emergency, format!("/fhir/r4/AuditEvent/{audit_id}")),
+        // The audit trail is the auditors' alone.
+        (Role::Nurse, format!("/fhir/r4/AuditEvent/{audit_id}")),
+        (Role::Physician, format!("/fhir/r4/AuditEvent/{audit_id}")),
+    ] {
+        let u = c.login(role).await;
+        let (s, v) = c.call(Some(&u), "GET", &path, None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{role:?} {path}: {v}");
+        assert_eq!(v["resourceType"], "OperationOutcome");
+        assert_eq!(v["issue"][0]["code"], "forbidden");
+        let text = v.to_string();
+        for secret in ["Fay", "NGP-F1", "F-001"] {
+            assert!(!text.contains(secret), "{role:?} {path}: {text}");
+        }
+        let row = newest_audit(&c).await;
+        assert_eq!(
+            (row.action.as_str(), row.actor.as_str()),
+            ("fhir_denied", role.as_str()),
+            "{path}"
+        );
+        let detail: Value = serde_json::from_str(row.after.as_deref().unwrap()).unwrap();
+        assert_eq!(detail["request"], format!("GET {path}"));
+        assert_eq!(detail["role"], role.as_str());
+    }
+    // Unknown or malformed ids: 404 naming the id and what ids of that type look like.
+    let (_, tb) = everything(&c, &a, tp, "").await;
+    let trial = resources(&tb, "Procedure")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cases = [
+        ("Device", "pump-999999".to_owned(), "pump-{implant id}"),
+        ("Device", "pump-x".to_owned(), "catheter-{implant id}"),
+        ("Device", format!("implant-{iid}"), "pump-{implant id}"),
+        ("Device", format!("pump-+{iid}"), "pump-{implant id}"),
+        ("Device", format!("pump-0{iid}"), "pump-{implant id}"),
+        (
+            "DeviceUseStatement",
+            format!("pump-{iid}"),
+            "use-pump-{implant id}",
+        ),
+        ("Procedure", "revision-0".to_owned(), "revision-{id}"),
+        ("Observation", trial.clone(), "trial-{id}-baseline"),
+        ("Observation", format!("{trial}-during"), "trial-{id}-post"),
+        (
+            "Observation",
+            "weight-999999".to_owned(),
+            "weight-{patient id}",
+        ),
+        (
+            "Condition",
+            format!("indication-{pid}x"),
+            "complication-{id}",
+        ),
+        ("Condition", "".to_owned(), "indication-{patient id}"),
+        ("MedicationRequest", "rx-1".to_owned(), "{prescription id}"),
+        (
+            "MedicationAdministration",
+            "-1".to_owned(),
+            "{refill visit id}",
+        ),
+        (
+            "AuditEvent",
+            "audit-99999999".to_owned(),
+            "audit-{audit row id}",
+        ),
+        ("AuditEvent", "7".to_owned(), "audit-{audit row id}"),
+    ];
+    for (t, id, form) in cases {
+        let path = format!("/fhir/r4/{t}/{id}");
+        let (s, v) = c.call(Some(&a), "GET", &path, None).await;
+        if id.is_empty() {
+            // No id at all is not a read: the search, which needs the patient.
+            assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {v}");
+            assert_eq!(v["resourceType"], "OperationOutcome", "{path}: {v}");
+            continue;
+        }
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {v}");
+        assert_eq!(v["resourceType"], "OperationOutcome", "{path}: {v}");
+        let issue = &v["issue"][0];
+        assert_eq!(issue["code"], "not-found", "{path}: {v}");
+        assert_eq!(issue["expression"][0], "id", "{path}: {v}");
+        let d = issue["diagnostics"].as_str().unwrap();
+        assert!(d.contains(&format!("\"{id}\"")), "{path}: {d}");
+        assert!(d.contains(form), "{path}: {d}");
+    }
+    // A read by id takes no search parameter.
+    let (s, v) = c
+        .call(
+            Some(&a),
+            "GET",
+            &format!("/fhir/r4/Device/pump-{iid}?patient={pid}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, v["issue"][0]["expression"][0].as_str()),
+        (StatusCode::BAD_REQUEST, Some("patient"))
+    );
+}
+
+async fn capability_statement_lists_exactly_the_served_routes_clinic_191(b: Backend) {
+    let Some(c) = Clinic::new(b).await else {
+        return;
+    };
+    let (pid, _, _) = rich(&c).await;
+    // Any signed-in user reads it; nobody else.
+    let (s, v) = c.call(None, "GET", "/fhir/r4/metadata", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(v["resourceType"], "OperationOutcome");
+    let mut statement = Value::Null;
+    for role in Role::ALL {
+        let u = c.login(role).await;
+        let (s, h, v) = c
+            .call_full(Some(&u), "GET", "/fhir/r4/metadata", None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{role:?}: {v}");
+        assert_eq!(
+            h.get(header::CONTENT_TYPE).unwrap(),
+            "application/fhir+json"
+        );
+        statement = v;
+    }
+    // fhir-sdk parses it, to the same JSON.
+    let parsed: fhir_sdk::r4b::resources::CapabilityStatement =
+        serde_json::from_value(statement.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&parsed).unwrap(), statement);
+    assert_eq!(statement["resourceType"], "CapabilityStatement");
+    assert_eq!(statement["fhirVersion"], "4.3.0");
+    assert_eq!(statement["format"], json!(["json"]));
+    assert_eq!(statement["kind"], "instance");
+    assert_eq!(statement["status"], "active");
+    let rest = statement["rest"].as_array().unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0]["mode"], "server");
+    // What it lists: (type, interaction) and (type, $operation).
+    let mut listed = std::collections::BTreeSet::new();
+    for r in rest[0]["resource"].as_array().unwrap() {
+        let t = r["type"].as_str().unwrap().to_owned();
+        for i in r["interaction"].as_array().unwrap() {
+            listed.insert((t.clone(), i["code"].as_str().unwrap().to_owned()));
+        }
+        for o in r["operation"].as_array().into_iter().flatten() {
+            listed.insert((t.clone(), format!("${}", o["name"].as_str().unwrap())));
+        }
+        let params: Vec<&str> = r["searchParam"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        let searched = listed.contains(&(t.clone(), "search-type".to_owned()));
+        assert_eq!(
+            params,
+            if searched { vec!["patient"] } else { vec![] },
+            "{t}"
+        );
+        if searched {
+            assert_eq!(r["searchParam"][0]["type"], "reference");
+        }
+    }
+    // What the router serves: its authorization table, one row per route.
+    let mut served = std::collections::BTreeSet::new();
+    for rule in ROUTES.iter().filter(|r| r.path.starts_with("/fhir/r4/")) {
+        let parts: Vec<&str> = rule.path["/fhir/r4/".len()..].split('/').collect();
+        let entry = match (rule.method, parts.as_slice()) {
+            ("GET", ["metadata"]) => continue,
+            ("GET", [t]) => (t.to_string(), "search-type".to_owned()),
+            ("POST", [t]) => (t.to_string(), "create".to_owned()),
+            ("GET", [t, "{id}"]) => (t.to_string(), "read".to_owned()),
+            ("GET", [t, "{id}", op]) => (t.to_string(), op.to_string()),
+            other => panic!("a FHIR route the statement cannot describe: {other:?}"),
+        };
+        served.insert(entry);
+    }
+    assert_eq!(listed, served);
+    // The router's list of types: each is read and searched, and Patient is read,
+    // created and has $everything.
+    for t in SEARCHABLE {
+        for i in ["read", "search-type"] {
+            assert!(listed.contains(&(t.to_owned(), i.to_owned())), "{t} {i}");
+        }
+    }
+    assert_eq!(listed.len(), 2 * SEARCHABLE.len() + 3);
+    // And the server answers each of them (as an auditor, who may read every type).
+    let a = c.login(Role::Auditor).await;
+    let (_, all) = everything(&c, &a, pid, "?_audit=true").await;
+    for (t, i) in &listed {
+        let (method, path) = match i.as_str() {
+            "search-type" => ("GET", format!("/fhir/r4/{t}?patient={pid}")),
+            "read" => {
+                let id = resources(&all, t)[0]["id"].as_str().unwrap().to_owned();
+                ("GET", format!("/fhir/r4/{t}/{id}"))
+            }
+            "$everything" => ("GET", format!("/fhir/r4/{t}/{pid}/$everything")),
+            "create" => continue,
+            other => panic!("{other}"),
+        };
+        let (s, v) = c.call(Some(&a), method, &path, None).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+    }
+    let n = c.login(Role::Nurse).await;
+    let (s, v) = c
+        .call(Some(&n), "POST", "/fhir/r4/Patient", Some(referral()))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // It takes no search parameter, and only JSON.
+    let (s, v) = c
+        .call(Some(&n), "GET", "/fhir/r4/metadata?_format=xml", None)
+        .await;
+    assert_eq!(
+        (s, v["issue"][0]["expression"][0].as_str()),
+        (StatusCode::BAD_REQUEST, Some("_format"))
     );
 }
 
@@ -996,4 +1347,7 @@ on_both_databases!(
     fhir_endpoints_follow_the_console_table_for_every_role_clinic_184,
     every_fhir_access_is_audited_and_refusals_too_clinic_185,
     patient_import_names_the_wrong_element_clinic_186,
+    every_exported_resource_reads_back_by_id_clinic_189,
+    read_by_id_refuses_roles_and_unknown_ids_clinic_190,
+    capability_statement_lists_exactly_the_served_routes_clinic_191,
 );

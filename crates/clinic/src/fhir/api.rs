@@ -26,7 +26,8 @@ use crate::api::{Admission, AppState, CurrentUser, admit};
 use crate::auth::Role;
 use crate::storage::{Actor, AuditRow, Kind, NewRow, Row, Storage};
 
-/// The resource types searchable by patient, in the order the table lists them.
+/// The resource types searchable by patient and read by id (besides Patient), in the
+/// order the table lists them.
 pub const SEARCHABLE: [&str; 8] = [
     "Condition",
     "Device",
@@ -560,6 +561,183 @@ fn resource_type(r: &Resource) -> String {
     v["resourceType"].as_str().unwrap_or_default().to_owned()
 }
 
+/// What the export's ids of a resource type look like (`{…}` a stored record's id), for
+/// the message of an unknown id.
+pub fn id_forms(kind: &str) -> &'static str {
+    match kind {
+        "Condition" => "indication-{patient id}, complication-{id}",
+        "Device" => "pump-{implant id}, catheter-{implant id}",
+        "DeviceUseStatement" => "use-pump-{implant id}, use-catheter-{implant id}",
+        "Procedure" => "implant-{implant id}, revision-{id}, trial-{id}",
+        "MedicationRequest" => "{prescription id}",
+        "MedicationAdministration" => "{refill visit id}",
+        "Observation" => {
+            "reconciliation-{visit id}, trial-{id}-baseline, trial-{id}-post, \
+             assessment-{id}, weight-{patient id}"
+        }
+        "AuditEvent" => "audit-{audit row id}",
+        _ => "",
+    }
+}
+
+/// A positive whole number.
+fn number(s: &str) -> Option<i64> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0 && !s.starts_with('+'))
+}
+
+/// The stored record an exported id names (never the audit trail: see [`read`]).
+fn record_of(kind: &str, id: &str) -> Option<(Kind, i64)> {
+    let after = |prefix: &str| id.strip_prefix(prefix).and_then(number);
+    match kind {
+        "Condition" => after("indication-")
+            .map(|n| (Kind::Patient, n))
+            .or_else(|| after("complication-").map(|n| (Kind::Complication, n))),
+        "Device" => after("pump-")
+            .or_else(|| after("catheter-"))
+            .map(|n| (Kind::Implant, n)),
+        "DeviceUseStatement" => after("use-pump-")
+            .or_else(|| after("use-catheter-"))
+            .map(|n| (Kind::Implant, n)),
+        "Procedure" => after("implant-")
+            .map(|n| (Kind::Implant, n))
+            .or_else(|| after("revision-").map(|n| (Kind::Revision, n)))
+            .or_else(|| after("trial-").map(|n| (Kind::Trial, n))),
+        "MedicationRequest" => number(id).map(|n| (Kind::Prescription, n)),
+        "MedicationAdministration" => number(id).map(|n| (Kind::Visit, n)),
+        "Observation" => after("reconciliation-")
+            .map(|n| (Kind::Visit, n))
+            .or_else(|| {
+                let t = id.strip_prefix("trial-")?;
+                let n = t
+                    .strip_suffix("-baseline")
+                    .or_else(|| t.strip_suffix("-post"))?;
+                number(n).map(|n| (Kind::Trial, n))
+            })
+            .or_else(|| after("assessment-").map(|n| (Kind::Assessment, n)))
+            .or_else(|| after("weight-").map(|n| (Kind::Patient, n))),
+        _ => None,
+    }
+}
+
+/// The patient a stored record belongs to: a patient is its own; implants, trials,
+/// complications and assessments hang under the patient, prescriptions, visits and
+/// revisions under an implant.
+async fn patient_of(store: &Arc<dyn Storage>, kind: Kind, id: i64) -> FhirResult<Option<i64>> {
+    if kind == Kind::Patient {
+        return Ok(store.get(Kind::Patient, id).await?.map(|r| r.id));
+    }
+    let Some(row) = store.get(kind, id).await? else {
+        return Ok(None);
+    };
+    let Some(parent) = row.parent_id else {
+        return Ok(None);
+    };
+    match kind {
+        Kind::Implant | Kind::Trial | Kind::Complication | Kind::Assessment => Ok(Some(parent)),
+        _ => Ok(store
+            .get(Kind::Implant, parent)
+            .await?
+            .and_then(|i| i.parent_id)),
+    }
+}
+
+/// The patient whose record an audit row is about (`None` for a row about no record of a
+/// patient: a sign-in, a refused request).
+async fn audit_owner(store: &Arc<dyn Storage>, audit_id: i64) -> FhirResult<Option<i64>> {
+    let Some(a) = store.audit_entry(audit_id).await? else {
+        return Ok(None);
+    };
+    let kind = Kind::ALL.into_iter().find(|k| k.entity() == a.entity);
+    match (kind, a.entity_id) {
+        (Some(k), Some(e)) => patient_of(store, k, e).await,
+        _ => Ok(None),
+    }
+}
+
+/// `GET /fhir/r4/{type}/{id}` for the types other than Patient: the id is resolved to its
+/// patient, that patient's export is built (the same code as `$everything`) and the one
+/// resource of that type and id returned, audited as a read of the patient.
+async fn read(
+    State(st): State<AppState>,
+    Extension(u): Extension<CurrentUser>,
+    req: Request,
+) -> FhirResult<Response> {
+    let rest = req.uri().path().trim_start_matches("/fhir/r4/");
+    let (kind, raw) = rest.split_once('/').unwrap_or((rest, ""));
+    // Not decoded: the export's ids are letters, digits and `-` only.
+    let id = raw.to_owned();
+    let p = params(req.uri())?;
+    for (given, name) in [(&p.patient, "patient"), (&p.audit, "_audit")] {
+        if given.is_some() {
+            return Err(FhirFailure::new(
+                StatusCode::BAD_REQUEST,
+                IssueType::NotSupported,
+                Some(name),
+                &format!("a read by id takes no {name}; only _format"),
+            ));
+        }
+    }
+    let unknown = || {
+        FhirFailure::new(
+            StatusCode::NOT_FOUND,
+            IssueType::NotFound,
+            Some("id"),
+            &format!(
+                "no {kind} with id \"{id}\"; ids of {kind} are {}",
+                id_forms(kind)
+            ),
+        )
+    };
+    let audit = kind == "AuditEvent";
+    let owner = if audit {
+        match id.strip_prefix("audit-").and_then(number) {
+            Some(n) => audit_owner(&st.store, n).await?,
+            None => None,
+        }
+    } else {
+        match record_of(kind, &id) {
+            Some((k, n)) => patient_of(&st.store, k, n).await?,
+            None => None,
+        }
+    };
+    let pid = owner.ok_or_else(unknown)?;
+    let record = load(&st.store, pid, audit).await?.ok_or_else(unknown)?;
+    let found = export::resources(&record)?
+        .into_iter()
+        .find(|r| label(r) == format!("{kind}/{id}"))
+        .ok_or_else(unknown)?;
+    audit_access(
+        &st.store,
+        &u.actor,
+        Some(pid),
+        &format!("GET {}", req.uri()),
+        &[label(&found)],
+        st.ms(),
+    )
+    .await?;
+    json(StatusCode::OK, &found)
+}
+
+/// `GET /fhir/r4/metadata`: the CapabilityStatement (any signed-in user; not audited, it
+/// holds no clinical data).
+async fn metadata(State(st): State<AppState>, req: Request) -> FhirResult<Response> {
+    let p = params(req.uri())?;
+    if let Some((_, name)) = [(&p.patient, "patient"), (&p.audit, "_audit")]
+        .into_iter()
+        .find(|(v, _)| v.is_some())
+    {
+        return Err(FhirFailure::new(
+            StatusCode::BAD_REQUEST,
+            IssueType::NotSupported,
+            Some(name),
+            &format!("metadata takes no {name}; only _format"),
+        ));
+    }
+    json(StatusCode::OK, &super::capability::statement(st.now())?)
+}
+
 /// `POST /fhir/r4/Patient`: a referral's `Patient` becomes the clinic's patient (state
 /// referred), through the same storage call and audit as the console's registration.
 async fn import_patient(
@@ -676,8 +854,11 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/fhir/r4/Patient", axum::routing::post(import_patient))
         .route("/fhir/r4/Patient/{id}", get(read_patient))
         .route("/fhir/r4/Patient/{id}/$everything", get(everything));
+    r = r.route("/fhir/r4/metadata", get(metadata));
     for t in SEARCHABLE {
-        r = r.route(&format!("/fhir/r4/{t}"), get(search));
+        r = r
+            .route(&format!("/fhir/r4/{t}"), get(search))
+            .route(&format!("/fhir/r4/{t}/{{id}}"), get(read));
     }
     r.route_layer(middleware::from_fn_with_state(state, authorize))
         .route("/fhir/r4", get(no_route))

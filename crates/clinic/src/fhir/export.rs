@@ -165,7 +165,7 @@ fn instant(t: DateTime<Utc>) -> R<fhir_sdk::Instant> {
         .map_err(|e| FhirError(format!("time {t}: {e}")))
 }
 
-fn moment(t: DateTime<Utc>) -> R<fhir_sdk::DateTime> {
+pub(crate) fn moment(t: DateTime<Utc>) -> R<fhir_sdk::DateTime> {
     Ok(fhir_sdk::DateTime::DateTime(instant(t)?))
 }
 

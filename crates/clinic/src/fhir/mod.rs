@@ -10,6 +10,7 @@
 //! - [`summary`]: the clinical values a bundle carries, read back from parsed FHIR, to
 //!   prove the round trip.
 //! - [`import`]: a `Patient` → the clinic's new patient, each error naming the element.
+//! - [`capability`]: the server's `CapabilityStatement` (`/fhir/r4/metadata`).
 //! - [`api`]: the HTTP endpoints (authorization by the console's table, every access
 //!   audited) and the loading of a record from storage.
 //!
@@ -17,6 +18,7 @@
 //! same storage call and audit as the console's registration).
 
 pub mod api;
+pub mod capability;
 /// The FHIR model crate, for users of this crate that parse what it writes.
 pub use fhir_sdk;
 pub mod codes;

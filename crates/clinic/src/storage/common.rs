@@ -774,6 +774,29 @@ impl Storage for Store {
         Ok(())
     }
 
+    async fn audit_entry(&self, id: i64) -> StoreResult<Option<AuditRow>> {
+        let r = sqlx::query(
+            "SELECT id, at, actor, action, entity, entity_id, before_data, after_data \
+             FROM audit_log WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        r.map(|r| {
+            Ok(AuditRow {
+                id: r.try_get("id")?,
+                at: r.try_get("at")?,
+                actor: r.try_get("actor")?,
+                action: r.try_get("action")?,
+                entity: r.try_get("entity")?,
+                entity_id: r.try_get("entity_id")?,
+                before: r.try_get("before_data")?,
+                after: r.try_get("after_data")?,
+            })
+        })
+        .transpose()
+    }
+
     async fn audit_of(&self, records: &[(&str, i64)], limit: i64) -> StoreResult<Vec<AuditRow>> {
         let mut out = vec![];
         // Two parameters per record: well under SQLite's bound-parameter limit per chunk.

@@ -490,6 +490,8 @@ pub trait Storage: Send + Sync {
     /// The audit rows of these records (entity name as in [`Kind::entity`], id), oldest
     /// first, at most `limit`.
     async fn audit_of(&self, records: &[(&str, i64)], limit: i64) -> StoreResult<Vec<AuditRow>>;
+    /// One audit row by its id.
+    async fn audit_entry(&self, id: i64) -> StoreResult<Option<AuditRow>>;
     /// Applies several inserts and updates in one transaction, each with its audit row;
     /// all or none. Returns the rows in the order of `ops`.
     async fn apply(&self, actor: &Actor, ops: Vec<Op>, now_ms: i64) -> StoreResult<Vec<Row>>;

@@ -1,12 +1,14 @@
 """Validates exported FHIR bundles against an independent implementation's models.
 
-Usage: python validate.py BUNDLE.json...
+Usage: python validate.py FILE.json...
 
-Each file is parsed with the R4B models of the PyPI package fhir.resources (pydantic
-models generated from the FHIR specification: types, cardinalities, required elements,
-choice types, no unknown elements), the whole Bundle first and then every entry's
-resource and every contained resource by its own class. Prints one line per problem and
-a closing line "validated N resources in M bundles: E errors"; exits 1 when E > 0.
+Each file (a Bundle, or one resource such as the CapabilityStatement) is parsed with the
+R4B models of the PyPI package fhir.resources (pydantic models generated from the FHIR
+specification: types, cardinalities, required elements, choice types, no unknown
+elements): a Bundle whole first and then every entry's resource and every contained
+resource by its own class, any other resource by its own class. Prints one line per
+problem and a closing line "validated N resources in M files: E errors"; exits 1 when
+E > 0.
 """
 
 import json
@@ -31,6 +33,10 @@ def main(paths):
     for path in paths:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
+        if doc.get("resourceType") != "Bundle":
+            where = f"{path}: {doc.get('resourceType')}"
+            resources += check(doc.get("resourceType"), doc, where, errors)
+            continue
         try:
             Bundle.parse_obj(doc)
         except Exception as e:
@@ -43,7 +49,7 @@ def main(paths):
                 check(c.get("resourceType"), c, f"{where} contained[{j}]", errors)
     for e in errors:
         print(e)
-    print(f"validated {resources} resources in {len(paths)} bundles: {len(errors)} errors")
+    print(f"validated {resources} resources in {len(paths)} files: {len(errors)} errors")
     return 1 if errors else 0
 
 
