@@ -37,6 +37,21 @@ fn user_of(r: &DbRow) -> StoreResult<UserRow> {
     })
 }
 
+const AUDIT_COLS: &str = "id, at, actor, action, entity, entity_id, before_data, after_data";
+
+fn audit_row_of(r: &DbRow) -> StoreResult<AuditRow> {
+    Ok(AuditRow {
+        id: r.try_get("id")?,
+        at: r.try_get("at")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        entity: r.try_get("entity")?,
+        entity_id: r.try_get("entity_id")?,
+        before: r.try_get("before_data")?,
+        after: r.try_get("after_data")?,
+    })
+}
+
 fn unique(e: sqlx::Error, field: &'static str) -> StoreError {
     if let sqlx::Error::Database(d) = &e
         && d.is_unique_violation()
@@ -736,27 +751,12 @@ impl Storage for Store {
     }
 
     async fn audit(&self, limit: i64) -> StoreResult<Vec<AuditRow>> {
-        let rows = sqlx::query(
-            "SELECT id, at, actor, action, entity, entity_id, before_data, after_data \
-             FROM audit_log ORDER BY id DESC LIMIT $1",
-        )
+        let sql = format!("SELECT {AUDIT_COLS} FROM audit_log ORDER BY id DESC LIMIT $1");
+        let rows = sqlx::query(&sql)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRow {
-                    id: r.try_get("id")?,
-                    at: r.try_get("at")?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    entity: r.try_get("entity")?,
-                    entity_id: r.try_get("entity_id")?,
-                    before: r.try_get("before_data")?,
-                    after: r.try_get("after_data")?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_row_of).collect()
     }
 
     async fn record_access(
@@ -775,26 +775,12 @@ impl Storage for Store {
     }
 
     async fn audit_entry(&self, id: i64) -> StoreResult<Option<AuditRow>> {
-        let r = sqlx::query(
-            "SELECT id, at, actor, action, entity, entity_id, before_data, after_data \
-             FROM audit_log WHERE id = $1",
-        )
+        let sql = format!("SELECT {AUDIT_COLS} FROM audit_log WHERE id = $1");
+        let r = sqlx::query(&sql)
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        r.map(|r| {
-            Ok(AuditRow {
-                id: r.try_get("id")?,
-                at: r.try_get("at")?,
-                actor: r.try_get("actor")?,
-                action: r.try_get("action")?,
-                entity: r.try_get("entity")?,
-                entity_id: r.try_get("entity_id")?,
-                before: r.try_get("before_data")?,
-                after: r.try_get("after_data")?,
-            })
-        })
-        .transpose()
+        r.as_ref().map(audit_row_of).transpose()
     }
 
     async fn audit_of(&self, records: &[(&str, i64)], limit: i64) -> StoreResult<Vec<AuditRow>> {
@@ -806,8 +792,7 @@ impl Storage for Store {
                 cond.push(format!("(entity = ${} AND entity_id = ${})", 2 * i + 1, 2 * i + 2));
             }
             let sql = format!(
-                "SELECT id, at, actor, action, entity, entity_id, before_data, after_data \
-                 FROM audit_log WHERE {} ORDER BY id",
+                "SELECT {AUDIT_COLS} FROM audit_log WHERE {} ORDER BY id",
                 cond.join(" OR ")
             );
             let mut q = sqlx::query(&sql);
@@ -815,16 +800,7 @@ impl Storage for Store {
                 q = q.bind(*e).bind(*id);
             }
             for r in q.fetch_all(&self.pool).await? {
-                out.push(AuditRow {
-                    id: r.try_get("id")?,
-                    at: r.try_get("at")?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    entity: r.try_get("entity")?,
-                    entity_id: r.try_get("entity_id")?,
-                    before: r.try_get("before_data")?,
-                    after: r.try_get("after_data")?,
-                });
+                out.push(audit_row_of(&r)?);
             }
         }
         out.sort_by_key(|a| a.id);
