@@ -818,15 +818,27 @@ async fn create_patient(
     ApiJson(n): ApiJson<NewPatient>,
 ) -> ApiResult<(StatusCode, Json<Patient>)> {
     let details = n.validate(st.now().date_naive())?;
+    let row = insert_referred(&st, &u.actor, details).await?;
+    Ok((StatusCode::CREATED, Json(parse(&row)?)))
+}
+
+/// Records a validated patient as referred, with its audit: the registration here and
+/// the FHIR import of a referral. A medical record number that exists already is a
+/// conflict (409) on `mrn`.
+pub(crate) async fn insert_referred(
+    st: &AppState,
+    actor: &Actor,
+    details: NewPatient,
+) -> ApiResult<Row> {
     let p = Patient {
         id: 0,
         state: JourneyState::Referred,
         details,
     };
-    let row = st
+    Ok(st
         .store
         .insert(
-            &u.actor,
+            actor,
             Kind::Patient,
             NewRow {
                 parent_id: None,
@@ -836,8 +848,7 @@ async fn create_patient(
             },
             st.ms(),
         )
-        .await?;
-    Ok((StatusCode::CREATED, Json(parse(&row)?)))
+        .await?)
 }
 
 /// Paging.

@@ -24,7 +24,7 @@ use super::export::{self, Record};
 use super::{FHIR_JSON, FhirError, import};
 use crate::api::{Admission, AppState, CurrentUser, admit};
 use crate::auth::Role;
-use crate::storage::{Actor, AuditRow, Kind, NewRow, Row, Storage};
+use crate::storage::{Actor, AuditRow, Kind, Row, Storage};
 
 /// The resource types searchable by patient and read by id (besides Patient), in the
 /// order the table lists them.
@@ -761,34 +761,17 @@ async fn import_patient(
         Ok(d) => d,
         Err(ImportRefused(body)) => return Ok(fhir_json(StatusCode::BAD_REQUEST, body)),
     };
-    let p = crate::domain::records::Patient {
-        id: 0,
-        state: crate::domain::records::JourneyState::Referred,
-        details,
-    };
-    let data = serde_json::to_string(&p).map_err(FhirFailure::internal)?;
-    let row = st
-        .store
-        .insert(
-            &u.actor,
-            Kind::Patient,
-            NewRow {
-                parent_id: None,
-                key: Some(p.details.mrn.clone()),
-                status: "referred".into(),
-                data,
-            },
-            st.ms(),
-        )
+    let row = crate::api::insert_referred(&st, &u.actor, details)
         .await
-        .map_err(|e| match e {
-            crate::storage::StoreError::Duplicate { .. } => FhirFailure::new(
+        .map_err(|e| match FhirFailure::from(e) {
+            // The only conflict of an insert: the record number is taken.
+            f if f.status == StatusCode::CONFLICT => FhirFailure::new(
                 StatusCode::CONFLICT,
                 IssueType::Duplicate,
                 Some("Patient.identifier.value"),
                 "a patient with this medical record number exists already; it must be unique",
             ),
-            other => other.into(),
+            f => f,
         })?;
     let created = export::patient(&parse(&row)?)?;
     let mut r = json(StatusCode::CREATED, &created)?;

@@ -259,18 +259,9 @@ fn pump(p: &ClinicPatient, i: &Implant, status: &str) -> R<Device> {
                 .value(d.serial.clone())
                 .build()?,
         )])
-        .status(if status == "active" {
-            FHIRDeviceStatus::Active
-        } else {
-            FHIRDeviceStatus::Inactive
-        })
+        .status(device_status(status))
         .serial_number(d.serial.clone())
-        .device_name(vec![Some(
-            DeviceDeviceName::builder()
-                .name(d.pump_model.clone())
-                .r#type(DeviceNameType::ModelName)
-                .build()?,
-        )])
+        .device_name(model_name(&d.pump_model)?)
         .model_number(d.pump_model.clone())
         .r#type(concept(codes::DEVICE_PUMP)?)
         .property(vec![
@@ -301,21 +292,31 @@ fn pump(p: &ClinicPatient, i: &Implant, status: &str) -> R<Device> {
     Ok(b.build()?)
 }
 
+/// A device's status from its implant row's: active while implanted.
+fn device_status(status: &str) -> FHIRDeviceStatus {
+    if status == "active" {
+        FHIRDeviceStatus::Active
+    } else {
+        FHIRDeviceStatus::Inactive
+    }
+}
+
+/// A device's model as its name of type model-name.
+fn model_name(model: &str) -> R<Vec<Option<DeviceDeviceName>>> {
+    Ok(vec![Some(
+        DeviceDeviceName::builder()
+            .name(model.to_owned())
+            .r#type(DeviceNameType::ModelName)
+            .build()?,
+    )])
+}
+
 fn catheter(p: &ClinicPatient, i: &Implant, status: &str) -> R<Device> {
     let d = &i.details;
     Ok(Device::builder()
         .id(format!("catheter-{}", i.id))
-        .status(if status == "active" {
-            FHIRDeviceStatus::Active
-        } else {
-            FHIRDeviceStatus::Inactive
-        })
-        .device_name(vec![Some(
-            DeviceDeviceName::builder()
-                .name(d.catheter_model.clone())
-                .r#type(DeviceNameType::ModelName)
-                .build()?,
-        )])
+        .status(device_status(status))
+        .device_name(model_name(&d.catheter_model)?)
         .model_number(d.catheter_model.clone())
         .r#type(concept(codes::DEVICE_CATHETER)?)
         .property(vec![
