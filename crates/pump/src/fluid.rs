@@ -425,6 +425,9 @@ pub struct FluidPath {
     /// unless the path changed in between. Not persisted: a restart plans anew.
     #[serde(skip)]
     prepared: Prepared,
+    /// The run's mass after the prepared uniform push, for the next stroke.
+    #[serde(skip)]
+    run_mass: RunMemo,
 }
 
 /// A prepared push and what it was for; kept in place between strokes, and only
@@ -464,6 +467,40 @@ impl PartialEq for Prepared {
 }
 impl Eq for Prepared {}
 
+/// The mass a run of one drug had reached, kept between strokes (not persisted): a
+/// stroke continuing that run then works out only the run's new mass, not both ends.
+/// Only a memo of `mass_upto(component, pushed)`: it is used only while the run's
+/// volume and the fluid are still the ones it was worked out for, so no change of the
+/// path can make it wrong.
+#[derive(Debug, Clone, Copy)]
+struct RunMass {
+    component: Component,
+    pushed: Volume,
+    mass: Mass,
+}
+
+/// Derived from the run: two paths with the same run are equal whatever this holds.
+#[derive(Debug, Clone, Copy, Default)]
+struct RunMemo(Option<RunMass>);
+
+impl PartialEq for RunMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for RunMemo {}
+
+impl RunMemo {
+    /// `mass_upto(c, pushed)`, from the memo when it is for exactly that.
+    #[inline]
+    fn mass_upto(&self, c: &Component, pushed: Volume) -> Result<Mass, FluidError> {
+        match self.0 {
+            Some(m) if m.pushed == pushed && m.component == *c => Ok(m.mass),
+            _ => mass_upto(c, pushed),
+        }
+    }
+}
+
 impl FluidPath {
     /// A path of `dead_volume` full of `initial` (e.g. saline for a new catheter, or
     /// the drug for a primed one). A zero dead volume holds nothing: every push leaves
@@ -480,6 +517,7 @@ impl FluidPath {
             carry: NO_MASS,
             present: Present(Slots(0)),
             prepared: Prepared::default(),
+            run_mass: RunMemo::default(),
         };
         path.refill_path(initial)?;
         Ok(path)
@@ -496,6 +534,7 @@ impl FluidPath {
             carry: NO_MASS,
             present: Present(Slots(0)),
             prepared: Prepared::default(),
+            run_mass: RunMemo::default(),
         };
         let _ = path.refill_path(&saline);
         path
@@ -512,6 +551,7 @@ impl FluidPath {
             carry: NO_MASS,
             present: Present(Slots(0)),
             prepared: Prepared::default(),
+            run_mass: RunMemo::default(),
         }
     }
 
@@ -526,6 +566,7 @@ impl FluidPath {
             carry,
             present,
             prepared,
+            run_mass,
         } = self;
         *dv = dead_volume;
         segments.clear();
@@ -533,6 +574,7 @@ impl FluidPath {
         *carry = NO_MASS;
         *present = Present(Slots(0));
         *prepared = Prepared::default();
+        *run_mass = RunMemo::default();
         let _ = self.refill_path(&Admixture::single(DrugId::Saline, Concentration::ZERO));
     }
 
@@ -677,6 +719,9 @@ impl FluidPath {
         if self.present.0 == Slots::ALL {
             self.present = Present(self.held_slots());
         }
+        if let Some(done) = self.prepare_uniform(volume, incoming) {
+            return done.map(|()| &self.prepared.plan.delivered);
+        }
         let p = &mut self.prepared;
         p.valid = false;
         if !plan_into(
@@ -734,6 +779,111 @@ impl FluidPath {
         }
     }
 
+    /// [`FluidPath::prepare_in_place`] of the common stroke, or `None` when it is not
+    /// one: one drug pushed into a path of one segment of that fluid, continuing its
+    /// run, less than the segment. The plan of [`plan_single`] for a path of one
+    /// segment (its tip segment is its newest), worked out without its general
+    /// checks, with the run's mass so far taken from the last stroke's.
+    #[inline]
+    fn prepare_uniform(
+        &mut self,
+        volume: Volume,
+        incoming: &Admixture,
+    ) -> Option<Result<(), FluidError>> {
+        let [c] = incoming.components() else {
+            return None;
+        };
+        let i = active_index(c.drug)?;
+        let bit = 1u8.checked_shl(u32::try_from(i).ok()?)?;
+        if self.present.0 .0 & !bit != 0 || self.segments.len() != 1 {
+            return None;
+        }
+        let (front, run) = (self.segments.front()?, self.run.as_ref()?);
+        let one = core::slice::from_ref(c);
+        if volume.is_zero()
+            || volume >= front.volume
+            || run.contents.components() != one
+            || !matches!(&front.contents, Contents::Fluid(a) if a.components() == one)
+        {
+            return None;
+        }
+        Some(self.plan_uniform(i, c, volume, incoming))
+    }
+
+    /// The arithmetic of [`FluidPath::prepare_uniform`], as [`plan_single_drug`]'s,
+    /// with the errors in the same order.
+    #[inline]
+    fn plan_uniform(
+        &mut self,
+        i: usize,
+        c: &Component,
+        volume: Volume,
+        incoming: &Admixture,
+    ) -> Result<(), FluidError> {
+        let overflow = FluidError::MassOverflow(c.drug);
+        let (Some(front), Some(run)) = (self.segments.front(), self.run.as_ref()) else {
+            return Err(overflow); // cannot happen: checked by the caller
+        };
+        let p = &mut self.prepared;
+        p.valid = false;
+        let after = run
+            .pushed
+            .checked_add(volume)
+            .map_err(|_| FluidError::VolumeOverflow)?;
+        let upto_after = mass_upto(c, after)?;
+        let added = upto_after.saturating_sub(self.run_mass.mass_upto(c, run.pushed)?);
+        let held = front.masses.get(i).copied().unwrap_or(Mass::ZERO);
+        if !added.is_zero() {
+            // The whole path is this segment: its mass is the drug's total.
+            held.checked_add(added).map_err(|_| overflow)?;
+        }
+        let taken = if held.is_zero() {
+            Mass::ZERO
+        } else {
+            held.scale(volume.nl(), front.volume.nl(), Rounding::Down)
+                .unwrap_or(Mass::ZERO)
+        };
+        let plan = &mut p.plan;
+        plan.whole = 0;
+        plan.partial = None;
+        plan.kept = None;
+        let d = &mut plan.delivered;
+        d.volume = volume;
+        d.masses.clear();
+        plan.carry = NO_MASS;
+        let total = taken
+            .saturating_add(self.carry.get(i).copied().unwrap_or(Mass::ZERO))
+            .raw();
+        if total != 0 {
+            let ng = total.checked_div(PG_PER_NG).unwrap_or(0);
+            if let Some(n) = plan.carry.get_mut(i) {
+                *n = Mass::from_raw(total.checked_rem(PG_PER_NG).unwrap_or(0));
+            }
+            if ng != 0 {
+                let _ = d.masses.push((c.drug, Mass::from_raw(ng)));
+            }
+        }
+        plan.pushed = after;
+        plan.single = Some(Single {
+            slot: i,
+            volume,
+            taken,
+            added,
+        });
+        p.volume = volume;
+        if p.incoming != *incoming {
+            p.incoming.clone_from(incoming);
+        }
+        p.valid = true;
+        // For the next stroke, once this one is applied (a memo: checked when used).
+        self.run_mass = RunMemo(Some(RunMass {
+            component: *c,
+            pushed: after,
+            mass: upto_after,
+        }));
+        Ok(())
+    }
+
     /// Applies the prepared push if it is for exactly this volume and fluid; whether
     /// it was. Either way nothing stays prepared.
     fn take_prepared(&mut self, volume: Volume, incoming: &Admixture) -> bool {
@@ -743,6 +893,23 @@ impl FluidPath {
             return false;
         }
         p.valid = false;
+        if let (Some(single), 1) = (&p.plan.single, self.segments.len()) {
+            // One segment, tip and newest at once: the stroke leaves its volume as it
+            // was and changes its one slot's mass by what came in less what left.
+            let i = single.slot;
+            if let (Some(front), Some(r)) = (self.segments.front_mut(), self.run.as_mut()) {
+                if let Some(m) = front.masses.get_mut(i) {
+                    // Cannot underflow or saturate: checked by the plan.
+                    *m = m.saturating_sub(single.taken).saturating_add(single.added);
+                }
+                r.pushed = p.plan.pushed;
+                self.carry = p.plan.carry;
+                self.present.0 = self.present.0.with(Slots(
+                    1u8.checked_shl(u32::try_from(i).unwrap_or(0)).unwrap_or(0),
+                ));
+                return true;
+            }
+        }
         apply_plan(
             &mut self.segments,
             &mut self.run,
@@ -1338,6 +1505,7 @@ impl FluidPath {
             carry: NO_MASS,
             present: Present(Slots::ALL),
             prepared: Prepared::default(),
+            run_mass: RunMemo::default(),
         };
         let mut sum = Volume::ZERO;
         for (i, s) in segments.iter().enumerate() {

@@ -499,23 +499,7 @@ impl<'a> Engine<'a> {
                     None => break,
                     Some(Action::Stroke) => stroke = true,
                     Some(Action::Store(op)) => {
-                        let len = match op {
-                            StoreOp::Erase { .. } => PAGE_SIZE,
-                            StoreOp::Program { bytes, .. } => bytes.len(),
-                        };
-                        let n = match p.cut_in {
-                            Some(1) => {
-                                restart = true;
-                                len / 2
-                            }
-                            _ => len,
-                        };
-                        if let Some(c) = p.cut_in.as_mut() {
-                            *c -= 1;
-                        }
-                        let mem = p.mem.get_or_insert_with(|| Box::new(NorFlash::new()));
-                        let done = mem.apply_torn(op, n);
-                        debug_assert!(done.is_ok(), "a write NOR flash cannot do: {done:?}");
+                        restart = store(&mut p.mem, &mut p.cut_in, op);
                     }
                     Some(Action::Log(e)) => {
                         self.log.entries.push((self.now, e));
@@ -1321,6 +1305,33 @@ impl<'a> Engine<'a> {
         };
         (self.result, self.log, pump)
     }
+}
+
+/// Writes `op` to the journal's flash (allocated at its first write), torn half-way
+/// when it is the write `cut_in` counts down to; whether it was (the pump then
+/// restarts). Out of line: the flash is made here, 128 KiB that the stroke path, which
+/// calls [`Engine::drain`] every stroke, must not reserve on its stack.
+#[inline(never)]
+fn store(
+    mem: &mut Option<Box<NorFlash<DEFAULT_PAGES>>>,
+    cut_in: &mut Option<u32>,
+    op: StoreOp<'_>,
+) -> bool {
+    let len = match op {
+        StoreOp::Erase { .. } => PAGE_SIZE,
+        StoreOp::Program { bytes, .. } => bytes.len(),
+    };
+    let (n, torn) = match *cut_in {
+        Some(1) => (len / 2, true),
+        _ => (len, false),
+    };
+    if let Some(c) = cut_in.as_mut() {
+        *c -= 1;
+    }
+    let mem = mem.get_or_insert_with(|| Box::new(NorFlash::new()));
+    let done = mem.apply_torn(op, n);
+    debug_assert!(done.is_ok(), "a write NOR flash cannot do: {done:?}");
+    torn
 }
 
 /// `contents` with the primary drug at concentration `c`.
