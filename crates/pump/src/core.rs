@@ -1109,7 +1109,22 @@ impl Pump {
     /// A record of a changed state comes first (so the stroke it accounts for is
     /// counted before it moves), then the log entries and tones in the order they
     /// arose, then the stroke.
+    #[inline]
     pub fn poll_action(&mut self) -> Option<Action<'_>> {
+        // The common polls, after a stroke's timeout and after its report: only the
+        // stroke order, or nothing, is waiting.
+        if !self.persist_needed && self.stroke_entry.is_none() && self.pending.is_empty() {
+            if self.stroke_order {
+                self.stroke_order = false;
+                return Some(Action::Stroke);
+            }
+            return None;
+        }
+        self.poll_queued()
+    }
+
+    /// [`Pump::poll_action`] when a record or a queued action is waiting.
+    fn poll_queued(&mut self) -> Option<Action<'_>> {
         if self.persist_needed || self.stroke_entry.is_some() {
             return self.store_action();
         }
