@@ -32,10 +32,18 @@
 //! volume, which a prescription does not make.
 //!
 //! # Size
-//! `size_of::<FluidPath>()` is 3 136 bytes on a 64-bit host: 16 segments of 152 bytes
+//! `size_of::<FluidPath>()` is 3 208 bytes on a 64-bit host: 16 segments of 152 bytes
 //! (an [`Admixture`] of up to four drugs, eight masses, a volume), the contents of the
-//! current run, the dead volume and a prepared push (not persisted). The whole state
-//! derives `serde`.
+//! current run, the dead volume, a prepared push and the common stroke's lane (neither
+//! persisted). The whole state derives `serde`.
+//!
+//! # The common stroke
+//! Nearly every stroke pushes the fluid already filling a path of one segment. While
+//! the path has that shape, a lane (see `Lane`) keeps what such a stroke needs: the
+//! drug's slot and the run's mass so far. A stroke then works out only the run's new
+//! mass and its share of the segment, with the same arithmetic and the same errors as
+//! any push; any other change of the path turns the lane off until a push leaves that
+//! shape again. A property test holds the lane to plain pushes.
 
 use core::fmt;
 
@@ -425,9 +433,9 @@ pub struct FluidPath {
     /// unless the path changed in between. Not persisted: a restart plans anew.
     #[serde(skip)]
     prepared: Prepared,
-    /// The run's mass after the prepared uniform push, for the next stroke.
+    /// The common stroke's lane (see [`Lane`]).
     #[serde(skip)]
-    run_mass: RunMemo,
+    lane: Lane,
 }
 
 /// A prepared push and what it was for; kept in place between strokes, and only
@@ -467,39 +475,37 @@ impl PartialEq for Prepared {
 }
 impl Eq for Prepared {}
 
-/// The mass a run of one drug had reached, kept between strokes (not persisted): a
-/// stroke continuing that run then works out only the run's new mass, not both ends.
-/// Only a memo of `mass_upto(component, pushed)`: it is used only while the run's
-/// volume and the fluid are still the ones it was worked out for, so no change of the
-/// path can make it wrong.
-#[derive(Debug, Clone, Copy)]
-struct RunMass {
-    component: Component,
-    pushed: Volume,
-    mass: Mass,
+/// The common stroke's lane (not persisted): while `on`, the path is one segment of
+/// one fluid, a single active drug in slot `slot`, that fluid's run is the current
+/// one, its mass so far is `upto` (`mass_upto` of the run's volume), and no other slot
+/// holds a mass in the segment or the carry. A stroke of that fluid then needs no
+/// check of the path's shape and works out only the run's new mass. Every change of
+/// the path other than a lane stroke turns it off; [`FluidPath::arm_lane`] turns it
+/// on again after a push, when the path is of that shape.
+#[derive(Debug, Clone, Copy, Default)]
+struct Lane {
+    on: bool,
+    slot: usize,
+    upto: Mass,
+    /// A stroke planned on the lane by [`FluidPath::prepare_in_place`], applied by
+    /// the next commit of the same volume and fluid.
+    ready: bool,
+    volume: Volume,
+    taken: Mass,
+    added: Mass,
+    after: Volume,
+    upto_after: Mass,
+    carry: Mass,
 }
 
-/// Derived from the run: two paths with the same run are equal whatever this holds.
-#[derive(Debug, Clone, Copy, Default)]
-struct RunMemo(Option<RunMass>);
-
-impl PartialEq for RunMemo {
+/// Derived from the path: two paths with the same segments are equal whatever this
+/// holds.
+impl PartialEq for Lane {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
-impl Eq for RunMemo {}
-
-impl RunMemo {
-    /// `mass_upto(c, pushed)`, from the memo when it is for exactly that.
-    #[inline]
-    fn mass_upto(&self, c: &Component, pushed: Volume) -> Result<Mass, FluidError> {
-        match self.0 {
-            Some(m) if m.pushed == pushed && m.component == *c => Ok(m.mass),
-            _ => mass_upto(c, pushed),
-        }
-    }
-}
+impl Eq for Lane {}
 
 impl FluidPath {
     /// A path of `dead_volume` full of `initial` (e.g. saline for a new catheter, or
@@ -517,7 +523,7 @@ impl FluidPath {
             carry: NO_MASS,
             present: Present(Slots(0)),
             prepared: Prepared::default(),
-            run_mass: RunMemo::default(),
+            lane: Lane::default(),
         };
         path.refill_path(initial)?;
         Ok(path)
@@ -534,7 +540,7 @@ impl FluidPath {
             carry: NO_MASS,
             present: Present(Slots(0)),
             prepared: Prepared::default(),
-            run_mass: RunMemo::default(),
+            lane: Lane::default(),
         };
         let _ = path.refill_path(&saline);
         path
@@ -551,7 +557,7 @@ impl FluidPath {
             carry: NO_MASS,
             present: Present(Slots(0)),
             prepared: Prepared::default(),
-            run_mass: RunMemo::default(),
+            lane: Lane::default(),
         }
     }
 
@@ -566,7 +572,7 @@ impl FluidPath {
             carry,
             present,
             prepared,
-            run_mass,
+            lane,
         } = self;
         *dv = dead_volume;
         segments.clear();
@@ -574,7 +580,7 @@ impl FluidPath {
         *carry = NO_MASS;
         *present = Present(Slots(0));
         *prepared = Prepared::default();
-        *run_mass = RunMemo::default();
+        *lane = Lane::default();
         let _ = self.refill_path(&Admixture::single(DrugId::Saline, Concentration::ZERO));
     }
 
@@ -597,6 +603,7 @@ impl FluidPath {
         let masses = added_mass(contents, Volume::ZERO, self.dead_volume)?;
         self.segments.clear();
         self.prepared.valid = false;
+        self.lane = Lane::default();
         self.present = Present(Slots::of(contents).with(Slots::held(&self.carry)));
         if !self.dead_volume.is_zero() {
             // Cannot fail: the deque was just cleared.
@@ -650,6 +657,7 @@ impl FluidPath {
         self.dead_volume = self.held_volume();
         self.run = None;
         self.prepared.valid = false;
+        self.lane = Lane::default();
         removed
     }
 
@@ -685,10 +693,12 @@ impl FluidPath {
         incoming: &Admixture,
     ) -> Result<TipDelivery, FluidError> {
         self.prepared.valid = false;
+        self.lane.ready = false;
         let Some(plan) = self.plan(volume, incoming)? else {
             return Ok(TipDelivery::default());
         };
         self.apply(&plan, incoming);
+        self.arm_lane();
         Ok(plan.delivered)
     }
 
@@ -719,9 +729,10 @@ impl FluidPath {
         if self.present.0 == Slots::ALL {
             self.present = Present(self.held_slots());
         }
-        if let Some(done) = self.prepare_uniform(volume, incoming) {
+        if let Some(done) = self.prepare_lane(volume, incoming) {
             return done.map(|()| &self.prepared.plan.delivered);
         }
+        self.lane.ready = false;
         let p = &mut self.prepared;
         p.valid = false;
         if !plan_into(
@@ -779,63 +790,45 @@ impl FluidPath {
         }
     }
 
-    /// [`FluidPath::prepare_in_place`] of the common stroke, or `None` when it is not
-    /// one: one drug pushed into a path of one segment of that fluid, continuing its
-    /// run, less than the segment. The plan of [`plan_single`] for a path of one
-    /// segment (its tip segment is its newest), worked out without its general
-    /// checks, with the run's mass so far taken from the last stroke's.
+    /// [`FluidPath::prepare_in_place`] on the lane (see [`Lane`]), or `None` when the
+    /// lane is off, the fluid is not its fluid, or the push is not less than the
+    /// segment. The plan of [`plan_single_drug`] for a path of one segment (its tip is
+    /// its newest segment), with the errors in the same order.
     #[inline]
-    fn prepare_uniform(
+    fn prepare_lane(
         &mut self,
         volume: Volume,
         incoming: &Admixture,
     ) -> Option<Result<(), FluidError>> {
+        if !self.lane.on {
+            return None;
+        }
+        let (Some(front), Some(run)) = (self.segments.front(), self.run.as_ref()) else {
+            return None;
+        };
         let [c] = incoming.components() else {
             return None;
         };
-        let i = active_index(c.drug)?;
-        let bit = 1u8.checked_shl(u32::try_from(i).ok()?)?;
-        if self.present.0 .0 & !bit != 0 || self.segments.len() != 1 {
+        if volume.is_zero() || volume >= front.volume || run.contents != *incoming {
             return None;
         }
-        let (front, run) = (self.segments.front()?, self.run.as_ref()?);
-        let one = core::slice::from_ref(c);
-        if volume.is_zero()
-            || volume >= front.volume
-            || run.contents.components() != one
-            || !matches!(&front.contents, Contents::Fluid(a) if a.components() == one)
-        {
-            return None;
-        }
-        Some(self.plan_uniform(i, c, volume, incoming))
-    }
-
-    /// The arithmetic of [`FluidPath::prepare_uniform`], as [`plan_single_drug`]'s,
-    /// with the errors in the same order.
-    #[inline]
-    fn plan_uniform(
-        &mut self,
-        i: usize,
-        c: &Component,
-        volume: Volume,
-        incoming: &Admixture,
-    ) -> Result<(), FluidError> {
+        let i = self.lane.slot;
         let overflow = FluidError::MassOverflow(c.drug);
-        let (Some(front), Some(run)) = (self.segments.front(), self.run.as_ref()) else {
-            return Err(overflow); // cannot happen: checked by the caller
+        self.prepared.valid = false;
+        self.lane.ready = false;
+        let after = match run.pushed.checked_add(volume) {
+            Ok(v) => v,
+            Err(_) => return Some(Err(FluidError::VolumeOverflow)),
         };
-        let p = &mut self.prepared;
-        p.valid = false;
-        let after = run
-            .pushed
-            .checked_add(volume)
-            .map_err(|_| FluidError::VolumeOverflow)?;
-        let upto_after = mass_upto(c, after)?;
-        let added = upto_after.saturating_sub(self.run_mass.mass_upto(c, run.pushed)?);
+        let upto_after = match mass_upto(c, after) {
+            Ok(m) => m,
+            Err(e) => return Some(Err(e)),
+        };
+        let added = upto_after.saturating_sub(self.lane.upto);
         let held = front.masses.get(i).copied().unwrap_or(Mass::ZERO);
-        if !added.is_zero() {
-            // The whole path is this segment: its mass is the drug's total.
-            held.checked_add(added).map_err(|_| overflow)?;
+        // The whole path is this segment: its mass is the drug's total.
+        if !added.is_zero() && held.checked_add(added).is_err() {
+            return Some(Err(overflow));
         }
         let taken = if held.is_zero() {
             Mass::ZERO
@@ -843,73 +836,104 @@ impl FluidPath {
             held.scale(volume.nl(), front.volume.nl(), Rounding::Down)
                 .unwrap_or(Mass::ZERO)
         };
-        let plan = &mut p.plan;
-        plan.whole = 0;
-        plan.partial = None;
-        plan.kept = None;
-        let d = &mut plan.delivered;
-        d.volume = volume;
-        d.masses.clear();
-        plan.carry = NO_MASS;
         let total = taken
             .saturating_add(self.carry.get(i).copied().unwrap_or(Mass::ZERO))
             .raw();
-        if total != 0 {
-            let ng = total.checked_div(PG_PER_NG).unwrap_or(0);
-            if let Some(n) = plan.carry.get_mut(i) {
-                *n = Mass::from_raw(total.checked_rem(PG_PER_NG).unwrap_or(0));
-            }
-            if ng != 0 {
-                let _ = d.masses.push((c.drug, Mass::from_raw(ng)));
-            }
+        let d = &mut self.prepared.plan.delivered;
+        d.volume = volume;
+        d.masses.clear();
+        let ng = total.checked_div(PG_PER_NG).unwrap_or(0);
+        if ng != 0 {
+            let _ = d.masses.push((c.drug, Mass::from_raw(ng)));
         }
-        plan.pushed = after;
-        plan.single = Some(Single {
+        let lane = &mut self.lane;
+        lane.volume = volume;
+        lane.taken = taken;
+        lane.added = added;
+        lane.after = after;
+        lane.upto_after = upto_after;
+        lane.carry = Mass::from_raw(total.checked_rem(PG_PER_NG).unwrap_or(0));
+        lane.ready = true;
+        Some(Ok(()))
+    }
+
+    /// Applies the stroke prepared on the lane if it is for exactly this volume and
+    /// fluid; whether it was. The one segment, tip and newest at once, keeps its
+    /// volume and changes its one slot's mass by what came in less what left.
+    #[inline]
+    fn take_lane(&mut self, volume: Volume, incoming: &Admixture) -> bool {
+        let lane = &mut self.lane;
+        if !lane.ready {
+            return false;
+        }
+        lane.ready = false;
+        let (Some(front), Some(run)) = (self.segments.front_mut(), self.run.as_mut()) else {
+            return false;
+        };
+        if !lane.on || lane.volume != volume || run.contents != *incoming {
+            return false;
+        }
+        let i = lane.slot;
+        if let Some(m) = front.masses.get_mut(i) {
+            // Cannot underflow or overflow: checked by the plan.
+            *m = m.saturating_sub(lane.taken).saturating_add(lane.added);
+        }
+        if let Some(c) = self.carry.get_mut(i) {
+            *c = lane.carry;
+        }
+        run.pushed = lane.after;
+        lane.upto = lane.upto_after;
+        true
+    }
+
+    /// Turns the lane on when the path is of its shape (see [`Lane`]), else off.
+    fn arm_lane(&mut self) {
+        self.lane = Lane::default();
+        let (Some(front), Some(run), 1) = (
+            self.segments.front(),
+            self.run.as_ref(),
+            self.segments.len(),
+        ) else {
+            return;
+        };
+        let [c] = run.contents.components() else {
+            return;
+        };
+        let Some(i) = active_index(c.drug) else {
+            return;
+        };
+        if !front.contents.is(&run.contents) {
+            return;
+        }
+        let others = |m: &Masses| m.iter().enumerate().any(|(k, x)| k != i && !x.is_zero());
+        if others(&front.masses) || others(&self.carry) {
+            return;
+        }
+        let Ok(upto) = mass_upto(c, run.pushed) else {
+            return;
+        };
+        let bit = 1u8.checked_shl(u32::try_from(i).unwrap_or(0)).unwrap_or(0);
+        self.present = Present(Slots(bit));
+        self.lane = Lane {
+            on: true,
             slot: i,
-            volume,
-            taken,
-            added,
-        });
-        p.volume = volume;
-        if p.incoming != *incoming {
-            p.incoming.clone_from(incoming);
-        }
-        p.valid = true;
-        // For the next stroke, once this one is applied (a memo: checked when used).
-        self.run_mass = RunMemo(Some(RunMass {
-            component: *c,
-            pushed: after,
-            mass: upto_after,
-        }));
-        Ok(())
+            upto,
+            ..Lane::default()
+        };
     }
 
     /// Applies the prepared push if it is for exactly this volume and fluid; whether
     /// it was. Either way nothing stays prepared.
     fn take_prepared(&mut self, volume: Volume, incoming: &Admixture) -> bool {
+        if self.take_lane(volume, incoming) {
+            return true;
+        }
         let p = &mut self.prepared;
         if !p.valid || p.volume != volume || p.incoming != *incoming {
             p.valid = false;
             return false;
         }
         p.valid = false;
-        if let (Some(single), 1) = (&p.plan.single, self.segments.len()) {
-            // One segment, tip and newest at once: the stroke leaves its volume as it
-            // was and changes its one slot's mass by what came in less what left.
-            let i = single.slot;
-            if let (Some(front), Some(r)) = (self.segments.front_mut(), self.run.as_mut()) {
-                if let Some(m) = front.masses.get_mut(i) {
-                    // Cannot underflow or saturate: checked by the plan.
-                    *m = m.saturating_sub(single.taken).saturating_add(single.added);
-                }
-                r.pushed = p.plan.pushed;
-                self.carry = p.plan.carry;
-                self.present.0 = self.present.0.with(Slots(
-                    1u8.checked_shl(u32::try_from(i).unwrap_or(0)).unwrap_or(0),
-                ));
-                return true;
-            }
-        }
         apply_plan(
             &mut self.segments,
             &mut self.run,
@@ -918,12 +942,14 @@ impl FluidPath {
             &p.plan,
             incoming,
         );
+        self.arm_lane();
         true
     }
 
     /// Forgets a prepared push (the stroke was vetoed or stalled).
     pub fn discard(&mut self) {
         self.prepared.valid = false;
+        self.lane.ready = false;
     }
 
     fn apply(&mut self, plan: &Plan, incoming: &Admixture) {
@@ -1505,7 +1531,7 @@ impl FluidPath {
             carry: NO_MASS,
             present: Present(Slots::ALL),
             prepared: Prepared::default(),
-            run_mass: RunMemo::default(),
+            lane: Lane::default(),
         };
         let mut sum = Volume::ZERO;
         for (i, s) in segments.iter().enumerate() {
@@ -1963,6 +1989,75 @@ mod tests {
             a.commit(Volume::from_nl(250), &new).unwrap(),
             b.push(Volume::from_nl(250), &new).unwrap()
         );
+    }
+
+    /// What the strokes of the lane test do to a path.
+    #[derive(Debug, Clone)]
+    enum LaneOp {
+        /// A stroke of `fluid`: prepared, then committed (`true`) or discarded.
+        Stroke(Volume, usize, bool),
+        /// A push without a prepare (a priming bolus, a replay).
+        Push(Volume, usize),
+        /// The path emptied and refilled with a fluid.
+        Refill(usize),
+        /// A catheter revision: the pump path kept, a new catheter.
+        Catheter(u64, u64),
+    }
+
+    fn lane_op() -> impl Strategy<Value = LaneOp> {
+        // Mostly strokes of one fluid, as a pump makes them: the lane's common case,
+        // broken now and then by another fluid, a push, a refill or a revision.
+        let fluid = prop_oneof![6 => Just(1usize), 1 => 0usize..6];
+        prop_oneof![
+            12 => (prop_oneof![4 => 200u64..=300, 1 => 1u64..=400_000], fluid, prop_oneof![5 => Just(true), 1 => Just(false)])
+                .prop_map(|(v, f, c)| LaneOp::Stroke(Volume::from_nl(v), f, c)),
+            1 => (1u64..=300_000, 0usize..6).prop_map(|(v, f)| LaneOp::Push(Volume::from_nl(v), f)),
+            1 => (0usize..6).prop_map(LaneOp::Refill),
+            1 => (0u64..=100_000, 0u64..=300_000).prop_map(|(a, b)| LaneOp::Catheter(a, b)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// The common stroke's lane (a prepare and commit of the same fluid into a path
+        /// of one segment) delivers and leaves exactly what a plain push does, over
+        /// random strokes, discards, pushes, refills and catheter revisions: the push,
+        /// planned without the lane, is the reference.
+        #[test]
+        fn strokes_on_the_lane_deliver_and_leave_what_a_push_does_pump_013(
+            dead in prop_oneof![1u64..=1_000, 1_000u64..=400_000],
+            ops in proptest::collection::vec(lane_op(), 1..300),
+        ) {
+            let fluids = palette();
+            let mut laned = FluidPath::new(Volume::from_nl(dead), &fluids[1]).unwrap();
+            let mut plain = laned.clone();
+            for op in ops {
+                match op {
+                    LaneOp::Stroke(v, f, commit) => {
+                        let prepared = laned.prepare(v, &fluids[f]);
+                        prop_assert_eq!(&prepared, &plain.peek(v, &fluids[f]));
+                        if commit && prepared.is_ok() {
+                            prop_assert_eq!(laned.commit(v, &fluids[f]), plain.push(v, &fluids[f]));
+                        } else {
+                            laned.discard();
+                        }
+                    }
+                    LaneOp::Push(v, f) => {
+                        prop_assert_eq!(laned.push(v, &fluids[f]), plain.push(v, &fluids[f]));
+                    }
+                    LaneOp::Refill(f) => {
+                        prop_assert_eq!(laned.refill_path(&fluids[f]), plain.refill_path(&fluids[f]));
+                    }
+                    LaneOp::Catheter(pump_path, catheter) => {
+                        let (a, b) = (Volume::from_nl(pump_path), Volume::from_nl(catheter));
+                        prop_assert_eq!(laned.replace_catheter(a, b), plain.replace_catheter(a, b));
+                    }
+                }
+                prop_assert_eq!(&laned, &plain);
+                prop_assert_eq!(laned.carry, plain.carry);
+                prop_assert_eq!(&laned.run, &plain.run);
+            }
+        }
     }
 
     proptest! {
