@@ -32,7 +32,7 @@
 //! volume, which a prescription does not make.
 //!
 //! # Size
-//! `size_of::<FluidPath>()` is 3 208 bytes on a 64-bit host: 16 segments of 152 bytes
+//! `size_of::<FluidPath>()` is 3 176 bytes on a 64-bit host: 16 segments of 152 bytes
 //! (an [`Admixture`] of up to four drugs, eight masses, a volume), the contents of the
 //! current run, the dead volume, a prepared push and the common stroke's lane (neither
 //! persisted). The whole state derives `serde`.
@@ -446,6 +446,8 @@ struct Prepared {
     volume: Volume,
     incoming: Admixture,
     plan: Plan,
+    /// Planned on the lane (see [`Lane`]): the run's mass once it is applied.
+    run_mass: Option<Mass>,
 }
 
 impl Default for Prepared {
@@ -455,6 +457,7 @@ impl Default for Prepared {
             volume: Volume::ZERO,
             incoming: Admixture::single(DrugId::Saline, Concentration::ZERO),
             plan: Plan::EMPTY,
+            run_mass: None,
         }
     }
 }
@@ -479,23 +482,16 @@ impl Eq for Prepared {}
 /// one fluid, a single active drug in slot `slot`, that fluid's run is the current
 /// one, its mass so far is `upto` (`mass_upto` of the run's volume), and no other slot
 /// holds a mass in the segment or the carry. A stroke of that fluid then needs no
-/// check of the path's shape and works out only the run's new mass. Every change of
-/// the path other than a lane stroke turns it off; [`FluidPath::arm_lane`] turns it
-/// on again after a push, when the path is of that shape.
+/// check of the path's shape and works out only the run's new mass; it is prepared
+/// like any push (a plan of [`plan_single_drug`]'s kind in [`Prepared`]) and applied
+/// to the one segment directly. Every change of the path other than a lane stroke turns
+/// it off; [`FluidPath::arm_lane`] turns it on again after a push, when the path is of
+/// that shape.
 #[derive(Debug, Clone, Copy, Default)]
 struct Lane {
     on: bool,
     slot: usize,
     upto: Mass,
-    /// A stroke planned on the lane by [`FluidPath::prepare_in_place`], applied by
-    /// the next commit of the same volume and fluid.
-    ready: bool,
-    volume: Volume,
-    taken: Mass,
-    added: Mass,
-    after: Volume,
-    upto_after: Mass,
-    carry: Mass,
 }
 
 /// Derived from the path: two paths with the same segments are equal whatever this
@@ -693,7 +689,6 @@ impl FluidPath {
         incoming: &Admixture,
     ) -> Result<TipDelivery, FluidError> {
         self.prepared.valid = false;
-        self.lane.ready = false;
         let Some(plan) = self.plan(volume, incoming)? else {
             return Ok(TipDelivery::default());
         };
@@ -732,9 +727,9 @@ impl FluidPath {
         if let Some(done) = self.prepare_lane(volume, incoming) {
             return done.map(|()| &self.prepared.plan.delivered);
         }
-        self.lane.ready = false;
         let p = &mut self.prepared;
         p.valid = false;
+        p.run_mass = None;
         if !plan_into(
             &self.segments,
             self.run.as_ref(),
@@ -814,8 +809,8 @@ impl FluidPath {
         }
         let i = self.lane.slot;
         let overflow = FluidError::MassOverflow(c.drug);
-        self.prepared.valid = false;
-        self.lane.ready = false;
+        let p = &mut self.prepared;
+        p.valid = false;
         let after = match run.pushed.checked_add(volume) {
             Ok(v) => v,
             Err(_) => return Some(Err(FluidError::VolumeOverflow)),
@@ -836,54 +831,40 @@ impl FluidPath {
             held.scale(volume.nl(), front.volume.nl(), Rounding::Down)
                 .unwrap_or(Mass::ZERO)
         };
+        // The plan `plan_single_drug` makes of this push, which `apply_plan` would
+        // apply as well; no other slot holds a carry on the lane.
         let total = taken
             .saturating_add(self.carry.get(i).copied().unwrap_or(Mass::ZERO))
             .raw();
-        let d = &mut self.prepared.plan.delivered;
+        let plan = &mut p.plan;
+        plan.whole = 0;
+        plan.partial = None;
+        plan.kept = None;
+        plan.carry = NO_MASS;
+        if let Some(n) = plan.carry.get_mut(i) {
+            *n = Mass::from_raw(total.checked_rem(PG_PER_NG).unwrap_or(0));
+        }
+        let d = &mut plan.delivered;
         d.volume = volume;
         d.masses.clear();
         let ng = total.checked_div(PG_PER_NG).unwrap_or(0);
         if ng != 0 {
             let _ = d.masses.push((c.drug, Mass::from_raw(ng)));
         }
-        let lane = &mut self.lane;
-        lane.volume = volume;
-        lane.taken = taken;
-        lane.added = added;
-        lane.after = after;
-        lane.upto_after = upto_after;
-        lane.carry = Mass::from_raw(total.checked_rem(PG_PER_NG).unwrap_or(0));
-        lane.ready = true;
+        plan.pushed = after;
+        plan.single = Some(Single {
+            slot: i,
+            volume,
+            taken,
+            added,
+        });
+        p.volume = volume;
+        if p.incoming != *incoming {
+            p.incoming.clone_from(incoming);
+        }
+        p.run_mass = Some(upto_after);
+        p.valid = true;
         Some(Ok(()))
-    }
-
-    /// Applies the stroke prepared on the lane if it is for exactly this volume and
-    /// fluid; whether it was. The one segment, tip and newest at once, keeps its
-    /// volume and changes its one slot's mass by what came in less what left.
-    #[inline]
-    fn take_lane(&mut self, volume: Volume, incoming: &Admixture) -> bool {
-        let lane = &mut self.lane;
-        if !lane.ready {
-            return false;
-        }
-        lane.ready = false;
-        let (Some(front), Some(run)) = (self.segments.front_mut(), self.run.as_mut()) else {
-            return false;
-        };
-        if !lane.on || lane.volume != volume || run.contents != *incoming {
-            return false;
-        }
-        let i = lane.slot;
-        if let Some(m) = front.masses.get_mut(i) {
-            // Cannot underflow or overflow: checked by the plan.
-            *m = m.saturating_sub(lane.taken).saturating_add(lane.added);
-        }
-        if let Some(c) = self.carry.get_mut(i) {
-            *c = lane.carry;
-        }
-        run.pushed = lane.after;
-        lane.upto = lane.upto_after;
-        true
     }
 
     /// Turns the lane on when the path is of its shape (see [`Lane`]), else off.
@@ -918,22 +899,38 @@ impl FluidPath {
             on: true,
             slot: i,
             upto,
-            ..Lane::default()
         };
     }
 
     /// Applies the prepared push if it is for exactly this volume and fluid; whether
     /// it was. Either way nothing stays prepared.
     fn take_prepared(&mut self, volume: Volume, incoming: &Admixture) -> bool {
-        if self.take_lane(volume, incoming) {
-            return true;
-        }
         let p = &mut self.prepared;
         if !p.valid || p.volume != volume || p.incoming != *incoming {
             p.valid = false;
             return false;
         }
         p.valid = false;
+        if let (Some(upto), Some(single)) = (p.run_mass.take(), &p.plan.single) {
+            // Planned on the lane: the one segment, tip and newest at once, keeps its
+            // volume and changes its one slot's mass by what came in less what left.
+            if let (Some(front), Some(run)) = (self.segments.front_mut(), self.run.as_mut()) {
+                if let Some(m) = front.masses.get_mut(single.slot) {
+                    // Cannot underflow or overflow: checked by the plan.
+                    *m = m.saturating_sub(single.taken).saturating_add(single.added);
+                }
+                run.pushed = p.plan.pushed;
+                // The lane holds no carry in any other slot.
+                if let (Some(c), Some(n)) = (
+                    self.carry.get_mut(single.slot),
+                    p.plan.carry.get(single.slot),
+                ) {
+                    *c = *n;
+                }
+                self.lane.upto = upto;
+                return true;
+            }
+        }
         apply_plan(
             &mut self.segments,
             &mut self.run,
@@ -949,7 +946,6 @@ impl FluidPath {
     /// Forgets a prepared push (the stroke was vetoed or stalled).
     pub fn discard(&mut self) {
         self.prepared.valid = false;
-        self.lane.ready = false;
     }
 
     fn apply(&mut self, plan: &Plan, incoming: &Admixture) {
