@@ -716,6 +716,7 @@ impl FluidPath {
     ///
     /// # Errors
     /// As [`FluidPath::push`].
+    #[inline(always)]
     pub fn prepare_in_place(
         &mut self,
         volume: Volume,
@@ -773,6 +774,7 @@ impl FluidPath {
     ///
     /// # Errors
     /// As [`FluidPath::push`].
+    #[inline(always)]
     pub fn commit_in_place(
         &mut self,
         volume: Volume,
