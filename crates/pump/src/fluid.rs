@@ -827,39 +827,16 @@ impl FluidPath {
         if !added.is_zero() && held.checked_add(added).is_err() {
             return Some(Err(overflow));
         }
-        let taken = if held.is_zero() {
-            Mass::ZERO
-        } else {
-            held.scale(volume.nl(), front.volume.nl(), Rounding::Down)
-                .unwrap_or(Mass::ZERO)
-        };
         // The plan `plan_single_drug` makes of this push, which `apply_plan` would
         // apply as well; no other slot holds a carry on the lane.
-        let total = taken
-            .saturating_add(self.carry.get(i).copied().unwrap_or(Mass::ZERO))
-            .raw();
-        let plan = &mut p.plan;
-        plan.whole = 0;
-        plan.partial = None;
-        plan.kept = None;
-        plan.carry = NO_MASS;
-        if let Some(n) = plan.carry.get_mut(i) {
-            *n = Mass::from_raw(total.checked_rem(PG_PER_NG).unwrap_or(0));
-        }
-        let d = &mut plan.delivered;
-        d.volume = volume;
-        d.masses.clear();
-        let ng = total.checked_div(PG_PER_NG).unwrap_or(0);
-        if ng != 0 {
-            let _ = d.masses.push((c.drug, Mass::from_raw(ng)));
-        }
-        plan.pushed = after;
-        plan.single = Some(Single {
+        let carry = self.carry.get(i).copied().unwrap_or(Mass::ZERO);
+        let single = Single {
             slot: i,
             volume,
-            taken,
+            taken: Mass::ZERO,
             added,
-        });
+        };
+        write_single_plan(&mut p.plan, front, carry, c.drug, single, after);
         p.volume = volume;
         if p.incoming != *incoming {
             p.incoming.clone_from(incoming);
@@ -1248,39 +1225,58 @@ fn plan_single_drug(
     let (Some(front), Some(c_carry)) = (segments.front(), carry.get(i)) else {
         return Err(overflow); // cannot happen: checked by the caller
     };
+    let single = Single {
+        slot: i,
+        volume,
+        taken: Mass::ZERO,
+        added,
+    };
+    write_single_plan(plan, front, *c_carry, c.drug, single, after);
+    Ok(())
+}
+
+/// Writes the plan of a push that moves `single.volume` of `drug` (slot `single.slot`,
+/// the only slot holding a mass) out of the tip segment `front` and adds `single.added`
+/// to the newest segment, `carry` being that slot's sub-nanogram remainder and `after`
+/// the run's volume once pushed. The share of the tip segment's mass that leaves
+/// (`single.taken`) is worked out here: [`plan_single_drug`] and the lane
+/// ([`FluidPath::prepare_in_place`]) plan alike.
+#[inline(always)]
+fn write_single_plan(
+    plan: &mut Plan,
+    front: &Segment,
+    carry: Mass,
+    drug: DrugId,
+    single: Single,
+    after: Volume,
+) {
+    let i = single.slot;
     let held = front.masses.get(i).copied().unwrap_or(Mass::ZERO);
     let taken = if held.is_zero() {
         Mass::ZERO
     } else {
-        held.scale(volume.nl(), front.volume.nl(), Rounding::Down)
+        held.scale(single.volume.nl(), front.volume.nl(), Rounding::Down)
             .unwrap_or(Mass::ZERO)
     };
     plan.whole = 0;
     plan.partial = None;
     plan.kept = None;
     // As `TipDelivery::fill` with only slot `i` holding a mass.
-    let d = &mut plan.delivered;
-    d.volume = volume;
-    d.masses.clear();
+    let total = taken.saturating_add(carry).raw();
     plan.carry = NO_MASS;
-    let total = taken.saturating_add(*c_carry).raw();
-    if total != 0 {
-        let ng = total.checked_div(PG_PER_NG).unwrap_or(0);
-        if let Some(n) = plan.carry.get_mut(i) {
-            *n = Mass::from_raw(total.checked_rem(PG_PER_NG).unwrap_or(0));
-        }
-        if ng != 0 {
-            let _ = d.masses.push((c.drug, Mass::from_raw(ng)));
-        }
+    if let Some(n) = plan.carry.get_mut(i) {
+        *n = Mass::from_raw(total.checked_rem(PG_PER_NG).unwrap_or(0));
+    }
+    let d = &mut plan.delivered;
+    d.volume = single.volume;
+    d.masses.clear();
+    let ng = total.checked_div(PG_PER_NG).unwrap_or(0);
+    if ng != 0 {
+        // Cannot fail: at most ACTIVE_DRUGS entries, and this is the only one.
+        let _ = d.masses.push((drug, Mass::from_raw(ng)));
     }
     plan.pushed = after;
-    plan.single = Some(Single {
-        slot: i,
-        volume,
-        taken,
-        added,
-    });
-    Ok(())
+    plan.single = Some(Single { taken, ..single });
 }
 
 /// Applies `plan` (worked out by [`plan_into`] for the same path) with `incoming`.
