@@ -558,6 +558,20 @@ pub struct Pump {
     /// stroke), so a completion report at that same instant finds the battery, the
     /// accrual and the timers already brought up to it.
     stroke_issued_at: Option<Instant>,
+    /// The steady state's horizon (H-170): before it, on the core's clock, the program
+    /// is one constant flow with nothing overlaid, held, vetoed or stalled, and no
+    /// timer but the next stroke's falls due, so a stroke's timeout and its report take
+    /// the quiet path ([`Pump::quiet_timeout`], [`Pump::quiet_schedule`]).
+    /// [`Instant::ZERO`]: not steady. Cleared by every general wake-up and worked out
+    /// again at the end of every general [`Pump::finish`] ([`Pump::settle_quiet`]).
+    quiet_until: Instant,
+    /// [`Pump::poll_timeout`]'s answer, the next stroke aside, while steady.
+    quiet_timer: Option<Instant>,
+    /// The program's constant flow (nL/day), while steady.
+    quiet_flow: u64,
+    /// Whether the quiet paths may be taken (the default). Off, every input takes the
+    /// general path: the test of H-170 runs one pump each way.
+    quiet_paths: bool,
 }
 
 /// What [`Pump::check_program`] keeps of a check's findings: what a [`Findings`] list
@@ -669,6 +683,10 @@ impl Pump {
             alarms_dirty: true,
             low_threshold: None,
             stroke_issued_at: None,
+            quiet_until: Instant::ZERO,
+            quiet_timer: None,
+            quiet_flow: 0,
+            quiet_paths: true,
         }
     }
 
@@ -699,6 +717,11 @@ impl Pump {
             alarms_dirty,
             low_threshold,
             stroke_issued_at,
+            quiet_until,
+            quiet_timer,
+            quiet_flow,
+            // A setting of the caller's, like the journal's size: kept.
+            quiet_paths: _,
         } = self;
         *p = profile;
         *library = Library::new();
@@ -722,6 +745,9 @@ impl Pump {
         *alarms_dirty = true;
         *low_threshold = None;
         *stroke_issued_at = None;
+        *quiet_until = Instant::ZERO;
+        *quiet_timer = None;
+        *quiet_flow = 0;
     }
 
     /// A pump that is only a place to restore into: the profile's factory-fresh state,
@@ -934,6 +960,12 @@ impl Pump {
     /// The time from [`Pump::poll_timeout`] was reached.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.t(now);
+        if now < self.quiet_until
+            && !self.alarms_dirty
+            && self.next_stroke.is_some_and(|at| at <= now)
+        {
+            return self.quiet_timeout(now);
+        }
         self.wake(now);
         self.finish(now);
         if self.stroke_in_flight {
@@ -965,6 +997,9 @@ impl Pump {
             } else {
                 self.stroke_stalled(now);
             }
+        }
+        if now < self.quiet_until && self.quiet_schedule(now) {
+            return;
         }
         self.finish(now);
     }
@@ -1217,6 +1252,17 @@ impl Pump {
 
     /// When the core next needs [`Pump::handle_timeout`]; `None`: only on an input.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.s.last_seen < self.quiet_until && !self.alarms_dirty {
+            // Steady: of the timers below only the alarms', the battery's, the
+            // reminder's and the beyond-use date's can be set, as they were when the
+            // steady state was worked out, and the next stroke's.
+            let best = if self.stroke_in_flight {
+                self.quiet_timer
+            } else {
+                earliest(self.quiet_timer, self.next_stroke)
+            };
+            return best.map(|t| self.to_hardware(t.max(self.s.last_seen)));
+        }
         let mut best = if self.alarms_dirty {
             self.s.alarms.next_due()
         } else {
@@ -1444,6 +1490,16 @@ impl Pump {
         }
     }
 
+    /// Whether a stroke's timeout and its report may take the quiet path of the steady
+    /// state (on by default). Off, every input takes the general path: what the pump
+    /// does is the same either way, only slower (H-170).
+    pub fn set_quiet_paths(&mut self, on: bool) {
+        self.quiet_paths = on;
+        if !on {
+            self.quiet_until = Instant::ZERO;
+        }
+    }
+
     /// Actions lost because the queue was full (0 when the caller drains it). A lost
     /// action puts the pump in its safe state ([`FaultCode::ActionLost`]).
     pub fn dropped_actions(&self) -> u32 {
@@ -1455,6 +1511,7 @@ impl Pump {
     /// Common work of every input: energy, accrual, bolus end, timers, invariants.
     fn wake(&mut self, now: Instant) {
         self.stroke_issued_at = None;
+        self.quiet_until = Instant::ZERO;
         self.s.battery.advance(now);
         self.s.battery.add_wakes(1);
         self.wake_common(now);
@@ -1462,6 +1519,7 @@ impl Pump {
 
     /// A wake-up that costs no energy of its own (a stroke's completion report).
     fn wake_without_energy(&mut self, now: Instant) {
+        self.quiet_until = Instant::ZERO;
         self.s.battery.advance(now);
         self.wake_common(now);
     }
@@ -1546,10 +1604,133 @@ impl Pump {
             ready = self.ready_to_schedule();
         }
         self.schedule_next_ready(now, ready);
+        self.keep_min_interval();
+        self.settle_quiet();
+    }
+
+    /// No stroke sooner than the motor's shortest interval after the last.
+    #[inline(always)]
+    fn keep_min_interval(&mut self) {
         if let (Some(next), Some(last)) = (self.next_stroke, self.last_stroke_at) {
             let earliest = last.saturating_add(self.profile.min_stroke_interval);
             self.next_stroke = Some(next.max(earliest));
         }
+    }
+
+    /// Works out the steady state's horizon ([`Pump::quiet_until`]) and timers after a
+    /// general input: steady while running one constant flow with no bolus, allowance,
+    /// transition, bridge, veto, stall, lost action or limiter alarm, and no alarm
+    /// changed but not yet sounded. The horizon is the first instant at which a check
+    /// of the general wake-up could do something: a tone due, the battery's next
+    /// evaluation, a reminder, the beyond-use date. Those the quiet paths cannot move
+    /// (they change only in the general path, which works this out again).
+    fn settle_quiet(&mut self) {
+        self.quiet_until = Instant::ZERO;
+        let steady = self.quiet_paths
+            && self.running()
+            && !self.alarms_dirty
+            && !self.action_lost
+            && self.s.bolus.is_none()
+            && self.s.allowance.is_none()
+            && self.s.transition.is_none()
+            && self.s.veto_retry.is_none()
+            && self.s.stall.is_none()
+            && !self.s.bridging
+            && self.s.program.contents.active().next().is_some()
+            && !self.s.alarms.is_active(AlarmKind::LimiterVeto);
+        let flow = self.s.program.schedule.constant_flow();
+        let (true, Some(flow)) = (steady, flow) else {
+            return;
+        };
+        // The flow `basal_exact` counts: the schedule's, or its daily mean while the
+        // clock is not set (a command sets it, and settles this again).
+        self.quiet_flow = match self.s.clock {
+            Some(_) => flow.raw(),
+            None => self.s.program.schedule.mean_daily().raw(),
+        };
+        let beyond_use = if self.s.alarms.is_active(AlarmKind::BeyondUseDate) {
+            None
+        } else {
+            self.s.beyond_use
+        };
+        let timer = earliest(
+            earliest(self.alarm_due, self.battery_due),
+            earliest(self.s.reminder_at, beyond_use),
+        );
+        self.quiet_timer = timer;
+        self.quiet_until = earliest(timer, Some(self.battery_next_eval)).unwrap_or(Instant::MAX);
+    }
+
+    /// [`Pump::handle_timeout`] at a stroke's time in the steady state (H-170): the
+    /// general wake-up less its timers (none is due before the horizon), then the
+    /// stroke. Anything but a stroke issued without a new alarm or a lost action
+    /// goes on as the general [`Pump::finish`].
+    fn quiet_timeout(&mut self, now: Instant) {
+        self.stroke_issued_at = None;
+        self.s.battery.advance(now);
+        self.s.battery.add_wakes(1);
+        self.quiet_accrue(now);
+        self.invariants(now);
+        let stroke = self.profile.stroke_volume;
+        // `finish`'s test, with nothing bridged: the threshold is one stroke.
+        if self.running()
+            && self.s.reservoir >= stroke
+            && self.s.credit_exact >= e(stroke)
+            && self.min_interval_passed(now)
+        {
+            self.issue_stroke(now, false);
+            if self.stroke_in_flight && !self.alarms_dirty && !self.action_lost {
+                // As `finish` goes on after a stroke issued: no tone due, and nothing
+                // to schedule while the stroke is in flight.
+                self.next_stroke = None;
+                self.stroke_issued_at = Some(now);
+                return;
+            }
+        }
+        self.finish(now);
+        if self.stroke_in_flight {
+            self.stroke_issued_at = Some(now);
+        }
+    }
+
+    /// [`Pump::accrue`] in the steady state: running the constant flow with nothing
+    /// overlaid, deliverable while the reservoir holds a stroke (else the general
+    /// accrual, which counts what is missed).
+    #[inline(always)]
+    fn quiet_accrue(&mut self, now: Instant) {
+        let from = self.s.accounted_to;
+        if now <= from || self.s.reservoir < self.profile.stroke_volume {
+            return self.accrue(now);
+        }
+        // `basal_exact`'s constant flow: the flow times the local time elapsed.
+        let elapsed = match self.s.clock {
+            Some(c) => c.local(now).0.saturating_sub(c.local(from).0),
+            None => now.saturating_since(from).ms(),
+        };
+        let add = u128::from(self.quiet_flow).saturating_mul(u128::from(elapsed));
+        self.s.ideal_exact = self.s.ideal_exact.saturating_add(add);
+        self.s.credit_exact = self.s.credit_exact.saturating_add(add);
+        self.s.accounted_to = now;
+    }
+
+    /// [`Pump::finish`] after a stroke's report in the steady state (H-170): no stroke
+    /// due now, no tone due, the next stroke at the constant flow. `false`, having
+    /// changed nothing, when the general `finish` is needed.
+    fn quiet_schedule(&mut self, now: Instant) -> bool {
+        if self.alarms_dirty
+            || self.action_lost
+            || self.stroke_in_flight
+            || !self.running()
+            || self.s.stall.is_some()
+            || self.s.veto_retry.is_some()
+            || self.s.reservoir < self.profile.stroke_volume
+            || self.s.credit_exact >= e(self.profile.stroke_volume)
+        {
+            return false;
+        }
+        self.schedule_next_ready(now, true);
+        self.keep_min_interval();
+        true
     }
 
     /// Hands out the tones due. The alarm slots are scanned only when one changed or

@@ -421,6 +421,90 @@ proptest! {
     }
 }
 
+/// What two rigs have seen and hold, for [`the_quiet_paths_do_what_the_general_path_does_pump_051`].
+fn same_rigs(quiet: &Rig, general: &Rig, after: &Op) -> Result<(), TestCaseError> {
+    let (a, b) = (&quiet.pump, &general.pump);
+    prop_assert_eq!(&quiet.events, &general.events, "log after {:?}", after);
+    prop_assert_eq!(
+        &quiet.faults,
+        &general.faults,
+        "fault log after {:?}",
+        after
+    );
+    prop_assert_eq!(&quiet.sounds, &general.sounds, "tones after {:?}", after);
+    prop_assert_eq!(&quiet.tip, &general.tip, "tip doses after {:?}", after);
+    prop_assert_eq!(quiet.wakes, general.wakes, "wake-ups after {:?}", after);
+    prop_assert!(
+        quiet.writes == general.writes,
+        "flash writes differ after {:?}",
+        after
+    );
+    prop_assert_eq!(a.status(), b.status(), "status after {:?}", after);
+    prop_assert_eq!(
+        a.poll_timeout(),
+        b.poll_timeout(),
+        "next wake after {:?}",
+        after
+    );
+    prop_assert_eq!(a.fluid(), b.fluid(), "fluid path after {:?}", after);
+    prop_assert_eq!(a.limiter(), b.limiter(), "limiter after {:?}", after);
+    prop_assert_eq!(a.battery(), b.battery(), "battery after {:?}", after);
+    prop_assert_eq!(a.alarms(), b.alarms(), "alarms after {:?}", after);
+    prop_assert_eq!(
+        a.ideal_delivered(),
+        b.ideal_delivered(),
+        "ideal after {:?}",
+        after
+    );
+    prop_assert_eq!(a.delivered(), b.delivered(), "delivered after {:?}", after);
+    prop_assert_eq!(a.strokes(), b.strokes(), "strokes after {:?}", after);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// H-170: one pump takes the quiet paths of the steady state, the other only the
+    /// general path; over random commands, refills, stalls, clock changes, catheter
+    /// revisions and restarts, both log, sound, write, deliver and hold the same.
+    #[test]
+    fn the_quiet_paths_do_what_the_general_path_does_pump_051(
+        ops in proptest::collection::vec(
+            prop_oneof![6 => (1u64..6 * 60).prop_map(Op::Advance), 4 => op()],
+            1..40,
+        ),
+        clock in any::<bool>(),
+        battery_days in proptest::option::of(0u64..8),
+    ) {
+        let mut profile = HardwareProfile::synchromed_class(20);
+        if let Some(days) = battery_days {
+            // A battery that reaches its elective replacement (90 days left) and its
+            // end of service within the run: the battery's own timers come due.
+            let day = u64::from(profile.quiescent_uj_per_hour) * 24
+                + 2_400 * u64::from(profile.stroke_uj + profile.wake_uj);
+            profile.battery_uj = day * (thecal_pump::battery::EOS_RESERVE_DAYS + 90 + days);
+        }
+        let new = || {
+            let mut rig = Rig::new(profile);
+            rig.record_writes = true;
+            if clock {
+                rig.set_clock();
+            }
+            rig.start(DrugId::Baclofen, "2000 mcg/mL", "20 mL", Schedule::continuous(q("0.6 mL/day")), Some(ptm()));
+            rig
+        };
+        let (mut quiet, mut general) = (new(), new());
+        general.pump.set_quiet_paths(false);
+        for op in &ops {
+            apply(&mut quiet, op);
+            apply(&mut general, op);
+            // A restart builds a new core, with the quiet paths on.
+            general.pump.set_quiet_paths(false);
+            same_rigs(&quiet, &general, op)?;
+        }
+    }
+}
+
 /// Operations of a valve pump's clinical life: MRI mode (emptied or an emergency),
 /// reminder intervals, acknowledgements, on top of the common [`Op`]s.
 #[derive(Debug, Clone)]

@@ -35,7 +35,7 @@ where
 }
 
 /// One operation on the journal's memory, owned.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     Erase(u16),
     Program(u32, Vec<u8>),
@@ -62,7 +62,7 @@ impl Op {
 }
 
 /// One persistence write as the hardware saw it.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Write {
     pub op: Op,
     /// Strokes the motor had moved when this write was made.
