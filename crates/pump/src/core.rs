@@ -567,8 +567,12 @@ pub struct Pump {
     quiet_until: Instant,
     /// [`Pump::poll_timeout`]'s answer, the next stroke aside, while steady.
     quiet_timer: Option<Instant>,
-    /// The program's constant flow (nL/day), while steady.
+    /// The flow (nL/day) the accrual counts while steady: the program's constant flow,
+    /// or its daily mean while the clock is not set.
     quiet_flow: u64,
+    /// The program's constant flow (nL/day) the next stroke is scheduled by, while
+    /// steady.
+    quiet_schedule_flow: u64,
     /// Whether the quiet paths may be taken (the default). Off, every input takes the
     /// general path: the test of H-170 runs one pump each way.
     quiet_paths: bool,
@@ -686,6 +690,7 @@ impl Pump {
             quiet_until: Instant::ZERO,
             quiet_timer: None,
             quiet_flow: 0,
+            quiet_schedule_flow: 0,
             quiet_paths: true,
         }
     }
@@ -720,6 +725,7 @@ impl Pump {
             quiet_until,
             quiet_timer,
             quiet_flow,
+            quiet_schedule_flow,
             // A setting of the caller's, like the journal's size: kept.
             quiet_paths: _,
         } = self;
@@ -748,6 +754,7 @@ impl Pump {
         *quiet_until = Instant::ZERO;
         *quiet_timer = None;
         *quiet_flow = 0;
+        *quiet_schedule_flow = 0;
     }
 
     /// A pump that is only a place to restore into: the profile's factory-fresh state,
@@ -981,6 +988,9 @@ impl Pump {
     pub fn handle_stroke_done(&mut self, now: Instant, ok: bool) {
         let now = self.t(now);
         if self.stroke_issued_at.take() == Some(now) {
+            if ok && self.stroke_in_flight && now < self.quiet_until && !self.alarms_dirty {
+                return self.quiet_stroke_done(now);
+            }
             // Reported at the instant of the timeout that issued it, with no input in
             // between: the battery, the accrual, the bolus, the timers and the fluid
             // path are as that wake-up left them; only the stroke's own accounting
@@ -1644,6 +1654,7 @@ impl Pump {
         };
         // The flow `basal_exact` counts: the schedule's, or its daily mean while the
         // clock is not set (a command sets it, and settles this again).
+        self.quiet_schedule_flow = flow.raw();
         self.quiet_flow = match self.s.clock {
             Some(_) => flow.raw(),
             None => self.s.program.schedule.mean_daily().raw(),
@@ -1713,6 +1724,27 @@ impl Pump {
         self.s.accounted_to = now;
     }
 
+    /// [`Pump::handle_stroke_done`] of a stroke that moved, reported at the instant of
+    /// the timeout that issued it, in the steady state (H-170): the battery is not due
+    /// for evaluation before the horizon, and no transition, stall or limiter alarm
+    /// waits to be cleared by the stroke.
+    fn quiet_stroke_done(&mut self, now: Instant) {
+        self.stroke_invariant(now);
+        self.stroke_in_flight = false;
+        let stroke = self.profile.stroke_volume;
+        if self
+            .s
+            .fluid
+            .commit_in_place(stroke, &self.s.program.contents)
+            .is_err()
+        {
+            self.enter_fault(now, FaultCode::FluidPath);
+        }
+        if !self.quiet_schedule(now) {
+            self.finish(now);
+        }
+    }
+
     /// [`Pump::finish`] after a stroke's report in the steady state (H-170): no stroke
     /// due now, no tone due, the next stroke at the constant flow. `false`, having
     /// changed nothing, when the general `finish` is needed.
@@ -1728,7 +1760,13 @@ impl Pump {
         {
             return false;
         }
-        self.schedule_next_ready(now, true);
+        // `schedule_next_ready` of the constant flow, with nothing overlaid.
+        self.next_stroke = constant_flow_due(
+            now,
+            self.s.credit_exact,
+            e(self.profile.stroke_volume),
+            self.quiet_schedule_flow,
+        );
         self.keep_min_interval();
         true
     }
@@ -1965,20 +2003,7 @@ impl Pump {
         // A constant program with no overlay: the credit grows by `flow` per ms, so the
         // stroke is due after ⌈(threshold − credit) / flow⌉ ms, exactly.
         if let (None, Some(flow)) = (self.s.bolus, self.s.program.schedule.constant_flow()) {
-            if credit >= threshold {
-                self.next_stroke = Some(now);
-            } else if !flow.is_zero() {
-                let need = threshold.saturating_sub(credit);
-                // In 64 bits when the shortfall fits (always, between strokes): the
-                // same quotient without a 128-bit division.
-                let dt = match u64::try_from(need) {
-                    Ok(need) => need.div_ceil(flow.raw()),
-                    Err(_) => {
-                        u64::try_from(need.div_ceil(u128::from(flow.raw()))).unwrap_or(u64::MAX)
-                    }
-                };
-                self.next_stroke = Some(now.saturating_add(Duration::from_ms(dt)));
-            }
+            self.next_stroke = constant_flow_due(now, credit, threshold, flow.raw());
             return;
         }
         self.schedule_through_changes(now, credit, threshold);
@@ -3503,6 +3528,27 @@ impl Pump {
             }
         }
     }
+}
+
+/// When a constant `flow` (nL/day) with nothing overlaid brings the credit from `credit`
+/// to `threshold` (both nL·ms/day): now if it is there, else after
+/// ⌈(threshold − credit) / flow⌉ ms, exactly; `None` for no flow.
+#[inline(always)]
+fn constant_flow_due(now: Instant, credit: u128, threshold: u128, flow: u64) -> Option<Instant> {
+    if credit >= threshold {
+        return Some(now);
+    }
+    if flow == 0 {
+        return None;
+    }
+    let need = threshold.saturating_sub(credit);
+    // In 64 bits when the shortfall fits (always, between strokes): the same quotient
+    // without a 128-bit division.
+    let dt = match u64::try_from(need) {
+        Ok(need) => need.div_ceil(flow),
+        Err(_) => u64::try_from(need.div_ceil(u128::from(flow))).unwrap_or(u64::MAX),
+    };
+    Some(now.saturating_add(Duration::from_ms(dt)))
 }
 
 /// The earlier of two optional instants; `None` only when both are.

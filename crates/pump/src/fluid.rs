@@ -584,6 +584,10 @@ impl FluidPath {
     pub fn held_volume(&self) -> Volume {
         // Over the deque's two slices: cheaper than its iterator (checked on every wake).
         let (a, b) = self.segments.as_slices();
+        if let ([only], []) = (a, b) {
+            // The common path of one segment (the lane's).
+            return only.volume;
+        }
         a.iter()
             .chain(b)
             .fold(Volume::ZERO, |acc, s| acc.saturating_add(s.volume))
