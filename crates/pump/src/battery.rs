@@ -363,6 +363,7 @@ impl Battery {
     /// Bounded work for any gap: days that fall out of the window before they could be
     /// averaged are added in one step. That is exact because a whole day of quiescent
     /// draw is `24 × rate` µJ with no remainder, so the carry is unchanged.
+    #[inline(always)]
     pub fn advance(&mut self, now: Instant) {
         // At most one partial day, one bulk step and WINDOW_DAYS full days.
         for _ in 0..WINDOW_DAYS.saturating_add(3) {

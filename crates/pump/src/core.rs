@@ -2235,6 +2235,7 @@ impl Pump {
     }
 
     /// [`Pump::after_volume_change`] with the low-reservoir threshold worked out.
+    #[inline(always)]
     fn reservoir_alarms(&mut self, now: Instant, threshold: Volume) {
         if self.s.reservoir <= threshold && self.s.program.contents.active().next().is_some() {
             self.raise(now, AlarmKind::LowReservoir);
@@ -2405,6 +2406,7 @@ impl Pump {
     }
 
     /// The cheap invariants checked on every wake.
+    #[inline(always)]
     fn invariants(&mut self, now: Instant) {
         if matches!(self.s.mode, Mode::Fault { .. }) {
             return;
