@@ -36,7 +36,22 @@ impl Clocks {
 impl Engine<'_> {
     /// The dose rates of the primary drug now, ng/ms: (what the pump runs, what the
     /// clinician intends).
+    #[inline(always)]
     pub(super) fn dose_rates_ng_per_ms(&mut self) -> (f64, f64) {
+        // The common case, at every event: a constant program whose rate is known.
+        if let (Dev::Programmable(p), Some(rate)) = (&self.dev, self.basal_rate) {
+            match p.pump.mode() {
+                Mode::Running => return (rate, rate),
+                Mode::Stopped { .. } => return (0.0, 0.0),
+                _ => return (0.0, rate),
+            }
+        }
+        self.dose_rates_worked_out()
+    }
+
+    /// [`Engine::dose_rates_ng_per_ms`] when the rate is not known already.
+    #[inline(never)]
+    fn dose_rates_worked_out(&mut self) -> (f64, f64) {
         match &self.dev {
             Dev::Programmable(p) => {
                 let mode = p.pump.mode();
@@ -44,9 +59,6 @@ impl Engine<'_> {
                     return (0.0, 0.0);
                 }
                 let running = matches!(mode, Mode::Running);
-                if let Some(rate) = self.basal_rate {
-                    return (if running { rate } else { 0.0 }, rate);
-                }
                 let program = p.pump.program();
                 let per_ng_ms = program.contents.concentration_of(self.primary).raw() as f64
                     / 1e6
