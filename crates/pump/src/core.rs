@@ -2096,6 +2096,7 @@ impl Pump {
     // ----- strokes -------------------------------------------------------------------
 
     /// Issues one stroke: limiter, pre-accounting, persist, then the stroke itself.
+    #[inline(always)]
     fn issue_stroke(&mut self, now: Instant, retry: bool) {
         let stroke = self.profile.stroke_volume;
         if self.s.reservoir < stroke {
