@@ -2407,7 +2407,6 @@ impl Pump {
     }
 
     /// The cheap invariants checked on every wake.
-    #[inline(always)]
     fn invariants(&mut self, now: Instant) {
         if matches!(self.s.mode, Mode::Fault { .. }) {
             return;
