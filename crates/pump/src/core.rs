@@ -567,12 +567,8 @@ pub struct Pump {
     quiet_until: Instant,
     /// [`Pump::poll_timeout`]'s answer, the next stroke aside, while steady.
     quiet_timer: Option<Instant>,
-    /// The flow (nL/day) the accrual counts while steady: the program's constant flow,
-    /// or its daily mean while the clock is not set.
+    /// The program's constant flow (nL/day), while steady.
     quiet_flow: u64,
-    /// The program's constant flow (nL/day) the next stroke is scheduled by, while
-    /// steady.
-    quiet_schedule_flow: u64,
     /// Whether the quiet paths may be taken (the default). Off, every input takes the
     /// general path: the test of H-170 runs one pump each way.
     quiet_paths: bool,
@@ -690,7 +686,6 @@ impl Pump {
             quiet_until: Instant::ZERO,
             quiet_timer: None,
             quiet_flow: 0,
-            quiet_schedule_flow: 0,
             quiet_paths: true,
         }
     }
@@ -725,7 +720,6 @@ impl Pump {
             quiet_until,
             quiet_timer,
             quiet_flow,
-            quiet_schedule_flow,
             // A setting of the caller's, like the journal's size: kept.
             quiet_paths: _,
         } = self;
@@ -754,7 +748,6 @@ impl Pump {
         *quiet_until = Instant::ZERO;
         *quiet_timer = None;
         *quiet_flow = 0;
-        *quiet_schedule_flow = 0;
     }
 
     /// A pump that is only a place to restore into: the profile's factory-fresh state,
@@ -1007,9 +1000,6 @@ impl Pump {
             } else {
                 self.stroke_stalled(now);
             }
-        }
-        if now < self.quiet_until && self.quiet_schedule(now) {
-            return;
         }
         self.finish(now);
     }
@@ -1652,13 +1642,9 @@ impl Pump {
         let (true, Some(flow)) = (steady, flow) else {
             return;
         };
-        // The flow `basal_exact` counts: the schedule's, or its daily mean while the
-        // clock is not set (a command sets it, and settles this again).
-        self.quiet_schedule_flow = flow.raw();
-        self.quiet_flow = match self.s.clock {
-            Some(_) => flow.raw(),
-            None => self.s.program.schedule.mean_daily().raw(),
-        };
+        // Also the flow `basal_exact` counts without a clock: a constant flow's mean
+        // day is the flow, exactly.
+        self.quiet_flow = flow.raw();
         let beyond_use = if self.s.alarms.is_active(AlarmKind::BeyondUseDate) {
             None
         } else {
@@ -1731,15 +1717,8 @@ impl Pump {
     fn quiet_stroke_done(&mut self, now: Instant) {
         self.stroke_invariant(now);
         self.stroke_in_flight = false;
-        let stroke = self.profile.stroke_volume;
-        if self
-            .s
-            .fluid
-            .commit_in_place(stroke, &self.s.program.contents)
-            .is_err()
-        {
-            self.enter_fault(now, FaultCode::FluidPath);
-        }
+        // `stroke_succeeded` with nothing else to clear.
+        self.commit_stroke(now);
         if !self.quiet_schedule(now) {
             self.finish(now);
         }
@@ -1765,7 +1744,7 @@ impl Pump {
             now,
             self.s.credit_exact,
             e(self.profile.stroke_volume),
-            self.quiet_schedule_flow,
+            self.quiet_flow,
         );
         self.keep_min_interval();
         true
@@ -2166,15 +2145,25 @@ impl Pump {
         self.reservoir_alarms(now, low);
     }
 
-    fn stroke_succeeded(&mut self, now: Instant) {
+    /// Moves the stroke's fluid along the path as prepared when it was issued; a path
+    /// that cannot take it puts the pump in its safe state. Whether it moved.
+    #[inline(always)]
+    fn commit_stroke(&mut self, now: Instant) -> bool {
         let stroke = self.profile.stroke_volume;
-        if self
+        let moved = self
             .s
             .fluid
             .commit_in_place(stroke, &self.s.program.contents)
-            .is_err()
-        {
-            return self.enter_fault(now, FaultCode::FluidPath);
+            .is_ok();
+        if !moved {
+            self.enter_fault(now, FaultCode::FluidPath);
+        }
+        moved
+    }
+
+    fn stroke_succeeded(&mut self, now: Instant) {
+        if !self.commit_stroke(now) {
+            return;
         }
         if self.s.transition.as_ref().is_some_and(|t| t.clearing) {
             self.transition_clearing(now);
