@@ -1619,10 +1619,12 @@ impl Pump {
 
     /// Works out the steady state's horizon ([`Pump::quiet_until`]) and timers after a
     /// general input: steady while running one constant flow with no bolus, allowance,
-    /// transition, bridge, veto, stall, lost action or limiter alarm, and no alarm
-    /// changed but not yet sounded. The horizon is the first instant at which a check
-    /// of the general wake-up could do something: a tone due, the battery's next
-    /// evaluation, a reminder, the beyond-use date. Those the quiet paths cannot move
+    /// bridge, veto, stall, lost action or limiter alarm, no alarm changed but not yet
+    /// sounded, and no transition whose old fluid is still in the path (one whose
+    /// fluid has left only keeps the old limits until it ends, as after every refill).
+    /// The horizon is the first instant at which a check of the general wake-up could
+    /// do something: a tone due, the battery's next evaluation, a reminder, the
+    /// beyond-use date, the end of a transition. Those the quiet paths cannot move
     /// (they change only in the general path, which works this out again).
     fn settle_quiet(&mut self) {
         self.quiet_until = Instant::ZERO;
@@ -1632,7 +1634,7 @@ impl Pump {
             && !self.action_lost
             && self.s.bolus.is_none()
             && self.s.allowance.is_none()
-            && self.s.transition.is_none()
+            && self.s.transition.as_ref().is_none_or(|t| !t.clearing)
             && self.s.veto_retry.is_none()
             && self.s.stall.is_none()
             && !self.s.bridging
@@ -1650,9 +1652,14 @@ impl Pump {
         } else {
             self.s.beyond_use
         };
+        // A transition whose old fluid has left is a timer: its end changes the limits.
+        let transition_ends = self.s.transition.as_ref().map(|t| t.until);
         let timer = earliest(
-            earliest(self.alarm_due, self.battery_due),
-            earliest(self.s.reminder_at, beyond_use),
+            earliest(
+                earliest(self.alarm_due, self.battery_due),
+                earliest(self.s.reminder_at, beyond_use),
+            ),
+            transition_ends,
         );
         self.quiet_timer = timer;
         self.quiet_until = earliest(timer, Some(self.battery_next_eval)).unwrap_or(Instant::MAX);

@@ -51,7 +51,7 @@ use heapless::{Deque, Vec};
 use serde::{Deserialize, Serialize};
 use thecal_rx::dose::{Admixture, Component};
 use thecal_rx::drug::DrugId;
-use thecal_rx::quantity::{NL_PER_ML, Rounding, mul_div};
+use thecal_rx::quantity::{NL_PER_ML, Rounding, mul_div, mul_div_inline};
 use thecal_rx::seq::InPlace;
 use thecal_rx::{Concentration, Mass, Volume};
 
@@ -1259,8 +1259,14 @@ fn write_single_plan(
     let taken = if held.is_zero() {
         Mass::ZERO
     } else {
-        held.scale(single.volume.nl(), front.volume.nl(), Rounding::Down)
-            .unwrap_or(Mass::ZERO)
+        // `Mass::scale`, in line.
+        mul_div_inline(
+            held.raw(),
+            single.volume.nl(),
+            front.volume.nl(),
+            Rounding::Down,
+        )
+        .map_or(Mass::ZERO, Mass::from_raw)
     };
     plan.whole = 0;
     plan.partial = None;
@@ -1397,7 +1403,7 @@ pub(crate) fn same_contents(a: &Admixture, b: &Admixture) -> bool {
 /// pg = ng/mL × nL / 10⁶ × 1000 = ng/mL × nL / 1000.
 #[inline]
 fn mass_upto(c: &Component, v: Volume) -> Result<Mass, FluidError> {
-    mul_div(
+    mul_div_inline(
         c.concentration.raw(),
         v.raw(),
         NL_PER_ML / PG_PER_NG,

@@ -94,10 +94,23 @@ impl fmt::Display for AdmixtureError {
 
 /// The contents of a reservoir: up to four drugs, each with its concentration. Saline
 /// may stand alone (a rinse or a catheter fill) and is otherwise implied as diluent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Admixture {
     components: Vec<Component, MAX_DRUGS>,
+}
+
+/// Equal when the components are equal, in order (as a derived comparison). Inline:
+/// the pump compares the fluid of every stroke with its path's, nearly always one
+/// drug against one.
+impl PartialEq for Admixture {
+    #[inline(always)]
+    fn eq(&self, other: &Self) -> bool {
+        match (self.components.as_slice(), other.components.as_slice()) {
+            ([a], [b]) => a == b,
+            (a, b) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y),
+        }
+    }
 }
 
 impl Admixture {
@@ -265,6 +278,38 @@ mod tests {
             let tolerance = conc_ng.div_ceil(1_000_000) + 1;
             prop_assert!(back.raw().abs_diff(dose_ng) <= tolerance,
                 "{dose_ng} -> {} -> {}", f.raw(), back.raw());
+        }
+
+        /// Two admixtures are equal exactly when their lists of drugs and
+        /// concentrations are, in order (the oracle: the lists as plain vectors).
+        #[test]
+        fn admixtures_are_equal_when_their_components_are_rx_004(
+            a in proptest::collection::vec((0usize..3, 0u64..3), 1..=3),
+            b in proptest::collection::vec((0usize..3, 0u64..3), 1..=3),
+        ) {
+            extern crate std;
+            const DRUGS: [DrugId; 3] = [DrugId::Morphine, DrugId::Clonidine, DrugId::Baclofen];
+            let build = |parts: &[(usize, u64)]| {
+                let mut seen = std::vec::Vec::new();
+                let mut out = std::vec::Vec::new();
+                for &(d, c) in parts {
+                    if !seen.contains(&d) {
+                        seen.push(d);
+                        out.push((d, c));
+                    }
+                }
+                out
+            };
+            let (a, b) = (build(&a), build(&b));
+            let mix = |parts: &[(usize, u64)]| {
+                let comps: std::vec::Vec<Component> = parts
+                    .iter()
+                    .map(|&(d, c)| Component { drug: DRUGS[d], concentration: Concentration::from_raw(c) })
+                    .collect();
+                Admixture::new(&comps).unwrap()
+            };
+            prop_assert_eq!(mix(&a) == mix(&b), a == b);
+            prop_assert!(mix(&a) == mix(&a));
         }
     }
 }

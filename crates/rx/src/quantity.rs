@@ -79,14 +79,23 @@ pub enum Rounding {
 /// [`QuantityError::DivideByZero`] when `c` is zero, [`QuantityError::Overflow`] when
 /// the rounded result does not fit in a `u64`.
 pub fn mul_div(a: u64, b: u64, c: u64, rounding: Rounding) -> Result<u64, QuantityError> {
-    if c == 0 {
-        return Err(QuantityError::DivideByZero);
-    }
-    // Fast path: the product fits 64 bits (nearly every clinical case), so no 128-bit
-    // division is needed. Same result, same rounding.
-    if let Some(product) = a.checked_mul(b) {
-        let quotient = product.checked_div(c).ok_or(QuantityError::DivideByZero)?;
-        let remainder = product.checked_rem(c).ok_or(QuantityError::DivideByZero)?;
+    mul_div_inline(a, b, c, rounding)
+}
+
+/// [`mul_div`], inlined where it is called (the pump's stroke path): the 64-bit case in
+/// line, the 128-bit one out of line.
+///
+/// # Errors
+/// As [`mul_div`].
+#[inline(always)]
+pub fn mul_div_inline(a: u64, b: u64, c: u64, rounding: Rounding) -> Result<u64, QuantityError> {
+    // The product fits 64 bits (nearly every clinical case), so no 128-bit division is
+    // needed. Same result, same rounding.
+    let product = a.checked_mul(b);
+    if let (Some(quotient), Some(remainder)) = (
+        product.and_then(|p| p.checked_div(c)),
+        product.and_then(|p| p.checked_rem(c)),
+    ) {
         let bump = match rounding {
             Rounding::Down => false,
             Rounding::Up => remainder != 0,
@@ -97,6 +106,15 @@ pub fn mul_div(a: u64, b: u64, c: u64, rounding: Rounding) -> Result<u64, Quanti
         } else {
             Ok(quotient)
         };
+    }
+    mul_div_wide(a, b, c, rounding)
+}
+
+/// [`mul_div`] in 128 bits: a product beyond 64 bits, or a zero divisor.
+#[inline(never)]
+fn mul_div_wide(a: u64, b: u64, c: u64, rounding: Rounding) -> Result<u64, QuantityError> {
+    if c == 0 {
+        return Err(QuantityError::DivideByZero);
     }
     let product = u128::from(a)
         .checked_mul(u128::from(b))
@@ -875,6 +893,9 @@ mod tests {
             prop_assert_eq!(mul_div(a, b, c, Rounding::Down), down);
             prop_assert_eq!(mul_div(a, b, c, Rounding::Up), up);
             prop_assert_eq!(mul_div(a, b, c, Rounding::Nearest), near);
+            prop_assert_eq!(mul_div_inline(a, b, c, Rounding::Down), down);
+            prop_assert_eq!(mul_div_inline(a, b, c, Rounding::Up), up);
+            prop_assert_eq!(mul_div_inline(a, b, c, Rounding::Nearest), near);
         }
 
         #[test]
