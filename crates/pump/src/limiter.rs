@@ -1601,8 +1601,8 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(256))]
         /// `check_and_record` of single-drug strokes (its one-pass stroke path and the
         /// general one) gives exactly `check` then `record`: the same verdicts, the same
-        /// state and the same counts, with clock steps back, gaps longer than a ring and
-        /// bins driven to saturation.
+        /// state and the same counts, with clock steps back, gaps longer than a ring,
+        /// strokes on a bin's first and last millisecond, and bins driven to saturation.
         #[test]
         fn check_and_record_of_a_stroke_is_check_then_record(
             per_hour in proptest::option::of(50_000u64..=u64::from(u32::MAX) * 4),
@@ -1611,7 +1611,7 @@ mod tests {
                 (advance(), any::<bool>(), prop_oneof![
                     8 => 0u64..=60_000,
                     1 => 0u64..=u64::from(u32::MAX) + 10,
-                ]),
+                ], prop_oneof![4 => Just(0u8), 1 => 1u8..=4]),
                 1..300),
         ) {
             let drug = DrugId::Baclofen;
@@ -1623,9 +1623,18 @@ mod tests {
             fused.set_limits(drug, limits).unwrap();
             let mut split = fused.clone();
             let mut t = 0u64;
-            for (adv, back, m) in steps {
+            for (adv, back, m, edge) in steps {
                 // Now and then the clock steps back instead of forward.
                 t = if back && adv < 2 * MIN { t.saturating_sub(adv) } else { t + adv };
+                // Now and then onto the first or the last millisecond of a bin.
+                let first = |width: u64| t.div_ceil(width) * width;
+                t = match edge {
+                    1 => first(MIN),
+                    2 => (first(MIN) + MIN - 1).max(t),
+                    3 => first(15 * MIN),
+                    4 => (first(15 * MIN) + 15 * MIN - 1).max(t),
+                    _ => t,
+                };
                 let now = at(t);
                 let stroke = [(drug, Mass::from_raw(m))];
                 let a = fused.check_and_record(now, &stroke);
