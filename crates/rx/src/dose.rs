@@ -108,6 +108,8 @@ impl PartialEq for Admixture {
     fn eq(&self, other: &Self) -> bool {
         match (self.components.as_slice(), other.components.as_slice()) {
             ([a], [b]) => a == b,
+            // The slice comparison spelled out: `a == b` here measured 4 instructions a
+            // stroke slower in the seven-year run.
             (a, b) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y),
         }
     }
